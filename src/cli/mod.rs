@@ -1,0 +1,135 @@
+//! Command-line interface: clap definitions, global flags, logging set-up and exit codes. One file per
+//! subcommand; each returns the process exit code or an error (printed as `error: …`, exit 1).
+
+mod render;
+mod schema;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit code for success or "nothing to do".
+pub const EXIT_OK: u8 = 0;
+/// Exit code for any error: invalid spec, unresolvable image or secret, API failure.
+pub const EXIT_ERROR: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcpfleet",
+    version,
+    about = "Run fleets of MCP servers on AWS ECS/Fargate from declarative YAML",
+    long_about = "mcpfleet turns McpService manifests (YAML, apiVersion mcpfleet.io/v1alpha1) into ECS task \
+definitions and services: images pinned to their digest, ARM64 or X86_64 per service, Secrets Manager ARNs wired \
+in, stopTimeout and health checks set. The same manifests render a local Docker Compose stack.\n\n\
+Start with `mcpfleet validate -f manifests/`, then `mcpfleet render -f manifests/` to see what ECS would receive.",
+    after_help = "Exit codes: 0 success or nothing to do; 1 error (invalid spec, unresolvable image or secret, API failure)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Where ECS, ECR and Secrets Manager live: real AWS, or the embedded simulator.
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Aws, env = "MCPFLEET_BACKEND")]
+    pub backend: Backend,
+
+    /// State file of the sim backend.
+    #[arg(long, global = true, value_name = "PATH", default_value = ".mcpfleet/sim.json", env = "MCPFLEET_SIM_STATE")]
+    pub sim_state: PathBuf,
+
+    /// AWS region (default: the standard AWS region chain).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Real AWS through the standard credential chain (honours AWS_ENDPOINT_URL).
+    Aws,
+    /// The embedded ECS/ECR/Secrets Manager simulator (no AWS account needed).
+    Sim,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Text for people or one JSON object for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests without calling AWS; prints every problem as FILE:LINE: FIELD: message.
+    Validate(validate::Args),
+    /// Print what ECS would receive (RegisterTaskDefinition + CreateService JSON) or a docker-compose.yml.
+    Render(render::Args),
+    /// Print the JSON Schema of the manifests (for editors and CI).
+    Schema(schema::Args),
+}
+
+/// Manifest files or directories (every *.yaml / *.yml inside, in name order).
+#[derive(Debug, clap::Args)]
+pub struct Files {
+    /// A manifest file or a directory of them; repeatable.
+    #[arg(short = 'f', long = "file", value_name = "PATH", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match &cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Render(args) => render::run(args),
+        Command::Schema(args) => schema::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCPFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Loads and validates manifests, printing every diagnostic to stderr when there are any.
+pub fn load_fleet(files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
+    match mcpfleet::spec::load_paths(&files.paths) {
+        Ok(fleet) => {
+            tracing::debug!(services = fleet.services.len(), "manifests valid");
+            Ok(fleet)
+        }
+        Err(diags) => {
+            for d in &diags.0 {
+                eprintln!("{d}");
+            }
+            anyhow::bail!("{}", problems(diags.0.len()))
+        }
+    }
+}
+
+/// "1 problem found in the manifests" / "N problems …".
+pub fn problems(n: usize) -> String {
+    format!("{n} problem{} found in the manifests", if n == 1 { "" } else { "s" })
+}

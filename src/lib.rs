@@ -1,0 +1,7 @@
+//! mcpfleet: a Kubernetes-style controller for fleets of MCP servers on AWS ECS/Fargate.
+//!
+//! Layers, from the inside out: [`spec`] (manifests → a validated fleet), [`render`] (a validated service → the
+//! exact ECS and Docker Compose documents), and the `mcpfleet` binary's commands (in `src/cli/`).
+
+pub mod render;
+pub mod spec;

@@ -1,0 +1,371 @@
+//! ECS documents: the RegisterTaskDefinition and CreateService inputs for one service, in the AWS API's JSON
+//! shape (camelCase), plus the tags that carry mcpfleet's state and the spec hash that identifies a desired state.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Resolved;
+use crate::spec::{HealthProbe, Probe, ValidService};
+
+/// Prefix of every tag mcpfleet owns.
+pub const TAG_PREFIX: &str = "mcpfleet.io/";
+/// Tag keys (with [`TAG_PREFIX`]).
+pub const TAG_MANAGED_BY: &str = "mcpfleet.io/managed-by";
+pub const TAG_SPEC_HASH: &str = "mcpfleet.io/spec-hash";
+pub const TAG_IMAGE_TAG: &str = "mcpfleet.io/image-tag";
+pub const TAG_IMAGE_DIGEST: &str = "mcpfleet.io/image-digest";
+/// Value of the managed-by tag.
+pub const MANAGED_BY: &str = "mcpfleet";
+
+/// Name of the task-scoped scratch volume mounted at /tmp when the root filesystem is read-only.
+const TMP_VOLUME: &str = "tmp";
+
+/// An AWS resource tag.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// RegisterTaskDefinition input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDefinitionInput {
+    pub family: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub task_role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub execution_role_arn: Option<String>,
+    pub network_mode: String,
+    pub container_definitions: Vec<ContainerDefinition>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub volumes: Vec<Volume>,
+    pub requires_compatibilities: Vec<String>,
+    pub cpu: String,
+    pub memory: String,
+    pub runtime_platform: RuntimePlatform,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub tags: Vec<Tag>,
+}
+
+/// The one essential container of an MCP server task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerDefinition {
+    pub name: String,
+    pub image: String,
+    pub essential: bool,
+    pub port_mappings: Vec<PortMapping>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub environment: Vec<KeyValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub secrets: Vec<SecretVar>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub health_check: Option<HealthCheck>,
+    pub stop_timeout: u32,
+    pub readonly_root_filesystem: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mount_points: Vec<MountPoint>,
+    pub linux_parameters: LinuxParameters,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub log_configuration: Option<LogConfiguration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    pub container_port: u16,
+    pub protocol: String,
+    pub name: String,
+    pub app_protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVar {
+    pub name: String,
+    pub value_from: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub command: Vec<String>,
+    pub interval: u32,
+    pub timeout: u32,
+    pub retries: u32,
+    pub start_period: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountPoint {
+    pub source_volume: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinuxParameters {
+    pub init_process_enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogConfiguration {
+    pub log_driver: String,
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimePlatform {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cpu_architecture: Option<super::CpuArch>,
+    pub operating_system_family: String,
+}
+
+/// CreateService input (UpdateService takes the same settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceInput {
+    pub cluster: String,
+    pub service_name: String,
+    pub task_definition: String,
+    pub desired_count: u32,
+    pub launch_type: String,
+    pub scheduling_strategy: String,
+    pub deployment_controller: DeploymentController,
+    pub deployment_configuration: DeploymentConfiguration,
+    pub network_configuration: NetworkConfiguration,
+    #[serde(rename = "enableECSManagedTags")]
+    pub enable_ecs_managed_tags: bool,
+    pub propagate_tags: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentController {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfiguration {
+    pub maximum_percent: u32,
+    pub minimum_healthy_percent: u32,
+    pub deployment_circuit_breaker: CircuitBreaker,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitBreaker {
+    pub enable: bool,
+    pub rollback: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkConfiguration {
+    pub awsvpc_configuration: AwsVpcConfiguration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsVpcConfiguration {
+    pub subnets: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: String,
+}
+
+/// Both documents of one service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsService {
+    pub name: String,
+    pub cluster: String,
+    pub register_task_definition: TaskDefinitionInput,
+    pub create_service: ServiceInput,
+}
+
+/// The in-container HTTP probe for a `path` health check. The probe's own timeout stays a second under ECS's so
+/// a slow server is reported as a failed probe rather than a killed one.
+pub fn probe_command(probe: Probe, port: u16, path: &str, timeout_secs: u32) -> Vec<String> {
+    let url = format!("http://localhost:{port}{path}");
+    let t = timeout_secs.saturating_sub(1).max(1);
+    let argv: Vec<String> = match probe {
+        Probe::Python => vec![
+            "python3".into(),
+            "-c".into(),
+            format!("import urllib.request; urllib.request.urlopen('{url}', timeout={t})"),
+        ],
+        Probe::Curl => {
+            vec!["curl".into(), "-fsS".into(), "-o".into(), "/dev/null".into(), "--max-time".into(), t.to_string(), url]
+        }
+        Probe::Wget => {
+            vec!["wget".into(), "-q".into(), "-O".into(), "/dev/null".into(), "-T".into(), t.to_string(), url]
+        }
+    };
+    std::iter::once("CMD".to_string()).chain(argv).collect()
+}
+
+/// The health-check command in ECS form.
+pub fn health_command(svc: &ValidService) -> Option<Vec<String>> {
+    let h = svc.health_check.as_ref()?;
+    Some(match &h.probe {
+        HealthProbe::Http { path, probe } => probe_command(*probe, svc.port, path, h.timeout_secs),
+        HealthProbe::Command(cmd) => cmd.clone(),
+    })
+}
+
+/// Renders the RegisterTaskDefinition input (without tags; see [`render`]).
+pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInput {
+    let health_check = svc.health_check.as_ref().map(|h| HealthCheck {
+        command: health_command(svc).unwrap_or_default(),
+        interval: h.interval_secs,
+        timeout: h.timeout_secs,
+        retries: h.retries,
+        start_period: h.start_period_secs,
+    });
+    let log_configuration = svc.logging.as_ref().map(|l| LogConfiguration {
+        log_driver: "awslogs".into(),
+        options: [
+            ("awslogs-group".to_string(), l.group.clone()),
+            ("awslogs-region".to_string(), l.region.clone()),
+            ("awslogs-stream-prefix".to_string(), l.stream_prefix.clone()),
+        ]
+        .into_iter()
+        .collect(),
+    });
+    // A read-only root keeps a compromised server from rewriting itself; MCP servers still need a scratch /tmp.
+    let (volumes, mount_points) = if svc.read_only_root_filesystem {
+        (
+            vec![Volume { name: TMP_VOLUME.into() }],
+            vec![MountPoint { source_volume: TMP_VOLUME.into(), container_path: "/tmp".into(), read_only: false }],
+        )
+    } else {
+        (vec![], vec![])
+    };
+    TaskDefinitionInput {
+        family: svc.name.clone(),
+        task_role_arn: svc.task_role_arn.clone(),
+        execution_role_arn: svc.execution_role_arn.clone(),
+        network_mode: "awsvpc".into(),
+        container_definitions: vec![ContainerDefinition {
+            name: svc.name.clone(),
+            image: res.image.clone(),
+            essential: true,
+            port_mappings: vec![PortMapping {
+                container_port: svc.port,
+                protocol: "tcp".into(),
+                name: "mcp".into(),
+                app_protocol: "http".into(),
+            }],
+            environment: svc.env.iter().map(|(k, v)| KeyValue { name: k.clone(), value: v.clone() }).collect(),
+            secrets: res.secrets.iter().map(|(k, v)| SecretVar { name: k.clone(), value_from: v.clone() }).collect(),
+            health_check,
+            stop_timeout: svc.stop_timeout_secs,
+            readonly_root_filesystem: svc.read_only_root_filesystem,
+            mount_points,
+            // An init process reaps zombies and forwards SIGTERM, so stopTimeout really drains in-flight calls.
+            linux_parameters: LinuxParameters { init_process_enabled: true },
+            log_configuration,
+        }],
+        volumes,
+        requires_compatibilities: vec!["FARGATE".into()],
+        cpu: svc.cpu.to_string(),
+        memory: svc.memory.to_string(),
+        runtime_platform: RuntimePlatform {
+            cpu_architecture: res.architecture,
+            operating_system_family: "LINUX".into(),
+        },
+        tags: vec![],
+    }
+}
+
+/// Renders the CreateService input pointing at `task_definition` (a family, family:revision or ARN).
+pub fn service(svc: &ValidService, task_definition: &str) -> ServiceInput {
+    ServiceInput {
+        cluster: svc.cluster.clone(),
+        service_name: svc.name.clone(),
+        task_definition: task_definition.to_string(),
+        desired_count: svc.replicas,
+        launch_type: "FARGATE".into(),
+        scheduling_strategy: "REPLICA".into(),
+        deployment_controller: DeploymentController { kind: "ECS".into() },
+        deployment_configuration: DeploymentConfiguration {
+            maximum_percent: svc.rollout.max_percent,
+            minimum_healthy_percent: svc.rollout.min_healthy_percent,
+            // ECS rolls back by itself even when no mcpfleet is watching; mcpfleet detects and records it.
+            deployment_circuit_breaker: CircuitBreaker { enable: true, rollback: true },
+        },
+        network_configuration: NetworkConfiguration {
+            awsvpc_configuration: AwsVpcConfiguration {
+                subnets: svc.network.subnets.clone(),
+                security_groups: svc.network.security_groups.clone(),
+                assign_public_ip: if svc.network.assign_public_ip { "ENABLED" } else { "DISABLED" }.into(),
+            },
+        },
+        enable_ecs_managed_tags: true,
+        propagate_tags: "SERVICE".into(),
+        tags: vec![],
+    }
+}
+
+/// The hash of a desired state: the task definition and the service settings, without tags and without the
+/// task-definition reference (which only exists after registering). Equal hashes mean "nothing to do".
+pub fn spec_hash(td: &TaskDefinitionInput, svc: &ServiceInput) -> String {
+    let mut td = td.clone();
+    td.tags.clear();
+    let mut svc = svc.clone();
+    svc.tags.clear();
+    svc.task_definition.clear();
+    let canonical = serde_json::to_vec(&(td, svc)).expect("plain data serializes");
+    let digest = Sha256::digest(&canonical);
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// mcpfleet's own tags plus the user's labels, sorted by key.
+pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
+    let mut tags: Vec<Tag> = svc.labels.iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect();
+    tags.push(Tag { key: TAG_MANAGED_BY.into(), value: MANAGED_BY.into() });
+    tags.push(Tag { key: TAG_SPEC_HASH.into(), value: spec_hash.into() });
+    if let Some(tag) = &svc.image.tag {
+        tags.push(Tag { key: TAG_IMAGE_TAG.into(), value: tag.clone() });
+    }
+    if let Some(digest) = &res.digest {
+        tags.push(Tag { key: TAG_IMAGE_DIGEST.into(), value: digest.clone() });
+    }
+    tags.sort();
+    tags
+}
+
+/// Both documents of a service, tagged, with the service pointing at the task-definition family.
+pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
+    let mut td = task_definition(svc, res);
+    let mut service = service(svc, &svc.name);
+    let hash = spec_hash(&td, &service);
+    let tags = tags(svc, res, &hash);
+    td.tags = tags.clone();
+    service.tags = tags;
+    EcsService {
+        name: svc.name.clone(),
+        cluster: svc.cluster.clone(),
+        register_task_definition: td,
+        create_service: service,
+    }
+}

@@ -1,0 +1,70 @@
+//! Rendering: a validated service plus its resolutions → the exact documents ECS and Docker Compose take.
+//!
+//! Pure functions only: no I/O, no clocks, no AWS. `ecs` produces RegisterTaskDefinition and CreateService
+//! inputs (the same types describe what the backends observe, so plan can compare like with like); `compose`
+//! produces the local docker-compose.yml.
+
+pub mod compose;
+pub mod ecs;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{Architecture, ValidService};
+
+/// The CPU architecture ECS runs a task on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CpuArch {
+    #[serde(rename = "ARM64")]
+    Arm64,
+    #[serde(rename = "X86_64")]
+    X86_64,
+}
+
+impl CpuArch {
+    /// The OCI platform string of this architecture.
+    pub fn platform(self) -> &'static str {
+        match self {
+            CpuArch::Arm64 => "linux/arm64",
+            CpuArch::X86_64 => "linux/amd64",
+        }
+    }
+
+    /// The value ECS uses in `runtimePlatform.cpuArchitecture`.
+    pub fn as_ecs(self) -> &'static str {
+        match self {
+            CpuArch::Arm64 => "ARM64",
+            CpuArch::X86_64 => "X86_64",
+        }
+    }
+}
+
+/// What resolution decided for one service: the image ECS pulls, the architecture, and each secret's `valueFrom`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The image field of the container: `repo@sha256:…` once resolved, the reference as written before.
+    pub image: String,
+    /// The digest the image is pinned to, once known.
+    pub digest: Option<String>,
+    /// The architecture, once known (`auto` is only known after reading the image index).
+    pub architecture: Option<CpuArch>,
+    /// Env var name → ECS `valueFrom`.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Resolved {
+    /// The resolution `render` uses without AWS: tags stay tags, secrets stay as written, `auto` stays open.
+    pub fn unresolved(svc: &ValidService) -> Resolved {
+        Resolved {
+            image: svc.image.to_string(),
+            digest: svc.image.digest.clone(),
+            architecture: match svc.architecture {
+                Architecture::Arm64 => Some(CpuArch::Arm64),
+                Architecture::X86_64 => Some(CpuArch::X86_64),
+                Architecture::Auto => None,
+            },
+            secrets: svc.secrets.iter().map(|(name, r)| (name.clone(), r.value_from(&r.secret))).collect(),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Fleet specs: the manifest types, loading (files, directories, multi-document YAML), FleetDefaults merging and
+//! validation into a [`ValidFleet`].
+//!
+//! Reading files happens only in [`load_paths`]; everything after it works on text, so tests and the controller
+//! can validate manifests without touching the filesystem.
+
+mod diag;
+mod image;
+pub mod types;
+mod valid;
+mod validate;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use diag::{Diagnostic, Diagnostics};
+pub use image::{EcrRepo, ImageRef};
+pub use valid::*;
+
+use types::{API_VERSION, FleetDefaultsDoc, FleetDefaultsSpec, McpServiceDoc};
+use validate::{Defaults, DocCtx};
+use yaml::{Node, NodeKind, Seg};
+
+/// One manifest file's name (as shown in messages) and text.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// Expands `paths` (files, or directories whose `*.yaml`/`*.yml` files are taken in name order, not recursing) and
+/// reads them. Unreadable paths become diagnostics so they are reported with every other problem.
+pub fn read_paths(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
+    let mut files = Vec::new();
+    let mut diags = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let file_diag = |path: &Path, message: String| Diagnostic {
+        file: path.display().to_string(),
+        line: 0,
+        path: String::new(),
+        message,
+    };
+    for path in paths {
+        let mut candidates = Vec::new();
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|p| {
+                            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                        })
+                        .collect();
+                    found.sort();
+                    if found.is_empty() {
+                        diags.push(file_diag(path, "directory has no *.yaml or *.yml files".into()));
+                    }
+                    candidates.extend(found);
+                }
+                Err(e) => diags.push(file_diag(path, format!("cannot read directory: {e}"))),
+            }
+        } else {
+            candidates.push(path.clone());
+        }
+        for file in candidates {
+            let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+            if !seen.insert(key) {
+                continue;
+            }
+            match std::fs::read_to_string(&file) {
+                Ok(text) => files.push(SourceFile { name: file.display().to_string(), text }),
+                Err(e) => diags.push(file_diag(&file, format!("cannot read: {e}"))),
+            }
+        }
+    }
+    (files, diags)
+}
+
+/// Reads, parses and validates the manifests under `paths`.
+pub fn load_paths(paths: &[PathBuf]) -> Result<ValidFleet, Diagnostics> {
+    let (files, mut diags) = read_paths(paths);
+    match load_sources(&files) {
+        Ok(fleet) if diags.is_empty() => Ok(fleet),
+        Ok(_) => Err(Diagnostics(diags)),
+        Err(Diagnostics(more)) => {
+            diags.extend(more);
+            Err(Diagnostics(diags))
+        }
+    }
+}
+
+/// A document that parsed as one of our kinds, with its tree for line lookups.
+struct Parsed<T> {
+    file: String,
+    line: usize,
+    root: Node,
+    doc: T,
+}
+
+/// Parses and validates manifest texts; collects every problem of every file before failing.
+pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
+    let mut diags = Vec::new();
+    let mut defaults: Vec<Parsed<FleetDefaultsDoc>> = Vec::new();
+    let mut services: Vec<Parsed<McpServiceDoc>> = Vec::new();
+
+    for file in files {
+        let docs = match yaml::parse(&file.text) {
+            Ok(docs) => docs,
+            Err(e) => {
+                diags.push(Diagnostic {
+                    file: file.name.clone(),
+                    line: e.line,
+                    path: String::new(),
+                    message: format!("invalid YAML: {}", e.message),
+                });
+                continue;
+            }
+        };
+        if docs.is_empty() {
+            diags.push(Diagnostic {
+                file: file.name.clone(),
+                line: 1,
+                path: String::new(),
+                message: "empty file: no YAML documents (expected FleetDefaults or McpService)".into(),
+            });
+        }
+        for doc in docs {
+            parse_document(&file.name, doc, &mut diags, &mut defaults, &mut services);
+        }
+    }
+
+    if defaults.len() > 1 {
+        let first = format!("{}:{}", defaults[0].file, defaults[0].line);
+        for extra in &defaults[1..] {
+            diags.push(Diagnostic {
+                file: extra.file.clone(),
+                line: extra.line,
+                path: "kind".into(),
+                message: format!("only one FleetDefaults is allowed per fleet; the first is at {first}"),
+            });
+        }
+    }
+    let defaults_spec = match defaults.first() {
+        Some(d) => {
+            validate::check_defaults(&mut DocCtx { file: &d.file, root: &d.root, diags: &mut diags }, &d.doc.spec);
+            d.doc.spec.clone()
+        }
+        None => FleetDefaultsSpec::default(),
+    };
+    let merged = Defaults::new(defaults_spec.clone());
+
+    if services.is_empty() && diags.is_empty() {
+        diags.push(Diagnostic {
+            file: files.first().map(|f| f.name.clone()).unwrap_or_else(|| "(no files)".into()),
+            line: 0,
+            path: String::new(),
+            message: "no McpService documents found; a fleet needs at least one service".into(),
+        });
+    }
+
+    let mut first_seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut valid = Vec::new();
+    for svc in &services {
+        let mut ctx = DocCtx { file: &svc.file, root: &svc.root, diags: &mut diags };
+        let name_path = [Seg::Key("metadata".into()), Seg::Key("name".into())];
+        let here = format!("{}:{}", svc.file, svc.root.line_of(&name_path));
+        if let Some(first) = first_seen.get(&svc.doc.metadata.name) {
+            ctx.err(
+                &name_path,
+                format!(
+                    "service `{}` is already defined at {first}; names must be unique in a fleet",
+                    svc.doc.metadata.name
+                ),
+            );
+            continue;
+        }
+        first_seen.insert(svc.doc.metadata.name.clone(), here);
+        if let Some(v) = validate::check_service(&mut ctx, &svc.doc, svc.line, &merged) {
+            valid.push(v);
+        }
+    }
+
+    if !diags.is_empty() {
+        diags.sort_by(|a, b| (a.file.as_str(), a.line).cmp(&(b.file.as_str(), b.line)));
+        return Err(Diagnostics(diags));
+    }
+    valid.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(ValidFleet { services: valid, session_store: defaults_spec.session_store })
+}
+
+/// Checks apiVersion and kind, then deserializes the document into its typed form.
+fn parse_document(
+    file: &str,
+    doc: yaml::Document,
+    diags: &mut Vec<Diagnostic>,
+    defaults: &mut Vec<Parsed<FleetDefaultsDoc>>,
+    services: &mut Vec<Parsed<McpServiceDoc>>,
+) {
+    let root = doc.root;
+    let mut ctx = DocCtx { file, root: &root, diags };
+    if !matches!(root.kind, NodeKind::Map(_)) {
+        ctx.err(
+            &[],
+            format!("expected a mapping with apiVersion, kind, metadata and spec, found {}", root.type_name()),
+        );
+        return;
+    }
+    let api_path = [Seg::Key("apiVersion".into())];
+    match root.str_at("apiVersion") {
+        Some(API_VERSION) => {}
+        Some(other) => {
+            ctx.err(&api_path, format!("`{other}` is not supported; expected {API_VERSION}"));
+            return;
+        }
+        None => {
+            ctx.err(&api_path, format!("required: expected {API_VERSION}"));
+            return;
+        }
+    }
+    let kind_path = [Seg::Key("kind".into())];
+    let line = root.line;
+    match root.str_at("kind") {
+        Some("FleetDefaults") => {
+            if let Some(doc) = deserialize::<FleetDefaultsDoc>(&mut ctx) {
+                defaults.push(Parsed { file: file.to_string(), line, root, doc });
+            }
+        }
+        Some("McpService") => {
+            if let Some(doc) = deserialize::<McpServiceDoc>(&mut ctx) {
+                services.push(Parsed { file: file.to_string(), line, root, doc });
+            }
+        }
+        Some(other) => ctx.err(&kind_path, format!("`{other}` is not a mcpfleet kind (FleetDefaults or McpService)")),
+        None => ctx.err(&kind_path, "required: FleetDefaults or McpService"),
+    }
+}
+
+/// Deserializes the document, turning serde's first error into a located one-line diagnostic.
+fn deserialize<T: serde::de::DeserializeOwned>(ctx: &mut DocCtx) -> Option<T> {
+    let value = ctx.root.to_json();
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(doc) => Some(doc),
+        Err(err) => {
+            let mut path: Vec<Seg> = err
+                .path()
+                .iter()
+                .filter_map(|s| match s {
+                    serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+                    serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                    serde_path_to_error::Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+                    serde_path_to_error::Segment::Unknown => None,
+                })
+                .collect();
+            let message = friendly_serde_message(&err.into_inner().to_string(), &mut path);
+            ctx.err(&path, message);
+            None
+        }
+    }
+}
+
+/// Rewrites serde's wording into the project's: the field goes into the path, Rust type names become words.
+fn friendly_serde_message(raw: &str, path: &mut Vec<Seg>) -> String {
+    if let Some(rest) = raw.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        path.push(Seg::Key(field.to_string()));
+        return "required field is missing".into();
+    }
+    if let Some(rest) = raw.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default().to_string();
+        if path.last() != Some(&Seg::Key(field.clone())) {
+            path.push(Seg::Key(field));
+        }
+        let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
+        return if expected.is_empty() {
+            "unknown field".into()
+        } else {
+            format!("unknown field (expected {expected})")
+        };
+    }
+    if let Some(rest) = raw.strip_prefix("unknown variant `") {
+        let value = rest.split('`').next().unwrap_or_default();
+        let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
+        return format!("`{value}` is not one of: {expected}");
+    }
+    raw.replace("expected u32", "expected a whole number").replace("expected a boolean", "expected true or false")
+}
+
+/// Convenience for tests and callers holding text: one file.
+pub fn load_str(name: &str, text: &str) -> Result<ValidFleet, Diagnostics> {
+    load_sources(&[SourceFile { name: name.to_string(), text: text.to_string() }])
+}
+
+/// Where the committed schema is published, for `$id` and the manifests' `yaml-language-server` line.
+pub const SCHEMA_ID: &str =
+    "https://raw.githubusercontent.com/mcpfleet/mcpfleet/main/schemas/mcpfleet.v1alpha1.schema.json";
+
+/// The JSON Schema (draft-07, which every YAML editor understands) of a manifest document.
+pub fn json_schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft07().into_generator();
+    let mut schema = generator.into_root_schema_for::<types::Manifest>().to_value();
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert("$id".into(), SCHEMA_ID.into());
+    }
+    schema
+}

@@ -1,0 +1,342 @@
+//! The manifest types exactly as users write them (apiVersion `mcpfleet.io/v1alpha1`).
+//!
+//! These types own the wire format: serde reads them (unknown fields rejected) and schemars describes them for
+//! editors and the committed JSON Schema. Everything here is optional where FleetDefaults may supply it; the
+//! validated, defaults-merged form that the rest of mcpfleet consumes lives in `spec::valid`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+
+/// The only apiVersion this release understands.
+pub const API_VERSION: &str = "mcpfleet.io/v1alpha1";
+
+/// `apiVersion` of every document.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[serde(rename = "mcpfleet.io/v1alpha1")]
+    V1alpha1,
+}
+
+/// `kind: FleetDefaults`.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+pub enum FleetDefaultsKind {
+    FleetDefaults,
+}
+
+/// `kind: McpService`.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+pub enum McpServiceKind {
+    McpService,
+}
+
+/// Any document mcpfleet accepts: the root of the JSON Schema. Loading dispatches on `kind` itself (for precise
+/// errors), so this type only describes.
+#[derive(Debug, Clone, JsonSchema)]
+#[serde(untagged)]
+#[schemars(title = "mcpfleet manifest (mcpfleet.io/v1alpha1)")]
+pub enum Manifest {
+    FleetDefaults(Box<FleetDefaultsDoc>),
+    McpService(Box<McpServiceDoc>),
+}
+
+/// Defaults for every McpService of the fleet (at most one per fleet).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FleetDefaultsDoc {
+    pub api_version: ApiVersion,
+    pub kind: FleetDefaultsKind,
+    #[serde(default)]
+    pub metadata: Option<DefaultsMetadata>,
+    pub spec: FleetDefaultsSpec,
+}
+
+/// Optional metadata of a FleetDefaults document.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DefaultsMetadata {
+    /// A name for humans; not used by ECS.
+    pub name: Option<String>,
+}
+
+/// Fields every McpService inherits unless it sets them itself.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FleetDefaultsSpec {
+    /// ECS cluster name.
+    pub cluster: Option<String>,
+    /// awsvpc networking for every service.
+    pub network: Option<Network>,
+    /// IAM role ECS uses to pull the image, read secrets and write logs.
+    pub execution_role_arn: Option<String>,
+    /// IAM role the MCP server itself runs as.
+    pub task_role_arn: Option<String>,
+    /// CloudWatch Logs (awslogs) settings; merged field by field.
+    pub logging: Option<Logging>,
+    /// Default CPU architecture.
+    pub architecture: Option<Architecture>,
+    /// Default graceful-stop time, e.g. `30s` (2s..120s on Fargate).
+    pub stop_timeout: Option<DurationStr>,
+    /// Default rollout settings; merged field by field.
+    pub rollout: Option<Rollout>,
+    /// Root filesystem read-only (with a writable /tmp); default true.
+    pub read_only_root_filesystem: Option<bool>,
+    /// Local stack only: add a Redis session store to the rendered docker-compose.yml.
+    pub session_store: Option<SessionStore>,
+}
+
+/// One MCP server, deployed as one ECS service and task-definition family.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpServiceDoc {
+    pub api_version: ApiVersion,
+    pub kind: McpServiceKind,
+    pub metadata: Metadata,
+    pub spec: McpServiceSpec,
+}
+
+/// Name and labels of a service.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metadata {
+    /// ECS service name and task-definition family: 1-255 letters, digits, `-`, `_`.
+    #[schemars(pattern(r"^[A-Za-z0-9_-]{1,255}$"))]
+    pub name: String,
+    /// Copied to the service and task definition as AWS tags.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The desired state of one MCP server.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct McpServiceSpec {
+    /// ECS cluster name (may come from FleetDefaults).
+    pub cluster: Option<String>,
+    /// Image reference with a tag (resolved to its digest before deploy) or an `@sha256:` digest.
+    pub image: String,
+    /// `auto` picks arm64 when the image index has a linux/arm64 variant.
+    pub architecture: Option<Architecture>,
+    /// Fargate task CPU units (256, 512, 1024, 2048, 4096, 8192, 16384).
+    pub cpu: u32,
+    /// Task memory in MiB; must pair with `cpu` as Fargate allows.
+    pub memory: u32,
+    /// Desired task count (default 1).
+    pub replicas: Option<u32>,
+    /// Container port the MCP server listens on.
+    pub port: u32,
+    /// MCP transport the server speaks (default streamable-http).
+    pub transport: Option<Transport>,
+    /// Plain environment variables. Credentials belong in `secrets`.
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvValue>,
+    /// Environment variables filled from Secrets Manager, by name/ARN or `{secret, key, versionStage, versionId}`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Container health check.
+    pub health_check: Option<HealthCheck>,
+    /// Time ECS waits after SIGTERM before SIGKILL, e.g. `30s` (2s..120s); default 30s.
+    pub stop_timeout: Option<DurationStr>,
+    /// IAM role the MCP server runs as.
+    pub task_role_arn: Option<String>,
+    /// IAM role ECS uses to pull the image, read secrets and write logs.
+    pub execution_role_arn: Option<String>,
+    /// awsvpc networking (replaces FleetDefaults' network as a whole).
+    pub network: Option<Network>,
+    /// CloudWatch Logs settings (merged field by field with FleetDefaults).
+    pub logging: Option<Logging>,
+    /// Deployment settings (merged field by field with FleetDefaults).
+    pub rollout: Option<Rollout>,
+    /// Root filesystem read-only (with a writable /tmp); default true.
+    pub read_only_root_filesystem: Option<bool>,
+}
+
+/// CPU architecture choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    Auto,
+    Arm64,
+    X86_64,
+}
+
+/// MCP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    StreamableHttp,
+    Sse,
+}
+
+/// Session store for the local stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStore {
+    Redis,
+}
+
+/// awsvpc network configuration.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Network {
+    /// Subnet ids (1-16), e.g. `subnet-0abc1234`.
+    pub subnets: Vec<String>,
+    /// Security group ids (1-5), e.g. `sg-0abc1234`.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Give tasks a public IP (default false).
+    #[serde(default)]
+    pub assign_public_ip: bool,
+}
+
+/// awslogs log driver settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Logging {
+    /// CloudWatch Logs group.
+    pub group: Option<String>,
+    /// Region of the log group (default: the region of the ECR image).
+    pub region: Option<String>,
+    /// Stream prefix (default: the service name).
+    pub stream_prefix: Option<String>,
+}
+
+/// Container health check: either `path` (an HTTP probe run inside the container) or `command` in ECS form.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// HTTP path probed on `localhost:<port>`, e.g. `/health`.
+    pub path: Option<String>,
+    /// Program that performs the HTTP probe (default python).
+    pub probe: Option<Probe>,
+    /// Explicit ECS command, e.g. `["CMD", "/bin/health"]` or `["CMD-SHELL", "..."]`.
+    pub command: Option<Vec<String>>,
+    /// Time between checks (5s..300s, default 30s).
+    pub interval: Option<DurationStr>,
+    /// Time a check may take (2s..60s, default 5s; below interval).
+    pub timeout: Option<DurationStr>,
+    /// Grace period before failures count (0s..300s, default 0s).
+    pub start_period: Option<DurationStr>,
+    /// Consecutive failures before unhealthy (1..10, default 3).
+    pub retries: Option<u32>,
+}
+
+/// The in-container program used for a `path` health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Probe {
+    Python,
+    Curl,
+    Wget,
+}
+
+/// Deployment settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rollout {
+    /// Upper bound of running tasks during a deployment, percent of replicas (100..200, default 200).
+    pub max_percent: Option<u32>,
+    /// Lower bound of healthy tasks during a deployment, percent (0..100, default 100).
+    pub min_healthy_percent: Option<u32>,
+    /// A rollout not complete after this long is failed (default 10m).
+    pub progress_deadline: Option<DurationStr>,
+    /// Roll back to the last good revision when a rollout fails (default true).
+    pub auto_rollback: Option<bool>,
+    /// Task-definition revisions kept per family (1..100, default 10).
+    pub history_limit: Option<u32>,
+}
+
+/// A duration written as a string: `30s`, `10m`, `1m30s`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct DurationStr(#[schemars(pattern(r"^\s*([0-9]+\s*(ms|s|m|h)\s*)+$"))] pub String);
+
+/// An environment value; numbers and booleans are accepted and passed on as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvValue(pub String);
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Str(String),
+            Int(i64),
+            Float(f64),
+            Bool(bool),
+        }
+        // Deserialize via a JSON value so a wrong type gets one plain sentence, not serde's untagged-enum dump.
+        let value = serde_json::Value::deserialize(d)?;
+        match serde_json::from_value::<Raw>(value.clone()) {
+            Ok(Raw::Str(s)) => Ok(EnvValue(s)),
+            Ok(Raw::Int(i)) => Ok(EnvValue(i.to_string())),
+            Ok(Raw::Float(f)) => Ok(EnvValue(f.to_string())),
+            Ok(Raw::Bool(b)) => Ok(EnvValue(b.to_string())),
+            Err(_) => Err(serde::de::Error::custom(format!(
+                "invalid type: {}, expected a string, number or boolean",
+                json_type(&value)
+            ))),
+        }
+    }
+}
+
+impl JsonSchema for EnvValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EnvValue".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "number", "boolean"] })
+    }
+}
+
+/// Where a secret env var comes from.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(untagged)]
+pub enum SecretSource {
+    /// A secret name (`prod/mcp/db-password`) or full ARN; the whole secret value.
+    Name(String),
+    /// One JSON key or version of a secret.
+    Ref(SecretRefSpec),
+}
+
+/// A secret with an optional JSON key and version.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretRefSpec {
+    /// Secret name or ARN.
+    pub secret: String,
+    /// A key of the secret's JSON value.
+    pub key: Option<String>,
+    /// Version stage, e.g. `AWSCURRENT`.
+    pub version_stage: Option<String>,
+    /// Version id.
+    pub version_id: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        match value {
+            serde_json::Value::String(s) => Ok(SecretSource::Name(s)),
+            serde_json::Value::Object(_) => {
+                serde_json::from_value(value).map(SecretSource::Ref).map_err(serde::de::Error::custom)
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "invalid type: {}, expected a secret name/ARN or a mapping {{secret, key, versionStage, versionId}}",
+                json_type(&other)
+            ))),
+        }
+    }
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "sequence",
+        serde_json::Value::Object(_) => "map",
+    }
+}

@@ -1,0 +1,140 @@
+//! The validated fleet: every default merged, every duration in seconds, every reference parsed.
+//!
+//! Render, plan and the backends consume only these types, so they never re-check user input.
+
+use std::collections::BTreeMap;
+
+pub use super::image::ImageRef;
+pub use super::types::{Architecture, Probe, SessionStore, Transport};
+
+/// A fleet that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidFleet {
+    /// Services sorted by name.
+    pub services: Vec<ValidService>,
+    /// The local stack's session store, when FleetDefaults asks for one.
+    pub session_store: Option<SessionStore>,
+}
+
+/// Where a service was declared, for messages about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub file: String,
+    pub line: usize,
+}
+
+/// One MCP server, ready to render.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidService {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub source: Source,
+    pub cluster: String,
+    pub image: ImageRef,
+    pub architecture: Architecture,
+    pub cpu: u32,
+    pub memory: u32,
+    pub replicas: u32,
+    pub port: u16,
+    pub transport: Transport,
+    pub env: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, SecretRef>,
+    pub health_check: Option<ValidHealthCheck>,
+    pub stop_timeout_secs: u32,
+    pub task_role_arn: Option<String>,
+    pub execution_role_arn: Option<String>,
+    pub network: ValidNetwork,
+    pub logging: Option<ValidLogging>,
+    pub rollout: ValidRollout,
+    pub read_only_root_filesystem: bool,
+}
+
+/// A Secrets Manager reference as written (name or ARN), with optional JSON key and version.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretRef {
+    pub secret: String,
+    pub key: Option<String>,
+    pub version_stage: Option<String>,
+    pub version_id: Option<String>,
+}
+
+impl SecretRef {
+    /// ECS `valueFrom` for a secret whose ARN is `arn`: `ARN[:key:stage:id]`, trailing empty parts omitted as ECS
+    /// documents (`ARN:key::` when only a key is given).
+    pub fn value_from(&self, arn: &str) -> String {
+        if self.key.is_none() && self.version_stage.is_none() && self.version_id.is_none() {
+            return arn.to_string();
+        }
+        format!(
+            "{arn}:{}:{}:{}",
+            self.key.as_deref().unwrap_or(""),
+            self.version_stage.as_deref().unwrap_or(""),
+            self.version_id.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// How the container is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthProbe {
+    /// HTTP GET of `localhost:<port><path>` by an in-container program.
+    Http { path: String, probe: Probe },
+    /// An explicit ECS command (`CMD …` or `CMD-SHELL …`).
+    Command(Vec<String>),
+}
+
+/// A health check with ECS's units (seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidHealthCheck {
+    pub probe: HealthProbe,
+    pub interval_secs: u32,
+    pub timeout_secs: u32,
+    pub retries: u32,
+    pub start_period_secs: u32,
+}
+
+/// awsvpc settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidNetwork {
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub assign_public_ip: bool,
+}
+
+/// awslogs settings with the region and prefix decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidLogging {
+    pub group: String,
+    pub region: String,
+    pub stream_prefix: String,
+}
+
+/// Deployment settings with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidRollout {
+    pub max_percent: u32,
+    pub min_healthy_percent: u32,
+    pub progress_deadline_secs: u64,
+    pub auto_rollback: bool,
+    pub history_limit: u32,
+}
+
+/// Fargate's CPU sizes and the memory (MiB) each allows: (cpu, min, max, step).
+pub const FARGATE_SIZES: [(u32, u32, u32, u32); 7] = [
+    (256, 512, 2048, 0),
+    (512, 1024, 4096, 1024),
+    (1024, 2048, 8192, 1024),
+    (2048, 4096, 16384, 1024),
+    (4096, 8192, 30720, 1024),
+    (8192, 16384, 61440, 4096),
+    (16384, 32768, 122880, 8192),
+];
+
+/// Whether `memory` MiB is a valid Fargate pairing for `cpu` units.
+pub fn fargate_pair_ok(cpu: u32, memory: u32) -> bool {
+    match FARGATE_SIZES.iter().find(|(c, ..)| *c == cpu) {
+        Some((256, ..)) => matches!(memory, 512 | 1024 | 2048),
+        Some((_, min, max, step)) => memory >= *min && memory <= *max && (memory - min) % step == 0,
+        None => false,
+    }
+}
