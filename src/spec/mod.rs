@@ -11,6 +11,9 @@ mod valid;
 mod validate;
 pub mod yaml;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -282,7 +285,7 @@ fn friendly_serde_message(raw: &str, path: &mut Vec<Seg>) -> String {
     if let Some(rest) = raw.strip_prefix("unknown variant `") {
         let value = rest.split('`').next().unwrap_or_default();
         let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
-        return format!("`{value}` is not one of: {expected}");
+        return format!("`{value}` is not valid; expected {expected}");
     }
     raw.replace("expected u32", "expected a whole number").replace("expected a boolean", "expected true or false")
 }

@@ -142,14 +142,9 @@ pub(super) fn seconds(
     Some(secs)
 }
 
+/// Seconds as users read ECS limits (`120s`); only spans of hours are shortened.
 fn fmt_secs(s: u64) -> String {
-    if s >= 3600 && s % 3600 == 0 {
-        format!("{}h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
+    if s >= 3600 && s % 3600 == 0 { format!("{}h", s / 3600) } else { format!("{s}s") }
 }
 
 fn check_ecs_name(ctx: &mut DocCtx, path: &[Seg], what: &str, name: &str) -> bool {
@@ -636,7 +631,11 @@ fn merge_logging(
 
 fn merge_rollout(ctx: &mut DocCtx, own: Option<&Rollout>, d: &Defaults, replicas: u32) -> Option<ValidRollout> {
     let at = p(&["spec", "rollout"]);
+    let before = ctx.diags.len();
     let own_deadline = own.and_then(|r| check_rollout(ctx, &at, r));
+    if ctx.diags.len() > before {
+        return None;
+    }
     let dflt = d.spec.rollout.clone().unwrap_or_default();
     let own = own.cloned().unwrap_or_default();
     let r = ValidRollout {

@@ -1,0 +1,414 @@
+//! Unit tests for loading, defaults merging and every validation rule, through the public `load_*` entry points
+//! so each test sees exactly what a user would.
+
+use super::*;
+
+const BASE: &str = "apiVersion: mcpfleet.io/v1alpha1
+kind: McpService
+metadata:
+  name: svc
+spec:
+  cluster: mcp-test
+  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1
+  cpu: 256
+  memory: 512
+  port: 8080
+  executionRoleArn: arn:aws:iam::123456789012:role/mcp-exec
+  network:
+    subnets: [subnet-0abc1234]
+";
+
+/// The base service with `extra` appended to its spec and each `(from, to)` replacement applied.
+fn svc(extra: &str, replace: &[(&str, &str)]) -> String {
+    let mut text = BASE.to_string();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{from} not in base");
+        text = text.replacen(from, to, 1);
+    }
+    text + extra
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match load_str("m.yaml", text) {
+        Ok(_) => vec![],
+        Err(d) => d.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Asserts exactly one diagnostic, containing `needle`.
+fn one_error(text: &str, needle: &str) -> String {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "expected one error containing {needle:?}, got {errs:#?}");
+    assert!(errs[0].contains(needle), "{:?} does not contain {needle:?}", errs[0]);
+    errs[0].clone()
+}
+
+fn valid(text: &str) -> ValidService {
+    match load_str("m.yaml", text) {
+        Ok(f) => f.services.into_iter().next().unwrap(),
+        Err(d) => panic!("unexpected diagnostics: {:#?}", d.0),
+    }
+}
+
+#[test]
+fn base_is_valid_and_gets_defaults() {
+    let s = valid(&svc("", &[]));
+    assert_eq!(s.replicas, 1);
+    assert_eq!(s.stop_timeout_secs, 30);
+    assert_eq!(s.architecture, Architecture::Auto);
+    assert_eq!(s.transport, Transport::StreamableHttp);
+    assert!(s.read_only_root_filesystem);
+    assert_eq!(
+        s.rollout,
+        ValidRollout {
+            max_percent: 200,
+            min_healthy_percent: 100,
+            progress_deadline_secs: 600,
+            auto_rollback: true,
+            history_limit: 10
+        }
+    );
+    assert_eq!(s.source, Source { file: "m.yaml".into(), line: 1 });
+}
+
+#[test]
+fn fargate_cpu_memory_pairs() {
+    for (cpu, mem) in [(256, 512), (256, 2048), (512, 4096), (4096, 30720), (8192, 20480), (16384, 122880)] {
+        let text = svc("", &[("cpu: 256", &format!("cpu: {cpu}")), ("memory: 512", &format!("memory: {mem}"))]);
+        valid(&text);
+    }
+    for (cpu, mem, needle) in [
+        (256, 4096, "512, 1024 or 2048"),
+        (512, 512, "1024..4096 in steps of 1024"),
+        (8192, 18432, "16384..61440 in steps of 4096"),
+        (1024, 9216, "2048..8192"),
+    ] {
+        let text = svc("", &[("cpu: 256", &format!("cpu: {cpu}")), ("memory: 512", &format!("memory: {mem}"))]);
+        one_error(&text, needle);
+    }
+    let line = one_error(&svc("", &[("cpu: 256", "cpu: 1000")]), "not a Fargate CPU size");
+    assert!(line.starts_with("m.yaml:8: spec.cpu: "), "{line}");
+}
+
+#[test]
+fn health_check_ranges() {
+    let hc = |body: &str| svc(&format!("  healthCheck:\n    path: /health\n{body}"), &[]);
+    let s = valid(&hc("    interval: 5s\n    timeout: 2s\n    retries: 10\n    startPeriod: 300s\n"));
+    let h = s.health_check.unwrap();
+    assert_eq!((h.interval_secs, h.timeout_secs, h.retries, h.start_period_secs), (5, 2, 10, 300));
+    one_error(
+        &hc("    interval: 4s\n    timeout: 2s\n"),
+        "spec.healthCheck.interval: 4s is below the ECS minimum of 5s",
+    );
+    one_error(&hc("    interval: 301s\n"), "above the ECS maximum of 300s");
+    one_error(&hc("    timeout: 1s\n"), "below the ECS minimum of 2s");
+    one_error(&hc("    interval: 300s\n    timeout: 61s\n"), "above the ECS maximum of 60s");
+    one_error(&hc("    retries: 0\n"), "0 is outside ECS's 1..10");
+    one_error(&hc("    startPeriod: 301s\n"), "above the ECS maximum of 300s");
+    one_error(&hc("    interval: 10s\n    timeout: 15s\n"), "15s must be shorter than the interval (10s)");
+    one_error(&hc("    interval: 1500ms\n"), "not a whole number of seconds");
+    one_error(&svc("  healthCheck:\n    interval: 10s\n", &[]), "set `path` (an HTTP probe) or `command`");
+    one_error(&svc("  healthCheck:\n    path: health\n", &[]), "must start with `/`");
+    one_error(&svc("  healthCheck:\n    path: \"/h'\"\n", &[]), "no spaces or quotes");
+    one_error(&svc("  healthCheck:\n    command: [CMD]\n", &[]), "needs a program");
+    one_error(&svc("  healthCheck:\n    command: [CMD, x]\n    probe: curl\n", &[]), "only applies with `path`");
+    let s = valid(&svc("  healthCheck:\n    command: [CMD-SHELL, \"test -f /ready\"]\n", &[]));
+    assert_eq!(s.health_check.unwrap().probe, HealthProbe::Command(vec!["CMD-SHELL".into(), "test -f /ready".into()]));
+}
+
+#[test]
+fn stop_timeout_limits() {
+    valid(&svc("  stopTimeout: 2s\n", &[]));
+    valid(&svc("  stopTimeout: 2m\n", &[]));
+    let line = one_error(&svc("  stopTimeout: 300s\n", &[]), "");
+    assert_eq!(line, "m.yaml:14: spec.stopTimeout: 300s is above the Fargate maximum of 120s");
+    one_error(&svc("  stopTimeout: 1s\n", &[]), "below the Fargate minimum of 2s");
+    one_error(&svc("  stopTimeout: 30\n", &[]), "spec.stopTimeout: invalid type: integer `30`, expected a string");
+}
+
+#[test]
+fn ecs_names() {
+    valid(&svc("", &[("name: svc", "name: My_Service-2")]));
+    one_error(&svc("", &[("name: svc", "name: a.b")]), "metadata.name: `a.b` is not a valid service name");
+    one_error(&svc("", &[("name: svc", &format!("name: {}", "x".repeat(256)))]), "not a valid service name");
+    one_error(&svc("", &[("name: svc", "name: ''")]), "not a valid service name");
+    one_error(
+        &svc("", &[("cluster: mcp-test", "cluster: mcp/test")]),
+        "spec.cluster: `mcp/test` is not a valid cluster name",
+    );
+}
+
+#[test]
+fn duplicate_services_across_files() {
+    let files = [
+        SourceFile { name: "a.yaml".into(), text: svc("", &[]) },
+        SourceFile { name: "b.yaml".into(), text: format!("---\n{}", svc("", &[])) },
+    ];
+    let err = load_sources(&files).unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    assert_eq!(
+        err.0[0].to_string(),
+        "b.yaml:5: metadata.name: service `svc` is already defined at a.yaml:4; names must be unique in a fleet"
+    );
+}
+
+#[test]
+fn image_references() {
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let s = valid(&svc("", &[("svc:v1", &format!("svc@{digest}"))]));
+    assert_eq!(s.image.digest.as_deref(), Some(digest));
+    one_error(&svc("", &[("svc:v1", "svc")]), "neither a tag nor a digest");
+    one_error(&svc("", &[("mcp/svc:v1", "mcp/SVC:v1")]), "must be lowercase");
+    one_error(&svc("", &[("svc:v1", "svc@sha256:1234")]), "is not sha256:<64 lowercase hex digits>");
+}
+
+#[test]
+fn secrets_forms_and_collisions() {
+    let s = valid(&svc(
+        "  secrets:\n    A: prod/a\n    B: { secret: prod/b, key: api_key }\n    C: { secret: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/c-AbCdEf', versionStage: AWSPREVIOUS }\n",
+        &[],
+    ));
+    assert_eq!(s.secrets["A"].value_from("arn:x"), "arn:x");
+    assert_eq!(s.secrets["B"].value_from("arn:x"), "arn:x:api_key::");
+    assert_eq!(s.secrets["C"].value_from("arn:x"), "arn:x::AWSPREVIOUS:");
+    one_error(
+        &svc("  env:\n    A: x\n  secrets:\n    A: prod/a\n", &[]),
+        "spec.secrets.A: `A` is also set in spec.env",
+    );
+    one_error(&svc("  secrets:\n    1A: prod/a\n", &[]), "not a valid variable name");
+    one_error(&svc("  secrets:\n    A: 'prod a'\n", &[]), "is not a secret name");
+    one_error(
+        &svc("  secrets:\n    A: 'arn:aws:secretsmanager:us-east-1:123456789012:secret:x-AbCdEf:key::'\n", &[]),
+        "for a JSON key or version use {secret, key, versionStage}",
+    );
+    one_error(&svc("  secrets:\n    A: 'arn:aws:ssm:us-east-1:123456789012:parameter/x'\n", &[]), "SSM parameters");
+    one_error(&svc("  secrets:\n    A: { secret: a, key: 'x:y' }\n", &[]), "spec.secrets.A.key");
+    one_error(
+        &svc("  secrets:\n    A: { secret: a, versionStage: S, versionId: 0123456789abcdef0123456789abcdef }\n", &[]),
+        "not both",
+    );
+    one_error(
+        &svc("  secrets:\n    A: { secrt: a }\n", &[]),
+        "spec.secrets.A.secrt: unknown field (expected one of secret, key",
+    );
+    one_error(&svc("  secrets:\n    A: [a]\n", &[]), "expected a secret name/ARN or a mapping");
+}
+
+#[test]
+fn credentials_in_env_are_refused_without_echoing_them() {
+    for (name, value) in [
+        ("DB_PASSWORD", "hunter2"),
+        ("GITHUB_TOKEN", "abc"),
+        ("OPENAI_API_KEY", "abc"),
+        ("CLIENT_SECRET", "abc"),
+        ("AWS_SECRET_ACCESS_KEY", "abc"),
+        ("PASSWORD", "abc"),
+        ("CONFIG", "AKIAIOSFODNN7EXAMPLE"),
+        ("UPSTREAM", "sk-proj-abcdefghijklmnopqrstuvwx"),
+        ("DATABASE_URL", "postgres://admin:s3cr3t@db:5432/app"),
+        ("KEY_PEM", "-----BEGIN RSA PRIVATE KEY-----"),
+    ] {
+        let line = one_error(&svc(&format!("  env:\n    {name}: '{value}'\n"), &[]), "spec.secrets");
+        assert!(line.contains(&format!("spec.env.{name}")), "{line}");
+        assert!(!line.contains(value), "the value leaked into {line}");
+    }
+    // Look-alikes that are not credentials.
+    let s = valid(&svc(
+        "  env:\n    MAX_TOKENS: '4096'\n    TOKEN_URL: https://auth.example.com/token\n    DB_PASSWORD: ''\n    DATABASE_URL: postgres://db:5432/app\n    PORT: 8080\n    DEBUG: false\n",
+        &[],
+    ));
+    assert_eq!(s.env["PORT"], "8080");
+    assert_eq!(s.env["DEBUG"], "false");
+    one_error(&svc("  env:\n    ECS_CONTAINER_METADATA_URI_V4: x\n", &[]), "set by ECS");
+    one_error(&svc("  env:\n    A: [1]\n", &[]), "expected a string, number or boolean");
+}
+
+#[test]
+fn fleet_defaults_merge_and_are_validated_where_written() {
+    let defaults = "apiVersion: mcpfleet.io/v1alpha1
+kind: FleetDefaults
+spec:
+  cluster: from-defaults
+  network: { subnets: [subnet-0def1234], securityGroups: [sg-0def1234], assignPublicIp: true }
+  executionRoleArn: arn:aws:iam::123456789012:role/exec
+  taskRoleArn: arn:aws:iam::123456789012:role/task
+  logging: { group: /mcp/fleet, streamPrefix: mcp }
+  architecture: arm64
+  stopTimeout: 45s
+  readOnlyRootFilesystem: false
+  rollout: { minHealthyPercent: 50, progressDeadline: 15m, historyLimit: 5 }
+";
+    let service = "apiVersion: mcpfleet.io/v1alpha1
+kind: McpService
+metadata: { name: svc }
+spec:
+  image: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mcp/svc:v1
+  cpu: 256
+  memory: 512
+  port: 8080
+  replicas: 2
+  logging: { region: eu-central-1 }
+  rollout: { maxPercent: 150 }
+";
+    let fleet = load_str("f.yaml", &format!("{defaults}---\n{service}")).unwrap();
+    let s = &fleet.services[0];
+    assert_eq!(s.cluster, "from-defaults");
+    assert_eq!(s.network.subnets, vec!["subnet-0def1234"]);
+    assert!(s.network.assign_public_ip);
+    assert_eq!(s.task_role_arn.as_deref(), Some("arn:aws:iam::123456789012:role/task"));
+    assert_eq!(s.architecture, Architecture::Arm64);
+    assert_eq!(s.stop_timeout_secs, 45);
+    assert!(!s.read_only_root_filesystem);
+    assert_eq!(
+        s.logging,
+        Some(ValidLogging { group: "/mcp/fleet".into(), region: "eu-central-1".into(), stream_prefix: "mcp".into() })
+    );
+    assert_eq!(
+        s.rollout,
+        ValidRollout {
+            max_percent: 150,
+            min_healthy_percent: 50,
+            progress_deadline_secs: 900,
+            auto_rollback: true,
+            history_limit: 5
+        }
+    );
+
+    // The region of an ECR image is the logging region when none is written.
+    let fleet =
+        load_str("f.yaml", &format!("{defaults}---\n{}", service.replace("  logging: { region: eu-central-1 }\n", "")))
+            .unwrap();
+    assert_eq!(fleet.services[0].logging.as_ref().unwrap().region, "eu-west-1");
+
+    // A bad default is reported once, on the FleetDefaults line, not once per service.
+    let bad = format!(
+        "{}---\n{service}---\n{}",
+        defaults.replace("stopTimeout: 45s", "stopTimeout: 500s"),
+        service.replace("name: svc", "name: svc2")
+    );
+    let errs = errors(&bad);
+    assert_eq!(errs, vec!["m.yaml:10: spec.stopTimeout: 500s is above the Fargate maximum of 120s"]);
+
+    // Two FleetDefaults: the second is refused and the first named.
+    let two = load_sources(&[
+        SourceFile { name: "a.yaml".into(), text: defaults.into() },
+        SourceFile { name: "b.yaml".into(), text: format!("{service}---\n{defaults}") },
+    ])
+    .unwrap_err();
+    assert_eq!(two.0.len(), 1);
+    assert_eq!(
+        two.0[0].to_string(),
+        "b.yaml:13: kind: only one FleetDefaults is allowed per fleet; the first is at a.yaml:1"
+    );
+}
+
+#[test]
+fn required_settings_without_defaults() {
+    one_error(&svc("", &[("  cluster: mcp-test\n", "")]), "spec.cluster: required");
+    one_error(&svc("", &[("  network:\n    subnets: [subnet-0abc1234]\n", "")]), "spec.network: required");
+    one_error(
+        &svc("", &[("  executionRoleArn: arn:aws:iam::123456789012:role/mcp-exec\n", "")]),
+        "required to pull an ECR image",
+    );
+    // A public image without secrets or logs needs no execution role.
+    valid(&svc(
+        "",
+        &[
+            ("  executionRoleArn: arn:aws:iam::123456789012:role/mcp-exec\n", ""),
+            ("123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1", "ghcr.io/acme/svc:v1"),
+        ],
+    ));
+    one_error(&svc("  logging: { region: us-east-1 }\n", &[]), "spec.logging.group: required");
+    one_error(&svc("  taskRoleArn: role/x\n", &[]), "is not an IAM role ARN");
+}
+
+#[test]
+fn network_rules() {
+    one_error(&svc("", &[("subnets: [subnet-0abc1234]", "subnets: []")]), "at least one subnet");
+    one_error(
+        &svc("", &[("subnets: [subnet-0abc1234]", "subnets: [subnet-0abc1234, subnet-0abc1234]")]),
+        "listed twice",
+    );
+    one_error(
+        &svc(
+            "",
+            &[("subnets: [subnet-0abc1234]", "subnets: [subnet-0abc1234]\n    securityGroups: [sg-1, sg-0abc1234]")],
+        ),
+        "spec.network.securityGroups[0]: `sg-1` is not a security group id",
+    );
+    let many: Vec<String> = (0..6).map(|i| format!("sg-0abc123{i}")).collect();
+    one_error(
+        &svc(
+            "",
+            &[(
+                "subnets: [subnet-0abc1234]",
+                &format!("subnets: [subnet-0abc1234]\n    securityGroups: [{}]", many.join(", ")),
+            )],
+        ),
+        "at most 5",
+    );
+}
+
+#[test]
+fn rollout_rules() {
+    valid(&svc("  replicas: 2\n  rollout: { maxPercent: 150, minHealthyPercent: 50 }\n", &[]));
+    valid(&svc("  replicas: 0\n  rollout: { maxPercent: 100 }\n", &[]));
+    one_error(&svc("  rollout: { maxPercent: 250 }\n", &[]), "250 is outside 100..200");
+    one_error(&svc("  rollout: { minHealthyPercent: 101, maxPercent: 200 }\n", &[]), "101 is above 100");
+    one_error(&svc("  rollout: { historyLimit: 0 }\n", &[]), "outside 1..100");
+    one_error(&svc("  rollout: { progressDeadline: 10s }\n", &[]), "below the mcpfleet minimum of 60s");
+    one_error(&svc("  replicas: 1\n  rollout: { maxPercent: 150 }\n", &[]), "could never start a new task");
+    one_error(&svc("  replicas: 6000\n", &[]), "5000");
+    one_error(&svc("", &[("port: 8080", "port: 70000")]), "not a TCP port");
+}
+
+#[test]
+fn labels_follow_tag_rules() {
+    let labeled = |labels: &str| svc("", &[("  name: svc\n", &format!("  name: svc\n  labels:\n{labels}"))]);
+    let s = valid(&labeled("    team: knowledge\n    cost-center: '42'\n"));
+    assert_eq!(s.labels["cost-center"], "42");
+    one_error(&labeled("    'aws:x': y\n"), "reserved");
+    one_error(&labeled("    team: 'a|b'\n"), "label values");
+}
+
+#[test]
+fn document_level_errors_are_one_located_line() {
+    one_error("apiVersion: v1\nkind: McpService\n", "m.yaml:1: apiVersion: `v1` is not supported");
+    one_error("kind: McpService\n", "m.yaml:1: apiVersion: required");
+    one_error("apiVersion: mcpfleet.io/v1alpha1\nkind: Pod\n", "m.yaml:2: kind: `Pod` is not a mcpfleet kind");
+    one_error("apiVersion: mcpfleet.io/v1alpha1\n", "kind: required");
+    one_error("just text\n", "expected a mapping");
+    one_error("", "m.yaml:1: empty file");
+    one_error("a: [1\n", "m.yaml:2: invalid YAML");
+    one_error("a: 1\na: 2\n", "m.yaml:2: invalid YAML: duplicate key `a`");
+    one_error(&svc("  transport: grpc\n", &[]), "spec.transport: `grpc` is not valid; expected streamable-http or sse");
+    one_error(&svc("", &[("cpu: 256", "cpu: -1")]), "spec.cpu: invalid value: integer `-1`, expected a whole number");
+    one_error(
+        &svc("", &[("  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1\n", "")]),
+        "m.yaml:5: spec.image: required field is missing",
+    );
+    one_error(&svc("  replica: 2\n", &[]), "m.yaml:14: spec.replica: unknown field (expected one of cluster, image");
+    one_error(&svc("", &[("metadata:\n", "metadata:\n  namespace: x\n")]), "metadata.namespace: unknown field");
+}
+
+#[test]
+fn every_problem_of_every_file_is_reported() {
+    let files = [
+        SourceFile {
+            name: "a.yaml".into(),
+            text: svc("  stopTimeout: 1s\n  healthCheck: { path: /h, retries: 20 }\n", &[("cpu: 256", "cpu: 300")]),
+        },
+        SourceFile { name: "b.yaml".into(), text: "kind: [".into() },
+    ];
+    let err = load_sources(&files).unwrap_err();
+    let lines: Vec<String> = err.0.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(lines[0].starts_with("a.yaml:8: spec.cpu"), "{lines:#?}");
+    assert!(lines[3].starts_with("b.yaml:"), "{lines:#?}");
+}
+
+#[test]
+fn a_fleet_needs_a_service() {
+    let only_defaults = "apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec: { cluster: c }\n";
+    one_error(only_defaults, "no McpService documents found");
+}
