@@ -87,7 +87,15 @@ pub struct Files {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 like every other error: exit 2 is reserved for `plan --detailed-exitcode`.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
     init_logging(cli.log_format);
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),

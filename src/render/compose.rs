@@ -25,6 +25,9 @@ pub enum ComposeError {
         "secret {name}: services `{first}` and `{second}` read it from different secrets, but the local stack has one ./secrets/{name} file per name"
     )]
     SecretConflict { name: String, first: String, second: String },
+    /// A service is called `redis` while the local stack needs its own Redis.
+    #[error("a service is named `redis`, which the local stack's session store needs; rename the service")]
+    NameTaken,
     /// The fleet has more services than ports above 8081.
     #[error("too many services for host ports {FIRST_PORT}..65535")]
     TooManyServices,
@@ -43,6 +46,9 @@ pub fn render(fleet: &ValidFleet) -> Result<String, ComposeError> {
 pub fn document(fleet: &ValidFleet) -> Result<Value, ComposeError> {
     let wants_redis = fleet.session_store == Some(SessionStore::Redis)
         || fleet.services.iter().any(|s| s.env.contains_key("REDIS_URL"));
+    if wants_redis && fleet.services.iter().any(|s| s.name == "redis") {
+        return Err(ComposeError::NameTaken);
+    }
     let mut services = Map::new();
     let mut secrets: BTreeMap<String, (String, crate::spec::SecretRef)> = BTreeMap::new();
 
@@ -151,4 +157,70 @@ pub fn document(fleet: &ValidFleet) -> Result<Value, ComposeError> {
         doc.insert("secrets".into(), Value::Object(files));
     }
     Ok(Value::Object(doc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::load_str;
+
+    fn fleet(extra_defaults: &str, services: &[(&str, &str)]) -> ValidFleet {
+        let mut text = format!(
+            "apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec:\n  cluster: c\n  network: {{ subnets: [subnet-0abc1234] }}\n  executionRoleArn: arn:aws:iam::123456789012:role/exec\n{extra_defaults}"
+        );
+        for (name, spec) in services {
+            text.push_str(&format!(
+                "---\napiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: {{ name: {name} }}\nspec:\n  image: ghcr.io/acme/{name}:v1\n  cpu: 256\n  memory: 512\n  port: 8000\n{spec}"
+            ));
+        }
+        load_str("f.yaml", &text).unwrap()
+    }
+
+    #[test]
+    fn ports_follow_name_order_and_secrets_stay_files() {
+        let f = fleet(
+            "",
+            &[
+                ("zeta", "  secrets: { DB_PASSWORD: prod/db }\n"),
+                ("alpha", "  architecture: arm64\n  healthCheck: { path: /health, probe: curl }\n"),
+            ],
+        );
+        let doc = document(&f).unwrap();
+        assert_eq!(doc["services"]["alpha"]["ports"], json!(["127.0.0.1:8081:8000"]));
+        assert_eq!(doc["services"]["zeta"]["ports"], json!(["127.0.0.1:8082:8000"]));
+        assert_eq!(doc["services"]["alpha"]["platform"], "linux/arm64");
+        assert_eq!(doc["services"]["alpha"]["healthcheck"]["test"][1], "curl");
+        assert_eq!(doc["services"]["zeta"]["environment"]["DB_PASSWORD_FILE"], "/run/secrets/DB_PASSWORD");
+        assert_eq!(doc["services"]["zeta"]["secrets"], json!([{ "source": "DB_PASSWORD", "target": "DB_PASSWORD" }]));
+        assert_eq!(doc["secrets"], json!({ "DB_PASSWORD": { "file": "./secrets/DB_PASSWORD" } }));
+        assert_eq!(doc["services"]["zeta"]["stop_grace_period"], "30s");
+        assert_eq!(doc["services"]["zeta"]["restart"], "unless-stopped");
+        assert!(doc["services"].get("redis").is_none());
+        assert!(!render(&f).unwrap().contains("prod/db"), "a secret's source must not reach the compose file");
+    }
+
+    #[test]
+    fn redis_joins_when_a_service_uses_it() {
+        let f = fleet("", &[("a", "  env: { REDIS_URL: 'redis://redis:6379/1' }\n"), ("b", "")]);
+        let doc = document(&f).unwrap();
+        assert_eq!(doc["services"]["redis"]["image"], "redis:7-alpine");
+        assert_eq!(doc["services"]["a"]["depends_on"], json!({ "redis": { "condition": "service_healthy" } }));
+        assert!(doc["services"]["b"].get("depends_on").is_none());
+
+        let f = fleet("  sessionStore: redis\n", &[("a", ""), ("b", "")]);
+        let doc = document(&f).unwrap();
+        assert_eq!(doc["services"]["b"]["environment"]["REDIS_URL"], REDIS_URL);
+        assert_eq!(doc["services"]["b"]["depends_on"]["redis"]["condition"], "service_healthy");
+    }
+
+    #[test]
+    fn conflicting_secret_files_are_refused() {
+        let f = fleet("", &[("a", "  secrets: { TOKEN: prod/a }\n"), ("b", "  secrets: { TOKEN: prod/b }\n")]);
+        assert_eq!(
+            document(&f).unwrap_err(),
+            ComposeError::SecretConflict { name: "TOKEN".into(), first: "a".into(), second: "b".into() }
+        );
+        let f = fleet("", &[("redis", "  env: { REDIS_URL: 'redis://redis:6379/0' }\n")]);
+        assert_eq!(document(&f).unwrap_err(), ComposeError::NameTaken);
+    }
 }

@@ -369,3 +369,141 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
         create_service: service,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::load_str;
+
+    const SVC: &str = "apiVersion: mcpfleet.io/v1alpha1
+kind: McpService
+metadata: { name: docs, labels: { team: knowledge } }
+spec:
+  cluster: mcp
+  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/docs:v1.4.2
+  architecture: arm64
+  cpu: 512
+  memory: 1024
+  replicas: 2
+  port: 8080
+  env: { LOG_LEVEL: INFO }
+  secrets:
+    OPENAI_API_KEY: { secret: prod/openai, key: api_key }
+  healthCheck: { path: /health, interval: 30s, timeout: 10s, startPeriod: 15s }
+  stopTimeout: 45s
+  executionRoleArn: arn:aws:iam::123456789012:role/exec
+  network: { subnets: [subnet-0abc1234], securityGroups: [sg-0abc1234] }
+  logging: { group: /mcp/fleet }
+";
+
+    fn service(text: &str) -> ValidService {
+        load_str("m.yaml", text).unwrap().services.remove(0)
+    }
+
+    #[test]
+    fn task_definition_carries_every_setting() {
+        let svc = service(SVC);
+        let out = render(&svc, &Resolved::unresolved(&svc));
+        let td = &out.register_task_definition;
+        let c = &td.container_definitions[0];
+        assert_eq!((td.cpu.as_str(), td.memory.as_str(), td.network_mode.as_str()), ("512", "1024", "awsvpc"));
+        assert_eq!(td.requires_compatibilities, vec!["FARGATE"]);
+        assert_eq!(td.runtime_platform.cpu_architecture, Some(super::super::CpuArch::Arm64));
+        assert_eq!(c.image, "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/docs:v1.4.2");
+        assert_eq!(c.stop_timeout, 45);
+        assert!(c.essential && c.readonly_root_filesystem && c.linux_parameters.init_process_enabled);
+        assert_eq!(c.mount_points[0].container_path, "/tmp");
+        assert_eq!(
+            c.secrets,
+            vec![SecretVar { name: "OPENAI_API_KEY".into(), value_from: "prod/openai:api_key::".into() }]
+        );
+        let hc = c.health_check.as_ref().unwrap();
+        assert_eq!((hc.interval, hc.timeout, hc.retries, hc.start_period), (30, 10, 3, 15));
+        assert_eq!(hc.command[..2], ["CMD".to_string(), "python3".to_string()]);
+        assert!(hc.command[3].contains("'http://localhost:8080/health', timeout=9"), "{:?}", hc.command);
+        let logs = c.log_configuration.as_ref().unwrap();
+        assert_eq!(logs.options["awslogs-region"], "us-east-1");
+        assert_eq!(logs.options["awslogs-stream-prefix"], "docs");
+
+        let s = &out.create_service;
+        assert_eq!((s.cluster.as_str(), s.service_name.as_str(), s.task_definition.as_str()), ("mcp", "docs", "docs"));
+        assert_eq!(s.desired_count, 2);
+        assert_eq!(
+            s.deployment_configuration.deployment_circuit_breaker,
+            CircuitBreaker { enable: true, rollback: true }
+        );
+        assert_eq!(s.network_configuration.awsvpc_configuration.assign_public_ip, "DISABLED");
+        assert_eq!(s.propagate_tags, "SERVICE");
+    }
+
+    #[test]
+    fn resolution_pins_the_digest_and_records_it_in_tags() {
+        let svc = service(SVC);
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let res = Resolved {
+            image: svc.image.pinned(digest),
+            digest: Some(digest.into()),
+            architecture: Some(super::super::CpuArch::Arm64),
+            secrets: [(
+                "OPENAI_API_KEY".to_string(),
+                svc.secrets["OPENAI_API_KEY"]
+                    .value_from("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/openai-AbCdEf"),
+            )]
+            .into(),
+        };
+        let out = render(&svc, &res);
+        let c = &out.register_task_definition.container_definitions[0];
+        assert_eq!(c.image, format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/docs@{digest}"));
+        assert_eq!(
+            c.secrets[0].value_from,
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/openai-AbCdEf:api_key::"
+        );
+        let tags: std::collections::BTreeMap<_, _> =
+            out.create_service.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
+        assert_eq!(tags[TAG_MANAGED_BY], "mcpfleet");
+        assert_eq!(tags[TAG_IMAGE_TAG], "v1.4.2");
+        assert_eq!(tags[TAG_IMAGE_DIGEST], digest);
+        assert_eq!(tags["team"], "knowledge");
+        assert_eq!(out.register_task_definition.tags, out.create_service.tags);
+    }
+
+    #[test]
+    fn spec_hash_changes_with_the_desired_state_only() {
+        let svc = service(SVC);
+        let a = render(&svc, &Resolved::unresolved(&svc));
+        let b = render(&svc, &Resolved::unresolved(&svc));
+        assert_eq!(a, b);
+        let hash =
+            |e: &EcsService| e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).unwrap().value.clone();
+        assert_eq!(hash(&a).len(), 32);
+        // The task-definition reference is not part of the desired state.
+        let pointed_elsewhere = super::service(&svc, "docs:7");
+        assert_eq!(spec_hash(&a.register_task_definition, &pointed_elsewhere), hash(&a));
+        for change in [
+            ("replicas: 2", "replicas: 3"),
+            ("v1.4.2", "v1.4.3"),
+            ("LOG_LEVEL: INFO", "LOG_LEVEL: DEBUG"),
+            ("stopTimeout: 45s", "stopTimeout: 40s"),
+        ] {
+            let other = service(&SVC.replace(change.0, change.1));
+            assert_ne!(hash(&render(&other, &Resolved::unresolved(&other))), hash(&a), "{change:?}");
+        }
+    }
+
+    #[test]
+    fn probes_and_writable_root() {
+        assert_eq!(
+            probe_command(Probe::Curl, 3000, "/healthz", 5),
+            ["CMD", "curl", "-fsS", "-o", "/dev/null", "--max-time", "4", "http://localhost:3000/healthz"]
+        );
+        assert_eq!(
+            probe_command(Probe::Wget, 80, "/", 2),
+            ["CMD", "wget", "-q", "-O", "/dev/null", "-T", "1", "http://localhost:80/"]
+        );
+        let svc =
+            service(&SVC.replace("  stopTimeout: 45s\n", "  stopTimeout: 45s\n  readOnlyRootFilesystem: false\n"));
+        let td = task_definition(&svc, &Resolved::unresolved(&svc));
+        assert!(!td.container_definitions[0].readonly_root_filesystem);
+        assert!(td.volumes.is_empty() && td.container_definitions[0].mount_points.is_empty());
+    }
+}

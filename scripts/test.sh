@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The full test suite, from a fresh clone: installs the test tools into .venv (git-ignored), then runs the
+# formatting and lint gates, every Rust test, and hadolint on the Dockerfile. Exit 0 only when all pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv
+stamp="$venv/.requirements.sha256"
+want=$(sha256sum requirements-test.txt | cut -d' ' -f1)
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing test tools into $venv (requirements-test.txt)"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+  echo "$want" > "$stamp"
+fi
+export MCPFLEET_TEST_PYTHON="$PWD/$venv/bin/python"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> hadolint Dockerfile"
+"$venv/bin/hadolint" Dockerfile
+echo "==> cargo test"
+cargo test --all-targets --locked

@@ -1,0 +1,170 @@
+//! The `validate`, `render` and `schema` commands as a user runs them: exit codes, messages and documents.
+
+mod common;
+
+use common::{mcpfleet, run_python_script};
+use predicates::prelude::*;
+
+#[test]
+fn example_manifests_validate() {
+    mcpfleet()
+        .args(["validate", "-f", "manifests/"])
+        .assert()
+        .success()
+        .stdout("valid: 3 services (database, documents, search)\n");
+}
+
+#[test]
+fn controller_manifest_validates_on_its_own() {
+    mcpfleet().args(["validate", "-f", "manifests/controller/"]).assert().success();
+}
+
+#[test]
+fn invalid_fixtures_report_every_mistake_with_file_and_line() {
+    let out = mcpfleet().args(["validate", "-f", "tests/fixtures/invalid/"]).assert().code(1).get_output().clone();
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // One diagnostic per fixture file: each holds exactly one mistake (the duplicate pair counts once).
+    let fixtures = std::fs::read_dir("tests/fixtures/invalid").unwrap().count();
+    let diagnostics = stderr.lines().filter(|l| l.starts_with("tests/fixtures/invalid/")).count();
+    assert_eq!(diagnostics, fixtures - 1, "{stderr}");
+    insta::assert_snapshot!("invalid_fixtures", stderr);
+}
+
+#[test]
+fn validate_json_lists_diagnostics() {
+    let out = mcpfleet()
+        .args(["validate", "-o", "json", "-f", "tests/fixtures/invalid/stop-timeout-above.yaml"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc,
+        serde_json::json!({
+            "valid": false,
+            "services": [],
+            "diagnostics": [{
+                "file": "tests/fixtures/invalid/stop-timeout-above.yaml",
+                "line": 15,
+                "path": "spec.stopTimeout",
+                "message": "300s is above the Fargate maximum of 120s"
+            }]
+        })
+    );
+    let out = mcpfleet().args(["validate", "-o", "json", "-f", "manifests"]).assert().success().get_output().clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["services"], serde_json::json!(["database", "documents", "search"]));
+}
+
+#[test]
+fn missing_paths_are_reported_not_panicked() {
+    mcpfleet()
+        .args(["validate", "-f", "no/such/dir.yaml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with("no/such/dir.yaml: cannot read: "))
+        .stderr(predicate::str::contains("error: 1 problem found in the manifests"));
+}
+
+#[test]
+fn render_ecs_is_stable_and_fits_the_aws_api_shapes() {
+    let out = mcpfleet().args(["render", "-f", "manifests/"]).assert().success().get_output().clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    insta::assert_json_snapshot!("render_ecs", doc);
+    let (ok, report) = run_python_script("scripts/check_ecs_shapes.py", &["-"], &out.stdout);
+    assert!(ok, "botocore rejected the rendered ECS input:\n{report}");
+}
+
+#[test]
+fn render_ecs_shape_check_catches_a_bad_document() {
+    // The checker itself must fail on input ECS would refuse, or the test above proves nothing.
+    let bad = br#"{"services": [{"name": "x", "cluster": "c",
+        "registerTaskDefinition": {"family": "x", "containerDefinitions": [{"name": "x", "image": "i", "stopTimeout": "30"}]},
+        "createService": {"serviceName": "x", "desiredCount": 1, "launchTypo": "FARGATE"}}]}"#;
+    let (ok, report) = run_python_script("scripts/check_ecs_shapes.py", &["-"], bad);
+    assert!(!ok, "{report}");
+    assert!(report.contains("stopTimeout") && report.contains("launchTypo"), "{report}");
+}
+
+#[test]
+fn render_compose_is_stable_and_fits_the_compose_spec() {
+    let out =
+        mcpfleet().args(["render", "--format", "compose", "-f", "manifests/"]).assert().success().get_output().clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    insta::assert_snapshot!("render_compose", text);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docker-compose.yml");
+    std::fs::write(&path, &text).unwrap();
+    let (ok, report) = run_python_script("scripts/check_compose.py", &[path.to_str().unwrap()], b"");
+    assert!(ok, "the Compose Specification schema rejected the rendered file:\n{report}");
+
+    // And the checker refuses what Compose would refuse.
+    std::fs::write(&path, "services:\n  a:\n    image: x\n    restart: sometimes-maybe\n    portz: [1]\n").unwrap();
+    let (ok, report) = run_python_script("scripts/check_compose.py", &[path.to_str().unwrap()], b"");
+    assert!(!ok, "{report}");
+}
+
+#[test]
+fn render_refuses_an_invalid_fleet_and_prints_nothing() {
+    mcpfleet()
+        .args(["render", "-f", "tests/fixtures/invalid/cpu-memory-pair.yaml"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains("spec.memory: 512 MiB is not a valid Fargate size for cpu 512"));
+}
+
+#[test]
+fn committed_schema_is_current() {
+    let out = mcpfleet().arg("schema").assert().success().get_output().clone();
+    let committed = std::fs::read_to_string("schemas/mcpfleet.v1alpha1.schema.json").unwrap();
+    assert!(
+        String::from_utf8(out.stdout).unwrap() == committed,
+        "schemas/mcpfleet.v1alpha1.schema.json is stale: run `cargo run -q -- schema > schemas/mcpfleet.v1alpha1.schema.json`"
+    );
+}
+
+#[test]
+fn example_manifests_point_editors_at_the_schema() {
+    for entry in std::fs::read_dir("manifests").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.starts_with("# yaml-language-server: $schema=../schemas/mcpfleet.v1alpha1.schema.json\n"),
+                "{} lacks the schema line",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn manifests_validate_against_the_json_schema_too() {
+    // Editors validate with the schema, mcpfleet with its own rules: a valid manifest must satisfy both.
+    let (ok, report) = run_python_script(
+        "scripts/check_manifest_schema.py",
+        &[
+            "manifests/fleet.yaml",
+            "manifests/documents.yaml",
+            "manifests/database.yaml",
+            "manifests/search.yaml",
+            "manifests/controller/mcpfleet.yaml",
+        ],
+        b"",
+    );
+    assert!(ok, "{report}");
+}
+
+#[test]
+fn help_explains_the_commands() {
+    mcpfleet().arg("--help").assert().success().stdout(
+        predicate::str::contains("validate")
+            .and(predicate::str::contains("render"))
+            .and(predicate::str::contains("schema")),
+    );
+    mcpfleet().args(["render", "--help"]).assert().success().stdout(predicate::str::contains("compose"));
+    mcpfleet().arg("bogus").assert().code(1);
+}
