@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Check rendered ECS documents against the ECS API's own input shapes, as botocore knows them.
+
+Usage: check_ecs_shapes.py [FILE|-]   (default: standard input; FILE is the output of `mcpfleet render`)
+
+Input: {"services": [{"name", "cluster", "registerTaskDefinition": {...}, "createService": {...}}]}
+Each registerTaskDefinition is validated against the RegisterTaskDefinition input shape and each createService
+against the CreateService input shape: unknown parameters, wrong types, missing required members and values
+below a minimum are all problems. So are an empty services list, a missing or unexpected key in a service entry,
+and documents that disagree with their entry (family and serviceName must equal name, cluster must match).
+Prints one line per problem, naming the service. Exit 0 when there is none, 1 otherwise. No network access:
+the service model ships with botocore.
+"""
+import json
+import sys
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+ENTRY_KEYS = {"name": str, "cluster": str, "registerTaskDefinition": dict, "createService": dict}
+OPERATIONS = {"registerTaskDefinition": "RegisterTaskDefinition", "createService": "CreateService"}
+
+
+def check(payload):
+    """Return the list of problems in a rendered payload, one line each."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("services"), list):
+        return ['(input): expected an object {"services": [...]}']
+    unexpected = sorted(set(payload) - {"services"})
+    problems = [f"(input): unexpected key {key!r}" for key in unexpected]
+    if not payload["services"]:
+        problems.append("(input): services is empty")
+
+    model = botocore.session.get_session().get_service_model("ecs")
+    validator = ParamValidator()
+    for index, entry in enumerate(payload["services"]):
+        if not isinstance(entry, dict):
+            problems.append(f"services[{index}]: expected an object")
+            continue
+        name = entry.get("name") if isinstance(entry.get("name"), str) else f"services[{index}]"
+        for key, kind in ENTRY_KEYS.items():
+            if key not in entry:
+                problems.append(f"{name}: missing {key}")
+            elif not isinstance(entry[key], kind):
+                problems.append(f"{name}: {key} must be a {kind.__name__ if kind is str else 'object'}")
+        problems += [f"{name}: unexpected key {key!r}" for key in sorted(set(entry) - set(ENTRY_KEYS))]
+
+        for key, operation in OPERATIONS.items():
+            params = entry.get(key)
+            if not isinstance(params, dict):
+                continue
+            report = validator.validate(params, model.operation_model(operation).input_shape)
+            if report.has_errors():
+                problems += [f"{name}: {key}: {line}" for line in report.generate_report().splitlines()]
+
+        task_definition, service = entry.get("registerTaskDefinition"), entry.get("createService")
+        if isinstance(task_definition, dict) and task_definition.get("family") != entry.get("name"):
+            problems.append(f"{name}: registerTaskDefinition.family {task_definition.get('family')!r} is not the name")
+        if isinstance(service, dict):
+            if service.get("serviceName") != entry.get("name"):
+                problems.append(f"{name}: createService.serviceName {service.get('serviceName')!r} is not the name")
+            if service.get("cluster") != entry.get("cluster"):
+                problems.append(f"{name}: createService.cluster {service.get('cluster')!r} is not the cluster")
+    return problems
+
+
+def main(argv):
+    if len(argv) > 1 or (argv and argv[0] in ("-h", "--help")):
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    source = argv[0] if argv else "-"
+    try:
+        if source == "-":
+            payload = json.load(sys.stdin)
+        else:
+            with open(source, encoding="utf-8") as f:
+                payload = json.load(f)
+    except (OSError, ValueError) as err:
+        print(f"{source}: cannot read JSON: {err}")
+        return 1
+    problems = check(payload)
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
