@@ -3,5 +3,8 @@
 //! Layers, from the inside out: [`spec`] (manifests → a validated fleet), [`render`] (a validated service → the
 //! exact ECS and Docker Compose documents), and the `mcpfleet` binary's commands (in `src/cli/`).
 
+pub mod backend;
+pub mod plan;
+pub mod reconcile;
 pub mod render;
 pub mod spec;

@@ -1,8 +1,13 @@
 //! Command-line interface: clap definitions, global flags, logging set-up and exit codes. One file per
 //! subcommand; each returns the process exit code or an error (printed as `error: …`, exit 1).
 
+mod apply;
+mod backend;
+mod plan;
 mod render;
 mod schema;
+mod sim;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -74,8 +79,17 @@ pub enum Command {
     Validate(validate::Args),
     /// Print what ECS would receive (RegisterTaskDefinition + CreateService JSON) or a docker-compose.yml.
     Render(render::Args),
+    /// Resolve images and secrets (read-only), compare with what runs, and print what apply would change.
+    Plan(plan::Args),
+    /// Converge ECS to the manifests; with --wait, watch every rollout.
+    Apply(apply::Args),
+    /// Show each service's revision, image, architecture, task counts, rollout state and last good revision.
+    Status(status::Args),
     /// Print the JSON Schema of the manifests (for editors and CI).
     Schema(schema::Args),
+    /// Seed or disturb the simulator (--sim-state): push images, create secrets, edit services.
+    #[command(subcommand)]
+    Sim(sim::Command),
 }
 
 /// Manifest files or directories (every *.yaml / *.yml inside, in name order).
@@ -101,6 +115,10 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Render(args) => render::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Sim(cmd) => sim::run(&cli, cmd),
+        Command::Plan(args) => block_on(plan::run(&cli, args)),
+        Command::Apply(args) => block_on(apply::run(&cli, args)),
+        Command::Status(args) => block_on(status::run(&cli, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -109,6 +127,10 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
 fn init_logging(format: LogFormat) {

@@ -14,6 +14,16 @@ pub const TAG_MANAGED_BY: &str = "mcpfleet.io/managed-by";
 pub const TAG_SPEC_HASH: &str = "mcpfleet.io/spec-hash";
 pub const TAG_IMAGE_TAG: &str = "mcpfleet.io/image-tag";
 pub const TAG_IMAGE_DIGEST: &str = "mcpfleet.io/image-digest";
+/// Hash of the task definition alone (on task definitions): a revision with the same one is reused.
+pub const TAG_TASK_HASH: &str = "mcpfleet.io/task-hash";
+/// CPU architecture the service runs on.
+pub const TAG_ARCHITECTURE: &str = "mcpfleet.io/architecture";
+/// The task-definition ARN the service's spec-hash was applied with (so drift of the revision is visible).
+pub const TAG_TASK_DEFINITION: &str = "mcpfleet.io/task-definition";
+/// The task-definition ARN of the last rollout that completed.
+pub const TAG_LAST_GOOD: &str = "mcpfleet.io/last-good";
+/// A spec-hash whose rollout failed and was rolled back: not retried until the spec changes.
+pub const TAG_FAILED_SPEC_HASH: &str = "mcpfleet.io/failed-spec-hash";
 /// Value of the managed-by tag.
 pub const MANAGED_BY: &str = "mcpfleet";
 
@@ -334,9 +344,19 @@ pub fn spec_hash(td: &TaskDefinitionInput, svc: &ServiceInput) -> String {
     let mut svc = svc.clone();
     svc.tags.clear();
     svc.task_definition.clear();
-    let canonical = serde_json::to_vec(&(td, svc)).expect("plain data serializes");
-    let digest = Sha256::digest(&canonical);
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    hash_json(&(td, svc))
+}
+
+/// The hash of a task definition's content (without tags).
+pub fn task_hash(td: &TaskDefinitionInput) -> String {
+    let mut td = td.clone();
+    td.tags.clear();
+    hash_json(&td)
+}
+
+fn hash_json(value: &impl Serialize) -> String {
+    let canonical = serde_json::to_vec(value).expect("plain data serializes");
+    Sha256::digest(&canonical).iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// mcpfleet's own tags plus the user's labels, sorted by key.
@@ -344,6 +364,9 @@ pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
     let mut tags: Vec<Tag> = svc.labels.iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect();
     tags.push(Tag { key: TAG_MANAGED_BY.into(), value: MANAGED_BY.into() });
     tags.push(Tag { key: TAG_SPEC_HASH.into(), value: spec_hash.into() });
+    if let Some(arch) = res.architecture {
+        tags.push(Tag { key: TAG_ARCHITECTURE.into(), value: arch.as_ecs().into() });
+    }
     if let Some(tag) = &svc.image.tag {
         tags.push(Tag { key: TAG_IMAGE_TAG.into(), value: tag.clone() });
     }
@@ -361,6 +384,8 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     let hash = spec_hash(&td, &service);
     let tags = tags(svc, res, &hash);
     td.tags = tags.clone();
+    td.tags.push(Tag { key: TAG_TASK_HASH.into(), value: task_hash(&td) });
+    td.tags.sort();
     service.tags = tags;
     EcsService {
         name: svc.name.clone(),
@@ -464,7 +489,10 @@ spec:
         assert_eq!(tags[TAG_IMAGE_TAG], "v1.4.2");
         assert_eq!(tags[TAG_IMAGE_DIGEST], digest);
         assert_eq!(tags["team"], "knowledge");
-        assert_eq!(out.register_task_definition.tags, out.create_service.tags);
+        let td_tags: Vec<_> =
+            out.register_task_definition.tags.iter().filter(|t| t.key != TAG_TASK_HASH).cloned().collect();
+        assert_eq!(td_tags, out.create_service.tags);
+        assert_eq!(tags[TAG_ARCHITECTURE], "ARM64");
     }
 
     #[test]

@@ -154,7 +154,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
     };
     let merged = Defaults::new(defaults_spec.clone());
 
-    if services.is_empty() && diags.is_empty() {
+    if services.is_empty() && diags.is_empty() && !files.is_empty() {
         diags.push(Diagnostic {
             file: files.first().map(|f| f.name.clone()).unwrap_or_else(|| "(no files)".into()),
             line: 0,

@@ -134,7 +134,7 @@ pub const FARGATE_SIZES: [(u32, u32, u32, u32); 7] = [
 pub fn fargate_pair_ok(cpu: u32, memory: u32) -> bool {
     match FARGATE_SIZES.iter().find(|(c, ..)| *c == cpu) {
         Some((256, ..)) => matches!(memory, 512 | 1024 | 2048),
-        Some((_, min, max, step)) => memory >= *min && memory <= *max && (memory - min) % step == 0,
+        Some((_, min, max, step)) => memory >= *min && memory <= *max && (memory - min).is_multiple_of(*step),
         None => false,
     }
 }

@@ -144,7 +144,7 @@ pub(super) fn seconds(
 
 /// Seconds as users read ECS limits (`120s`); only spans of hours are shortened.
 fn fmt_secs(s: u64) -> String {
-    if s >= 3600 && s % 3600 == 0 { format!("{}h", s / 3600) } else { format!("{s}s") }
+    if s >= 3600 && s.is_multiple_of(3600) { format!("{}h", s / 3600) } else { format!("{s}s") }
 }
 
 fn check_ecs_name(ctx: &mut DocCtx, path: &[Seg], what: &str, name: &str) -> bool {

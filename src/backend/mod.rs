@@ -1,0 +1,269 @@
+//! Ports: what reconcile needs from ECS, an image registry, a secret store and a clock, in mcpfleet's own types.
+//!
+//! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager with a virtual clock, the default
+//! engine of the quickstart and the tests) and, later, `aws`. SDK types never cross this boundary, so reconcile,
+//! plan and the CLI are the same code against either. `limits` wraps any `Ecs` in ECS's own token buckets.
+
+pub mod limits;
+pub mod sim;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::render::ecs::{DeploymentConfiguration, NetworkConfiguration, ServiceInput, TaskDefinitionInput};
+
+/// AWS resource tags as a map.
+pub type Tags = BTreeMap<String, String>;
+
+/// A failure of a backend call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The API refused the call for rate (ThrottlingException); waiting and retrying helps.
+    #[error("{operation}: throttled: {message}")]
+    Throttled { operation: String, message: String },
+    /// A transient failure (5xx, timeout, connection); retrying helps.
+    #[error("{operation}: service unavailable: {message}")]
+    Unavailable { operation: String, message: String },
+    /// The named resource does not exist.
+    #[error("{operation}: not found: {message}")]
+    NotFound { operation: String, message: String },
+    /// The request was refused as invalid (4xx); retrying cannot help.
+    #[error("{operation}: {message}")]
+    Invalid { operation: String, message: String },
+    /// The backend's own state (the sim state file) could not be read or written.
+    #[error("state: {0}")]
+    State(String),
+}
+
+impl BackendError {
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BackendError::Throttled { .. } | BackendError::Unavailable { .. })
+    }
+
+    /// Whether the call was refused for rate.
+    pub fn is_throttling(&self) -> bool {
+        matches!(self, BackendError::Throttled { .. })
+    }
+}
+
+/// ACTIVE or INACTIVE (deregistered) task-definition revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TdStatus {
+    Active,
+    Inactive,
+}
+
+/// A registered task-definition revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDefinition {
+    pub arn: String,
+    pub family: String,
+    pub revision: u32,
+    pub status: TdStatus,
+    /// What was registered, without tags.
+    pub spec: TaskDefinitionInput,
+    pub tags: Tags,
+    /// Milliseconds since the Unix epoch.
+    pub registered_at_ms: u64,
+}
+
+/// Where a deployment's rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RolloutState {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+/// One deployment of a service: PRIMARY (the newest) or ACTIVE (an older one still draining).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    pub id: String,
+    pub status: String,
+    pub task_definition: String,
+    pub desired_count: u32,
+    pub running_count: u32,
+    pub pending_count: u32,
+    pub failed_tasks: u32,
+    pub rollout_state: RolloutState,
+    pub rollout_state_reason: String,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+}
+
+/// A service event ("has reached a steady state", "failed container health checks", …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEvent {
+    pub at_ms: u64,
+    pub message: String,
+}
+
+/// An ECS service as DescribeServices reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceState {
+    pub arn: String,
+    pub cluster: String,
+    pub name: String,
+    /// ACTIVE, DRAINING or INACTIVE.
+    pub status: String,
+    pub task_definition: String,
+    pub desired_count: u32,
+    pub running_count: u32,
+    pub pending_count: u32,
+    pub deployment_configuration: DeploymentConfiguration,
+    pub network_configuration: NetworkConfiguration,
+    pub deployments: Vec<Deployment>,
+    /// Newest first.
+    pub events: Vec<ServiceEvent>,
+    pub tags: Tags,
+}
+
+impl ServiceState {
+    /// The PRIMARY deployment (the one ECS is rolling out or has rolled out).
+    pub fn primary(&self) -> Option<&Deployment> {
+        self.deployments.iter().find(|d| d.status == "PRIMARY")
+    }
+
+    /// Whether the service exists for practical purposes (ECS keeps INACTIVE services visible for a while).
+    pub fn is_active(&self) -> bool {
+        self.status == "ACTIVE"
+    }
+}
+
+/// DescribeServices answer: the services found and the names ECS reported MISSING.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Described {
+    pub services: Vec<ServiceState>,
+    pub missing: Vec<String>,
+}
+
+/// UpdateService input: only the fields mcpfleet changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceUpdate {
+    pub cluster: String,
+    pub service: String,
+    pub task_definition: Option<String>,
+    pub desired_count: Option<u32>,
+    pub deployment_configuration: Option<DeploymentConfiguration>,
+    pub network_configuration: Option<NetworkConfiguration>,
+}
+
+impl ServiceUpdate {
+    /// The update that makes a service match `input` pointing at `task_definition`.
+    pub fn converge(input: &ServiceInput, task_definition: &str) -> ServiceUpdate {
+        ServiceUpdate {
+            cluster: input.cluster.clone(),
+            service: input.service_name.clone(),
+            task_definition: Some(task_definition.to_string()),
+            desired_count: Some(input.desired_count),
+            deployment_configuration: Some(input.deployment_configuration.clone()),
+            network_configuration: Some(input.network_configuration.clone()),
+        }
+    }
+}
+
+/// At most this many services per DescribeServices call (an ECS limit).
+pub const DESCRIBE_SERVICES_BATCH: usize = 10;
+/// At most this many image ids per ECR DescribeImages/BatchGetImage call.
+pub const IMAGE_BATCH: usize = 100;
+
+/// ECS operations reconcile uses.
+#[async_trait]
+pub trait Ecs: Send + Sync {
+    /// Describes up to [`DESCRIBE_SERVICES_BATCH`] services of one cluster, with their tags.
+    async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Described, BackendError>;
+    /// Names of the ACTIVE services of a cluster.
+    async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError>;
+    /// Registers a revision (tags included in `input`).
+    async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError>;
+    /// Describes a revision by ARN, `family:revision` or family (its latest ACTIVE revision), with tags.
+    async fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError>;
+    /// ARNs of a family's revisions with `status`, oldest first.
+    async fn list_task_definitions(&self, family: &str, status: TdStatus) -> Result<Vec<String>, BackendError>;
+    /// Marks a revision INACTIVE.
+    async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError>;
+    /// Creates a service (tags included in `input`).
+    async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError>;
+    /// Updates a service; a new task definition starts a deployment.
+    async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError>;
+    /// Deletes a service, stopping its tasks.
+    async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError>;
+    /// Adds or overwrites tags on a service or task definition.
+    async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError>;
+}
+
+/// What an image reference resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// `sha256:…` of the manifest or index.
+    pub digest: String,
+    /// OCI platforms the index lists (`linux/amd64`, `linux/arm64`); one entry for a single-platform image.
+    pub platforms: Vec<String>,
+}
+
+/// A tag or digest of one repository.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ImageSelector {
+    Tag(String),
+    Digest(String),
+}
+
+/// An image registry.
+#[async_trait]
+pub trait Images: Send + Sync {
+    /// Resolves up to [`IMAGE_BATCH`] tags/digests of one repository (`registry/repository`). Unknown ones are
+    /// absent from the answer.
+    async fn lookup(
+        &self,
+        repository: &str,
+        selectors: &[ImageSelector],
+    ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError>;
+}
+
+/// A secret store. Secret values are never read: only names and ARNs.
+#[async_trait]
+pub trait Secrets: Send + Sync {
+    /// Resolves secret names or ARNs to full ARNs. Unknown ones are absent from the answer.
+    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError>;
+}
+
+/// Time as the backend sees it: real for AWS, virtual for the sim (sleeping advances the simulated world).
+#[async_trait]
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    async fn sleep(&self, d: Duration);
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+#[async_trait]
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    }
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// Everything reconcile talks to.
+#[derive(Clone)]
+pub struct Backend {
+    pub ecs: Arc<dyn Ecs>,
+    pub images: Arc<dyn Images>,
+    pub secrets: Arc<dyn Secrets>,
+    pub clock: Arc<dyn Clock>,
+}

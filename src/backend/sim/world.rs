@@ -1,0 +1,623 @@
+//! The simulated world: ECS clusters, services and task definitions, an image registry and a secret store, on a
+//! virtual clock. Everything here is plain data plus ECS's rules, so it serializes to the `--sim-state` file.
+//!
+//! Deployments progress in ticks of [`TICK_MS`]: a task launched by a deployment becomes healthy (or fails its
+//! health checks, for images pushed with `--unhealthy`) [`TASK_SETTLE_MS`] later; ECS's maximumPercent and
+//! minimumHealthyPercent bound how many tasks run during a rollout; the deployment circuit breaker fails a rollout
+//! after half its desired count of failed tasks (min 3, max 200) and, with rollback on, sends the service back to
+//! the last deployment that completed — silently, as ECS does.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::backend::{
+    BackendError, Deployment, ImageInfo, ImageSelector, RolloutState, ServiceEvent, ServiceState, ServiceUpdate,
+    TaskDefinition, TdStatus,
+};
+use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
+
+/// Granularity of the simulation.
+pub const TICK_MS: u64 = 5_000;
+/// Time from launching a task to it passing (or failing) its health checks.
+pub const TASK_SETTLE_MS: u64 = 20_000;
+/// Events kept per service.
+const MAX_EVENTS: usize = 50;
+/// The virtual clock starts at 2026-01-01T00:00:00Z.
+pub const EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// One image in a repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimImage {
+    pub platforms: Vec<String>,
+    /// Tasks of this image fail their health checks.
+    pub unhealthy: bool,
+}
+
+/// A repository: tags point at digests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    pub tags: BTreeMap<String, String>,
+    pub images: BTreeMap<String, SimImage>,
+}
+
+/// A service with the simulation's private bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimService {
+    pub state: ServiceState,
+    /// Launch times of tasks not yet settled, per deployment id.
+    pub pending: BTreeMap<String, Vec<u64>>,
+    /// The task definition of the last deployment that completed (where the circuit breaker rolls back to).
+    pub last_completed: Option<String>,
+}
+
+/// An ECS token bucket's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketState {
+    pub tokens: f64,
+    pub updated_ms: u64,
+}
+
+/// The whole simulated account and region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct World {
+    pub now_ms: u64,
+    pub account: String,
+    pub region: String,
+    /// Source of ids and digests, so runs are reproducible.
+    pub seq: u64,
+    /// Keyed by `cluster/name`.
+    pub services: BTreeMap<String, SimService>,
+    pub families: BTreeMap<String, Vec<TaskDefinition>>,
+    /// Keyed by `registry/repository`.
+    pub repositories: BTreeMap<String, Repository>,
+    /// Secret name → ARN.
+    pub secrets: BTreeMap<String, String>,
+    /// ECS API token buckets by category; empty until first used.
+    #[serde(default)]
+    pub buckets: BTreeMap<String, BucketState>,
+}
+
+impl Default for World {
+    fn default() -> World {
+        World::new("123456789012", "us-east-1")
+    }
+}
+
+fn err_invalid(op: &str, message: impl Into<String>) -> BackendError {
+    BackendError::Invalid { operation: op.into(), message: message.into() }
+}
+
+fn err_not_found(op: &str, message: impl Into<String>) -> BackendError {
+    BackendError::NotFound { operation: op.into(), message: message.into() }
+}
+
+fn service_key(cluster: &str, name: &str) -> String {
+    format!("{cluster}/{name}")
+}
+
+impl World {
+    pub fn new(account: &str, region: &str) -> World {
+        World {
+            now_ms: EPOCH_MS,
+            account: account.into(),
+            region: region.into(),
+            seq: 0,
+            services: BTreeMap::new(),
+            families: BTreeMap::new(),
+            repositories: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            buckets: BTreeMap::new(),
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn hex(&mut self, what: &str, len: usize) -> String {
+        let seq = self.next_seq();
+        let digest = Sha256::digest(format!("{what}/{seq}").as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..len].to_string()
+    }
+
+    // ---- registry and secrets (seeded by `mcpfleet sim push` / `sim secret`) ----
+
+    /// Pushes a new image for `repository:tag` and returns its digest.
+    pub fn push_image(&mut self, repository: &str, tag: &str, platforms: Vec<String>, unhealthy: bool) -> String {
+        let digest = format!("sha256:{}", self.hex(&format!("{repository}:{tag}"), 64));
+        let repo = self.repositories.entry(repository.to_string()).or_default();
+        repo.images.insert(digest.clone(), SimImage { platforms, unhealthy });
+        repo.tags.insert(tag.to_string(), digest.clone());
+        digest
+    }
+
+    /// Creates a secret (if absent) and returns its ARN, with the 6-character suffix AWS adds.
+    pub fn create_secret(&mut self, name: &str) -> String {
+        if let Some(arn) = self.secrets.get(name) {
+            return arn.clone();
+        }
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let raw = Sha256::digest(format!("{name}/{}", self.next_seq()).as_bytes());
+        let suffix: String = raw.iter().take(6).map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+        let arn = format!("arn:aws:secretsmanager:{}:{}:secret:{name}-{suffix}", self.region, self.account);
+        self.secrets.insert(name.to_string(), arn.clone());
+        arn
+    }
+
+    pub fn lookup_images(&self, repository: &str, selectors: &[ImageSelector]) -> BTreeMap<ImageSelector, ImageInfo> {
+        let Some(repo) = self.repositories.get(repository) else { return BTreeMap::new() };
+        selectors
+            .iter()
+            .filter_map(|sel| {
+                let digest = match sel {
+                    ImageSelector::Tag(t) => repo.tags.get(t)?.clone(),
+                    ImageSelector::Digest(d) => d.clone(),
+                };
+                let image = repo.images.get(&digest)?;
+                Some((sel.clone(), ImageInfo { digest, platforms: image.platforms.clone() }))
+            })
+            .collect()
+    }
+
+    pub fn resolve_secrets(&self, ids: &[String]) -> BTreeMap<String, String> {
+        ids.iter()
+            .filter_map(|id| {
+                let arn = if id.starts_with("arn:") {
+                    self.secrets.values().find(|arn| *arn == id || arn_without_suffix(arn) == id)?.clone()
+                } else {
+                    self.secrets.get(id)?.clone()
+                };
+                Some((id.clone(), arn))
+            })
+            .collect()
+    }
+
+    // ---- task definitions ----
+
+    fn td_arn(&self, family: &str, revision: u32) -> String {
+        format!("arn:aws:ecs:{}:{}:task-definition/{family}:{revision}", self.region, self.account)
+    }
+
+    pub fn register_task_definition(&mut self, input: &TaskDefinitionInput) -> TaskDefinition {
+        let family = input.family.clone();
+        let revision = self.families.get(&family).map_or(0, Vec::len) as u32 + 1;
+        let mut spec = input.clone();
+        let tags = std::mem::take(&mut spec.tags).into_iter().map(|t| (t.key, t.value)).collect();
+        let td = TaskDefinition {
+            arn: self.td_arn(&family, revision),
+            family: family.clone(),
+            revision,
+            status: TdStatus::Active,
+            spec,
+            tags,
+            registered_at_ms: self.now_ms,
+        };
+        self.families.entry(family).or_default().push(td.clone());
+        td
+    }
+
+    /// Finds a revision by ARN, `family:revision`, or family (latest ACTIVE).
+    pub fn find_task_definition(&self, id: &str) -> Option<&TaskDefinition> {
+        let short = id.rsplit_once("task-definition/").map_or(id, |(_, s)| s);
+        match short.rsplit_once(':') {
+            Some((family, rev)) => {
+                let rev: u32 = rev.parse().ok()?;
+                self.families.get(family)?.get(rev.checked_sub(1)? as usize)
+            }
+            None => self.families.get(short)?.iter().rev().find(|td| td.status == TdStatus::Active),
+        }
+    }
+
+    pub fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
+        self.find_task_definition(id)
+            .cloned()
+            .ok_or_else(|| err_invalid("DescribeTaskDefinition", format!("Unable to describe task definition: {id}")))
+    }
+
+    pub fn list_task_definitions(&self, family: &str, status: TdStatus) -> Vec<String> {
+        self.families
+            .get(family)
+            .map(|tds| tds.iter().filter(|td| td.status == status).map(|td| td.arn.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn deregister_task_definition(&mut self, arn: &str) -> Result<(), BackendError> {
+        let short = arn.rsplit_once("task-definition/").map_or(arn, |(_, s)| s);
+        let (family, rev) =
+            short.rsplit_once(':').ok_or_else(|| err_invalid("DeregisterTaskDefinition", "a revision is required"))?;
+        let rev: usize = rev.parse().map_err(|_| err_invalid("DeregisterTaskDefinition", "bad revision"))?;
+        let td = self.families.get_mut(family).and_then(|tds| tds.get_mut(rev.wrapping_sub(1))).ok_or_else(|| {
+            err_invalid("DeregisterTaskDefinition", format!("The specified task definition does not exist: {arn}"))
+        })?;
+        td.status = TdStatus::Inactive;
+        Ok(())
+    }
+
+    // ---- services ----
+
+    fn service_arn(&self, cluster: &str, name: &str) -> String {
+        format!("arn:aws:ecs:{}:{}:service/{cluster}/{name}", self.region, self.account)
+    }
+
+    pub fn describe_services(
+        &self,
+        cluster: &str,
+        names: &[String],
+    ) -> Result<(Vec<ServiceState>, Vec<String>), BackendError> {
+        if names.len() > crate::backend::DESCRIBE_SERVICES_BATCH {
+            return Err(err_invalid("DescribeServices", "services can have at most 10 items"));
+        }
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for name in names {
+            let short = name.rsplit('/').next().unwrap_or(name);
+            match self.services.get(&service_key(cluster, short)) {
+                Some(s) => found.push(s.state.clone()),
+                None => missing.push(name.clone()),
+            }
+        }
+        Ok((found, missing))
+    }
+
+    pub fn list_services(&self, cluster: &str) -> Vec<String> {
+        self.services
+            .values()
+            .filter(|s| s.state.cluster == cluster && s.state.is_active())
+            .map(|s| s.state.name.clone())
+            .collect()
+    }
+
+    fn new_deployment(&mut self, task_definition: &str, desired: u32) -> Deployment {
+        let id = format!("ecs-svc/{:019}", self.next_seq());
+        Deployment {
+            id,
+            status: "PRIMARY".into(),
+            task_definition: task_definition.into(),
+            desired_count: desired,
+            running_count: 0,
+            pending_count: 0,
+            failed_tasks: 0,
+            rollout_state: RolloutState::InProgress,
+            rollout_state_reason: "ECS deployment in progress.".into(),
+            created_at_ms: self.now_ms,
+            updated_at_ms: self.now_ms,
+        }
+    }
+
+    fn active_td_arn(&self, op: &str, id: &str) -> Result<String, BackendError> {
+        match self.find_task_definition(id) {
+            Some(td) if td.status == TdStatus::Active => Ok(td.arn.clone()),
+            Some(_) => Err(err_invalid(op, format!("TaskDefinition is inactive: {id}"))),
+            None => Err(err_invalid(op, format!("Unable to describe task definition: {id}"))),
+        }
+    }
+
+    pub fn create_service(&mut self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
+        const OP: &str = "CreateService";
+        let key = service_key(&input.cluster, &input.service_name);
+        if self.services.get(&key).is_some_and(|s| s.state.is_active()) {
+            return Err(err_invalid(OP, "Creation of service was not idempotent."));
+        }
+        let td = self.active_td_arn(OP, &input.task_definition)?;
+        let deployment = self.new_deployment(&td, input.desired_count);
+        let now = self.now_ms;
+        let state = ServiceState {
+            arn: self.service_arn(&input.cluster, &input.service_name),
+            cluster: input.cluster.clone(),
+            name: input.service_name.clone(),
+            status: "ACTIVE".into(),
+            task_definition: td,
+            desired_count: input.desired_count,
+            running_count: 0,
+            pending_count: 0,
+            deployment_configuration: input.deployment_configuration.clone(),
+            network_configuration: input.network_configuration.clone(),
+            deployments: vec![deployment],
+            events: vec![ServiceEvent {
+                at_ms: now,
+                message: format!("(service {}) was created.", input.service_name),
+            }],
+            tags: input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
+        };
+        self.services.insert(key, SimService { state: state.clone(), pending: BTreeMap::new(), last_completed: None });
+        Ok(state)
+    }
+
+    pub fn update_service(&mut self, u: &ServiceUpdate) -> Result<ServiceState, BackendError> {
+        const OP: &str = "UpdateService";
+        let key = service_key(&u.cluster, &u.service);
+        match self.services.get(&key) {
+            None => return Err(err_not_found(OP, format!("Service not found: {}", u.service))),
+            Some(s) if !s.state.is_active() => {
+                return Err(err_invalid(OP, format!("Service was not ACTIVE: {}", u.service)));
+            }
+            Some(_) => {}
+        }
+        let new_td = match &u.task_definition {
+            Some(id) => Some(self.active_td_arn(OP, id)?),
+            None => None,
+        };
+        let desired = u.desired_count.unwrap_or_else(|| self.services[&key].state.desired_count);
+        let deployment = match &new_td {
+            Some(td) if *td != self.services[&key].state.task_definition => Some(self.new_deployment(td, desired)),
+            _ => None,
+        };
+        let svc = self.services.get_mut(&key).expect("checked above");
+        let s = &mut svc.state;
+        if let Some(c) = &u.deployment_configuration {
+            s.deployment_configuration = c.clone();
+        }
+        if let Some(n) = &u.network_configuration {
+            s.network_configuration = n.clone();
+        }
+        s.desired_count = desired;
+        if let Some(d) = deployment {
+            for old in &mut s.deployments {
+                old.status = "ACTIVE".into();
+            }
+            s.task_definition = d.task_definition.clone();
+            s.deployments.insert(0, d);
+        }
+        if let Some(p) = s.deployments.first_mut() {
+            p.desired_count = desired;
+        }
+        Ok(s.clone())
+    }
+
+    /// Deletes a service (as `--force`): tasks stop and the service turns INACTIVE.
+    pub fn delete_service(&mut self, cluster: &str, name: &str) -> Result<(), BackendError> {
+        let now = self.now_ms;
+        let svc = self
+            .services
+            .get_mut(&service_key(cluster, name))
+            .filter(|s| s.state.is_active())
+            .ok_or_else(|| err_not_found("DeleteService", format!("Service not found: {name}")))?;
+        svc.state.status = "INACTIVE".into();
+        svc.state.desired_count = 0;
+        svc.state.running_count = 0;
+        svc.state.pending_count = 0;
+        svc.state.deployments.clear();
+        svc.pending.clear();
+        push_event(&mut svc.state, now, format!("(service {name}) was deleted."));
+        Ok(())
+    }
+
+    pub fn tag_resource(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), BackendError> {
+        if let Some(svc) = self.services.values_mut().find(|s| s.state.arn == arn) {
+            svc.state.tags.extend(tags.clone());
+            return Ok(());
+        }
+        for tds in self.families.values_mut() {
+            if let Some(td) = tds.iter_mut().find(|td| td.arn == arn) {
+                td.tags.extend(tags.clone());
+                return Ok(());
+            }
+        }
+        Err(err_not_found("TagResource", format!("The specified resource could not be found: {arn}")))
+    }
+
+    // ---- the clock ----
+
+    /// Moves the clock to `t`, progressing every deployment tick by tick.
+    pub fn advance_to(&mut self, t: u64) {
+        while self.now_ms + TICK_MS <= t {
+            self.now_ms += TICK_MS;
+            self.tick();
+        }
+        if t > self.now_ms {
+            self.now_ms = t;
+        }
+    }
+
+    /// Whether tasks of a task definition pass their health checks, and why not.
+    fn task_health(&self, td_arn: &str) -> Result<(), &'static str> {
+        let Some(td) = self.find_task_definition(td_arn) else { return Err("task definition missing") };
+        let image = td.spec.container_definitions.first().map(|c| c.image.as_str()).unwrap_or_default();
+        let (name, digest) = match image.split_once('@') {
+            Some((name, digest)) => (name, Some(digest.to_string())),
+            None => match image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+                Some((name, tag)) => (name, self.repositories.get(name).and_then(|r| r.tags.get(tag)).cloned()),
+                None => (image, None),
+            },
+        };
+        let found = digest.and_then(|d| self.repositories.get(name)?.images.get(&d).cloned());
+        match found {
+            None => Err("CannotPullContainerError: image not found"),
+            Some(img) if img.unhealthy => Err("failed container health checks"),
+            Some(img) => {
+                let arch = td.spec.runtime_platform.cpu_architecture.unwrap_or(crate::render::CpuArch::X86_64);
+                if img.platforms.iter().any(|p| p == arch.platform()) {
+                    Ok(())
+                } else {
+                    Err("CannotPullContainerError: no matching manifest for the task's architecture")
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.now_ms;
+        let keys: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.state.is_active() && !is_steady(s))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let health: BTreeMap<String, Result<(), &'static str>> = self.services[&key]
+                .state
+                .deployments
+                .iter()
+                .map(|d| (d.task_definition.clone(), self.task_health(&d.task_definition)))
+                .collect();
+            let seq = self.seq;
+            let svc = self.services.get_mut(&key).expect("listed above");
+            let rollback_id = tick_service(svc, now, &health, seq + 1);
+            if rollback_id {
+                self.seq += 1;
+            }
+        }
+    }
+}
+
+fn arn_without_suffix(arn: &str) -> &str {
+    // Secrets Manager accepts an ARN without the random 6-character suffix ("partial ARN").
+    arn.rsplit_once('-').map_or(arn, |(head, tail)| if tail.len() == 6 { head } else { arn })
+}
+
+fn push_event(s: &mut ServiceState, at_ms: u64, message: String) {
+    s.events.insert(0, ServiceEvent { at_ms, message });
+    s.events.truncate(MAX_EVENTS);
+}
+
+/// A service with one completed deployment running exactly its desired count: nothing to simulate.
+fn is_steady(s: &SimService) -> bool {
+    let st = &s.state;
+    st.deployments.len() == 1
+        && st.deployments[0].rollout_state == RolloutState::Completed
+        && st.running_count == st.desired_count
+        && st.pending_count == 0
+}
+
+/// The circuit breaker's failed-task threshold: half the desired count, at least 3, at most 200.
+pub fn breaker_threshold(desired: u32) -> u32 {
+    desired.div_ceil(2).clamp(3, 200)
+}
+
+/// One tick of one service. Returns true when it started a rollback deployment (which used sequence `seq`).
+fn tick_service(svc: &mut SimService, now: u64, health: &BTreeMap<String, Result<(), &'static str>>, seq: u64) -> bool {
+    let name = svc.state.name.clone();
+    let desired = svc.state.desired_count;
+    let cfg = svc.state.deployment_configuration.clone();
+    let mut started_rollback = false;
+
+    // 1. Tasks launched long enough ago pass or fail their health checks.
+    for d in &mut svc.state.deployments {
+        let launches = svc.pending.entry(d.id.clone()).or_default();
+        let settled = launches.iter().filter(|t| **t + TASK_SETTLE_MS <= now).count();
+        launches.retain(|t| *t + TASK_SETTLE_MS > now);
+        match health.get(&d.task_definition).copied().unwrap_or(Err("task definition missing")) {
+            Ok(()) => d.running_count += settled as u32,
+            Err(why) => {
+                d.failed_tasks += settled as u32;
+                for _ in 0..settled {
+                    svc.state.events.insert(
+                        0,
+                        ServiceEvent {
+                            at_ms: now,
+                            message: format!("(service {name}) (deployment {}) task stopped: {why}", d.id),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    svc.state.events.truncate(MAX_EVENTS);
+
+    // 2. The circuit breaker.
+    let breaker = cfg.deployment_circuit_breaker.clone();
+    if let Some(p) = svc.state.deployments.first_mut()
+        && breaker.enable
+        && p.rollout_state == RolloutState::InProgress
+        && p.failed_tasks >= breaker_threshold(desired)
+    {
+        p.rollout_state = RolloutState::Failed;
+        p.rollout_state_reason = "ECS deployment circuit breaker: tasks failed to start.".into();
+        p.updated_at_ms = now;
+        let failed_id = p.id.clone();
+        let failed_td = p.task_definition.clone();
+        push_event(
+            &mut svc.state,
+            now,
+            format!("(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start."),
+        );
+        if breaker.rollback
+            && let Some(prev) = svc.last_completed.clone().filter(|prev| *prev != failed_td)
+        {
+            for d in &mut svc.state.deployments {
+                d.status = "ACTIVE".into();
+            }
+            svc.pending.remove(&failed_id);
+            let id = format!("ecs-svc/{seq:019}");
+            svc.state.deployments.insert(
+                0,
+                Deployment {
+                    id: id.clone(),
+                    status: "PRIMARY".into(),
+                    task_definition: prev.clone(),
+                    desired_count: desired,
+                    running_count: 0,
+                    pending_count: 0,
+                    failed_tasks: 0,
+                    rollout_state: RolloutState::InProgress,
+                    rollout_state_reason: format!("ECS deployment circuit breaker: rolling back to deployment {id}."),
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                },
+            );
+            svc.state.task_definition = prev;
+            push_event(&mut svc.state, now, format!("(service {name}) rolling back to deployment {id}."));
+            started_rollback = true;
+        }
+    }
+
+    // 3. Stop old deployments' unsettled launches; launch and drain within the deployment bounds.
+    let primary_id = svc.state.deployments.first().map(|d| d.id.clone());
+    svc.pending.retain(|id, _| Some(id) == primary_id.as_ref());
+    let max_total = desired * cfg.maximum_percent / 100;
+    let min_healthy = (desired * cfg.minimum_healthy_percent).div_ceil(100);
+    let old_running: u32 = svc.state.deployments.iter().skip(1).map(|d| d.running_count).sum();
+    if let Some(primary_id) = primary_id {
+        let launches = svc.pending.entry(primary_id).or_default();
+        let p = &mut svc.state.deployments[0];
+        // Scale the primary down first when the desired count dropped.
+        if p.running_count > desired {
+            p.running_count = desired;
+            launches.clear();
+        }
+        let in_flight = p.running_count + launches.len() as u32;
+        let need = desired.saturating_sub(in_flight);
+        let room = max_total.saturating_sub(old_running + in_flight);
+        let launch = need.min(room);
+        launches.extend(std::iter::repeat_n(now, launch as usize));
+        let healthy = p.running_count + old_running;
+        let excess = healthy.saturating_sub(desired);
+        let blocked = need - launch;
+        let can_stop = healthy.saturating_sub(min_healthy);
+        let mut stop = old_running.min(excess.max(blocked.min(can_stop)));
+        for old in svc.state.deployments.iter_mut().skip(1).rev() {
+            let n = stop.min(old.running_count);
+            old.running_count -= n;
+            stop -= n;
+        }
+    }
+    svc.state.deployments.retain(|d| d.status == "PRIMARY" || d.running_count > 0);
+
+    // 4. Counts and completion.
+    let pending_total: u32 = svc.pending.values().map(|v| v.len() as u32).sum();
+    if let Some(p) = svc.state.deployments.first_mut() {
+        p.pending_count = pending_total;
+        p.desired_count = desired;
+    }
+    svc.state.running_count = svc.state.deployments.iter().map(|d| d.running_count).sum();
+    svc.state.pending_count = pending_total;
+    let single = svc.state.deployments.len() == 1;
+    if let Some(p) = svc.state.deployments.first_mut()
+        && p.rollout_state == RolloutState::InProgress
+        && single
+        && p.running_count == desired
+        && p.pending_count == 0
+    {
+        p.rollout_state = RolloutState::Completed;
+        p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
+        p.updated_at_ms = now;
+        svc.last_completed = Some(p.task_definition.clone());
+        push_event(&mut svc.state, now, format!("(service {name}) has reached a steady state."));
+    }
+    started_rollback
+}

@@ -1,0 +1,79 @@
+//! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, out-of-band edits).
+
+use mcpfleet::backend::ServiceUpdate;
+use mcpfleet::spec::ImageRef;
+
+use super::{Cli, EXIT_OK};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Push a new digest for IMAGE:TAG (platforms default to linux/amd64 and linux/arm64).
+    Push {
+        /// Image reference with a tag, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/documents:v1.4.2
+        image: String,
+        /// A platform of the image index; repeatable.
+        #[arg(long = "platform", value_name = "OS/ARCH")]
+        platforms: Vec<String>,
+        /// Tasks of this image fail their health checks.
+        #[arg(long)]
+        unhealthy: bool,
+    },
+    /// Create a secret and print its ARN (NAME plus a 6-character suffix, as AWS does).
+    Secret { name: String },
+    /// Change a service out of band, as someone in the console would (drift).
+    Edit {
+        service: String,
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        desired_count: Option<u32>,
+        #[arg(long, value_name = "ARN")]
+        task_definition: Option<String>,
+    },
+}
+
+pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
+    let sim = super::backend::open_sim(cli)?;
+    match cmd {
+        Command::Push { image, platforms, unhealthy } => {
+            let r = ImageRef::parse(image).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let tag = r
+                .tag
+                .clone()
+                .filter(|_| r.digest.is_none())
+                .ok_or_else(|| anyhow::anyhow!("push needs IMAGE:TAG without a digest"))?;
+            let platforms = if platforms.is_empty() {
+                vec!["linux/amd64".to_string(), "linux/arm64".to_string()]
+            } else {
+                platforms.clone()
+            };
+            let digest = sim.with_world(true, |w| w.push_image(&r.name(), &tag, platforms.clone(), *unhealthy))?;
+            println!(
+                "{}:{tag} {digest} ({}{})",
+                r.name(),
+                platforms.join(", "),
+                if *unhealthy { ", unhealthy" } else { "" }
+            );
+        }
+        Command::Secret { name } => {
+            let arn = sim.with_world(true, |w| w.create_secret(name))?;
+            println!("{arn}");
+        }
+        Command::Edit { service, cluster, desired_count, task_definition } => {
+            let update = ServiceUpdate {
+                cluster: cluster.clone(),
+                service: service.clone(),
+                task_definition: task_definition.clone(),
+                desired_count: *desired_count,
+                deployment_configuration: None,
+                network_configuration: None,
+            };
+            let state = sim.with_world(true, |w| w.update_service(&update))??;
+            println!(
+                "{} in {}: desired {} on {}",
+                state.name, state.cluster, state.desired_count, state.task_definition
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}

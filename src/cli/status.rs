@@ -1,0 +1,138 @@
+//! `mcpfleet status`: per service, the revision, image, architecture, counts, rollout state and last good one.
+
+use std::collections::BTreeMap;
+
+use mcpfleet::backend::ServiceState;
+use mcpfleet::plan::is_managed;
+use mcpfleet::reconcile;
+use mcpfleet::render::ecs::{TAG_ARCHITECTURE, TAG_IMAGE_DIGEST, TAG_IMAGE_TAG, TAG_LAST_GOOD};
+use serde::Serialize;
+
+use super::apply::short_td;
+use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The services of these manifests.
+    #[arg(short = 'f', long = "file", value_name = "PATH", num_args = 1.., conflicts_with = "cluster")]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Every service mcpfleet manages in this cluster.
+    #[arg(long, required_unless_present = "paths")]
+    pub cluster: Option<String>,
+    /// `json` prints {"services": [...]}.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// One row of the status table.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub name: String,
+    pub cluster: String,
+    pub task_definition: Option<String>,
+    pub revision: Option<u32>,
+    pub image: Option<String>,
+    pub digest: Option<String>,
+    pub architecture: Option<String>,
+    pub desired: u32,
+    pub running: u32,
+    pub rollout_state: String,
+    pub last_good: Option<String>,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
+    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if !args.paths.is_empty() {
+        let fleet = super::load_fleet(&super::Files { paths: args.paths.clone() })?;
+        for s in &fleet.services {
+            wanted.entry(s.cluster.clone()).or_default().push(s.name.clone());
+        }
+    }
+    let conn = super::backend::connect(cli)?;
+    let ecs = conn.backend.ecs.as_ref();
+    if let Some(cluster) = &args.cluster {
+        wanted.insert(cluster.clone(), ecs.list_services(cluster).await?);
+    }
+    let found = reconcile::describe_all(ecs, &wanted).await?;
+    let by_key: BTreeMap<(&str, &str), &ServiceState> =
+        found.iter().filter(|s| s.is_active()).map(|s| ((s.cluster.as_str(), s.name.as_str()), s)).collect();
+    let mut rows = Vec::new();
+    let mut missing = false;
+    for (cluster, names) in &wanted {
+        for name in names {
+            match by_key.get(&(cluster.as_str(), name.as_str())) {
+                Some(s) if args.cluster.is_some() && !is_managed(s) => {}
+                Some(s) => rows.push(row(s)),
+                None => {
+                    missing = true;
+                    rows.push(Row {
+                        name: name.clone(),
+                        cluster: cluster.clone(),
+                        task_definition: None,
+                        revision: None,
+                        image: None,
+                        digest: None,
+                        architecture: None,
+                        desired: 0,
+                        running: 0,
+                        rollout_state: "MISSING".into(),
+                        last_good: None,
+                    });
+                }
+            }
+        }
+    }
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "services": rows }))?),
+        Output::Text => {
+            println!(
+                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} LAST GOOD",
+                "NAME", "CLUSTER", "TASK DEFINITION", "IMAGE", "DIGEST", "ARCH", "DESIRED", "RUNNING", "ROLLOUT"
+            );
+            for r in &rows {
+                let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                let digest = r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>());
+                println!(
+                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {}",
+                    r.name,
+                    r.cluster,
+                    r.task_definition.as_deref().map(short_td).unwrap_or("-"),
+                    dash(&r.image),
+                    dash(&digest),
+                    dash(&r.architecture),
+                    r.desired,
+                    r.running,
+                    r.rollout_state,
+                    r.last_good.as_deref().map(short_td).unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(if missing && args.cluster.is_none() { EXIT_ERROR } else { EXIT_OK })
+}
+
+fn row(s: &ServiceState) -> Row {
+    let tag = |k: &str| s.tags.get(k).cloned();
+    Row {
+        name: s.name.clone(),
+        cluster: s.cluster.clone(),
+        task_definition: Some(s.task_definition.clone()),
+        revision: s.task_definition.rsplit(':').next().and_then(|r| r.parse().ok()),
+        image: tag(TAG_IMAGE_TAG),
+        digest: tag(TAG_IMAGE_DIGEST),
+        architecture: tag(TAG_ARCHITECTURE),
+        desired: s.desired_count,
+        running: s.running_count,
+        rollout_state: s
+            .primary()
+            .map(|p| {
+                serde_json::to_value(p.rollout_state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            })
+            .unwrap_or_else(|| "NONE".into()),
+        last_good: tag(TAG_LAST_GOOD),
+    }
+}

@@ -1,0 +1,264 @@
+//! Plans: desired × observed → create / update / noop / delete per service, with field-level changes.
+//!
+//! Pure: no I/O, no async. Whether a service is up to date is decided by mcpfleet's own tags (the spec-hash and
+//! the task definition it was applied with) plus the few service fields someone could change out of band, never
+//! by comparing ECS's echo of a task definition field by field; that is what keeps a freshly applied fleet from
+//! showing false diffs. Field changes are computed only for display, against what the caller described.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::backend::{ServiceState, TaskDefinition};
+use crate::render::ecs::{
+    EcsService, MANAGED_BY, ServiceInput, TAG_FAILED_SPEC_HASH, TAG_MANAGED_BY, TAG_SPEC_HASH, TAG_TASK_DEFINITION,
+};
+
+/// What will happen to a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Noop,
+    Delete,
+}
+
+/// One changed field: `from` is absent for additions, `to` for removals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub path: String,
+    pub from: Option<Value>,
+    pub to: Option<Value>,
+}
+
+/// The plan for one service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServicePlan {
+    pub name: String,
+    pub cluster: String,
+    pub action: Action,
+    pub changes: Vec<Change>,
+    /// Why the action was chosen, when it is not obvious (drift, a held-back failed spec).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The whole plan, services in (cluster, name) order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    pub services: Vec<ServicePlan>,
+}
+
+impl Plan {
+    /// Whether applying would change anything.
+    pub fn has_changes(&self) -> bool {
+        self.services.iter().any(|s| s.action != Action::Noop)
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.services.iter().filter(|s| s.action == action).count()
+    }
+}
+
+/// A managed service: tagged managed-by=mcpfleet.
+pub fn is_managed(s: &ServiceState) -> bool {
+    s.tags.get(TAG_MANAGED_BY).is_some_and(|v| v == MANAGED_BY)
+}
+
+/// Desired spec-hash of a rendered service.
+pub fn spec_hash_of(e: &EcsService) -> &str {
+    e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).map_or("", |t| t.value.as_str())
+}
+
+/// Whether an observed, managed service already runs `desired`: same spec-hash applied, still on the revision it
+/// was applied with, and no out-of-band change to the service fields mcpfleet owns.
+pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let want = &desired.create_service;
+    if observed.desired_count != want.desired_count {
+        changes.push(change("service.desiredCount", observed.desired_count, want.desired_count));
+    }
+    if observed.deployment_configuration != want.deployment_configuration {
+        diff_values(
+            "service.deploymentConfiguration",
+            &to_value(&observed.deployment_configuration),
+            &to_value(&want.deployment_configuration),
+            &mut changes,
+        );
+    }
+    if observed.network_configuration != want.network_configuration {
+        diff_values(
+            "service.networkConfiguration",
+            &to_value(&observed.network_configuration),
+            &to_value(&want.network_configuration),
+            &mut changes,
+        );
+    }
+    if let Some(applied) = observed.tags.get(TAG_TASK_DEFINITION)
+        && *applied != observed.task_definition
+    {
+        changes.push(change("service.taskDefinition", &observed.task_definition, applied));
+    }
+    changes
+}
+
+fn change(path: &str, from: impl Serialize, to: impl Serialize) -> Change {
+    Change { path: path.into(), from: Some(to_value(&from)), to: Some(to_value(&to)) }
+}
+
+fn to_value(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).expect("plain data serializes")
+}
+
+/// Decides the action for one desired service. `current` is the task definition the service runs, when the
+/// caller described it (only needed for the changes of an update).
+pub fn plan_service(
+    desired: &EcsService,
+    observed: Option<&ServiceState>,
+    current: Option<&TaskDefinition>,
+) -> ServicePlan {
+    let mut plan = ServicePlan {
+        name: desired.name.clone(),
+        cluster: desired.cluster.clone(),
+        action: Action::Create,
+        changes: vec![],
+        reason: None,
+    };
+    let Some(obs) = observed.filter(|o| o.is_active()) else { return plan };
+    let hash = spec_hash_of(desired);
+    let observed_hash = obs.tags.get(TAG_SPEC_HASH).map(String::as_str);
+    let drifted = drift(desired, obs);
+    if observed_hash == Some(hash) && drifted.is_empty() {
+        plan.action = Action::Noop;
+        return plan;
+    }
+    if obs.tags.get(TAG_FAILED_SPEC_HASH).map(String::as_str) == Some(hash) {
+        plan.action = Action::Noop;
+        plan.reason = Some(
+            "this spec's rollout failed and was rolled back; change the spec (or apply --retry-failed) to try again"
+                .into(),
+        );
+        return plan;
+    }
+    plan.action = Action::Update;
+    if observed_hash == Some(hash) {
+        plan.reason = Some("drift: the service was changed outside mcpfleet".into());
+        plan.changes = drifted;
+        return plan;
+    }
+    let mut changes = Vec::new();
+    match current {
+        Some(td) => {
+            let mut want = desired.register_task_definition.clone();
+            want.tags.clear();
+            diff_values("taskDefinition", &to_value(&td.spec), &to_value(&want), &mut changes);
+        }
+        None => changes.push(Change {
+            path: "taskDefinition".into(),
+            from: Some(Value::String(obs.task_definition.clone())),
+            to: Some(Value::String("(new revision)".into())),
+        }),
+    }
+    changes.extend(drifted.into_iter().filter(|c| c.path != "service.taskDefinition"));
+    plan.changes = changes;
+    plan
+}
+
+/// The delete plans for managed services of `clusters` that no desired service names.
+pub fn plan_deletes<'a>(
+    desired: &[EcsService],
+    observed: impl IntoIterator<Item = &'a ServiceState>,
+) -> Vec<ServicePlan> {
+    let wanted: BTreeSet<(&str, &str)> = desired.iter().map(|d| (d.cluster.as_str(), d.name.as_str())).collect();
+    observed
+        .into_iter()
+        .filter(|o| o.is_active() && is_managed(o) && !wanted.contains(&(o.cluster.as_str(), o.name.as_str())))
+        .map(|o| ServicePlan {
+            name: o.name.clone(),
+            cluster: o.cluster.clone(),
+            action: Action::Delete,
+            changes: vec![],
+            reason: Some("managed by mcpfleet and no longer in the manifests".into()),
+        })
+        .collect()
+}
+
+/// Sorts plans by (cluster, name).
+pub fn assemble(mut services: Vec<ServicePlan>) -> Plan {
+    services.sort_by(|a, b| (&a.cluster, &a.name).cmp(&(&b.cluster, &b.name)));
+    Plan { services }
+}
+
+/// Field-level differences between two JSON values. Lists of objects with a `name` (environment, secrets,
+/// containers, port mappings) are compared by name, so reordering is not a change.
+pub fn diff_values(path: &str, from: &Value, to: &Value, out: &mut Vec<Change>) {
+    match (from, to) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let sub = format!("{path}.{k}");
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_values(&sub, x, y, out),
+                    (Some(x), None) => out.push(Change { path: sub, from: Some(x.clone()), to: None }),
+                    (None, Some(y)) => out.push(Change { path: sub, from: None, to: Some(y.clone()) }),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if by_name(a).is_some() && by_name(b).is_some() => {
+            let (ma, mb) = (by_name(a).unwrap_or_default(), by_name(b).unwrap_or_default());
+            let names: BTreeSet<&str> = ma.keys().chain(mb.keys()).copied().collect();
+            for n in names {
+                let sub = format!("{path}.{n}");
+                match (ma.get(n), mb.get(n)) {
+                    (Some(x), Some(y)) => diff_values(&sub, &strip_name(x), &strip_name(y), out),
+                    (Some(x), None) => out.push(Change { path: sub, from: Some(strip_name(x)), to: None }),
+                    (None, Some(y)) => out.push(Change { path: sub, from: None, to: Some(strip_name(y)) }),
+                    (None, None) => {}
+                }
+            }
+        }
+        _ if from != to => out.push(Change { path: path.into(), from: Some(from.clone()), to: Some(to.clone()) }),
+        _ => {}
+    }
+}
+
+fn by_name(items: &[Value]) -> Option<BTreeMap<&str, &Value>> {
+    if items.is_empty() {
+        return Some(BTreeMap::new());
+    }
+    items.iter().map(|v| Some((v.get("name")?.as_str()?, v))).collect()
+}
+
+/// `{name, value}` pairs collapse to their value; other objects lose only the name they are keyed by.
+fn strip_name(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let rest: serde_json::Map<String, Value> =
+                m.iter().filter(|(k, _)| *k != "name").map(|(k, v)| (k.clone(), v.clone())).collect();
+            if rest.len() == 1
+                && let Some(only) = rest.values().next()
+            {
+                only.clone()
+            } else {
+                Value::Object(rest)
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// The service input with the revision filled in and the tag that records it.
+pub fn service_with_revision(input: &ServiceInput, task_definition: &str) -> ServiceInput {
+    let mut s = input.clone();
+    s.task_definition = task_definition.to_string();
+    s.tags.retain(|t| t.key != TAG_TASK_DEFINITION);
+    s.tags.push(crate::render::ecs::Tag { key: TAG_TASK_DEFINITION.into(), value: task_definition.into() });
+    s.tags.sort();
+    s
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! Reconcile: resolve the desired state, observe ECS, plan, and converge through the ports.
+//!
+//! The order is the safety contract: the whole fleet is resolved (every digest, architecture and secret ARN)
+//! before anything is written, so a bad tag or a missing secret changes nothing. Each service is then converged
+//! idempotently: a task-definition revision with the same content is reused rather than registered again, and
+//! the service's tags are written last, so a run interrupted between register and update is finished, not
+//! duplicated, by the next one.
+
+pub mod resolve;
+pub mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TdStatus};
+use crate::plan::{self, Action, Plan};
+use crate::render::Resolved;
+use crate::render::ecs::{self, EcsService, TAG_TASK_HASH};
+use crate::spec::{ValidFleet, ValidService};
+
+/// Why a reconcile could not proceed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReconcileError {
+    /// Images or secrets that could not be resolved; nothing was written.
+    #[error("{} image or secret reference(s) could not be resolved; nothing was changed:\n  {}", .0.len(), .0.join("\n  "))]
+    Resolution(Vec<String>),
+    /// Services that exist under a desired name but are not managed by mcpfleet; nothing was written.
+    #[error("{} service(s) exist but are not managed by mcpfleet (tag them mcpfleet.io/managed-by=mcpfleet to adopt); nothing was changed:\n  {}", .0.len(), .0.join("\n  "))]
+    Unmanaged(Vec<String>),
+    /// A backend call failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// One service as it should be: the validated spec, its resolution and the documents rendered from both.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub service: ValidService,
+    pub resolved: Resolved,
+    pub ecs: EcsService,
+}
+
+/// Resolves and renders the whole fleet.
+pub async fn desired_state(fleet: &ValidFleet, backend: &Backend) -> Result<Vec<Desired>, ReconcileError> {
+    let resolved = resolve::resolve(fleet, backend.images.as_ref(), backend.secrets.as_ref()).await?;
+    Ok(fleet
+        .services
+        .iter()
+        .zip(resolved)
+        .map(|(svc, res)| Desired { ecs: ecs::render(svc, &res), service: svc.clone(), resolved: res })
+        .collect())
+}
+
+/// What ECS has: the desired services that exist, and managed services of the same clusters that no desired
+/// service names (candidates for `--prune`).
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub services: BTreeMap<(String, String), ServiceState>,
+    pub unlisted: Vec<ServiceState>,
+}
+
+impl Observed {
+    pub fn get(&self, cluster: &str, name: &str) -> Option<&ServiceState> {
+        self.services.get(&(cluster.to_string(), name.to_string()))
+    }
+}
+
+/// Describes services in batches of ten per cluster.
+pub async fn describe_all(
+    ecs: &dyn Ecs,
+    wanted: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<ServiceState>, BackendError> {
+    let mut out = Vec::new();
+    for (cluster, names) in wanted {
+        for chunk in names.chunks(DESCRIBE_SERVICES_BATCH) {
+            out.extend(ecs.describe_services(cluster, chunk).await?.services);
+        }
+    }
+    Ok(out)
+}
+
+/// Observes the desired services (⌈N/10⌉ DescribeServices) and, with `list`, the other managed services of
+/// their clusters (one ListServices per cluster, plus describes of names not in the fleet).
+pub async fn observe(desired: &[Desired], ecs: &dyn Ecs, list: bool) -> Result<Observed, BackendError> {
+    let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in desired {
+        wanted.entry(d.ecs.cluster.clone()).or_default().push(d.ecs.name.clone());
+    }
+    let mut observed = Observed::default();
+    for s in describe_all(ecs, &wanted).await? {
+        observed.services.insert((s.cluster.clone(), s.name.clone()), s);
+    }
+    if list {
+        let mut others: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (cluster, names) in &wanted {
+            let known: BTreeSet<&String> = names.iter().collect();
+            let listed = ecs.list_services(cluster).await?;
+            let rest: Vec<String> = listed.into_iter().filter(|n| !known.contains(n)).collect();
+            if !rest.is_empty() {
+                others.insert(cluster.clone(), rest);
+            }
+        }
+        observed.unlisted = describe_all(ecs, &others).await?.into_iter().filter(plan::is_managed).collect();
+    }
+    Ok(observed)
+}
+
+/// Plans the fleet. Describes the current task definition of each service that will be updated (for the field
+/// changes); a converged fleet costs no describe at all.
+pub async fn plan_fleet(desired: &[Desired], observed: &Observed, ecs: &dyn Ecs) -> Result<Plan, ReconcileError> {
+    let unmanaged: Vec<String> = desired
+        .iter()
+        .filter_map(|d| observed.get(&d.ecs.cluster, &d.ecs.name))
+        .filter(|o| o.is_active() && !plan::is_managed(o))
+        .map(|o| format!("{} in cluster {}", o.name, o.cluster))
+        .collect();
+    if !unmanaged.is_empty() {
+        return Err(ReconcileError::Unmanaged(unmanaged));
+    }
+    let mut plans = Vec::new();
+    for d in desired {
+        let obs = observed.get(&d.ecs.cluster, &d.ecs.name);
+        let mut p = plan::plan_service(&d.ecs, obs, None);
+        if p.action == Action::Update
+            && p.reason.is_none()
+            && let Some(o) = obs
+        {
+            let current = ecs.describe_task_definition(&o.task_definition).await.ok();
+            p = plan::plan_service(&d.ecs, obs, current.as_ref());
+        }
+        plans.push(p);
+    }
+    let desired_ecs: Vec<EcsService> = desired.iter().map(|d| d.ecs.clone()).collect();
+    plans.extend(plan::plan_deletes(&desired_ecs, &observed.unlisted));
+    Ok(plan::assemble(plans))
+}
+
+/// What happened to a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Unchanged,
+    Created,
+    Updated,
+    Deleted,
+    RolledBack,
+    Failed,
+}
+
+/// The result of converging one service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceOutcome {
+    pub name: String,
+    pub cluster: String,
+    pub outcome: Outcome,
+    pub task_definition: Option<String>,
+    pub message: String,
+}
+
+/// How apply runs.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Delete managed services that are no longer in the manifests.
+    pub prune: bool,
+    /// Services converged at once.
+    pub concurrency: usize,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { prune: false, concurrency: 8 }
+    }
+}
+
+/// Receives progress lines: (service, what is happening).
+pub type Progress<'a> = &'a (dyn Fn(&str, &str) + Sync);
+
+/// Executes a plan. Returns one outcome per planned service, in plan order.
+pub async fn apply(
+    desired: &[Desired],
+    plan: &Plan,
+    observed: &Observed,
+    ecs: &dyn Ecs,
+    opts: &ApplyOptions,
+    progress: Progress<'_>,
+) -> Vec<ServiceOutcome> {
+    let by_key: BTreeMap<(&str, &str), &Desired> =
+        desired.iter().map(|d| ((d.ecs.cluster.as_str(), d.ecs.name.as_str()), d)).collect();
+    let steps = plan.services.iter().map(|p| {
+        let d = by_key.get(&(p.cluster.as_str(), p.name.as_str())).copied();
+        let obs = observed.get(&p.cluster, &p.name);
+        async move {
+            let result = match (p.action, d) {
+                (Action::Noop, _) => Ok((
+                    Outcome::Unchanged,
+                    obs.map(|o| o.task_definition.clone()),
+                    p.reason.clone().unwrap_or_default(),
+                )),
+                (Action::Delete, _) if !opts.prune => {
+                    Ok((Outcome::Unchanged, None, "not in the manifests; kept (use --prune to delete)".into()))
+                }
+                (Action::Delete, _) => {
+                    progress(&p.name, "deleting");
+                    ecs.delete_service(&p.cluster, &p.name).await.map(|_| (Outcome::Deleted, None, "deleted".into()))
+                }
+                (Action::Create, Some(d)) => {
+                    converge(ecs, d, None, progress).await.map(|td| (Outcome::Created, Some(td), "created".into()))
+                }
+                (Action::Update, Some(d)) => converge(ecs, d, obs, progress)
+                    .await
+                    .map(|td| (Outcome::Updated, Some(td), p.reason.clone().unwrap_or_else(|| "updated".into()))),
+                (_, None) => Ok((Outcome::Unchanged, None, String::new())),
+            };
+            match result {
+                Ok((outcome, task_definition, message)) => ServiceOutcome {
+                    name: p.name.clone(),
+                    cluster: p.cluster.clone(),
+                    outcome,
+                    task_definition,
+                    message,
+                },
+                Err(e) => {
+                    progress(&p.name, &format!("failed: {e}"));
+                    ServiceOutcome {
+                        name: p.name.clone(),
+                        cluster: p.cluster.clone(),
+                        outcome: Outcome::Failed,
+                        task_definition: None,
+                        message: e.to_string(),
+                    }
+                }
+            }
+        }
+    });
+    futures::stream::iter(steps).buffered(opts.concurrency.max(1)).collect().await
+}
+
+/// Registers (or reuses) the task definition, then creates or updates the service and records the new state in
+/// its tags. Returns the task-definition ARN.
+async fn converge(
+    ecs: &dyn Ecs,
+    d: &Desired,
+    observed: Option<&ServiceState>,
+    progress: Progress<'_>,
+) -> Result<String, BackendError> {
+    let td = ensure_task_definition(ecs, &d.ecs, progress).await?;
+    let input = plan::service_with_revision(&d.ecs.create_service, &td);
+    match observed.filter(|o| o.is_active()) {
+        None => {
+            progress(&d.ecs.name, "creating service");
+            ecs.create_service(&input).await?;
+        }
+        Some(o) => {
+            progress(&d.ecs.name, "updating service");
+            ecs.update_service(&ServiceUpdate::converge(&input, &td)).await?;
+            let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+            ecs.tag_resource(&o.arn, &tags).await?;
+        }
+    }
+    Ok(td)
+}
+
+/// The ARN of a revision with exactly the desired content: the family's latest ACTIVE revision when its
+/// task-hash matches (a re-run, a replica-only change, or a run interrupted after registering), else a new one.
+async fn ensure_task_definition(ecs: &dyn Ecs, d: &EcsService, progress: Progress<'_>) -> Result<String, BackendError> {
+    let want = d.register_task_definition.tags.iter().find(|t| t.key == TAG_TASK_HASH).map(|t| t.value.as_str());
+    let family = &d.register_task_definition.family;
+    if let Some(latest) = ecs.list_task_definitions(family, TdStatus::Active).await?.last() {
+        let td = ecs.describe_task_definition(latest).await?;
+        if td.tags.get(TAG_TASK_HASH).map(String::as_str) == want {
+            return Ok(td.arn);
+        }
+    }
+    progress(&d.name, "registering task definition");
+    Ok(ecs.register_task_definition(&d.register_task_definition).await?.arn)
+}
+
+/// Default poll interval bounds of the rollout watcher.
+pub const POLL_MIN: Duration = Duration::from_secs(5);
+pub const POLL_MAX: Duration = Duration::from_secs(30);

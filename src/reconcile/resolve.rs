@@ -1,0 +1,117 @@
+//! Resolution: every image tag to its digest and platforms, every secret to its full ARN, for the whole fleet,
+//! before anything is written. Lookups are batched: one image call per repository per 100 references, one
+//! secret call per 10 distinct secrets.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::backend::{IMAGE_BATCH, ImageInfo, ImageSelector, Images, Secrets};
+use crate::render::{CpuArch, Resolved};
+use crate::spec::{Architecture, ValidFleet, ValidService};
+
+use super::ReconcileError;
+
+/// Secrets resolved per call.
+pub const SECRET_BATCH: usize = 10;
+
+fn selector(svc: &ValidService) -> ImageSelector {
+    match (&svc.image.digest, &svc.image.tag) {
+        (Some(d), _) => ImageSelector::Digest(d.clone()),
+        (None, Some(t)) => ImageSelector::Tag(t.clone()),
+        (None, None) => unreachable!("validation requires a tag or a digest"),
+    }
+}
+
+/// Resolves the fleet; on any failure returns every failure (service, what, why) and nothing else.
+pub async fn resolve(
+    fleet: &ValidFleet,
+    images: &dyn Images,
+    secrets: &dyn Secrets,
+) -> Result<Vec<Resolved>, ReconcileError> {
+    // Images, grouped by repository.
+    let mut by_repo: BTreeMap<String, BTreeSet<ImageSelector>> = BTreeMap::new();
+    for svc in &fleet.services {
+        by_repo.entry(svc.image.name()).or_default().insert(selector(svc));
+    }
+    let mut found: BTreeMap<(String, ImageSelector), ImageInfo> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (repo, selectors) in &by_repo {
+        let selectors: Vec<ImageSelector> = selectors.iter().cloned().collect();
+        for chunk in selectors.chunks(IMAGE_BATCH) {
+            match images.lookup(repo, chunk).await {
+                Ok(map) => found.extend(map.into_iter().map(|(sel, info)| ((repo.clone(), sel), info))),
+                Err(e) => problems.push(format!("image repository {repo}: {e}")),
+            }
+        }
+    }
+
+    // Secrets, distinct.
+    let ids: BTreeSet<String> =
+        fleet.services.iter().flat_map(|s| s.secrets.values().map(|r| r.secret.clone())).collect();
+    let ids: Vec<String> = ids.into_iter().collect();
+    let mut arns = BTreeMap::new();
+    for chunk in ids.chunks(SECRET_BATCH) {
+        match secrets.resolve(chunk).await {
+            Ok(map) => arns.extend(map),
+            Err(e) => problems.push(format!("secrets: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ReconcileError::Resolution(problems));
+    }
+
+    let mut out = Vec::new();
+    for svc in &fleet.services {
+        let at = format!("service `{}` ({}:{})", svc.name, svc.source.file, svc.source.line);
+        let info = found.get(&(svc.image.name(), selector(svc)));
+        let architecture = match info {
+            None => {
+                let what = match selector(svc) {
+                    ImageSelector::Tag(t) => format!("tag `{t}`"),
+                    ImageSelector::Digest(d) => format!("digest `{d}`"),
+                };
+                problems.push(format!("{at}: spec.image: {what} not found in {}", svc.image.name()));
+                None
+            }
+            Some(info) => match pick_architecture(svc.architecture, &info.platforms) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    problems.push(format!("{at}: spec.architecture: {e}"));
+                    None
+                }
+            },
+        };
+        let mut secret_refs = BTreeMap::new();
+        for (env, r) in &svc.secrets {
+            match arns.get(&r.secret) {
+                Some(arn) => {
+                    secret_refs.insert(env.clone(), r.value_from(arn));
+                }
+                None => problems.push(format!("{at}: spec.secrets.{env}: secret `{}` not found", r.secret)),
+            }
+        }
+        if let (Some(info), Some(arch)) = (info, architecture) {
+            out.push(Resolved {
+                image: svc.image.pinned(&info.digest),
+                digest: Some(info.digest.clone()),
+                architecture: Some(arch),
+                secrets: secret_refs,
+            });
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(ReconcileError::Resolution(problems)) }
+}
+
+/// `auto` prefers Graviton when the image has it; an explicit architecture must be in the image.
+pub fn pick_architecture(wanted: Architecture, platforms: &[String]) -> Result<CpuArch, String> {
+    let has = |a: CpuArch| platforms.iter().any(|p| p == a.platform());
+    let list = if platforms.is_empty() { "no platforms".to_string() } else { platforms.join(", ") };
+    match wanted {
+        Architecture::Auto if has(CpuArch::Arm64) => Ok(CpuArch::Arm64),
+        Architecture::Auto if has(CpuArch::X86_64) => Ok(CpuArch::X86_64),
+        Architecture::Auto => Err(format!("the image has no linux/arm64 or linux/amd64 variant (it has {list})")),
+        Architecture::Arm64 if has(CpuArch::Arm64) => Ok(CpuArch::Arm64),
+        Architecture::X86_64 if has(CpuArch::X86_64) => Ok(CpuArch::X86_64),
+        Architecture::Arm64 => Err(format!("arm64 requested but the image has only {list}")),
+        Architecture::X86_64 => Err(format!("x86_64 requested but the image has only {list}")),
+    }
+}

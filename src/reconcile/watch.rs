@@ -1,0 +1,153 @@
+//! The rollout watcher: polls every service in flight together (⌈N/10⌉ DescribeServices per poll, with capped
+//! backoff) until each rollout completed, failed, or ran out of time.
+//!
+//! Success means the PRIMARY deployment is COMPLETED **and** the service runs the task definition that was
+//! asked for: a circuit-breaker rollback also ends in a COMPLETED deployment, of the old revision.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::backend::sim::breaker_threshold;
+use crate::backend::{Clock, Ecs, RolloutState, ServiceState};
+
+use super::{POLL_MAX, POLL_MIN, Progress};
+
+/// A rollout to watch.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub cluster: String,
+    pub name: String,
+    pub task_definition: String,
+    /// Epoch ms after which the rollout counts as failed.
+    pub deadline_ms: u64,
+}
+
+/// How a rollout ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum RolloutResult {
+    Completed,
+    Failed { reason: String },
+}
+
+/// Judges one observation of a target: None while still in progress.
+pub fn judge(t: &Target, s: &ServiceState, now_ms: u64) -> Option<RolloutResult> {
+    let failed = |reason: String| Some(RolloutResult::Failed { reason });
+    let primary = s.primary();
+    if !s.is_active() {
+        return failed(format!("the service is {}", s.status));
+    }
+    let Some(p) = primary else { return failed("the service has no deployment".into()) };
+    if p.task_definition != t.task_definition {
+        // ECS replaced our deployment: its circuit breaker rolled back, or someone deployed over us.
+        let why = s
+            .deployments
+            .iter()
+            .find(|d| d.task_definition == t.task_definition && d.rollout_state == RolloutState::Failed)
+            .map(|d| d.rollout_state_reason.clone())
+            .unwrap_or_else(|| "another deployment replaced it".into());
+        return failed(format!(
+            "ECS rolled the service back to {} ({why}){}",
+            short(&p.task_definition),
+            last_failure(s)
+        ));
+    }
+    match p.rollout_state {
+        RolloutState::Completed if p.running_count == s.desired_count => Some(RolloutResult::Completed),
+        RolloutState::Failed => failed(format!("{}{}", p.rollout_state_reason, last_failure(s))),
+        _ if p.failed_tasks >= breaker_threshold(s.desired_count) => {
+            failed(format!("{} tasks failed to start{}", p.failed_tasks, last_failure(s)))
+        }
+        _ if now_ms > t.deadline_ms => failed(format!(
+            "progress deadline exceeded: {}/{} tasks running after {}s",
+            p.running_count,
+            s.desired_count,
+            (now_ms.saturating_sub(p.created_at_ms)) / 1000
+        )),
+        _ => None,
+    }
+}
+
+fn short(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The newest event that explains a failure, for the report.
+fn last_failure(s: &ServiceState) -> String {
+    s.events
+        .iter()
+        .find(|e| e.message.contains("stopped") || e.message.contains("failed"))
+        .map(|e| format!("; last event: {}", e.message))
+        .unwrap_or_default()
+}
+
+/// Watches all targets until each has a result or `timeout` passes (then the rest fail as timed out).
+pub async fn watch(
+    ecs: &dyn Ecs,
+    clock: &dyn Clock,
+    targets: &[Target],
+    timeout: Duration,
+    progress: Progress<'_>,
+) -> BTreeMap<(String, String), RolloutResult> {
+    let start = clock.now_ms();
+    let mut results = BTreeMap::new();
+    let mut last_said: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut interval = POLL_MIN;
+    loop {
+        let pending: Vec<&Target> =
+            targets.iter().filter(|t| !results.contains_key(&(t.cluster.clone(), t.name.clone()))).collect();
+        if pending.is_empty() {
+            return results;
+        }
+        let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for t in &pending {
+            wanted.entry(t.cluster.clone()).or_default().push(t.name.clone());
+        }
+        let now = clock.now_ms();
+        match super::describe_all(ecs, &wanted).await {
+            Ok(states) => {
+                let by_key: BTreeMap<(String, String), ServiceState> =
+                    states.into_iter().map(|s| ((s.cluster.clone(), s.name.clone()), s)).collect();
+                for t in pending {
+                    let key = (t.cluster.clone(), t.name.clone());
+                    let Some(s) = by_key.get(&key) else {
+                        results.insert(key, RolloutResult::Failed { reason: "the service disappeared".into() });
+                        continue;
+                    };
+                    match judge(t, s, now) {
+                        Some(r) => {
+                            match &r {
+                                RolloutResult::Completed => progress(&t.name, "rollout completed"),
+                                RolloutResult::Failed { reason } => {
+                                    progress(&t.name, &format!("rollout failed: {reason}"))
+                                }
+                            }
+                            results.insert(key, r);
+                        }
+                        None => {
+                            let running = s.primary().map_or(0, |p| p.running_count);
+                            let said = format!("rolling out {running}/{}", s.desired_count);
+                            if last_said.get(&key) != Some(&said) {
+                                progress(&t.name, &said);
+                                last_said.insert(key, said);
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "describing rollouts failed; will retry"),
+        }
+        if clock.now_ms().saturating_sub(start) >= timeout.as_millis() as u64 {
+            for t in targets {
+                results.entry((t.cluster.clone(), t.name.clone())).or_insert_with(|| RolloutResult::Failed {
+                    reason: format!("--timeout of {}s reached", timeout.as_secs()),
+                });
+            }
+            return results;
+        }
+        clock.sleep(interval).await;
+        interval = (interval * 3 / 2).min(POLL_MAX);
+    }
+}
