@@ -1,1 +1,168 @@
+//! Plan decisions on hand-built observations: noop needs the same spec-hash, the recorded revision and no
+//! out-of-band change; field changes ignore ordering.
 
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::backend::{RolloutState, TdStatus};
+use crate::render::{Resolved, ecs};
+use crate::spec::load_str;
+
+const SVC: &str = "apiVersion: mcpfleet.io/v1alpha1
+kind: McpService
+metadata: { name: docs }
+spec:
+  cluster: mcp
+  image: ghcr.io/acme/docs:v1
+  architecture: arm64
+  cpu: 256
+  memory: 512
+  replicas: 2
+  port: 8080
+  env: { A: '1', B: '2' }
+  network: { subnets: [subnet-0abc1234] }
+";
+
+fn desired(text: &str) -> EcsService {
+    let svc = load_str("m.yaml", text).unwrap().services.remove(0);
+    ecs::render(&svc, &Resolved::unresolved(&svc))
+}
+
+/// The service ECS would report right after mcpfleet applied `d` on revision 3.
+fn applied(d: &EcsService) -> ServiceState {
+    let td = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:3".to_string();
+    let input = service_with_revision(&d.create_service, &td);
+    ServiceState {
+        arn: "arn:aws:ecs:us-east-1:123456789012:service/mcp/docs".into(),
+        cluster: "mcp".into(),
+        name: "docs".into(),
+        status: "ACTIVE".into(),
+        task_definition: td.clone(),
+        desired_count: input.desired_count,
+        running_count: input.desired_count,
+        pending_count: 0,
+        deployment_configuration: input.deployment_configuration.clone(),
+        network_configuration: input.network_configuration.clone(),
+        deployments: vec![crate::backend::Deployment {
+            id: "ecs-svc/1".into(),
+            status: "PRIMARY".into(),
+            task_definition: td,
+            desired_count: 2,
+            running_count: 2,
+            pending_count: 0,
+            failed_tasks: 0,
+            rollout_state: RolloutState::Completed,
+            rollout_state_reason: String::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }],
+        events: vec![],
+        tags: input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
+    }
+}
+
+#[test]
+fn missing_or_inactive_services_are_created() {
+    let d = desired(SVC);
+    assert_eq!(plan_service(&d, None, None).action, Action::Create);
+    let mut gone = applied(&d);
+    gone.status = "INACTIVE".into();
+    assert_eq!(plan_service(&d, Some(&gone), None).action, Action::Create);
+}
+
+#[test]
+fn an_applied_service_is_a_noop() {
+    let d = desired(SVC);
+    let p = plan_service(&d, Some(&applied(&d)), None);
+    assert_eq!((p.action, p.changes.len(), p.reason), (Action::Noop, 0, None));
+}
+
+#[test]
+fn drift_is_an_update_with_the_drifted_fields() {
+    let d = desired(SVC);
+    let mut obs = applied(&d);
+    obs.desired_count = 5;
+    let p = plan_service(&d, Some(&obs), None);
+    assert_eq!(p.action, Action::Update);
+    assert!(p.reason.unwrap().starts_with("drift"));
+    assert_eq!(
+        p.changes,
+        vec![Change { path: "service.desiredCount".into(), from: Some(json!(5)), to: Some(json!(2)) }]
+    );
+
+    let mut obs = applied(&d);
+    obs.task_definition = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:1".into();
+    let p = plan_service(&d, Some(&obs), None);
+    assert_eq!(p.action, Action::Update);
+    assert_eq!(p.changes[0].path, "service.taskDefinition");
+}
+
+#[test]
+fn a_spec_change_lists_field_changes_against_the_running_revision() {
+    let old = desired(SVC);
+    let new = desired(
+        &SVC.replace("ghcr.io/acme/docs:v1", "ghcr.io/acme/docs:v2").replace("A: '1', B: '2'", "B: '2', C: '3'"),
+    );
+    let mut spec = old.register_task_definition.clone();
+    spec.tags.clear();
+    let current = TaskDefinition {
+        arn: "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:3".into(),
+        family: "docs".into(),
+        revision: 3,
+        status: TdStatus::Active,
+        spec,
+        tags: BTreeMap::new(),
+        registered_at_ms: 0,
+    };
+    let p = plan_service(&new, Some(&applied(&old)), Some(&current));
+    assert_eq!(p.action, Action::Update);
+    let paths: Vec<&str> = p.changes.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "taskDefinition.containerDefinitions.docs.environment.A",
+            "taskDefinition.containerDefinitions.docs.environment.C",
+            "taskDefinition.containerDefinitions.docs.image",
+        ]
+    );
+    assert_eq!(p.changes[0], Change { path: paths[0].into(), from: Some(json!("1")), to: None });
+    assert_eq!(p.changes[1].from, None);
+    assert_eq!(p.changes[2].to, Some(json!("ghcr.io/acme/docs:v2")));
+}
+
+#[test]
+fn reordered_lists_are_not_changes() {
+    let mut out = Vec::new();
+    diff_values(
+        "x",
+        &json!({"environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}),
+        &json!({"environment": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]}),
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_failed_spec_is_held_back_until_it_changes() {
+    let d = desired(SVC);
+    let mut obs = applied(&desired(&SVC.replace("replicas: 2", "replicas: 3")));
+    obs.tags.insert(ecs::TAG_FAILED_SPEC_HASH.into(), spec_hash_of(&d).into());
+    let p = plan_service(&d, Some(&obs), None);
+    assert_eq!(p.action, Action::Noop);
+    assert!(p.reason.unwrap().contains("failed"));
+}
+
+#[test]
+fn only_managed_services_missing_from_the_manifests_are_deleted() {
+    let d = desired(SVC);
+    let mut other = applied(&d);
+    other.name = "old".into();
+    let mut unmanaged = other.clone();
+    unmanaged.name = "hand-made".into();
+    unmanaged.tags.clear();
+    let deletes = plan_deletes(std::slice::from_ref(&d), [&applied(&d), &other, &unmanaged]);
+    assert_eq!(deletes.len(), 1);
+    assert_eq!((deletes[0].name.as_str(), deletes[0].action), ("old", Action::Delete));
+}

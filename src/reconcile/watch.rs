@@ -42,17 +42,17 @@ pub fn judge(t: &Target, s: &ServiceState, now_ms: u64) -> Option<RolloutResult>
     let Some(p) = primary else { return failed("the service has no deployment".into()) };
     if p.task_definition != t.task_definition {
         // ECS replaced our deployment: its circuit breaker rolled back, or someone deployed over us.
-        let why = s
+        let breaker = s
             .deployments
             .iter()
-            .find(|d| d.task_definition == t.task_definition && d.rollout_state == RolloutState::Failed)
-            .map(|d| d.rollout_state_reason.clone())
-            .unwrap_or_else(|| "another deployment replaced it".into());
-        return failed(format!(
-            "ECS rolled the service back to {} ({why}){}",
-            short(&p.task_definition),
-            last_failure(s)
-        ));
+            .any(|d| d.task_definition == t.task_definition && d.rollout_state == RolloutState::Failed)
+            || s.events.iter().any(|e| e.message.contains("deployment failed"));
+        let who = if breaker {
+            "ECS's deployment circuit breaker rolled the service back"
+        } else {
+            "another deployment replaced it, moving the service"
+        };
+        return failed(format!("{who} to {}{}", short(&p.task_definition), last_failure(s)));
     }
     match p.rollout_state {
         RolloutState::Completed if p.running_count == s.desired_count => Some(RolloutResult::Completed),
@@ -74,12 +74,11 @@ fn short(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
-/// The newest event that explains a failure, for the report.
+/// Why tasks stopped, from the newest event that says so (ECS's own words).
 fn last_failure(s: &ServiceState) -> String {
     s.events
         .iter()
-        .find(|e| e.message.contains("stopped") || e.message.contains("failed"))
-        .map(|e| format!("; last event: {}", e.message))
+        .find_map(|e| e.message.split_once("task stopped: ").map(|(_, why)| format!("; tasks stopped: {why}")))
         .unwrap_or_default()
 }
 

@@ -1,0 +1,212 @@
+//! The simulator's ECS behaviour: ARNs and revisions, deployments bounded by maximumPercent and
+//! minimumHealthyPercent, the circuit breaker and its silent rollback, token buckets, and persistence.
+
+use std::time::Duration;
+
+use super::*;
+use crate::backend::RolloutState;
+use crate::render::ecs::{self, Tag};
+use crate::render::{CpuArch, Resolved};
+use crate::spec::load_str;
+
+const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/docs";
+
+fn docs(replicas: u32, max: u32, min: u32) -> crate::render::ecs::EcsService {
+    let text = format!(
+        "apiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: {{ name: docs }}\nspec:\n  cluster: mcp\n  image: {ECR}:v1\n  cpu: 256\n  memory: 512\n  replicas: {replicas}\n  port: 8080\n  executionRoleArn: arn:aws:iam::123456789012:role/exec\n  network: {{ subnets: [subnet-0abc1234] }}\n  rollout: {{ maxPercent: {max}, minHealthyPercent: {min} }}\n"
+    );
+    let svc = load_str("m.yaml", &text).unwrap().services.remove(0);
+    let mut res = Resolved::unresolved(&svc);
+    res.architecture = Some(CpuArch::X86_64);
+    ecs::render(&svc, &res)
+}
+
+/// A world with the image pushed (healthy v1, unhealthy v2) and docs registered on v1.
+fn world_with_service(replicas: u32, max: u32, min: u32) -> (World, String) {
+    let mut w = World::default();
+    let platforms = vec!["linux/amd64".to_string()];
+    let d1 = w.push_image(ECR, "v1", platforms.clone(), false);
+    let d2 = w.push_image(ECR, "v2", platforms, true);
+    let e = docs(replicas, max, min);
+    let mut td = e.register_task_definition.clone();
+    td.container_definitions[0].image = format!("{ECR}@{d1}");
+    let v1 = w.register_task_definition(&td).arn;
+    td.container_definitions[0].image = format!("{ECR}@{d2}");
+    w.register_task_definition(&td);
+    let mut svc = e.create_service.clone();
+    svc.task_definition = v1.clone();
+    w.create_service(&svc).unwrap();
+    (w, v1)
+}
+
+fn state(w: &World) -> &ServiceState {
+    &w.services["mcp/docs"].state
+}
+
+#[test]
+fn arns_revisions_and_describe_batches() {
+    let (mut w, v1) = world_with_service(1, 200, 100);
+    assert_eq!(v1, "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:1");
+    assert_eq!(state(&w).arn, "arn:aws:ecs:us-east-1:123456789012:service/mcp/docs");
+    assert_eq!(w.list_task_definitions("docs", TdStatus::Active).len(), 2);
+    assert_eq!(w.find_task_definition("docs").unwrap().revision, 2, "a family resolves to its latest ACTIVE revision");
+    w.deregister_task_definition("arn:aws:ecs:us-east-1:123456789012:task-definition/docs:2").unwrap();
+    assert_eq!(w.find_task_definition("docs").unwrap().revision, 1);
+    assert_eq!(w.list_task_definitions("docs", TdStatus::Inactive).len(), 1);
+
+    let names: Vec<String> = (0..11).map(|i| format!("s{i}")).collect();
+    assert!(w.describe_services("mcp", &names).is_err(), "ECS refuses more than 10 services per call");
+    let (found, missing) = w.describe_services("mcp", &["docs".into(), "nope".into()]).unwrap();
+    assert_eq!((found.len(), missing), (1, vec!["nope".to_string()]));
+
+    let again = w.create_service(&{
+        let mut s = docs(1, 200, 100).create_service;
+        s.task_definition = v1;
+        s
+    });
+    assert!(matches!(again, Err(BackendError::Invalid { .. })), "creating an active service twice is refused");
+
+    let arn = w.create_secret("prod/db");
+    let suffix = arn.strip_prefix("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-").unwrap();
+    assert!(suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_alphabetic()), "{arn}");
+    assert_eq!(w.create_secret("prod/db"), arn);
+    assert_eq!(w.resolve_secrets(&[arn[..arn.len() - 7].to_string()]).len(), 1, "partial ARNs resolve");
+}
+
+#[test]
+fn a_healthy_deployment_completes_within_its_bounds() {
+    let (mut w, v1) = world_with_service(4, 150, 50);
+    w.advance_to(w.now_ms + 60_000);
+    let s = state(&w);
+    assert_eq!((s.running_count, s.deployments.len()), (4, 1));
+    assert_eq!(s.deployments[0].rollout_state, RolloutState::Completed);
+    assert_eq!(w.services["mcp/docs"].last_completed.as_deref(), Some(v1.as_str()));
+
+    // A new revision with the same (healthy) image rolls out within 150% / 50%.
+    let mut td = w.find_task_definition(&v1).unwrap().spec.clone();
+    td.tags = vec![Tag { key: "x".into(), value: "y".into() }];
+    let v3 = w.register_task_definition(&td).arn;
+    let update = ServiceUpdate {
+        cluster: "mcp".into(),
+        service: "docs".into(),
+        task_definition: Some(v3.clone()),
+        desired_count: None,
+        deployment_configuration: None,
+        network_configuration: None,
+    };
+    w.update_service(&update).unwrap();
+    let mut completed = false;
+    for _ in 0..40 {
+        w.advance_to(w.now_ms + TICK_MS);
+        let s = state(&w);
+        let total: u32 = s.deployments.iter().map(|d| d.running_count).sum::<u32>() + s.pending_count;
+        let healthy: u32 = s.deployments.iter().map(|d| d.running_count).sum();
+        assert!(total <= 6, "maxPercent 150 of 4 allows 6 tasks, saw {total}");
+        assert!(healthy >= 2, "minHealthyPercent 50 of 4 keeps 2 healthy, saw {healthy}");
+        if s.deployments.len() == 1 && s.deployments[0].rollout_state == RolloutState::Completed {
+            completed = true;
+            break;
+        }
+    }
+    assert!(completed);
+    assert_eq!(state(&w).task_definition, v3);
+    assert_eq!(state(&w).events[0].message, "(service docs) has reached a steady state.");
+}
+
+#[test]
+fn the_circuit_breaker_fails_and_silently_rolls_back() {
+    let (mut w, v1) = world_with_service(2, 200, 100);
+    w.advance_to(w.now_ms + 60_000);
+    let v2 = w.find_task_definition("docs:2").unwrap().arn.clone();
+    let update = ServiceUpdate {
+        cluster: "mcp".into(),
+        service: "docs".into(),
+        task_definition: Some(v2.clone()),
+        desired_count: None,
+        deployment_configuration: None,
+        network_configuration: None,
+    };
+    w.update_service(&update).unwrap();
+    w.advance_to(w.now_ms + 10 * 60_000);
+    let s = state(&w);
+    // Back on v1, COMPLETED: it "looks stable".
+    assert_eq!(s.task_definition, v1);
+    assert_eq!(s.deployments.len(), 1);
+    assert_eq!(s.primary().unwrap().rollout_state, RolloutState::Completed);
+    assert_eq!(s.running_count, 2);
+    assert!(s.events.iter().any(|e| e.message.contains("deployment failed: tasks failed to start")), "{:#?}", s.events);
+    assert!(s.events.iter().any(|e| e.message.contains("failed container health checks")));
+    assert_eq!(breaker_threshold(2), 3);
+    assert_eq!(breaker_threshold(100), 50);
+    assert_eq!(breaker_threshold(1000), 200);
+}
+
+#[test]
+fn a_new_service_with_a_failing_image_fails_without_rollback_target() {
+    let mut w = World::default();
+    let e = docs(1, 200, 100);
+    let mut td = e.register_task_definition.clone();
+    td.container_definitions[0].image = format!("{ECR}:v404");
+    let arn = w.register_task_definition(&td).arn;
+    let mut svc = e.create_service.clone();
+    svc.task_definition = arn.clone();
+    w.create_service(&svc).unwrap();
+    w.advance_to(w.now_ms + 5 * 60_000);
+    let s = state(&w);
+    assert_eq!(s.task_definition, arn);
+    assert_eq!(s.primary().unwrap().rollout_state, RolloutState::Failed);
+    assert!(s.events.iter().any(|e| e.message.contains("CannotPullContainerError")));
+}
+
+#[tokio::test]
+async fn token_buckets_throttle_past_the_burst_and_refill_on_the_clock() {
+    let sim = Sim::in_memory(World::default());
+    let td = docs(1, 200, 100).register_task_definition;
+    for _ in 0..20 {
+        sim.register_task_definition(&td).await.unwrap();
+    }
+    let err = sim.register_task_definition(&td).await.unwrap_err();
+    assert!(err.is_throttling() && err.is_retryable(), "{err}");
+    sim.sleep(Duration::from_secs(1)).await;
+    sim.register_task_definition(&td).await.unwrap();
+    let stats = sim.stats();
+    assert_eq!((stats.get("RegisterTaskDefinition"), stats.throttled["RegisterTaskDefinition"]), (22, 1));
+    assert_eq!(stats.writes(), 22);
+}
+
+#[tokio::test]
+async fn the_client_side_limiter_absorbs_a_burst_without_throttling() {
+    let sim = Sim::in_memory(World::default());
+    let backend = sim.backend();
+    let limited = crate::backend::limits::Limited::new(backend.ecs.clone(), backend.clock.clone());
+    let td = docs(1, 200, 100).register_task_definition;
+    let start = sim.now_ms();
+    for _ in 0..100 {
+        limited.register_task_definition(&td).await.unwrap();
+    }
+    let elapsed = (sim.now_ms() - start) as f64 / 1000.0;
+    assert_eq!(sim.stats().throttled.get("RegisterTaskDefinition"), None);
+    // Burst 20, then 1/s: the floor is 80 s; the limiter stays within 10 % of it.
+    assert!((80.0..=88.0).contains(&elapsed), "took {elapsed} s of virtual time");
+    assert!(limited.retries().is_empty());
+}
+
+#[test]
+fn state_files_persist_writes_and_are_left_alone_by_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/sim.json");
+    {
+        let sim = Sim::open(&path).unwrap();
+        sim.with_world(true, |w| w.create_secret("prod/x")).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    {
+        let sim = Sim::open(&path).unwrap();
+        assert_eq!(sim.snapshot().secrets.len(), 1);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(sim.describe_services("mcp", &["docs".into()])).unwrap();
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before, "a read-only session must not rewrite the state");
+    std::fs::write(&path, "{not json").unwrap();
+    assert!(matches!(Sim::open(&path), Err(BackendError::State(m)) if m.contains("not a sim state file")));
+}

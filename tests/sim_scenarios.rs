@@ -1,0 +1,335 @@
+//! Scenarios on the sim backend through the real binary: what an operator sees from apply, plan and status,
+//! and what ends up in the simulated account (read back from the state file).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use mcpfleet::backend::sim::World;
+use serde_json::Value;
+
+const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp";
+
+/// A copy of the example manifests and a fresh sim state, seeded as the quickstart does.
+struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("manifests")).unwrap();
+        for f in ["fleet.yaml", "documents.yaml", "database.yaml", "search.yaml"] {
+            std::fs::copy(Path::new("manifests").join(f), dir.path().join("manifests").join(f)).unwrap();
+        }
+        let lab = Lab { dir };
+        lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.4.2")]);
+        lab.ok(&["sim", "push", &format!("{ECR}/database:v2.0.1"), "--platform", "linux/amd64"]);
+        lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.0")]);
+        for s in ["prod/mcp/openai-key", "prod/mcp/db-password", "prod/mcp/search-api-key"] {
+            lab.ok(&["sim", "secret", s]);
+        }
+        lab
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("sim.json")
+    }
+
+    fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        common::mcpfleet()
+            .args(["--backend", "sim", "--sim-state", self.state().to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> (i32, Value) {
+        let out = self.run(args);
+        let doc = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap(), doc)
+    }
+
+    fn apply(&self, extra: &[&str]) -> (i32, Value) {
+        let m = self.manifests();
+        let mut args = vec!["apply", "-f", m.to_str().unwrap(), "-o", "json"];
+        args.extend_from_slice(extra);
+        self.json(&args)
+    }
+
+    fn plan(&self) -> (i32, Value) {
+        let m = self.manifests();
+        self.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"])
+    }
+
+    fn world(&self) -> World {
+        serde_json::from_slice(&std::fs::read(self.state()).unwrap()).unwrap()
+    }
+
+    fn edit_manifest(&self, file: &str, from: &str, to: &str) {
+        let path = self.manifests().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from));
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+fn outcomes(doc: &Value) -> Vec<(String, String)> {
+    doc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_string(), s["outcome"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn writes(doc: &Value) -> u64 {
+    let calls = doc["apiCalls"]["calls"].as_object().unwrap();
+    [
+        "RegisterTaskDefinition",
+        "DeregisterTaskDefinition",
+        "CreateService",
+        "UpdateService",
+        "DeleteService",
+        "TagResource",
+    ]
+    .iter()
+    .map(|op| calls.get(*op).and_then(Value::as_u64).unwrap_or(0))
+    .sum()
+}
+
+#[test]
+fn apply_from_empty_creates_pinned_services_then_converges() {
+    let lab = Lab::new();
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(
+        outcomes(&doc),
+        [("database", "created"), ("documents", "created"), ("search", "created")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+
+    let w = lab.world();
+    let repo = |name: &str| &w.repositories[&format!("{ECR}/{name}")];
+    for (name, arch, tag) in
+        [("documents", "ARM64", "v1.4.2"), ("database", "X86_64", "v2.0.1"), ("search", "ARM64", "v0.9.0")]
+    {
+        let td = &w.families[name][0];
+        let c = &td.spec.container_definitions[0];
+        let digest = &repo(name).tags[tag];
+        assert_eq!(c.image, format!("{ECR}/{name}@{digest}"), "{name} is pinned to the digest");
+        assert_eq!(serde_json::to_value(td.spec.runtime_platform.cpu_architecture).unwrap(), arch, "{name}");
+        let svc = &w.services[&format!("mcp-prod/{name}")].state;
+        assert_eq!(svc.tags["mcpfleet.io/managed-by"], "mcpfleet");
+        assert_eq!(svc.tags["mcpfleet.io/image-digest"], *digest);
+        assert_eq!(svc.tags["mcpfleet.io/last-good"], td.arn);
+        assert_eq!(svc.running_count, svc.desired_count);
+    }
+    let secret = &w.families["documents"][0].spec.container_definitions[0].secrets[0];
+    assert_eq!(secret.value_from, format!("{}:api_key::", w.secrets["prod/mcp/openai-key"]));
+    assert!(secret.value_from.starts_with("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/mcp/openai-key-"));
+
+    // Second apply: nothing to do, no write, the state file untouched.
+    let before = std::fs::read(lab.state()).unwrap();
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0);
+    assert!(outcomes(&doc).iter().all(|(_, o)| o == "unchanged"), "{doc:#}");
+    assert_eq!(writes(&doc), 0, "{:#}", doc["apiCalls"]);
+    assert_eq!(doc["apiCalls"]["calls"]["DescribeServices"], 1);
+    assert_eq!(doc["apiCalls"]["calls"].get("DescribeTaskDefinition"), None);
+    assert_eq!(std::fs::read(lab.state()).unwrap(), before);
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 0, "--detailed-exitcode: no changes");
+    assert!(plan["services"].as_array().unwrap().iter().all(|s| s["action"] == "noop"), "{plan:#}");
+
+    let status = lab.ok(&["status", "-f", lab.manifests().to_str().unwrap(), "-o", "json"]);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let docs = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    assert_eq!(docs["architecture"], "ARM64");
+    assert_eq!(docs["rolloutState"], "COMPLETED");
+    assert_eq!(docs["revision"], 1);
+    assert_eq!((docs["desired"].as_u64(), docs["running"].as_u64()), (Some(2), Some(2)));
+}
+
+#[test]
+fn changing_one_tag_updates_only_that_service() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "--detailed-exitcode: changes");
+    let actions: Vec<(&str, &str)> = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(actions, [("database", "noop"), ("documents", "noop"), ("search", "update")]);
+    let change = &plan["services"][2]["changes"][0];
+    assert_eq!(change["path"], "taskDefinition.containerDefinitions.search.image");
+
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(outcomes(&doc)[2], ("search".to_string(), "updated".to_string()));
+    assert_eq!(doc["apiCalls"]["calls"]["RegisterTaskDefinition"], 1);
+    assert_eq!(doc["apiCalls"]["calls"]["UpdateService"], 1);
+    let w = lab.world();
+    assert_eq!(w.families["search"].len(), 2);
+    assert_eq!(w.families["documents"].len(), 1);
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
+}
+
+#[test]
+fn unresolvable_references_change_nothing() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    let before = std::fs::read(lab.state()).unwrap();
+
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v9.9.9");
+    lab.edit_manifest("search.yaml", "SEARCH_API_KEY: prod/mcp/search-api-key", "SEARCH_API_KEY: prod/mcp/nope");
+    let m = lab.manifests();
+    let out = lab.run(&["apply", "-f", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("service `documents`") && stderr.contains("tag `v9.9.9` not found"), "{stderr}");
+    assert!(stderr.contains("spec.secrets.SEARCH_API_KEY: secret `prod/mcp/nope` not found"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(std::fs::read(lab.state()).unwrap(), before, "the sim state must be byte-identical");
+}
+
+#[test]
+fn an_architecture_the_image_lacks_is_refused() {
+    let lab = Lab::new();
+    lab.edit_manifest("database.yaml", "architecture: x86_64", "architecture: arm64");
+    let m = lab.manifests();
+    let out = lab.run(&["plan", "-f", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("service `database`") && stderr.contains("arm64 requested but the image has only linux/amd64"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_crash_between_register_and_update_is_finished_without_duplicates() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    let m = lab.manifests();
+    let out = common::mcpfleet()
+        .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap(), "apply", "-f", m.to_str().unwrap()])
+        .env("MCPFLEET_SIM_CRASH_AFTER", "RegisterTaskDefinition")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    let w = lab.world();
+    assert_eq!(w.families["search"].len(), 2, "the revision was registered before the crash");
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][0].arn, "the service was not");
+
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["apiCalls"]["calls"].get("RegisterTaskDefinition"), None, "the registered revision is reused");
+    let w = lab.world();
+    assert_eq!(w.families["search"].len(), 2);
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
+    assert_eq!(lab.plan().0, 0);
+}
+
+#[test]
+fn prune_deletes_removed_managed_services_only() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    // Someone's hand-made service in the same cluster.
+    {
+        let sim = mcpfleet::backend::sim::Sim::open(&lab.state()).unwrap();
+        sim.with_world(true, |w| {
+            let mut input = w.services["mcp-prod/search"].state.clone();
+            input.name = "hand-made".into();
+            let td = w.families["search"][0].arn.clone();
+            let svc = mcpfleet::render::ecs::ServiceInput {
+                cluster: "mcp-prod".into(),
+                service_name: "hand-made".into(),
+                task_definition: td,
+                desired_count: 1,
+                launch_type: "FARGATE".into(),
+                scheduling_strategy: "REPLICA".into(),
+                deployment_controller: mcpfleet::render::ecs::DeploymentController { kind: "ECS".into() },
+                deployment_configuration: input.deployment_configuration,
+                network_configuration: input.network_configuration,
+                enable_ecs_managed_tags: false,
+                propagate_tags: "NONE".into(),
+                tags: vec![],
+            };
+            w.create_service(&svc).unwrap();
+        })
+        .unwrap();
+    }
+    std::fs::remove_file(lab.manifests().join("search.yaml")).unwrap();
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2);
+    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    assert_eq!(search["action"], "delete");
+    assert!(!plan.to_string().contains("hand-made"), "unmanaged services are never planned");
+
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0);
+    assert!(outcomes(&doc).contains(&("search".into(), "unchanged".into())), "without --prune nothing is deleted");
+    assert!(lab.world().services["mcp-prod/search"].state.is_active());
+
+    let (code, doc) = lab.apply(&["--prune"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(outcomes(&doc).contains(&("search".into(), "deleted".into())));
+    let w = lab.world();
+    assert!(!w.services["mcp-prod/search"].state.is_active());
+    assert!(w.services["mcp-prod/hand-made"].state.is_active());
+}
+
+#[test]
+fn a_failed_rollout_is_reported_with_exit_3() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0-bad"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0-bad");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = doc["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    assert_eq!(search["outcome"], "failed");
+    let message = search["message"].as_str().unwrap();
+    assert!(message.contains("rollout failed") && message.contains("health checks"), "{message}");
+}
+
+#[test]
+fn drift_is_corrected_by_the_next_apply() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "edit", "documents", "--cluster", "mcp-prod", "--desired-count", "5"]);
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2);
+    let docs = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    assert_eq!(docs["action"], "update");
+    assert_eq!(docs["changes"][0], serde_json::json!({"path": "service.desiredCount", "from": 5, "to": 2}));
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(
+        doc["apiCalls"]["calls"].get("RegisterTaskDefinition"),
+        None,
+        "drift of the count needs no new revision"
+    );
+    assert_eq!(lab.world().services["mcp-prod/documents"].state.desired_count, 2);
+    assert_eq!(lab.plan().0, 0);
+}
