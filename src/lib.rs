@@ -8,3 +8,5 @@ pub mod plan;
 pub mod reconcile;
 pub mod render;
 pub mod spec;
+#[doc(hidden)]
+pub mod testkit;

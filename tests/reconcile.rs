@@ -1,0 +1,135 @@
+//! Reconcile through the library on an in-memory sim: the API requests a no-op apply costs, the virtual time a
+//! large change takes under ECS's rate limits, and the property that apply-then-plan is all no-op.
+
+use std::sync::Arc;
+
+use mcpfleet::backend::{Backend, Clock};
+use mcpfleet::backend::limits::Limited;
+use mcpfleet::backend::sim::Sim;
+use mcpfleet::plan::Action;
+use mcpfleet::reconcile::{self, ApplyOptions, Outcome};
+use mcpfleet::spec::load_str;
+use mcpfleet::testkit::{fleet_yaml, seeded_world};
+use proptest::prelude::*;
+
+fn limited(sim: &Arc<Sim>) -> Backend {
+    let mut b = sim.backend();
+    b.ecs = Arc::new(Limited::new(b.ecs.clone(), b.clock.clone()));
+    b
+}
+
+async fn apply_once(text: &str, backend: &Backend) -> Vec<reconcile::ServiceOutcome> {
+    let fleet = load_str("fleet.yaml", text).unwrap();
+    let desired = reconcile::desired_state(&fleet, backend).await.unwrap();
+    let observed = reconcile::observe(&desired, backend.ecs.as_ref(), true).await.unwrap();
+    let plan = reconcile::plan_fleet(&desired, &observed, backend.ecs.as_ref()).await.unwrap();
+    reconcile::apply(&desired, &plan, &observed, backend.ecs.as_ref(), &ApplyOptions::default(), &|_, _| {}).await
+}
+
+#[tokio::test]
+async fn a_noop_apply_costs_batched_reads_and_no_write() {
+    for n in [10usize, 100, 1000] {
+        let (repos, secrets) = (5, 3);
+        let sim = Sim::in_memory(seeded_world(repos, secrets));
+        let backend = limited(&sim);
+        let text = fleet_yaml(n, repos, secrets);
+        let first = apply_once(&text, &backend).await;
+        assert!(first.iter().all(|o| o.outcome == Outcome::Created));
+        sim.reset_stats();
+        let second = apply_once(&text, &backend).await;
+        assert!(second.iter().all(|o| o.outcome == Outcome::Unchanged));
+        let stats = sim.stats();
+        println!("no-op apply of {n} services: {:?}", stats.calls);
+        assert_eq!(stats.writes(), 0);
+        assert_eq!(stats.get("DescribeServices"), n.div_ceil(10) as u64);
+        assert_eq!(stats.get("BatchGetImage"), repos as u64, "one image lookup per repository");
+        assert_eq!(stats.get("ListSecrets"), 1, "{secrets} secrets resolve in one call");
+        assert_eq!(stats.get("ListServices"), 1, "one cluster");
+        assert_eq!(stats.get("DescribeTaskDefinition"), 0);
+        assert!(stats.throttled.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_hundred_service_change_waits_for_tokens_instead_of_failing() {
+    let sim = Sim::in_memory(seeded_world(5, 3));
+    let backend = limited(&sim);
+    let text = fleet_yaml(100, 5, 3);
+    apply_once(&text, &backend).await;
+    // Give every repository a new tag and every service its image: 100 new revisions.
+    sim.with_world(false, |w| {
+        for r in 0..5 {
+            w.push_image(&format!("{}/mcp/repo-{r}", mcpfleet::testkit::REGISTRY), "v2", vec!["linux/amd64".into(), "linux/arm64".into()], false);
+        }
+    })
+    .unwrap();
+    // Let both sides' token buckets refill, as between two real applies.
+    sim.sleep(std::time::Duration::from_secs(120)).await;
+    sim.reset_stats();
+    let start = sim.now_ms();
+    let outcomes = apply_once(&text.replace(":v1\n", ":v2\n"), &backend).await;
+    let elapsed = (sim.now_ms() - start) as f64 / 1000.0;
+    assert!(outcomes.iter().all(|o| o.outcome == Outcome::Updated), "{outcomes:?}");
+    let stats = sim.stats();
+    assert_eq!(stats.get("RegisterTaskDefinition"), 100);
+    assert!(stats.throttled.is_empty(), "throttling reached the API: {:?}", stats.throttled);
+    // RegisterTaskDefinition allows a burst of 20 then 1/s: the floor is 80 s of virtual time.
+    println!("100-service change: {elapsed:.1} s virtual (floor 80 s), calls {:?}", stats.calls);
+    assert!((80.0..=88.0).contains(&elapsed), "took {elapsed} s");
+}
+
+fn fleet_strategy() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        (
+            prop::sample::select(vec!["auto", "arm64", "x86_64"]),
+            0u32..4,
+            prop::collection::btree_map("[A-Z]{1,6}", "[a-z0-9]{0,8}", 0..3),
+            prop::bool::ANY,
+            0usize..3,
+        ),
+        1..8,
+    )
+    .prop_map(|services| {
+        let mut text = String::from(
+            "apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec:\n  cluster: prop\n  network: { subnets: [subnet-0abc1234] }\n  executionRoleArn: arn:aws:iam::123456789012:role/exec\n",
+        );
+        for (i, (arch, replicas, env, health, repo)) in services.into_iter().enumerate() {
+            text.push_str(&format!(
+                "---\napiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: {{ name: s{i} }}\nspec:\n  image: {}/mcp/repo-{repo}:v1\n  architecture: {arch}\n  cpu: 512\n  memory: 2048\n  replicas: {replicas}\n  port: 8080\n  secrets: {{ TOKEN: bench/secret-{} }}\n",
+                mcpfleet::testkit::REGISTRY,
+                i % 2
+            ));
+            if !env.is_empty() {
+                text.push_str("  env:\n");
+                for (k, v) in env {
+                    text.push_str(&format!("    {k}: '{v}'\n"));
+                }
+            }
+            if health {
+                text.push_str("  healthCheck: { command: [CMD, /bin/true], interval: 20s }\n");
+            }
+        }
+        text
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn apply_then_plan_is_all_noop(text in fleet_strategy()) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let sim = Sim::in_memory(seeded_world(3, 2));
+            let backend = limited(&sim);
+            let outcomes = apply_once(&text, &backend).await;
+            prop_assert!(outcomes.iter().all(|o| o.outcome == Outcome::Created), "{:?}", outcomes);
+            let fleet = load_str("fleet.yaml", &text).unwrap();
+            let desired = reconcile::desired_state(&fleet, &backend).await.unwrap();
+            let observed = reconcile::observe(&desired, backend.ecs.as_ref(), true).await.unwrap();
+            let plan = reconcile::plan_fleet(&desired, &observed, backend.ecs.as_ref()).await.unwrap();
+            prop_assert!(plan.services.iter().all(|s| s.action == Action::Noop), "{:?}", plan);
+            Ok(())
+        })?;
+    }
+}
