@@ -29,7 +29,12 @@ pub fn fleet_yaml(n: usize, repos: usize, secrets: usize) -> String {
 pub fn seeded_world(repos: usize, secrets: usize) -> World {
     let mut w = World::default();
     for r in 0..repos.max(1) {
-        w.push_image(&format!("{REGISTRY}/mcp/repo-{r}"), "v1", vec!["linux/amd64".into(), "linux/arm64".into()], false);
+        w.push_image(
+            &format!("{REGISTRY}/mcp/repo-{r}"),
+            "v1",
+            vec!["linux/amd64".into(), "linux/arm64".into()],
+            false,
+        );
     }
     for s in 0..secrets.max(1) {
         w.create_secret(&format!("bench/secret-{s}"));

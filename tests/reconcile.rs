@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use mcpfleet::backend::{Backend, Clock};
 use mcpfleet::backend::limits::Limited;
 use mcpfleet::backend::sim::Sim;
+use mcpfleet::backend::{Backend, Clock};
 use mcpfleet::plan::Action;
 use mcpfleet::reconcile::{self, ApplyOptions, Outcome};
 use mcpfleet::spec::load_str;
@@ -59,7 +59,12 @@ async fn a_hundred_service_change_waits_for_tokens_instead_of_failing() {
     // Give every repository a new tag and every service its image: 100 new revisions.
     sim.with_world(false, |w| {
         for r in 0..5 {
-            w.push_image(&format!("{}/mcp/repo-{r}", mcpfleet::testkit::REGISTRY), "v2", vec!["linux/amd64".into(), "linux/arm64".into()], false);
+            w.push_image(
+                &format!("{}/mcp/repo-{r}", mcpfleet::testkit::REGISTRY),
+                "v2",
+                vec!["linux/amd64".into(), "linux/arm64".into()],
+                false,
+            );
         }
     })
     .unwrap();

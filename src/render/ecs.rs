@@ -339,16 +339,21 @@ pub fn service(svc: &ValidService, task_definition: &str) -> ServiceInput {
 /// The hash of a desired state: the task definition and the service settings, without tags and without the
 /// task-definition reference (which only exists after registering). Equal hashes mean "nothing to do".
 pub fn spec_hash(td: &TaskDefinitionInput, svc: &ServiceInput) -> String {
-    let mut td = td.clone();
-    td.tags.clear();
+    spec_hash_with(&task_hash(td), svc)
+}
+
+fn spec_hash_with(task_hash: &str, svc: &ServiceInput) -> String {
     let mut svc = svc.clone();
     svc.tags.clear();
     svc.task_definition.clear();
-    hash_json(&(td, svc))
+    hash_json(&(task_hash, svc))
 }
 
 /// The hash of a task definition's content (without tags).
 pub fn task_hash(td: &TaskDefinitionInput) -> String {
+    if td.tags.is_empty() {
+        return hash_json(td);
+    }
     let mut td = td.clone();
     td.tags.clear();
     hash_json(&td)
@@ -381,10 +386,11 @@ pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
 pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     let mut td = task_definition(svc, res);
     let mut service = service(svc, &svc.name);
-    let hash = spec_hash(&td, &service);
+    let td_hash = task_hash(&td);
+    let hash = spec_hash_with(&td_hash, &service);
     let tags = tags(svc, res, &hash);
     td.tags = tags.clone();
-    td.tags.push(Tag { key: TAG_TASK_HASH.into(), value: task_hash(&td) });
+    td.tags.push(Tag { key: TAG_TASK_HASH.into(), value: td_hash });
     td.tags.sort();
     service.tags = tags;
     EcsService {

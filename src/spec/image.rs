@@ -36,7 +36,7 @@ static DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
 });
 static PATH_COMPONENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$").expect("static regex"));
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\w][\w.-]{0,127}$").expect("static regex"));
+static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$").expect("static regex"));
 static DIGEST: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^sha256:[a-f0-9]{64}$").expect("static regex"));
 static ECR_HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([0-9]{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$").expect("static regex")
@@ -67,7 +67,7 @@ impl ImageRef {
             None => (rest, None),
         };
         if let Some(tag) = &tag
-            && !TAG.is_match(tag)
+            && !(tag.len() <= 128 && TAG.is_match(tag))
         {
             return Err(format!(
                 "`{s}`: tag `{tag}` is not valid (letters, digits, `_`, `.`, `-`; at most 128, not starting with `.` or `-`)"

@@ -242,8 +242,7 @@ fn parse_document(
 
 /// Deserializes the document, turning serde's first error into a located one-line diagnostic.
 fn deserialize<T: serde::de::DeserializeOwned>(ctx: &mut DocCtx) -> Option<T> {
-    let value = ctx.root.to_json();
-    match serde_path_to_error::deserialize::<_, T>(value) {
+    match serde_path_to_error::deserialize::<_, T>(yaml::de::NodeDe(ctx.root)) {
         Ok(doc) => Some(doc),
         Err(err) => {
             let mut path: Vec<Seg> = err

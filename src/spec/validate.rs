@@ -51,44 +51,49 @@ fn with_index(base: &[Seg], i: usize) -> Vec<Seg> {
     v
 }
 
+/// Whether `s` is 1..=`max` bytes and matches `re`. Lengths are checked here rather than as `{1,N}` in the
+/// pattern: bounded repetition compiles into N copies of the class, which made start-up slow.
+fn fits(re: &Regex, s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && re.is_match(s)
+}
+
 macro_rules! re {
     ($name:ident, $pat:expr) => {
         static $name: LazyLock<Regex> = LazyLock::new(|| Regex::new($pat).expect("static regex"));
     };
 }
 
-re!(ECS_NAME, r"^[A-Za-z0-9_-]{1,255}$");
+re!(ECS_NAME, r"^[A-Za-z0-9_-]+$");
 re!(ENV_NAME, r"^[A-Za-z_][A-Za-z0-9_]*$");
-re!(ROLE_ARN, r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$");
+re!(ROLE_ARN, r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$");
 re!(SUBNET, r"^subnet-[0-9a-f]{8,17}$");
 re!(SECURITY_GROUP, r"^sg-[0-9a-f]{8,17}$");
-re!(LOG_GROUP, r"^[A-Za-z0-9._/#-]{1,512}$");
+re!(LOG_GROUP, r"^[A-Za-z0-9._/#-]+$");
 re!(REGION, r"^[a-z]{2}(-[a-z]+)+-[0-9]$");
-re!(STREAM_PREFIX, r"^[^:*]{1,512}$");
-re!(SECRET_NAME, r"^[A-Za-z0-9/_+=.@-]{1,512}$");
-re!(SECRET_ARN, r"^arn:aws(-[a-z]+)*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$");
-re!(VERSION_STAGE, r"^[A-Za-z0-9_.@-]{1,256}$");
-re!(VERSION_ID, r"^[A-Za-z0-9-]{32,64}$");
+re!(STREAM_PREFIX, r"^[^:*]+$");
+re!(SECRET_NAME, r"^[A-Za-z0-9/_+=.@-]+$");
+re!(SECRET_ARN, r"^arn:aws(-[a-z]+)*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$");
+re!(VERSION_STAGE, r"^[A-Za-z0-9_.@-]+$");
+re!(VERSION_ID, r"^[A-Za-z0-9-]+$");
 re!(TAG_CHARS, r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$");
 re!(HEALTH_PATH, r"^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$");
 
-/// Values that are credentials whatever their variable is called.
-static CREDENTIAL_VALUES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
-    [
-        (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", "an AWS access key id"),
-        (r"-----BEGIN [A-Z ]*PRIVATE KEY-----", "a private key"),
-        (r"\bsk-[A-Za-z0-9_-]{20,}", "an API secret key (sk-…)"),
-        (r"\bgh[pousr]_[A-Za-z0-9]{30,}", "a GitHub token"),
-        (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", "a Slack token"),
-        (r"\bglpat-[A-Za-z0-9_-]{20,}", "a GitLab token"),
-        (r"\bAIza[0-9A-Za-z_-]{35}\b", "a Google API key"),
-        (r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.", "a JSON web token"),
-        (r"://[^/\s:@]+:[^/\s@]+@", "a URL with an embedded password"),
-    ]
-    .into_iter()
-    .map(|(pat, what)| (Regex::new(pat).expect("static regex"), what))
-    .collect()
-});
+/// Values that are credentials whatever their variable is called, and what each is.
+const CREDENTIAL_VALUES: [(&str, &str); 9] = [
+    (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", "an AWS access key id"),
+    (r"-----BEGIN [A-Z ]*PRIVATE KEY-----", "a private key"),
+    (r"\bsk-[A-Za-z0-9_-]{20,}", "an API secret key (sk-…)"),
+    (r"\bgh[pousr]_[A-Za-z0-9]{30,}", "a GitHub token"),
+    (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", "a Slack token"),
+    (r"\bglpat-[A-Za-z0-9_-]{20,}", "a GitLab token"),
+    (r"\bAIza[0-9A-Za-z_-]{35}\b", "a Google API key"),
+    (r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.", "a JSON web token"),
+    (r"://[^/\s:@]+:[^/\s@]+@", "a URL with an embedded password"),
+];
+
+/// All credential patterns in one automaton: one pass per value.
+static CREDENTIAL_SET: LazyLock<regex::RegexSet> =
+    LazyLock::new(|| regex::RegexSet::new(CREDENTIAL_VALUES.iter().map(|(p, _)| p)).expect("static regexes"));
 
 /// Variable-name endings that say "this is a credential".
 const CREDENTIAL_SUFFIXES: [&str; 12] = [
@@ -148,7 +153,7 @@ fn fmt_secs(s: u64) -> String {
 }
 
 fn check_ecs_name(ctx: &mut DocCtx, path: &[Seg], what: &str, name: &str) -> bool {
-    if ECS_NAME.is_match(name) {
+    if fits(&ECS_NAME, name, 255) {
         return true;
     }
     ctx.err(path, format!("`{name}` is not a valid {what}: use 1-255 letters, digits, `-` or `_`"));
@@ -156,7 +161,7 @@ fn check_ecs_name(ctx: &mut DocCtx, path: &[Seg], what: &str, name: &str) -> boo
 }
 
 fn check_role(ctx: &mut DocCtx, path: &[Seg], arn: &str) {
-    if !ROLE_ARN.is_match(arn) {
+    if !fits(&ROLE_ARN, arn, 2048) {
         ctx.err(path, format!("`{arn}` is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"));
     }
 }
@@ -191,7 +196,7 @@ fn check_ids(ctx: &mut DocCtx, path: &[Seg], ids: &[String], re: &Regex, what: &
 
 fn check_logging(ctx: &mut DocCtx, path: &[Seg], logging: &Logging) {
     if let Some(group) = &logging.group
-        && !LOG_GROUP.is_match(group)
+        && !fits(&LOG_GROUP, group, 512)
     {
         ctx.err(&with(path, "group"), format!("`{group}` is not a CloudWatch Logs group name"));
     }
@@ -201,7 +206,7 @@ fn check_logging(ctx: &mut DocCtx, path: &[Seg], logging: &Logging) {
         ctx.err(&with(path, "region"), format!("`{region}` is not an AWS region name such as us-east-1"));
     }
     if let Some(prefix) = &logging.stream_prefix
-        && !STREAM_PREFIX.is_match(prefix)
+        && !fits(&STREAM_PREFIX, prefix, 512)
     {
         ctx.err(&with(path, "streamPrefix"), "must be 1-512 characters without `:` or `*`");
     }
@@ -455,7 +460,8 @@ fn check_env(ctx: &mut DocCtx, env: &BTreeMap<String, String>) {
             continue;
         }
         // The value itself is never echoed: it may be a real credential.
-        if let Some((_, what)) = CREDENTIAL_VALUES.iter().find(|(re, _)| re.is_match(value)) {
+        if let Some(i) = CREDENTIAL_SET.matches(value).iter().next() {
+            let what = CREDENTIAL_VALUES[i].1;
             ctx.err(&at, format!("value looks like {what}; move it to spec.secrets (a Secrets Manager reference)"));
         } else if let Some(suffix) =
             CREDENTIAL_SUFFIXES.iter().find(|s| upper.ends_with(*s) || upper == s.trim_start_matches('_'))
@@ -499,7 +505,7 @@ fn check_secrets(
         if id.starts_with("arn:") {
             if id.contains(":ssm:") {
                 ctx.err(&field, "SSM parameters are not supported; reference a Secrets Manager secret");
-            } else if !SECRET_ARN.is_match(id) {
+            } else if !fits(&SECRET_ARN, id, 2048) {
                 let hint = if id.matches(':').count() > 6 {
                     " (for a JSON key or version use {secret, key, versionStage})"
                 } else {
@@ -507,7 +513,7 @@ fn check_secrets(
                 };
                 ctx.err(&field, format!("`{id}` is not a Secrets Manager secret ARN{hint}"));
             }
-        } else if !SECRET_NAME.is_match(id) {
+        } else if !fits(&SECRET_NAME, id, 512) {
             ctx.err(&field, format!("`{id}` is not a secret name (1-512 of letters, digits and `/_+=.@-`)"));
         }
         if let Some(key) = &r.key
@@ -516,12 +522,12 @@ fn check_secrets(
             ctx.err(&with(&at, "key"), "a JSON key must be non-empty and must not contain `:`");
         }
         if let Some(stage) = &r.version_stage
-            && !VERSION_STAGE.is_match(stage)
+            && !fits(&VERSION_STAGE, stage, 256)
         {
             ctx.err(&with(&at, "versionStage"), format!("`{stage}` is not a version stage"));
         }
         if let Some(vid) = &r.version_id
-            && !VERSION_ID.is_match(vid)
+            && !(vid.len() >= 32 && fits(&VERSION_ID, vid, 64))
         {
             ctx.err(&with(&at, "versionId"), format!("`{vid}` is not a version id"));
         }

@@ -171,14 +171,14 @@ impl Builder {
             Some(Open::Seq { items, .. }) => items.push(node),
             Some(Open::Map { entries, pending_key, .. }) => match pending_key.take() {
                 None => {
-                    let key = match &node.kind {
-                        NodeKind::Str(s) => s.clone(),
+                    let type_name = node.type_name();
+                    let key = match node.kind {
+                        NodeKind::Str(s) => s,
                         NodeKind::Int(i) => i.to_string(),
                         NodeKind::Bool(b) => b.to_string(),
                         NodeKind::Float(f) => f.to_string(),
                         _ => {
-                            let line = node.line;
-                            self.fail(line, format!("a mapping key must be a scalar, found {}", node.type_name()));
+                            self.fail(node.line, format!("a mapping key must be a scalar, found {type_name}"));
                             return;
                         }
                     };
@@ -302,5 +302,89 @@ mod tests {
     fn anchors_and_aliases_resolve() {
         let docs = parse("base: &b {x: 1}\ncopy: *b\n").unwrap();
         assert_eq!(docs[0].root.to_json(), serde_json::json!({"base": {"x": 1}, "copy": {"x": 1}}));
+    }
+}
+
+/// Typed deserialization straight from the tree: no intermediate JSON value, no copies of the text but the ones
+/// the target types keep.
+pub mod de {
+    use serde::de::value::{Error, MapDeserializer, SeqDeserializer};
+    use serde::de::{self, IntoDeserializer, Visitor};
+
+    use super::{Node, NodeKind};
+
+    /// Deserializes `T` from a node.
+    pub fn from_node<'de, T: serde::Deserialize<'de>>(node: &'de Node) -> Result<T, Error> {
+        T::deserialize(NodeDe(node))
+    }
+
+    /// A borrowed node as a serde deserializer.
+    #[derive(Clone, Copy)]
+    pub struct NodeDe<'a>(pub &'a Node);
+
+    impl<'de> IntoDeserializer<'de, Error> for NodeDe<'de> {
+        type Deserializer = Self;
+        fn into_deserializer(self) -> Self {
+            self
+        }
+    }
+
+    impl<'de> de::Deserializer<'de> for NodeDe<'de> {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match &self.0.kind {
+                NodeKind::Null => visitor.visit_unit(),
+                NodeKind::Bool(b) => visitor.visit_bool(*b),
+                NodeKind::Int(i) => visitor.visit_i64(*i),
+                NodeKind::Float(f) => visitor.visit_f64(*f),
+                NodeKind::Str(s) => visitor.visit_borrowed_str(s),
+                NodeKind::Seq(items) => {
+                    let mut seq = SeqDeserializer::new(items.iter().map(NodeDe));
+                    let value = visitor.visit_seq(&mut seq)?;
+                    seq.end()?;
+                    Ok(value)
+                }
+                NodeKind::Map(entries) => {
+                    let mut map = MapDeserializer::new(entries.iter().map(|(k, _, v)| (k.as_str(), NodeDe(v))));
+                    let value = visitor.visit_map(&mut map)?;
+                    map.end()?;
+                    Ok(value)
+                }
+            }
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            match self.0.kind {
+                NodeKind::Null => visitor.visit_none(),
+                _ => visitor.visit_some(self),
+            }
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _variants: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            match &self.0.kind {
+                // Only unit variants are written in manifests.
+                NodeKind::Str(s) => visitor.visit_enum(s.as_str().into_deserializer()),
+                _ => self.deserialize_any(visitor),
+            }
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit unit_struct seq
+            tuple tuple_struct map struct identifier ignored_any
+        }
     }
 }

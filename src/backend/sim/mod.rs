@@ -102,8 +102,9 @@ impl Sim {
             .open(&lock_path)
             .map_err(|e| state_err("cannot open the lock of", e))?;
         lock.lock().map_err(|e| state_err("cannot lock", e))?;
-        let world = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+        // Streamed, so the file's bytes and the parsed world are never both in memory.
+        let world = match File::open(path) {
+            Ok(f) => serde_json::from_reader(std::io::BufReader::new(f))
                 .map_err(|e| BackendError::State(format!("{} is not a sim state file: {e}", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::default(),
             Err(e) => return Err(state_err("cannot read", e)),
@@ -151,9 +152,10 @@ impl Sim {
     fn save(&self, world: &World) -> Result<(), BackendError> {
         let Some(store) = &self.store else { return Ok(()) };
         let dir = store.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let bytes = serde_json::to_vec_pretty(world).map_err(|e| BackendError::State(e.to_string()))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| BackendError::State(e.to_string()))?;
-        std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| BackendError::State(e.to_string()))?;
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| BackendError::State(e.to_string()))?;
+        let mut out = std::io::BufWriter::new(tmp);
+        serde_json::to_writer(&mut out, world).map_err(|e| BackendError::State(e.to_string()))?;
+        let tmp = out.into_inner().map_err(|e| BackendError::State(e.to_string()))?;
         tmp.persist(&store.path).map_err(|e| BackendError::State(e.to_string()))?;
         Ok(())
     }
