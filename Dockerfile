@@ -46,15 +46,17 @@ ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
     AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
     CARGO_TERM_COLOR=never
 
-# Dependency layer: build every dependency against placeholder sources, so this layer (the slow part) is
+# Dependency layer: build every dependency against placeholder sources (the bench declared in Cargo.toml
+# gets a placeholder too and keeps it: the image builds only the binary), so this layer (the slow part) is
 # reused until Cargo.toml or Cargo.lock changes. The registry is a cache mount: downloads survive even a
 # dependency change. The layer itself can be exported with `--cache-to` for CI builders.
 COPY Cargo.toml Cargo.lock ./
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
-    mkdir -p src \
+    mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/plan.rs \
     && cargo build --release --locked --target "$(cat /rust-target)" \
     && rm -rf src
 

@@ -19,7 +19,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
-echo "==> hadolint Dockerfile"
+echo "==> hadolint Dockerfile, and the Dockerfile's cargo build steps"
 "$venv/bin/hadolint" Dockerfile
+scripts/check-image-build.sh
 echo "==> cargo test"
 cargo test --all-targets --locked
