@@ -4,6 +4,7 @@
 //! engine of the quickstart and the tests) and, later, `aws`. SDK types never cross this boundary, so reconcile,
 //! plan and the CLI are the same code against either. `limits` wraps any `Ecs` in ECS's own token buckets.
 
+pub mod aws;
 pub mod limits;
 pub mod sim;
 

@@ -35,12 +35,13 @@ pub struct Args {
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let fleet = super::load_fleet(&args.files)?;
-    let conn = super::backend::connect(cli)?;
+    let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
     let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
     let observed = reconcile::observe(&desired, ecs, true).await?;
     let plan = reconcile::plan_fleet(&desired, &observed, ecs).await?;
-    let progress = |service: &str, what: &str| eprintln!("{service}: {what}");
+    let reporter = super::progress::Reporter::new();
+    let progress = |service: &str, what: &str| reporter.report(service, what);
     let opts = ApplyOptions { prune: args.prune, concurrency: args.concurrency };
     let mut outcomes = reconcile::apply(&desired, &plan, &observed, ecs, &opts, &progress).await;
 
@@ -84,12 +85,15 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         }
     }
 
+    for o in &outcomes {
+        if o.outcome != Outcome::Unchanged {
+            progress(&o.name, &format!("done: {}", word(o.outcome)));
+        }
+    }
     match args.output {
         Output::Json => {
             let mut doc = serde_json::json!({ "services": outcomes });
-            if let Some(sim) = &conn.sim {
-                doc["apiCalls"] = serde_json::to_value(sim.stats())?;
-            }
+            doc["apiCalls"] = serde_json::to_value(conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Output::Text => {

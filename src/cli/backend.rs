@@ -3,29 +3,46 @@
 use std::sync::Arc;
 
 use mcpfleet::backend::Backend;
+use mcpfleet::backend::aws::{self, RequestCounter};
 use mcpfleet::backend::limits::Limited;
-use mcpfleet::backend::sim::Sim;
+use mcpfleet::backend::sim::{CallStats, Sim};
 
 use super::{Backend as BackendKind, Cli};
 
-/// The backend of a command, and the sim behind it when there is one (for its call counts).
+/// The backend of a command, and what counts its API requests.
 pub struct Connected {
     pub backend: Backend,
-    pub sim: Option<Arc<Sim>>,
+    counter: Counter,
 }
 
-pub fn connect(cli: &Cli) -> anyhow::Result<Connected> {
-    match cli.backend {
-        BackendKind::Sim => {
-            let sim = Sim::open(&cli.sim_state)?;
-            let mut backend = sim.backend();
-            backend.ecs = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()));
-            Ok(Connected { backend, sim: Some(sim) })
-        }
-        BackendKind::Aws => {
-            anyhow::bail!("the aws backend is not part of this build yet; use `--backend sim` (see README: quickstart)")
+enum Counter {
+    Sim(Arc<Sim>),
+    Aws(RequestCounter),
+}
+
+impl Connected {
+    /// API requests made so far, by operation.
+    pub fn api_calls(&self) -> CallStats {
+        match &self.counter {
+            Counter::Sim(sim) => sim.stats(),
+            Counter::Aws(requests) => requests.stats(),
         }
     }
+}
+
+pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
+    let (mut backend, counter) = match cli.backend {
+        BackendKind::Sim => {
+            let sim = Sim::open(&cli.sim_state)?;
+            (sim.backend(), Counter::Sim(sim))
+        }
+        BackendKind::Aws => {
+            let aws = aws::connect(cli.region.clone()).await;
+            (aws.backend, Counter::Aws(aws.requests))
+        }
+    };
+    backend.ecs = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()));
+    Ok(Connected { backend, counter })
 }
 
 /// Opens the sim state directly (the `sim` subcommands act on it whatever `--backend` says).

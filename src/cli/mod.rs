@@ -4,6 +4,7 @@
 mod apply;
 mod backend;
 mod plan;
+mod progress;
 mod render;
 mod schema;
 mod sim;

@@ -24,12 +24,16 @@ pub struct Args {
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let fleet = super::load_fleet(&args.files)?;
-    let conn = super::backend::connect(cli)?;
+    let conn = super::backend::connect(cli).await?;
     let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
     let observed = reconcile::observe(&desired, conn.backend.ecs.as_ref(), true).await?;
     let plan = reconcile::plan_fleet(&desired, &observed, conn.backend.ecs.as_ref()).await?;
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Output::Json => {
+            let mut doc = serde_json::to_value(&plan)?;
+            doc["apiCalls"] = serde_json::to_value(conn.api_calls())?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
         Output::Text => print!("{}", render_plan(&plan, std::io::stdout().is_terminal())),
     }
     Ok(if args.detailed_exitcode && plan.has_changes() { EXIT_CHANGES } else { EXIT_OK })

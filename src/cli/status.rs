@@ -49,7 +49,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             wanted.entry(s.cluster.clone()).or_default().push(s.name.clone());
         }
     }
-    let conn = super::backend::connect(cli)?;
+    let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
     if let Some(cluster) = &args.cluster {
         wanted.insert(cluster.clone(), ecs.list_services(cluster).await?);

@@ -101,10 +101,18 @@ pub async fn resolve(
     if problems.is_empty() { Ok(out) } else { Err(ReconcileError::Resolution(problems)) }
 }
 
-/// `auto` prefers Graviton when the image has it; an explicit architecture must be in the image.
+/// `auto` prefers Graviton when the image has it; an explicit architecture must be in the image. An image
+/// whose platforms are unknown (a single manifest, or a digest outside ECR) runs where asked, and `auto` runs it
+/// on X86_64, ECS's default.
 pub fn pick_architecture(wanted: Architecture, platforms: &[String]) -> Result<CpuArch, String> {
+    if platforms.is_empty() {
+        return Ok(match wanted {
+            Architecture::Arm64 => CpuArch::Arm64,
+            Architecture::Auto | Architecture::X86_64 => CpuArch::X86_64,
+        });
+    }
     let has = |a: CpuArch| platforms.iter().any(|p| p == a.platform());
-    let list = if platforms.is_empty() { "no platforms".to_string() } else { platforms.join(", ") };
+    let list = platforms.join(", ");
     match wanted {
         Architecture::Auto if has(CpuArch::Arm64) => Ok(CpuArch::Arm64),
         Architecture::Auto if has(CpuArch::X86_64) => Ok(CpuArch::X86_64),

@@ -1,0 +1,525 @@
+//! ECS through aws-sdk-ecs: our rendered inputs → SDK builders, SDK answers → our observed types.
+//!
+//! Conversion back from ECS keeps only the fields mcpfleet renders, so ECS-side defaults (host ports, container
+//! cpu 0, empty lists) never show up as differences.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types as sdk;
+
+use super::map_err;
+use crate::backend::{
+    BackendError, Deployment, Described, Ecs, RolloutState, ServiceEvent, ServiceState, ServiceUpdate, Tags,
+    TaskDefinition, TdStatus,
+};
+use crate::render::CpuArch;
+use crate::render::ecs::{
+    AwsVpcConfiguration, CircuitBreaker, ContainerDefinition, DeploymentConfiguration, HealthCheck, KeyValue,
+    LinuxParameters, LogConfiguration, MountPoint, NetworkConfiguration, PortMapping, RuntimePlatform, SecretVar,
+    ServiceInput, TaskDefinitionInput, Volume,
+};
+
+/// The [`Ecs`] port over aws-sdk-ecs.
+pub struct AwsEcs {
+    client: Client,
+}
+
+impl AwsEcs {
+    pub fn new(client: Client) -> AwsEcs {
+        AwsEcs { client }
+    }
+}
+
+fn build_err(op: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Invalid { operation: op.into(), message: format!("cannot build the request: {e}") }
+}
+
+fn sdk_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<sdk::Tag> {
+    tags.into_iter().map(|(k, v)| sdk::Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn tags_of(tags: &[sdk::Tag]) -> Tags {
+    tags.iter().filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string()))).collect()
+}
+
+fn millis(t: Option<&aws_smithy_types::DateTime>) -> u64 {
+    t.and_then(|t| t.to_millis().ok()).map_or(0, |m| m.max(0) as u64)
+}
+
+fn container(c: &ContainerDefinition) -> Result<sdk::ContainerDefinition, BackendError> {
+    const OP: &str = "RegisterTaskDefinition";
+    let mut b = sdk::ContainerDefinition::builder()
+        .name(&c.name)
+        .image(&c.image)
+        .essential(c.essential)
+        .stop_timeout(c.stop_timeout as i32)
+        .readonly_root_filesystem(c.readonly_root_filesystem)
+        .linux_parameters(
+            sdk::LinuxParameters::builder().init_process_enabled(c.linux_parameters.init_process_enabled).build(),
+        );
+    for p in &c.port_mappings {
+        b = b.port_mappings(
+            sdk::PortMapping::builder()
+                .container_port(i32::from(p.container_port))
+                .protocol(sdk::TransportProtocol::from(p.protocol.as_str()))
+                .name(&p.name)
+                .app_protocol(sdk::ApplicationProtocol::from(p.app_protocol.as_str()))
+                .build(),
+        );
+    }
+    for kv in &c.environment {
+        b = b.environment(sdk::KeyValuePair::builder().name(&kv.name).value(&kv.value).build());
+    }
+    for s in &c.secrets {
+        b = b.secrets(
+            sdk::Secret::builder().name(&s.name).value_from(&s.value_from).build().map_err(|e| build_err(OP, e))?,
+        );
+    }
+    if let Some(h) = &c.health_check {
+        b = b.health_check(
+            sdk::HealthCheck::builder()
+                .set_command(Some(h.command.clone()))
+                .interval(h.interval as i32)
+                .timeout(h.timeout as i32)
+                .retries(h.retries as i32)
+                .start_period(h.start_period as i32)
+                .build()
+                .map_err(|e| build_err(OP, e))?,
+        );
+    }
+    for m in &c.mount_points {
+        b = b.mount_points(
+            sdk::MountPoint::builder()
+                .source_volume(&m.source_volume)
+                .container_path(&m.container_path)
+                .read_only(m.read_only)
+                .build(),
+        );
+    }
+    if let Some(l) = &c.log_configuration {
+        b = b.log_configuration(
+            sdk::LogConfiguration::builder()
+                .log_driver(sdk::LogDriver::from(l.log_driver.as_str()))
+                .set_options(Some(l.options.clone().into_iter().collect::<HashMap<_, _>>()))
+                .build()
+                .map_err(|e| build_err(OP, e))?,
+        );
+    }
+    Ok(b.build())
+}
+
+/// What ECS reports for a task definition, in the shape mcpfleet rendered it.
+fn spec_of(td: &sdk::TaskDefinition) -> TaskDefinitionInput {
+    let containers = td
+        .container_definitions()
+        .iter()
+        .map(|c| ContainerDefinition {
+            name: c.name().unwrap_or_default().into(),
+            image: c.image().unwrap_or_default().into(),
+            essential: c.essential().unwrap_or(true),
+            port_mappings: c
+                .port_mappings()
+                .iter()
+                .map(|p| PortMapping {
+                    container_port: p.container_port().unwrap_or(0) as u16,
+                    protocol: p.protocol().map_or("tcp", |p| p.as_str()).into(),
+                    name: p.name().unwrap_or_default().into(),
+                    app_protocol: p.app_protocol().map_or("", |p| p.as_str()).into(),
+                })
+                .collect(),
+            environment: {
+                let mut env: Vec<KeyValue> = c
+                    .environment()
+                    .iter()
+                    .map(|kv| KeyValue {
+                        name: kv.name().unwrap_or_default().into(),
+                        value: kv.value().unwrap_or_default().into(),
+                    })
+                    .collect();
+                env.sort();
+                env
+            },
+            secrets: {
+                let mut s: Vec<SecretVar> = c
+                    .secrets()
+                    .iter()
+                    .map(|s| SecretVar { name: s.name().into(), value_from: s.value_from().into() })
+                    .collect();
+                s.sort();
+                s
+            },
+            health_check: c.health_check().map(|h| HealthCheck {
+                command: h.command().to_vec(),
+                interval: h.interval().unwrap_or(30) as u32,
+                timeout: h.timeout().unwrap_or(5) as u32,
+                retries: h.retries().unwrap_or(3) as u32,
+                start_period: h.start_period().unwrap_or(0) as u32,
+            }),
+            stop_timeout: c.stop_timeout().unwrap_or(30) as u32,
+            readonly_root_filesystem: c.readonly_root_filesystem().unwrap_or(false),
+            mount_points: c
+                .mount_points()
+                .iter()
+                .map(|m| MountPoint {
+                    source_volume: m.source_volume().unwrap_or_default().into(),
+                    container_path: m.container_path().unwrap_or_default().into(),
+                    read_only: m.read_only().unwrap_or(false),
+                })
+                .collect(),
+            linux_parameters: LinuxParameters {
+                init_process_enabled: c.linux_parameters().and_then(|l| l.init_process_enabled()).unwrap_or(false),
+            },
+            log_configuration: c.log_configuration().map(|l| LogConfiguration {
+                log_driver: l.log_driver().as_str().into(),
+                options: l.options().map(|o| o.clone().into_iter().collect::<BTreeMap<_, _>>()).unwrap_or_default(),
+            }),
+        })
+        .collect();
+    TaskDefinitionInput {
+        family: td.family().unwrap_or_default().into(),
+        task_role_arn: td.task_role_arn().map(Into::into),
+        execution_role_arn: td.execution_role_arn().map(Into::into),
+        network_mode: td.network_mode().map_or("awsvpc", |m| m.as_str()).into(),
+        container_definitions: containers,
+        volumes: td.volumes().iter().map(|v| Volume { name: v.name().unwrap_or_default().into() }).collect(),
+        requires_compatibilities: td.requires_compatibilities().iter().map(|c| c.as_str().to_string()).collect(),
+        cpu: td.cpu().unwrap_or_default().into(),
+        memory: td.memory().unwrap_or_default().into(),
+        runtime_platform: RuntimePlatform {
+            cpu_architecture: td.runtime_platform().and_then(|p| p.cpu_architecture()).and_then(|a| match a {
+                sdk::CpuArchitecture::Arm64 => Some(CpuArch::Arm64),
+                sdk::CpuArchitecture::X8664 => Some(CpuArch::X86_64),
+                _ => None,
+            }),
+            operating_system_family: td
+                .runtime_platform()
+                .and_then(|p| p.operating_system_family())
+                .map_or("LINUX", |f| f.as_str())
+                .into(),
+        },
+        tags: vec![],
+    }
+}
+
+fn task_definition_of(td: &sdk::TaskDefinition, tags: &[sdk::Tag]) -> TaskDefinition {
+    TaskDefinition {
+        arn: td.task_definition_arn().unwrap_or_default().into(),
+        family: td.family().unwrap_or_default().into(),
+        revision: td.revision().max(0) as u32,
+        status: match td.status() {
+            Some(sdk::TaskDefinitionStatus::Inactive) | Some(sdk::TaskDefinitionStatus::DeleteInProgress) => {
+                TdStatus::Inactive
+            }
+            _ => TdStatus::Active,
+        },
+        spec: spec_of(td),
+        tags: tags_of(tags),
+        registered_at_ms: millis(td.registered_at()),
+    }
+}
+
+fn deployment_configuration(c: &DeploymentConfiguration) -> sdk::DeploymentConfiguration {
+    sdk::DeploymentConfiguration::builder()
+        .maximum_percent(c.maximum_percent as i32)
+        .minimum_healthy_percent(c.minimum_healthy_percent as i32)
+        .deployment_circuit_breaker(
+            sdk::DeploymentCircuitBreaker::builder()
+                .enable(c.deployment_circuit_breaker.enable)
+                .rollback(c.deployment_circuit_breaker.rollback)
+                .build(),
+        )
+        .build()
+}
+
+fn network_configuration(op: &str, n: &NetworkConfiguration) -> Result<sdk::NetworkConfiguration, BackendError> {
+    let a = &n.awsvpc_configuration;
+    Ok(sdk::NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            sdk::AwsVpcConfiguration::builder()
+                .set_subnets(Some(a.subnets.clone()))
+                .set_security_groups(if a.security_groups.is_empty() { None } else { Some(a.security_groups.clone()) })
+                .assign_public_ip(sdk::AssignPublicIp::from(a.assign_public_ip.as_str()))
+                .build()
+                .map_err(|e| build_err(op, e))?,
+        )
+        .build())
+}
+
+fn rollout_state(s: Option<&sdk::DeploymentRolloutState>) -> RolloutState {
+    match s {
+        Some(sdk::DeploymentRolloutState::Completed) => RolloutState::Completed,
+        Some(sdk::DeploymentRolloutState::Failed) => RolloutState::Failed,
+        _ => RolloutState::InProgress,
+    }
+}
+
+fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
+    let dc = s.deployment_configuration();
+    let breaker = dc.and_then(|d| d.deployment_circuit_breaker());
+    let vpc = s.network_configuration().and_then(|n| n.awsvpc_configuration());
+    ServiceState {
+        arn: s.service_arn().unwrap_or_default().into(),
+        cluster: cluster.rsplit('/').next().unwrap_or(cluster).into(),
+        name: s.service_name().unwrap_or_default().into(),
+        status: s.status().unwrap_or("ACTIVE").into(),
+        task_definition: s.task_definition().unwrap_or_default().into(),
+        desired_count: s.desired_count().max(0) as u32,
+        running_count: s.running_count().max(0) as u32,
+        pending_count: s.pending_count().max(0) as u32,
+        deployment_configuration: DeploymentConfiguration {
+            maximum_percent: dc.and_then(|d| d.maximum_percent()).unwrap_or(200) as u32,
+            minimum_healthy_percent: dc.and_then(|d| d.minimum_healthy_percent()).unwrap_or(100) as u32,
+            deployment_circuit_breaker: CircuitBreaker {
+                enable: breaker.is_some_and(|b| b.enable()),
+                rollback: breaker.is_some_and(|b| b.rollback()),
+            },
+        },
+        network_configuration: NetworkConfiguration {
+            awsvpc_configuration: AwsVpcConfiguration {
+                subnets: vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
+                security_groups: vpc.map(|v| v.security_groups().to_vec()).unwrap_or_default(),
+                assign_public_ip: vpc.and_then(|v| v.assign_public_ip()).map_or("DISABLED", |a| a.as_str()).into(),
+            },
+        },
+        deployments: s
+            .deployments()
+            .iter()
+            .map(|d| Deployment {
+                id: d.id().unwrap_or_default().into(),
+                status: d.status().unwrap_or_default().into(),
+                task_definition: d.task_definition().unwrap_or_default().into(),
+                desired_count: d.desired_count().max(0) as u32,
+                running_count: d.running_count().max(0) as u32,
+                pending_count: d.pending_count().max(0) as u32,
+                failed_tasks: d.failed_tasks().max(0) as u32,
+                rollout_state: rollout_state(d.rollout_state()),
+                rollout_state_reason: d.rollout_state_reason().unwrap_or_default().into(),
+                created_at_ms: millis(d.created_at()),
+                updated_at_ms: millis(d.updated_at()),
+            })
+            .collect(),
+        events: s
+            .events()
+            .iter()
+            .map(|e| ServiceEvent { at_ms: millis(e.created_at()), message: e.message().unwrap_or_default().into() })
+            .collect(),
+        tags: tags_of(s.tags()),
+    }
+}
+
+#[async_trait]
+impl Ecs for AwsEcs {
+    async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Described, BackendError> {
+        const OP: &str = "DescribeServices";
+        let out = self
+            .client
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(names.to_vec()))
+            .include(sdk::ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|e| map_err(OP, e))?;
+        let mut missing = Vec::new();
+        for f in out.failures() {
+            let what = f.arn().unwrap_or_default();
+            let name = what.rsplit('/').next().unwrap_or(what).to_string();
+            if f.reason() == Some("MISSING") {
+                missing.push(name);
+            } else {
+                return Err(BackendError::Invalid {
+                    operation: OP.into(),
+                    message: format!("{what}: {} {}", f.reason().unwrap_or_default(), f.detail().unwrap_or_default()),
+                });
+            }
+        }
+        Ok(Described { services: out.services().iter().map(|s| service_state(cluster, s)).collect(), missing })
+    }
+
+    async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        let mut pages = self.client.list_services().cluster(cluster).max_results(100).into_paginator().send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err("ListServices", e))?;
+            names.extend(page.service_arns().iter().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()));
+        }
+        Ok(names)
+    }
+
+    async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
+        const OP: &str = "RegisterTaskDefinition";
+        let containers = input.container_definitions.iter().map(container).collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .client
+            .register_task_definition()
+            .family(&input.family)
+            .set_task_role_arn(input.task_role_arn.clone())
+            .set_execution_role_arn(input.execution_role_arn.clone())
+            .network_mode(sdk::NetworkMode::from(input.network_mode.as_str()))
+            .set_container_definitions(Some(containers))
+            .set_volumes(Some(input.volumes.iter().map(|v| sdk::Volume::builder().name(&v.name).build()).collect()))
+            .set_requires_compatibilities(Some(
+                input.requires_compatibilities.iter().map(|c| sdk::Compatibility::from(c.as_str())).collect(),
+            ))
+            .cpu(&input.cpu)
+            .memory(&input.memory)
+            .runtime_platform(
+                sdk::RuntimePlatform::builder()
+                    .set_cpu_architecture(
+                        input.runtime_platform.cpu_architecture.map(|a| sdk::CpuArchitecture::from(a.as_ecs())),
+                    )
+                    .operating_system_family(sdk::OsFamily::from(
+                        input.runtime_platform.operating_system_family.as_str(),
+                    ))
+                    .build(),
+            )
+            .set_tags(Some(sdk_tags(input.tags.iter().map(|t| (t.key.clone(), t.value.clone())))))
+            .send()
+            .await
+            .map_err(|e| map_err(OP, e))?;
+        let td = out.task_definition().ok_or_else(|| BackendError::Invalid {
+            operation: OP.into(),
+            message: "no task definition in the answer".into(),
+        })?;
+        let mut registered = task_definition_of(td, out.tags());
+        if registered.tags.is_empty() {
+            registered.tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+        }
+        Ok(registered)
+    }
+
+    async fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
+        const OP: &str = "DescribeTaskDefinition";
+        let out = self
+            .client
+            .describe_task_definition()
+            .task_definition(id)
+            .include(sdk::TaskDefinitionField::Tags)
+            .send()
+            .await
+            .map_err(|e| map_err(OP, e))?;
+        let td =
+            out.task_definition().ok_or_else(|| BackendError::NotFound { operation: OP.into(), message: id.into() })?;
+        Ok(task_definition_of(td, out.tags()))
+    }
+
+    async fn list_task_definitions(&self, family: &str, status: TdStatus) -> Result<Vec<String>, BackendError> {
+        let status = match status {
+            TdStatus::Active => sdk::TaskDefinitionStatus::Active,
+            TdStatus::Inactive => sdk::TaskDefinitionStatus::Inactive,
+        };
+        let mut pages = self
+            .client
+            .list_task_definitions()
+            .family_prefix(family)
+            .status(status)
+            .sort(sdk::SortOrder::Asc)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        let mut arns = Vec::new();
+        let suffix = format!("task-definition/{family}:");
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err("ListTaskDefinitions", e))?;
+            // The filter is a prefix: keep only this exact family.
+            arns.extend(
+                page.task_definition_arns()
+                    .iter()
+                    .filter(|a| a.rsplit_once(&suffix).is_some_and(|(_, rev)| rev.chars().all(|c| c.is_ascii_digit())))
+                    .cloned(),
+            );
+        }
+        arns.sort_by_key(|a| a.rsplit(':').next().and_then(|r| r.parse::<u32>().ok()).unwrap_or(0));
+        Ok(arns)
+    }
+
+    async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError> {
+        self.client
+            .deregister_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err("DeregisterTaskDefinition", e))
+    }
+
+    async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
+        const OP: &str = "CreateService";
+        let out = self
+            .client
+            .create_service()
+            .cluster(&input.cluster)
+            .service_name(&input.service_name)
+            .task_definition(&input.task_definition)
+            .desired_count(input.desired_count as i32)
+            .launch_type(sdk::LaunchType::from(input.launch_type.as_str()))
+            .scheduling_strategy(sdk::SchedulingStrategy::from(input.scheduling_strategy.as_str()))
+            .deployment_controller(
+                sdk::DeploymentController::builder()
+                    .r#type(sdk::DeploymentControllerType::from(input.deployment_controller.kind.as_str()))
+                    .build()
+                    .map_err(|e| build_err(OP, e))?,
+            )
+            .deployment_configuration(deployment_configuration(&input.deployment_configuration))
+            .network_configuration(network_configuration(OP, &input.network_configuration)?)
+            .enable_ecs_managed_tags(input.enable_ecs_managed_tags)
+            .propagate_tags(sdk::PropagateTags::from(input.propagate_tags.as_str()))
+            .set_tags(Some(sdk_tags(input.tags.iter().map(|t| (t.key.clone(), t.value.clone())))))
+            .send()
+            .await
+            .map_err(|e| map_err(OP, e))?;
+        let s = out.service().ok_or_else(|| BackendError::Invalid {
+            operation: OP.into(),
+            message: "no service in the answer".into(),
+        })?;
+        Ok(service_state(&input.cluster, s))
+    }
+
+    async fn update_service(&self, u: &ServiceUpdate) -> Result<ServiceState, BackendError> {
+        const OP: &str = "UpdateService";
+        let mut req = self
+            .client
+            .update_service()
+            .cluster(&u.cluster)
+            .service(&u.service)
+            .set_task_definition(u.task_definition.clone())
+            .set_desired_count(u.desired_count.map(|c| c as i32));
+        if let Some(c) = &u.deployment_configuration {
+            req = req.deployment_configuration(deployment_configuration(c));
+        }
+        if let Some(n) = &u.network_configuration {
+            req = req.network_configuration(network_configuration(OP, n)?);
+        }
+        let out = req.send().await.map_err(|e| map_err(OP, e))?;
+        let s = out.service().ok_or_else(|| BackendError::Invalid {
+            operation: OP.into(),
+            message: "no service in the answer".into(),
+        })?;
+        Ok(service_state(&u.cluster, s))
+    }
+
+    async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
+        self.client
+            .delete_service()
+            .cluster(cluster)
+            .service(name)
+            .force(true)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err("DeleteService", e))
+    }
+
+    async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
+        self.client
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(sdk_tags(tags.clone())))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err("TagResource", e))
+    }
+}

@@ -1,0 +1,131 @@
+//! The `aws` backend: the ports over aws-sdk-ecs, aws-sdk-ecr and aws-sdk-secretsmanager.
+//!
+//! Clients come from the standard AWS chain (environment, profiles, SSO, ECS task role, IMDS), `--region`, and
+//! the SDK's own `AWS_ENDPOINT_URL` support, which is how the tests point them at moto on loopback. SDK types
+//! are converted here and go no further. Every HTTP request is counted by an interceptor (retries included), so
+//! tests and benchmarks measure what reaches the wire.
+
+mod ecr;
+mod ecs;
+mod secrets;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+pub use ecr::{Ecr, platforms_of_manifest};
+pub use ecs::AwsEcs;
+pub use secrets::SecretsManager;
+
+use super::sim::CallStats;
+use super::{Backend, BackendError, SystemClock};
+
+/// Counts HTTP requests by operation (each attempt of a retried call counts).
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl RequestCounter {
+    /// Requests so far, as the sim reports its calls.
+    pub fn stats(&self) -> CallStats {
+        CallStats { calls: self.0.lock().expect("counter lock").clone(), throttled: BTreeMap::new() }
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "mcpfleet-request-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg.load::<Metadata>().map_or_else(|| "unknown".to_string(), |m| m.name().to_string());
+        *self.0.lock().expect("counter lock").entry(op).or_default() += 1;
+        Ok(())
+    }
+}
+
+/// The aws backend and its request counter.
+pub struct Aws {
+    pub backend: Backend,
+    pub requests: RequestCounter,
+}
+
+/// Connects with the standard AWS configuration chain; `region` overrides the chain's region.
+pub async fn connect(region: Option<String>) -> Aws {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r));
+    }
+    let config = loader.load().await;
+    let requests = RequestCounter::default();
+    let ecs = aws_sdk_ecs::Client::from_conf(
+        aws_sdk_ecs::config::Builder::from(&config).interceptor(requests.clone()).build(),
+    );
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&config).interceptor(requests.clone()).build(),
+    );
+    let backend = Backend {
+        ecs: Arc::new(AwsEcs::new(ecs)),
+        images: Arc::new(Ecr::new(config.clone(), requests.clone())),
+        secrets: Arc::new(SecretsManager::new(secrets)),
+        clock: Arc::new(SystemClock),
+    };
+    Aws { backend, requests }
+}
+
+/// Throttling error codes across AWS services.
+const THROTTLING_CODES: [&str; 6] = [
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+];
+
+/// Maps an SDK error to a port error: throttling and 5xx/transport failures are retryable, a missing resource is
+/// NotFound, anything else is the AWS message as is.
+pub(crate) fn map_err<E>(op: &str, err: SdkError<E, HttpResponse>) -> BackendError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let operation = op.to_string();
+    let context = || format!("{}", DisplayErrorContext(&err));
+    match &err {
+        SdkError::ServiceError(se) => {
+            let e = se.err();
+            let status = se.raw().status().as_u16();
+            let code = e.code().unwrap_or("Unknown").to_string();
+            let message = format!("{code}: {}", e.message().unwrap_or("(no message)"));
+            if THROTTLING_CODES.contains(&code.as_str()) || status == 429 {
+                BackendError::Throttled { operation, message }
+            } else if status >= 500
+                || matches!(code.as_str(), "ServerException" | "InternalFailure" | "ServiceUnavailable")
+            {
+                BackendError::Unavailable { operation, message }
+            } else if code.ends_with("NotFoundException") {
+                BackendError::NotFound { operation, message }
+            } else {
+                BackendError::Invalid { operation, message }
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            BackendError::Unavailable { operation, message: context() }
+        }
+        _ => BackendError::Invalid { operation, message: context() },
+    }
+}

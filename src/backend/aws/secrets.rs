@@ -1,0 +1,62 @@
+//! Secret resolution through Secrets Manager: names with ListSecrets name filters (10 per call), ARNs with
+//! DescribeSecret. Only metadata is requested; GetSecretValue is never called.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+
+use super::map_err;
+use crate::backend::{BackendError, Secrets};
+
+/// The [`Secrets`] port over Secrets Manager.
+pub struct SecretsManager {
+    client: Client,
+}
+
+impl SecretsManager {
+    pub fn new(client: Client) -> SecretsManager {
+        SecretsManager { client }
+    }
+}
+
+#[async_trait]
+impl Secrets for SecretsManager {
+    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
+        let mut out = BTreeMap::new();
+        let (arns, names): (Vec<&String>, Vec<&String>) = ids.iter().partition(|id| id.starts_with("arn:"));
+        for chunk in names.chunks(10) {
+            let filter = Filter::builder()
+                .key(FilterNameStringType::Name)
+                .set_values(Some(chunk.iter().map(|n| n.to_string()).collect()))
+                .build();
+            let mut pages = self.client.list_secrets().filters(filter).max_results(100).into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| map_err("ListSecrets", e))?;
+                // The name filter matches prefixes: keep exact names only.
+                for s in page.secret_list() {
+                    if let (Some(name), Some(arn)) = (s.name(), s.arn())
+                        && chunk.iter().any(|n| n.as_str() == name)
+                    {
+                        out.insert(name.to_string(), arn.to_string());
+                    }
+                }
+            }
+        }
+        for arn in arns {
+            match self.client.describe_secret().secret_id(arn).send().await {
+                Ok(d) => {
+                    if let Some(full) = d.arn() {
+                        out.insert(arn.clone(), full.to_string());
+                    }
+                }
+                Err(e) => match map_err("DescribeSecret", e) {
+                    BackendError::NotFound { .. } => {}
+                    other => return Err(other),
+                },
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,151 @@
+//! The AWS adapters against responses moto cannot produce, with aws-smithy-mocks: throttling and 5xx sequences
+//! are retried until they succeed, a validation error fails at once with AWS's message, and a DescribeServices
+//! page that mixes found services with MISSING failures is split correctly.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
+use aws_sdk_ecs::types::{Failure, Service, Tag};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use mcpfleet::backend::aws::AwsEcs;
+use mcpfleet::backend::limits::Limited;
+use mcpfleet::backend::{BackendError, Clock, Ecs};
+
+/// A clock that only moves when slept on, so backoff costs no real time and is observable.
+#[derive(Default)]
+struct TestClock(AtomicU64);
+
+#[async_trait]
+impl Clock for TestClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    async fn sleep(&self, d: Duration) {
+        self.0.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+fn limited(client: Client) -> (Limited, Arc<TestClock>) {
+    let clock = Arc::new(TestClock::default());
+    (Limited::new(Arc::new(AwsEcs::new(client)), clock.clone()), clock)
+}
+
+fn no_sdk_retries(b: aws_sdk_ecs::config::Builder) -> aws_sdk_ecs::config::Builder {
+    // Our own retry layer is under test; the SDK's would hide it.
+    b.retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
+}
+
+fn service(name: &str) -> Service {
+    Service::builder()
+        .service_name(name)
+        .service_arn(format!("arn:aws:ecs:us-east-1:123456789012:service/mcp/{name}"))
+        .status("ACTIVE")
+        .desired_count(2)
+        .running_count(2)
+        .task_definition(format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{name}:3"))
+        .tags(Tag::builder().key("mcpfleet.io/managed-by").value("mcpfleet").build())
+        .build()
+}
+
+fn found(names: &[&str]) -> DescribeServicesOutput {
+    DescribeServicesOutput::builder().set_services(Some(names.iter().map(|n| service(n)).collect())).build()
+}
+
+const THROTTLED: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+
+#[tokio::test]
+async fn throttling_is_retried_until_it_succeeds() {
+    let rule = mock!(Client::describe_services)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .times(3)
+        .output(|| found(&["docs"]))
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let out = ecs.describe_services("mcp", &["docs".into()]).await.unwrap();
+    assert_eq!(out.services[0].name, "docs");
+    assert_eq!(rule.num_calls(), 4);
+    assert_eq!(ecs.retries()["DescribeServices"], 3);
+    assert!(clock.now_ms() >= 300, "backoff must wait between attempts, waited {} ms", clock.now_ms());
+}
+
+#[tokio::test]
+async fn service_unavailable_is_retried_until_it_succeeds() {
+    let rule =
+        mock!(Client::describe_services).sequence().http_status(503, None).times(2).output(|| found(&["docs"])).build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    assert_eq!(ecs.describe_services("mcp", &["docs".into()]).await.unwrap().services.len(), 1);
+    assert_eq!(rule.num_calls(), 3);
+}
+
+#[tokio::test]
+async fn persistent_throttling_gives_up_with_a_throttling_error() {
+    let rule =
+        mock!(Client::describe_services).sequence().http_status(400, Some(THROTTLED.into())).repeatedly().build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    let err = ecs.describe_services("mcp", &["docs".into()]).await.unwrap_err();
+    assert!(err.is_throttling(), "{err}");
+    assert_eq!(rule.num_calls(), 9, "one attempt and eight retries");
+}
+
+#[tokio::test]
+async fn a_validation_error_fails_at_once_with_the_aws_message() {
+    let body =
+        r#"{"__type":"InvalidParameterException","message":"Task definition does not support launch_type FARGATE."}"#;
+    let rule = mock!(Client::update_service).sequence().http_status(400, Some(body.into())).repeatedly().build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let update = mcpfleet::backend::ServiceUpdate {
+        cluster: "mcp".into(),
+        service: "docs".into(),
+        task_definition: Some("docs:4".into()),
+        desired_count: Some(2),
+        deployment_configuration: None,
+        network_configuration: None,
+    };
+    let err = ecs.update_service(&update).await.unwrap_err();
+    assert_eq!(
+        err,
+        BackendError::Invalid {
+            operation: "UpdateService".into(),
+            message: "InvalidParameterException: Task definition does not support launch_type FARGATE.".into()
+        }
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(rule.num_calls(), 1);
+    assert_eq!(clock.now_ms(), 0, "no backoff for an error retrying cannot fix");
+}
+
+#[tokio::test]
+async fn describe_services_splits_found_and_missing() {
+    let rule = mock!(Client::describe_services)
+        .match_requests(|r| r.services().len() == 3 && r.include().len() == 1)
+        .then_output(|| {
+            DescribeServicesOutput::builder()
+                .services(service("docs"))
+                .services(service("search"))
+                .failures(
+                    Failure::builder()
+                        .arn("arn:aws:ecs:us-east-1:123456789012:service/mcp/gone")
+                        .reason("MISSING")
+                        .build(),
+                )
+                .build()
+        });
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    let out = ecs.describe_services("mcp", &["docs".into(), "search".into(), "gone".into()]).await.unwrap();
+    let names: Vec<&str> = out.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["docs", "search"]);
+    assert_eq!(out.missing, ["gone"]);
+    assert_eq!(out.services[0].cluster, "mcp");
+    assert_eq!(out.services[0].tags["mcpfleet.io/managed-by"], "mcpfleet");
+    assert_eq!(out.services[0].task_definition, "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:3");
+}
