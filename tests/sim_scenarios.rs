@@ -3,111 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use mcpfleet::backend::sim::World;
 use serde_json::Value;
 
-const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp";
-
-/// A copy of the example manifests and a fresh sim state, seeded as the quickstart does.
-struct Lab {
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("manifests")).unwrap();
-        for f in ["fleet.yaml", "documents.yaml", "database.yaml", "search.yaml"] {
-            std::fs::copy(Path::new("manifests").join(f), dir.path().join("manifests").join(f)).unwrap();
-        }
-        let lab = Lab { dir };
-        lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.4.2")]);
-        lab.ok(&["sim", "push", &format!("{ECR}/database:v2.0.1"), "--platform", "linux/amd64"]);
-        lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.0")]);
-        for s in ["prod/mcp/openai-key", "prod/mcp/db-password", "prod/mcp/search-api-key"] {
-            lab.ok(&["sim", "secret", s]);
-        }
-        lab
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("sim.json")
-    }
-
-    fn manifests(&self) -> PathBuf {
-        self.dir.path().join("manifests")
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        common::mcpfleet()
-            .args(["--backend", "sim", "--sim-state", self.state().to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.status.success(), "{args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> (i32, Value) {
-        let out = self.run(args);
-        let doc = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-        (out.status.code().unwrap(), doc)
-    }
-
-    fn apply(&self, extra: &[&str]) -> (i32, Value) {
-        let m = self.manifests();
-        let mut args = vec!["apply", "-f", m.to_str().unwrap(), "-o", "json"];
-        args.extend_from_slice(extra);
-        self.json(&args)
-    }
-
-    fn plan(&self) -> (i32, Value) {
-        let m = self.manifests();
-        self.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"])
-    }
-
-    fn world(&self) -> World {
-        serde_json::from_slice(&std::fs::read(self.state()).unwrap()).unwrap()
-    }
-
-    fn edit_manifest(&self, file: &str, from: &str, to: &str) {
-        let path = self.manifests().join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from));
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    }
-}
-
-fn outcomes(doc: &Value) -> Vec<(String, String)> {
-    doc["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["name"].as_str().unwrap().to_string(), s["outcome"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-fn writes(doc: &Value) -> u64 {
-    let calls = doc["apiCalls"]["calls"].as_object().unwrap();
-    [
-        "RegisterTaskDefinition",
-        "DeregisterTaskDefinition",
-        "CreateService",
-        "UpdateService",
-        "DeleteService",
-        "TagResource",
-    ]
-    .iter()
-    .map(|op| calls.get(*op).and_then(Value::as_u64).unwrap_or(0))
-    .sum()
-}
+use common::lab::{ECR, Lab, outcomes, writes};
 
 #[test]
 fn apply_from_empty_creates_pinned_services_then_converges() {
@@ -297,20 +195,6 @@ fn prune_deletes_removed_managed_services_only() {
     let w = lab.world();
     assert!(!w.services["mcp-prod/search"].state.is_active());
     assert!(w.services["mcp-prod/hand-made"].state.is_active());
-}
-
-#[test]
-fn a_failed_rollout_is_reported_with_exit_3() {
-    let lab = Lab::new();
-    assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0-bad"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0-bad");
-    let (code, doc) = lab.apply(&["--wait"]);
-    assert_eq!(code, 3, "{doc:#}");
-    let search = doc["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
-    assert_eq!(search["outcome"], "failed");
-    let message = search["message"].as_str().unwrap();
-    assert!(message.contains("rollout failed") && message.contains("health checks"), "{message}");
 }
 
 #[test]

@@ -3,9 +3,11 @@
 
 mod apply;
 mod backend;
+mod history;
 mod plan;
 mod progress;
 mod render;
+mod rollback;
 mod schema;
 mod sim;
 mod status;
@@ -30,7 +32,8 @@ pub const EXIT_ERROR: u8 = 1;
 definitions and services: images pinned to their digest, ARM64 or X86_64 per service, Secrets Manager ARNs wired \
 in, stopTimeout and health checks set. The same manifests render a local Docker Compose stack.\n\n\
 Start with `mcpfleet validate -f manifests/`, then `mcpfleet render -f manifests/` to see what ECS would receive.",
-    after_help = "Exit codes: 0 success or nothing to do; 1 error (invalid spec, unresolvable image or secret, API failure)."
+    after_help = "Exit codes: 0 success or nothing to do; 1 error (invalid spec, unresolvable image or secret, API failure); \
+2 plan --detailed-exitcode found changes; 3 apply --wait or rollback --wait saw a rollout fail."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -86,6 +89,10 @@ pub enum Command {
     Apply(apply::Args),
     /// Show each service's revision, image, architecture, task counts, rollout state and last good revision.
     Status(status::Args),
+    /// The revisions a service ran, newest first, with image, digest, architecture and outcome.
+    History(history::Args),
+    /// Put a service back on its last known-good revision (or --to-revision N).
+    Rollback(rollback::Args),
     /// Print the JSON Schema of the manifests (for editors and CI).
     Schema(schema::Args),
     /// Seed or disturb the simulator (--sim-state): push images, create secrets, edit services.
@@ -120,6 +127,8 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => block_on(plan::run(&cli, args)),
         Command::Apply(args) => block_on(apply::run(&cli, args)),
         Command::Status(args) => block_on(status::run(&cli, args)),
+        Command::History(args) => block_on(history::run(&cli, args)),
+        Command::Rollback(args) => block_on(rollback::run(&cli, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

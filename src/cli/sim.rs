@@ -1,6 +1,7 @@
 //! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, out-of-band edits).
 
 use mcpfleet::backend::ServiceUpdate;
+use mcpfleet::backend::sim::SimImage;
 use mcpfleet::spec::ImageRef;
 
 use super::{Cli, EXIT_OK};
@@ -17,6 +18,9 @@ pub enum Command {
         /// Tasks of this image fail their health checks.
         #[arg(long)]
         unhealthy: bool,
+        /// Its tasks take this long to pass health checks (default 20s), e.g. to exceed a progress deadline.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        startup: Option<std::time::Duration>,
     },
     /// Create a secret and print its ARN (NAME plus a 6-character suffix, as AWS does).
     Secret { name: String },
@@ -35,7 +39,7 @@ pub enum Command {
 pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
     let sim = super::backend::open_sim(cli)?;
     match cmd {
-        Command::Push { image, platforms, unhealthy } => {
+        Command::Push { image, platforms, unhealthy, startup } => {
             let r = ImageRef::parse(image).map_err(|e| anyhow::anyhow!("{e}"))?;
             let tag = r
                 .tag
@@ -47,7 +51,12 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
             } else {
                 platforms.clone()
             };
-            let digest = sim.with_world(true, |w| w.push_image(&r.name(), &tag, platforms.clone(), *unhealthy))?;
+            let image = SimImage {
+                platforms: platforms.clone(),
+                unhealthy: *unhealthy,
+                startup_ms: startup.map(|d| d.as_millis() as u64),
+            };
+            let digest = sim.with_world(true, |w| w.push_image_with(&r.name(), &tag, image))?;
             println!(
                 "{}:{tag} {digest} ({}{})",
                 r.name(),

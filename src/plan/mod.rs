@@ -119,6 +119,16 @@ pub fn plan_service(
     observed: Option<&ServiceState>,
     current: Option<&TaskDefinition>,
 ) -> ServicePlan {
+    plan_service_with(desired, observed, current, false)
+}
+
+/// [`plan_service`], optionally retrying a spec whose rollout failed and was rolled back (`apply --retry-failed`).
+pub fn plan_service_with(
+    desired: &EcsService,
+    observed: Option<&ServiceState>,
+    current: Option<&TaskDefinition>,
+    retry_failed: bool,
+) -> ServicePlan {
     let mut plan = ServicePlan {
         name: desired.name.clone(),
         cluster: desired.cluster.clone(),
@@ -134,7 +144,7 @@ pub fn plan_service(
         plan.action = Action::Noop;
         return plan;
     }
-    if obs.tags.get(TAG_FAILED_SPEC_HASH).map(String::as_str) == Some(hash) {
+    if !retry_failed && obs.tags.get(TAG_FAILED_SPEC_HASH).map(String::as_str) == Some(hash) {
         plan.action = Action::Noop;
         plan.reason = Some(
             "this spec's rollout failed and was rolled back; change the spec (or apply --retry-failed) to try again"

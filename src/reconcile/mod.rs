@@ -7,6 +7,7 @@
 //! duplicated, by the next one.
 
 pub mod resolve;
+pub mod rollout;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -111,6 +112,16 @@ pub async fn observe(desired: &[Desired], ecs: &dyn Ecs, list: bool) -> Result<O
 /// Plans the fleet. Describes the current task definition of each service that will be updated (for the field
 /// changes); a converged fleet costs no describe at all.
 pub async fn plan_fleet(desired: &[Desired], observed: &Observed, ecs: &dyn Ecs) -> Result<Plan, ReconcileError> {
+    plan_fleet_with(desired, observed, ecs, false).await
+}
+
+/// [`plan_fleet`], optionally retrying specs whose rollout failed (`apply --retry-failed`).
+pub async fn plan_fleet_with(
+    desired: &[Desired],
+    observed: &Observed,
+    ecs: &dyn Ecs,
+    retry_failed: bool,
+) -> Result<Plan, ReconcileError> {
     let unmanaged: Vec<String> = desired
         .iter()
         .filter_map(|d| observed.get(&d.ecs.cluster, &d.ecs.name))
@@ -123,13 +134,13 @@ pub async fn plan_fleet(desired: &[Desired], observed: &Observed, ecs: &dyn Ecs)
     let mut plans = Vec::new();
     for d in desired {
         let obs = observed.get(&d.ecs.cluster, &d.ecs.name);
-        let mut p = plan::plan_service(&d.ecs, obs, None);
+        let mut p = plan::plan_service_with(&d.ecs, obs, None, retry_failed);
         if p.action == Action::Update
             && p.reason.is_none()
             && let Some(o) = obs
         {
             let current = ecs.describe_task_definition(&o.task_definition).await.ok();
-            p = plan::plan_service(&d.ecs, obs, current.as_ref());
+            p = plan::plan_service_with(&d.ecs, obs, current.as_ref(), retry_failed);
         }
         plans.push(p);
     }

@@ -33,6 +33,9 @@ pub struct SimImage {
     pub platforms: Vec<String>,
     /// Tasks of this image fail their health checks.
     pub unhealthy: bool,
+    /// Time its tasks take to pass (or fail) health checks, when not [`TASK_SETTLE_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_ms: Option<u64>,
 }
 
 /// A repository: tags point at digests.
@@ -129,9 +132,14 @@ impl World {
 
     /// Pushes a new image for `repository:tag` and returns its digest.
     pub fn push_image(&mut self, repository: &str, tag: &str, platforms: Vec<String>, unhealthy: bool) -> String {
+        self.push_image_with(repository, tag, SimImage { platforms, unhealthy, startup_ms: None })
+    }
+
+    /// Pushes `image` for `repository:tag` and returns its new digest.
+    pub fn push_image_with(&mut self, repository: &str, tag: &str, image: SimImage) -> String {
         let digest = format!("sha256:{}", self.hex(&format!("{repository}:{tag}"), 64));
         let repo = self.repositories.entry(repository.to_string()).or_default();
-        repo.images.insert(digest.clone(), SimImage { platforms, unhealthy });
+        repo.images.insert(digest.clone(), image);
         repo.tags.insert(tag.to_string(), digest.clone());
         digest
     }
@@ -414,19 +422,28 @@ impl World {
         }
     }
 
+    /// How long tasks of a task definition take to settle.
+    fn settle_ms(&self, td_arn: &str) -> u64 {
+        self.image_of(td_arn).and_then(|i| i.startup_ms).unwrap_or(TASK_SETTLE_MS)
+    }
+
+    fn image_of(&self, td_arn: &str) -> Option<SimImage> {
+        let td = self.find_task_definition(td_arn)?;
+        let image = td.spec.container_definitions.first()?.image.as_str();
+        let (name, digest) = match image.split_once('@') {
+            Some((name, digest)) => (name, digest.to_string()),
+            None => {
+                let (name, tag) = image.rsplit_once(':')?;
+                (name, self.repositories.get(name)?.tags.get(tag)?.clone())
+            }
+        };
+        self.repositories.get(name)?.images.get(&digest).cloned()
+    }
+
     /// Whether tasks of a task definition pass their health checks, and why not.
     fn task_health(&self, td_arn: &str) -> Result<(), &'static str> {
         let Some(td) = self.find_task_definition(td_arn) else { return Err("task definition missing") };
-        let image = td.spec.container_definitions.first().map(|c| c.image.as_str()).unwrap_or_default();
-        let (name, digest) = match image.split_once('@') {
-            Some((name, digest)) => (name, Some(digest.to_string())),
-            None => match image.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-                Some((name, tag)) => (name, self.repositories.get(name).and_then(|r| r.tags.get(tag)).cloned()),
-                None => (image, None),
-            },
-        };
-        let found = digest.and_then(|d| self.repositories.get(name)?.images.get(&d).cloned());
-        match found {
+        match self.image_of(td_arn) {
             None => Err("CannotPullContainerError: image not found"),
             Some(img) if img.unhealthy => Err("failed container health checks"),
             Some(img) => {
@@ -449,11 +466,16 @@ impl World {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            let health: BTreeMap<String, Result<(), &'static str>> = self.services[&key]
+            let health: BTreeMap<String, (Result<(), &'static str>, u64)> = self.services[&key]
                 .state
                 .deployments
                 .iter()
-                .map(|d| (d.task_definition.clone(), self.task_health(&d.task_definition)))
+                .map(|d| {
+                    (
+                        d.task_definition.clone(),
+                        (self.task_health(&d.task_definition), self.settle_ms(&d.task_definition)),
+                    )
+                })
                 .collect();
             let seq = self.seq;
             let svc = self.services.get_mut(&key).expect("listed above");
@@ -490,7 +512,12 @@ pub fn breaker_threshold(desired: u32) -> u32 {
 }
 
 /// One tick of one service. Returns true when it started a rollback deployment (which used sequence `seq`).
-fn tick_service(svc: &mut SimService, now: u64, health: &BTreeMap<String, Result<(), &'static str>>, seq: u64) -> bool {
+fn tick_service(
+    svc: &mut SimService,
+    now: u64,
+    health: &BTreeMap<String, (Result<(), &'static str>, u64)>,
+    seq: u64,
+) -> bool {
     let name = svc.state.name.clone();
     let desired = svc.state.desired_count;
     let cfg = svc.state.deployment_configuration.clone();
@@ -498,10 +525,12 @@ fn tick_service(svc: &mut SimService, now: u64, health: &BTreeMap<String, Result
 
     // 1. Tasks launched long enough ago pass or fail their health checks.
     for d in &mut svc.state.deployments {
+        let (healthy, settle) =
+            health.get(&d.task_definition).copied().unwrap_or((Err("task definition missing"), TASK_SETTLE_MS));
         let launches = svc.pending.entry(d.id.clone()).or_default();
-        let settled = launches.iter().filter(|t| **t + TASK_SETTLE_MS <= now).count();
-        launches.retain(|t| *t + TASK_SETTLE_MS > now);
-        match health.get(&d.task_definition).copied().unwrap_or(Err("task definition missing")) {
+        let settled = launches.iter().filter(|t| **t + settle <= now).count();
+        launches.retain(|t| *t + settle > now);
+        match healthy {
             Ok(()) => d.running_count += settled as u32,
             Err(why) => {
                 d.failed_tasks += settled as u32;

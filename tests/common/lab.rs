@@ -1,0 +1,108 @@
+//! A lab for scenario tests on the sim backend: a copy of the example manifests and a fresh, seeded sim state,
+//! driven through the real binary.
+
+use std::path::{Path, PathBuf};
+
+use mcpfleet::backend::sim::World;
+use serde_json::Value;
+
+pub const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp";
+
+/// A copy of the example manifests and a fresh sim state, seeded as the quickstart does.
+pub struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("manifests")).unwrap();
+        for f in ["fleet.yaml", "documents.yaml", "database.yaml", "search.yaml"] {
+            std::fs::copy(Path::new("manifests").join(f), dir.path().join("manifests").join(f)).unwrap();
+        }
+        let lab = Lab { dir };
+        lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.4.2")]);
+        lab.ok(&["sim", "push", &format!("{ECR}/database:v2.0.1"), "--platform", "linux/amd64"]);
+        lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.0")]);
+        for s in ["prod/mcp/openai-key", "prod/mcp/db-password", "prod/mcp/search-api-key"] {
+            lab.ok(&["sim", "secret", s]);
+        }
+        lab
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("sim.json")
+    }
+
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        super::mcpfleet()
+            .args(["--backend", "sim", "--sim-state", self.state().to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> (i32, Value) {
+        let out = self.run(args);
+        let doc = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap(), doc)
+    }
+
+    pub fn apply(&self, extra: &[&str]) -> (i32, Value) {
+        let m = self.manifests();
+        let mut args = vec!["apply", "-f", m.to_str().unwrap(), "-o", "json"];
+        args.extend_from_slice(extra);
+        self.json(&args)
+    }
+
+    pub fn plan(&self) -> (i32, Value) {
+        let m = self.manifests();
+        self.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"])
+    }
+
+    pub fn world(&self) -> World {
+        serde_json::from_slice(&std::fs::read(self.state()).unwrap()).unwrap()
+    }
+
+    pub fn edit_manifest(&self, file: &str, from: &str, to: &str) {
+        let path = self.manifests().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from));
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+pub fn outcomes(doc: &Value) -> Vec<(String, String)> {
+    doc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_string(), s["outcome"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+pub fn writes(doc: &Value) -> u64 {
+    let calls = doc["apiCalls"]["calls"].as_object().unwrap();
+    [
+        "RegisterTaskDefinition",
+        "DeregisterTaskDefinition",
+        "CreateService",
+        "UpdateService",
+        "DeleteService",
+        "TagResource",
+    ]
+    .iter()
+    .map(|op| calls.get(*op).and_then(Value::as_u64).unwrap_or(0))
+    .sum()
+}

@@ -1,0 +1,186 @@
+//! Rollouts and rollback on the sim, through the binary: a bad image never stays deployed, a failed spec is not
+//! retried, and an operator can always go back.
+
+mod common;
+
+use common::lab::{ECR, Lab, outcomes, writes};
+use serde_json::Value;
+
+fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
+}
+
+fn history(lab: &Lab, name: &str) -> Vec<(u64, String)> {
+    let (code, doc) = lab.json(&["history", name, "--cluster", "mcp-prod", "-o", "json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    doc["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["revision"].as_u64().unwrap(), r["outcome"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn an_unhealthy_image_is_rolled_back_and_not_retried_until_fixed() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let good_digest = lab.world().repositories[&format!("{ECR}/search")].tags["v0.9.0"].clone();
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "rolled_back");
+    let message = search["message"].as_str().unwrap();
+    assert!(message.contains("circuit breaker") && message.contains("failed container health checks"), "{message}");
+
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    let running = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    assert!(running.spec.container_definitions[0].image.ends_with(&good_digest), "back on the previous digest");
+    assert_eq!(svc.tags["mcpfleet.io/failed-spec-hash"].len(), 32);
+    assert_eq!(history(&lab, "search"), [(2, "rolled_back".into()), (1, "running".into())]);
+
+    // The failed spec is held back: no write, and plan explains why.
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0);
+    assert_eq!(writes(&doc), 0, "{doc:#}");
+    let (_, plan) = lab.plan();
+    assert!(service(&plan, "search")["reason"].as_str().unwrap().contains("failed and was rolled back"));
+
+    // A fixed image under a new tag deploys normally.
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.1")]);
+    lab.edit_manifest("search.yaml", "search:v1.0.0", "search:v1.0.1");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(service(&doc, "search")["outcome"], "updated");
+    assert_eq!(history(&lab, "search"), [(3, "running".into()), (2, "rolled_back".into()), (1, "completed".into())]);
+}
+
+#[test]
+fn retry_failed_redeploys_a_held_back_spec() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    assert_eq!(lab.apply(&["--wait"]).0, 3);
+    let (code, doc) = lab.apply(&["--retry-failed"]);
+    assert_eq!(code, 0);
+    assert_eq!(service(&doc, "search")["outcome"], "updated");
+    assert_eq!(doc["apiCalls"]["calls"].get("RegisterTaskDefinition"), None, "the failed revision is reused");
+}
+
+#[test]
+fn the_operator_rolls_back_and_apply_respects_it() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0")]);
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.5.0");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    assert_eq!(history(&lab, "documents"), [(2, "running".into()), (1, "completed".into())]);
+
+    let out = lab.ok(&["rollback", "documents", "--cluster", "mcp-prod", "--wait"]);
+    assert_eq!(out.trim(), "documents: rolled back from documents:2 to documents:1");
+    let w = lab.world();
+    assert_eq!(w.services["mcp-prod/documents"].state.task_definition, w.families["documents"][0].arn);
+    assert_eq!(history(&lab, "documents")[1], (1, "running".into()));
+
+    // apply leaves the operator's choice alone while the manifests still say v1.5.0…
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0);
+    assert_eq!(writes(&doc), 0, "{doc:#}");
+    // …and deploys again once they change.
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.1")]);
+    lab.edit_manifest("documents.yaml", "documents:v1.5.0", "documents:v1.5.1");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0);
+    assert_eq!(service(&doc, "documents")["outcome"], "updated");
+}
+
+#[test]
+fn rollback_refuses_foreign_and_inactive_revisions_and_changes_nothing() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let before = std::fs::read(lab.state()).unwrap();
+    let out = lab.run(&["rollback", "documents", "--cluster", "mcp-prod", "--to-revision", "search:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("belongs to family search, not documents"), "{stderr}");
+    assert_eq!(std::fs::read(lab.state()).unwrap(), before, "nothing changed");
+
+    let out = lab.run(&["rollback", "documents", "--cluster", "mcp-prod", "--to-revision", "7"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("no revision documents:7"));
+
+    let out = lab.run(&["rollback", "documents", "--cluster", "mcp-prod"]);
+    assert_eq!(out.status.code(), Some(1), "a first deploy has nothing earlier to go back to");
+    assert!(String::from_utf8(out.stderr).unwrap().contains("no earlier good revision"));
+
+    let out = lab.run(&["rollback", "nope", "--cluster", "mcp-prod"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(lab.state()).unwrap(), before);
+}
+
+#[test]
+fn a_rollout_past_its_progress_deadline_is_rolled_back() {
+    let lab = Lab::new();
+    lab.edit_manifest(
+        "search.yaml",
+        "  stopTimeout: 20s\n",
+        "  stopTimeout: 20s\n  rollout:\n    progressDeadline: 1m\n",
+    );
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1"), "--startup", "10m"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "rolled_back");
+    assert!(search["message"].as_str().unwrap().contains("progress deadline exceeded"), "{search:#}");
+    let w = lab.world();
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][0].arn);
+}
+
+#[test]
+fn without_auto_rollback_ecs_rollback_is_still_detected() {
+    let lab = Lab::new();
+    lab.edit_manifest(
+        "search.yaml",
+        "  stopTimeout: 20s\n",
+        "  stopTimeout: 20s\n  rollout:\n    autoRollback: false\n",
+    );
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "failed");
+    let message = search["message"].as_str().unwrap();
+    assert!(message.contains("ECS's deployment circuit breaker rolled the service back to search:1"), "{message}");
+    assert!(message.contains("autoRollback is off"), "{message}");
+}
+
+#[test]
+fn revisions_beyond_the_history_limit_are_deregistered() {
+    let lab = Lab::new();
+    lab.edit_manifest("fleet.yaml", "historyLimit: 10", "historyLimit: 2");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    for tag in ["v0.9.1", "v0.9.2", "v0.9.3"] {
+        lab.ok(&["sim", "push", &format!("{ECR}/search:{tag}")]);
+        let current = std::fs::read_to_string(lab.manifests().join("search.yaml")).unwrap();
+        let old = current.split("search:").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+        lab.edit_manifest("search.yaml", &format!("search:{old}"), &format!("search:{tag}"));
+        let (code, doc) = lab.apply(&["--wait"]);
+        assert_eq!(code, 0, "{doc:#}");
+    }
+    let w = lab.world();
+    let statuses: Vec<String> = w.families["search"]
+        .iter()
+        .map(|td| serde_json::to_value(td.status).unwrap().as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses, ["INACTIVE", "INACTIVE", "ACTIVE", "ACTIVE"]);
+    assert_eq!(outcomes(&lab.apply(&[]).1).len(), 3);
+}
