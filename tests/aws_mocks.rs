@@ -149,3 +149,122 @@ async fn describe_services_splits_found_and_missing() {
     assert_eq!(out.services[0].tags["mcpfleet.io/managed-by"], "mcpfleet");
     assert_eq!(out.services[0].task_definition, "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:3");
 }
+
+/// A service on `td` whose PRIMARY deployment is in `state`, as DescribeServices returns it.
+fn rolling(
+    name: &str,
+    primary_td: &str,
+    state: aws_sdk_ecs::types::DeploymentRolloutState,
+    events: &[&str],
+) -> Service {
+    let td = |rev: &str| format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{name}:{rev}");
+    let mut b = Service::builder()
+        .service_name(name)
+        .service_arn(format!("arn:aws:ecs:us-east-1:123456789012:service/mcp/{name}"))
+        .status("ACTIVE")
+        .desired_count(2)
+        .running_count(2)
+        .task_definition(td(primary_td))
+        .deployments(
+            aws_sdk_ecs::types::Deployment::builder()
+                .id("ecs-svc/1")
+                .status("PRIMARY")
+                .task_definition(td(primary_td))
+                .desired_count(2)
+                .running_count(if state == aws_sdk_ecs::types::DeploymentRolloutState::Completed { 2 } else { 0 })
+                .failed_tasks(0)
+                .rollout_state(state)
+                .rollout_state_reason("reason from ECS")
+                .build(),
+        );
+    for e in events {
+        b = b.events(aws_sdk_ecs::types::ServiceEvent::builder().message(*e).build());
+    }
+    b.build()
+}
+
+fn target(name: &str, rev: &str, deadline_ms: u64) -> mcpfleet::reconcile::watch::Target {
+    mcpfleet::reconcile::watch::Target {
+        cluster: "mcp".into(),
+        name: name.into(),
+        task_definition: format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{name}:{rev}"),
+        deadline_ms,
+    }
+}
+
+async fn watch_one(
+    rule: &aws_smithy_mocks::Rule,
+    t: mcpfleet::reconcile::watch::Target,
+) -> mcpfleet::reconcile::watch::RolloutResult {
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [rule], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let results =
+        mcpfleet::reconcile::watch::watch(&ecs, clock.as_ref(), &[t], Duration::from_secs(3600), &|_, _| {}).await;
+    results.into_values().next().unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_rollout_state_is_a_failure_with_the_ecs_reason() {
+    use aws_sdk_ecs::types::DeploymentRolloutState as S;
+    let rule = mock!(Client::describe_services)
+        .sequence()
+        .output(|| DescribeServicesOutput::builder().services(rolling("docs", "4", S::InProgress, &[])).build())
+        .output(|| {
+            DescribeServicesOutput::builder()
+                .services(rolling(
+                    "docs",
+                    "4",
+                    S::Failed,
+                    &["(service docs) (deployment ecs-svc/1) task stopped: Essential container exited"],
+                ))
+                .build()
+        })
+        .build();
+    let result = watch_one(&rule, target("docs", "4", u64::MAX)).await;
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = result else { panic!("{result:?}") };
+    assert!(reason.contains("reason from ECS") && reason.contains("Essential container exited"), "{reason}");
+    assert_eq!(rule.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_circuit_breaker_rollback_that_looks_stable_is_a_failure() {
+    use aws_sdk_ecs::types::DeploymentRolloutState as S;
+    // ECS already rolled back: the service is COMPLETED — on revision 3, not the 4 that was asked for.
+    let rule = mock!(Client::describe_services).then_output(|| {
+        DescribeServicesOutput::builder()
+            .services(rolling(
+                "docs",
+                "3",
+                S::Completed,
+                &["(service docs) (deployment ecs-svc/2) deployment failed: tasks failed to start."],
+            ))
+            .build()
+    });
+    let result = watch_one(&rule, target("docs", "4", u64::MAX)).await;
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = result else { panic!("{result:?}") };
+    assert!(reason.contains("circuit breaker rolled the service back to docs:3"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_rollout_past_its_deadline_is_a_failure() {
+    use aws_sdk_ecs::types::DeploymentRolloutState as S;
+    let rule = mock!(Client::describe_services)
+        .sequence()
+        .output(|| DescribeServicesOutput::builder().services(rolling("docs", "4", S::InProgress, &[])).build())
+        .repeatedly()
+        .build();
+    let result = watch_one(&rule, target("docs", "4", 60_000)).await;
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = result else { panic!("{result:?}") };
+    assert!(reason.starts_with("progress deadline exceeded: 0/2 tasks running"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_completed_rollout_on_the_asked_revision_succeeds() {
+    use aws_sdk_ecs::types::DeploymentRolloutState as S;
+    let rule = mock!(Client::describe_services)
+        .then_output(|| DescribeServicesOutput::builder().services(rolling("docs", "4", S::Completed, &[])).build());
+    assert_eq!(
+        watch_one(&rule, target("docs", "4", u64::MAX)).await,
+        mcpfleet::reconcile::watch::RolloutResult::Completed
+    );
+}

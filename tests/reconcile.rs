@@ -138,3 +138,111 @@ proptest! {
         })?;
     }
 }
+
+/// Records the batch size of every DescribeServices call, and poll boundaries (each sleep of the watcher).
+struct Recorder {
+    inner: Arc<dyn mcpfleet::backend::Ecs>,
+    clock: Arc<dyn Clock>,
+    log: std::sync::Mutex<Vec<Option<usize>>>,
+}
+
+#[async_trait::async_trait]
+impl Clock for Recorder {
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+    async fn sleep(&self, d: std::time::Duration) {
+        self.log.lock().unwrap().push(None);
+        self.clock.sleep(d).await;
+    }
+}
+
+#[tokio::test]
+async fn the_watcher_describes_services_in_flight_ten_at_a_time() {
+    use mcpfleet::reconcile::watch::{RolloutResult, Target, watch};
+    let sim = Sim::in_memory(seeded_world(1, 1));
+    sim.set_throttling(false);
+    let backend = sim.backend();
+    let text = fleet_yaml(25, 1, 1);
+    let outcomes = apply_once(&text, &backend).await;
+    let recorder =
+        Arc::new(Recorder { inner: backend.ecs.clone(), clock: backend.clock.clone(), log: Default::default() });
+    struct Counting(Arc<Recorder>);
+    #[async_trait::async_trait]
+    impl mcpfleet::backend::Ecs for Counting {
+        async fn describe_services(
+            &self,
+            c: &str,
+            n: &[String],
+        ) -> Result<mcpfleet::backend::Described, mcpfleet::backend::BackendError> {
+            self.0.log.lock().unwrap().push(Some(n.len()));
+            self.0.inner.describe_services(c, n).await
+        }
+        async fn list_services(&self, c: &str) -> Result<Vec<String>, mcpfleet::backend::BackendError> {
+            self.0.inner.list_services(c).await
+        }
+        async fn register_task_definition(
+            &self,
+            i: &mcpfleet::render::ecs::TaskDefinitionInput,
+        ) -> Result<mcpfleet::backend::TaskDefinition, mcpfleet::backend::BackendError> {
+            self.0.inner.register_task_definition(i).await
+        }
+        async fn describe_task_definition(
+            &self,
+            i: &str,
+        ) -> Result<mcpfleet::backend::TaskDefinition, mcpfleet::backend::BackendError> {
+            self.0.inner.describe_task_definition(i).await
+        }
+        async fn list_task_definitions(
+            &self,
+            f: &str,
+            s: mcpfleet::backend::TdStatus,
+        ) -> Result<Vec<String>, mcpfleet::backend::BackendError> {
+            self.0.inner.list_task_definitions(f, s).await
+        }
+        async fn deregister_task_definition(&self, a: &str) -> Result<(), mcpfleet::backend::BackendError> {
+            self.0.inner.deregister_task_definition(a).await
+        }
+        async fn create_service(
+            &self,
+            i: &mcpfleet::render::ecs::ServiceInput,
+        ) -> Result<mcpfleet::backend::ServiceState, mcpfleet::backend::BackendError> {
+            self.0.inner.create_service(i).await
+        }
+        async fn update_service(
+            &self,
+            u: &mcpfleet::backend::ServiceUpdate,
+        ) -> Result<mcpfleet::backend::ServiceState, mcpfleet::backend::BackendError> {
+            self.0.inner.update_service(u).await
+        }
+        async fn delete_service(&self, c: &str, n: &str) -> Result<(), mcpfleet::backend::BackendError> {
+            self.0.inner.delete_service(c, n).await
+        }
+        async fn tag_resource(
+            &self,
+            a: &str,
+            t: &mcpfleet::backend::Tags,
+        ) -> Result<(), mcpfleet::backend::BackendError> {
+            self.0.inner.tag_resource(a, t).await
+        }
+    }
+    let targets: Vec<Target> = outcomes
+        .iter()
+        .map(|o| Target {
+            cluster: o.cluster.clone(),
+            name: o.name.clone(),
+            task_definition: o.task_definition.clone().unwrap(),
+            deadline_ms: u64::MAX,
+        })
+        .collect();
+    let counting = Counting(recorder.clone());
+    let results = watch(&counting, recorder.as_ref(), &targets, std::time::Duration::from_secs(3600), &|_, _| {}).await;
+    assert!(results.values().all(|r| *r == RolloutResult::Completed));
+    let log = recorder.log.lock().unwrap().clone();
+    let polls: Vec<Vec<usize>> = log.split(|e| e.is_none()).map(|p| p.iter().flatten().copied().collect()).collect();
+    println!("DescribeServices batch sizes per poll: {polls:?}");
+    assert!(polls.len() > 1, "the rollouts take several polls");
+    for poll in &polls {
+        assert_eq!(poll, &[10, 10, 5], "25 services in flight: ⌈25/10⌉ = 3 calls per poll");
+    }
+}

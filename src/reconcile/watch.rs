@@ -138,6 +138,9 @@ pub async fn watch(
             }
             Err(e) => tracing::warn!(error = %e, "describing rollouts failed; will retry"),
         }
+        if results.len() == targets.len() {
+            return results;
+        }
         if clock.now_ms().saturating_sub(start) >= timeout.as_millis() as u64 {
             for t in targets {
                 results.entry((t.cluster.clone(), t.name.clone())).or_insert_with(|| RolloutResult::Failed {
