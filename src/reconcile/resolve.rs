@@ -27,6 +27,22 @@ pub async fn resolve(
     images: &dyn Images,
     secrets: &dyn Secrets,
 ) -> Result<Vec<Resolved>, ReconcileError> {
+    let each = resolve_each(fleet, images, secrets).await?;
+    let problems: Vec<String> = each.iter().filter_map(|r| r.as_ref().err()).flatten().cloned().collect();
+    if problems.is_empty() {
+        Ok(each.into_iter().flatten().collect())
+    } else {
+        Err(ReconcileError::Resolution(problems))
+    }
+}
+
+/// Resolves each service on its own (the controller converges what it can): a lookup that fails outright fails
+/// the whole call; a tag, secret or architecture that does not resolve fails only its service.
+pub async fn resolve_each(
+    fleet: &ValidFleet,
+    images: &dyn Images,
+    secrets: &dyn Secrets,
+) -> Result<Vec<Result<Resolved, Vec<String>>>, ReconcileError> {
     // Images, grouped by repository.
     let mut by_repo: BTreeMap<String, BTreeSet<ImageSelector>> = BTreeMap::new();
     for svc in &fleet.services {
@@ -61,6 +77,7 @@ pub async fn resolve(
 
     let mut out = Vec::new();
     for svc in &fleet.services {
+        let mut problems = Vec::new();
         let at = format!("service `{}` ({}:{})", svc.name, svc.source.file, svc.source.line);
         let info = found.get(&(svc.image.name(), selector(svc)));
         let architecture = match info {
@@ -89,16 +106,17 @@ pub async fn resolve(
                 None => problems.push(format!("{at}: spec.secrets.{env}: secret `{}` not found", r.secret)),
             }
         }
-        if let (Some(info), Some(arch)) = (info, architecture) {
-            out.push(Resolved {
+        out.push(match (info, architecture) {
+            (Some(info), Some(arch)) if problems.is_empty() => Ok(Resolved {
                 image: svc.image.pinned(&info.digest),
                 digest: Some(info.digest.clone()),
                 architecture: Some(arch),
                 secrets: secret_refs,
-            });
-        }
+            }),
+            _ => Err(problems),
+        });
     }
-    if problems.is_empty() { Ok(out) } else { Err(ReconcileError::Resolution(problems)) }
+    Ok(out)
 }
 
 /// `auto` prefers Graviton when the image has it; an explicit architecture must be in the image. An image

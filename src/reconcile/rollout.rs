@@ -120,7 +120,7 @@ async fn current_states(
 }
 
 /// A completed rollout: the revision becomes last-good, and revisions beyond the history limit go.
-async fn record_success(ecs: &dyn Ecs, state: &ServiceState, td: &str, history_limit: u32) -> Result<(), BackendError> {
+pub async fn record_success(ecs: &dyn Ecs, state: &ServiceState, td: &str, history_limit: u32) -> Result<(), BackendError> {
     ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.to_string())])).await?;
     ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "completed".to_string())])).await?;
     let family = family_of(td);
@@ -143,8 +143,7 @@ pub fn family_of(td: &str) -> &str {
     short.rsplit_once(':').map_or(short, |(f, _)| f)
 }
 
-/// Puts a service on `target` and records why: the service's state tags follow the target revision's, and the
-/// spec that is being abandoned is marked failed so neither apply nor the controller redeploys it.
+/// Puts a service on `target` and records why, then watches that rollout (see [`start_rollback`]).
 pub async fn rollback_to(
     ecs: &dyn Ecs,
     clock: &dyn Clock,
@@ -154,6 +153,32 @@ pub async fn rollback_to(
     timeout: Duration,
     progress: Progress<'_>,
 ) -> Result<RolloutResult, BackendError> {
+    let td = start_rollback(ecs, state, target, abandoned_spec_hash).await?;
+    let target = Target {
+        cluster: state.cluster.clone(),
+        name: state.name.clone(),
+        task_definition: td.arn.clone(),
+        deadline_ms: clock.now_ms() + timeout.as_millis() as u64,
+    };
+    let results = watch::watch(ecs, clock, std::slice::from_ref(&target), timeout, progress).await;
+    let result = results
+        .into_values()
+        .next()
+        .unwrap_or(RolloutResult::Failed { reason: "the rollback was not observed".into() });
+    if result == RolloutResult::Completed {
+        ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.arn.clone())])).await?;
+    }
+    Ok(result)
+}
+
+/// Puts a service on `target` without waiting: the service's state tags follow the target revision's, and the
+/// spec being abandoned is marked failed so neither apply nor the controller redeploys it. Returns the target.
+pub async fn start_rollback(
+    ecs: &dyn Ecs,
+    state: &ServiceState,
+    target: &str,
+    abandoned_spec_hash: &str,
+) -> Result<TaskDefinition, BackendError> {
     let td = ecs.describe_task_definition(target).await?;
     if state.task_definition != td.arn {
         ecs.update_service(&ServiceUpdate {
@@ -177,21 +202,7 @@ pub async fn rollback_to(
         tags.insert(TAG_FAILED_SPEC_HASH.into(), abandoned_spec_hash.to_string());
     }
     ecs.tag_resource(&state.arn, &tags).await?;
-    let target = Target {
-        cluster: state.cluster.clone(),
-        name: state.name.clone(),
-        task_definition: td.arn.clone(),
-        deadline_ms: clock.now_ms() + timeout.as_millis() as u64,
-    };
-    let results = watch::watch(ecs, clock, std::slice::from_ref(&target), timeout, progress).await;
-    let result = results
-        .into_values()
-        .next()
-        .unwrap_or(RolloutResult::Failed { reason: "the rollback was not observed".into() });
-    if result == RolloutResult::Completed {
-        ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.arn.clone())])).await?;
-    }
-    Ok(result)
+    Ok(td)
 }
 
 /// Why an operator's rollback was refused; nothing was changed.

@@ -78,8 +78,38 @@ pub struct Sim {
 
 struct Store {
     path: PathBuf,
-    /// Held for the lifetime of the sim: the exclusive lock on `<state>.lock`.
-    _lock: File,
+    /// The exclusive lock on `<state>.lock` while this sim owns the state: a command's whole life, or one
+    /// controller pass at a time.
+    lock: Mutex<Option<File>>,
+}
+
+fn state_err(path: &Path, what: &str, e: std::io::Error) -> BackendError {
+    BackendError::State(format!("{what} {}: {e}", path.display()))
+}
+
+/// Takes the exclusive lock of a state file (`<state>.lock`), waiting while another command holds it.
+fn lock_state(path: &Path) -> Result<File, BackendError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| state_err(path, "cannot create the directory of", e))?;
+    }
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))
+        .map_err(|e| state_err(path, "cannot open the lock of", e))?;
+    lock.lock().map_err(|e| state_err(path, "cannot lock", e))?;
+    Ok(lock)
+}
+
+/// Reads a state file, streamed so the file's bytes and the parsed world are never both in memory.
+fn read_world(path: &Path) -> Result<World, BackendError> {
+    match File::open(path) {
+        Ok(f) => serde_json::from_reader(std::io::BufReader::new(f))
+            .map_err(|e| BackendError::State(format!("{} is not a sim state file: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(World::default()),
+        Err(e) => Err(state_err(path, "cannot read", e)),
+    }
 }
 
 impl Sim {
@@ -90,29 +120,32 @@ impl Sim {
 
     /// Opens (or creates) the state file, taking its lock; waits while another command holds it.
     pub fn open(path: &Path) -> Result<Arc<Sim>, BackendError> {
-        let state_err = |what: &str, e: std::io::Error| BackendError::State(format!("{what} {}: {e}", path.display()));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| state_err("cannot create the directory of", e))?;
-        }
-        let lock_path = path.with_extension("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| state_err("cannot open the lock of", e))?;
-        lock.lock().map_err(|e| state_err("cannot lock", e))?;
-        // Streamed, so the file's bytes and the parsed world are never both in memory.
-        let world = match File::open(path) {
-            Ok(f) => serde_json::from_reader(std::io::BufReader::new(f))
-                .map_err(|e| BackendError::State(format!("{} is not a sim state file: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => World::default(),
-            Err(e) => return Err(state_err("cannot read", e)),
-        };
+        let lock = lock_state(path)?;
+        let world = read_world(path)?;
         Ok(Arc::new(Sim {
             inner: Mutex::new(Inner { world, stats: CallStats::default(), throttling: true }),
-            store: Some(Store { path: path.to_path_buf(), _lock: lock }),
+            store: Some(Store { path: path.to_path_buf(), lock: Mutex::new(Some(lock)) }),
         }))
+    }
+
+    /// Lets other commands use the state file until [`Sim::reacquire`] (a long-running controller between passes).
+    pub fn release(&self) {
+        if let Some(store) = &self.store {
+            store.lock.lock().expect("sim store lock").take();
+        }
+    }
+
+    /// Takes the lock again and reloads the world, which other commands may have changed meanwhile. The call
+    /// counts carry on.
+    pub fn reacquire(&self) -> Result<(), BackendError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let mut held = store.lock.lock().expect("sim store lock");
+        if held.is_none() {
+            *held = Some(lock_state(&store.path)?);
+            let world = read_world(&store.path)?;
+            self.inner.lock().expect("sim lock").world = world;
+        }
+        Ok(())
     }
 
     /// The ports over this sim.
