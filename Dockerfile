@@ -87,8 +87,11 @@ WORKDIR /home/nonroot
 # ECS sends SIGTERM on stop, then SIGKILL after the task's stopTimeout; mcpfleet drains on SIGTERM.
 STOPSIGNAL SIGTERM
 
-# HEALTHCHECK: the image has no shell or curl, so the check will run through the binary itself
-# (`mcpfleet healthcheck`, probing the controller's /healthz); it is added together with the controller command.
+# The image has no shell or curl: the binary probes the controller's /healthz itself. `mcpfleet run` listens on
+# 127.0.0.1:9090 by default, which is also where the probe looks.
+EXPOSE 9090
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/mcpfleet", "healthcheck", "--url", "http://127.0.0.1:9090/healthz"]
 
 ENTRYPOINT ["/usr/local/bin/mcpfleet"]
 CMD ["--help"]

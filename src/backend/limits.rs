@@ -51,16 +51,28 @@ pub struct Limited {
     clock: Arc<dyn Clock>,
     buckets: Mutex<BTreeMap<&'static str, Bucket>>,
     retries: Mutex<BTreeMap<String, u64>>,
+    throttles: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Limited {
     pub fn new(inner: Arc<dyn Ecs>, clock: Arc<dyn Clock>) -> Limited {
-        Limited { inner, clock, buckets: Mutex::new(BTreeMap::new()), retries: Mutex::new(BTreeMap::new()) }
+        Limited {
+            inner,
+            clock,
+            buckets: Mutex::new(BTreeMap::new()),
+            retries: Mutex::new(BTreeMap::new()),
+            throttles: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// Retries made so far, by operation.
     pub fn retries(&self) -> BTreeMap<String, u64> {
         self.retries.lock().expect("limits lock").clone()
+    }
+
+    /// Calls refused for rate so far (each was retried), by operation.
+    pub fn throttles(&self) -> BTreeMap<String, u64> {
+        self.throttles.lock().expect("limits lock").clone()
     }
 
     /// Waits until the operation's bucket has a token and takes it.
@@ -105,6 +117,9 @@ impl Limited {
             match f().await {
                 Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
                     attempt += 1;
+                    if e.is_throttling() {
+                        *self.throttles.lock().expect("limits lock").entry(op.to_string()).or_default() += 1;
+                    }
                     *self.retries.lock().expect("limits lock").entry(op.to_string()).or_default() += 1;
                     let wait = policy.next_backoff().unwrap_or(Duration::from_secs(10));
                     tracing::debug!(operation = op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying");

@@ -5,6 +5,7 @@
 //! plan and the CLI are the same code against either. `limits` wraps any `Ecs` in ECS's own token buckets.
 
 pub mod aws;
+pub mod cache;
 pub mod limits;
 pub mod sim;
 
@@ -245,6 +246,10 @@ pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
     async fn sleep(&self, d: Duration);
+    /// Whether time only moves when slept on (the sim): a long-running loop must then also wait in real time.
+    fn is_virtual(&self) -> bool {
+        false
+    }
 }
 
 /// The real clock.

@@ -42,7 +42,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let plan = reconcile::plan_fleet_with(&desired, &observed, ecs, args.retry_failed).await?;
     let reporter = super::progress::Reporter::new();
     let progress = |service: &str, what: &str| reporter.report(service, what);
-    let opts = ApplyOptions { prune: args.prune, concurrency: args.concurrency };
+    let opts = ApplyOptions { prune: args.prune, concurrency: args.concurrency, stop: None };
     let mut outcomes = reconcile::apply(&desired, &plan, &observed, ecs, &opts, &progress).await;
 
     let rollout_failed = if args.wait {

@@ -12,6 +12,8 @@ use super::{Backend as BackendKind, Cli};
 /// The backend of a command, and what counts its API requests.
 pub struct Connected {
     pub backend: Backend,
+    /// The ECS port with the client-side limits (its throttle counts feed the controller's metrics).
+    pub limited: Arc<Limited>,
     counter: Counter,
 }
 
@@ -21,6 +23,28 @@ enum Counter {
 }
 
 impl Connected {
+    /// The sim behind this backend, if it is the sim.
+    pub fn sim(&self) -> Option<Arc<Sim>> {
+        match &self.counter {
+            Counter::Sim(sim) => Some(sim.clone()),
+            Counter::Aws(_) => None,
+        }
+    }
+
+    /// A function that reads the request counts (for the controller's metrics).
+    pub fn api_calls_fn(&self) -> Box<dyn Fn() -> CallStats + Send + Sync> {
+        match &self.counter {
+            Counter::Sim(sim) => {
+                let sim = sim.clone();
+                Box::new(move || sim.stats())
+            }
+            Counter::Aws(requests) => {
+                let requests = requests.clone();
+                Box::new(move || requests.stats())
+            }
+        }
+    }
+
     /// API requests made so far, by operation.
     pub fn api_calls(&self) -> CallStats {
         match &self.counter {
@@ -41,8 +65,9 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
             (aws.backend, Counter::Aws(aws.requests))
         }
     };
-    backend.ecs = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()));
-    Ok(Connected { backend, counter })
+    let limited = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()));
+    backend.ecs = limited.clone();
+    Ok(Connected { backend, limited, counter })
 }
 
 /// Opens the sim state directly (the `sim` subcommands act on it whatever `--backend` says).

@@ -3,11 +3,13 @@
 
 mod apply;
 mod backend;
+mod healthcheck;
 mod history;
 mod plan;
 mod progress;
 mod render;
 mod rollback;
+mod run;
 mod schema;
 mod sim;
 mod status;
@@ -93,6 +95,10 @@ pub enum Command {
     History(history::Args),
     /// Put a service back on its last known-good revision (or --to-revision N).
     Rollback(rollback::Args),
+    /// Run the controller: reconcile every interval and on manifest changes; /healthz, /readyz, /metrics.
+    Run(run::Args),
+    /// Exit 0 when the controller's /healthz answers 200 (the container HEALTHCHECK).
+    Healthcheck(healthcheck::Args),
     /// Print the JSON Schema of the manifests (for editors and CI).
     Schema(schema::Args),
     /// Seed or disturb the simulator (--sim-state): push images, create secrets, edit services.
@@ -118,7 +124,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, matches!(cli.command, Command::Run(_)));
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Render(args) => render::run(args),
@@ -129,6 +135,13 @@ pub fn main() -> ExitCode {
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
         Command::Rollback(args) => block_on(rollback::run(&cli, args)),
+        Command::Healthcheck(args) => healthcheck::run(args),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(run::run(&cli, args))),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -143,10 +156,15 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, long_running: bool) {
+    // A controller narrates its passes; one-shot commands print their own output and log only warnings.
+    let default = if long_running { "info" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCPFLEET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

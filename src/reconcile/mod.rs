@@ -179,11 +179,13 @@ pub struct ApplyOptions {
     pub prune: bool,
     /// Services converged at once.
     pub concurrency: usize,
+    /// Set when shutting down: steps not yet started are skipped; started ones finish.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { prune: false, concurrency: 8 }
+        ApplyOptions { prune: false, concurrency: 8, stop: None }
     }
 }
 
@@ -205,6 +207,16 @@ pub async fn apply(
         let d = by_key.get(&(p.cluster.as_str(), p.name.as_str())).copied();
         let obs = observed.get(&p.cluster, &p.name);
         async move {
+            let stopping = opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
+            if stopping && p.action != Action::Noop {
+                return ServiceOutcome {
+                    name: p.name.clone(),
+                    cluster: p.cluster.clone(),
+                    outcome: Outcome::Unchanged,
+                    task_definition: obs.map(|o| o.task_definition.clone()),
+                    message: "skipped: shutting down".into(),
+                };
+            }
             let result = match (p.action, d) {
                 (Action::Noop, _) => Ok((
                     Outcome::Unchanged,

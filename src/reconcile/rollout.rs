@@ -120,7 +120,12 @@ async fn current_states(
 }
 
 /// A completed rollout: the revision becomes last-good, and revisions beyond the history limit go.
-pub async fn record_success(ecs: &dyn Ecs, state: &ServiceState, td: &str, history_limit: u32) -> Result<(), BackendError> {
+pub async fn record_success(
+    ecs: &dyn Ecs,
+    state: &ServiceState,
+    td: &str,
+    history_limit: u32,
+) -> Result<(), BackendError> {
     ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.to_string())])).await?;
     ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "completed".to_string())])).await?;
     let family = family_of(td);

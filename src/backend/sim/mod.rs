@@ -301,6 +301,10 @@ impl Clock for Sim {
         self.inner.lock().expect("sim lock").world.now_ms
     }
 
+    fn is_virtual(&self) -> bool {
+        true
+    }
+
     /// Sleeping moves the virtual clock, progressing deployments; the new time is persisted.
     async fn sleep(&self, d: Duration) {
         let mut inner = self.inner.lock().expect("sim lock");

@@ -1,0 +1,87 @@
+//! Prometheus metrics of the controller, exposed on `/metrics` (OpenMetrics text).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+/// Every metric, registered once.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Service reconciles by outcome (unchanged, created, updated, deleted, rolled_back, failed, held).
+    pub reconciles: Family<OutcomeLabel, Counter>,
+    pub drift_corrections: Counter,
+    pub rollbacks: Counter,
+    pub api_requests: Family<OperationLabel, Counter>,
+    pub api_throttles: Family<OperationLabel, Counter>,
+    /// Seconds per reconcile pass.
+    pub pass_duration: Histogram,
+    pub passes: Family<OutcomeLabel, Counter>,
+    pub services: Family<StateLabel, Gauge>,
+    pub spec_valid: Gauge,
+    pub spec_errors: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("mcpfleet");
+        let m = Metrics {
+            reconciles: Family::default(),
+            drift_corrections: Counter::default(),
+            rollbacks: Counter::default(),
+            api_requests: Family::default(),
+            api_throttles: Family::default(),
+            pass_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            passes: Family::default(),
+            services: Family::default(),
+            spec_valid: Gauge::default(),
+            spec_errors: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("reconciles", "Service reconciles by outcome", m.reconciles.clone());
+        registry.register("drift_corrections", "Out-of-band changes corrected", m.drift_corrections.clone());
+        registry.register("rollbacks", "Failed rollouts rolled back to the last good revision", m.rollbacks.clone());
+        registry.register("api_requests", "AWS API requests by operation", m.api_requests.clone());
+        registry.register("api_throttles", "AWS API requests refused for rate, by operation", m.api_throttles.clone());
+        registry.register("reconcile_duration_seconds", "Duration of a reconcile pass", m.pass_duration.clone());
+        registry.register("reconcile_passes", "Reconcile passes by outcome", m.passes.clone());
+        registry.register("services", "Managed services by state", m.services.clone());
+        registry.register("spec_valid", "1 when the manifests on disk are valid", m.spec_valid.clone());
+        registry.register("spec_errors", "Times the manifests on disk were found invalid", m.spec_errors.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn reconcile(&self, outcome: &str) {
+        self.reconciles.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

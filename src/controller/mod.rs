@@ -1,0 +1,507 @@
+//! The long-running controller (`mcpfleet run`): a reconcile loop with `/healthz`, `/readyz` and `/metrics`
+//! beside it.
+//!
+//! Each pass reloads the manifests when they changed (a broken file keeps the last valid fleet and is reported,
+//! never acted on), resolves with TTL caches, observes every service in batches, settles rollouts in flight
+//! (last-good on success, rollback on failure — decided from the service's tags and deployments, so a restarted
+//! controller picks up exactly where the last one stopped), and converges the services that differ. A service
+//! whose convergence fails backs off (jittered exponential, reset on success) without holding the others back,
+//! and a service with a rollout in flight is never reconciled again until it settles.
+
+pub mod http;
+pub mod metrics;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use backoff::backoff::Backoff;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::backend::limits::Limited;
+use crate::backend::sim::{CallStats, Sim};
+use crate::backend::{Backend, RolloutState, ServiceState, Tags};
+use crate::plan::{self, Action, Plan};
+use crate::reconcile::rollout::{self, TAG_OUTCOME};
+use crate::reconcile::watch::{self, RolloutResult, Target};
+use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
+use crate::render::ecs::{self as ecs_render, TAG_FAILED_SPEC_HASH, TAG_LAST_GOOD, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
+use crate::spec::{self, ValidFleet};
+
+use metrics::{Metrics, OperationLabel, StateLabel};
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub paths: Vec<PathBuf>,
+    /// Time between passes (±10 % jitter); passes come every few seconds while rollouts are in flight.
+    pub interval: Duration,
+    /// Delete managed services that leave the manifests.
+    pub prune: bool,
+    pub concurrency: usize,
+}
+
+/// Poll period for manifest changes and for rollouts in flight.
+const FAST: Duration = Duration::from_secs(5);
+
+/// Health and metrics shared with the HTTP server.
+pub struct Shared {
+    pub metrics: Metrics,
+    status: Mutex<Status>,
+    interval: Duration,
+}
+
+#[derive(Default)]
+struct Status {
+    heartbeat: Option<Instant>,
+    observe_error: Option<String>,
+    spec_errors: Vec<String>,
+    has_fleet: bool,
+    observed_once: bool,
+}
+
+impl Shared {
+    pub fn new(interval: Duration) -> Arc<Shared> {
+        Arc::new(Shared { metrics: Metrics::new(), status: Mutex::new(Status::default()), interval })
+    }
+
+    fn beat(&self) {
+        self.status.lock().expect("status lock").heartbeat = Some(Instant::now());
+    }
+
+    /// The loop has beaten within three intervals (at least a minute).
+    pub fn alive(&self) -> bool {
+        let bound = (self.interval * 3).max(Duration::from_secs(60));
+        self.status.lock().expect("status lock").heartbeat.is_none_or(|t| t.elapsed() < bound)
+    }
+
+    /// Whether the controller is ready, and a JSON body that says why not.
+    pub fn readiness(&self) -> (bool, serde_json::Value) {
+        let s = self.status.lock().expect("status lock");
+        let mut reasons = Vec::new();
+        if !s.has_fleet {
+            reasons.push("no valid manifests loaded yet".to_string());
+        }
+        if !s.spec_errors.is_empty() {
+            reasons.push("the manifests on disk are invalid; still converging to the last valid fleet".to_string());
+        }
+        if let Some(e) = &s.observe_error {
+            reasons.push(format!("the last observe pass failed: {e}"));
+        } else if !s.observed_once {
+            reasons.push("no observe pass has completed yet".to_string());
+        }
+        let ready = reasons.is_empty();
+        (ready, serde_json::json!({ "ready": ready, "reasons": reasons, "specErrors": s.spec_errors }))
+    }
+}
+
+/// Per-service backoff after a failed convergence.
+struct Backing {
+    policy: backoff::ExponentialBackoff,
+    until: Instant,
+}
+
+/// The reconcile loop.
+pub struct Controller {
+    opts: Options,
+    backend: Backend,
+    limited: Arc<Limited>,
+    sim: Option<Arc<Sim>>,
+    api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
+    shared: Arc<Shared>,
+    fleet: Option<ValidFleet>,
+    fingerprint: Vec<(PathBuf, Option<SystemTime>, u64)>,
+    backing: BTreeMap<(String, String), Backing>,
+    last_calls: CallStats,
+    last_throttles: BTreeMap<String, u64>,
+    last_pass: Instant,
+    passes: u64,
+    stop: Arc<AtomicBool>,
+}
+
+impl Controller {
+    /// `backend` must already have caches in front of its images and secrets; `limited` is its ECS port.
+    pub fn new(
+        opts: Options,
+        backend: Backend,
+        limited: Arc<Limited>,
+        sim: Option<Arc<Sim>>,
+        api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
+        shared: Arc<Shared>,
+    ) -> Controller {
+        Controller {
+            opts,
+            backend,
+            limited,
+            sim,
+            api_calls,
+            shared,
+            fleet: None,
+            fingerprint: vec![],
+            backing: BTreeMap::new(),
+            last_calls: CallStats::default(),
+            last_throttles: BTreeMap::new(),
+            last_pass: Instant::now(),
+            passes: 0,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag that makes the loop stop starting new work.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Runs passes until the stop flag is set; the pass in progress finishes first.
+    pub async fn run(mut self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            let in_flight = self.pass().await;
+            let jitter = 0.9 + 0.2 * fastrand_unit();
+            let wait = if in_flight { FAST } else { self.opts.interval.mul_f64(jitter) };
+            let deadline = Instant::now() + wait;
+            // Wake early for a manifest change or a stop.
+            while Instant::now() < deadline && !self.stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())).await;
+                if self.manifests_changed() {
+                    info!("manifests changed on disk");
+                    break;
+                }
+            }
+        }
+        info!("stopped");
+    }
+
+    fn manifests_changed(&self) -> bool {
+        fingerprint(&self.opts.paths) != self.fingerprint
+    }
+
+    /// One reconcile pass. Returns whether rollouts are in flight.
+    pub async fn pass(&mut self) -> bool {
+        self.passes += 1;
+        let id = self.passes;
+        let span = info_span!("pass", pass = id);
+        let started = Instant::now();
+        let in_flight = async {
+            if let Some(sim) = &self.sim {
+                if let Err(e) = sim.reacquire() {
+                    error!(error = %e, "cannot open the sim state");
+                    return false;
+                }
+                // The simulated world moves as fast as real time between passes.
+                let elapsed = self.last_pass.elapsed();
+                self.backend.clock.sleep(elapsed).await;
+            }
+            self.last_pass = Instant::now();
+            let in_flight = self.reconcile_once().await;
+            if let Some(sim) = &self.sim {
+                sim.release();
+            }
+            in_flight
+        }
+        .instrument(span)
+        .await;
+        self.shared.metrics.pass_duration.observe(started.elapsed().as_secs_f64());
+        self.record_api_calls();
+        self.shared.beat();
+        in_flight
+    }
+
+    fn record_api_calls(&mut self) {
+        let now = (self.api_calls)();
+        for (op, n) in &now.calls {
+            let before = self.last_calls.calls.get(op).copied().unwrap_or(0);
+            self.shared
+                .metrics
+                .api_requests
+                .get_or_create(&OperationLabel { operation: op.clone() })
+                .inc_by(n.saturating_sub(before));
+        }
+        self.last_calls = now;
+        let throttles = self.limited.throttles();
+        for (op, n) in &throttles {
+            let before = self.last_throttles.get(op).copied().unwrap_or(0);
+            self.shared
+                .metrics
+                .api_throttles
+                .get_or_create(&OperationLabel { operation: op.clone() })
+                .inc_by(n.saturating_sub(before));
+        }
+        self.last_throttles = throttles;
+    }
+
+    fn reload_manifests(&mut self) {
+        let fp = fingerprint(&self.opts.paths);
+        if fp == self.fingerprint && self.fleet.is_some() {
+            return;
+        }
+        self.fingerprint = fp;
+        match spec::load_paths(&self.opts.paths) {
+            Ok(fleet) => {
+                info!(services = fleet.services.len(), "manifests loaded");
+                self.fleet = Some(fleet);
+                self.shared.metrics.spec_valid.set(1);
+                let mut s = self.shared.status.lock().expect("status lock");
+                s.spec_errors.clear();
+                s.has_fleet = true;
+            }
+            Err(diags) => {
+                let lines: Vec<String> = diags.0.iter().map(ToString::to_string).collect();
+                for l in &lines {
+                    error!(diagnostic = %l, "invalid manifest; keeping the last valid fleet");
+                }
+                self.shared.metrics.spec_valid.set(0);
+                self.shared.metrics.spec_errors.inc();
+                self.shared.status.lock().expect("status lock").spec_errors = lines;
+            }
+        }
+    }
+
+    async fn reconcile_once(&mut self) -> bool {
+        self.reload_manifests();
+        let Some(fleet) = self.fleet.clone() else { return false };
+        let ecs = self.backend.ecs.clone();
+
+        // Resolve each service on its own: one missing tag does not stop the rest of the fleet.
+        let resolved =
+            match reconcile::resolve::resolve_each(&fleet, self.backend.images.as_ref(), self.backend.secrets.as_ref())
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => return self.observe_failed(&e.to_string()),
+            };
+        let mut desired = Vec::new();
+        for (svc, res) in fleet.services.iter().zip(resolved) {
+            match res {
+                Ok(res) => {
+                    desired.push(Desired { ecs: ecs_render::render(svc, &res), service: svc.clone(), resolved: res })
+                }
+                Err(problems) => {
+                    for p in problems {
+                        warn!(service = %svc.name, cluster = %svc.cluster, problem = %p, "cannot resolve; service left as it is");
+                    }
+                    self.shared.metrics.reconcile("unresolved");
+                }
+            }
+        }
+        let observed = match reconcile::observe(&desired, ecs.as_ref(), self.opts.prune).await {
+            Ok(o) => o,
+            Err(e) => return self.observe_failed(&e.to_string()),
+        };
+        {
+            let mut s = self.shared.status.lock().expect("status lock");
+            s.observe_error = None;
+            s.observed_once = true;
+        }
+
+        // Settle rollouts in flight; those still moving are left alone this pass.
+        let mut busy = std::collections::BTreeSet::new();
+        let now = self.backend.clock.now_ms();
+        let mut states: BTreeMap<&str, u64> = BTreeMap::new();
+        for d in &desired {
+            let Some(state) =
+                observed.get(&d.ecs.cluster, &d.ecs.name).filter(|s| s.is_active() && plan::is_managed(s))
+            else {
+                continue;
+            };
+            let Some(target) = unsettled(state, d.service.rollout.progress_deadline_secs) else {
+                *states.entry("converged").or_default() += 1;
+                continue;
+            };
+            match watch::judge(&target, state, now) {
+                None => {
+                    busy.insert(d.ecs.name.clone());
+                    *states.entry("rolling_out").or_default() += 1;
+                }
+                Some(result) => {
+                    if let Err(e) = self.settle(d, state, &target, result).await {
+                        warn!(service = %d.ecs.name, error = %e, "settling the rollout failed; will retry");
+                    }
+                    busy.insert(d.ecs.name.clone());
+                    *states.entry("settling").or_default() += 1;
+                }
+            }
+        }
+
+        let plan = self.plan(&desired, &observed, &busy).await;
+        let outcomes = reconcile::apply(
+            &desired,
+            &plan,
+            &observed,
+            ecs.as_ref(),
+            &ApplyOptions { prune: self.opts.prune, concurrency: self.opts.concurrency, stop: Some(self.stop.clone()) },
+            &|service, step| info!(service, step, "converging"),
+        )
+        .await;
+        for (p, o) in plan.services.iter().zip(&outcomes) {
+            let key = (o.cluster.clone(), o.name.clone());
+            let outcome = match o.outcome {
+                Outcome::Unchanged if p.reason.is_some() && p.action == Action::Noop => "held",
+                Outcome::Unchanged => "unchanged",
+                Outcome::Created => "created",
+                Outcome::Updated => "updated",
+                Outcome::Deleted => "deleted",
+                Outcome::RolledBack => "rolled_back",
+                Outcome::Failed => "failed",
+            };
+            self.shared.metrics.reconcile(outcome);
+            if o.outcome == Outcome::Failed {
+                let b = self
+                    .backing
+                    .entry(key)
+                    .or_insert_with(|| Backing { policy: backoff_policy(self.opts.interval), until: Instant::now() });
+                let wait = b.policy.next_backoff().unwrap_or(self.opts.interval);
+                b.until = Instant::now() + wait;
+                error!(service = %o.name, cluster = %o.cluster, error = %o.message, backoff_s = wait.as_secs(), "reconcile failed; backing off");
+            } else if p.action != Action::Noop {
+                self.backing.remove(&key);
+                if p.reason.as_deref().is_some_and(|r| r.starts_with("drift")) {
+                    self.shared.metrics.drift_corrections.inc();
+                    warn!(service = %o.name, cluster = %o.cluster, changes = ?p.changes.iter().map(|c| &c.path).collect::<Vec<_>>(), "drift corrected");
+                }
+                info!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), outcome, "reconciled");
+            }
+        }
+        let backing_off = self.backing.values().filter(|b| b.until > Instant::now()).count() as i64;
+        for state in ["converged", "rolling_out", "settling"] {
+            let n = states.get(state).copied().unwrap_or(0) as i64;
+            self.shared.metrics.services.get_or_create(&StateLabel { state: state.into() }).set(n);
+        }
+        self.shared.metrics.services.get_or_create(&StateLabel { state: "backing_off".into() }).set(backing_off);
+        self.shared.metrics.passes.get_or_create(&metrics::OutcomeLabel { outcome: "ok".into() }).inc();
+        !busy.is_empty() || outcomes.iter().any(|o| matches!(o.outcome, Outcome::Created | Outcome::Updated))
+    }
+
+    fn observe_failed(&self, error: &str) -> bool {
+        error!(error, "observe pass failed");
+        self.shared.status.lock().expect("status lock").observe_error = Some(error.to_string());
+        self.shared.metrics.passes.get_or_create(&metrics::OutcomeLabel { outcome: "failed".into() }).inc();
+        false
+    }
+
+    /// The plan for services that are neither in flight nor backing off.
+    async fn plan(&self, desired: &[Desired], observed: &Observed, busy: &std::collections::BTreeSet<String>) -> Plan {
+        let free: Vec<Desired> = desired
+            .iter()
+            .filter(|d| !busy.contains(&d.ecs.name))
+            .filter(|d| {
+                self.backing.get(&(d.ecs.cluster.clone(), d.ecs.name.clone())).is_none_or(|b| b.until <= Instant::now())
+            })
+            .cloned()
+            .collect();
+        match reconcile::plan_fleet(&free, observed, self.backend.ecs.as_ref()).await {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "planning failed");
+                Plan::default()
+            }
+        }
+    }
+
+    /// Records a finished rollout: last-good on success; on failure a rollback (started, watched by later passes)
+    /// or, without autoRollback or an earlier good revision, the failed spec-hash.
+    async fn settle(
+        &self,
+        d: &Desired,
+        state: &ServiceState,
+        target: &Target,
+        result: RolloutResult,
+    ) -> Result<(), crate::backend::BackendError> {
+        let ecs = self.backend.ecs.as_ref();
+        let td = &target.task_definition;
+        match result {
+            RolloutResult::Completed => {
+                rollout::record_success(ecs, state, td, d.service.rollout.history_limit).await?;
+                info!(service = %state.name, cluster = %state.cluster, revision = %td, "rollout completed");
+            }
+            RolloutResult::Failed { reason } => {
+                let spec_hash = state.tags.get(TAG_SPEC_HASH).cloned().unwrap_or_default();
+                ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
+                let last_good = state.tags.get(TAG_LAST_GOOD).filter(|lg| *lg != td).cloned();
+                match (d.service.rollout.auto_rollback, last_good) {
+                    (true, Some(lg)) => {
+                        rollout::start_rollback(ecs, state, &lg, &spec_hash).await?;
+                        ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "rolled_back".to_string())]))
+                            .await?;
+                        self.shared.metrics.rollbacks.inc();
+                        error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, rolled_back_to = %lg, "rollout failed; rolled back");
+                    }
+                    _ => {
+                        ecs.tag_resource(&state.arn, &Tags::from([(TAG_FAILED_SPEC_HASH.to_string(), spec_hash)]))
+                            .await?;
+                        error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, "rollout failed; not retried until the spec changes");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rollout a service still owes a verdict on: it was applied with a revision (`task-definition` tag) that is
+/// neither its last good one nor already judged failed.
+fn unsettled(state: &ServiceState, progress_deadline_secs: u64) -> Option<Target> {
+    let td = state.tags.get(TAG_TASK_DEFINITION)?;
+    if state.tags.get(TAG_LAST_GOOD) == Some(td) {
+        return None;
+    }
+    if state.tags.contains_key(TAG_FAILED_SPEC_HASH)
+        && state.tags.get(TAG_FAILED_SPEC_HASH) == state.tags.get(TAG_SPEC_HASH)
+    {
+        return None;
+    }
+    let started = state
+        .deployments
+        .iter()
+        .filter(|d| d.task_definition == *td)
+        .map(|d| d.created_at_ms)
+        .max()
+        .or_else(|| state.primary().filter(|p| p.rollout_state != RolloutState::Completed).map(|p| p.created_at_ms))
+        .unwrap_or(0);
+    Some(Target {
+        cluster: state.cluster.clone(),
+        name: state.name.clone(),
+        task_definition: td.clone(),
+        deadline_ms: started + 1000 * progress_deadline_secs,
+    })
+}
+
+fn backoff_policy(interval: Duration) -> backoff::ExponentialBackoff {
+    backoff::ExponentialBackoffBuilder::new()
+        .with_initial_interval(Duration::from_secs(5))
+        .with_max_interval(interval.max(Duration::from_secs(60)) * 10)
+        .with_randomization_factor(0.5)
+        .with_max_elapsed_time(None)
+        .build()
+}
+
+/// A number in [0, 1) from the clock, for interval jitter (no crate needed for this much randomness).
+fn fastrand_unit() -> f64 {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// Modification times and sizes of every manifest, to notice edits.
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
+    let mut out = Vec::new();
+    for p in paths {
+        let mut files = vec![p.clone()];
+        if p.is_dir() {
+            files = std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            files.sort();
+        }
+        for f in files {
+            let meta = std::fs::metadata(&f).ok();
+            out.push((f, meta.as_ref().and_then(|m| m.modified().ok()), meta.map_or(0, |m| m.len())));
+        }
+    }
+    out
+}
