@@ -30,6 +30,9 @@ pub struct Args {
     /// After SIGTERM, give in-flight steps this long before exiting (keep it below the task's stopTimeout).
     #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// With --backend sim: virtual seconds that pass per real second (deployments progress that much faster).
+    #[arg(long, default_value_t = 1.0)]
+    pub sim_speed: f64,
     /// How long a resolved digest or secret ARN is reused.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub cache_ttl: Duration,
@@ -67,6 +70,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         interval: args.interval,
         prune: args.prune,
         concurrency: args.concurrency,
+        sim_speed: args.sim_speed,
     };
     let controller = Controller::new(opts, backend, conn.limited.clone(), sim, conn.api_calls_fn(), shared);
     let stop = controller.stop_flag();

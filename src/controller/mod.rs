@@ -41,6 +41,8 @@ pub struct Options {
     /// Delete managed services that leave the manifests.
     pub prune: bool,
     pub concurrency: usize,
+    /// On the sim: virtual seconds that pass per real second between passes.
+    pub sim_speed: f64,
 }
 
 /// Poll period for manifest changes and for rollouts in flight.
@@ -159,7 +161,7 @@ impl Controller {
         while !self.stop.load(Ordering::SeqCst) {
             let in_flight = self.pass().await;
             let jitter = 0.9 + 0.2 * fastrand_unit();
-            let wait = if in_flight { FAST } else { self.opts.interval.mul_f64(jitter) };
+            let wait = if in_flight { FAST.min(self.opts.interval) } else { self.opts.interval.mul_f64(jitter) };
             let deadline = Instant::now() + wait;
             // Wake early for a manifest change or a stop.
             while Instant::now() < deadline && !self.stop.load(Ordering::SeqCst) {
@@ -190,7 +192,7 @@ impl Controller {
                     return false;
                 }
                 // The simulated world moves as fast as real time between passes.
-                let elapsed = self.last_pass.elapsed();
+                let elapsed = self.last_pass.elapsed().mul_f64(self.opts.sim_speed.max(0.0));
                 self.backend.clock.sleep(elapsed).await;
             }
             self.last_pass = Instant::now();
