@@ -167,7 +167,7 @@ fn prune_deletes_removed_managed_services_only() {
                 launch_type: "FARGATE".into(),
                 scheduling_strategy: "REPLICA".into(),
                 deployment_controller: mcpfleet::render::ecs::DeploymentController { kind: "ECS".into() },
-                deployment_configuration: input.deployment_configuration,
+                deployment_configuration: input.deployment_configuration.unwrap(),
                 network_configuration: input.network_configuration,
                 enable_ecs_managed_tags: false,
                 propagate_tags: "NONE".into(),

@@ -123,7 +123,8 @@ pub struct ServiceState {
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
-    pub deployment_configuration: DeploymentConfiguration,
+    /// None when the API did not report it (an emulator that ignores it): then it is not compared.
+    pub deployment_configuration: Option<DeploymentConfiguration>,
     pub network_configuration: NetworkConfiguration,
     pub deployments: Vec<Deployment>,
     /// Newest first.

@@ -80,10 +80,12 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
     if observed.desired_count != want.desired_count {
         changes.push(change("service.desiredCount", observed.desired_count, want.desired_count));
     }
-    if observed.deployment_configuration != want.deployment_configuration {
+    if let Some(observed_config) = &observed.deployment_configuration
+        && *observed_config != want.deployment_configuration
+    {
         diff_values(
             "service.deploymentConfiguration",
-            &to_value(&observed.deployment_configuration),
+            &to_value(observed_config),
             &to_value(&want.deployment_configuration),
             &mut changes,
         );

@@ -43,7 +43,7 @@ fn applied(d: &EcsService) -> ServiceState {
         desired_count: input.desired_count,
         running_count: input.desired_count,
         pending_count: 0,
-        deployment_configuration: input.deployment_configuration.clone(),
+        deployment_configuration: Some(input.deployment_configuration.clone()),
         network_configuration: input.network_configuration.clone(),
         deployments: vec![crate::backend::Deployment {
             id: "ecs-svc/1".into(),

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod aws_lab;
 pub mod lab;
 
 use std::path::PathBuf;

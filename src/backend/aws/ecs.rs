@@ -268,14 +268,14 @@ fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
         desired_count: s.desired_count().max(0) as u32,
         running_count: s.running_count().max(0) as u32,
         pending_count: s.pending_count().max(0) as u32,
-        deployment_configuration: DeploymentConfiguration {
-            maximum_percent: dc.and_then(|d| d.maximum_percent()).unwrap_or(200) as u32,
-            minimum_healthy_percent: dc.and_then(|d| d.minimum_healthy_percent()).unwrap_or(100) as u32,
+        deployment_configuration: dc.map(|dc| DeploymentConfiguration {
+            maximum_percent: dc.maximum_percent().unwrap_or(200) as u32,
+            minimum_healthy_percent: dc.minimum_healthy_percent().unwrap_or(100) as u32,
             deployment_circuit_breaker: CircuitBreaker {
                 enable: breaker.is_some_and(|b| b.enable()),
                 rollback: breaker.is_some_and(|b| b.rollback()),
             },
-        },
+        }),
         network_configuration: NetworkConfiguration {
             awsvpc_configuration: AwsVpcConfiguration {
                 subnets: vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),

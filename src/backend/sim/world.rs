@@ -323,7 +323,7 @@ impl World {
             desired_count: input.desired_count,
             running_count: 0,
             pending_count: 0,
-            deployment_configuration: input.deployment_configuration.clone(),
+            deployment_configuration: Some(input.deployment_configuration.clone()),
             network_configuration: input.network_configuration.clone(),
             deployments: vec![deployment],
             events: vec![ServiceEvent {
@@ -358,7 +358,7 @@ impl World {
         let svc = self.services.get_mut(&key).expect("checked above");
         let s = &mut svc.state;
         if let Some(c) = &u.deployment_configuration {
-            s.deployment_configuration = c.clone();
+            s.deployment_configuration = Some(c.clone());
         }
         if let Some(n) = &u.network_configuration {
             s.network_configuration = n.clone();
@@ -520,7 +520,12 @@ fn tick_service(
 ) -> bool {
     let name = svc.state.name.clone();
     let desired = svc.state.desired_count;
-    let cfg = svc.state.deployment_configuration.clone();
+    let cfg =
+        svc.state.deployment_configuration.clone().unwrap_or_else(|| crate::render::ecs::DeploymentConfiguration {
+            maximum_percent: 200,
+            minimum_healthy_percent: 100,
+            deployment_circuit_breaker: crate::render::ecs::CircuitBreaker { enable: false, rollback: false },
+        });
     let mut started_rollback = false;
 
     // 1. Tasks launched long enough ago pass or fail their health checks.

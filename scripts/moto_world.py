@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Seed a moto server with the example fleet's AWS world, or dump what mcpfleet made of it.
+
+  moto_world.py seed --endpoint URL   create VPC/subnets/security group, the ECS cluster, ECR repositories with
+                                      images (multi-arch and amd64-only OCI indexes) and the secrets; print JSON
+  moto_world.py dump --endpoint URL   print the ECS services and task definitions (with tags) as JSON
+
+Used by the integration tests (tests/common/aws_lab.rs); it expects a fresh server for `seed`.
+"""
+import argparse
+import hashlib
+import json
+import sys
+
+import boto3
+
+REGION = "us-east-1"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+# repository, tag, platforms
+IMAGES = [
+    ("mcp/documents", "v1.4.2", ["amd64", "arm64"]),
+    ("mcp/database", "v2.0.1", ["amd64"]),
+    ("mcp/search", "v0.9.0", ["amd64", "arm64"]),
+    ("mcp/search", "v0.9.1", ["amd64", "arm64"]),
+]
+SECRETS = {
+    "prod/mcp/openai-key": '{"api_key": "not-a-real-key"}',
+    "prod/mcp/db-password": "not-a-real-password",
+    "prod/mcp/search-api-key": "not-a-real-key",
+}
+
+
+def client(service, endpoint):
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def fake_digest(text):
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def push(ecr, repository, tag, archs):
+    """Pushes one manifest per architecture, then an OCI index listing them under `tag`."""
+    entries = []
+    for arch in archs:
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": fake_digest(f"{repository}:{tag}:{arch}:config"), "size": 512},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                        "digest": fake_digest(f"{repository}:{tag}:{arch}:layer"), "size": 4096}],
+        })
+        out = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageManifestMediaType=OCI_MANIFEST)
+        entries.append({"mediaType": OCI_MANIFEST, "digest": out["image"]["imageId"]["imageDigest"],
+                        "size": len(manifest), "platform": {"os": "linux", "architecture": arch}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    out = ecr.put_image(repositoryName=repository, imageManifest=index, imageTag=tag,
+                        imageManifestMediaType=OCI_INDEX)
+    return out["image"]["imageId"]["imageDigest"]
+
+
+def seed(endpoint):
+    ec2 = client("ec2", endpoint)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=cidr)["Subnet"]["SubnetId"]
+               for cidr in ("10.0.1.0/24", "10.0.2.0/24")]
+    sg = ec2.create_security_group(GroupName="mcp", Description="mcp fleet", VpcId=vpc)["GroupId"]
+    client("ecs", endpoint).create_cluster(clusterName="mcp-prod")
+
+    ecr = client("ecr", endpoint)
+    account = client("sts", endpoint).get_caller_identity()["Account"]
+    images = {}
+    for repository in sorted({r for r, _, _ in IMAGES}):
+        ecr.create_repository(repositoryName=repository)
+    for repository, tag, archs in IMAGES:
+        digest = push(ecr, repository, tag, archs)
+        images[f"{repository}:{tag}"] = {"digest": digest, "platforms": [f"linux/{a}" for a in archs]}
+
+    sm = client("secretsmanager", endpoint)
+    secrets = {name: sm.create_secret(Name=name, SecretString=value)["ARN"] for name, value in SECRETS.items()}
+    return {
+        "subnets": subnets, "securityGroups": [sg], "account": account,
+        "registry": f"{account}.dkr.ecr.{REGION}.amazonaws.com", "images": images, "secrets": secrets,
+    }
+
+
+def dump(endpoint):
+    ecs = client("ecs", endpoint)
+    arns = ecs.list_services(cluster="mcp-prod").get("serviceArns", [])
+    services = []
+    for i in range(0, len(arns), 10):
+        services += ecs.describe_services(cluster="mcp-prod", services=arns[i:i + 10], include=["TAGS"])["services"]
+    families = {}
+    for arn in ecs.list_task_definitions()["taskDefinitionArns"]:
+        out = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+        td = out["taskDefinition"]
+        td["tags"] = out.get("tags", [])
+        families.setdefault(td["family"], []).append(td)
+    return {"services": {s["serviceName"]: s for s in services}, "taskDefinitions": families}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["seed", "dump"])
+    parser.add_argument("--endpoint", required=True)
+    args = parser.parse_args()
+    try:
+        out = seed(args.endpoint) if args.command == "seed" else dump(args.endpoint)
+    except Exception as e:  # one clear line for the test's failure message
+        print(f"moto_world.py {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    json.dump(out, sys.stdout, default=str)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+//! The aws backend through the binary against moto's server: real request and response shapes, tags, digests,
+//! ARNs and request counts. (moto does not run tasks or progress deployments, so rollout outcomes are tested on
+//! the sim and with aws-smithy-mocks.)
+
+mod common;
+
+use common::aws_lab::{AwsLab, tags};
+use serde_json::Value;
+
+fn writes(doc: &Value) -> u64 {
+    let calls = doc["apiCalls"]["calls"].as_object().unwrap();
+    [
+        "RegisterTaskDefinition",
+        "DeregisterTaskDefinition",
+        "CreateService",
+        "UpdateService",
+        "DeleteService",
+        "TagResource",
+    ]
+    .iter()
+    .map(|op| calls.get(*op).and_then(Value::as_u64).unwrap_or(0))
+    .sum()
+}
+
+#[test]
+fn apply_pins_digests_picks_architectures_and_wires_secret_arns() {
+    let lab = AwsLab::new();
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let ecs = lab.dump();
+    let images = &lab.seed["images"];
+    let registry = lab.seed["registry"].as_str().unwrap();
+    for (name, tag, arch) in
+        [("documents", "v1.4.2", "ARM64"), ("database", "v2.0.1", "X86_64"), ("search", "v0.9.0", "ARM64")]
+    {
+        let tds = ecs["taskDefinitions"][name].as_array().unwrap();
+        assert_eq!(tds.len(), 1, "{name}");
+        let td = &tds[0];
+        let c = &td["containerDefinitions"][0];
+        let digest = images[format!("mcp/{name}:{tag}")]["digest"].as_str().unwrap();
+        assert_eq!(c["image"], format!("{registry}/mcp/{name}@{digest}"), "{name} is pinned to the ECR digest");
+        assert_eq!(td["runtimePlatform"]["cpuArchitecture"], arch, "{name}");
+        assert_eq!(td["requiresCompatibilities"][0], "FARGATE");
+        let svc = &ecs["services"][name];
+        let t = tags(svc);
+        assert_eq!(t["mcpfleet.io/managed-by"], "mcpfleet", "{name}");
+        assert_eq!(t["mcpfleet.io/image-digest"], digest);
+        assert_eq!(t["mcpfleet.io/task-definition"], td["taskDefinitionArn"].as_str().unwrap());
+        assert_eq!(tags(td)["mcpfleet.io/spec-hash"], t["mcpfleet.io/spec-hash"]);
+        assert_eq!(svc["launchType"], "FARGATE");
+    }
+    let docs = &ecs["taskDefinitions"]["documents"][0]["containerDefinitions"][0];
+    let openai = lab.seed["secrets"]["prod/mcp/openai-key"].as_str().unwrap();
+    assert!(openai.rsplit('-').next().unwrap().len() == 6, "moto's ARN has the 6-character suffix: {openai}");
+    assert_eq!(docs["secrets"][0]["valueFrom"], format!("{openai}:api_key::"));
+    assert_eq!(docs["stopTimeout"], 30);
+    assert_eq!(docs["healthCheck"]["interval"], 30);
+    assert_eq!(docs["healthCheck"]["timeout"], 10);
+    assert_eq!(docs["healthCheck"]["startPeriod"], 15);
+    let db = &ecs["taskDefinitions"]["database"][0]["containerDefinitions"][0];
+    assert_eq!(db["secrets"][0]["valueFrom"], lab.seed["secrets"]["prod/mcp/db-password"]);
+    assert_eq!(db["stopTimeout"], 60);
+
+    // A second apply makes no write request at all and registers nothing.
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0);
+    assert!(doc["services"].as_array().unwrap().iter().all(|s| s["outcome"] == "unchanged"), "{doc:#}");
+    assert_eq!(writes(&doc), 0, "{:#}", doc["apiCalls"]);
+    let calls = &doc["apiCalls"]["calls"];
+    assert_eq!(calls["DescribeServices"], 1);
+    assert_eq!(calls["BatchGetImage"], 3, "one ECR request per repository");
+    assert_eq!(calls["ListSecrets"], 1);
+    assert_eq!(calls.get("DescribeTaskDefinition"), None);
+    assert_eq!(lab.dump()["taskDefinitions"]["documents"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn unresolvable_references_and_missing_architectures_change_nothing() {
+    let lab = AwsLab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    let before = lab.dump();
+
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v9.9.9");
+    lab.edit_manifest("search.yaml", "SEARCH_API_KEY: prod/mcp/search-api-key", "SEARCH_API_KEY: prod/mcp/missing");
+    let m = lab.manifests();
+    let out = lab.run(&["apply", "-f", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("service `documents`") && stderr.contains("tag `v9.9.9` not found"), "{stderr}");
+    assert!(stderr.contains("service `search`") && stderr.contains("secret `prod/mcp/missing` not found"), "{stderr}");
+    lab.edit_manifest("documents.yaml", "documents:v9.9.9", "documents:v1.4.2");
+    lab.edit_manifest("search.yaml", "SEARCH_API_KEY: prod/mcp/missing", "SEARCH_API_KEY: prod/mcp/search-api-key");
+
+    lab.edit_manifest("database.yaml", "architecture: x86_64", "architecture: arm64");
+    let out = lab.run(&["apply", "-f", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("service `database`") && stderr.contains("arm64 requested but the image has only linux/amd64"),
+        "{stderr}"
+    );
+
+    let after = lab.dump();
+    assert_eq!(before["taskDefinitions"], after["taskDefinitions"], "no new revision");
+    for name in ["documents", "database", "search"] {
+        assert_eq!(before["services"][name]["taskDefinition"], after["services"][name]["taskDefinition"]);
+        assert_eq!(tags(&before["services"][name]), tags(&after["services"][name]));
+    }
+}
+
+#[test]
+fn a_tag_change_updates_one_service_and_history_and_rollback_use_real_shapes() {
+    let lab = AwsLab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let outcomes: Vec<(&str, &str)> = doc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(outcomes, [("database", "unchanged"), ("documents", "unchanged"), ("search", "updated")]);
+    assert_eq!(doc["apiCalls"]["calls"]["RegisterTaskDefinition"], 1);
+    assert_eq!(doc["apiCalls"]["calls"]["UpdateService"], 1);
+    let ecs = lab.dump();
+    let v2 = ecs["taskDefinitions"]["search"][1]["taskDefinitionArn"].as_str().unwrap().to_string();
+    assert_eq!(ecs["services"]["search"]["taskDefinition"], v2);
+
+    let (code, history) = lab.json(&["history", "search", "--cluster", "mcp-prod", "-o", "json"]);
+    assert_eq!(code, 0, "{history:#}");
+    let revs: Vec<(u64, &str, &str)> = history["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["revision"].as_u64().unwrap(), r["imageTag"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(revs, [(2, "v0.9.1", "running"), (1, "v0.9.0", "superseded")]);
+
+    let out = lab.run(&["rollback", "search", "--cluster", "mcp-prod", "--to-revision", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ecs = lab.dump();
+    let svc = &ecs["services"]["search"];
+    let v1 = ecs["taskDefinitions"]["search"][0]["taskDefinitionArn"].as_str().unwrap();
+    assert_eq!(svc["taskDefinition"], v1);
+    let t = tags(svc);
+    assert_eq!(t["mcpfleet.io/task-definition"], v1);
+    assert_eq!(t["mcpfleet.io/image-tag"], "v0.9.0");
+    assert_eq!(t["mcpfleet.io/failed-spec-hash"], tags(&ecs["taskDefinitions"]["search"][1])["mcpfleet.io/spec-hash"]);
+
+    // The operator's choice holds: the manifests still say v0.9.1, and apply leaves it alone.
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(writes(&doc), 0, "{doc:#}");
+
+    let out = lab.run(&["rollback", "search", "--cluster", "mcp-prod", "--to-revision", "documents:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to family documents, not search"));
+}

@@ -1,0 +1,166 @@
+//! A lab on moto's server: starts `moto_server` from the test venv on a free loopback port, seeds it with the
+//! example fleet's world (scripts/moto_world.py), and runs the binary with `--backend aws` against it.
+//! Missing moto is a loud failure, never a skip.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct AwsLab {
+    pub endpoint: String,
+    pub seed: Value,
+    pub dir: tempfile::TempDir,
+    moto: Child,
+}
+
+impl AwsLab {
+    /// A fresh moto, seeded, with the example manifests copied and pointed at its subnets and security group.
+    pub fn new() -> AwsLab {
+        let python = super::python();
+        let moto_server = python.with_file_name("moto_server");
+        assert!(moto_server.exists(), "{} not found: run scripts/test.sh to create .venv", moto_server.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
+        let moto = Command::new(&moto_server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Not MOTO_ECS_SERVICE_RUNNING: in that mode moto answers with default deployment configurations
+            // instead of the ones it was given, which would read as drift on every pass.
+            .env_remove("MOTO_ECS_SERVICE_RUNNING")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let mut lab = AwsLab { endpoint, seed: Value::Null, dir, moto };
+        lab.wait_until_up(port);
+        let out = Command::new(&python)
+            .arg(repo().join("scripts/moto_world.py"))
+            .args(["seed", "--endpoint", &lab.endpoint])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "seeding moto failed: {}", String::from_utf8_lossy(&out.stderr));
+        lab.seed = serde_json::from_slice(&out.stdout).unwrap();
+        std::fs::create_dir(lab.manifests()).unwrap();
+        let subnets = lab.seed["subnets"].as_array().unwrap();
+        for f in ["fleet.yaml", "documents.yaml", "database.yaml", "search.yaml"] {
+            let text = std::fs::read_to_string(repo().join("manifests").join(f)).unwrap();
+            let text = text
+                .replace("subnet-0abc1234def567890", subnets[0].as_str().unwrap())
+                .replace("subnet-0abc1234def567891", subnets[1].as_str().unwrap())
+                .replace("sg-0abc1234def567890", lab.seed["securityGroups"][0].as_str().unwrap());
+            std::fs::write(lab.manifests().join(f), text).unwrap();
+        }
+        lab
+    }
+
+    fn wait_until_up(&mut self, port: u16) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = self.moto.try_wait().unwrap() {
+                panic!("moto_server exited ({status}): {}", self.log());
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                let _ = write!(s, "GET /moto-api/ HTTP/1.0\r\n\r\n");
+                let mut buf = [0u8; 12];
+                if s.read(&mut buf).is_ok_and(|n| n >= 12 && buf.starts_with(b"HTTP/1")) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("moto_server did not come up within 30 s: {}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
+    }
+
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    /// The environment that points the AWS SDK at moto with dummy credentials.
+    pub fn env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_DEFAULT_REGION");
+    }
+
+    /// Runs the binary with `--backend aws` against moto.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"));
+        cmd.arg("--backend").arg("aws").args(args).current_dir(repo()).env_remove("MCPFLEET_LOG");
+        self.env(&mut cmd);
+        cmd.stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs and parses stdout as JSON; returns (exit code, document).
+    pub fn json(&self, args: &[&str]) -> (i32, Value) {
+        let out = self.run(args);
+        let doc = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap(), doc)
+    }
+
+    /// `apply -o json` of the lab's manifests plus `extra`.
+    pub fn apply(&self, extra: &[&str]) -> (i32, Value) {
+        let m = self.manifests();
+        let mut args = vec!["apply", "-f", m.to_str().unwrap(), "-o", "json"];
+        args.extend_from_slice(extra);
+        self.json(&args)
+    }
+
+    /// ECS as boto3 sees it: {"services": {name: service}, "taskDefinitions": {family: [td…]}}.
+    pub fn dump(&self) -> Value {
+        let out = Command::new(super::python())
+            .arg(repo().join("scripts/moto_world.py"))
+            .args(["dump", "--endpoint", &self.endpoint])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Replaces text in one of the lab's manifests.
+    pub fn edit_manifest(&self, file: &str, from: &str, to: &str) {
+        let path = self.manifests().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from} not in {file}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+impl Drop for AwsLab {
+    fn drop(&mut self) {
+        let _ = self.moto.kill();
+        let _ = self.moto.wait();
+    }
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Tags of an ECS resource as a map.
+pub fn tags(v: &Value) -> std::collections::BTreeMap<String, String> {
+    v["tags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|t| (t["key"].as_str().unwrap().to_string(), t["value"].as_str().unwrap().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
