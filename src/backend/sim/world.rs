@@ -520,12 +520,8 @@ fn tick_service(
 ) -> bool {
     let name = svc.state.name.clone();
     let desired = svc.state.desired_count;
-    let cfg =
-        svc.state.deployment_configuration.clone().unwrap_or_else(|| crate::render::ecs::DeploymentConfiguration {
-            maximum_percent: 200,
-            minimum_healthy_percent: 100,
-            deployment_circuit_breaker: crate::render::ecs::CircuitBreaker { enable: false, rollback: false },
-        });
+    // The sim always records the configuration it was given.
+    let cfg = svc.state.deployment_configuration.clone().expect("the sim records deployment configurations");
     let mut started_rollback = false;
 
     // 1. Tasks launched long enough ago pass or fail their health checks.
