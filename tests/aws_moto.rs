@@ -158,3 +158,60 @@ fn a_tag_change_updates_one_service_and_history_and_rollback_use_real_shapes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to family documents, not search"));
 }
+
+/// `mcpfleet_api_requests_total` by operation, from the controller's /metrics.
+fn api_requests(port: u16) -> std::collections::BTreeMap<String, f64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("mcpfleet_api_requests_total{operation=\""))
+        .filter_map(|l| {
+            let (op, rest) = l.split_once('"')?;
+            Some((op.to_string(), rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_controller_converges_on_moto_and_then_only_describes() {
+    let lab = AwsLab::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"));
+    cmd.args(["--backend", "aws", "run", "-f", lab.manifests().to_str().unwrap(), "--interval", "1s"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    lab.env(&mut cmd);
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _controller = Kill(cmd.spawn().unwrap());
+    let start = std::time::Instant::now();
+    while lab.dump()["services"].as_object().unwrap().len() < 3 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the controller did not create the fleet");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = api_requests(port);
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let after = api_requests(port);
+    let delta: std::collections::BTreeMap<&str, f64> = after
+        .iter()
+        .map(|(op, n)| (op.as_str(), n - before.get(op).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    assert!(delta.get("DescribeServices").is_some_and(|n| *n >= 2.0), "{before:?} → {after:?}");
+    assert_eq!(
+        delta.keys().copied().collect::<Vec<_>>(),
+        ["DescribeServices"],
+        "steady-state passes only describe: {delta:?}"
+    );
+    assert_eq!(lab.dump()["taskDefinitions"]["documents"].as_array().unwrap().len(), 1);
+}
