@@ -39,7 +39,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let ecs = conn.backend.ecs.as_ref();
     let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
     let observed = reconcile::observe(&desired, ecs, true).await?;
-    let plan = reconcile::plan_fleet_with(&desired, &observed, ecs, args.retry_failed).await?;
+    let opts = reconcile::PlanOptions { retry_failed: args.retry_failed, changes: false };
+    let plan = reconcile::plan_fleet_with(&desired, &observed, ecs, opts).await?;
     let reporter = super::progress::Reporter::new();
     let progress = |service: &str, what: &str| reporter.report(service, what);
     let opts = ApplyOptions { prune: args.prune, concurrency: args.concurrency, stop: None };

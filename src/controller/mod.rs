@@ -392,7 +392,8 @@ impl Controller {
             })
             .cloned()
             .collect();
-        match reconcile::plan_fleet(&free, observed, self.backend.ecs.as_ref()).await {
+        let opts = reconcile::PlanOptions { retry_failed: false, changes: false };
+        match reconcile::plan_fleet_with(&free, observed, self.backend.ecs.as_ref(), opts).await {
             Ok(p) => p,
             Err(e) => {
                 error!(error = %e, "planning failed");

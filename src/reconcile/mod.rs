@@ -109,19 +109,29 @@ pub async fn observe(desired: &[Desired], ecs: &dyn Ecs, list: bool) -> Result<O
     Ok(observed)
 }
 
-/// Plans the fleet. Describes the current task definition of each service that will be updated (for the field
-/// changes); a converged fleet costs no describe at all.
+/// Plans the fleet, with field-level changes: describes the current task definition of each service that will
+/// be updated; a converged fleet costs no describe at all.
 pub async fn plan_fleet(desired: &[Desired], observed: &Observed, ecs: &dyn Ecs) -> Result<Plan, ReconcileError> {
-    plan_fleet_with(desired, observed, ecs, false).await
+    plan_fleet_with(desired, observed, ecs, PlanOptions { retry_failed: false, changes: true }).await
 }
 
-/// [`plan_fleet`], optionally retrying specs whose rollout failed (`apply --retry-failed`).
+/// What a plan includes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Plan specs whose rollout failed and was rolled back (`apply --retry-failed`).
+    pub retry_failed: bool,
+    /// List field changes of updates (one DescribeTaskDefinition each); apply and the controller do without.
+    pub changes: bool,
+}
+
+/// [`plan_fleet`] with options.
 pub async fn plan_fleet_with(
     desired: &[Desired],
     observed: &Observed,
     ecs: &dyn Ecs,
-    retry_failed: bool,
+    opts: PlanOptions,
 ) -> Result<Plan, ReconcileError> {
+    let retry_failed = opts.retry_failed;
     let unmanaged: Vec<String> = desired
         .iter()
         .filter_map(|d| observed.get(&d.ecs.cluster, &d.ecs.name))
@@ -135,7 +145,8 @@ pub async fn plan_fleet_with(
     for d in desired {
         let obs = observed.get(&d.ecs.cluster, &d.ecs.name);
         let mut p = plan::plan_service_with(&d.ecs, obs, None, retry_failed);
-        if p.action == Action::Update
+        if opts.changes
+            && p.action == Action::Update
             && p.reason.is_none()
             && let Some(o) = obs
         {
@@ -291,12 +302,13 @@ async fn converge(
 /// task-hash matches (a re-run, a replica-only change, or a run interrupted after registering), else a new one.
 async fn ensure_task_definition(ecs: &dyn Ecs, d: &EcsService, progress: Progress<'_>) -> Result<String, BackendError> {
     let want = d.register_task_definition.tags.iter().find(|t| t.key == TAG_TASK_HASH).map(|t| t.value.as_str());
-    let family = &d.register_task_definition.family;
-    if let Some(latest) = ecs.list_task_definitions(family, TdStatus::Active).await?.last() {
-        let td = ecs.describe_task_definition(latest).await?;
-        if td.tags.get(TAG_TASK_HASH).map(String::as_str) == want {
+    // Describing the bare family answers its latest ACTIVE revision: one request, and an error when there is none.
+    match ecs.describe_task_definition(&d.register_task_definition.family).await {
+        Ok(td) if td.status == TdStatus::Active && td.tags.get(TAG_TASK_HASH).map(String::as_str) == want => {
             return Ok(td.arn);
         }
+        Ok(_) | Err(BackendError::Invalid { .. } | BackendError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
     }
     progress(&d.name, "registering task definition");
     Ok(ecs.register_task_definition(&d.register_task_definition).await?.arn)
