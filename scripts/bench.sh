@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# Scripted benchmark of the real binary on the sim backend: peak memory (max RSS) of `plan` over a converged
-# fleet, and the API requests a no-op apply makes, for N services. Wall-clock speed of load+validate+plan is
-# `cargo bench --bench plan` (criterion). Usage: scripts/bench.sh [N...]   (default: 10 100 1000)
+# Scripted benchmarks of the real binary (wall-clock speed of load+validate+plan is `cargo bench --bench plan`).
+#   scripts/bench.sh sim [N…]     peak RSS of `plan` and the requests of a no-op apply on the sim (default 10 100 1000)
+#   scripts/bench.sh moto         no-op apply of 100 services and a 50-service tag change against moto, beside
+#                                 50 sequential `ecs deploy` runs of PyPI's ecs-deploy (installed in target/bench-venv)
+#   scripts/bench.sh controller   `mcpfleet run` on the sim: RSS over 1000 services, requests per steady-state pass
+#                                 for 100, time from a manifest edit to the write
+#   scripts/bench.sh              all three
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=${1:-all}
+[ $# -gt 0 ] && shift
 cargo build --quiet --release --locked --bin mcpfleet --example fleet_gen
 bin=$PWD/target/release/mcpfleet
+gen=$PWD/target/release/examples/fleet_gen
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+[ -x .venv/bin/python ] || { echo "run scripts/test.sh first (it creates .venv)" >&2; exit 1; }
 
-for n in "${@:-10 100 1000}"; do
-  for n in $n; do
-    dir="$work/$n"; mkdir -p "$dir/manifests"
-    target/release/examples/fleet_gen "$n" 5 3 > "$dir/manifests/fleet.yaml"
-    sim() { "$bin" --backend sim --sim-state "$dir/sim.json" "$@"; }
-    for r in 0 1 2 3 4; do sim sim push "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/repo-$r:v1" > /dev/null; done
-    for s in 0 1 2; do sim sim secret "bench/secret-$s" > /dev/null; done
-    sim apply -f "$dir/manifests" > /dev/null 2>&1
-    python3 - "$bin" "$dir" "$n" <<'PY'
+sim_bench() {
+  for n in "${@:-10 100 1000}"; do
+    for n in $n; do
+      dir="$work/$n"; mkdir -p "$dir/manifests"
+      "$gen" "$n" 5 3 > "$dir/manifests/fleet.yaml"
+      sim() { "$bin" --backend sim --sim-state "$dir/sim.json" "$@"; }
+      for r in 0 1 2 3 4; do sim sim push "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/repo-$r:v1" > /dev/null; done
+      for s in 0 1 2; do sim sim secret "bench/secret-$s" > /dev/null; done
+      sim apply -f "$dir/manifests" > /dev/null 2>&1
+      python3 - "$bin" "$dir" "$n" <<'PY'
 import json, resource, subprocess, sys
 bin, d, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 base = [bin, "--backend", "sim", "--sim-state", f"{d}/sim.json"]
@@ -26,7 +35,26 @@ rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 out = subprocess.run(base + ["apply", "-f", f"{d}/manifests", "-o", "json"], check=True, capture_output=True).stdout
 calls = json.loads(out)["apiCalls"]["calls"]
 writes = sum(v for k, v in calls.items() if k in ("RegisterTaskDefinition", "DeregisterTaskDefinition", "CreateService", "UpdateService", "DeleteService", "TagResource"))
-print(f"N={n:>5}  plan max RSS {rss_mib:6.1f} MiB   no-op apply: {writes} writes, requests {calls}")
+print(f"sim N={n:>5}  plan max RSS {rss_mib:6.1f} MiB   no-op apply: {writes} writes, requests {calls}")
 PY
+    done
   done
-done
+}
+
+moto_bench() {
+  venv=target/bench-venv
+  [ -x "$venv/bin/ecs" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet ecs-deploy==1.17.0; }
+  .venv/bin/python scripts/bench_moto.py --mcpfleet "$bin" --fleet-gen "$gen" --ecs-deploy "$PWD/$venv/bin/ecs" --workdir "$work/moto"
+}
+
+controller_bench() {
+  .venv/bin/python scripts/bench_controller.py --mcpfleet "$bin" --fleet-gen "$gen" --workdir "$work/controller"
+}
+
+case "$mode" in
+  sim) sim_bench "$@" ;;
+  moto) moto_bench ;;
+  controller) controller_bench ;;
+  all) sim_bench; moto_bench; controller_bench ;;
+  *) echo "usage: scripts/bench.sh [sim [N…] | moto | controller]" >&2; exit 2 ;;
+esac

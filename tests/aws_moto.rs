@@ -5,22 +5,7 @@
 mod common;
 
 use common::aws_lab::{AwsLab, tags};
-use serde_json::Value;
-
-fn writes(doc: &Value) -> u64 {
-    let calls = doc["apiCalls"]["calls"].as_object().unwrap();
-    [
-        "RegisterTaskDefinition",
-        "DeregisterTaskDefinition",
-        "CreateService",
-        "UpdateService",
-        "DeleteService",
-        "TagResource",
-    ]
-    .iter()
-    .map(|op| calls.get(*op).and_then(Value::as_u64).unwrap_or(0))
-    .sum()
-}
+use common::lab::writes;
 
 #[test]
 fn apply_pins_digests_picks_architectures_and_wires_secret_arns() {

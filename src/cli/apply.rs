@@ -54,7 +54,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 
     for o in &outcomes {
         if o.outcome != Outcome::Unchanged {
-            progress(&o.name, &format!("done: {}", word(o.outcome)));
+            progress(&o.name, &format!("done: {}", o.outcome.as_str()));
         }
     }
     match args.output {
@@ -66,7 +66,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         Output::Text => {
             for o in &outcomes {
                 let td = o.task_definition.as_deref().map(short_td).unwrap_or("-");
-                println!("{:<24} {:<12} {:<10} {td:<28} {}", o.name, o.cluster, word(o.outcome), o.message);
+                println!("{:<24} {:<12} {:<10} {td:<28} {}", o.name, o.cluster, o.outcome.as_str(), o.message);
             }
         }
     }
@@ -74,17 +74,6 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         return Ok(EXIT_ERROR);
     }
     Ok(if rollout_failed { EXIT_ROLLOUT_FAILED } else { EXIT_OK })
-}
-
-fn word(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Unchanged => "unchanged",
-        Outcome::Created => "created",
-        Outcome::Updated => "updated",
-        Outcome::Deleted => "deleted",
-        Outcome::RolledBack => "rolled_back",
-        Outcome::Failed => "failed",
-    }
 }
 
 /// `family:revision` of a task-definition ARN.

@@ -210,26 +210,13 @@ impl Controller {
         in_flight
     }
 
+    /// Moves the request and throttle counters of the backend into the metrics.
     fn record_api_calls(&mut self) {
         let now = (self.api_calls)();
-        for (op, n) in &now.calls {
-            let before = self.last_calls.calls.get(op).copied().unwrap_or(0);
-            self.shared
-                .metrics
-                .api_requests
-                .get_or_create(&OperationLabel { operation: op.clone() })
-                .inc_by(n.saturating_sub(before));
-        }
+        add_deltas(&self.shared.metrics.api_requests, &now.calls, &self.last_calls.calls);
         self.last_calls = now;
         let throttles = self.limited.throttles();
-        for (op, n) in &throttles {
-            let before = self.last_throttles.get(op).copied().unwrap_or(0);
-            self.shared
-                .metrics
-                .api_throttles
-                .get_or_create(&OperationLabel { operation: op.clone() })
-                .inc_by(n.saturating_sub(before));
-        }
+        add_deltas(&self.shared.metrics.api_throttles, &throttles, &self.last_throttles);
         self.last_throttles = throttles;
     }
 
@@ -338,15 +325,8 @@ impl Controller {
         .await;
         for (p, o) in plan.services.iter().zip(&outcomes) {
             let key = (o.cluster.clone(), o.name.clone());
-            let outcome = match o.outcome {
-                Outcome::Unchanged if p.reason.is_some() && p.action == Action::Noop => "held",
-                Outcome::Unchanged => "unchanged",
-                Outcome::Created => "created",
-                Outcome::Updated => "updated",
-                Outcome::Deleted => "deleted",
-                Outcome::RolledBack => "rolled_back",
-                Outcome::Failed => "failed",
-            };
+            let held = o.outcome == Outcome::Unchanged && p.reason.is_some() && p.action == Action::Noop;
+            let outcome = if held { "held" } else { o.outcome.as_str() };
             self.shared.metrics.reconcile(outcome);
             if o.outcome == Outcome::Failed {
                 let b = self
@@ -439,6 +419,17 @@ impl Controller {
             }
         }
         Ok(())
+    }
+}
+
+fn add_deltas(
+    family: &prometheus_client::metrics::family::Family<OperationLabel, prometheus_client::metrics::counter::Counter>,
+    now: &BTreeMap<String, u64>,
+    before: &BTreeMap<String, u64>,
+) {
+    for (op, n) in now {
+        let delta = n.saturating_sub(before.get(op).copied().unwrap_or(0));
+        family.get_or_create(&OperationLabel { operation: op.clone() }).inc_by(delta);
     }
 }
 

@@ -172,6 +172,20 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The word used in JSON output, tables and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Unchanged => "unchanged",
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Deleted => "deleted",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 /// The result of converging one service.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -108,10 +108,7 @@ impl AwsLab {
 
     /// Runs and parses stdout as JSON; returns (exit code, document).
     pub fn json(&self, args: &[&str]) -> (i32, Value) {
-        let out = self.run(args);
-        let doc = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-        (out.status.code().unwrap(), doc)
+        super::json_output(args, &self.run(args))
     }
 
     /// `apply -o json` of the lab's manifests plus `extra`.

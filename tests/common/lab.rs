@@ -53,10 +53,7 @@ impl Lab {
     }
 
     pub fn json(&self, args: &[&str]) -> (i32, Value) {
-        let out = self.run(args);
-        let doc = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-        (out.status.code().unwrap(), doc)
+        super::json_output(args, &self.run(args))
     }
 
     pub fn apply(&self, extra: &[&str]) -> (i32, Value) {

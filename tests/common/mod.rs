@@ -30,6 +30,13 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// The exit code and stdout (as JSON) of a finished command; the panic message shows its stderr.
+pub fn json_output(args: &[&str], out: &std::process::Output) -> (i32, serde_json::Value) {
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), doc)
+}
+
 /// Runs a repository script with the venv's Python, feeding `stdin`; returns (success, stdout+stderr).
 pub fn run_python_script(script: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
     use std::io::Write;
