@@ -105,3 +105,36 @@ impl Secrets for CachedSecrets {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::sim::{Sim, World};
+
+    #[tokio::test]
+    async fn lookups_are_served_from_the_cache_until_the_ttl_runs_out() {
+        let mut world = World::default();
+        world.push_image("r/x", "v1", vec!["linux/amd64".into()], false);
+        world.create_secret("s");
+        let sim = Sim::in_memory(world);
+        let b = sim.backend();
+        let images = CachedImages::new(b.images.clone(), b.clock.clone(), Duration::from_secs(60));
+        let secrets = CachedSecrets::new(b.secrets.clone(), b.clock.clone(), Duration::from_secs(60));
+        let tag = [ImageSelector::Tag("v1".into())];
+        for _ in 0..3 {
+            assert_eq!(images.lookup("r/x", &tag).await.unwrap().len(), 1);
+            assert_eq!(secrets.resolve(&["s".into()]).await.unwrap().len(), 1);
+        }
+        assert_eq!((sim.stats().get("BatchGetImage"), sim.stats().get("ListSecrets")), (1, 1));
+        // A tag that moves is seen once the entry expires.
+        sim.with_world(false, |w| w.push_image("r/x", "v1", vec!["linux/arm64".into()], false)).unwrap();
+        assert_eq!(images.lookup("r/x", &tag).await.unwrap()[&tag[0]].platforms, ["linux/amd64"]);
+        b.clock.sleep(Duration::from_secs(61)).await;
+        assert_eq!(images.lookup("r/x", &tag).await.unwrap()[&tag[0]].platforms, ["linux/arm64"]);
+        assert_eq!(sim.stats().get("BatchGetImage"), 2);
+        // Misses are not cached: a secret created later is found on the next pass.
+        assert!(secrets.resolve(&["later".into()]).await.unwrap().is_empty());
+        sim.with_world(false, |w| w.create_secret("later")).unwrap();
+        assert_eq!(secrets.resolve(&["later".into()]).await.unwrap().len(), 1);
+    }
+}

@@ -46,8 +46,10 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         sim.release();
     }
     let mut backend = conn.backend.clone();
-    backend.images = Arc::new(CachedImages::new(backend.images.clone(), backend.clock.clone(), args.cache_ttl));
-    backend.secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), backend.clock.clone(), args.cache_ttl));
+    // The TTL is about how soon a moved tag is noticed: real time, even when the sim's clock runs faster.
+    let wall: Arc<dyn mcpfleet::backend::Clock> = Arc::new(mcpfleet::backend::SystemClock);
+    backend.images = Arc::new(CachedImages::new(backend.images.clone(), wall.clone(), args.cache_ttl));
+    backend.secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall, args.cache_ttl));
     let shared = Shared::new(args.interval);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
