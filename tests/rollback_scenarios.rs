@@ -182,5 +182,11 @@ fn revisions_beyond_the_history_limit_are_deregistered() {
         .map(|td| serde_json::to_value(td.status).unwrap().as_str().unwrap().to_string())
         .collect();
     assert_eq!(statuses, ["INACTIVE", "INACTIVE", "ACTIVE", "ACTIVE"]);
+    let before = std::fs::read(lab.state()).unwrap();
+    let out = lab.run(&["rollback", "search", "--cluster", "mcp-prod", "--to-revision", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("search:1 is INACTIVE (deregistered)"), "{stderr}");
+    assert_eq!(std::fs::read(lab.state()).unwrap(), before, "nothing changed");
     assert_eq!(outcomes(&lab.apply(&[]).1).len(), 3);
 }
