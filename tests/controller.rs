@@ -21,12 +21,17 @@ struct Controller {
 
 impl Controller {
     fn start(lab: &Lab) -> Controller {
+        Controller::start_with(lab, &[])
+    }
+
+    fn start_with(lab: &Lab, extra: &[&str]) -> Controller {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = lab.manifests().with_file_name(format!("controller-{port}.log"));
         let child = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
             .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap(), "--log-format", "json"])
             .args(["run", "-f", lab.manifests().to_str().unwrap(), "--interval", "1s"])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--sim-speed", "10"])
+            .args(extra)
             .env_remove("MCPFLEET_LOG")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -218,4 +223,19 @@ fn sigterm_during_a_rollout_exits_cleanly_and_a_restart_finishes_it() {
         })
     });
     assert_eq!(lab.world().families["search"].len(), 2, "no duplicate revision");
+}
+
+#[test]
+fn prune_removes_services_that_left_the_manifests_but_never_unresolvable_ones() {
+    let lab = Lab::new();
+    let c = Controller::start_with(&lab, &["--prune"]);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    // documents now names a tag that does not exist: it cannot be resolved, but it is still in the manifests.
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v9.9.9");
+    std::fs::remove_file(lab.manifests().join("search.yaml")).unwrap();
+    c.wait_for("search to be pruned", || !lab.world().services["mcp-prod/search"].state.is_active());
+    std::thread::sleep(Duration::from_secs(2));
+    let w = lab.world();
+    assert!(w.services["mcp-prod/documents"].state.is_active(), "an unresolvable service is never pruned");
+    assert!(w.services["mcp-prod/database"].state.is_active());
 }

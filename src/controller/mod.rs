@@ -274,10 +274,14 @@ impl Controller {
                 }
             }
         }
-        let observed = match reconcile::observe(&desired, ecs.as_ref(), self.opts.prune).await {
+        let mut observed = match reconcile::observe(&desired, ecs.as_ref(), self.opts.prune).await {
             Ok(o) => o,
             Err(e) => return self.observe_failed(&e.to_string()),
         };
+        // A service that is in the manifests but did not resolve this pass is not "gone": never prune it.
+        let named: std::collections::BTreeSet<(&str, &str)> =
+            fleet.services.iter().map(|s| (s.cluster.as_str(), s.name.as_str())).collect();
+        observed.unlisted.retain(|s| !named.contains(&(s.cluster.as_str(), s.name.as_str())));
         {
             let mut s = self.shared.status.lock().expect("status lock");
             s.observe_error = None;
