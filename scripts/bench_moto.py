@@ -77,8 +77,10 @@ def main():
     endpoint = f"http://127.0.0.1:{port}"
     env = dict(os.environ, MOTO_ENABLE_RECORDING="True")
     env.pop("MOTO_ECS_SERVICE_RUNNING", None)
+    os.makedirs(args.workdir, exist_ok=True)
+    # moto's recorder writes its file in the working directory: keep it out of the repository.
     moto = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, cwd=args.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:

@@ -52,13 +52,20 @@ def push(ecr, repository, tag, archs):
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                         "digest": fake_digest(f"{repository}:{tag}:{arch}:layer"), "size": 4096}],
         })
-        out = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageManifestMediaType=OCI_MANIFEST)
+        # moto derives digests from layers, or for an index from a random number; pass the real one, as a
+        # registry would compute it, so digests are stable and distinct.
+        out = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageManifestMediaType=OCI_MANIFEST,
+                            imageDigest=content_digest(manifest))
         entries.append({"mediaType": OCI_MANIFEST, "digest": out["image"]["imageId"]["imageDigest"],
                         "size": len(manifest), "platform": {"os": "linux", "architecture": arch}})
     index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
     out = ecr.put_image(repositoryName=repository, imageManifest=index, imageTag=tag,
-                        imageManifestMediaType=OCI_INDEX)
+                        imageManifestMediaType=OCI_INDEX, imageDigest=content_digest(index))
     return out["image"]["imageId"]["imageDigest"]
+
+
+def content_digest(text):
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def seed(endpoint):
