@@ -359,6 +359,19 @@ fn rollout_rules() {
     one_error(&svc("  rollout: { progressDeadline: 10s }\n", &[]), "below the mcpfleet minimum of 60s");
     one_error(&svc("  replicas: 1\n  rollout: { maxPercent: 150 }\n", &[]), "could never start a new task");
     one_error(&svc("  replicas: 6000\n", &[]), "5000");
+    // Huge values are one diagnostic each, never an arithmetic overflow.
+    one_error(&svc("  replicas: 30000000\n", &[]), "30000000 is above ECS's 5000 tasks per service");
+    let errs = errors(&svc("  replicas: 30000000\n  rollout: { maxPercent: 4000000000 }\n", &[]));
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    let defaults = "apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec:\n  rollout: { maxPercent: 4000000000, minHealthyPercent: 4000000000 }\n---\n";
+    let errs = errors(&format!("{defaults}{}", svc("  replicas: 2\n", &[])));
+    assert_eq!(
+        errs,
+        vec![
+            "m.yaml:4: spec.rollout.maxPercent: 4000000000 is outside 100..200",
+            "m.yaml:4: spec.rollout.minHealthyPercent: 4000000000 is above 100",
+        ]
+    );
     one_error(&svc("", &[("port: 8080", "port: 70000")]), "not a TCP port");
 }
 

@@ -651,10 +651,18 @@ fn merge_rollout(ctx: &mut DocCtx, own: Option<&Rollout>, d: &Defaults, replicas
         auto_rollback: own.auto_rollback.or(dflt.auto_rollback).unwrap_or(true),
         history_limit: own.history_limit.or(dflt.history_limit).unwrap_or(10),
     };
+    // A bound that is already out of range (here, in FleetDefaults, or too many replicas) has its own diagnostic;
+    // the relation between them would only add noise, and its arithmetic is meaningless on such values.
+    let bounds_ok = (100..=200).contains(&r.max_percent) && r.min_healthy_percent <= 100 && replicas <= 5000;
+    if !bounds_ok {
+        return None;
+    }
     // ECS rounds the upper bound down and the lower bound up; when they meet, no task can ever be replaced.
+    // u64: the product of a task count and a percentage must not wrap whatever the inputs.
     if replicas > 0 {
-        let max_tasks = replicas * r.max_percent / 100;
-        let min_tasks = (replicas * r.min_healthy_percent).div_ceil(100);
+        let replicas64 = u64::from(replicas);
+        let max_tasks = replicas64 * u64::from(r.max_percent) / 100;
+        let min_tasks = (replicas64 * u64::from(r.min_healthy_percent)).div_ceil(100);
         if max_tasks <= min_tasks {
             ctx.err(
                 &at,
