@@ -21,14 +21,24 @@ fn controller_manifest_validates_on_its_own() {
 
 #[test]
 fn invalid_fixtures_report_every_mistake_with_file_and_line() {
-    let out = mcpfleet().args(["validate", "-f", "tests/fixtures/invalid/"]).assert().code(1).get_output().clone();
-    assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    // One diagnostic per fixture file: each holds exactly one mistake (the duplicate pair counts once).
-    let fixtures = std::fs::read_dir("tests/fixtures/invalid").unwrap().count();
-    let diagnostics = stderr.lines().filter(|l| l.starts_with("tests/fixtures/invalid/")).count();
-    assert_eq!(diagnostics, fixtures - 1, "{stderr}");
-    insta::assert_snapshot!("invalid_fixtures", stderr);
+    // Each fixture file is a fleet of its own with exactly one mistake, so a FleetDefaults in one cannot change
+    // what another reports; a directory holds a mistake that takes several files (a service defined twice).
+    let mut fixtures: Vec<_> =
+        std::fs::read_dir("tests/fixtures/invalid").unwrap().map(|e| e.unwrap().path()).collect();
+    fixtures.sort();
+    let mut report = String::new();
+    for fixture in &fixtures {
+        let path = fixture.to_str().unwrap();
+        let out = mcpfleet().args(["validate", "-f", path]).assert().code(1).get_output().clone();
+        assert!(out.stdout.is_empty());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let diagnostics: Vec<&str> = stderr.lines().filter(|l| l.starts_with(path)).collect();
+        assert_eq!(diagnostics.len(), 1, "{path} should report exactly one mistake:\n{stderr}");
+        assert!(stderr.ends_with("error: 1 problem found in the manifests\n"), "{stderr}");
+        report.push_str(diagnostics[0]);
+        report.push('\n');
+    }
+    insta::assert_snapshot!("invalid_fixtures", report);
 }
 
 #[test]

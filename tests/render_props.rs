@@ -10,7 +10,7 @@ const CPUS: [u32; 8] = [256, 512, 1024, 2048, 4096, 8192, 16384, 300];
 /// Fargate's cpu → memory table as the design states it, written out independently of the validator's own table
 /// so a mistake there cannot hide itself here.
 fn fargate_pair_allowed(cpu: u32, memory: u32) -> bool {
-    let stepped = |min: u32, max: u32, step: u32| (min..=max).contains(&memory) && (memory - min) % step == 0;
+    let stepped = |min: u32, max: u32, step: u32| (min..=max).contains(&memory) && (memory - min).is_multiple_of(step);
     match cpu {
         256 => [512, 1024, 2048].contains(&memory),
         512 => stepped(1024, 4096, 1024),

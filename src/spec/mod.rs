@@ -6,6 +6,7 @@
 
 mod diag;
 mod image;
+mod recover;
 pub mod types;
 mod valid;
 mod validate;
@@ -14,14 +15,16 @@ pub mod yaml;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics};
 pub use image::{EcrRepo, ImageRef};
 pub use valid::*;
 
-use types::{API_VERSION, FleetDefaultsDoc, FleetDefaultsSpec, McpServiceDoc};
+use types::{
+    API_VERSION, DefaultsMetadata, FleetDefaultsDoc, FleetDefaultsSpec, McpServiceDoc, McpServiceSpec, Metadata,
+};
 use validate::{Defaults, DocCtx};
 use yaml::{Node, NodeKind, Seg};
 
@@ -100,13 +103,23 @@ struct Parsed<T> {
     line: usize,
     root: Node,
     doc: T,
+    /// Fields (`spec.cpu`) that were written but unusable; already reported, so no rule judges them again.
+    broken: BTreeSet<String>,
+}
+
+/// Every document of a fleet, sorted by kind.
+#[derive(Default)]
+struct Documents {
+    defaults: Vec<Parsed<FleetDefaultsDoc>>,
+    services: Vec<Parsed<McpServiceDoc>>,
+    /// A FleetDefaults was written but could not be read at all; its fields are unknown, not absent.
+    unreadable_defaults: bool,
 }
 
 /// Parses and validates manifest texts; collects every problem of every file before failing.
 pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
     let mut diags = Vec::new();
-    let mut defaults: Vec<Parsed<FleetDefaultsDoc>> = Vec::new();
-    let mut services: Vec<Parsed<McpServiceDoc>> = Vec::new();
+    let mut docs_of_fleet = Documents::default();
 
     for file in files {
         let docs = match yaml::parse(&file.text) {
@@ -130,9 +143,10 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
             });
         }
         for doc in docs {
-            parse_document(&file.name, doc, &mut diags, &mut defaults, &mut services);
+            parse_document(&file.name, doc, &mut diags, &mut docs_of_fleet);
         }
     }
+    let Documents { defaults, services, unreadable_defaults } = docs_of_fleet;
 
     if defaults.len() > 1 {
         let first = format!("{}:{}", defaults[0].file, defaults[0].line);
@@ -145,14 +159,16 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
             });
         }
     }
-    let defaults_spec = match defaults.first() {
+    let (defaults_spec, defaults_broken) = match defaults.first() {
         Some(d) => {
             validate::check_defaults(&mut DocCtx { file: &d.file, root: &d.root, diags: &mut diags }, &d.doc.spec);
-            d.doc.spec.clone()
+            (d.doc.spec.clone(), d.broken.clone())
         }
-        None => FleetDefaultsSpec::default(),
+        None => (FleetDefaultsSpec::default(), BTreeSet::new()),
     };
-    let merged = Defaults::new(defaults_spec.clone());
+    // A FleetDefaults that failed to parse, wholly or in part, has been reported; the fields it could not give
+    // are unknown rather than missing, so services are not told, one by one, to set them.
+    let merged = Defaults::new(defaults_spec.clone(), unreadable_defaults, defaults_broken);
 
     if services.is_empty() && diags.is_empty() && !files.is_empty() {
         diags.push(Diagnostic {
@@ -169,18 +185,21 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
         let mut ctx = DocCtx { file: &svc.file, root: &svc.root, diags: &mut diags };
         let name_path = [Seg::Key("metadata".into()), Seg::Key("name".into())];
         let here = format!("{}:{}", svc.file, svc.root.line_of(&name_path));
-        if let Some(first) = first_seen.get(&svc.doc.metadata.name) {
-            ctx.err(
-                &name_path,
-                format!(
-                    "service `{}` is already defined at {first}; names must be unique in a fleet",
-                    svc.doc.metadata.name
-                ),
-            );
-            continue;
+        // A name that did not parse is a placeholder: neither a duplicate nor the first of its name.
+        if !svc.broken.contains("metadata.name") {
+            if let Some(first) = first_seen.get(&svc.doc.metadata.name) {
+                ctx.err(
+                    &name_path,
+                    format!(
+                        "service `{}` is already defined at {first}; names must be unique in a fleet",
+                        svc.doc.metadata.name
+                    ),
+                );
+                continue;
+            }
+            first_seen.insert(svc.doc.metadata.name.clone(), here);
         }
-        first_seen.insert(svc.doc.metadata.name.clone(), here);
-        if let Some(v) = validate::check_service(&mut ctx, &svc.doc, svc.line, &merged) {
+        if let Some(v) = validate::check_service(&mut ctx, &svc.doc, svc.line, &merged, &svc.broken) {
             valid.push(v);
         }
     }
@@ -193,14 +212,8 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
     Ok(ValidFleet { services: valid, session_store: defaults_spec.session_store })
 }
 
-/// Checks apiVersion and kind, then deserializes the document into its typed form.
-fn parse_document(
-    file: &str,
-    doc: yaml::Document,
-    diags: &mut Vec<Diagnostic>,
-    defaults: &mut Vec<Parsed<FleetDefaultsDoc>>,
-    services: &mut Vec<Parsed<McpServiceDoc>>,
-) {
+/// Checks apiVersion and kind, then deserializes the document into its typed form, reporting every broken field.
+fn parse_document(file: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>, out: &mut Documents) {
     let root = doc.root;
     let mut ctx = DocCtx { file, root: &root, diags };
     if !matches!(root.kind, NodeKind::Map(_)) {
@@ -210,15 +223,18 @@ fn parse_document(
         );
         return;
     }
+    let is_defaults = root.str_at("kind") == Some("FleetDefaults");
     let api_path = [Seg::Key("apiVersion".into())];
     match root.str_at("apiVersion") {
         Some(API_VERSION) => {}
         Some(other) => {
             ctx.err(&api_path, format!("`{other}` is not supported; expected {API_VERSION}"));
+            out.unreadable_defaults |= is_defaults;
             return;
         }
         None => {
             ctx.err(&api_path, format!("required: expected {API_VERSION}"));
+            out.unreadable_defaults |= is_defaults;
             return;
         }
     }
@@ -226,67 +242,25 @@ fn parse_document(
     let line = root.line;
     match root.str_at("kind") {
         Some("FleetDefaults") => {
-            if let Some(doc) = deserialize::<FleetDefaultsDoc>(&mut ctx) {
-                defaults.push(Parsed { file: file.to_string(), line, root, doc });
+            let sections: [(&str, recover::SectionCheck); 2] =
+                [("metadata", recover::section::<DefaultsMetadata>), ("spec", recover::section::<FleetDefaultsSpec>)];
+            match recover::deserialize::<FleetDefaultsDoc>(&mut ctx, &sections) {
+                Some(r) => {
+                    out.defaults.push(Parsed { file: file.to_string(), line, root, doc: r.doc, broken: r.broken })
+                }
+                None => out.unreadable_defaults = true,
             }
         }
         Some("McpService") => {
-            if let Some(doc) = deserialize::<McpServiceDoc>(&mut ctx) {
-                services.push(Parsed { file: file.to_string(), line, root, doc });
+            let sections: [(&str, recover::SectionCheck); 2] =
+                [("metadata", recover::section::<Metadata>), ("spec", recover::section::<McpServiceSpec>)];
+            if let Some(r) = recover::deserialize::<McpServiceDoc>(&mut ctx, &sections) {
+                out.services.push(Parsed { file: file.to_string(), line, root, doc: r.doc, broken: r.broken });
             }
         }
         Some(other) => ctx.err(&kind_path, format!("`{other}` is not a mcpfleet kind (FleetDefaults or McpService)")),
         None => ctx.err(&kind_path, "required: FleetDefaults or McpService"),
     }
-}
-
-/// Deserializes the document, turning serde's first error into a located one-line diagnostic.
-fn deserialize<T: serde::de::DeserializeOwned>(ctx: &mut DocCtx) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(yaml::de::NodeDe(ctx.root)) {
-        Ok(doc) => Some(doc),
-        Err(err) => {
-            let mut path: Vec<Seg> = err
-                .path()
-                .iter()
-                .filter_map(|s| match s {
-                    serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
-                    serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-                    serde_path_to_error::Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
-                    serde_path_to_error::Segment::Unknown => None,
-                })
-                .collect();
-            let message = friendly_serde_message(&err.into_inner().to_string(), &mut path);
-            ctx.err(&path, message);
-            None
-        }
-    }
-}
-
-/// Rewrites serde's wording into the project's: the field goes into the path, Rust type names become words.
-fn friendly_serde_message(raw: &str, path: &mut Vec<Seg>) -> String {
-    if let Some(rest) = raw.strip_prefix("missing field `") {
-        let field = rest.split('`').next().unwrap_or_default();
-        path.push(Seg::Key(field.to_string()));
-        return "required field is missing".into();
-    }
-    if let Some(rest) = raw.strip_prefix("unknown field `") {
-        let field = rest.split('`').next().unwrap_or_default().to_string();
-        if path.last() != Some(&Seg::Key(field.clone())) {
-            path.push(Seg::Key(field));
-        }
-        let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
-        return if expected.is_empty() {
-            "unknown field".into()
-        } else {
-            format!("unknown field (expected {expected})")
-        };
-    }
-    if let Some(rest) = raw.strip_prefix("unknown variant `") {
-        let value = rest.split('`').next().unwrap_or_default();
-        let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
-        return format!("`{value}` is not valid; expected {expected}");
-    }
-    raw.replace("expected u32", "expected a whole number").replace("expected a boolean", "expected true or false")
 }
 
 /// Convenience for tests and callers holding text: one file.

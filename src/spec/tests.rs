@@ -402,6 +402,11 @@ fn document_level_errors_are_one_located_line() {
     );
     one_error(&svc("  replica: 2\n", &[]), "m.yaml:14: spec.replica: unknown field (expected one of cluster, image");
     one_error(&svc("", &[("metadata:\n", "metadata:\n  namespace: x\n")]), "metadata.namespace: unknown field");
+    // A list is not a mapping, even though serde could fill a struct from it by position.
+    one_error(
+        &svc("", &[("subnets: [subnet-0abc1234]", "[subnet-0abc1234]")]).replace("network:\n    [", "network: ["),
+        "spec.network: invalid type: sequence, expected a mapping",
+    );
 }
 
 #[test]
@@ -424,4 +429,80 @@ fn every_problem_of_every_file_is_reported() {
 fn a_fleet_needs_a_service() {
     let only_defaults = "apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec: { cluster: c }\n";
     one_error(only_defaults, "no McpService documents found");
+}
+
+#[test]
+fn every_wrong_field_of_a_document_is_reported_with_its_line() {
+    let text = svc(
+        "  stopTimeout: 500s\n  replica: 2\n  healthCheck: { path: /h, retries: many }\n",
+        &[("cpu: 256", "cpu: lots"), ("  name: svc\n", "  name: svc\n  colour: blue\n")],
+    );
+    assert_eq!(
+        errors(&text),
+        vec![
+            "m.yaml:5: metadata.colour: unknown field (expected name or labels)",
+            "m.yaml:9: spec.cpu: invalid type: string \"lots\", expected a whole number",
+            "m.yaml:15: spec.stopTimeout: 500s is above the Fargate maximum of 120s",
+            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem)",
+            "m.yaml:17: spec.healthCheck.retries: invalid type: string \"many\", expected a whole number",
+        ]
+    );
+    // Every missing required field, not only the first; a field that did not parse is not judged again.
+    assert_eq!(
+        errors(&svc(
+            "",
+            &[
+                ("  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1\n", ""),
+                ("  port: 8080\n", ""),
+                ("  name: svc\n", "  name: [svc]\n")
+            ]
+        )),
+        vec![
+            "m.yaml:4: metadata.name: invalid type: sequence, expected a string",
+            "m.yaml:5: spec.image: required field is missing",
+            "m.yaml:5: spec.port: required field is missing",
+        ]
+    );
+    // Sections that are not mappings, a missing spec and unknown top-level keys.
+    assert_eq!(
+        errors("apiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: [x]\nstatus: {}\n"),
+        vec![
+            "m.yaml:1: spec: required field is missing",
+            "m.yaml:3: metadata: expected a mapping of fields, found a list",
+            "m.yaml:4: status: unknown field (expected one of apiVersion, kind, metadata, spec)",
+        ]
+    );
+    one_error(
+        "apiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: { name: x }\n",
+        "m.yaml:1: spec: required field is missing",
+    );
+}
+
+#[test]
+fn a_broken_fleet_defaults_is_reported_once_not_once_per_service() {
+    let service = |name: &str| {
+        format!(
+            "---\napiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: {{ name: {name} }}\nspec: {{ image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/x:v1, cpu: 256, memory: 512, port: 8080 }}\n"
+        )
+    };
+    let fleet = |defaults: &str| {
+        format!("apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\n{defaults}{}{}", service("a"), service("b"))
+    };
+    // The whole document unreadable: nothing it might have set is required of the services.
+    assert_eq!(errors(&fleet("spec: [cluster]\n")), vec!["m.yaml:3: spec: expected a mapping of fields, found a list"]);
+    assert_eq!(
+        errors(&fleet("spec: { cluster: c }\n").replacen("apiVersion: mcpfleet.io/v1alpha1", "apiVersion: v2", 1)),
+        vec!["m.yaml:1: apiVersion: `v2` is not supported; expected mcpfleet.io/v1alpha1"]
+    );
+    // One field unreadable: only that field is unknown; what the defaults do set still applies.
+    assert_eq!(
+        errors(&fleet(
+            "spec:\n  cluster: c\n  network: { subnets: subnet-0abc1234 }\n  executionRoleArn: arn:aws:iam::123456789012:role/x\n"
+        )),
+        vec!["m.yaml:5: spec.network.subnets: invalid type: string \"subnet-0abc1234\", expected a sequence"]
+    );
+    let errs = errors(&fleet("spec:\n  network: { subnets: subnet-0abc1234 }\n"));
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert_eq!(errs.iter().filter(|e| e.contains("spec.cluster: required")).count(), 2, "{errs:#?}");
+    assert_eq!(errs.iter().filter(|e| e.contains("spec.executionRoleArn: required")).count(), 2, "{errs:#?}");
 }

@@ -265,10 +265,14 @@ pub(super) struct Defaults {
     pub spec: FleetDefaultsSpec,
     pub stop_timeout_secs: Option<u64>,
     pub progress_deadline_secs: Option<u64>,
+    /// A FleetDefaults document was written but could not be read at all.
+    unreadable: bool,
+    /// Fields of the FleetDefaults (`spec.network`) that were written but did not parse.
+    broken: BTreeSet<String>,
 }
 
 impl Defaults {
-    pub fn new(spec: FleetDefaultsSpec) -> Defaults {
+    pub fn new(spec: FleetDefaultsSpec, unreadable: bool, broken: BTreeSet<String>) -> Defaults {
         // Durations were range-checked (with diagnostics) by check_defaults; a bad one simply does not apply.
         let parse = |d: &Option<DurationStr>| {
             d.as_ref().and_then(|d| humantime::parse_duration(d.0.trim()).ok()).map(|d| d.as_secs())
@@ -277,7 +281,15 @@ impl Defaults {
             stop_timeout_secs: parse(&spec.stop_timeout),
             progress_deadline_secs: parse(&spec.rollout.as_ref().and_then(|r| r.progress_deadline.clone())),
             spec,
+            unreadable,
+            broken,
         }
+    }
+
+    /// Whether FleetDefaults may have meant to set `field` but failed to parse (already reported): a service
+    /// without it is then not told that it is required, which would repeat one mistake once per service.
+    fn lost(&self, field: &str) -> bool {
+        self.unreadable || self.broken.contains(&format!("spec.{field}"))
     }
 }
 
@@ -287,11 +299,18 @@ pub(super) fn check_service(
     doc: &McpServiceDoc,
     doc_line: usize,
     d: &Defaults,
+    unparsed: &BTreeSet<String>,
 ) -> Option<ValidService> {
     let before = ctx.diags.len();
+    // Fields that did not parse were reported then and hold placeholders now: no rule judges them, and a value
+    // that depends on them is not required again.
+    let broken = |field: &str| unparsed.contains(&format!("spec.{field}"));
+    let unknown = |field: &str| broken(field) || d.lost(field);
     let s = &doc.spec;
     let name = &doc.metadata.name;
-    check_ecs_name(ctx, &p(&["metadata", "name"]), "service name", name);
+    if !unparsed.contains("metadata.name") {
+        check_ecs_name(ctx, &p(&["metadata", "name"]), "service name", name);
+    }
     check_labels(ctx, &doc.metadata.labels);
 
     let cluster = match (&s.cluster, &d.spec.cluster) {
@@ -301,12 +320,15 @@ pub(super) fn check_service(
         }
         (None, Some(c)) => c.clone(),
         (None, None) => {
-            ctx.err(&p(&["spec", "cluster"]), "required: set it here or in FleetDefaults");
+            if !unknown("cluster") {
+                ctx.err(&p(&["spec", "cluster"]), "required: set it here or in FleetDefaults");
+            }
             String::new()
         }
     };
 
     let image = match ImageRef::parse(&s.image) {
+        _ if broken("image") => None,
         Ok(i) => Some(i),
         Err(e) => {
             ctx.err(&p(&["spec", "image"]), e);
@@ -314,13 +336,15 @@ pub(super) fn check_service(
         }
     };
 
-    check_fargate_size(ctx, s.cpu, s.memory);
+    if !broken("cpu") && !broken("memory") {
+        check_fargate_size(ctx, s.cpu, s.memory);
+    }
 
     let replicas = s.replicas.unwrap_or(1);
     if replicas > 5000 {
         ctx.err(&p(&["spec", "replicas"]), format!("{replicas} is above ECS's 5000 tasks per service"));
     }
-    if !(1..=65535).contains(&s.port) {
+    if !broken("port") && !(1..=65535).contains(&s.port) {
         ctx.err(&p(&["spec", "port"]), format!("{} is not a TCP port (1..65535)", s.port));
     }
 
@@ -351,14 +375,27 @@ pub(super) fn check_service(
         }
         (None, Some(n)) => Some(n.clone()),
         (None, None) => {
-            ctx.err(&p(&["spec", "network"]), "required: Fargate tasks need subnets (set it here or in FleetDefaults)");
+            if !unknown("network") {
+                ctx.err(
+                    &p(&["spec", "network"]),
+                    "required: Fargate tasks need subnets (set it here or in FleetDefaults)",
+                );
+            }
             None
         }
     };
 
-    let logging = merge_logging(ctx, s.logging.as_ref(), d.spec.logging.as_ref(), image.as_ref(), name);
+    let logging = if unknown("logging") {
+        // Only the service's own fields can be judged; whether a group is missing cannot.
+        if let Some(l) = &s.logging {
+            check_logging(ctx, &p(&["spec", "logging"]), l);
+        }
+        None
+    } else {
+        merge_logging(ctx, s.logging.as_ref(), d.spec.logging.as_ref(), image.as_ref(), name)
+    };
 
-    if execution_role_arn.is_none() {
+    if execution_role_arn.is_none() && !unknown("executionRoleArn") {
         let needs = if image.as_ref().is_some_and(|i| i.ecr().is_some()) {
             Some("to pull an ECR image")
         } else if !secrets.is_empty() {
@@ -373,9 +410,18 @@ pub(super) fn check_service(
         }
     }
 
-    let rollout = merge_rollout(ctx, s.rollout.as_ref(), d, replicas);
+    // The rollout relation needs the real replica count and both bounds; without them only the service's own
+    // fields can be judged.
+    let rollout = if unknown("rollout") || broken("replicas") {
+        if let Some(r) = &s.rollout {
+            check_rollout(ctx, &p(&["spec", "rollout"]), r);
+        }
+        None
+    } else {
+        merge_rollout(ctx, s.rollout.as_ref(), d, replicas)
+    };
 
-    if ctx.diags.len() > before {
+    if ctx.diags.len() > before || !unparsed.is_empty() {
         return None;
     }
     let network = network?;

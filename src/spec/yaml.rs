@@ -374,6 +374,20 @@ pub mod de {
             }
         }
 
+        /// Only a mapping is a struct: serde would also fill a struct from a list, by position, which no one
+        /// writing a manifest means.
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _fields: &'static [&'static str],
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            match &self.0.kind {
+                NodeKind::Seq(_) => Err(de::Error::invalid_type(de::Unexpected::Seq, &visitor)),
+                _ => self.deserialize_any(visitor),
+            }
+        }
+
         fn deserialize_newtype_struct<V: Visitor<'de>>(
             self,
             _name: &'static str,
@@ -384,7 +398,7 @@ pub mod de {
 
         serde::forward_to_deserialize_any! {
             bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf unit unit_struct seq
-            tuple tuple_struct map struct identifier ignored_any
+            tuple tuple_struct map identifier ignored_any
         }
     }
 }
