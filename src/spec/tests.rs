@@ -206,6 +206,8 @@ fn credentials_in_env_are_refused_without_echoing_them() {
         ("CONFIG", "AKIAIOSFODNN7EXAMPLE"),
         ("UPSTREAM", "sk-proj-abcdefghijklmnopqrstuvwx"),
         ("DATABASE_URL", "postgres://admin:s3cr3t@db:5432/app"),
+        ("REDIS_URL", "redis://:s3cret@cache:6379/0"),
+        ("CACHE", "rediss://default:s3cret@cache:6380"),
         ("KEY_PEM", "-----BEGIN RSA PRIVATE KEY-----"),
     ] {
         let line = one_error(&svc(&format!("  env:\n    {name}: '{value}'\n"), &[]), "spec.secrets");
@@ -214,7 +216,7 @@ fn credentials_in_env_are_refused_without_echoing_them() {
     }
     // Look-alikes that are not credentials.
     let s = valid(&svc(
-        "  env:\n    MAX_TOKENS: '4096'\n    TOKEN_URL: https://auth.example.com/token\n    DB_PASSWORD: ''\n    DATABASE_URL: postgres://db:5432/app\n    PORT: 8080\n    DEBUG: false\n",
+        "  env:\n    MAX_TOKENS: '4096'\n    TOKEN_URL: https://auth.example.com/token\n    REDIS_URL: redis://cache:6379/0\n    UPSTREAM: 'http://[::1]:8080/x'\n    DB_PASSWORD: ''\n    DATABASE_URL: postgres://db:5432/app\n    PORT: 8080\n    DEBUG: false\n",
         &[],
     ));
     assert_eq!(s.env["PORT"], "8080");

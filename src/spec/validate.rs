@@ -88,7 +88,8 @@ const CREDENTIAL_VALUES: [(&str, &str); 9] = [
     (r"\bglpat-[A-Za-z0-9_-]{20,}", "a GitLab token"),
     (r"\bAIza[0-9A-Za-z_-]{35}\b", "a Google API key"),
     (r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.", "a JSON web token"),
-    (r"://[^/\s:@]+:[^/\s@]+@", "a URL with an embedded password"),
+    // The user part may be empty: Redis passwords are written `redis://:PASSWORD@host`.
+    (r"://[^/\s:@]*:[^/\s@]+@", "a URL with an embedded password"),
 ];
 
 /// All credential patterns in one automaton: one pass per value.
