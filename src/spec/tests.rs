@@ -508,3 +508,43 @@ fn a_broken_fleet_defaults_is_reported_once_not_once_per_service() {
     assert_eq!(errs.iter().filter(|e| e.contains("spec.cluster: required")).count(), 2, "{errs:#?}");
     assert_eq!(errs.iter().filter(|e| e.contains("spec.executionRoleArn: required")).count(), 2, "{errs:#?}");
 }
+
+#[test]
+fn durations_follow_the_schema_grammar_exactly() {
+    // Editors check durations with the schema's pattern; mcpfleet must accept exactly the same strings.
+    let schema = json_schema();
+    let pattern = schema["definitions"]["DurationStr"]["pattern"].as_str().expect("DurationStr has a pattern");
+    let re = regex::Regex::new(pattern).unwrap();
+    for (text, millis) in [
+        ("30s", Some(30_000)),
+        ("10m", Some(600_000)),
+        ("1m30s", Some(90_000)),
+        ("1h", Some(3_600_000)),
+        ("0s", Some(0)),
+        ("1500ms", Some(1_500)),
+        (" 2m 5s ", Some(125_000)),
+        ("30 s", Some(30_000)),
+        ("1h1h", Some(7_200_000)),
+        ("99999999999999999999999h", Some(u64::MAX - u64::MAX % 1000)),
+        ("2min", None),
+        ("1d", None),
+        ("1M", None),
+        ("1w", None),
+        ("30", None),
+        ("s", None),
+        ("", None),
+        ("1.5s", None),
+        ("-5s", None),
+        ("30sec", None),
+        ("1h 30", None),
+    ] {
+        let parsed = types::DurationStr(text.to_string()).parse().map(|d| d.as_millis());
+        assert_eq!(parsed, millis.map(u128::from), "parsing {text:?}");
+        assert_eq!(re.is_match(text), parsed.is_some(), "schema and parser disagree on {text:?}");
+    }
+    // In a manifest: what the schema refuses is not a duration, and a huge one is simply above the maximum.
+    one_error(&svc("  stopTimeout: 1M\n", &[]), "`1M` is not a duration");
+    one_error(&svc("  stopTimeout: 2min\n", &[]), "`2min` is not a duration");
+    one_error(&svc("  stopTimeout: 99999999999999999999999h\n", &[]), "above the Fargate maximum of 120s");
+    assert_eq!(valid(&svc("  stopTimeout: 1m30s\n", &[])).stop_timeout_secs, 90);
+}

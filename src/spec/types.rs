@@ -252,6 +252,43 @@ pub struct Rollout {
 #[serde(transparent)]
 pub struct DurationStr(#[schemars(pattern(r"^\s*([0-9]+\s*(ms|s|m|h)\s*)+$"))] pub String);
 
+impl DurationStr {
+    /// Parses exactly the grammar of the schema's pattern: one or more `<digits><unit>` terms, unit `ms`, `s`,
+    /// `m` (minutes) or `h`, blanks allowed around them. Editors validate with that pattern, so anything it refuses
+    /// (`2min`, `1d`, `1M`) is refused here too rather than meaning something the editor called an error.
+    /// Values too large to count saturate, so range checks report them as above the maximum.
+    pub fn parse(&self) -> Option<std::time::Duration> {
+        let mut rest = self.0.trim();
+        if rest.is_empty() {
+            return None;
+        }
+        let mut millis: u64 = 0;
+        while !rest.is_empty() {
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 {
+                return None;
+            }
+            let n: u64 = rest[..digits].parse().unwrap_or(u64::MAX);
+            rest = rest[digits..].trim_start();
+            let (unit, len) = if rest.starts_with("ms") {
+                (1, 2)
+            } else if rest.starts_with('s') {
+                (1_000, 1)
+            } else if rest.starts_with('m') {
+                (60_000, 1)
+            } else if rest.starts_with('h') {
+                (3_600_000, 1)
+            } else {
+                return None;
+            };
+            millis = millis.saturating_add(n.saturating_mul(unit));
+            rest = rest[len..].trim_start();
+        }
+        // A saturated sum is kept a whole number of seconds, so it is reported as too long, not as fractional.
+        Some(std::time::Duration::from_millis(if millis == u64::MAX { millis - millis % 1000 } else { millis }))
+    }
+}
+
 /// An environment value; numbers and booleans are accepted and passed on as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvValue(pub String);

@@ -125,9 +125,9 @@ pub(super) fn seconds(
     max: u64,
     limit_source: &str,
 ) -> Option<u64> {
-    let d: Duration = match humantime::parse_duration(value.0.trim()) {
-        Ok(d) => d,
-        Err(_) => {
+    let d: Duration = match value.parse() {
+        Some(d) => d,
+        None => {
             ctx.err(path, format!("`{}` is not a duration; write it like `30s`, `10m` or `1m30s`", value.0));
             return None;
         }
@@ -275,9 +275,7 @@ pub(super) struct Defaults {
 impl Defaults {
     pub fn new(spec: FleetDefaultsSpec, unreadable: bool, broken: BTreeSet<String>) -> Defaults {
         // Durations were range-checked (with diagnostics) by check_defaults; a bad one simply does not apply.
-        let parse = |d: &Option<DurationStr>| {
-            d.as_ref().and_then(|d| humantime::parse_duration(d.0.trim()).ok()).map(|d| d.as_secs())
-        };
+        let parse = |d: &Option<DurationStr>| d.as_ref().and_then(DurationStr::parse).map(|d| d.as_secs());
         Defaults {
             stop_timeout_secs: parse(&spec.stop_timeout),
             progress_deadline_secs: parse(&spec.rollout.as_ref().and_then(|r| r.progress_deadline.clone())),
