@@ -5,8 +5,8 @@ Usage: check_ecs_shapes.py [FILE|-]   (default: standard input; FILE is the outp
 
 Input: {"services": [{"name", "cluster", "registerTaskDefinition": {...}, "createService": {...}}]}
 Each registerTaskDefinition is validated against the RegisterTaskDefinition input shape and each createService
-against the CreateService input shape: unknown parameters, wrong types, missing required members and values
-below a minimum are all problems. So are an empty services list, a missing or unexpected key in a service entry,
+against the CreateService input shape: unknown parameters, wrong types, missing required members, values
+outside an enum and values (or string and list lengths) outside the model's min/max are all problems. So are an empty services list, a missing or unexpected key in a service entry,
 and documents that disagree with their entry (family and serviceName must equal name, cluster must match).
 Prints one line per problem, naming the service. Exit 0 when there is none, 1 otherwise. No network access:
 the service model ships with botocore.
@@ -19,6 +19,42 @@ from botocore.validate import ParamValidator
 
 ENTRY_KEYS = {"name": str, "cluster": str, "registerTaskDefinition": dict, "createService": dict}
 OPERATIONS = {"registerTaskDefinition": "RegisterTaskDefinition", "createService": "CreateService"}
+
+
+def check_limits(value, shape, path):
+    """Return the enum and min/max problems of value under shape, which ParamValidator does not check.
+
+    botocore's validator knows types, required members and minimums only; the service model also carries each
+    string's enum and the maximums, and ECS refuses a value outside them.
+    """
+    problems = []
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for key, member in shape.members.items():
+            if key in value:
+                problems += check_limits(value[key], member, f"{path}.{key}" if path else key)
+    elif shape.type_name == "list" and isinstance(value, list):
+        for index, item in enumerate(value):
+            problems += check_limits(item, shape.member, f"{path}[{index}]")
+    elif shape.type_name == "map" and isinstance(value, dict):
+        for key, item in value.items():
+            problems += check_limits(key, shape.key, f"{path} (key {key!r})")
+            problems += check_limits(item, shape.value, f"{path}.{key}")
+    enum = getattr(shape, "enum", None)
+    if enum and isinstance(value, str) and value not in enum:
+        problems.append(f"{path}: {value!r} is not one of {', '.join(enum)}")
+    low, high = shape.metadata.get("min"), shape.metadata.get("max")
+    if isinstance(value, bool):
+        return problems
+    if isinstance(value, (int, float)) and shape.type_name in ("integer", "long", "float", "double"):
+        measure, what = value, "value"
+    elif isinstance(value, (str, list, dict)) and shape.type_name in ("string", "list", "map"):
+        measure, what = len(value), "length"
+    else:
+        return problems
+    # Minimums are ParamValidator's already; reporting them twice would only add noise.
+    if high is not None and measure > high:
+        problems.append(f"{path}: {what} {measure} is above the maximum {high}")
+    return problems
 
 
 def check(payload):
@@ -48,9 +84,11 @@ def check(payload):
             params = entry.get(key)
             if not isinstance(params, dict):
                 continue
-            report = validator.validate(params, model.operation_model(operation).input_shape)
+            shape = model.operation_model(operation).input_shape
+            report = validator.validate(params, shape)
             if report.has_errors():
                 problems += [f"{name}: {key}: {line}" for line in report.generate_report().splitlines()]
+            problems += [f"{name}: {key}: {line}" for line in check_limits(params, shape, "")]
 
         task_definition, service = entry.get("registerTaskDefinition"), entry.get("createService")
         if isinstance(task_definition, dict) and task_definition.get("family") != entry.get("name"):

@@ -88,14 +88,35 @@ fn render_ecs_is_stable_and_fits_the_aws_api_shapes() {
 }
 
 #[test]
+fn render_ecs_of_the_controller_fits_the_aws_api_shapes() {
+    let out = mcpfleet().args(["render", "-f", "manifests/controller/"]).assert().success().get_output().clone();
+    let (ok, report) = run_python_script("scripts/check_ecs_shapes.py", &["-"], &out.stdout);
+    assert!(ok, "botocore rejected the controller's rendered ECS input:\n{report}");
+}
+
+#[test]
 fn render_ecs_shape_check_catches_a_bad_document() {
-    // The checker itself must fail on input ECS would refuse, or the test above proves nothing.
-    let bad = br#"{"services": [{"name": "x", "cluster": "c",
-        "registerTaskDefinition": {"family": "x", "containerDefinitions": [{"name": "x", "image": "i", "stopTimeout": "30"}]},
-        "createService": {"serviceName": "x", "desiredCount": 1, "launchTypo": "FARGATE"}}]}"#;
-    let (ok, report) = run_python_script("scripts/check_ecs_shapes.py", &["-"], bad);
+    // The checker itself must fail on input ECS would refuse, or the tests above prove nothing: a wrong type, an
+    // unknown parameter, values outside an enum and a list above its maximum length.
+    let tags: Vec<String> = (0..51).map(|i| format!(r#"{{"key": "k{i}", "value": "v"}}"#)).collect();
+    let bad = format!(
+        r#"{{"services": [{{"name": "x", "cluster": "c",
+        "registerTaskDefinition": {{"family": "x", "networkMode": "awsvpcx", "runtimePlatform": {{"cpuArchitecture": "ARM"}},
+            "tags": [{}], "containerDefinitions": [{{"name": "x", "image": "i", "stopTimeout": "30"}}]}},
+        "createService": {{"serviceName": "x", "cluster": "c", "desiredCount": 1, "launchTypo": "FARGATE"}}}}]}}"#,
+        tags.join(", ")
+    );
+    let (ok, report) = run_python_script("scripts/check_ecs_shapes.py", &["-"], bad.as_bytes());
     assert!(!ok, "{report}");
-    assert!(report.contains("stopTimeout") && report.contains("launchTypo"), "{report}");
+    for expected in [
+        "stopTimeout",
+        "launchTypo",
+        "networkMode: 'awsvpcx' is not one of bridge, host, awsvpc, none",
+        "runtimePlatform.cpuArchitecture: 'ARM' is not one of X86_64, ARM64",
+        "tags: length 51 is above the maximum 50",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not reported:\n{report}");
+    }
 }
 
 #[test]
@@ -111,9 +132,38 @@ fn render_compose_is_stable_and_fits_the_compose_spec() {
     assert!(ok, "the Compose Specification schema rejected the rendered file:\n{report}");
 
     // And the checker refuses what Compose would refuse.
+    std::fs::write(&path, "services:\n  a:\n    image: x\n    depends_on: { b: { condition: service_happy } }\n")
+        .unwrap();
+    let (ok, report) = run_python_script("scripts/check_compose.py", &[path.to_str().unwrap()], b"");
+    assert!(!ok && report.contains("depends_on"), "{report}");
     std::fs::write(&path, "services:\n  a:\n    image: x\n    restart: sometimes-maybe\n    portz: [1]\n").unwrap();
     let (ok, report) = run_python_script("scripts/check_compose.py", &[path.to_str().unwrap()], b"");
     assert!(!ok, "{report}");
+}
+
+#[test]
+fn render_compose_with_redis_and_command_health_checks_fits_the_compose_spec() {
+    // The redis service, `depends_on: service_healthy` and a `command` health check appear only in this fleet.
+    let out = mcpfleet()
+        .args(["render", "--format", "compose", "-f", "tests/fixtures/redis-fleet.yaml"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(doc["services"]["redis"]["image"].as_str(), Some("redis:7-alpine"));
+    assert_eq!(doc["services"]["sessions"]["depends_on"]["redis"]["condition"].as_str(), Some("service_healthy"));
+    assert_eq!(doc["services"]["sessions"]["healthcheck"]["test"][0].as_str(), Some("CMD-SHELL"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docker-compose.yml");
+    std::fs::write(&path, &text).unwrap();
+    let (ok, report) = run_python_script("scripts/check_compose.py", &[path.to_str().unwrap()], b"");
+    assert!(ok, "the Compose Specification schema rejected the rendered file:\n{report}\n{text}");
+    let out =
+        mcpfleet().args(["render", "-f", "tests/fixtures/redis-fleet.yaml"]).assert().success().get_output().clone();
+    let (ok, report) = run_python_script("scripts/check_ecs_shapes.py", &["-"], &out.stdout);
+    assert!(ok, "botocore rejected the rendered ECS input:\n{report}");
 }
 
 #[test]
@@ -162,10 +212,28 @@ fn manifests_validate_against_the_json_schema_too() {
             "manifests/database.yaml",
             "manifests/search.yaml",
             "manifests/controller/mcpfleet.yaml",
+            "tests/fixtures/redis-fleet.yaml",
         ],
         b"",
     );
     assert!(ok, "{report}");
+}
+
+#[test]
+fn manifest_schema_check_catches_a_bad_document() {
+    // The schema check must be able to fail, or the test above proves nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: { name: 'a b' }\nspec:\n  image: x:1\n  cpu: lots\n  memory: 512\n  port: 8080\n  stopTimeout: 2min\n  replica: 2\n",
+    )
+    .unwrap();
+    let (ok, report) = run_python_script("scripts/check_manifest_schema.py", &[path.to_str().unwrap()], b"");
+    assert!(!ok, "{report}");
+    for field in ["metadata.name", "spec.cpu", "spec.stopTimeout", "replica"] {
+        assert!(report.contains(field), "{field} not reported:\n{report}");
+    }
 }
 
 #[test]
