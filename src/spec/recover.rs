@@ -218,8 +218,10 @@ fn friendly_serde_message(raw: &str, path: &mut Vec<Seg>) -> String {
         let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
         return format!("`{value}` is not valid; expected {expected}");
     }
-    let message =
-        raw.replace("expected u32", "expected a whole number").replace("expected a boolean", "expected true or false");
+    let message = raw
+        .replace("expected u32", "expected a whole number")
+        .replace("expected a boolean", "expected true or false")
+        .replace("invalid type: unit value", "invalid type: null");
     // A Rust type name means nothing to someone writing YAML.
     match message.split_once("expected struct ") {
         Some((head, _)) => format!("{head}expected a mapping"),
