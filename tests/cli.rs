@@ -188,17 +188,24 @@ fn committed_schema_is_current() {
 
 #[test]
 fn example_manifests_point_editors_at_the_schema() {
-    for entry in std::fs::read_dir("manifests").unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(
-                text.starts_with("# yaml-language-server: $schema=../schemas/mcpfleet.v1alpha1.schema.json\n"),
-                "{} lacks the schema line",
-                path.display()
-            );
+    // The schema line is relative to the manifest, so each directory has its own.
+    let mut checked = 0;
+    for (dir, line) in [
+        ("manifests", "# yaml-language-server: $schema=../schemas/mcpfleet.v1alpha1.schema.json\n"),
+        ("manifests/controller", "# yaml-language-server: $schema=../../schemas/mcpfleet.v1alpha1.schema.json\n"),
+    ] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(text.starts_with(line), "{} lacks the schema line {line:?}", path.display());
+                let target = path.parent().unwrap().join(line.trim().rsplit_once('=').unwrap().1);
+                assert!(target.is_file(), "{} points at {}, which does not exist", path.display(), target.display());
+                checked += 1;
+            }
         }
     }
+    assert!(checked >= 5, "only {checked} manifests checked");
 }
 
 #[test]

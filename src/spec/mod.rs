@@ -36,7 +36,10 @@ pub struct SourceFile {
 }
 
 /// Expands `paths` (files, or directories whose `*.yaml`/`*.yml` files are taken in name order, not recursing) and
-/// reads them. Unreadable paths become diagnostics so they are reported with every other problem.
+/// reads them. Unreadable paths and directories without manifests become diagnostics so they are reported with
+/// every other problem. A file named more than once (`-f dir/ -f dir/a.yaml`, or two spellings of one path) is
+/// read once: reading it again would report each of its services as a duplicate of itself, blaming the manifests
+/// for how the command was typed. Services defined in two different files are still duplicates.
 pub fn read_paths(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
     let mut files = Vec::new();
     let mut diags = Vec::new();

@@ -548,3 +548,73 @@ fn durations_follow_the_schema_grammar_exactly() {
     one_error(&svc("  stopTimeout: 99999999999999999999999h\n", &[]), "above the Fargate maximum of 120s");
     assert_eq!(valid(&svc("  stopTimeout: 1m30s\n", &[])).stop_timeout_secs, 90);
 }
+
+mod read_paths {
+    //! `-f` as an operator uses it: files and directories, in a stable order, each file read once.
+
+    use super::super::*;
+
+    const SERVICE: &str = "apiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: { name: NAME }\nspec: { cluster: c, image: ghcr.io/x/y:v1, cpu: 256, memory: 512, port: 8080, network: { subnets: [subnet-0abc1234] } }\n";
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn names(files: &[SourceFile]) -> Vec<String> {
+        files.iter().map(|f| Path::new(&f.name).file_name().unwrap().to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn directories_give_yaml_and_yml_files_in_name_order_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "b.yml", &SERVICE.replace("NAME", "b"));
+        write(dir.path(), "a.yaml", &SERVICE.replace("NAME", "a"));
+        write(dir.path(), "README.md", "# not a manifest: {");
+        write(dir.path(), "notes.txt", "kind: [");
+        write(dir.path(), "c.yaml.bak", "kind: [");
+        std::fs::create_dir(dir.path().join("nested.yaml")).unwrap();
+        write(&dir.path().join("nested.yaml"), "deep.yaml", "kind: [");
+        let (files, diags) = read_paths(&[dir.path().to_path_buf()]);
+        assert_eq!(diags, vec![]);
+        assert_eq!(names(&files), vec!["a.yaml", "b.yml"]);
+        let fleet = load_paths(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(fleet.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_file_named_twice_is_read_once() {
+        // `-f manifests/ -f manifests/a.yaml` names one file twice. Reading it twice would report each of its
+        // services as a duplicate of itself, blaming the manifests for how the command was typed; services defined
+        // twice in different files are still duplicates.
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yaml", &SERVICE.replace("NAME", "a"));
+        let same = dir.path().join(".").join("a.yaml");
+        let (files, diags) = read_paths(&[dir.path().to_path_buf(), a.clone(), same]);
+        assert_eq!(diags, vec![]);
+        assert_eq!(names(&files), vec!["a.yaml"]);
+        assert_eq!(load_paths(&[a.clone(), a.clone()]).unwrap().services.len(), 1);
+
+        let copy = write(dir.path(), "copy.yaml", &SERVICE.replace("NAME", "a"));
+        let err = load_paths(&[a, copy]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.0[0].message.contains("service `a` is already defined at"), "{}", err.0[0]);
+    }
+
+    #[test]
+    fn empty_and_missing_paths_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "notes.txt", "not yaml");
+        let err = load_paths(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err:?}");
+        assert_eq!(err.0[0].file, dir.path().display().to_string());
+        assert_eq!(err.0[0].message, "directory has no *.yaml or *.yml files");
+
+        let missing = dir.path().join("missing.yaml");
+        let (files, diags) = read_paths(&[missing.clone()]);
+        assert!(files.is_empty());
+        assert_eq!(diags.len(), 1);
+        assert!(diags[0].to_string().starts_with(&format!("{}: cannot read: ", missing.display())), "{}", diags[0]);
+    }
+}
