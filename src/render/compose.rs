@@ -129,9 +129,10 @@ pub fn document(fleet: &ValidFleet) -> Result<Value, ComposeError> {
             s.insert("depends_on".into(), json!({ "redis": { "condition": "service_healthy" } }));
         }
         s.insert("networks".into(), json!([NETWORK]));
-        if !svc.labels.is_empty() {
-            s.insert("labels".into(), json!(svc.labels));
-        }
+        // The transport tells a client (or a proxy in front of the stack) how to speak to the server.
+        let mut labels = svc.labels.clone();
+        labels.insert(super::ecs::TAG_TRANSPORT.into(), svc.transport.as_str().into());
+        s.insert("labels".into(), json!(labels));
         services.insert(svc.name.clone(), Value::Object(s));
     }
 

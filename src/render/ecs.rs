@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::Resolved;
-use crate::spec::{HealthProbe, Probe, ValidService};
+use crate::spec::{HealthProbe, Probe, Transport, ValidService};
 
 /// Prefix of every tag mcpfleet owns.
 pub const TAG_PREFIX: &str = "mcpfleet.io/";
@@ -18,6 +18,8 @@ pub const TAG_IMAGE_DIGEST: &str = "mcpfleet.io/image-digest";
 pub const TAG_TASK_HASH: &str = "mcpfleet.io/task-hash";
 /// CPU architecture the service runs on.
 pub const TAG_ARCHITECTURE: &str = "mcpfleet.io/architecture";
+/// MCP transport the server speaks (`streamable-http` or `sse`), for operators and tools that connect to it.
+pub const TAG_TRANSPORT: &str = "mcpfleet.io/transport";
 /// The task-definition ARN the service's spec-hash was applied with (so drift of the revision is visible).
 pub const TAG_TASK_DEFINITION: &str = "mcpfleet.io/task-definition";
 /// The task-definition ARN of the last rollout that completed.
@@ -343,10 +345,21 @@ pub fn spec_hash(td: &TaskDefinitionInput, svc: &ServiceInput) -> String {
 }
 
 fn spec_hash_with(task_hash: &str, svc: &ServiceInput) -> String {
+    // The transport reaches ECS only as a tag, yet changing it must be applied. It joins the hash only when it is
+    // not the default, so the hash of every streamable-http service stays what it was before transports were
+    // tagged and an upgrade of mcpfleet does not update the whole fleet.
+    let transport = svc
+        .tags
+        .iter()
+        .find(|t| t.key == TAG_TRANSPORT && t.value != Transport::StreamableHttp.as_str())
+        .map(|t| t.value.clone());
     let mut svc = svc.clone();
     svc.tags.clear();
     svc.task_definition.clear();
-    hash_json(&(task_hash, svc))
+    match transport {
+        None => hash_json(&(task_hash, svc)),
+        Some(transport) => hash_json(&(task_hash, svc, transport)),
+    }
 }
 
 /// The hash of a task definition's content (without tags).
@@ -369,6 +382,7 @@ pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
     let mut tags: Vec<Tag> = svc.labels.iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect();
     tags.push(Tag { key: TAG_MANAGED_BY.into(), value: MANAGED_BY.into() });
     tags.push(Tag { key: TAG_SPEC_HASH.into(), value: spec_hash.into() });
+    tags.push(transport_tag(svc));
     if let Some(arch) = res.architecture {
         tags.push(Tag { key: TAG_ARCHITECTURE.into(), value: arch.as_ecs().into() });
     }
@@ -382,10 +396,16 @@ pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
     tags
 }
 
+fn transport_tag(svc: &ValidService) -> Tag {
+    Tag { key: TAG_TRANSPORT.into(), value: svc.transport.as_str().into() }
+}
+
 /// Both documents of a service, tagged, with the service pointing at the task-definition family.
 pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     let mut td = task_definition(svc, res);
     let mut service = service(svc, &svc.name);
+    // The one tag the spec-hash reads (see `spec_hash_with`); the full set is added once the hash is known.
+    service.tags = vec![transport_tag(svc)];
     let td_hash = task_hash(&td);
     let hash = spec_hash_with(&td_hash, &service);
     let tags = tags(svc, res, &hash);
@@ -522,6 +542,26 @@ spec:
             let other = service(&SVC.replace(change.0, change.1));
             assert_ne!(hash(&render(&other, &Resolved::unresolved(&other))), hash(&a), "{change:?}");
         }
+    }
+
+    #[test]
+    fn transport_is_a_tag_and_a_change_of_it_is_applied() {
+        let tag = |e: &EcsService| e.create_service.tags.iter().find(|t| t.key == TAG_TRANSPORT).unwrap().value.clone();
+        let hash =
+            |e: &EcsService| e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).unwrap().value.clone();
+        let http = service(SVC);
+        let http = render(&http, &Resolved::unresolved(&http));
+        assert_eq!(tag(&http), "streamable-http");
+        assert!(http.register_task_definition.tags.iter().any(|t| t.key == TAG_TRANSPORT));
+        // The default transport leaves the hash as it was before transports were tagged: no fleet-wide update.
+        let untagged = super::service(&service(SVC), "docs");
+        assert_eq!(spec_hash(&http.register_task_definition, &untagged), hash(&http));
+        let sse = service(&format!("{SVC}  transport: sse\n"));
+        let sse = render(&sse, &Resolved::unresolved(&sse));
+        assert_eq!(tag(&sse), "sse");
+        assert_ne!(hash(&sse), hash(&http), "a transport change must be applied");
+        // The task definition itself is unchanged, so its revision is reused: only the service is updated.
+        assert_eq!(task_hash(&sse.register_task_definition), task_hash(&http.register_task_definition));
     }
 
     #[test]

@@ -169,6 +169,16 @@ pub enum Transport {
     Sse,
 }
 
+impl Transport {
+    /// The name as written in manifests (and shown in tags and labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::StreamableHttp => "streamable-http",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
 /// Session store for the local stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
