@@ -612,7 +612,7 @@ mod read_paths {
         assert_eq!(err.0[0].message, "directory has no *.yaml or *.yml files");
 
         let missing = dir.path().join("missing.yaml");
-        let (files, diags) = read_paths(&[missing.clone()]);
+        let (files, diags) = read_paths(std::slice::from_ref(&missing));
         assert!(files.is_empty());
         assert_eq!(diags.len(), 1);
         assert!(diags[0].to_string().starts_with(&format!("{}: cannot read: ", missing.display())), "{}", diags[0]);
