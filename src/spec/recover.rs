@@ -82,7 +82,10 @@ fn repair<T: DeserializeOwned + JsonSchema>(
                 }
                 None => repairable = false,
             },
-            (Some((path, message)), None) => ctx.err(&path, message),
+            (Some((path, message)), None) => {
+                ctx.err(&path, message);
+                broken.insert(key);
+            }
         }
     }
     // A missing section cannot be stood in for, but it is reported with the rest.
