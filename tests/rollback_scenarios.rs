@@ -190,3 +190,76 @@ fn revisions_beyond_the_history_limit_are_deregistered() {
     assert_eq!(std::fs::read(lab.state()).unwrap(), before, "nothing changed");
     assert_eq!(outcomes(&lab.apply(&[]).1).len(), 3);
 }
+
+/// Moves the sim's virtual clock on, as time passing between two commands would (deployments progress).
+fn advance(lab: &Lab, secs: u64) {
+    let mut w = lab.world();
+    w.advance_to(w.now_ms + secs * 1000);
+    std::fs::write(lab.state(), serde_json::to_vec(&w).unwrap()).unwrap();
+}
+
+fn search_yaml_with_rollout(lab: &Lab, rollout: &str) {
+    lab.edit_manifest("search.yaml", "  stopTimeout: 20s\n", &format!("  stopTimeout: 20s\n  rollout:\n{rollout}"));
+}
+
+#[test]
+fn a_fleet_first_applied_without_wait_still_rolls_back_a_bad_image() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    advance(&lab, 300);
+    let rev1 = lab.world().families["search"][0].arn.clone();
+    assert_eq!(lab.world().services["mcp-prod/search"].state.tags.get("mcpfleet.io/last-good"), None);
+
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "rolled_back", "{search:#}");
+    assert!(search["message"].as_str().unwrap().ends_with("rolled back to search:1"), "{search:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    assert_eq!(svc.task_definition, rev1, "back on the revision that had completed");
+    assert_eq!(svc.tags["mcpfleet.io/last-good"], rev1);
+    assert_eq!(history(&lab, "search"), [(2, "rolled_back".into()), (1, "running".into())]);
+}
+
+#[test]
+fn a_rollout_that_is_never_completed_is_not_recorded_as_good() {
+    let lab = Lab::new();
+    // Applied without --wait and updated before the first rollout finished: nothing has proven good yet.
+    assert_eq!(lab.apply(&[]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "failed");
+    assert!(search["message"].as_str().unwrap().contains("no earlier good revision"), "{search:#}");
+    assert_eq!(lab.world().services["mcp-prod/search"].state.tags.get("mcpfleet.io/last-good"), None);
+}
+
+#[test]
+fn a_failure_without_rollback_is_held_back_not_redeployed_as_drift() {
+    let lab = Lab::new();
+    search_yaml_with_rollout(&lab, "    autoRollback: false\n");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(service(&doc, "search")["outcome"], "failed");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    assert_eq!(svc.task_definition, w.families["search"][0].arn, "ECS's circuit breaker put search:1 back");
+    assert_eq!(svc.tags["mcpfleet.io/failed-spec-hash"], svc.tags["mcpfleet.io/spec-hash"]);
+
+    // The service runs search:1 while its tags say search:2: not drift to correct, a failed spec held back.
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(writes(&doc), 0, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "unchanged");
+    let message = search["message"].as_str().unwrap();
+    assert!(message.contains("rollout failed") && message.contains("--retry-failed"), "{message}");
+}

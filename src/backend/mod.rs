@@ -181,6 +181,12 @@ pub const DESCRIBE_SERVICES_BATCH: usize = 10;
 /// At most this many image ids per ECR DescribeImages/BatchGetImage call.
 pub const IMAGE_BATCH: usize = 100;
 
+/// ECS's deployment circuit breaker failed-task threshold for a desired count: half of it, at least 3, at most
+/// 200. A deployment with this many failed tasks has failed, whether or not the breaker is enabled.
+pub fn breaker_threshold(desired: u32) -> u32 {
+    desired.div_ceil(2).clamp(3, 200)
+}
+
 /// ECS operations reconcile uses.
 #[async_trait]
 pub trait Ecs: Send + Sync {

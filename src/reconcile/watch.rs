@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::backend::sim::breaker_threshold;
-use crate::backend::{Clock, Ecs, RolloutState, ServiceState};
+use crate::backend::{Clock, Ecs, RolloutState, ServiceState, breaker_threshold};
 
 use super::{POLL_MAX, POLL_MIN, Progress};
 

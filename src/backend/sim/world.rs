@@ -18,6 +18,9 @@ use crate::backend::{
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
+/// Re-exported where the sim always had it; the rule itself is ECS's and lives with the ports.
+pub use crate::backend::breaker_threshold;
+
 /// Granularity of the simulation.
 pub const TICK_MS: u64 = 5_000;
 /// Time from launching a task to it passing (or failing) its health checks.
@@ -504,11 +507,6 @@ fn is_steady(s: &SimService) -> bool {
         && st.deployments[0].rollout_state == RolloutState::Completed
         && st.running_count == st.desired_count
         && st.pending_count == 0
-}
-
-/// The circuit breaker's failed-task threshold: half the desired count, at least 3, at most 200.
-pub fn breaker_threshold(desired: u32) -> u32 {
-    desired.div_ceil(2).clamp(3, 200)
 }
 
 /// One tick of one service. Returns true when it started a rollback deployment (which used sequence `seq`).
