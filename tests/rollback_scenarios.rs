@@ -216,7 +216,11 @@ fn a_fleet_first_applied_without_wait_still_rolls_back_a_bad_image() {
     assert_eq!(code, 3, "{doc:#}");
     let search = service(&doc, "search");
     assert_eq!(search["outcome"], "rolled_back", "{search:#}");
-    assert!(search["message"].as_str().unwrap().ends_with("rolled back to search:1"), "{search:#}");
+    let message = search["message"].as_str().unwrap();
+    assert!(message.ends_with("rolled back to search:1"), "{message}");
+    // Why, in ECS's words for the stopped tasks (ListTasks + DescribeTasks), not the service's event text.
+    assert!(message.contains("; tasks stopped: Task failed container health checks;"), "{message}");
+    assert_eq!(doc["apiCalls"]["calls"]["DescribeTasks"], 1, "{doc:#}");
     let w = lab.world();
     let svc = &w.services["mcp-prod/search"].state;
     assert_eq!(svc.task_definition, rev1, "back on the revision that had completed");
