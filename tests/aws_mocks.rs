@@ -413,19 +413,24 @@ async fn a_throttled_list_tasks_is_retried() {
 /// A service whose PRIMARY deployment of `docs:rev` is in `state` with `failed` failed tasks, with real ECS
 /// event text, tagged as mcpfleet leaves it (last good: docs:3).
 fn docs_service(rev: u32, state: DeploymentRolloutState, running: i32, failed: i32) -> Service {
+    fleet_service("docs", rev, state, running, failed)
+}
+
+/// [`docs_service`] for any service name.
+fn fleet_service(name: &str, rev: u32, state: DeploymentRolloutState, running: i32, failed: i32) -> Service {
     Service::builder()
-        .service_name("docs")
-        .service_arn(format!("{ACCOUNT}:service/mcp/docs"))
+        .service_name(name)
+        .service_arn(format!("{ACCOUNT}:service/mcp/{name}"))
         .cluster_arn(format!("{ACCOUNT}:cluster/mcp"))
         .status("ACTIVE")
         .desired_count(2)
         .running_count(running)
-        .task_definition(td_arn("docs", rev))
+        .task_definition(td_arn(name, rev))
         .deployments(
             aws_sdk_ecs::types::Deployment::builder()
                 .id("ecs-svc/1234567890123456789")
                 .status("PRIMARY")
-                .task_definition(td_arn("docs", rev))
+                .task_definition(td_arn(name, rev))
                 .desired_count(2)
                 .running_count(running)
                 .pending_count(0)
@@ -441,17 +446,17 @@ fn docs_service(rev: u32, state: DeploymentRolloutState, running: i32, failed: i
         .events(
             aws_sdk_ecs::types::ServiceEvent::builder()
                 .id("e2")
-                .message("(service docs) has started 1 tasks: (task c3).")
+                .message(format!("(service {name}) has started 1 tasks: (task c3)."))
                 .build(),
         )
         .events(
             aws_sdk_ecs::types::ServiceEvent::builder()
                 .id("e1")
-                .message("(service docs) has started 2 tasks: (task a1) (task b2).")
+                .message(format!("(service {name}) has started 2 tasks: (task a1) (task b2)."))
                 .build(),
         )
         .tags(Tag::builder().key("mcpfleet.io/managed-by").value("mcpfleet").build())
-        .tags(Tag::builder().key("mcpfleet.io/last-good").value(td_arn("docs", 3)).build())
+        .tags(Tag::builder().key("mcpfleet.io/last-good").value(td_arn(name, 3)).build())
         .tags(Tag::builder().key("mcpfleet.io/spec-hash").value("0123456789abcdef0123456789abcdef").build())
         .build()
 }
@@ -556,4 +561,155 @@ async fn a_circuit_breaker_rollback_reports_why_ecs_stopped_the_tasks() {
         "{reason}"
     );
     assert!(reason.contains("(docs: CannotPullContainerError"), "the container's reason too: {reason}");
+}
+
+// ---- settle's actions on the AWS adapter ----
+
+use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+use aws_sdk_ecs::operation::tag_resource::TagResourceOutput;
+use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
+use mcpfleet::reconcile::{Desired, Outcome, ServiceOutcome};
+
+/// The one service of the test fleet (`svc-00000`), resolved on a seeded sim.
+async fn one_desired(auto_rollback: bool) -> Vec<Desired> {
+    let mut text = mcpfleet::testkit::fleet_yaml(1, 1, 1).replace("cluster: bench", "cluster: mcp");
+    if !auto_rollback {
+        text = text.replace("  stopTimeout: 20s\n", "  stopTimeout: 20s\n  rollout: { autoRollback: false }\n");
+    }
+    let fleet = mcpfleet::spec::load_str("fleet.yaml", &text).unwrap();
+    let sim = mcpfleet::backend::sim::Sim::in_memory(mcpfleet::testkit::seeded_world(1, 1));
+    mcpfleet::reconcile::desired_state(&fleet, &sim.backend()).await.unwrap()
+}
+
+type TagLog = Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>;
+
+/// TagResource answers success and logs (resource, tags).
+fn logged_tag_resource() -> (aws_smithy_mocks::Rule, TagLog) {
+    let log = TagLog::default();
+    let seen = log.clone();
+    let rule = mock!(Client::tag_resource)
+        .match_requests(move |r| {
+            let tags =
+                r.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
+            seen.lock().unwrap().push((r.resource_arn().unwrap().to_string(), tags));
+            true
+        })
+        .then_output(|| TagResourceOutput::builder().build());
+    (rule, log)
+}
+
+fn tagged(log: &TagLog, resource: &str, key: &str) -> Vec<String> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|(r, _)| r == resource)
+        .flat_map(|(_, tags)| tags.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect::<Vec<_>>())
+        .collect()
+}
+
+const SVC: &str = "svc-00000";
+
+fn updated_outcome() -> Vec<ServiceOutcome> {
+    vec![ServiceOutcome {
+        name: SVC.into(),
+        cluster: "mcp".into(),
+        outcome: Outcome::Updated,
+        task_definition: Some(td_arn(SVC, 4)),
+        message: "updated".into(),
+    }]
+}
+
+#[tokio::test]
+async fn settle_rolls_a_failed_rollout_back_to_last_good_and_holds_the_spec() {
+    use DeploymentRolloutState as S;
+    let desired = one_desired(true).await;
+    let spec_hash = mcpfleet::plan::spec_hash_of(&desired[0].ecs).to_string();
+    let describe = mock!(Client::describe_services)
+        .sequence()
+        // The watcher's verdict, then settle's look at the service: 3 of 2 tasks failed on svc:4.
+        .output(|| DescribeServicesOutput::builder().services(fleet_service(SVC, 4, S::InProgress, 0, 3)).build())
+        .times(2)
+        // The rollback's own rollout completes on svc:3.
+        .output(|| DescribeServicesOutput::builder().services(fleet_service(SVC, 3, S::Completed, 2, 0)).build())
+        .build();
+    let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+    let last_good = mock!(Client::describe_task_definition)
+        .match_requests(|r| r.task_definition() == Some(td_arn(SVC, 3).as_str()))
+        .then_output(|| {
+            DescribeTaskDefinitionOutput::builder()
+                .task_definition(
+                    aws_sdk_ecs::types::TaskDefinition::builder()
+                        .task_definition_arn(td_arn(SVC, 3))
+                        .family(SVC)
+                        .revision(3)
+                        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+                        .build(),
+                )
+                .tags(Tag::builder().key("mcpfleet.io/spec-hash").value("33333333333333333333333333333333").build())
+                .build()
+        });
+    let update = mock!(Client::update_service)
+        .match_requests(|r| {
+            r.cluster() == Some("mcp")
+                && r.service() == Some(SVC)
+                && r.task_definition() == Some(td_arn(SVC, 3).as_str())
+        })
+        .then_output(|| UpdateServiceOutput::builder().service(fleet_service(SVC, 3, S::InProgress, 0, 0)).build());
+    let (tag, log) = logged_tag_resource();
+    let client =
+        mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &list, &last_good, &update, &tag], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let mut outcomes = updated_outcome();
+    let failed = mcpfleet::reconcile::rollout::settle(
+        &ecs,
+        clock.as_ref(),
+        &desired,
+        &mut outcomes,
+        Duration::from_secs(600),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(failed);
+    assert_eq!(outcomes[0].outcome, Outcome::RolledBack, "{outcomes:?}");
+    assert_eq!(outcomes[0].message, format!("rollout failed: 3 tasks failed to start; rolled back to {SVC}:3"));
+    assert_eq!(update.num_calls(), 1, "one UpdateService, back to the last good revision");
+    let service_arn = format!("{ACCOUNT}:service/mcp/{SVC}");
+    assert_eq!(tagged(&log, &service_arn, "mcpfleet.io/failed-spec-hash"), [spec_hash]);
+    assert_eq!(tagged(&log, &service_arn, "mcpfleet.io/spec-hash"), ["33333333333333333333333333333333"]);
+    assert_eq!(tagged(&log, &service_arn, "mcpfleet.io/last-good"), [td_arn(SVC, 3)]);
+    assert_eq!(tagged(&log, &td_arn(SVC, 4), "mcpfleet.io/outcome"), ["failed", "rolled_back"]);
+}
+
+#[tokio::test]
+async fn settle_without_auto_rollback_only_holds_the_failed_spec() {
+    use DeploymentRolloutState as S;
+    let desired = one_desired(false).await;
+    let spec_hash = mcpfleet::plan::spec_hash_of(&desired[0].ecs).to_string();
+    let describe = mock!(Client::describe_services)
+        .then_output(|| DescribeServicesOutput::builder().services(fleet_service(SVC, 4, S::Failed, 0, 3)).build());
+    let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+    let update = mock!(Client::update_service)
+        .then_output(|| UpdateServiceOutput::builder().service(fleet_service(SVC, 3, S::InProgress, 0, 0)).build());
+    let (tag, log) = logged_tag_resource();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &list, &update, &tag], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let mut outcomes = updated_outcome();
+    let failed = mcpfleet::reconcile::rollout::settle(
+        &ecs,
+        clock.as_ref(),
+        &desired,
+        &mut outcomes,
+        Duration::from_secs(600),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(failed);
+    assert_eq!(outcomes[0].outcome, Outcome::Failed);
+    assert!(outcomes[0].message.ends_with("(autoRollback is off)"), "{}", outcomes[0].message);
+    assert_eq!(update.num_calls(), 0, "nothing is rolled back");
+    let service_arn = format!("{ACCOUNT}:service/mcp/{SVC}");
+    assert_eq!(tagged(&log, &service_arn, "mcpfleet.io/failed-spec-hash"), [spec_hash]);
+    assert_eq!(tagged(&log, &td_arn(SVC, 4), "mcpfleet.io/outcome"), ["failed"]);
 }
