@@ -250,6 +250,12 @@ pub async fn start_rollback(
     Ok(td)
 }
 
+/// Records on a revision that an operator rolled the service back from it (outcome `rolled_back`), so `history`
+/// and the default `rollback` target no longer count it as a completed rollout.
+pub async fn mark_abandoned(ecs: &dyn Ecs, td: &str) -> Result<(), BackendError> {
+    ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "rolled_back".to_string())])).await
+}
+
 /// Why an operator's rollback was refused; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RollbackError {
