@@ -400,3 +400,17 @@ fn ecs_edit(sim: &mcpfleet::backend::sim::Sim, td: &str) {
     };
     sim.with_world(true, |w| w.update_service(&update)).unwrap().unwrap();
 }
+
+#[test]
+fn rollback_finds_a_revision_that_completed_without_wait() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    advance(&lab, 300);
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0")]);
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.5.0");
+    assert_eq!(lab.apply(&[]).0, 0);
+    advance(&lab, 300);
+    assert_eq!(history(&lab, "documents"), [(2, "running".into()), (1, "completed".into())]);
+    let out = lab.ok(&["rollback", "documents", "--cluster", "mcp-prod", "--wait"]);
+    assert_eq!(out.trim(), "documents: rolled back from documents:2 to documents:1");
+}
