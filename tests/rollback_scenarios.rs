@@ -353,7 +353,7 @@ fn re_pushing_a_fixed_image_under_the_same_tag_deploys_it() {
 
 #[tokio::test]
 async fn retention_never_deregisters_the_running_or_last_good_revision() {
-    use mcpfleet::backend::{Clock, Ecs, TdStatus};
+    use mcpfleet::backend::TdStatus;
     use mcpfleet::reconcile::rollout::record_success;
     let sim = mcpfleet::backend::sim::Sim::in_memory(mcpfleet::testkit::seeded_world(1, 1));
     let backend = sim.backend();
