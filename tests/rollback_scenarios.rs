@@ -302,6 +302,9 @@ fn rollback_wait_exits_3_when_the_rollbacks_own_rollout_fails() {
     let svc = &w.services["mcp-prod/documents"].state;
     assert_eq!(svc.task_definition, w.families["documents"][1].arn, "ECS kept documents:2 running");
     assert_eq!(svc.tags["mcpfleet.io/last-good"], w.families["documents"][1].arn, "the failed target is not last-good");
+    assert_eq!(history(&lab, "documents"), [(2, "running".into()), (1, "failed".into())]);
+    let out = lab.run(&["rollback", "documents", "--cluster", "mcp-prod"]);
+    assert_eq!(out.status.code(), Some(1), "a revision seen failing is no rollback target any more");
 }
 
 #[test]

@@ -188,7 +188,9 @@ pub fn family_of(td: &str) -> &str {
     short.rsplit_once(':').map_or(short, |(f, _)| f)
 }
 
-/// Puts a service on `target` and records why, then watches that rollout (see [`start_rollback`]).
+/// Puts a service on `target` and records why, then watches that rollout (see [`start_rollback`]): a target
+/// that completes becomes `last-good`, one seen failing is tagged `outcome=failed`. With a zero `timeout` nothing
+/// is watched.
 pub async fn rollback_to(
     ecs: &dyn Ecs,
     clock: &dyn Clock,
@@ -210,8 +212,15 @@ pub async fn rollback_to(
         .into_values()
         .next()
         .unwrap_or(RolloutResult::Failed { reason: "the rollback was not observed".into() });
-    if result == RolloutResult::Completed {
-        ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.arn.clone())])).await?;
+    match result {
+        RolloutResult::Completed => {
+            ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.arn.clone())])).await?;
+        }
+        // Observed failing now: it no longer counts as a completed revision to go back to.
+        RolloutResult::Failed { .. } if !timeout.is_zero() => {
+            ecs.tag_resource(&td.arn, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
+        }
+        RolloutResult::Failed { .. } => {}
     }
     Ok(result)
 }
