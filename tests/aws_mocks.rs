@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
+use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
 use aws_sdk_ecs::types::{Failure, Service, Tag};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use mcpfleet::backend::aws::AwsEcs;
@@ -196,7 +197,9 @@ async fn watch_one(
     rule: &aws_smithy_mocks::Rule,
     t: mcpfleet::reconcile::watch::Target,
 ) -> mcpfleet::reconcile::watch::RolloutResult {
-    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [rule], no_sdk_retries);
+    // A failed rollout asks ECS why its tasks stopped; here none did.
+    let no_stopped_tasks = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [rule, &no_stopped_tasks], no_sdk_retries);
     let (ecs, clock) = limited(client);
     let results =
         mcpfleet::reconcile::watch::watch(&ecs, clock.as_ref(), &[t], Duration::from_secs(3600), &|_, _| {}).await;
@@ -267,4 +270,446 @@ async fn a_completed_rollout_on_the_asked_revision_succeeds() {
         watch_one(&rule, target("docs", "4", u64::MAX)).await,
         mcpfleet::reconcile::watch::RolloutResult::Completed
     );
+}
+
+// ---- stopped tasks: ListTasks + DescribeTasks, as ECS answers them ----
+
+use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
+use aws_sdk_ecs::types::{Container, DeploymentRolloutState, DesiredStatus, Task};
+use aws_smithy_types::DateTime;
+
+const ACCOUNT: &str = "arn:aws:ecs:us-east-1:123456789012";
+
+fn td_arn(name: &str, rev: u32) -> String {
+    format!("{ACCOUNT}:task-definition/{name}:{rev}")
+}
+
+fn task_arn(id: &str) -> String {
+    format!("{ACCOUNT}:task/mcp/{id}")
+}
+
+/// A STOPPED Fargate task of `name:rev`, as DescribeTasks returns it.
+fn stopped_task(name: &str, rev: u32, id: &str, stopped_at: i64, reason: &str, container: Container) -> Task {
+    Task::builder()
+        .task_arn(task_arn(id))
+        .cluster_arn(format!("{ACCOUNT}:cluster/mcp"))
+        .task_definition_arn(td_arn(name, rev))
+        .group(format!("service:{name}"))
+        .started_by("ecs-svc/1234567890123456789")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .last_status("STOPPED")
+        .desired_status("STOPPED")
+        .stop_code(aws_sdk_ecs::types::TaskStopCode::EssentialContainerExited)
+        .stopped_reason(reason)
+        .stopped_at(DateTime::from_secs(stopped_at))
+        .containers(container)
+        .build()
+}
+
+fn container(name: &str, exit_code: Option<i32>, reason: Option<&str>) -> Container {
+    Container::builder()
+        .name(name)
+        .last_status("STOPPED")
+        .set_exit_code(exit_code)
+        .set_reason(reason.map(Into::into))
+        .health_status(aws_sdk_ecs::types::HealthStatus::Unhealthy)
+        .build()
+}
+
+/// ListTasks for the service's STOPPED tasks answers `ids`; DescribeTasks of exactly those answers `tasks`.
+fn stopped_tasks_rules(
+    service: &'static str,
+    ids: &'static [&'static str],
+    tasks: Vec<Task>,
+) -> [aws_smithy_mocks::Rule; 2] {
+    let list = mock!(Client::list_tasks)
+        .match_requests(move |r| {
+            r.cluster() == Some("mcp")
+                && r.service_name() == Some(service)
+                && r.desired_status() == Some(&DesiredStatus::Stopped)
+                && r.max_results().is_some_and(|m| m <= 100)
+        })
+        .then_output(move || {
+            ListTasksOutput::builder().set_task_arns(Some(ids.iter().map(|i| task_arn(i)).collect())).build()
+        });
+    let describe = mock!(Client::describe_tasks)
+        .match_requests(move |r| {
+            r.cluster() == Some("mcp") && r.tasks() == ids.iter().map(|i| task_arn(i)).collect::<Vec<_>>()
+        })
+        .then_output(move || DescribeTasksOutput::builder().set_tasks(Some(tasks.clone())).build());
+    [list, describe]
+}
+
+#[tokio::test]
+async fn stopped_task_reasons_come_from_list_tasks_and_describe_tasks() {
+    let [list, describe] = stopped_tasks_rules(
+        "docs",
+        &["a1", "b2", "c3"],
+        vec![
+            stopped_task(
+                "docs",
+                4,
+                "a1",
+                1_700_000_100,
+                "Essential container in task exited",
+                container("docs", Some(1), None),
+            ),
+            // An older revision's task: not this rollout's.
+            stopped_task(
+                "docs",
+                3,
+                "b2",
+                1_700_000_300,
+                "Scaling activity initiated by (deployment ecs-svc/1)",
+                container("docs", Some(0), None),
+            ),
+            stopped_task(
+                "docs",
+                4,
+                "c3",
+                1_700_000_200,
+                "Task failed container health checks",
+                container("docs", Some(137), None),
+            ),
+        ],
+    );
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    let reasons = ecs.stopped_task_reasons("mcp", "docs", &td_arn("docs", 4)).await.unwrap();
+    assert_eq!(
+        reasons,
+        [
+            "Task failed container health checks (docs: exit code 137)",
+            "Essential container in task exited (docs: exit code 1)",
+        ],
+        "newest first, only tasks of the asked revision"
+    );
+    assert_eq!((list.num_calls(), describe.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn no_stopped_tasks_costs_no_describe_tasks() {
+    let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+    let describe = mock!(Client::describe_tasks).then_output(|| DescribeTasksOutput::builder().build());
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&list, &describe], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    assert!(ecs.stopped_task_reasons("mcp", "docs", &td_arn("docs", 4)).await.unwrap().is_empty());
+    assert_eq!((list.num_calls(), describe.num_calls()), (1, 0));
+}
+
+#[tokio::test]
+async fn a_throttled_list_tasks_is_retried() {
+    let list = mock!(Client::list_tasks)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .output(|| ListTasksOutput::builder().build())
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&list], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    assert!(ecs.stopped_task_reasons("mcp", "docs", &td_arn("docs", 4)).await.unwrap().is_empty());
+    assert_eq!(ecs.retries()["ListTasks"], 1);
+}
+
+/// A service whose PRIMARY deployment of `docs:rev` is in `state` with `failed` failed tasks, with real ECS
+/// event text, tagged as mcpfleet leaves it (last good: docs:3).
+fn docs_service(rev: u32, state: DeploymentRolloutState, running: i32, failed: i32) -> Service {
+    fleet_service("docs", rev, state, running, failed)
+}
+
+/// [`docs_service`] for any service name.
+fn fleet_service(name: &str, rev: u32, state: DeploymentRolloutState, running: i32, failed: i32) -> Service {
+    Service::builder()
+        .service_name(name)
+        .service_arn(format!("{ACCOUNT}:service/mcp/{name}"))
+        .cluster_arn(format!("{ACCOUNT}:cluster/mcp"))
+        .status("ACTIVE")
+        .desired_count(2)
+        .running_count(running)
+        .task_definition(td_arn(name, rev))
+        .deployments(
+            aws_sdk_ecs::types::Deployment::builder()
+                .id("ecs-svc/1234567890123456789")
+                .status("PRIMARY")
+                .task_definition(td_arn(name, rev))
+                .desired_count(2)
+                .running_count(running)
+                .pending_count(0)
+                .failed_tasks(failed)
+                .rollout_state(state.clone())
+                .rollout_state_reason(if state == DeploymentRolloutState::Completed {
+                    "ECS deployment ecs-svc/1234567890123456789 completed."
+                } else {
+                    "ECS deployment ecs-svc/1234567890123456789 in progress."
+                })
+                .build(),
+        )
+        .events(
+            aws_sdk_ecs::types::ServiceEvent::builder()
+                .id("e2")
+                .message(format!("(service {name}) has started 1 tasks: (task c3)."))
+                .build(),
+        )
+        .events(
+            aws_sdk_ecs::types::ServiceEvent::builder()
+                .id("e1")
+                .message(format!("(service {name}) has started 2 tasks: (task a1) (task b2)."))
+                .build(),
+        )
+        .tags(Tag::builder().key("mcpfleet.io/managed-by").value("mcpfleet").build())
+        .tags(Tag::builder().key("mcpfleet.io/last-good").value(td_arn(name, 3)).build())
+        .tags(Tag::builder().key("mcpfleet.io/spec-hash").value("0123456789abcdef0123456789abcdef").build())
+        .build()
+}
+
+#[tokio::test]
+async fn failed_tasks_past_the_threshold_fail_a_rollout_still_in_progress() {
+    // Desired 2: ECS's threshold is 3 failed tasks. Two are not a verdict yet; the third is, although the
+    // deployment still says IN_PROGRESS (the circuit breaker is off, or ECS has not acted yet).
+    let rule = mock!(Client::describe_services)
+        .sequence()
+        .output(|| {
+            DescribeServicesOutput::builder()
+                .services(docs_service(4, DeploymentRolloutState::InProgress, 0, 2))
+                .build()
+        })
+        .output(|| {
+            DescribeServicesOutput::builder()
+                .services(docs_service(4, DeploymentRolloutState::InProgress, 0, 3))
+                .build()
+        })
+        .build();
+    let [list, describe] = stopped_tasks_rules(
+        "docs",
+        &["a1", "b2", "c3"],
+        ["a1", "b2", "c3"]
+            .iter()
+            .enumerate()
+            .map(|(n, id)| {
+                stopped_task(
+                    "docs",
+                    4,
+                    id,
+                    1_700_000_000 + n as i64,
+                    "Task failed container health checks",
+                    container("docs", Some(137), None),
+                )
+            })
+            .collect(),
+    );
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &list, &describe], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let results = mcpfleet::reconcile::watch::watch(
+        &ecs,
+        clock.as_ref(),
+        &[target("docs", "4", u64::MAX)],
+        Duration::from_secs(3600),
+        &|_, _| {},
+    )
+    .await;
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = results.into_values().next().unwrap() else {
+        panic!("a rollout with 3 failed tasks of 2 must fail")
+    };
+    assert_eq!(
+        reason,
+        "3 tasks failed to start; tasks stopped: Task failed container health checks (docs: exit code 137)"
+    );
+    assert_eq!(rule.num_calls(), 2, "two failed tasks were not yet a failure");
+}
+
+#[tokio::test]
+async fn a_circuit_breaker_rollback_reports_why_ecs_stopped_the_tasks() {
+    let rule = mock!(Client::describe_services).then_output(|| {
+        let mut s = docs_service(3, DeploymentRolloutState::Completed, 2, 0);
+        s.events.get_or_insert_with(Vec::new).insert(
+            0,
+            aws_sdk_ecs::types::ServiceEvent::builder()
+                .id("e3")
+                .message(
+                    "(service docs) (deployment ecs-svc/9876543210987654321) deployment failed: tasks failed to start.",
+                )
+                .build(),
+        );
+        DescribeServicesOutput::builder().services(s).build()
+    });
+    let [list, describe] = stopped_tasks_rules(
+        "docs",
+        &["a1"],
+        vec![stopped_task(
+            "docs",
+            4,
+            "a1",
+            1_700_000_000,
+            "CannotPullContainerError: pull image manifest has been retried 7 time(s): failed to resolve ref",
+            container("docs", None, Some("CannotPullContainerError: pull image manifest has been retried 7 time(s)")),
+        )],
+    );
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &list, &describe], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let results = mcpfleet::reconcile::watch::watch(
+        &ecs,
+        clock.as_ref(),
+        &[target("docs", "4", u64::MAX)],
+        Duration::from_secs(3600),
+        &|_, _| {},
+    )
+    .await;
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = results.into_values().next().unwrap() else {
+        panic!("a circuit-breaker rollback is a failure")
+    };
+    assert!(
+        reason.starts_with("ECS's deployment circuit breaker rolled the service back to docs:3; tasks stopped: CannotPullContainerError: pull image manifest"),
+        "{reason}"
+    );
+    assert!(reason.contains("(docs: CannotPullContainerError"), "the container's reason too: {reason}");
+}
+
+// ---- settle's actions on the AWS adapter ----
+
+use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+use aws_sdk_ecs::operation::tag_resource::TagResourceOutput;
+use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
+use mcpfleet::reconcile::{Desired, Outcome, ServiceOutcome};
+
+/// The one service of the test fleet (`svc-00000`), resolved on a seeded sim.
+async fn one_desired(auto_rollback: bool) -> Vec<Desired> {
+    let mut text = mcpfleet::testkit::fleet_yaml(1, 1, 1).replace("cluster: bench", "cluster: mcp");
+    if !auto_rollback {
+        text = text.replace("  stopTimeout: 20s\n", "  stopTimeout: 20s\n  rollout: { autoRollback: false }\n");
+    }
+    let fleet = mcpfleet::spec::load_str("fleet.yaml", &text).unwrap();
+    let sim = mcpfleet::backend::sim::Sim::in_memory(mcpfleet::testkit::seeded_world(1, 1));
+    mcpfleet::reconcile::desired_state(&fleet, &sim.backend()).await.unwrap()
+}
+
+type TagLog = Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>;
+
+/// TagResource answers success and logs (resource, tags).
+fn logged_tag_resource() -> (aws_smithy_mocks::Rule, TagLog) {
+    let log = TagLog::default();
+    let seen = log.clone();
+    let rule = mock!(Client::tag_resource)
+        .match_requests(move |r| {
+            let tags =
+                r.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
+            seen.lock().unwrap().push((r.resource_arn().unwrap().to_string(), tags));
+            true
+        })
+        .then_output(|| TagResourceOutput::builder().build());
+    (rule, log)
+}
+
+fn tagged(log: &TagLog, resource: &str, key: &str) -> Vec<String> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|(r, _)| r == resource)
+        .flat_map(|(_, tags)| tags.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect::<Vec<_>>())
+        .collect()
+}
+
+const SVC: &str = "svc-00000";
+
+fn updated_outcome() -> Vec<ServiceOutcome> {
+    vec![ServiceOutcome {
+        name: SVC.into(),
+        cluster: "mcp".into(),
+        outcome: Outcome::Updated,
+        task_definition: Some(td_arn(SVC, 4)),
+        message: "updated".into(),
+    }]
+}
+
+#[tokio::test]
+async fn settle_rolls_a_failed_rollout_back_to_last_good_and_holds_the_spec() {
+    use DeploymentRolloutState as S;
+    let desired = one_desired(true).await;
+    let spec_hash = mcpfleet::plan::spec_hash_of(&desired[0].ecs).to_string();
+    let describe = mock!(Client::describe_services)
+        .sequence()
+        // The watcher's verdict, then settle's look at the service: 3 of 2 tasks failed on svc:4.
+        .output(|| DescribeServicesOutput::builder().services(fleet_service(SVC, 4, S::InProgress, 0, 3)).build())
+        .times(2)
+        // The rollback's own rollout completes on svc:3.
+        .output(|| DescribeServicesOutput::builder().services(fleet_service(SVC, 3, S::Completed, 2, 0)).build())
+        .build();
+    let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+    let last_good = mock!(Client::describe_task_definition)
+        .match_requests(|r| r.task_definition() == Some(td_arn(SVC, 3).as_str()))
+        .then_output(|| {
+            DescribeTaskDefinitionOutput::builder()
+                .task_definition(
+                    aws_sdk_ecs::types::TaskDefinition::builder()
+                        .task_definition_arn(td_arn(SVC, 3))
+                        .family(SVC)
+                        .revision(3)
+                        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+                        .build(),
+                )
+                .tags(Tag::builder().key("mcpfleet.io/spec-hash").value("33333333333333333333333333333333").build())
+                .build()
+        });
+    let update = mock!(Client::update_service)
+        .match_requests(|r| {
+            r.cluster() == Some("mcp")
+                && r.service() == Some(SVC)
+                && r.task_definition() == Some(td_arn(SVC, 3).as_str())
+        })
+        .then_output(|| UpdateServiceOutput::builder().service(fleet_service(SVC, 3, S::InProgress, 0, 0)).build());
+    let (tag, log) = logged_tag_resource();
+    let client =
+        mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &list, &last_good, &update, &tag], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let mut outcomes = updated_outcome();
+    let failed = mcpfleet::reconcile::rollout::settle(
+        &ecs,
+        clock.as_ref(),
+        &desired,
+        &mut outcomes,
+        Duration::from_secs(600),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(failed);
+    assert_eq!(outcomes[0].outcome, Outcome::RolledBack, "{outcomes:?}");
+    assert_eq!(outcomes[0].message, format!("rollout failed: 3 tasks failed to start; rolled back to {SVC}:3"));
+    assert_eq!(update.num_calls(), 1, "one UpdateService, back to the last good revision");
+    let service_arn = format!("{ACCOUNT}:service/mcp/{SVC}");
+    assert_eq!(tagged(&log, &service_arn, "mcpfleet.io/failed-spec-hash"), [spec_hash]);
+    assert_eq!(tagged(&log, &service_arn, "mcpfleet.io/spec-hash"), ["33333333333333333333333333333333"]);
+    assert_eq!(tagged(&log, &service_arn, "mcpfleet.io/last-good"), [td_arn(SVC, 3)]);
+    assert_eq!(tagged(&log, &td_arn(SVC, 4), "mcpfleet.io/outcome"), ["failed", "rolled_back"]);
+}
+
+#[tokio::test]
+async fn settle_without_auto_rollback_only_holds_the_failed_spec() {
+    use DeploymentRolloutState as S;
+    let desired = one_desired(false).await;
+    let spec_hash = mcpfleet::plan::spec_hash_of(&desired[0].ecs).to_string();
+    let describe = mock!(Client::describe_services)
+        .then_output(|| DescribeServicesOutput::builder().services(fleet_service(SVC, 4, S::Failed, 0, 3)).build());
+    let list = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
+    let update = mock!(Client::update_service)
+        .then_output(|| UpdateServiceOutput::builder().service(fleet_service(SVC, 3, S::InProgress, 0, 0)).build());
+    let (tag, log) = logged_tag_resource();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &list, &update, &tag], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let mut outcomes = updated_outcome();
+    let failed = mcpfleet::reconcile::rollout::settle(
+        &ecs,
+        clock.as_ref(),
+        &desired,
+        &mut outcomes,
+        Duration::from_secs(600),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(failed);
+    assert_eq!(outcomes[0].outcome, Outcome::Failed);
+    assert!(outcomes[0].message.ends_with("(autoRollback is off)"), "{}", outcomes[0].message);
+    assert_eq!(update.num_calls(), 0, "nothing is rolled back");
+    let service_arn = format!("{ACCOUNT}:service/mcp/{SVC}");
+    assert_eq!(tagged(&log, &service_arn, "mcpfleet.io/failed-spec-hash"), [spec_hash]);
+    assert_eq!(tagged(&log, &td_arn(SVC, 4), "mcpfleet.io/outcome"), ["failed"]);
 }

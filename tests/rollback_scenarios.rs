@@ -190,3 +190,230 @@ fn revisions_beyond_the_history_limit_are_deregistered() {
     assert_eq!(std::fs::read(lab.state()).unwrap(), before, "nothing changed");
     assert_eq!(outcomes(&lab.apply(&[]).1).len(), 3);
 }
+
+/// Moves the sim's virtual clock on, as time passing between two commands would (deployments progress).
+fn advance(lab: &Lab, secs: u64) {
+    let mut w = lab.world();
+    w.advance_to(w.now_ms + secs * 1000);
+    std::fs::write(lab.state(), serde_json::to_vec(&w).unwrap()).unwrap();
+}
+
+fn search_yaml_with_rollout(lab: &Lab, rollout: &str) {
+    lab.edit_manifest("search.yaml", "  stopTimeout: 20s\n", &format!("  stopTimeout: 20s\n  rollout:\n{rollout}"));
+}
+
+#[test]
+fn a_fleet_first_applied_without_wait_still_rolls_back_a_bad_image() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    advance(&lab, 300);
+    let rev1 = lab.world().families["search"][0].arn.clone();
+    assert_eq!(lab.world().services["mcp-prod/search"].state.tags.get("mcpfleet.io/last-good"), None);
+
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "rolled_back", "{search:#}");
+    let message = search["message"].as_str().unwrap();
+    assert!(message.ends_with("rolled back to search:1"), "{message}");
+    // Why, in ECS's words for the stopped tasks (ListTasks + DescribeTasks), not the service's event text.
+    assert!(message.contains("; tasks stopped: Task failed container health checks;"), "{message}");
+    assert_eq!(doc["apiCalls"]["calls"]["DescribeTasks"], 1, "{doc:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    assert_eq!(svc.task_definition, rev1, "back on the revision that had completed");
+    assert_eq!(svc.tags["mcpfleet.io/last-good"], rev1);
+    assert_eq!(history(&lab, "search"), [(2, "rolled_back".into()), (1, "running".into())]);
+}
+
+#[test]
+fn a_rollout_that_is_never_completed_is_not_recorded_as_good() {
+    let lab = Lab::new();
+    // Applied without --wait and updated before the first rollout finished: nothing has proven good yet.
+    assert_eq!(lab.apply(&[]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "failed");
+    assert!(search["message"].as_str().unwrap().contains("no earlier good revision"), "{search:#}");
+    assert_eq!(lab.world().services["mcp-prod/search"].state.tags.get("mcpfleet.io/last-good"), None);
+}
+
+#[test]
+fn a_failure_without_rollback_is_held_back_not_redeployed_as_drift() {
+    let lab = Lab::new();
+    search_yaml_with_rollout(&lab, "    autoRollback: false\n");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(service(&doc, "search")["outcome"], "failed");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    assert_eq!(svc.task_definition, w.families["search"][0].arn, "ECS's circuit breaker put search:1 back");
+    assert_eq!(svc.tags["mcpfleet.io/failed-spec-hash"], svc.tags["mcpfleet.io/spec-hash"]);
+
+    // The service runs search:1 while its tags say search:2: not drift to correct, a failed spec held back.
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(writes(&doc), 0, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "unchanged");
+    let message = search["message"].as_str().unwrap();
+    assert!(message.contains("rollout failed") && message.contains("--retry-failed"), "{message}");
+}
+
+#[test]
+fn an_operator_rollback_marks_the_abandoned_revision_rolled_back() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0")]);
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.5.0");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    assert_eq!(history(&lab, "documents"), [(2, "running".into()), (1, "completed".into())]);
+    lab.ok(&["rollback", "documents", "--cluster", "mcp-prod"]);
+    assert_eq!(history(&lab, "documents"), [(2, "rolled_back".into()), (1, "running".into())]);
+}
+
+#[test]
+fn rollback_wait_exits_3_when_the_rollbacks_own_rollout_fails() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let old_digest = lab.world().repositories[&format!("{ECR}/documents")].tags["v1.4.2"].clone();
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0")]);
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.5.0");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    // The old image turns out bad after all (a dependency it pulls at start went away): its tasks now fail.
+    let mut w = lab.world();
+    w.repositories.get_mut(&format!("{ECR}/documents")).unwrap().images.get_mut(&old_digest).unwrap().unhealthy = true;
+    std::fs::write(lab.state(), serde_json::to_vec(&w).unwrap()).unwrap();
+
+    let out = lab.run(&["rollback", "documents", "--cluster", "mcp-prod", "--wait"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("documents: the rollback to documents:1 failed: "), "{stdout}");
+    assert!(stdout.contains("Task failed container health checks"), "{stdout}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/documents"].state;
+    assert_eq!(svc.task_definition, w.families["documents"][1].arn, "ECS kept documents:2 running");
+    assert_eq!(svc.tags["mcpfleet.io/last-good"], w.families["documents"][1].arn, "the failed target is not last-good");
+    assert_eq!(history(&lab, "documents"), [(2, "running".into()), (1, "failed".into())]);
+    let out = lab.run(&["rollback", "documents", "--cluster", "mcp-prod"]);
+    assert_eq!(out.status.code(), Some(1), "a revision seen failing is no rollback target any more");
+}
+
+#[test]
+fn re_pushing_a_fixed_image_under_the_same_tag_deploys_it() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    assert_eq!(lab.apply(&["--wait"]).0, 3);
+    let bad = lab.world().repositories[&format!("{ECR}/search")].tags["v1.0.0"].clone();
+    // Same tag, new digest: a different resolved spec, so it is not held back.
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0")]);
+    let fixed = lab.world().repositories[&format!("{ECR}/search")].tags["v1.0.0"].clone();
+    assert_ne!(bad, fixed);
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(service(&doc, "search")["outcome"], "updated");
+    assert_eq!(writes(&lab.apply(&["--wait"]).1), 0, "and then it is converged");
+
+    let (code, doc) = lab.json(&["history", "search", "--cluster", "mcp-prod", "-o", "json"]);
+    assert_eq!(code, 0);
+    let revs = doc["revisions"].as_array().unwrap();
+    let field = |i: usize, k: &str| revs[i][k].clone();
+    let w = lab.world();
+    let tds = &w.families["search"];
+    assert_eq!(revs.len(), 3);
+    for (i, (rev, tag, digest, outcome)) in [
+        (3, "v1.0.0", fixed.as_str(), "running"),
+        (2, "v1.0.0", bad.as_str(), "rolled_back"),
+        (1, "v0.9.0", w.repositories[&format!("{ECR}/search")].tags["v0.9.0"].as_str(), "completed"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(field(i, "revision"), rev);
+        assert_eq!(field(i, "taskDefinition"), tds[rev as usize - 1].arn.as_str());
+        assert_eq!(field(i, "imageTag"), tag);
+        assert_eq!(field(i, "digest"), digest);
+        assert_eq!(field(i, "architecture"), "ARM64", "auto picks arm64 for a multi-arch image");
+        assert_eq!(field(i, "registeredAt"), tds[rev as usize - 1].registered_at_ms);
+        assert_eq!(field(i, "outcome"), outcome);
+    }
+    assert!(
+        field(0, "registeredAt").as_u64() > field(1, "registeredAt").as_u64()
+            && field(1, "registeredAt").as_u64() > field(2, "registeredAt").as_u64(),
+        "registered one after the other: {doc:#}"
+    );
+}
+
+#[tokio::test]
+async fn retention_never_deregisters_the_running_or_last_good_revision() {
+    use mcpfleet::backend::TdStatus;
+    use mcpfleet::reconcile::rollout::record_success;
+    let sim = mcpfleet::backend::sim::Sim::in_memory(mcpfleet::testkit::seeded_world(1, 1));
+    let backend = sim.backend();
+    let fleet = mcpfleet::spec::load_str("fleet.yaml", &mcpfleet::testkit::fleet_yaml(1, 1, 1)).unwrap();
+    let desired = mcpfleet::reconcile::desired_state(&fleet, &backend).await.unwrap();
+    let observed = mcpfleet::reconcile::observe(&desired, backend.ecs.as_ref(), false).await.unwrap();
+    let plan = mcpfleet::reconcile::plan_fleet(&desired, &observed, backend.ecs.as_ref()).await.unwrap();
+    let opts = mcpfleet::reconcile::ApplyOptions::default();
+    mcpfleet::reconcile::apply(&desired, &plan, &observed, backend.ecs.as_ref(), &opts, &|_, _| {}).await;
+    // Revisions 2..5 of the family; the service is put back on revision 2 out of band.
+    let arns: Vec<String> = sim
+        .with_world(true, |w| {
+            let spec = w.families["svc-00000"][0].spec.clone();
+            (0..4).map(|_| w.register_task_definition(&spec).arn).collect()
+        })
+        .unwrap();
+    let arn = |rev: usize| if rev == 1 { observed_td(&sim) } else { arns[rev - 2].clone() };
+    let rev1 = arn(1);
+    ecs_edit(&sim, &arn(2));
+    backend.clock.sleep(std::time::Duration::from_secs(120)).await;
+    let state = backend.ecs.describe_services("bench", &["svc-00000".into()]).await.unwrap().services.remove(0);
+    assert_eq!(state.task_definition, arn(2));
+
+    // Revision 3 completed (a reused, older revision) with a history limit of 1.
+    record_success(backend.ecs.as_ref(), &state, &arn(3), 1).await.unwrap();
+    let active = backend.ecs.list_task_definitions("svc-00000", TdStatus::Active).await.unwrap();
+    assert_eq!(active, [arn(2), arn(3), arn(5)], "running, last good and the newest stay; {rev1} and :4 go");
+    let state = backend.ecs.describe_services("bench", &["svc-00000".into()]).await.unwrap().services.remove(0);
+    assert_eq!(state.tags["mcpfleet.io/last-good"], arn(3));
+}
+
+fn observed_td(sim: &mcpfleet::backend::sim::Sim) -> String {
+    sim.snapshot().families["svc-00000"][0].arn.clone()
+}
+
+fn ecs_edit(sim: &mcpfleet::backend::sim::Sim, td: &str) {
+    let update = mcpfleet::backend::ServiceUpdate {
+        cluster: "bench".into(),
+        service: "svc-00000".into(),
+        task_definition: Some(td.into()),
+        desired_count: None,
+        deployment_configuration: None,
+        network_configuration: None,
+    };
+    sim.with_world(true, |w| w.update_service(&update)).unwrap().unwrap();
+}
+
+#[test]
+fn rollback_finds_a_revision_that_completed_without_wait() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    advance(&lab, 300);
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0")]);
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.5.0");
+    assert_eq!(lab.apply(&[]).0, 0);
+    advance(&lab, 300);
+    assert_eq!(history(&lab, "documents"), [(2, "running".into()), (1, "completed".into())]);
+    let out = lab.ok(&["rollback", "documents", "--cluster", "mcp-prod", "--wait"]);
+    assert_eq!(out.trim(), "documents: rolled back from documents:2 to documents:1");
+}

@@ -32,6 +32,8 @@ pub fn ecs_bucket(op: &str) -> Option<BucketSpec> {
         "RegisterTaskDefinition" | "DeregisterTaskDefinition" => ("TaskDefinitionWrite", 20, 1.0),
         "DescribeTaskDefinition" | "ListTaskDefinitions" => ("TaskDefinitionRead", 50, 20.0),
         "TagResource" | "UntagResource" => ("TagResource", 20, 10.0),
+        // Task reads are metered like the other describe-style reads (DescribeServices): 100 burst, 20/s.
+        "ListTasks" | "DescribeTasks" => ("TaskRead", 100, 20.0),
         _ => return None,
     };
     Some(BucketSpec { category, burst, per_second })
@@ -162,5 +164,18 @@ impl Ecs for Limited {
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
         self.run("TagResource", || self.inner.tag_resource(arn, tags)).await
+    }
+    /// One ListTasks and (when tasks stopped) one DescribeTasks: a token of each is taken per attempt.
+    async fn stopped_task_reasons(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: &str,
+    ) -> Result<Vec<String>, BackendError> {
+        self.run("ListTasks", || async {
+            self.acquire("DescribeTasks").await;
+            self.inner.stopped_task_reasons(cluster, service, task_definition).await
+        })
+        .await
     }
 }

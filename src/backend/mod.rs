@@ -181,6 +181,12 @@ pub const DESCRIBE_SERVICES_BATCH: usize = 10;
 /// At most this many image ids per ECR DescribeImages/BatchGetImage call.
 pub const IMAGE_BATCH: usize = 100;
 
+/// ECS's deployment circuit breaker failed-task threshold for a desired count: half of it, at least 3, at most
+/// 200. A deployment with this many failed tasks has failed, whether or not the breaker is enabled.
+pub fn breaker_threshold(desired: u32) -> u32 {
+    desired.div_ceil(2).clamp(3, 200)
+}
+
 /// ECS operations reconcile uses.
 #[async_trait]
 pub trait Ecs: Send + Sync {
@@ -204,6 +210,48 @@ pub trait Ecs: Send + Sync {
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError>;
     /// Adds or overwrites tags on a service or task definition.
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError>;
+    /// Why the recently stopped tasks of a service that ran `task_definition` (an ARN) stopped, newest first: one
+    /// line per task, ECS's `stoppedReason` followed by its containers' reasons and exit codes (see
+    /// [`stopped_task_line`]). At most [`STOPPED_TASKS_BATCH`] stopped tasks are looked at (one ListTasks and one
+    /// DescribeTasks). A backend that cannot see tasks reports none.
+    async fn stopped_task_reasons(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: &str,
+    ) -> Result<Vec<String>, BackendError> {
+        let _ = (cluster, service, task_definition);
+        Ok(Vec::new())
+    }
+}
+
+/// At most this many tasks per ListTasks page and DescribeTasks call (ECS limits).
+pub const STOPPED_TASKS_BATCH: usize = 100;
+
+/// One container of a stopped task, as far as explaining the stop goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoppedContainer {
+    pub name: String,
+    /// ECS's `reason` for the container (e.g. `CannotPullContainerError: …`), when it gave one.
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+/// A stopped task's line: `stoppedReason`, then containers with a reason or a non-zero exit code in parentheses,
+/// e.g. `Essential container in task exited (search: exit code 1)`.
+pub fn stopped_task_line(stopped_reason: Option<&str>, containers: &[StoppedContainer]) -> String {
+    let details: Vec<String> = containers
+        .iter()
+        .filter_map(|c| {
+            let mut parts: Vec<String> = c.reason.iter().cloned().collect();
+            if let Some(code) = c.exit_code.filter(|code| *code != 0) {
+                parts.push(format!("exit code {code}"));
+            }
+            (!parts.is_empty()).then(|| format!("{}: {}", c.name, parts.join(", ")))
+        })
+        .collect();
+    let reason = stopped_reason.filter(|r| !r.is_empty()).unwrap_or("stopped for an unknown reason");
+    if details.is_empty() { reason.to_string() } else { format!("{reason} ({})", details.join("; ")) }
 }
 
 /// What an image reference resolves to.

@@ -48,6 +48,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let result =
         rollout::rollback_to(ecs, conn.backend.clock.as_ref(), &state, &target.arn, &abandoned, timeout, &progress)
             .await?;
+    rollout::mark_abandoned(ecs, &state.task_definition).await?;
     match (args.wait, result) {
         (false, _) => {
             println!(

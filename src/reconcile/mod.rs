@@ -303,6 +303,11 @@ async fn converge(
             ecs.create_service(&input).await?;
         }
         Some(o) => {
+            // The revision running now may have completed without anyone watching (apply without --wait):
+            // record it as last-good first, so a failure of the rollout started here can be rolled back.
+            if let Some(good) = rollout::record_proven_good(ecs, o).await? {
+                progress(&d.ecs.name, &format!("recorded {} as last good", good.rsplit('/').next().unwrap_or(&good)));
+            }
             progress(&d.ecs.name, "updating service");
             ecs.update_service(&ServiceUpdate::converge(&input, &td)).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();

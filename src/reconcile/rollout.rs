@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use super::watch::{self, RolloutResult, Target};
 use super::{Desired, Outcome, Progress, ServiceOutcome};
-use crate::backend::{BackendError, Clock, Ecs, ServiceState, ServiceUpdate, Tags, TaskDefinition, TdStatus};
+use crate::backend::{
+    BackendError, Clock, Ecs, RolloutState, ServiceState, ServiceUpdate, Tags, TaskDefinition, TdStatus,
+};
 use crate::plan::{is_managed, spec_hash_of};
 use crate::render::ecs::{
     TAG_ARCHITECTURE, TAG_FAILED_SPEC_HASH, TAG_IMAGE_DIGEST, TAG_IMAGE_TAG, TAG_LAST_GOOD, TAG_SPEC_HASH,
@@ -90,10 +92,12 @@ pub async fn settle(
                         }
                     }
                     (true, None) => {
+                        hold_failed_spec(ecs, state, spec_hash_of(&d.ecs)).await?;
                         o.outcome = Outcome::Failed;
                         o.message = format!("rollout failed: {reason}; no earlier good revision to roll back to");
                     }
                     (false, _) => {
+                        hold_failed_spec(ecs, state, spec_hash_of(&d.ecs)).await?;
                         o.outcome = Outcome::Failed;
                         o.message = format!("rollout failed: {reason} (autoRollback is off)");
                     }
@@ -117,6 +121,42 @@ async fn current_states(
         wanted.entry(t.cluster.clone()).or_default().push(t.name.clone());
     }
     Ok(super::describe_all(ecs, &wanted).await?.into_iter().map(|s| ((s.cluster.clone(), s.name.clone()), s)).collect())
+}
+
+/// Records a failed spec that was not rolled back by mcpfleet as `failed-spec-hash`, so neither apply nor the
+/// controller deploys it again (ECS's circuit breaker may have silently put the service back on an older
+/// revision, which would otherwise look like drift to correct) until the spec changes.
+async fn hold_failed_spec(ecs: &dyn Ecs, state: &ServiceState, spec_hash: &str) -> Result<(), BackendError> {
+    ecs.tag_resource(&state.arn, &Tags::from([(TAG_FAILED_SPEC_HASH.to_string(), spec_hash.to_string())])).await
+}
+
+/// The revision a service has proven good although no one recorded it (it was deployed by `apply` without
+/// `--wait`): its PRIMARY and only deployment is COMPLETED with every task running, on the revision mcpfleet last
+/// asked for, and that revision is not already `last-good`. Not when ECS's circuit breaker silently moved the
+/// service to another revision (what runs is then not what mcpfleet asked for), nor when the spec it runs is
+/// held back as failed.
+pub fn unrecorded_good(state: &ServiceState) -> Option<&str> {
+    let td = state.task_definition.as_str();
+    let [only] = state.deployments.as_slice() else { return None };
+    let settled = only.status == "PRIMARY"
+        && only.rollout_state == RolloutState::Completed
+        && only.task_definition == td
+        && only.running_count == state.desired_count
+        && state.running_count == state.desired_count;
+    let asked_for = state.tags.get(TAG_TASK_DEFINITION).map(String::as_str) == Some(td);
+    let held = state.tags.get(TAG_FAILED_SPEC_HASH).is_some_and(|f| state.tags.get(TAG_SPEC_HASH) == Some(f));
+    let recorded = state.tags.get(TAG_LAST_GOOD).map(String::as_str) == Some(td);
+    (state.is_active() && settled && asked_for && !held && !recorded).then_some(td)
+}
+
+/// Records the revision a service has proven good (see [`unrecorded_good`]) as its `last-good`, with outcome
+/// `completed`: done before a service is updated, so the rollout being started has something to roll back to.
+/// Returns the revision recorded, if any.
+pub async fn record_proven_good(ecs: &dyn Ecs, state: &ServiceState) -> Result<Option<String>, BackendError> {
+    let Some(td) = unrecorded_good(state) else { return Ok(None) };
+    ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "completed".to_string())])).await?;
+    ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.to_string())])).await?;
+    Ok(Some(td.to_string()))
 }
 
 /// A completed rollout: the revision becomes last-good, and revisions beyond the history limit go.
@@ -148,7 +188,9 @@ pub fn family_of(td: &str) -> &str {
     short.rsplit_once(':').map_or(short, |(f, _)| f)
 }
 
-/// Puts a service on `target` and records why, then watches that rollout (see [`start_rollback`]).
+/// Puts a service on `target` and records why, then watches that rollout (see [`start_rollback`]): a target
+/// that completes becomes `last-good`, one seen failing is tagged `outcome=failed`. With a zero `timeout` nothing
+/// is watched.
 pub async fn rollback_to(
     ecs: &dyn Ecs,
     clock: &dyn Clock,
@@ -170,8 +212,15 @@ pub async fn rollback_to(
         .into_values()
         .next()
         .unwrap_or(RolloutResult::Failed { reason: "the rollback was not observed".into() });
-    if result == RolloutResult::Completed {
-        ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.arn.clone())])).await?;
+    match result {
+        RolloutResult::Completed => {
+            ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.arn.clone())])).await?;
+        }
+        // Observed failing now: it no longer counts as a completed revision to go back to.
+        RolloutResult::Failed { .. } if !timeout.is_zero() => {
+            ecs.tag_resource(&td.arn, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
+        }
+        RolloutResult::Failed { .. } => {}
     }
     Ok(result)
 }
@@ -208,6 +257,12 @@ pub async fn start_rollback(
     }
     ecs.tag_resource(&state.arn, &tags).await?;
     Ok(td)
+}
+
+/// Records on a revision that an operator rolled the service back from it (outcome `rolled_back`), so `history`
+/// and the default `rollback` target no longer count it as a completed rollout.
+pub async fn mark_abandoned(ecs: &dyn Ecs, td: &str) -> Result<(), BackendError> {
+    ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "rolled_back".to_string())])).await
 }
 
 /// Why an operator's rollback was refused; nothing was changed.
@@ -328,4 +383,92 @@ pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision
     }
     out.sort_by_key(|r| std::cmp::Reverse(r.revision));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Deployment;
+    use crate::render::ecs::{AwsVpcConfiguration, NetworkConfiguration};
+
+    const TD1: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:1";
+    const TD2: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:2";
+
+    fn deployment(td: &str, state: RolloutState, running: u32) -> Deployment {
+        Deployment {
+            id: format!("ecs-svc/{td}"),
+            status: "PRIMARY".into(),
+            task_definition: td.into(),
+            desired_count: 2,
+            running_count: running,
+            pending_count: 0,
+            failed_tasks: 0,
+            rollout_state: state,
+            rollout_state_reason: String::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    /// A service on `running` whose tags say mcpfleet last asked for `asked`.
+    fn service(running: &str, asked: &str, primary: Deployment) -> ServiceState {
+        ServiceState {
+            arn: "arn:aws:ecs:us-east-1:123456789012:service/mcp/docs".into(),
+            cluster: "mcp".into(),
+            name: "docs".into(),
+            status: "ACTIVE".into(),
+            task_definition: running.into(),
+            desired_count: 2,
+            running_count: primary.running_count,
+            pending_count: 0,
+            deployment_configuration: None,
+            network_configuration: NetworkConfiguration {
+                awsvpc_configuration: AwsVpcConfiguration {
+                    subnets: vec![],
+                    security_groups: vec![],
+                    assign_public_ip: "DISABLED".into(),
+                },
+            },
+            deployments: vec![primary],
+            events: vec![],
+            tags: Tags::from([
+                (TAG_TASK_DEFINITION.to_string(), asked.to_string()),
+                (TAG_SPEC_HASH.to_string(), "h1".to_string()),
+            ]),
+        }
+    }
+
+    #[test]
+    fn a_completed_rollout_of_what_was_asked_is_proven_good() {
+        let s = service(TD1, TD1, deployment(TD1, RolloutState::Completed, 2));
+        assert_eq!(unrecorded_good(&s), Some(TD1));
+    }
+
+    #[test]
+    fn a_rollout_in_progress_is_not_proven_good() {
+        assert_eq!(unrecorded_good(&service(TD1, TD1, deployment(TD1, RolloutState::InProgress, 1))), None);
+        let mut draining = service(TD2, TD2, deployment(TD2, RolloutState::Completed, 2));
+        let mut old = deployment(TD1, RolloutState::Completed, 1);
+        old.status = "ACTIVE".into();
+        draining.deployments.push(old);
+        assert_eq!(unrecorded_good(&draining), None, "an older deployment is still draining");
+    }
+
+    #[test]
+    fn a_silent_circuit_breaker_rollback_is_not_recorded() {
+        // mcpfleet asked for docs:2; ECS's breaker put docs:1 back and it looks COMPLETED.
+        let s = service(TD1, TD2, deployment(TD1, RolloutState::Completed, 2));
+        assert_eq!(unrecorded_good(&s), None);
+    }
+
+    #[test]
+    fn a_held_failed_spec_or_a_recorded_one_is_not_recorded_again() {
+        let mut held = service(TD2, TD2, deployment(TD2, RolloutState::Completed, 2));
+        held.tags.insert(TAG_FAILED_SPEC_HASH.into(), "h1".into());
+        assert_eq!(unrecorded_good(&held), None);
+        held.tags.insert(TAG_FAILED_SPEC_HASH.into(), "h0".into());
+        assert_eq!(unrecorded_good(&held), Some(TD2), "an older failed spec does not hold this one");
+        held.tags.insert(TAG_LAST_GOOD.into(), TD2.into());
+        assert_eq!(unrecorded_good(&held), None);
+    }
 }

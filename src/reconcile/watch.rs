@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::backend::sim::breaker_threshold;
-use crate::backend::{Clock, Ecs, RolloutState, ServiceState};
+use crate::backend::{Clock, Ecs, RolloutState, ServiceState, breaker_threshold};
 
 use super::{POLL_MAX, POLL_MIN, Progress};
 
@@ -32,8 +31,14 @@ pub enum RolloutResult {
     Failed { reason: String },
 }
 
-/// Judges one observation of a target: None while still in progress.
+/// Judges one observation of a target: None while still in progress. Why tasks stopped comes from the service's
+/// events only; [`watch`] asks ECS about the stopped tasks themselves.
 pub fn judge(t: &Target, s: &ServiceState, now_ms: u64) -> Option<RolloutResult> {
+    judge_with(t, s, now_ms, &last_failure(s))
+}
+
+/// [`judge`], with `why_stopped` (`; tasks stopped: …` or empty) appended to a failure's reason.
+fn judge_with(t: &Target, s: &ServiceState, now_ms: u64, why_stopped: &str) -> Option<RolloutResult> {
     let failed = |reason: String| Some(RolloutResult::Failed { reason });
     let primary = s.primary();
     if !s.is_active() {
@@ -52,13 +57,13 @@ pub fn judge(t: &Target, s: &ServiceState, now_ms: u64) -> Option<RolloutResult>
         } else {
             "another deployment replaced it, moving the service"
         };
-        return failed(format!("{who} to {}{}", short(&p.task_definition), last_failure(s)));
+        return failed(format!("{who} to {}{}", short(&p.task_definition), why_stopped));
     }
     match p.rollout_state {
         RolloutState::Completed if p.running_count == s.desired_count => Some(RolloutResult::Completed),
-        RolloutState::Failed => failed(format!("{}{}", p.rollout_state_reason, last_failure(s))),
+        RolloutState::Failed => failed(format!("{}{}", p.rollout_state_reason, why_stopped)),
         _ if p.failed_tasks >= breaker_threshold(s.desired_count) => {
-            failed(format!("{} tasks failed to start{}", p.failed_tasks, last_failure(s)))
+            failed(format!("{} tasks failed to start{}", p.failed_tasks, why_stopped))
         }
         _ if now_ms > t.deadline_ms => failed(format!(
             "progress deadline exceeded: {}/{} tasks running after {}s",
@@ -74,7 +79,32 @@ fn short(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
-/// Why tasks stopped, from the newest event that says so (ECS's own words).
+/// At most this many distinct stopped-task reasons are quoted in a failure.
+const MAX_REASONS: usize = 3;
+
+/// Why the target's tasks stopped, asked of ECS (ListTasks + DescribeTasks): `; tasks stopped: …` with the
+/// distinct reasons, newest first. Falls back to the service's events when ECS reports no stopped task or the
+/// question fails (a failed rollout is reported either way).
+async fn why_stopped(ecs: &dyn Ecs, t: &Target, s: &ServiceState) -> String {
+    match ecs.stopped_task_reasons(&t.cluster, &t.name, &t.task_definition).await {
+        Ok(reasons) if !reasons.is_empty() => {
+            let mut distinct: Vec<String> = Vec::new();
+            for r in reasons {
+                if !distinct.contains(&r) && distinct.len() < MAX_REASONS {
+                    distinct.push(r);
+                }
+            }
+            format!("; tasks stopped: {}", distinct.join("; "))
+        }
+        Ok(_) => last_failure(s),
+        Err(e) => {
+            tracing::warn!(service = %t.name, error = %e, "could not ask ECS why tasks stopped");
+            last_failure(s)
+        }
+    }
+}
+
+/// Why tasks stopped, from the newest event that says so.
 fn last_failure(s: &ServiceState) -> String {
     s.events
         .iter()
@@ -115,7 +145,11 @@ pub async fn watch(
                         results.insert(key, RolloutResult::Failed { reason: "the service disappeared".into() });
                         continue;
                     };
-                    match judge(t, s, now) {
+                    let verdict = match judge_with(t, s, now, "") {
+                        Some(RolloutResult::Failed { .. }) => judge_with(t, s, now, &why_stopped(ecs, t, s).await),
+                        other => other,
+                    };
+                    match verdict {
                         Some(r) => {
                             match &r {
                                 RolloutResult::Completed => progress(&t.name, "rollout completed"),

@@ -11,8 +11,8 @@ use aws_sdk_ecs::types as sdk;
 
 use super::map_err;
 use crate::backend::{
-    BackendError, Deployment, Described, Ecs, RolloutState, ServiceEvent, ServiceState, ServiceUpdate, Tags,
-    TaskDefinition, TdStatus,
+    BackendError, Deployment, Described, Ecs, RolloutState, STOPPED_TASKS_BATCH, ServiceEvent, ServiceState,
+    ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TdStatus, stopped_task_line,
 };
 use crate::render::CpuArch;
 use crate::render::ecs::{
@@ -522,4 +522,59 @@ impl Ecs for AwsEcs {
             .map(|_| ())
             .map_err(|e| map_err("TagResource", e))
     }
+
+    async fn stopped_task_reasons(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: &str,
+    ) -> Result<Vec<String>, BackendError> {
+        // One page of the most recent stopped tasks is enough to explain a rollout; ECS forgets old ones anyway.
+        let listed = self
+            .client
+            .list_tasks()
+            .cluster(cluster)
+            .service_name(service)
+            .desired_status(sdk::DesiredStatus::Stopped)
+            .max_results(STOPPED_TASKS_BATCH as i32)
+            .send()
+            .await
+            .map_err(|e| map_err("ListTasks", e))?;
+        let arns: Vec<String> = listed.task_arns().iter().take(STOPPED_TASKS_BATCH).cloned().collect();
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let described = self
+            .client
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(arns))
+            .send()
+            .await
+            .map_err(|e| map_err("DescribeTasks", e))?;
+        let wanted = short_td(task_definition);
+        let mut tasks: Vec<&sdk::Task> =
+            described.tasks().iter().filter(|t| t.task_definition_arn().map(short_td) == Some(wanted)).collect();
+        tasks.sort_by_key(|t| std::cmp::Reverse(millis(t.stopped_at())));
+        Ok(tasks
+            .iter()
+            .map(|t| {
+                let containers: Vec<StoppedContainer> = t
+                    .containers()
+                    .iter()
+                    .map(|c| StoppedContainer {
+                        name: c.name().unwrap_or("container").into(),
+                        reason: c.reason().map(Into::into),
+                        exit_code: c.exit_code(),
+                    })
+                    .collect();
+                stopped_task_line(t.stopped_reason(), &containers)
+            })
+            .collect())
+    }
+}
+
+/// `family:revision` of a task-definition ARN (or the id as given).
+fn short_td(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
 }

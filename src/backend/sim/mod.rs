@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use world::{BucketState, Repository, SimImage, SimService, TASK_SETTLE_MS, TICK_MS, World, breaker_threshold};
+pub use world::{
+    BucketState, Repository, SimImage, SimService, StoppedTask, TASK_SETTLE_MS, TICK_MS, World, breaker_threshold,
+};
 
 use super::limits::{self, BucketSpec};
 use super::{
@@ -268,6 +270,18 @@ impl Ecs for Sim {
     }
     async fn tag_resource(&self, arn: &str, tags: &super::Tags) -> Result<(), BackendError> {
         self.call("TagResource", |w| w.tag_resource(arn, tags))
+    }
+    async fn stopped_task_reasons(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: &str,
+    ) -> Result<Vec<String>, BackendError> {
+        let arns = self.call("ListTasks", |w| Ok(w.list_stopped_tasks(cluster, service)))?;
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call("DescribeTasks", |w| Ok(w.stopped_task_reasons(cluster, service, &arns, task_definition)))
     }
 }
 

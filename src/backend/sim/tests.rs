@@ -210,3 +210,29 @@ fn state_files_persist_writes_and_are_left_alone_by_reads() {
     std::fs::write(&path, "{not json").unwrap();
     assert!(matches!(Sim::open(&path), Err(BackendError::State(m)) if m.contains("not a sim state file")));
 }
+
+#[tokio::test]
+async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
+    let (mut w, v1) = world_with_service(2, 200, 100);
+    w.advance_to(w.now_ms + 60_000);
+    let v2 = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:2";
+    w.update_service(&ServiceUpdate {
+        cluster: "mcp".into(),
+        service: "docs".into(),
+        task_definition: Some(v2.into()),
+        desired_count: None,
+        deployment_configuration: None,
+        network_configuration: None,
+    })
+    .unwrap();
+    w.advance_to(w.now_ms + 5 * 60_000);
+    let sim = Sim::in_memory(w);
+    let reasons = sim.stopped_task_reasons("mcp", "docs", v2).await.unwrap();
+    assert!(reasons.len() >= 3, "the breaker needed 3 failed tasks: {reasons:?}");
+    assert!(reasons.iter().all(|r| r == "Task failed container health checks"), "{reasons:?}");
+    assert!(sim.stopped_task_reasons("mcp", "docs", &v1).await.unwrap().is_empty(), "v1's tasks never stopped");
+    let arns = sim.snapshot().list_stopped_tasks("mcp", "docs");
+    assert!(arns.iter().all(|a| a.starts_with("arn:aws:ecs:us-east-1:123456789012:task/mcp/")), "{arns:?}");
+    assert_eq!(arns.iter().collect::<std::collections::BTreeSet<_>>().len(), arns.len(), "task ids are unique");
+    assert_eq!((sim.stats().get("ListTasks"), sim.stats().get("DescribeTasks")), (2, 2));
+}

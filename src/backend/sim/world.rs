@@ -18,6 +18,9 @@ use crate::backend::{
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
+/// Re-exported where the sim always had it; the rule itself is ECS's and lives with the ports.
+pub use crate::backend::breaker_threshold;
+
 /// Granularity of the simulation.
 pub const TICK_MS: u64 = 5_000;
 /// Time from launching a task to it passing (or failing) its health checks.
@@ -54,6 +57,36 @@ pub struct SimService {
     pub pending: BTreeMap<String, Vec<u64>>,
     /// The task definition of the last deployment that completed (where the circuit breaker rolls back to).
     pub last_completed: Option<String>,
+    /// Tasks that stopped, newest first (the last [`MAX_STOPPED`]), as ListTasks/DescribeTasks report them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<StoppedTask>,
+}
+
+/// A task that stopped, with ECS's reasons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppedTask {
+    pub arn: String,
+    pub task_definition: String,
+    pub stopped_reason: String,
+    pub container: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_reason: Option<String>,
+    pub stopped_at_ms: u64,
+}
+
+/// Stopped tasks kept per service (ECS shows stopped tasks for a while, then forgets them).
+const MAX_STOPPED: usize = 100;
+
+/// ECS's words for a task that stopped for `why` (the sim's health verdict): (stoppedReason, container reason).
+fn stop_reasons(why: &str) -> (String, Option<String>) {
+    if why == "failed container health checks" {
+        ("Task failed container health checks".into(), None)
+    } else if why.starts_with("CannotPullContainerError") {
+        (why.to_string(), Some(why.to_string()))
+    } else {
+        (why.to_string(), None)
+    }
 }
 
 /// An ECS token bucket's state.
@@ -332,7 +365,10 @@ impl World {
             }],
             tags: input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
         };
-        self.services.insert(key, SimService { state: state.clone(), pending: BTreeMap::new(), last_completed: None });
+        self.services.insert(
+            key,
+            SimService { state: state.clone(), pending: BTreeMap::new(), last_completed: None, stopped: Vec::new() },
+        );
         Ok(state)
     }
 
@@ -393,6 +429,37 @@ impl World {
         svc.pending.clear();
         push_event(&mut svc.state, now, format!("(service {name}) was deleted."));
         Ok(())
+    }
+
+    /// ARNs of a service's stopped tasks, newest first (ListTasks desiredStatus=STOPPED serviceName=…).
+    pub fn list_stopped_tasks(&self, cluster: &str, name: &str) -> Vec<String> {
+        self.services
+            .get(&service_key(cluster, name))
+            .map(|s| s.stopped.iter().take(crate::backend::STOPPED_TASKS_BATCH).map(|t| t.arn.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Why the named stopped tasks of a service that ran `task_definition` stopped (DescribeTasks), newest first.
+    pub fn stopped_task_reasons(
+        &self,
+        cluster: &str,
+        name: &str,
+        arns: &[String],
+        task_definition: &str,
+    ) -> Vec<String> {
+        let Some(s) = self.services.get(&service_key(cluster, name)) else { return Vec::new() };
+        s.stopped
+            .iter()
+            .filter(|t| arns.contains(&t.arn) && t.task_definition == task_definition)
+            .map(|t| {
+                let container = crate::backend::StoppedContainer {
+                    name: t.container.clone(),
+                    reason: t.container_reason.clone(),
+                    exit_code: None,
+                };
+                crate::backend::stopped_task_line(Some(&t.stopped_reason), &[container])
+            })
+            .collect()
     }
 
     pub fn tag_resource(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), BackendError> {
@@ -506,11 +573,6 @@ fn is_steady(s: &SimService) -> bool {
         && st.pending_count == 0
 }
 
-/// The circuit breaker's failed-task threshold: half the desired count, at least 3, at most 200.
-pub fn breaker_threshold(desired: u32) -> u32 {
-    desired.div_ceil(2).clamp(3, 200)
-}
-
 /// One tick of one service. Returns true when it started a rollback deployment (which used sequence `seq`).
 fn tick_service(
     svc: &mut SimService,
@@ -534,8 +596,23 @@ fn tick_service(
         match healthy {
             Ok(()) => d.running_count += settled as u32,
             Err(why) => {
-                d.failed_tasks += settled as u32;
-                for _ in 0..settled {
+                let (stopped_reason, container_reason) = stop_reasons(why);
+                let task_prefix =
+                    svc.state.arn.rsplit_once('/').map_or("", |(head, _)| head).replace(":service/", ":task/");
+                for n in 0..settled as u32 {
+                    let id = Sha256::digest(format!("{}/{}", d.id, d.failed_tasks + n).as_bytes());
+                    let id: String = id.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                    svc.stopped.insert(
+                        0,
+                        StoppedTask {
+                            arn: format!("{task_prefix}/{id}"),
+                            task_definition: d.task_definition.clone(),
+                            stopped_reason: stopped_reason.clone(),
+                            container: name.clone(),
+                            container_reason: container_reason.clone(),
+                            stopped_at_ms: now,
+                        },
+                    );
                     svc.state.events.insert(
                         0,
                         ServiceEvent {
@@ -544,6 +621,8 @@ fn tick_service(
                         },
                     );
                 }
+                d.failed_tasks += settled as u32;
+                svc.stopped.truncate(MAX_STOPPED);
             }
         }
     }
