@@ -200,3 +200,39 @@ fn the_controller_converges_on_moto_and_then_only_describes() {
     );
     assert_eq!(lab.dump()["taskDefinitions"]["documents"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn missing_credentials_fail_at_once_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    // A closed loopback port: nothing may be sent anyway.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = std::time::Instant::now();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
+        .args(["--backend", "aws", "apply", "-f", "manifests"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", &empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("MCPFLEET_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("AWS credentials are missing or invalid"), "{stderr}");
+    assert!(!stderr.contains("service unavailable"), "not reported as transient: {stderr}");
+    // The backoff bound is ~33 s; a retried credentials failure would take seconds at least.
+    assert!(elapsed < std::time::Duration::from_secs(5), "took {elapsed:?}: {stderr}");
+}

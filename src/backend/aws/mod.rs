@@ -4,6 +4,11 @@
 //! the SDK's own `AWS_ENDPOINT_URL` support, which is how the tests point them at moto on loopback. SDK types
 //! are converted here and go no further. Every HTTP request is counted by an interceptor (retries included), so
 //! tests and benchmarks measure what reaches the wire.
+//!
+//! The SDK's own retries are disabled (one attempt per request): `backend::limits` is the single retry policy,
+//! so attempts do not multiply and its documented bound is the bound on the wire. Errors are classified here:
+//! throttling, 5xx, and I/O or timeout failures of the connection are retryable; a request that could not be
+//! sent for any other reason (no credentials, an expired SSO session, a bad configuration) is reported at once.
 
 mod ecr;
 mod ecs;
@@ -66,7 +71,9 @@ pub struct Aws {
 
 /// Connects with the standard AWS configuration chain; `region` overrides the chain's region.
 pub async fn connect(region: Option<String>) -> Aws {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        // One attempt per request: `backend::limits` retries, with its own bound (see its docs).
+        .retry_config(aws_config::retry::RetryConfig::disabled());
     if let Some(r) = region {
         loader = loader.region(aws_config::Region::new(r));
     }
@@ -80,11 +87,24 @@ pub async fn connect(region: Option<String>) -> Aws {
     );
     let backend = Backend {
         ecs: Arc::new(AwsEcs::new(ecs)),
-        images: Arc::new(Ecr::new(config.clone(), requests.clone())),
+        images: Arc::new(Ecr::new(aws_sdk_ecr::config::Builder::from(&config).interceptor(requests.clone()).build())),
         secrets: Arc::new(SecretsManager::new(secrets)),
         clock: Arc::new(SystemClock),
     };
     Aws { backend, requests }
+}
+
+/// The credentials or SSO-token failure in the error's source chain, if there is one, as text.
+fn credentials_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_credential_types::provider::error::{CredentialsError, TokenError};
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cur) = e {
+        if cur.is::<CredentialsError>() || cur.is::<TokenError>() {
+            return Some(DisplayErrorContext(cur).to_string());
+        }
+        e = cur.source();
+    }
+    None
 }
 
 /// Throttling error codes across AWS services.
@@ -123,9 +143,19 @@ where
                 BackendError::Invalid { operation, message }
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             BackendError::Unavailable { operation, message: context() }
         }
-        _ => BackendError::Invalid { operation, message: context() },
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
+            BackendError::Unavailable { operation, message: context() }
+        }
+        _ if let Some(why) = credentials_error(&err) => BackendError::Invalid {
+            operation,
+            message: format!(
+                "AWS credentials are missing or invalid (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
+                 or renew an SSO session with `aws sso login`): {why}"
+            ),
+        },
+        _ => BackendError::Invalid { operation, message: format!("the request was not sent: {}", context()) },
     }
 }
