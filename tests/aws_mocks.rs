@@ -294,11 +294,15 @@ async fn a_describe_services_failure_other_than_missing_is_reported() {
     assert_eq!(rule.num_calls(), 1, "not retried");
 }
 
+/// Image and secret ports behind the retry layer, the layer itself and its clock.
+type Resolution =
+    (Arc<dyn mcpfleet::backend::Images>, Arc<dyn mcpfleet::backend::Secrets>, Arc<Limited>, Arc<TestClock>);
+
 /// The retry layer over ECR and Secrets Manager, as `cli::backend` builds it.
 fn resolution(
     images: impl mcpfleet::backend::Images + 'static,
     secrets: impl mcpfleet::backend::Secrets + 'static,
-) -> (Arc<dyn mcpfleet::backend::Images>, Arc<dyn mcpfleet::backend::Secrets>, Arc<Limited>, Arc<TestClock>) {
+) -> Resolution {
     let clock = Arc::new(TestClock::default());
     let unused = mock_client!(aws_sdk_ecs, RuleMode::Sequential, &Vec::<&aws_smithy_mocks::Rule>::new());
     let limits = Arc::new(Limited::new(Arc::new(AwsEcs::new(unused)), clock.clone()));

@@ -210,3 +210,24 @@ fn state_files_persist_writes_and_are_left_alone_by_reads() {
     std::fs::write(&path, "{not json").unwrap();
     assert!(matches!(Sim::open(&path), Err(BackendError::State(m)) if m.contains("not a sim state file")));
 }
+
+#[tokio::test]
+async fn updates_accept_ecs_tag_propagation_values_only() {
+    let (w, _) = world_with_service(1, 200, 100);
+    let sim = Sim::in_memory(w);
+    let update = ServiceUpdate {
+        cluster: "mcp".into(),
+        service: "docs".into(),
+        task_definition: None,
+        desired_count: Some(2),
+        deployment_configuration: None,
+        network_configuration: None,
+    };
+    let tagging = |p: &str| crate::backend::TagPropagation { propagate_tags: p.into(), enable_ecs_managed_tags: true };
+    for ok in ["SERVICE", "TASK_DEFINITION", "NONE"] {
+        sim.update_service_tagging(&update, &tagging(ok)).await.unwrap();
+    }
+    let err = sim.update_service_tagging(&update, &tagging("service")).await.unwrap_err();
+    assert!(matches!(&err, BackendError::Invalid { message, .. } if message.contains("propagateTags")), "{err}");
+    assert_eq!(sim.stats().get("UpdateService"), 3, "a refused update is not applied");
+}
