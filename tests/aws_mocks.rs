@@ -602,3 +602,25 @@ async fn converging_an_update_sends_tag_propagation() {
     ecs.update_service_tagging(&update, &tagging).await.unwrap();
     assert_eq!(rule.num_calls(), 1);
 }
+
+#[tokio::test]
+async fn a_retried_delete_that_finds_the_service_gone_is_done() {
+    let rule = mock!(Client::delete_service)
+        .sequence()
+        .http_status(503, None)
+        .http_status(400, Some(r#"{"__type":"ServiceNotFoundException","message":"Service not found."}"#.into()))
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    ecs.delete_service("mcp", "docs").await.unwrap();
+    assert_eq!(rule.num_calls(), 2);
+
+    // Not found on the first attempt is an error: nothing was deleted by us.
+    let rule = mock!(Client::delete_service)
+        .sequence()
+        .http_status(400, Some(r#"{"__type":"ServiceNotFoundException","message":"Service not found."}"#.into()))
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    assert!(matches!(ecs.delete_service("mcp", "docs").await, Err(BackendError::NotFound { .. })));
+}

@@ -71,13 +71,7 @@ pub struct Aws {
 
 /// Connects with the standard AWS configuration chain; `region` overrides the chain's region.
 pub async fn connect(region: Option<String>) -> Aws {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        // One attempt per request: `backend::limits` retries, with its own bound (see its docs).
-        .retry_config(aws_config::retry::RetryConfig::disabled());
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r));
-    }
-    let config = loader.load().await;
+    let config = sdk_config(region).await;
     let requests = RequestCounter::default();
     let ecs = aws_sdk_ecs::Client::from_conf(
         aws_sdk_ecs::config::Builder::from(&config).interceptor(requests.clone()).build(),
@@ -92,6 +86,17 @@ pub async fn connect(region: Option<String>) -> Aws {
         clock: Arc::new(SystemClock),
     };
     Aws { backend, requests }
+}
+
+/// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
+async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        // One attempt per request: `backend::limits` retries, with its own bound (see its docs).
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r));
+    }
+    loader.load().await
 }
 
 /// The credentials or SSO-token failure in the error's source chain, if there is one, as text.
@@ -157,5 +162,42 @@ where
             ),
         },
         _ => BackendError::Invalid { operation, message: format!("the request was not sent: {}", context()) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn clients_make_one_attempt_per_request() {
+        let config = sdk_config(Some("eu-west-1".into())).await;
+        assert_eq!(config.retry_config().map(|r| r.max_attempts()), Some(1));
+        let ecs = aws_sdk_ecs::config::Builder::from(&config).build();
+        assert_eq!(ecs.retry_config().map(|r| r.max_attempts()), Some(1));
+        assert_eq!(ecs.region().map(|r| r.as_ref()), Some("eu-west-1"));
+    }
+
+    fn dispatch(e: ConnectorError) -> SdkError<aws_sdk_ecs::operation::list_services::ListServicesError, HttpResponse> {
+        SdkError::dispatch_failure(e)
+    }
+
+    #[test]
+    fn only_io_and_timeouts_are_retryable_dispatch_failures() {
+        let io = dispatch(ConnectorError::io("connection refused".into()));
+        assert!(matches!(map_err("ListServices", io), BackendError::Unavailable { .. }));
+        let timeout = dispatch(ConnectorError::timeout("timed out".into()));
+        assert!(map_err("ListServices", timeout).is_retryable());
+
+        let creds = aws_credential_types::provider::error::CredentialsError::not_loaded("no providers in chain");
+        let err = map_err("ListServices", dispatch(ConnectorError::other(Box::new(creds), None)));
+        let BackendError::Invalid { message, .. } = &err else { panic!("{err:?}") };
+        assert!(message.starts_with("AWS credentials are missing or invalid"), "{message}");
+        assert!(message.contains("no providers in chain"), "{message}");
+
+        let other = map_err("ListServices", dispatch(ConnectorError::other("bad endpoint".into(), None)));
+        assert!(!other.is_retryable(), "{other:?}");
     }
 }
