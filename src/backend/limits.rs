@@ -304,7 +304,8 @@ impl Images for LimitedImages {
     }
 }
 
-/// Secret resolution behind [`Limited`]'s bucket and retries (metadata reads only, so always safe to repeat).
+/// Secret resolution behind [`Limited`]'s bucket and retries (metadata reads only, so always safe to repeat). A
+/// retry repeats the whole call (up to 10 secrets), including the requests of it that had succeeded.
 struct LimitedSecrets {
     limits: Arc<Limited>,
     inner: Arc<dyn Secrets>,
