@@ -8,7 +8,7 @@ Reports (requests are counted by moto's request recorder, so both tools are meas
   1. requests of a no-op `mcpfleet apply` over N converged services;
   2. requests and wall time of one `mcpfleet apply` that changes the image tag of M services;
   3. requests and wall time of M sequential `ecs deploy CLUSTER SERVICE --image …` runs doing the same change.
-Run through scripts/bench.sh --moto, which builds the binaries and installs ecs-deploy in a scratch venv.
+Run through `scripts/bench.sh moto`, which builds the binaries and installs ecs-deploy in a scratch venv.
 """
 import argparse
 import collections

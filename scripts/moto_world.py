@@ -4,13 +4,22 @@
   moto_world.py seed --endpoint URL   create VPC/subnets/security group, the ECS cluster, ECR repositories with
                                       images (multi-arch and amd64-only OCI indexes) and the secrets; print JSON
   moto_world.py dump --endpoint URL   print the ECS services and task definitions (with tags) as JSON
+  moto_world.py ecs --endpoint URL OPERATION JSON
+                                      call one ECS operation (boto3 snake_case name, JSON keyword arguments), e.g.
+                                      to put a service in a state mcpfleet would not; print its answer
+  moto_world.py record --endpoint URL start|ops
+                                      start moto's request recorder afresh (the server runs with
+                                      MOTO_ENABLE_RECORDING=True), or print the requests recorded since, by operation
 
 Used by the integration tests (tests/common/aws_lab.rs); it expects a fresh server for `seed`.
 """
 import argparse
+import collections
 import hashlib
 import json
+import re
 import sys
+import urllib.request
 
 import boto3
 
@@ -108,13 +117,51 @@ def dump(endpoint):
     return {"services": {s["serviceName"]: s for s in services}, "taskDefinitions": families}
 
 
+def recorder(endpoint, action):
+    method = "GET" if action == "download-recording" else "POST"
+    with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/recorder/{action}", method=method)) as r:
+        return r.read().decode()
+
+
+def record(endpoint, what):
+    """`start`: reset and start recording; `ops`: requests recorded since, by operation (X-Amz-Target or Action)."""
+    if what == "start":
+        recorder(endpoint, "reset-recording")
+        recorder(endpoint, "start-recording")
+        return {}
+    counts = collections.Counter()
+    for line in recorder(endpoint, "download-recording").splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        headers = entry.get("headers", {})
+        target = headers.get("X-Amz-Target") or headers.get("x-amz-target")
+        if target:
+            counts[target.split(".")[-1]] += 1
+        else:
+            body = entry.get("body") or ""
+            m = re.search(r"Action=([A-Za-z]+)", body if isinstance(body, str) else "")
+            counts[m.group(1) if m else entry.get("uri", "?")] += 1
+    return dict(counts)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["seed", "dump"])
+    parser.add_argument("command", choices=["seed", "dump", "ecs", "record"])
     parser.add_argument("--endpoint", required=True)
-    args = parser.parse_args()
+    parser.add_argument("args", nargs="*")
+    args = parser.parse_intermixed_args()
     try:
-        out = seed(args.endpoint) if args.command == "seed" else dump(args.endpoint)
+        if args.command == "seed":
+            out = seed(args.endpoint)
+        elif args.command == "dump":
+            out = dump(args.endpoint)
+        elif args.command == "ecs":
+            op, kwargs = args.args
+            out = getattr(client("ecs", args.endpoint), op)(**json.loads(kwargs))
+            out.pop("ResponseMetadata", None)
+        else:
+            out = record(args.endpoint, *args.args)
     except Exception as e:  # one clear line for the test's failure message
         print(f"moto_world.py {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

@@ -1,6 +1,8 @@
 //! The AWS adapters against responses moto cannot produce, with aws-smithy-mocks: throttling and 5xx sequences
-//! are retried until they succeed, a validation error fails at once with AWS's message, and a DescribeServices
-//! page that mixes found services with MISSING failures is split correctly.
+//! are retried until they succeed (ECS, ECR and Secrets Manager alike) and never beyond the documented bound, a
+//! validation error fails at once with AWS's message, writes are retried without duplicates (CreateService's
+//! client token, RegisterTaskDefinition's task-hash re-check), and DescribeServices/BatchGetImage failures are
+//! split into "absent" and "report it".
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,7 +129,7 @@ async fn a_validation_error_fails_at_once_with_the_aws_message() {
 #[tokio::test]
 async fn describe_services_splits_found_and_missing() {
     let rule = mock!(Client::describe_services)
-        .match_requests(|r| r.services().len() == 3 && r.include().len() == 1)
+        .match_requests(|r| r.services().len() == 3 && r.include() == [aws_sdk_ecs::types::ServiceField::Tags])
         .then_output(|| {
             DescribeServicesOutput::builder()
                 .services(service("docs"))
@@ -712,4 +714,358 @@ async fn settle_without_auto_rollback_only_holds_the_failed_spec() {
     let service_arn = format!("{ACCOUNT}:service/mcp/{SVC}");
     assert_eq!(tagged(&log, &service_arn, "mcpfleet.io/failed-spec-hash"), [spec_hash]);
     assert_eq!(tagged(&log, &td_arn(SVC, 4), "mcpfleet.io/outcome"), ["failed"]);
+}
+
+#[tokio::test]
+async fn a_describe_services_failure_other_than_missing_is_reported() {
+    let rule = mock!(Client::describe_services).then_output(|| {
+        DescribeServicesOutput::builder()
+            .services(service("docs"))
+            .failures(
+                Failure::builder()
+                    .arn("arn:aws:ecs:us-east-1:123456789012:service/mcp/search")
+                    .reason("ACCESS_DENIED")
+                    .detail("not authorized")
+                    .build(),
+            )
+            .build()
+    });
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    let err = ecs.describe_services("mcp", &["docs".into(), "search".into()]).await.unwrap_err();
+    let BackendError::Invalid { operation, message } = &err else { panic!("{err:?}") };
+    assert_eq!(operation, "DescribeServices");
+    assert!(message.contains("service/mcp/search") && message.contains("ACCESS_DENIED"), "{message}");
+    assert_eq!(rule.num_calls(), 1, "not retried");
+}
+
+/// Image and secret ports behind the retry layer, the layer itself and its clock.
+type Resolution =
+    (Arc<dyn mcpfleet::backend::Images>, Arc<dyn mcpfleet::backend::Secrets>, Arc<Limited>, Arc<TestClock>);
+
+/// The retry layer over ECR and Secrets Manager, as `cli::backend` builds it.
+fn resolution(
+    images: impl mcpfleet::backend::Images + 'static,
+    secrets: impl mcpfleet::backend::Secrets + 'static,
+) -> Resolution {
+    let clock = Arc::new(TestClock::default());
+    let unused = mock_client!(aws_sdk_ecs, RuleMode::Sequential, &Vec::<&aws_smithy_mocks::Rule>::new());
+    let limits = Arc::new(Limited::new(Arc::new(AwsEcs::new(unused)), clock.clone()));
+    (limits.images(Arc::new(images)), limits.secrets(Arc::new(secrets)), limits, clock)
+}
+
+const REPO: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/docs";
+const INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+    {"digest":"sha256:a","platform":{"os":"linux","architecture":"arm64"}},
+    {"digest":"sha256:b","platform":{"os":"linux","architecture":"amd64"}}]}"#;
+
+fn ecr_image(tag: &str, digest: &str) -> aws_sdk_ecr::types::Image {
+    aws_sdk_ecr::types::Image::builder()
+        .image_id(aws_sdk_ecr::types::ImageIdentifier::builder().image_tag(tag).image_digest(digest).build())
+        .image_manifest(INDEX)
+        .build()
+}
+
+fn ecr_client(rule: &aws_smithy_mocks::Rule) -> mcpfleet::backend::aws::Ecr {
+    let client = mock_client!(aws_sdk_ecr, RuleMode::Sequential, [rule], |b| b
+        .retry_config(aws_sdk_ecr::config::retry::RetryConfig::disabled()));
+    mcpfleet::backend::aws::Ecr::new(client.config().clone())
+}
+
+fn sm_client(rules: &[&aws_smithy_mocks::Rule]) -> mcpfleet::backend::aws::SecretsManager {
+    let client = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, rules, |b| b
+        .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled()));
+    mcpfleet::backend::aws::SecretsManager::new(client)
+}
+
+fn no_secrets() -> mcpfleet::backend::aws::SecretsManager {
+    sm_client(&[])
+}
+
+fn tag(t: &str) -> mcpfleet::backend::ImageSelector {
+    mcpfleet::backend::ImageSelector::Tag(t.into())
+}
+
+#[tokio::test]
+async fn throttled_image_resolution_is_retried_until_it_succeeds() {
+    use aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput;
+    let rule = mock!(aws_sdk_ecr::Client::batch_get_image)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .times(2)
+        .output(|| BatchGetImageOutput::builder().images(ecr_image("v1", "sha256:index")).build())
+        .build();
+    let (images, _, limits, clock) = resolution(ecr_client(&rule), no_secrets());
+    let found = images.lookup(REPO, &[tag("v1")]).await.unwrap();
+    assert_eq!(found[&tag("v1")].digest, "sha256:index");
+    assert_eq!(found[&tag("v1")].platforms, ["linux/amd64", "linux/arm64"]);
+    assert_eq!(rule.num_calls(), 3);
+    assert_eq!(limits.retries()["BatchGetImage"], 2);
+    assert_eq!(limits.throttles()["BatchGetImage"], 2);
+    assert!(clock.now_ms() >= 200, "backoff waited {} ms", clock.now_ms());
+}
+
+#[tokio::test]
+async fn persistent_throttling_is_bounded_in_attempts_and_time() {
+    let rule = mock!(aws_sdk_ecr::Client::batch_get_image)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .repeatedly()
+        .build();
+    let (images, _, _, clock) = resolution(ecr_client(&rule), no_secrets());
+    let err = images.lookup(REPO, &[tag("v1")]).await.unwrap_err();
+    assert!(err.is_throttling(), "{err}");
+    let attempts = rule.num_calls() as u32;
+    assert_eq!(attempts, mcpfleet::backend::limits::MAX_RETRIES + 1, "one attempt per try: no SDK retries underneath");
+    // 0.2+0.4+0.8+1.6+3.2+6.4+10+10 s = 32.6 s nominal, ±50 % jitter each.
+    let waited = clock.now_ms();
+    assert!((16_000..=49_000).contains(&waited), "waited {waited} ms in all");
+}
+
+#[tokio::test]
+async fn batch_get_image_failures_other_than_not_found_are_reported_with_their_reason() {
+    use aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput;
+    use aws_sdk_ecr::types::{ImageFailure, ImageFailureCode, ImageIdentifier};
+    let rule = mock!(aws_sdk_ecr::Client::batch_get_image).then_output(|| {
+        BatchGetImageOutput::builder()
+            .images(ecr_image("v1", "sha256:index"))
+            .failures(
+                ImageFailure::builder()
+                    .image_id(ImageIdentifier::builder().image_tag("gone").build())
+                    .failure_code(ImageFailureCode::ImageNotFound)
+                    .failure_reason("Requested image not found")
+                    .build(),
+            )
+            .failures(
+                ImageFailure::builder()
+                    .image_id(ImageIdentifier::builder().image_tag("v2").build())
+                    .failure_code(ImageFailureCode::KmsError)
+                    .failure_reason("The KMS key is disabled")
+                    .build(),
+            )
+            .build()
+    });
+    let (images, _, _, _) = resolution(ecr_client(&rule), no_secrets());
+    let err = images.lookup(REPO, &[tag("v1"), tag("v2"), tag("gone")]).await.unwrap_err();
+    assert_eq!(
+        err,
+        BackendError::Invalid {
+            operation: "BatchGetImage".into(),
+            message: format!("{REPO}:v2: KmsError: The KMS key is disabled"),
+        }
+    );
+    assert_eq!(rule.num_calls(), 1, "retrying cannot fix it");
+
+    // ImageNotFound alone: the tag is just absent, for resolution to report per service.
+    let rule = mock!(aws_sdk_ecr::Client::batch_get_image).then_output(|| {
+        BatchGetImageOutput::builder()
+            .failures(
+                ImageFailure::builder()
+                    .image_id(ImageIdentifier::builder().image_tag("gone").build())
+                    .failure_code(ImageFailureCode::ImageNotFound)
+                    .build(),
+            )
+            .build()
+    });
+    let (images, _, _, _) = resolution(ecr_client(&rule), no_secrets());
+    assert!(images.lookup(REPO, &[tag("gone")]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn throttled_secret_resolution_is_retried_until_it_succeeds() {
+    use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
+    use aws_sdk_secretsmanager::operation::list_secrets::ListSecretsOutput;
+    use aws_sdk_secretsmanager::types::SecretListEntry;
+    const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf";
+    let list = mock!(aws_sdk_secretsmanager::Client::list_secrets)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .times(2)
+        .output(|| {
+            ListSecretsOutput::builder()
+                .secret_list(SecretListEntry::builder().name("prod/openai").arn(format!("{ARN}1")).build())
+                .build()
+        })
+        .repeatedly()
+        .build();
+    let describe = mock!(aws_sdk_secretsmanager::Client::describe_secret)
+        .sequence()
+        .http_status(400, Some(r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.into()))
+        .output(|| DescribeSecretOutput::builder().arn(ARN).name("prod/db").build())
+        .build();
+    let (_, secrets, limits, _) = resolution(
+        ecr_client(
+            &mock!(aws_sdk_ecr::Client::batch_get_image)
+                .then_output(|| aws_sdk_ecr::operation::batch_get_image::BatchGetImageOutput::builder().build()),
+        ),
+        sm_client(&[&list, &describe]),
+    );
+    let out = secrets
+        .resolve(&["prod/openai".into(), "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db".into()])
+        .await
+        .unwrap();
+    assert_eq!(out["prod/openai"], format!("{ARN}1"));
+    assert_eq!(
+        out["arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db"], ARN,
+        "a partial ARN resolves via DescribeSecret"
+    );
+    assert_eq!(limits.retries()[mcpfleet::backend::limits::OP_RESOLVE_SECRETS], 3);
+    // A retry repeats the whole (read-only) resolution call: the list that had succeeded is asked again.
+    assert_eq!((list.num_calls(), describe.num_calls()), (4, 2));
+}
+
+fn task_definition_input() -> mcpfleet::render::ecs::TaskDefinitionInput {
+    serde_json::from_value(serde_json::json!({
+        "family": "docs",
+        "networkMode": "awsvpc",
+        "containerDefinitions": [],
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
+        "tags": [{"key": "mcpfleet.io/task-hash", "value": "h1"}]
+    }))
+    .unwrap()
+}
+
+fn registered(rev: i32) -> aws_sdk_ecs::types::TaskDefinition {
+    aws_sdk_ecs::types::TaskDefinition::builder()
+        .family("docs")
+        .revision(rev)
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .task_definition_arn(format!("arn:aws:ecs:us-east-1:123456789012:task-definition/docs:{rev}"))
+        .build()
+}
+
+fn hash_tag(hash: &str) -> Tag {
+    Tag::builder().key("mcpfleet.io/task-hash").value(hash).build()
+}
+
+#[tokio::test]
+async fn a_register_that_may_have_been_processed_is_rechecked_not_repeated() {
+    use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+    let register = mock!(Client::register_task_definition).sequence().http_status(503, None).build();
+    // The 503 hid a success: revision 7 with our task-hash is the family's latest.
+    let describe =
+        mock!(Client::describe_task_definition).match_requests(|r| r.task_definition() == Some("docs")).then_output(
+            || DescribeTaskDefinitionOutput::builder().task_definition(registered(7)).tags(hash_tag("h1")).build(),
+        );
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&register, &describe], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    let td = ecs.register_task_definition(&task_definition_input()).await.unwrap();
+    assert_eq!(td.revision, 7);
+    assert_eq!((register.num_calls(), describe.num_calls()), (1, 1), "no second RegisterTaskDefinition");
+}
+
+#[tokio::test]
+async fn a_register_refused_or_not_done_is_retried() {
+    use aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput;
+    use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionOutput;
+    // Throttled: refused before processing, so retried without a re-check.
+    let register = mock!(Client::register_task_definition)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .output(|| RegisterTaskDefinitionOutput::builder().task_definition(registered(8)).tags(hash_tag("h1")).build())
+        .build();
+    let describe =
+        mock!(Client::describe_task_definition).then_output(|| DescribeTaskDefinitionOutput::builder().build());
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&register, &describe], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    assert_eq!(ecs.register_task_definition(&task_definition_input()).await.unwrap().revision, 8);
+    assert_eq!((register.num_calls(), describe.num_calls()), (2, 0));
+
+    // A 503 that did not register (the latest revision has another task-hash): re-checked, then registered.
+    let register = mock!(Client::register_task_definition)
+        .sequence()
+        .http_status(503, None)
+        .output(|| RegisterTaskDefinitionOutput::builder().task_definition(registered(9)).tags(hash_tag("h1")).build())
+        .build();
+    let describe = mock!(Client::describe_task_definition).then_output(|| {
+        DescribeTaskDefinitionOutput::builder().task_definition(registered(8)).tags(hash_tag("h0")).build()
+    });
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&register, &describe], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    assert_eq!(ecs.register_task_definition(&task_definition_input()).await.unwrap().revision, 9);
+    assert_eq!((register.num_calls(), describe.num_calls()), (2, 1));
+}
+
+#[tokio::test]
+async fn a_retried_create_service_repeats_one_client_token() {
+    use aws_sdk_ecs::operation::create_service::CreateServiceOutput;
+    let tokens = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = tokens.clone();
+    let rule = mock!(Client::create_service)
+        .match_requests(move |r| {
+            seen.lock().unwrap().push(r.client_token().unwrap_or_default().to_string());
+            true
+        })
+        .sequence()
+        .http_status(500, None)
+        .output(|| CreateServiceOutput::builder().service(service("docs")).build())
+        .times(2)
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    let input: mcpfleet::render::ecs::ServiceInput = serde_json::from_value(serde_json::json!({
+        "cluster": "mcp", "serviceName": "docs", "taskDefinition": "docs:1", "desiredCount": 2,
+        "launchType": "FARGATE", "schedulingStrategy": "REPLICA", "deploymentController": {"type": "ECS"},
+        "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 100,
+            "deploymentCircuitBreaker": {"enable": true, "rollback": true}},
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"], "assignPublicIp": "DISABLED"}},
+        "enableECSManagedTags": true, "propagateTags": "SERVICE"
+    }))
+    .unwrap();
+    assert_eq!(ecs.create_service(&input).await.unwrap().name, "docs");
+    ecs.create_service(&input).await.unwrap();
+    let tokens = tokens.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 3, "{tokens:?}");
+    assert!(!tokens[0].is_empty() && tokens[0].len() <= 36, "{tokens:?}");
+    assert_eq!(tokens[0], tokens[1], "the retry repeats the token");
+    assert_ne!(tokens[1], tokens[2], "another logical create has its own token");
+}
+
+#[tokio::test]
+async fn converging_an_update_sends_tag_propagation() {
+    use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
+    let rule = mock!(Client::update_service)
+        .match_requests(|r| {
+            r.propagate_tags() == Some(&aws_sdk_ecs::types::PropagateTags::Service)
+                && r.enable_ecs_managed_tags() == Some(true)
+        })
+        .then_output(|| UpdateServiceOutput::builder().service(service("docs")).build());
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    let update = mcpfleet::backend::ServiceUpdate {
+        cluster: "mcp".into(),
+        service: "docs".into(),
+        task_definition: Some("docs:4".into()),
+        desired_count: Some(2),
+        deployment_configuration: None,
+        network_configuration: None,
+    };
+    let tagging = mcpfleet::backend::TagPropagation { propagate_tags: "SERVICE".into(), enable_ecs_managed_tags: true };
+    ecs.update_service_tagging(&update, &tagging).await.unwrap();
+    assert_eq!(rule.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_retried_delete_that_finds_the_service_gone_is_done() {
+    let rule = mock!(Client::delete_service)
+        .sequence()
+        .http_status(503, None)
+        .http_status(400, Some(r#"{"__type":"ServiceNotFoundException","message":"Service not found."}"#.into()))
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    ecs.delete_service("mcp", "docs").await.unwrap();
+    assert_eq!(rule.num_calls(), 2);
+
+    // Not found on the first attempt is an error: nothing was deleted by us.
+    let rule = mock!(Client::delete_service)
+        .sequence()
+        .http_status(400, Some(r#"{"__type":"ServiceNotFoundException","message":"Service not found."}"#.into()))
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    assert!(matches!(ecs.delete_service("mcp", "docs").await, Err(BackendError::NotFound { .. })));
 }

@@ -4,26 +4,71 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::aws_lab::{AwsLab, tags};
 use common::lab::writes;
+
+/// Everything a no-op apply may send: reads of ECS, the registry and secret metadata.
+const NO_OP_ALLOWED: [&str; 5] = ["DescribeServices", "ListServices", "BatchGetImage", "ListSecrets", "DescribeSecret"];
+
+/// Operations that change something, as moto's recorder names them.
+const WRITES: [&str; 7] = [
+    "RegisterTaskDefinition",
+    "DeregisterTaskDefinition",
+    "CreateService",
+    "UpdateService",
+    "DeleteService",
+    "TagResource",
+    "UntagResource",
+];
+
+/// search.yaml as another service: `name`, with `from` replaced by `to` in its text.
+fn variant_of_search(lab: &AwsLab, name: &str, edits: &[(&str, &str)]) -> String {
+    let mut text = std::fs::read_to_string(lab.manifests().join("search.yaml")).unwrap();
+    assert!(text.contains("  name: search\n"));
+    text = text.replacen("  name: search\n", &format!("  name: {name}\n"), 1);
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from} not in search.yaml");
+        text = text.replacen(from, to, 1);
+    }
+    text
+}
+
+fn op_count(ops: &BTreeMap<String, u64>, op: &str) -> u64 {
+    ops.get(op).copied().unwrap_or(0)
+}
 
 #[test]
 fn apply_pins_digests_picks_architectures_and_wires_secret_arns() {
     let lab = AwsLab::new();
+    // An explicit x86_64 on a multi-arch index must pick X86_64, not the index's Graviton default.
+    assert_eq!(lab.seed["images"]["mcp/search:v0.9.0"]["platforms"].as_array().unwrap().len(), 2);
+    lab.add_manifest(
+        "search-x86.yaml",
+        &variant_of_search(&lab, "search-x86", &[("architecture: arm64", "architecture: x86_64")]),
+    );
+    lab.start_recording();
     let (code, doc) = lab.apply(&[]);
     assert_eq!(code, 0, "{doc:#}");
+    let first = lab.recorded();
+    assert_eq!(op_count(&first, "CreateService"), 4, "{first:?}");
+    assert_eq!(op_count(&first, "GetSecretValue"), 0, "{first:?}");
     let ecs = lab.dump();
     let images = &lab.seed["images"];
     let registry = lab.seed["registry"].as_str().unwrap();
-    for (name, tag, arch) in
-        [("documents", "v1.4.2", "ARM64"), ("database", "v2.0.1", "X86_64"), ("search", "v0.9.0", "ARM64")]
-    {
+    for (name, repo, tag, arch) in [
+        ("documents", "documents", "v1.4.2", "ARM64"),
+        ("database", "database", "v2.0.1", "X86_64"),
+        ("search", "search", "v0.9.0", "ARM64"),
+        ("search-x86", "search", "v0.9.0", "X86_64"),
+    ] {
         let tds = ecs["taskDefinitions"][name].as_array().unwrap();
         assert_eq!(tds.len(), 1, "{name}");
         let td = &tds[0];
         let c = &td["containerDefinitions"][0];
-        let digest = images[format!("mcp/{name}:{tag}")]["digest"].as_str().unwrap();
-        assert_eq!(c["image"], format!("{registry}/mcp/{name}@{digest}"), "{name} is pinned to the ECR digest");
+        let digest = images[format!("mcp/{repo}:{tag}")]["digest"].as_str().unwrap();
+        assert_eq!(c["image"], format!("{registry}/mcp/{repo}@{digest}"), "{name} is pinned to the ECR digest");
         assert_eq!(td["runtimePlatform"]["cpuArchitecture"], arch, "{name}");
         assert_eq!(td["requiresCompatibilities"][0], "FARGATE");
         let svc = &ecs["services"][name];
@@ -33,6 +78,8 @@ fn apply_pins_digests_picks_architectures_and_wires_secret_arns() {
         assert_eq!(t["mcpfleet.io/task-definition"], td["taskDefinitionArn"].as_str().unwrap());
         assert_eq!(tags(td)["mcpfleet.io/spec-hash"], t["mcpfleet.io/spec-hash"]);
         assert_eq!(svc["launchType"], "FARGATE");
+        // (moto drops CreateService's enableECSManagedTags; the update test below sees it round-trip.)
+        assert_eq!(svc["propagateTags"], "SERVICE", "{name}");
     }
     let docs = &ecs["taskDefinitions"]["documents"][0]["containerDefinitions"][0];
     let openai = lab.seed["secrets"]["prod/mcp/openai-key"].as_str().unwrap();
@@ -46,17 +93,48 @@ fn apply_pins_digests_picks_architectures_and_wires_secret_arns() {
     assert_eq!(db["secrets"][0]["valueFrom"], lab.seed["secrets"]["prod/mcp/db-password"]);
     assert_eq!(db["stopTimeout"], 60);
 
-    // A second apply makes no write request at all and registers nothing.
+    // A second apply makes no write request at all and registers nothing: every request moto receives is a read
+    // from the allow-list, and no secret value is ever read.
+    lab.start_recording();
     let (code, doc) = lab.apply(&[]);
+    let ops = lab.recorded();
     assert_eq!(code, 0);
     assert!(doc["services"].as_array().unwrap().iter().all(|s| s["outcome"] == "unchanged"), "{doc:#}");
+    assert!(!ops.is_empty());
+    for op in ops.keys() {
+        assert!(NO_OP_ALLOWED.contains(&op.as_str()), "a no-op apply sent {op}: {ops:?}");
+    }
     assert_eq!(writes(&doc), 0, "{:#}", doc["apiCalls"]);
     let calls = &doc["apiCalls"]["calls"];
+    for (op, n) in calls.as_object().unwrap() {
+        assert!(NO_OP_ALLOWED.contains(&op.as_str()), "{op} ×{n}");
+        assert_eq!(Some(n.as_u64().unwrap()), ops.get(op).copied(), "the binary counts what moto received: {op}");
+    }
     assert_eq!(calls["DescribeServices"], 1);
     assert_eq!(calls["BatchGetImage"], 3, "one ECR request per repository");
     assert_eq!(calls["ListSecrets"], 1);
-    assert_eq!(calls.get("DescribeTaskDefinition"), None);
     assert_eq!(lab.dump()["taskDefinitions"]["documents"].as_array().unwrap().len(), 1);
+
+    // Right after apply, plan sees no difference against moto's echo of what was sent.
+    let m = lab.manifests();
+    let (code, plan) = lab.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "no false diff: {plan:#}");
+
+    // status reads the digest and architecture back from moto.
+    let (code, status) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0, "{status:#}");
+    let rows: BTreeMap<&str, &serde_json::Value> =
+        status["services"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap(), r)).collect();
+    assert_eq!(rows.len(), 4, "{status:#}");
+    for (name, key, arch) in [
+        ("documents", "mcp/documents:v1.4.2", "ARM64"),
+        ("database", "mcp/database:v2.0.1", "X86_64"),
+        ("search-x86", "mcp/search:v0.9.0", "X86_64"),
+    ] {
+        assert_eq!(rows[name]["digest"], images[key]["digest"], "{name}: {status:#}");
+        assert_eq!(rows[name]["architecture"], arch, "{name}");
+        assert_eq!(rows[name]["revision"], 1, "{name}");
+    }
 }
 
 #[test]
@@ -67,14 +145,30 @@ fn unresolvable_references_and_missing_architectures_change_nothing() {
 
     lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v9.9.9");
     lab.edit_manifest("search.yaml", "SEARCH_API_KEY: prod/mcp/search-api-key", "SEARCH_API_KEY: prod/mcp/missing");
+    // A valid change in the same apply: it must wait for the whole fleet to resolve, so it is not made either.
+    lab.edit_manifest("database.yaml", "LOG_LEVEL: INFO", "LOG_LEVEL: DEBUG");
     let m = lab.manifests();
+    lab.start_recording();
     let out = lab.run(&["apply", "-f", m.to_str().unwrap()]);
+    let ops = lab.recorded();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("service `documents`") && stderr.contains("tag `v9.9.9` not found"), "{stderr}");
-    assert!(stderr.contains("service `search`") && stderr.contains("secret `prod/mcp/missing` not found"), "{stderr}");
+    assert!(
+        stderr.contains("service `search`")
+            && stderr.contains("spec.secrets.SEARCH_API_KEY: secret `prod/mcp/missing` not found"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("service `database`"), "{stderr}");
+    for op in WRITES {
+        assert_eq!(op_count(&ops, op), 0, "{op} sent before the fleet resolved: {ops:?}");
+    }
+    let after = lab.dump();
+    assert_eq!(before["services"]["database"]["taskDefinition"], after["services"]["database"]["taskDefinition"]);
+    assert_eq!(after["taskDefinitions"]["database"].as_array().unwrap().len(), 1, "no revision registered");
     lab.edit_manifest("documents.yaml", "documents:v9.9.9", "documents:v1.4.2");
     lab.edit_manifest("search.yaml", "SEARCH_API_KEY: prod/mcp/missing", "SEARCH_API_KEY: prod/mcp/search-api-key");
+    lab.edit_manifest("database.yaml", "LOG_LEVEL: DEBUG", "LOG_LEVEL: INFO");
 
     lab.edit_manifest("database.yaml", "architecture: x86_64", "architecture: arm64");
     let out = lab.run(&["apply", "-f", m.to_str().unwrap()]);
@@ -97,9 +191,18 @@ fn unresolvable_references_and_missing_architectures_change_nothing() {
 fn a_tag_change_updates_one_service_and_history_and_rollback_use_real_shapes() {
     let lab = AwsLab::new();
     assert_eq!(lab.apply(&[]).0, 0);
+    // A service whose tag propagation was changed behind mcpfleet's back gets it back with its next update.
+    lab.ecs(
+        "update_service",
+        serde_json::json!({"cluster": "mcp-prod", "service": "search", "propagateTags": "NONE", "enableECSManagedTags": false}),
+    );
+    assert_eq!(lab.dump()["services"]["search"]["propagateTags"], "NONE");
     lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
     let (code, doc) = lab.apply(&[]);
     assert_eq!(code, 0, "{doc:#}");
+    let svc = &lab.dump()["services"]["search"];
+    assert_eq!(svc["propagateTags"], "SERVICE");
+    assert_eq!(svc["enableECSManagedTags"], true);
     let outcomes: Vec<(&str, &str)> = doc["services"]
         .as_array()
         .unwrap()
@@ -199,4 +302,135 @@ fn the_controller_converges_on_moto_and_then_only_describes() {
         "steady-state passes only describe: {delta:?}"
     );
     assert_eq!(lab.dump()["taskDefinitions"]["documents"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn missing_credentials_fail_at_once_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    // A closed loopback port: nothing may be sent anyway.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = std::time::Instant::now();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
+        .args(["--backend", "aws", "apply", "-f", "manifests"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", &empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .env_remove("MCPFLEET_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("AWS credentials are missing or invalid"), "{stderr}");
+    assert!(!stderr.contains("service unavailable"), "not reported as transient: {stderr}");
+    // The backoff bound is ~33 s; a retried credentials failure would take seconds at least.
+    assert!(elapsed < std::time::Duration::from_secs(5), "took {elapsed:?}: {stderr}");
+}
+
+#[test]
+fn an_apply_interrupted_after_registering_is_finished_without_registering_again() {
+    let lab = AwsLab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    let before = lab.dump()["services"]["search"].clone();
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    assert_eq!(lab.apply(&[]).0, 0);
+    // Back to the state of an apply that stopped right after RegisterTaskDefinition: revision 2 (with the desired
+    // task-hash) exists, the service still runs revision 1 with revision 1's tags.
+    let arn = before["serviceArn"].as_str().unwrap();
+    let old_tags = tags(&before);
+    let extra: Vec<String> =
+        tags(&lab.dump()["services"]["search"]).into_keys().filter(|k| !old_tags.contains_key(k)).collect();
+    lab.ecs(
+        "update_service",
+        serde_json::json!({"cluster": "mcp-prod", "service": "search", "taskDefinition": before["taskDefinition"]}),
+    );
+    if !extra.is_empty() {
+        lab.ecs("untag_resource", serde_json::json!({"resourceArn": arn, "tagKeys": extra}));
+    }
+    let old: Vec<serde_json::Value> = old_tags.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v})).collect();
+    lab.ecs("tag_resource", serde_json::json!({"resourceArn": arn, "tags": old}));
+    let half = lab.dump();
+    assert_eq!(half["services"]["search"]["taskDefinition"], before["taskDefinition"]);
+    assert_eq!(tags(&half["services"]["search"]), old_tags);
+    assert_eq!(half["taskDefinitions"]["search"].as_array().unwrap().len(), 2);
+
+    lab.start_recording();
+    let (code, doc) = lab.apply(&[]);
+    let ops = lab.recorded();
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(op_count(&ops, "RegisterTaskDefinition"), 0, "revision 2 is reused: {ops:?}");
+    assert_eq!(op_count(&ops, "UpdateService"), 1, "{ops:?}");
+    let after = lab.dump();
+    let v2 = after["taskDefinitions"]["search"][1]["taskDefinitionArn"].as_str().unwrap();
+    assert_eq!(after["taskDefinitions"]["search"].as_array().unwrap().len(), 2);
+    assert_eq!(after["services"]["search"]["taskDefinition"], v2);
+    assert_eq!(tags(&after["services"]["search"])["mcpfleet.io/task-definition"], v2);
+}
+
+#[test]
+fn the_region_flag_wins_over_the_environment() {
+    let lab = AwsLab::new();
+    let m = lab.manifests();
+    let apply = ["apply", "-f", m.to_str().unwrap(), "-o", "json"];
+    // The world is in us-east-1: the environment's eu-west-1 has no secrets and no cluster there.
+    let out = lab.run_env(&apply, &[("AWS_REGION", "eu-west-1")]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(lab.dump()["services"].as_object().unwrap().is_empty());
+
+    let mut args = vec!["--region", "us-east-1"];
+    args.extend_from_slice(&apply);
+    let out = lab.run_env(&args, &[("AWS_REGION", "eu-west-1")]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let ecs = lab.dump();
+    assert_eq!(ecs["services"].as_object().unwrap().len(), 3);
+    for svc in ecs["services"].as_object().unwrap().values() {
+        assert!(svc["serviceArn"].as_str().unwrap().starts_with("arn:aws:ecs:us-east-1:"), "{svc:#}");
+    }
+}
+
+#[test]
+fn images_outside_ecr_need_a_digest_and_secrets_resolve_by_arn() {
+    let lab = AwsLab::new();
+    let image = format!("docker.io/library/python@sha256:{}", "ab".repeat(32));
+    let db_arn = lab.seed["secrets"]["prod/mcp/db-password"].as_str().unwrap().to_string();
+    let text = variant_of_search(
+        &lab,
+        "tools",
+        &[
+            ("image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/search:v0.9.0", &format!("image: {image}")),
+            ("SEARCH_API_KEY: prod/mcp/search-api-key", &format!("SEARCH_API_KEY: {db_arn}")),
+            // The log region cannot come from a registry outside ECR.
+            ("  cpu: 256\n", "  logging:\n    region: us-east-1\n  cpu: 256\n"),
+        ],
+    );
+    lab.add_manifest("tools.yaml", &text);
+    lab.start_recording();
+    let (code, doc) = lab.apply(&[]);
+    let ops = lab.recorded();
+    assert_eq!(code, 0, "{doc:#}");
+    let td = &lab.dump()["taskDefinitions"]["tools"][0];
+    let c = &td["containerDefinitions"][0];
+    assert_eq!(c["image"], image, "a digest outside ECR is used as is");
+    assert_eq!(c["secrets"][0]["valueFrom"], db_arn.as_str(), "the full ARN, as DescribeSecret answered it");
+    assert!(op_count(&ops, "DescribeSecret") >= 1, "{ops:?}");
+    assert_eq!(op_count(&ops, "GetSecretValue"), 0);
+
+    lab.edit_manifest("tools.yaml", &image, "docker.io/library/python:3.12-slim");
+    let out = lab.run(&["apply", "-f", lab.manifests().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("python:3.12-slim") && stderr.contains("pin this image by digest"), "{stderr}");
 }

@@ -1,19 +1,41 @@
-//! ECS's API rate limits, enforced on our side of the wire.
+//! API rate limits, enforced on our side of the wire, and the one retry policy of every backend call.
 //!
 //! ECS meters each account and region with token buckets per API category. [`Limited`] wraps any [`Ecs`] with the
 //! same buckets, so a large apply waits for a token instead of being throttled, and retries what is throttled or
 //! unavailable anyway (another client may share the account) with jittered exponential backoff from the `backoff`
-//! crate. Waiting goes through the backend's [`Clock`], so on the sim it costs virtual time only.
+//! crate. [`Limited::images`] and [`Limited::secrets`] put image and secret resolution behind the same buckets
+//! and retries. Waiting goes through the backend's [`Clock`], so on the sim it costs virtual time only.
+//!
+//! # Retry policy
+//!
+//! This is the only retry layer: the aws adapters make one attempt per request (the SDK's own retries are
+//! disabled in `aws::connect`), so the bound below is the bound on the wire. A throttled or unavailable call
+//! (throttling, 5xx, I/O or timeout; see [`BackendError::is_retryable`]) is retried up to [`MAX_RETRIES`] = 8
+//! times — at most 9 attempts — after waits of 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10 and 10 s (doubling from 200 ms,
+//! capped at 10 s), each jittered by ±50 %: about 33 s of waiting in all, never more than 49 s. Errors that
+//! retrying cannot fix (4xx, missing credentials) are returned at once.
+//!
+//! Writes are retried only where a repeat is safe. CreateService sends one `clientToken` made before the first
+//! attempt, so a retry after a lost answer gets the service the first attempt created. RegisterTaskDefinition has
+//! no token: after a throttling error (refused before it was processed) it is simply retried; after a 5xx or a
+//! transport failure (it may have been processed) the family's latest revision is described first and reused when
+//! its `mcpfleet.io/task-hash` matches, so a retry never registers a duplicate revision. UpdateService and
+//! TagResource converge to the same state when repeated; DeleteService treats "not found / not active" on a retry
+//! as done.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use backoff::backoff::Backoff;
 
-use super::{BackendError, Clock, Described, Ecs, ServiceState, ServiceUpdate, Tags, TaskDefinition, TdStatus};
-use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
+use super::{
+    BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate,
+    TagPropagation, Tags, TaskDefinition, TdStatus,
+};
+use crate::render::ecs::{ServiceInput, TAG_TASK_HASH, TaskDefinitionInput};
 
 /// One token bucket: `burst` tokens, refilled at `per_second`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,8 +61,44 @@ pub fn ecs_bucket(op: &str) -> Option<BucketSpec> {
     Some(BucketSpec { category, burst, per_second })
 }
 
-/// Retries per call before a retryable error is given up on.
-const MAX_RETRIES: u32 = 8;
+/// The bucket of a call of another service: [`ecs_bucket`]'s, or ECR's and Secrets Manager's.
+///
+/// ECR allows 2,000 BatchGetImage requests per second and region, shared with every image pull of the account's
+/// tasks, so resolution takes a small share. Secrets Manager's read quotas are far above what resolution needs
+/// (DescribeSecret: 10,000 per second); its bucket only keeps a huge fleet from bursting. One resolution call
+/// (up to 10 secrets: a ListSecrets page or more, DescribeSecret per ARN) takes one token.
+pub fn bucket(op: &str) -> Option<BucketSpec> {
+    ecs_bucket(op).or(match op {
+        "BatchGetImage" => Some(BucketSpec { category: "BatchGetImage", burst: 100, per_second: 50.0 }),
+        OP_RESOLVE_SECRETS => Some(BucketSpec { category: "ResolveSecrets", burst: 50, per_second: 20.0 }),
+        _ => None,
+    })
+}
+
+/// The name retries and throttles of secret resolution are counted under.
+pub const OP_RESOLVE_SECRETS: &str = "ListSecrets/DescribeSecret";
+
+/// Retries per call before a retryable error is given up on (so at most `MAX_RETRIES + 1` attempts).
+pub const MAX_RETRIES: u32 = 8;
+/// The first backoff wait; each next one doubles, up to [`MAX_BACKOFF`], each jittered by ±50 %.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest backoff wait before jitter.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A CreateService `clientToken`: unique per logical create, ≤ 36 printable ASCII characters.
+fn client_token(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(now.as_nanos().to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(SEQ.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    h.update(name.as_bytes());
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("mcpfleet-{}", &hex[..27])
+}
 
 struct Bucket {
     tokens: f64,
@@ -79,7 +137,7 @@ impl Limited {
 
     /// Waits until the operation's bucket has a token and takes it.
     async fn acquire(&self, op: &str) {
-        let Some(spec) = ecs_bucket(op) else { return };
+        let Some(spec) = bucket(op) else { return };
         loop {
             let wait = {
                 let now = self.clock.now_ms();
@@ -100,6 +158,27 @@ impl Limited {
         }
     }
 
+    /// The family's latest ACTIVE revision when its task-hash is the one `input` carries.
+    async fn registered_revision(&self, input: &TaskDefinitionInput) -> Result<Option<TaskDefinition>, BackendError> {
+        let Some(want) = input.tags.iter().find(|t| t.key == TAG_TASK_HASH) else { return Ok(None) };
+        self.acquire("DescribeTaskDefinition").await;
+        match self.inner.describe_task_definition(&input.family).await {
+            Ok(td) if td.status == TdStatus::Active && td.tags.get(TAG_TASK_HASH) == Some(&want.value) => Ok(Some(td)),
+            Ok(_) | Err(BackendError::NotFound { .. } | BackendError::Invalid { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `inner` behind the BatchGetImage bucket and the retry policy (counted with this wrapper's retries).
+    pub fn images(self: &Arc<Self>, inner: Arc<dyn Images>) -> Arc<dyn Images> {
+        Arc::new(LimitedImages { limits: self.clone(), inner })
+    }
+
+    /// `inner` behind the secret-resolution bucket and the retry policy (counted with this wrapper's retries).
+    pub fn secrets(self: &Arc<Self>, inner: Arc<dyn Secrets>) -> Arc<dyn Secrets> {
+        Arc::new(LimitedSecrets { limits: self.clone(), inner })
+    }
+
     async fn run<T, F, Fut>(&self, op: &str, f: F) -> Result<T, BackendError>
     where
         F: Fn() -> Fut + Send + Sync,
@@ -107,8 +186,8 @@ impl Limited {
         T: Send,
     {
         let mut policy = backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(Duration::from_millis(200))
-            .with_max_interval(Duration::from_secs(10))
+            .with_initial_interval(INITIAL_BACKOFF)
+            .with_max_interval(MAX_BACKOFF)
             .with_multiplier(2.0)
             .with_randomization_factor(0.5)
             .with_max_elapsed_time(None)
@@ -123,7 +202,7 @@ impl Limited {
                         *self.throttles.lock().expect("limits lock").entry(op.to_string()).or_default() += 1;
                     }
                     *self.retries.lock().expect("limits lock").entry(op.to_string()).or_default() += 1;
-                    let wait = policy.next_backoff().unwrap_or(Duration::from_secs(10));
+                    let wait = policy.next_backoff().unwrap_or(MAX_BACKOFF);
                     tracing::debug!(operation = op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
                     self.clock.sleep(wait).await;
                 }
@@ -142,7 +221,19 @@ impl Ecs for Limited {
         self.run("ListServices", || self.inner.list_services(cluster)).await
     }
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
-        self.run("RegisterTaskDefinition", || self.inner.register_task_definition(input)).await
+        // Set when an attempt failed in a way that does not prove the revision was not registered.
+        let maybe_registered = AtomicBool::new(false);
+        self.run("RegisterTaskDefinition", || async {
+            if maybe_registered.load(Ordering::SeqCst)
+                && let Some(td) = self.registered_revision(input).await?
+            {
+                return Ok(td);
+            }
+            let out = self.inner.register_task_definition(input).await;
+            maybe_registered.store(matches!(out, Err(BackendError::Unavailable { .. })), Ordering::SeqCst);
+            out
+        })
+        .await
     }
     async fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
         self.run("DescribeTaskDefinition", || self.inner.describe_task_definition(id)).await
@@ -154,13 +245,44 @@ impl Ecs for Limited {
         self.run("DeregisterTaskDefinition", || self.inner.deregister_task_definition(arn)).await
     }
     async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
-        self.run("CreateService", || self.inner.create_service(input)).await
+        let token = client_token(&input.service_name);
+        self.create_service_idempotent(input, &token).await
+    }
+    async fn create_service_idempotent(
+        &self,
+        input: &ServiceInput,
+        client_token: &str,
+    ) -> Result<ServiceState, BackendError> {
+        self.run("CreateService", || self.inner.create_service_idempotent(input, client_token)).await
     }
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
         self.run("UpdateService", || self.inner.update_service(update)).await
     }
+    async fn update_service_tagging(
+        &self,
+        update: &ServiceUpdate,
+        tagging: &TagPropagation,
+    ) -> Result<ServiceState, BackendError> {
+        self.run("UpdateService", || self.inner.update_service_tagging(update, tagging)).await
+    }
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
-        self.run("DeleteService", || self.inner.delete_service(cluster, name)).await
+        let retried = AtomicBool::new(false);
+        self.run("DeleteService", || async {
+            match self.inner.delete_service(cluster, name).await {
+                // A retry of a delete whose answer was lost: the first attempt did it.
+                Err(BackendError::NotFound { .. }) if retried.load(Ordering::SeqCst) => Ok(()),
+                Err(BackendError::Invalid { message, .. })
+                    if retried.load(Ordering::SeqCst) && message.starts_with("ServiceNotActiveException") =>
+                {
+                    Ok(())
+                }
+                other => {
+                    retried.store(true, Ordering::SeqCst);
+                    other
+                }
+            }
+        })
+        .await
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
         self.run("TagResource", || self.inner.tag_resource(arn, tags)).await
@@ -177,5 +299,36 @@ impl Ecs for Limited {
             self.inner.stopped_task_reasons(cluster, service, task_definition).await
         })
         .await
+    }
+}
+
+/// Image resolution behind [`Limited`]'s bucket and retries (read-only, so always safe to repeat).
+struct LimitedImages {
+    limits: Arc<Limited>,
+    inner: Arc<dyn Images>,
+}
+
+#[async_trait]
+impl Images for LimitedImages {
+    async fn lookup(
+        &self,
+        repository: &str,
+        selectors: &[ImageSelector],
+    ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
+        self.limits.run("BatchGetImage", || self.inner.lookup(repository, selectors)).await
+    }
+}
+
+/// Secret resolution behind [`Limited`]'s bucket and retries (metadata reads only, so always safe to repeat). A
+/// retry repeats the whole call (up to 10 secrets), including the requests of it that had succeeded.
+struct LimitedSecrets {
+    limits: Arc<Limited>,
+    inner: Arc<dyn Secrets>,
+}
+
+#[async_trait]
+impl Secrets for LimitedSecrets {
+    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
+        self.limits.run(OP_RESOLVE_SECRETS, || self.inner.resolve(ids)).await
     }
 }

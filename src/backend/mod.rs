@@ -1,8 +1,9 @@
 //! Ports: what reconcile needs from ECS, an image registry, a secret store and a clock, in mcpfleet's own types.
 //!
 //! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager with a virtual clock, the default
-//! engine of the quickstart and the tests) and, later, `aws`. SDK types never cross this boundary, so reconcile,
-//! plan and the CLI are the same code against either. `limits` wraps any `Ecs` in ECS's own token buckets.
+//! engine of the quickstart and the tests) and `aws` (aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager). SDK
+//! types never cross this boundary, so reconcile, plan and the CLI are the same code against either. `limits`
+//! wraps the ports in client-side token buckets and the single retry policy.
 
 pub mod aws;
 pub mod cache;
@@ -162,6 +163,24 @@ pub struct ServiceUpdate {
     pub network_configuration: Option<NetworkConfiguration>,
 }
 
+/// How a service tags its tasks (CreateService/UpdateService `propagateTags` and `enableECSManagedTags`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPropagation {
+    /// `SERVICE`, `TASK_DEFINITION` or `NONE`.
+    pub propagate_tags: String,
+    pub enable_ecs_managed_tags: bool,
+}
+
+impl TagPropagation {
+    /// The settings `input` creates a service with.
+    pub fn of(input: &ServiceInput) -> TagPropagation {
+        TagPropagation {
+            propagate_tags: input.propagate_tags.clone(),
+            enable_ecs_managed_tags: input.enable_ecs_managed_tags,
+        }
+    }
+}
+
 impl ServiceUpdate {
     /// The update that makes a service match `input` pointing at `task_definition`.
     pub fn converge(input: &ServiceInput, task_definition: &str) -> ServiceUpdate {
@@ -178,7 +197,7 @@ impl ServiceUpdate {
 
 /// At most this many services per DescribeServices call (an ECS limit).
 pub const DESCRIBE_SERVICES_BATCH: usize = 10;
-/// At most this many image ids per ECR DescribeImages/BatchGetImage call.
+/// At most this many image ids per ECR BatchGetImage call.
 pub const IMAGE_BATCH: usize = 100;
 
 /// ECS's deployment circuit breaker failed-task threshold for a desired count: half of it, at least 3, at most
@@ -206,6 +225,27 @@ pub trait Ecs: Send + Sync {
     async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError>;
     /// Updates a service; a new task definition starts a deployment.
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError>;
+    /// [`Ecs::update_service`] that also sets how the service tags its tasks, so a service converged by an
+    /// update propagates tags as one created from the same input does. The default ignores `tagging`.
+    async fn update_service_tagging(
+        &self,
+        update: &ServiceUpdate,
+        tagging: &TagPropagation,
+    ) -> Result<ServiceState, BackendError> {
+        let _ = tagging;
+        self.update_service(update).await
+    }
+    /// Creates a service with CreateService's idempotency token: a repeat with the same `client_token` (a retry
+    /// after an answer was lost) answers the service the first request created instead of a second one or an
+    /// error. The token is made once per logical create. The default ignores the token.
+    async fn create_service_idempotent(
+        &self,
+        input: &ServiceInput,
+        client_token: &str,
+    ) -> Result<ServiceState, BackendError> {
+        let _ = client_token;
+        self.create_service(input).await
+    }
     /// Deletes a service, stopping its tasks.
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError>;
     /// Adds or overwrites tags on a service or task definition.
@@ -259,7 +299,9 @@ pub fn stopped_task_line(stopped_reason: Option<&str>, containers: &[StoppedCont
 pub struct ImageInfo {
     /// `sha256:…` of the manifest or index.
     pub digest: String,
-    /// OCI platforms the index lists (`linux/amd64`, `linux/arm64`); one entry for a single-platform image.
+    /// `os/architecture` platforms an image index lists (`linux/amd64`, `linux/arm64`; one entry for a
+    /// one-platform index). Empty when unknown: a single (non-index) manifest records its platform only in its
+    /// config blob, and a digest outside ECR is not looked up.
     pub platforms: Vec<String>,
 }
 

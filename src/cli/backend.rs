@@ -1,4 +1,5 @@
-//! Builds the ports the global flags ask for, with ECS's rate limits on the client side.
+//! Builds the ports the global flags ask for, with the client-side rate limits and the one retry policy
+//! (`backend::limits`) in front of ECS, the registry and the secret store.
 
 use std::sync::Arc;
 
@@ -12,7 +13,8 @@ use super::{Backend as BackendKind, Cli};
 /// The backend of a command, and what counts its API requests.
 pub struct Connected {
     pub backend: Backend,
-    /// The ECS port with the client-side limits (its throttle counts feed the controller's metrics).
+    /// The ECS port with the client-side limits (its throttle counts, image and secret resolution's included,
+    /// feed the controller's metrics).
     pub limited: Arc<Limited>,
     counter: Counter,
 }
@@ -67,6 +69,8 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
     };
     let limited = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()));
     backend.ecs = limited.clone();
+    backend.images = limited.images(backend.images.clone());
+    backend.secrets = limited.secrets(backend.secrets.clone());
     Ok(Connected { backend, limited, counter })
 }
 

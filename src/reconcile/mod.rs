@@ -16,7 +16,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TdStatus};
+use crate::backend::{
+    Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TagPropagation, TdStatus,
+};
 use crate::plan::{self, Action, Plan};
 use crate::render::Resolved;
 use crate::render::ecs::{self, EcsService, TAG_TASK_HASH};
@@ -309,7 +311,7 @@ async fn converge(
                 progress(&d.ecs.name, &format!("recorded {} as last good", good.rsplit('/').next().unwrap_or(&good)));
             }
             progress(&d.ecs.name, "updating service");
-            ecs.update_service(&ServiceUpdate::converge(&input, &td)).await?;
+            ecs.update_service_tagging(&ServiceUpdate::converge(&input, &td), &TagPropagation::of(&input)).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
             ecs.tag_resource(&o.arn, &tags).await?;
         }

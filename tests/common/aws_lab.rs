@@ -31,6 +31,9 @@ impl AwsLab {
             // Not MOTO_ECS_SERVICE_RUNNING: in that mode moto answers with default deployment configurations
             // instead of the ones it was given, which would read as drift on every pass.
             .env_remove("MOTO_ECS_SERVICE_RUNNING")
+            // The request recorder (off until started) counts what reaches the server; its file goes in the lab.
+            .env("MOTO_ENABLE_RECORDING", "True")
+            .current_dir(dir.path())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -121,13 +124,51 @@ impl AwsLab {
 
     /// ECS as boto3 sees it: {"services": {name: service}, "taskDefinitions": {family: [td…]}}.
     pub fn dump(&self) -> Value {
+        self.world(&["dump"])
+    }
+
+    /// Runs `scripts/moto_world.py COMMAND --endpoint … ARGS` and parses its JSON.
+    fn world(&self, args: &[&str]) -> Value {
         let out = Command::new(super::python())
             .arg(repo().join("scripts/moto_world.py"))
-            .args(["dump", "--endpoint", &self.endpoint])
+            .arg(args[0])
+            .args(["--endpoint", &self.endpoint])
+            .args(&args[1..])
             .output()
             .unwrap();
-        assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "moto_world.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// One ECS call through boto3 (`update_service`, `tag_resource`, …), for states mcpfleet would not make.
+    pub fn ecs(&self, operation: &str, args: Value) -> Value {
+        self.world(&["ecs", operation, &args.to_string()])
+    }
+
+    /// Starts moto's request recorder afresh.
+    pub fn start_recording(&self) {
+        self.world(&["record", "start"]);
+    }
+
+    /// Requests moto received since [`AwsLab::start_recording`], by operation.
+    pub fn recorded(&self) -> std::collections::BTreeMap<String, u64> {
+        serde_json::from_value(self.world(&["record", "ops"])).unwrap()
+    }
+
+    /// Runs the binary against moto with extra environment (set after the lab's own).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"));
+        cmd.arg("--backend").arg("aws").args(args).current_dir(repo()).env_remove("MCPFLEET_LOG");
+        self.env(&mut cmd);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Writes an extra manifest into the lab's manifests.
+    pub fn add_manifest(&self, file: &str, text: &str) {
+        std::fs::write(self.manifests().join(file), text).unwrap();
     }
 
     /// Replaces text in one of the lab's manifests.

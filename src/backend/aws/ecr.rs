@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use aws_sdk_ecr::types::ImageIdentifier;
 
-use super::{RequestCounter, map_err};
+use super::map_err;
 use crate::backend::{BackendError, ImageInfo, ImageSelector, Images};
 use crate::spec::ImageRef;
 
@@ -22,14 +22,14 @@ const MEDIA_TYPES: [&str; 4] = [
 
 /// The [`Images`] port over ECR, with one client per registry region.
 pub struct Ecr {
-    config: aws_config::SdkConfig,
-    requests: RequestCounter,
+    config: aws_sdk_ecr::Config,
     clients: Mutex<BTreeMap<String, aws_sdk_ecr::Client>>,
 }
 
 impl Ecr {
-    pub fn new(config: aws_config::SdkConfig, requests: RequestCounter) -> Ecr {
-        Ecr { config, requests, clients: Mutex::new(BTreeMap::new()) }
+    /// ECR clients made from `config` (credentials, endpoint, interceptors), each with its registry's region.
+    pub fn new(config: aws_sdk_ecr::Config) -> Ecr {
+        Ecr { config, clients: Mutex::new(BTreeMap::new()) }
     }
 
     fn client(&self, region: &str) -> aws_sdk_ecr::Client {
@@ -38,15 +38,15 @@ impl Ecr {
             .entry(region.to_string())
             .or_insert_with(|| {
                 aws_sdk_ecr::Client::from_conf(
-                    aws_sdk_ecr::config::Builder::from(&self.config)
-                        .region(aws_config::Region::new(region.to_string()))
-                        .interceptor(self.requests.clone())
-                        .build(),
+                    self.config.to_builder().region(aws_config::Region::new(region.to_string())).build(),
                 )
             })
             .clone()
     }
 }
+
+/// The failure code of a reference that simply does not exist (left out of the answer).
+const ABSENT: &str = "ImageNotFound";
 
 /// The `os/architecture` platforms an image index lists (attestation entries excluded); empty for a single
 /// manifest, whose platform is recorded only in its config blob.
@@ -120,6 +120,38 @@ impl Images for Ecr {
             .send()
             .await
             .map_err(|e| map_err(OP, e))?;
+        // A reference that does not exist is left out (reported per service by resolution); any other failure
+        // (access denied, a manifest in a media type we did not accept, …) fails the lookup with ECR's reason.
+        // A pull-through cache's upstream being busy or down is transient, and retried as such.
+        let mut transient = None;
+        let failures: Vec<String> = out
+            .failures()
+            .iter()
+            .filter(|f| f.failure_code().is_none_or(|c| c.as_str() != ABSENT))
+            .map(|f| {
+                let id = f.image_id();
+                let what = match (id.and_then(|i| i.image_tag()), id.and_then(|i| i.image_digest())) {
+                    (Some(t), _) => format!("{repository}:{t}"),
+                    (None, Some(d)) => format!("{repository}@{d}"),
+                    (None, None) => repository.to_string(),
+                };
+                let code = f.failure_code().map_or("Unknown", |c| c.as_str());
+                match code {
+                    "UpstreamTooManyRequests" => transient = Some(true),
+                    "UpstreamUnavailable" => transient = transient.or(Some(false)),
+                    _ => {}
+                }
+                format!("{what}: {code}: {}", f.failure_reason().unwrap_or("(no reason given)"))
+            })
+            .collect();
+        if !failures.is_empty() {
+            let (operation, message) = (OP.to_string(), failures.join("; "));
+            return Err(match transient {
+                Some(true) => BackendError::Throttled { operation, message },
+                Some(false) => BackendError::Unavailable { operation, message },
+                None => BackendError::Invalid { operation, message },
+            });
+        }
         let mut found = BTreeMap::new();
         for image in out.images() {
             let Some(id) = image.image_id() else { continue };

@@ -12,7 +12,7 @@ use aws_sdk_ecs::types as sdk;
 use super::map_err;
 use crate::backend::{
     BackendError, Deployment, Described, Ecs, RolloutState, STOPPED_TASKS_BATCH, ServiceEvent, ServiceState,
-    ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TdStatus, stopped_task_line,
+    ServiceUpdate, StoppedContainer, TagPropagation, Tags, TaskDefinition, TdStatus, stopped_task_line,
 };
 use crate::render::CpuArch;
 use crate::render::ecs::{
@@ -29,6 +29,67 @@ pub struct AwsEcs {
 impl AwsEcs {
     pub fn new(client: Client) -> AwsEcs {
         AwsEcs { client }
+    }
+
+    async fn create(&self, input: &ServiceInput, client_token: Option<&str>) -> Result<ServiceState, BackendError> {
+        const OP: &str = "CreateService";
+        let out = self
+            .client
+            .create_service()
+            .cluster(&input.cluster)
+            .set_client_token(client_token.map(str::to_string))
+            .service_name(&input.service_name)
+            .task_definition(&input.task_definition)
+            .desired_count(input.desired_count as i32)
+            .launch_type(sdk::LaunchType::from(input.launch_type.as_str()))
+            .scheduling_strategy(sdk::SchedulingStrategy::from(input.scheduling_strategy.as_str()))
+            .deployment_controller(
+                sdk::DeploymentController::builder()
+                    .r#type(sdk::DeploymentControllerType::from(input.deployment_controller.kind.as_str()))
+                    .build()
+                    .map_err(|e| build_err(OP, e))?,
+            )
+            .deployment_configuration(deployment_configuration(&input.deployment_configuration))
+            .network_configuration(network_configuration(OP, &input.network_configuration)?)
+            .enable_ecs_managed_tags(input.enable_ecs_managed_tags)
+            .propagate_tags(sdk::PropagateTags::from(input.propagate_tags.as_str()))
+            .set_tags(Some(sdk_tags(input.tags.iter().map(|t| (t.key.clone(), t.value.clone())))))
+            .send()
+            .await
+            .map_err(|e| map_err(OP, e))?;
+        let s = out.service().ok_or_else(|| BackendError::Invalid {
+            operation: OP.into(),
+            message: "no service in the answer".into(),
+        })?;
+        Ok(service_state(&input.cluster, s))
+    }
+
+    async fn update(&self, u: &ServiceUpdate, tagging: Option<&TagPropagation>) -> Result<ServiceState, BackendError> {
+        const OP: &str = "UpdateService";
+        let mut req = self
+            .client
+            .update_service()
+            .cluster(&u.cluster)
+            .service(&u.service)
+            .set_task_definition(u.task_definition.clone())
+            .set_desired_count(u.desired_count.map(|c| c as i32));
+        if let Some(c) = &u.deployment_configuration {
+            req = req.deployment_configuration(deployment_configuration(c));
+        }
+        if let Some(n) = &u.network_configuration {
+            req = req.network_configuration(network_configuration(OP, n)?);
+        }
+        if let Some(t) = tagging {
+            req = req
+                .propagate_tags(sdk::PropagateTags::from(t.propagate_tags.as_str()))
+                .enable_ecs_managed_tags(t.enable_ecs_managed_tags);
+        }
+        let out = req.send().await.map_err(|e| map_err(OP, e))?;
+        let s = out.service().ok_or_else(|| BackendError::Invalid {
+            operation: OP.into(),
+            message: "no service in the answer".into(),
+        })?;
+        Ok(service_state(&u.cluster, s))
     }
 }
 
@@ -446,58 +507,27 @@ impl Ecs for AwsEcs {
     }
 
     async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
-        const OP: &str = "CreateService";
-        let out = self
-            .client
-            .create_service()
-            .cluster(&input.cluster)
-            .service_name(&input.service_name)
-            .task_definition(&input.task_definition)
-            .desired_count(input.desired_count as i32)
-            .launch_type(sdk::LaunchType::from(input.launch_type.as_str()))
-            .scheduling_strategy(sdk::SchedulingStrategy::from(input.scheduling_strategy.as_str()))
-            .deployment_controller(
-                sdk::DeploymentController::builder()
-                    .r#type(sdk::DeploymentControllerType::from(input.deployment_controller.kind.as_str()))
-                    .build()
-                    .map_err(|e| build_err(OP, e))?,
-            )
-            .deployment_configuration(deployment_configuration(&input.deployment_configuration))
-            .network_configuration(network_configuration(OP, &input.network_configuration)?)
-            .enable_ecs_managed_tags(input.enable_ecs_managed_tags)
-            .propagate_tags(sdk::PropagateTags::from(input.propagate_tags.as_str()))
-            .set_tags(Some(sdk_tags(input.tags.iter().map(|t| (t.key.clone(), t.value.clone())))))
-            .send()
-            .await
-            .map_err(|e| map_err(OP, e))?;
-        let s = out.service().ok_or_else(|| BackendError::Invalid {
-            operation: OP.into(),
-            message: "no service in the answer".into(),
-        })?;
-        Ok(service_state(&input.cluster, s))
+        self.create(input, None).await
+    }
+
+    async fn create_service_idempotent(
+        &self,
+        input: &ServiceInput,
+        client_token: &str,
+    ) -> Result<ServiceState, BackendError> {
+        self.create(input, Some(client_token)).await
     }
 
     async fn update_service(&self, u: &ServiceUpdate) -> Result<ServiceState, BackendError> {
-        const OP: &str = "UpdateService";
-        let mut req = self
-            .client
-            .update_service()
-            .cluster(&u.cluster)
-            .service(&u.service)
-            .set_task_definition(u.task_definition.clone())
-            .set_desired_count(u.desired_count.map(|c| c as i32));
-        if let Some(c) = &u.deployment_configuration {
-            req = req.deployment_configuration(deployment_configuration(c));
-        }
-        if let Some(n) = &u.network_configuration {
-            req = req.network_configuration(network_configuration(OP, n)?);
-        }
-        let out = req.send().await.map_err(|e| map_err(OP, e))?;
-        let s = out.service().ok_or_else(|| BackendError::Invalid {
-            operation: OP.into(),
-            message: "no service in the answer".into(),
-        })?;
-        Ok(service_state(&u.cluster, s))
+        self.update(u, None).await
+    }
+
+    async fn update_service_tagging(
+        &self,
+        u: &ServiceUpdate,
+        tagging: &TagPropagation,
+    ) -> Result<ServiceState, BackendError> {
+        self.update(u, Some(tagging)).await
     }
 
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {

@@ -4,6 +4,11 @@
 //! the SDK's own `AWS_ENDPOINT_URL` support, which is how the tests point them at moto on loopback. SDK types
 //! are converted here and go no further. Every HTTP request is counted by an interceptor (retries included), so
 //! tests and benchmarks measure what reaches the wire.
+//!
+//! The SDK's own retries are disabled (one attempt per request): `backend::limits` is the single retry policy,
+//! so attempts do not multiply and its documented bound is the bound on the wire. Errors are classified here:
+//! throttling, 5xx, and I/O or timeout failures of the connection are retryable; a request that could not be
+//! sent for any other reason (no credentials, an expired SSO session, a bad configuration) is reported at once.
 
 mod ecr;
 mod ecs;
@@ -66,11 +71,7 @@ pub struct Aws {
 
 /// Connects with the standard AWS configuration chain; `region` overrides the chain's region.
 pub async fn connect(region: Option<String>) -> Aws {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r));
-    }
-    let config = loader.load().await;
+    let config = sdk_config(region).await;
     let requests = RequestCounter::default();
     let ecs = aws_sdk_ecs::Client::from_conf(
         aws_sdk_ecs::config::Builder::from(&config).interceptor(requests.clone()).build(),
@@ -80,11 +81,35 @@ pub async fn connect(region: Option<String>) -> Aws {
     );
     let backend = Backend {
         ecs: Arc::new(AwsEcs::new(ecs)),
-        images: Arc::new(Ecr::new(config.clone(), requests.clone())),
+        images: Arc::new(Ecr::new(aws_sdk_ecr::config::Builder::from(&config).interceptor(requests.clone()).build())),
         secrets: Arc::new(SecretsManager::new(secrets)),
         clock: Arc::new(SystemClock),
     };
     Aws { backend, requests }
+}
+
+/// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
+async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        // One attempt per request: `backend::limits` retries, with its own bound (see its docs).
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r));
+    }
+    loader.load().await
+}
+
+/// The credentials or SSO-token failure in the error's source chain, if there is one, as text.
+fn credentials_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_credential_types::provider::error::{CredentialsError, TokenError};
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cur) = e {
+        if cur.is::<CredentialsError>() || cur.is::<TokenError>() {
+            return Some(DisplayErrorContext(cur).to_string());
+        }
+        e = cur.source();
+    }
+    None
 }
 
 /// Throttling error codes across AWS services.
@@ -123,9 +148,56 @@ where
                 BackendError::Invalid { operation, message }
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             BackendError::Unavailable { operation, message: context() }
         }
-        _ => BackendError::Invalid { operation, message: context() },
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
+            BackendError::Unavailable { operation, message: context() }
+        }
+        _ if let Some(why) = credentials_error(&err) => BackendError::Invalid {
+            operation,
+            message: format!(
+                "AWS credentials are missing or invalid (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
+                 or renew an SSO session with `aws sso login`): {why}"
+            ),
+        },
+        _ => BackendError::Invalid { operation, message: format!("the request was not sent: {}", context()) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_runtime_api::client::result::{ConnectorError, SdkError};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn clients_make_one_attempt_per_request() {
+        let config = sdk_config(Some("eu-west-1".into())).await;
+        assert_eq!(config.retry_config().map(|r| r.max_attempts()), Some(1));
+        let ecs = aws_sdk_ecs::config::Builder::from(&config).build();
+        assert_eq!(ecs.retry_config().map(|r| r.max_attempts()), Some(1));
+        assert_eq!(ecs.region().map(|r| r.as_ref()), Some("eu-west-1"));
+    }
+
+    fn dispatch(e: ConnectorError) -> SdkError<aws_sdk_ecs::operation::list_services::ListServicesError, HttpResponse> {
+        SdkError::dispatch_failure(e)
+    }
+
+    #[test]
+    fn only_io_and_timeouts_are_retryable_dispatch_failures() {
+        let io = dispatch(ConnectorError::io("connection refused".into()));
+        assert!(matches!(map_err("ListServices", io), BackendError::Unavailable { .. }));
+        let timeout = dispatch(ConnectorError::timeout("timed out".into()));
+        assert!(map_err("ListServices", timeout).is_retryable());
+
+        let creds = aws_credential_types::provider::error::CredentialsError::not_loaded("no providers in chain");
+        let err = map_err("ListServices", dispatch(ConnectorError::other(Box::new(creds), None)));
+        let BackendError::Invalid { message, .. } = &err else { panic!("{err:?}") };
+        assert!(message.starts_with("AWS credentials are missing or invalid"), "{message}");
+        assert!(message.contains("no providers in chain"), "{message}");
+
+        let other = map_err("ListServices", dispatch(ConnectorError::other("bad endpoint".into(), None)));
+        assert!(!other.is_retryable(), "{other:?}");
     }
 }

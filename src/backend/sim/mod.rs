@@ -265,6 +265,20 @@ impl Ecs for Sim {
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
         self.call("UpdateService", |w| w.update_service(update))
     }
+    async fn update_service_tagging(
+        &self,
+        update: &ServiceUpdate,
+        tagging: &super::TagPropagation,
+    ) -> Result<ServiceState, BackendError> {
+        // ECS's enum; the sim keeps no tasks to tag, so a valid value is all there is to check.
+        if !matches!(tagging.propagate_tags.as_str(), "SERVICE" | "TASK_DEFINITION" | "NONE") {
+            return Err(BackendError::Invalid {
+                operation: "UpdateService".into(),
+                message: format!("InvalidParameterException: invalid propagateTags `{}`", tagging.propagate_tags),
+            });
+        }
+        self.update_service(update).await
+    }
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
         self.call("DeleteService", |w| w.delete_service(cluster, name))
     }

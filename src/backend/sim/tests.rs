@@ -236,3 +236,24 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
     assert_eq!(arns.iter().collect::<std::collections::BTreeSet<_>>().len(), arns.len(), "task ids are unique");
     assert_eq!((sim.stats().get("ListTasks"), sim.stats().get("DescribeTasks")), (2, 2));
 }
+
+#[tokio::test]
+async fn updates_accept_ecs_tag_propagation_values_only() {
+    let (w, _) = world_with_service(1, 200, 100);
+    let sim = Sim::in_memory(w);
+    let update = ServiceUpdate {
+        cluster: "mcp".into(),
+        service: "docs".into(),
+        task_definition: None,
+        desired_count: Some(2),
+        deployment_configuration: None,
+        network_configuration: None,
+    };
+    let tagging = |p: &str| crate::backend::TagPropagation { propagate_tags: p.into(), enable_ecs_managed_tags: true };
+    for ok in ["SERVICE", "TASK_DEFINITION", "NONE"] {
+        sim.update_service_tagging(&update, &tagging(ok)).await.unwrap();
+    }
+    let err = sim.update_service_tagging(&update, &tagging("service")).await.unwrap_err();
+    assert!(matches!(&err, BackendError::Invalid { message, .. } if message.contains("propagateTags")), "{err}");
+    assert_eq!(sim.stats().get("UpdateService"), 3, "a refused update is not applied");
+}

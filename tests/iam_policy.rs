@@ -1,0 +1,83 @@
+//! The controller's IAM policy (`manifests/controller/iam-policy.json`) grants exactly the AWS actions the
+//! adapters call — least privilege that stays true as the adapters change — and never a secret's value.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `describe_services` → `DescribeServices`.
+fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Every `client.operation()` call in the AWS adapters, as IAM actions (`ecs:DescribeServices`).
+fn called_actions() -> BTreeSet<String> {
+    let call = regex::Regex::new(r"\.client\s*\.\s*([a-z][a-z0-9_]*)\s*\(").unwrap();
+    let mut out = BTreeSet::new();
+    for (file, service) in [("ecs.rs", "ecs"), ("ecr.rs", "ecr"), ("secrets.rs", "secretsmanager")] {
+        let path = Path::new(ROOT).join("src/backend/aws").join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for m in call.captures_iter(&text) {
+            out.insert(format!("{service}:{}", pascal(&m[1])));
+        }
+    }
+    out
+}
+
+fn policy() -> serde_json::Value {
+    let path = Path::new(ROOT).join("manifests/controller/iam-policy.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn granted_actions(policy: &serde_json::Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for st in policy["Statement"].as_array().expect("Statement list") {
+        assert_eq!(st["Effect"], "Allow", "only Allow statements are expected: {st}");
+        match &st["Action"] {
+            serde_json::Value::String(a) => {
+                out.insert(a.clone());
+            }
+            serde_json::Value::Array(list) => out.extend(list.iter().map(|a| a.as_str().unwrap().to_string())),
+            other => panic!("unexpected Action {other}"),
+        }
+    }
+    out
+}
+
+#[test]
+fn the_policy_grants_exactly_the_actions_the_adapters_call() {
+    let called = called_actions();
+    assert!(called.contains("ecs:DescribeServices") && called.contains("secretsmanager:ListSecrets"), "{called:?}");
+    let granted: BTreeSet<String> =
+        granted_actions(&policy()).into_iter().filter(|a| !a.starts_with("iam:")).collect();
+    let unused: Vec<_> = granted.difference(&called).collect();
+    let missing: Vec<_> = called.difference(&granted).collect();
+    assert!(unused.is_empty(), "the policy grants actions mcpfleet never calls: {unused:?}");
+    assert!(missing.is_empty(), "mcpfleet calls actions the policy does not grant: {missing:?}");
+}
+
+#[test]
+fn the_policy_never_grants_secret_values_or_wildcards() {
+    let granted = granted_actions(&policy());
+    for a in &granted {
+        assert!(!a.contains('*'), "wildcard action {a}");
+        assert_ne!(a, "secretsmanager:GetSecretValue");
+    }
+    assert!(!called_actions().contains("secretsmanager:GetSecretValue"), "the adapters must never read a secret");
+    // iam:PassRole only to ECS tasks.
+    let pass = policy()["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Action"] == "iam:PassRole")
+        .cloned()
+        .expect("a PassRole statement");
+    assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], "ecs-tasks.amazonaws.com");
+}
