@@ -11,10 +11,8 @@ Reports (requests are counted by moto's request recorder, so both tools are meas
 Run through `scripts/bench.sh moto`, which builds the binaries and installs ecs-deploy in a scratch venv.
 """
 import argparse
-import collections
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -37,27 +35,14 @@ def free_port():
 
 
 def recorder(endpoint, action):
-    with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/recorder/{action}", method="POST" if action != "download-recording" else "GET")) as r:
-        return r.read().decode()
+    return moto_world.recorder(endpoint, action)
 
 
 def operations(endpoint):
-    """Requests recorded since the last reset, by operation (X-Amz-Target or Action)."""
-    counts = collections.Counter()
-    for line in recorder(endpoint, "download-recording").splitlines():
-        if not line.strip():
-            continue
-        entry = json.loads(line)
-        headers = entry.get("headers", {})
-        target = headers.get("X-Amz-Target") or headers.get("x-amz-target")
-        if target:
-            counts[target.split(".")[-1]] += 1
-        else:
-            body = entry.get("body") or ""
-            m = re.search(r"Action=([A-Za-z]+)", body if isinstance(body, str) else "")
-            counts[m.group(1) if m else entry.get("uri", "?")] += 1
+    """Requests recorded since the last reset, by operation (X-Amz-Target or Action); resets the recording."""
+    counts = moto_world.record(endpoint, "ops")
     recorder(endpoint, "reset-recording")
-    return dict(counts)
+    return counts
 
 
 WRITES = {"RegisterTaskDefinition", "DeregisterTaskDefinition", "CreateService", "UpdateService", "DeleteService", "TagResource"}
