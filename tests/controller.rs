@@ -149,7 +149,7 @@ fn a_failed_rollout_is_rolled_back_and_not_retried() {
     c.wait_for("the fleet to converge", || all_completed(&lab));
     lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
     lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
-    c.wait_for("the rollback", || c.metric("mcpfleet_rollbacks_total") >= 1.0);
+    c.wait_for("the rollback", || c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}") >= 1.0);
     c.wait_for("the service back on its last good revision", || {
         let w = lab.world();
         let s = &w.services["mcp-prod/search"].state;
@@ -164,6 +164,62 @@ fn a_failed_rollout_is_rolled_back_and_not_retried() {
     assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][0].arn);
     let (_, metrics) = c.get("/metrics").unwrap();
     assert!(c.metric("mcpfleet_reconciles_total{outcome=\"held\"}") >= 1.0, "{metrics}");
+}
+
+/// Marks the image a tag points at now as failing its health checks (tasks already running are unaffected).
+fn make_unhealthy(lab: &Lab, repository: &str, tag: &str) {
+    let sim = mcpfleet::backend::sim::Sim::open(&lab.state()).unwrap();
+    sim.with_world(true, |w| {
+        let repo = w.repositories.get_mut(&format!("{ECR}/{repository}")).unwrap();
+        let digest = repo.tags[tag].clone();
+        repo.images.get_mut(&digest).unwrap().unhealthy = true;
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_rollback_whose_own_rollout_fails_is_watched_reported_once_and_not_retried() {
+    let lab = Lab::new();
+    let c = Controller::start(&lab);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    // The last good image goes bad as well: rolling back to it cannot succeed.
+    make_unhealthy(&lab, "search", "v0.9.0");
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    c.wait_for("the rollback to start", || c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}") >= 1.0);
+    // While the rollback rolls out, the service is in flight, not converged.
+    c.wait_for("the rollback to be watched", || {
+        c.metric("mcpfleet_services{state=\"rolling_out\"}") >= 1.0
+            || c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}") >= 1.0
+    });
+    assert_eq!(c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}"), 0.0, "the rollback was never seen in flight");
+    c.wait_for("the failed rollback to be reported", || {
+        c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}") >= 1.0
+    });
+    let log = std::fs::read_to_string(&c.log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the rollback to the last good revision failed"))
+        .unwrap_or_else(|| panic!("no failed-rollback line: {log}"));
+    let line: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert_eq!(line["fields"]["service"], "search", "{line}");
+    let (_, body) = c.get("/readyz").unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["failedRollbacks"], serde_json::json!(["mcp-prod/search"]), "{body}");
+    c.wait_for("the service counted as failed", || c.metric("mcpfleet_services{state=\"failed\"}") == 1.0);
+
+    // Several more passes: reported once, the failed spec is not retried, nothing is redeployed.
+    let w = lab.world();
+    let deployments = w.services["mcp-prod/search"].state.deployments.len();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}"), 1.0);
+    let w = lab.world();
+    assert_eq!(w.families["search"].len(), 2, "no new revision");
+    let s = &w.services["mcp-prod/search"].state;
+    assert_eq!(s.task_definition, w.families["search"][0].arn);
+    assert_eq!(s.deployments.len(), deployments, "no new deployment");
+    assert_eq!(s.primary().unwrap().rollout_state, mcpfleet::backend::RolloutState::Failed);
 }
 
 #[test]
