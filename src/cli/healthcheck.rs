@@ -39,7 +39,8 @@ fn probe(url: &str, timeout: Duration) -> anyhow::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    // One write: a server that answers after the request line must not see the rest arrive on a closed socket.
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())?;
     let mut head = [0u8; 32];
     let n = stream.read(&mut head)?;
     let line = String::from_utf8_lossy(&head[..n]);

@@ -291,6 +291,10 @@ impl Controller {
     fn record_api_calls(&mut self) {
         let now = (self.api_calls)();
         add_deltas(&self.shared.metrics.api_requests, &now.calls, &self.last_calls.calls);
+        // Every operation called has a throttle count, zero included, so the series exist before the first one.
+        for op in now.calls.keys() {
+            self.shared.metrics.api_throttles.get_or_create(&OperationLabel { operation: op.clone() });
+        }
         self.last_calls = now;
         let throttles = self.limited.throttles();
         add_deltas(&self.shared.metrics.api_throttles, &throttles, &self.last_throttles);
@@ -435,7 +439,7 @@ impl Controller {
             if p.action != Action::Noop {
                 if p.reason.as_deref().is_some_and(|r| r.starts_with("drift")) {
                     self.shared.metrics.drift_corrections.inc();
-                    warn!(service = %o.name, cluster = %o.cluster, changes = ?p.changes.iter().map(|c| &c.path).collect::<Vec<_>>(), "drift corrected");
+                    warn!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), changes = ?p.changes.iter().map(|c| &c.path).collect::<Vec<_>>(), "drift corrected");
                 }
                 info!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), outcome, "reconciled");
             }
