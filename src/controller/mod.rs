@@ -293,7 +293,7 @@ impl Controller {
         add_deltas(&self.shared.metrics.api_requests, &now.calls, &self.last_calls.calls);
         // Every operation called has a throttle count, zero included, so the series exist before the first one.
         for op in now.calls.keys() {
-            self.shared.metrics.api_throttles.get_or_create(&OperationLabel { operation: op.clone() });
+            let _ = self.shared.metrics.api_throttles.get_or_create(&OperationLabel { operation: op.clone() });
         }
         self.last_calls = now;
         let throttles = self.limited.throttles();
