@@ -4,9 +4,11 @@
 //! Each pass reloads the manifests when they changed (a broken file keeps the last valid fleet and is reported,
 //! never acted on), resolves with TTL caches, observes every service in batches, settles rollouts in flight
 //! (last-good on success, rollback on failure — decided from the service's tags and deployments, so a restarted
-//! controller picks up exactly where the last one stopped), and converges the services that differ. A service
+//! controller picks up exactly where the last one stopped; a rollback is watched like any rollout, and one that
+//! fails is reported once and left alone), and converges the services that differ. A service
 //! whose convergence fails backs off (jittered exponential, reset on success) without holding the others back,
-//! and a service with a rollout in flight is never reconciled again until it settles.
+//! and a service with a rollout in flight is never reconciled again until it settles. Liveness (`/healthz`) is
+//! measured from the loop's last progress — any backend call, step or idle tick — not from the end of a pass.
 
 pub mod heartbeat;
 pub mod http;
