@@ -407,11 +407,11 @@ fn prune_removes_services_that_left_the_manifests_but_never_unresolvable_ones() 
 
 /// `mcpfleet healthcheck --url URL`: (exit code, stderr).
 fn healthcheck(url: &str) -> (i32, String) {
-    let out = common::mcpfleet().args(["healthcheck", "--url", url, "--timeout", "2s"]).output().unwrap();
+    let out = common::mcpfleet().args(["healthcheck", "--url", url, "--timeout", "10s"]).output().unwrap();
     (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// A one-shot HTTP server on a free port that answers every request with `status`.
+/// An HTTP server on a free port that answers every request with `status`.
 fn answering(status: &'static str) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -425,7 +425,11 @@ fn answering(status: &'static str) -> u16 {
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            // The status line in two pieces, as a slow or busy server may send it.
+            let _ = s.write_all(b"HTTP/1.1 ");
+            let _ = s.flush();
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = write!(s, "{status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
     port
@@ -457,7 +461,7 @@ fn a_manifest_edit_starts_a_pass_at_once_however_long_the_interval() {
     let c = Controller::start_with(&lab, &["--interval", "1h"]);
     c.wait_for("the fleet to converge", || all_completed(&lab));
     // Rollouts in flight were polled every few seconds; now the controller waits an hour for its next pass.
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(7));
     let passes = c.metric("mcpfleet_reconcile_passes_total");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(c.metric("mcpfleet_reconcile_passes_total"), passes, "the controller is not idle");
