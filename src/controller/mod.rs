@@ -100,6 +100,11 @@ impl Shared {
         self.alive_at(Instant::now())
     }
 
+    /// Time since the loop last made progress.
+    pub fn since_progress(&self) -> Duration {
+        self.progress.lock().expect("progress lock").elapsed()
+    }
+
     fn alive_at(&self, now: Instant) -> bool {
         now.saturating_duration_since(*self.progress.lock().expect("progress lock")) < STALL_BOUND
     }

@@ -168,3 +168,17 @@ fn a_new_revision_is_watched_and_drift_to_another_revision_is_left_to_the_plan()
     let s = service(NEW, "FAILED", &[(TAG_TASK_DEFINITION, NEW), (TAG_SPEC_HASH, "h"), (TAG_FAILED_SPEC_HASH, "h")]);
     assert!(matches!(unsettled(&s, 600), Pending::Settled));
 }
+
+#[tokio::test]
+async fn every_backend_call_that_returns_is_progress() {
+    use crate::backend::Ecs;
+    let shared = Shared::new();
+    let sim = crate::backend::sim::Sim::in_memory(crate::backend::sim::World::default());
+    let ecs = heartbeat::Beating { inner: sim.backend().ecs, shared: shared.clone() };
+    let before = *shared.progress.lock().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    // An error answer is progress too: the loop is moving, just not succeeding.
+    let _ = ecs.describe_task_definition("nope").await;
+    let after = *shared.progress.lock().unwrap();
+    assert!(after > before, "a backend call did not count as progress");
+}
