@@ -28,11 +28,13 @@ impl Controller {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = lab.manifests().with_file_name(format!("controller-{port}.log"));
         let interval: &[&str] = if extra.contains(&"--interval") { &[] } else { &["--interval", "1s"] };
+        let speed: &[&str] = if extra.contains(&"--sim-speed") { &[] } else { &["--sim-speed", "10"] };
         let child = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
             .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap(), "--log-format", "json"])
             .args(["run", "-f", lab.manifests().to_str().unwrap()])
             .args(interval)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--sim-speed", "10"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(speed)
             .args(extra)
             .env_remove("MCPFLEET_LOG")
             .stdout(Stdio::null())
@@ -319,6 +321,36 @@ fn a_rollback_whose_own_rollout_fails_is_watched_reported_once_and_not_retried()
     assert_eq!(s.task_definition, w.families["search"][0].arn);
     assert_eq!(s.deployments.len(), deployments, "no new deployment");
     assert_eq!(s.primary().unwrap().rollout_state, mcpfleet::backend::RolloutState::Failed);
+}
+
+#[test]
+fn a_rollback_after_a_missed_progress_deadline_is_watched_until_it_completes() {
+    let lab = Lab::new();
+    lab.edit_manifest("fleet.yaml", "progressDeadline: 10m", "progressDeadline: 60s");
+    let c = Controller::start_with(&lab, &["--sim-speed", "5"]);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    // Healthy but far too slow to start: the controller fails the rollout at its deadline and rolls back itself.
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--startup", "10m"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    c.wait_for("the rollback to start", || c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}") >= 1.0);
+    c.wait_for("the rollback to be watched while it rolls out", || {
+        c.metric("mcpfleet_services{state=\"rolling_out\"}") >= 1.0
+    });
+    c.wait_for("the rollback to complete", || {
+        c.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|l| l["fields"]["message"] == "rollback completed" && l["fields"]["service"] == "search")
+    });
+    c.wait_for("the fleet to settle", || c.metric("mcpfleet_services{state=\"converged\"}") == 3.0);
+    let w = lab.world();
+    let s = &w.services["mcp-prod/search"].state;
+    assert_eq!(w.families["search"].len(), 2);
+    assert_eq!(s.task_definition, w.families["search"][0].arn);
+    assert_eq!(s.tags["mcpfleet.io/last-good"], w.families["search"][0].arn);
+    assert_eq!(s.primary().unwrap().rollout_state, mcpfleet::backend::RolloutState::Completed);
+    assert!(c.log().contains("progress deadline exceeded"), "{}", c.log());
+    assert_eq!(c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}"), 0.0);
 }
 
 #[test]

@@ -197,6 +197,8 @@ pub struct Controller {
     last_throttles: BTreeMap<String, u64>,
     last_pass: Instant,
     passes: u64,
+    /// Services seen rolling out their last good revision (a rollback), to report when it completes.
+    rollbacks_in_flight: std::collections::BTreeSet<(String, String)>,
     stop: Arc<AtomicBool>,
 }
 
@@ -230,6 +232,7 @@ impl Controller {
             last_throttles: BTreeMap::new(),
             last_pass: Instant::now(),
             passes: 0,
+            rollbacks_in_flight: std::collections::BTreeSet::new(),
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -387,17 +390,32 @@ impl Controller {
             else {
                 continue;
             };
+            let key = (state.cluster.clone(), state.name.clone());
             let target = match unsettled(state, d.service.rollout.progress_deadline_secs) {
                 Pending::Settled => {
+                    // A rollback seen in flight whose deployment has completed since: the service is back.
+                    if self.rollbacks_in_flight.remove(&key)
+                        && state.primary().is_some_and(|p| p.rollout_state == RolloutState::Completed)
+                    {
+                        let revision = state.tags.get(TAG_TASK_DEFINITION).map_or("-", String::as_str);
+                        let what = if rolled_back(state) { "rollback completed" } else { "rollout completed" };
+                        info!(service = %state.name, cluster = %state.cluster, revision, "{what}");
+                    }
                     *states.entry("converged").or_default() += 1;
                     continue;
                 }
                 Pending::FailedRollback => {
+                    self.rollbacks_in_flight.remove(&key);
                     *states.entry("failed").or_default() += 1;
                     failed_rollbacks.push(format!("{}/{}", state.cluster, state.name));
                     continue;
                 }
-                Pending::Rollout(target) => target,
+                Pending::Rollout(target) => {
+                    if state.tags.get(TAG_LAST_GOOD) == Some(&target.task_definition) {
+                        self.rollbacks_in_flight.insert(key);
+                    }
+                    target
+                }
             };
             match watch::judge(&target, state, now) {
                 None => {
