@@ -301,7 +301,50 @@ fn the_controller_converges_on_moto_and_then_only_describes() {
         ["DescribeServices"],
         "steady-state passes only describe: {delta:?}"
     );
-    assert_eq!(lab.dump()["taskDefinitions"]["documents"].as_array().unwrap().len(), 1);
+    let world = lab.dump();
+    assert_eq!(world["taskDefinitions"]["documents"].as_array().unwrap().len(), 1);
+    // The service's tags say which revision and spec it runs — the same spec-hash as the revision's own tags —
+    // and last-good follows what ECS reports: set once the PRIMARY deployment COMPLETED, never before (moto,
+    // without MOTO_ECS_SERVICE_RUNNING, starts no tasks, so its rollouts stay IN_PROGRESS and are watched).
+    let mut rolling_out = 0;
+    for (name, svc) in world["services"].as_object().unwrap() {
+        let t = tags(svc);
+        let td = svc["taskDefinition"].as_str().unwrap();
+        assert_eq!(t.get("mcpfleet.io/task-definition").map(String::as_str), Some(td), "{name}: {t:?}");
+        let primary = svc["deployments"].as_array().unwrap().iter().find(|d| d["status"] == "PRIMARY").unwrap();
+        assert_eq!(primary["taskDefinition"], td, "{name}");
+        if primary["rolloutState"] == "COMPLETED" {
+            assert_eq!(t.get("mcpfleet.io/last-good").map(String::as_str), Some(td), "{name}: {t:?}");
+        } else {
+            assert_eq!(primary["rolloutState"], "IN_PROGRESS", "{name}: {primary}");
+            assert_eq!(t.get("mcpfleet.io/last-good"), None, "{name}: last-good before the rollout completed");
+            rolling_out += 1;
+        }
+        let revision = world["taskDefinitions"][name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["taskDefinitionArn"] == td)
+            .unwrap_or_else(|| panic!("{name}: {td} not in its family"));
+        let hash = t.get("mcpfleet.io/spec-hash").unwrap_or_else(|| panic!("{name}: no spec-hash: {t:?}"));
+        assert!(!hash.is_empty() && hash.chars().all(|c| c.is_ascii_hexdigit()), "{name}: {hash}");
+        assert_eq!(tags(revision).get("mcpfleet.io/spec-hash"), Some(hash), "{name}: {revision}");
+        assert!(!t.contains_key("mcpfleet.io/failed-spec-hash"), "{name}: {t:?}");
+    }
+    assert_eq!(world["services"].as_object().unwrap().len(), 3);
+    assert_eq!(services_gauge(port, "rolling_out"), f64::from(rolling_out), "the controller watches what is in flight");
+    assert_eq!(services_gauge(port, "converged"), f64::from(3 - rolling_out));
+}
+
+/// `mcpfleet_services{state}` from the controller's /metrics.
+fn services_gauge(port: u16, state: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let prefix = format!("mcpfleet_services{{state=\"{state}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)?.parse().ok()).unwrap_or_else(|| panic!("no {prefix}: {text}"))
 }
 
 #[test]

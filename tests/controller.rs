@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::lab::{ECR, Lab};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A running controller over a lab; killed on drop.
 struct Controller {
@@ -27,10 +27,14 @@ impl Controller {
     fn start_with(lab: &Lab, extra: &[&str]) -> Controller {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = lab.manifests().with_file_name(format!("controller-{port}.log"));
+        let interval: &[&str] = if extra.contains(&"--interval") { &[] } else { &["--interval", "1s"] };
+        let speed: &[&str] = if extra.contains(&"--sim-speed") { &[] } else { &["--sim-speed", "10"] };
         let child = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
             .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap(), "--log-format", "json"])
-            .args(["run", "-f", lab.manifests().to_str().unwrap(), "--interval", "1s"])
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--sim-speed", "10"])
+            .args(["run", "-f", lab.manifests().to_str().unwrap()])
+            .args(interval)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(speed)
             .args(extra)
             .env_remove("MCPFLEET_LOG")
             .stdout(Stdio::null())
@@ -65,6 +69,22 @@ impl Controller {
             "timed out waiting for {what}; controller log:\n{}",
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit code, waiting at most `bound`; panics when it is still running then.
+    fn wait_exit(&mut self, bound: Duration) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), start.elapsed());
+            }
+            assert!(start.elapsed() < bound, "did not exit within {bound:?}: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn signal(&self, sig: &str) {
@@ -107,24 +127,93 @@ fn converges_from_empty_corrects_drift_and_serves_metrics() {
     });
     assert_eq!(lab.world().families["documents"].len(), 1, "correcting a count needs no new revision");
 
-    // A steady-state pass costs only DescribeServices: resolution is cached, nothing is written.
-    let before: Value = serde_json::from_str(&metrics_json(&c)).unwrap();
+    // The drift is logged as such, with the service, cluster, revision and the pass it happened in.
+    let log = c.log();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "drift corrected")
+        .unwrap_or_else(|| panic!("no drift-corrected line: {log}"));
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert_eq!(line["fields"]["service"], "documents", "{line}");
+    assert_eq!(line["fields"]["cluster"], "mcp-prod", "{line}");
+    let documents = lab.world().families["documents"][0].arn.clone();
+    assert_eq!(line["fields"]["revision"], documents.as_str(), "{line}");
+    assert!(line["span"]["pass"].as_u64().is_some_and(|p| p >= 1), "no pass id: {line}");
+
+    // A steady-state pass costs only DescribeServices: resolution is cached, nothing is written. Every operation
+    // that moved is listed, so anything else shows up here.
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = api_requests(&c);
     std::thread::sleep(Duration::from_millis(2500));
-    let after: Value = serde_json::from_str(&metrics_json(&c)).unwrap();
-    let delta = |op: &str| after[op].as_f64().unwrap_or(0.0) - before[op].as_f64().unwrap_or(0.0);
-    assert!(delta("DescribeServices") >= 1.0, "{before} → {after}");
-    for op in ["BatchGetImage", "ListSecrets", "RegisterTaskDefinition", "UpdateService", "TagResource", "ListServices"]
-    {
-        assert_eq!(delta(op), 0.0, "{op} in steady state: {before} → {after}");
+    let after = api_requests(&c);
+    let moved: std::collections::BTreeMap<&str, f64> = after
+        .iter()
+        .map(|(op, n)| (op.as_str(), n - before.get(op).copied().unwrap_or(0.0)))
+        .filter(|(_, d)| *d != 0.0)
+        .collect();
+    assert_eq!(moved.keys().copied().collect::<Vec<_>>(), ["DescribeServices"], "{before:?} → {after:?}");
+    assert!(moved["DescribeServices"] >= 1.0);
+
+    // The rest of /metrics, as the reference client reads it.
+    let m = metric_families(&c);
+    let sample = |family: &str, name: &str, labels: Value| -> Option<f64> {
+        m[family]["samples"].as_array()?.iter().find(|s| s["name"] == name && s["labels"] == labels)?["value"].as_f64()
+    };
+    assert_eq!(m["mcpfleet_reconciles"]["type"], "counter");
+    assert!(
+        sample("mcpfleet_reconciles", "mcpfleet_reconciles_total", json!({"outcome": "created"})) == Some(3.0),
+        "{m}"
+    );
+    assert!(
+        sample("mcpfleet_reconciles", "mcpfleet_reconciles_total", json!({"outcome": "unchanged"})).unwrap_or(0.0)
+            >= 3.0,
+        "{m}"
+    );
+    assert!(
+        sample("mcpfleet_reconciles", "mcpfleet_reconciles_total", json!({"outcome": "updated"})).unwrap_or(0.0) >= 1.0,
+        "the drift correction: {m}"
+    );
+    assert_eq!(sample("mcpfleet_drift_corrections", "mcpfleet_drift_corrections_total", json!({})), Some(1.0));
+    assert_eq!(m["mcpfleet_reconcile_duration_seconds"]["type"], "histogram");
+    let count =
+        sample("mcpfleet_reconcile_duration_seconds", "mcpfleet_reconcile_duration_seconds_count", json!({})).unwrap();
+    let sum =
+        sample("mcpfleet_reconcile_duration_seconds", "mcpfleet_reconcile_duration_seconds_sum", json!({})).unwrap();
+    let inf = sample(
+        "mcpfleet_reconcile_duration_seconds",
+        "mcpfleet_reconcile_duration_seconds_bucket",
+        json!({"le": "+Inf"}),
+    )
+    .unwrap();
+    assert!(count >= 5.0 && inf == count, "{m}");
+    assert!(sum > 0.0 && sum / count < 1.0, "passes over three services take milliseconds: {sum}/{count}");
+    assert_eq!(m["mcpfleet_services"]["type"], "gauge");
+    assert_eq!(sample("mcpfleet_services", "mcpfleet_services", json!({"state": "converged"})), Some(3.0), "{m}");
+    for state in ["rolling_out", "settling", "failed", "backing_off"] {
+        assert_eq!(
+            sample("mcpfleet_services", "mcpfleet_services", json!({"state": state})),
+            Some(0.0),
+            "{state}: {m}"
+        );
     }
+    assert_eq!(m["mcpfleet_api_throttles"]["type"], "counter", "{m}");
+    for s in m["mcpfleet_api_throttles"]["samples"].as_array().unwrap() {
+        assert!(s["value"].as_f64().unwrap() >= 0.0, "{s}");
+    }
+    assert_eq!(m["mcpfleet_spec_valid"]["type"], "gauge");
+    assert_eq!(sample("mcpfleet_spec_valid", "mcpfleet_spec_valid", json!({})), Some(1.0));
+    assert_eq!(sample("mcpfleet_rollbacks", "mcpfleet_rollbacks_total", json!({"outcome": "failed"})), None, "{m}");
 }
 
-/// The api_requests counters, parsed with the reference Python client (so the text is valid OpenMetrics).
-fn metrics_json(c: &Controller) -> String {
+/// Every metric family of /metrics, parsed with the reference Python client (so the text is valid OpenMetrics):
+/// {family: {"type": …, "samples": [{"name", "labels", "value"}]}}.
+fn metric_families(c: &Controller) -> Value {
     let (code, body) = c.get("/metrics").unwrap();
     assert_eq!(code, 200);
     let script = "import json,sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as parse\n\
-out={}\nfor fam in parse(sys.stdin.read()):\n    for s in fam.samples:\n        if s.name=='mcpfleet_api_requests_total': out[s.labels['operation']]=s.value\nprint(json.dumps(out))\n";
+out={}\nfor fam in parse(sys.stdin.read()):\n    out[fam.name]={'type':fam.type,'samples':[{'name':s.name,'labels':s.labels,'value':s.value} for s in fam.samples]}\n\
+print(json.dumps(out))\n";
     let mut child = Command::new(common::python())
         .args(["-c", script])
         .stdin(Stdio::piped())
@@ -139,7 +228,19 @@ out={}\nfor fam in parse(sys.stdin.read()):\n    for s in fam.samples:\n        
         "/metrics is not valid OpenMetrics: {}\n{body}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `mcpfleet_api_requests_total` by operation.
+fn api_requests(c: &Controller) -> std::collections::BTreeMap<String, f64> {
+    let m = metric_families(c);
+    m["mcpfleet_api_requests"]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "mcpfleet_api_requests_total")
+        .map(|s| (s["labels"]["operation"].as_str().unwrap().to_string(), s["value"].as_f64().unwrap()))
+        .collect()
 }
 
 #[test]
@@ -149,7 +250,7 @@ fn a_failed_rollout_is_rolled_back_and_not_retried() {
     c.wait_for("the fleet to converge", || all_completed(&lab));
     lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
     lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
-    c.wait_for("the rollback", || c.metric("mcpfleet_rollbacks_total") >= 1.0);
+    c.wait_for("the rollback", || c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}") >= 1.0);
     c.wait_for("the service back on its last good revision", || {
         let w = lab.world();
         let s = &w.services["mcp-prod/search"].state;
@@ -166,6 +267,92 @@ fn a_failed_rollout_is_rolled_back_and_not_retried() {
     assert!(c.metric("mcpfleet_reconciles_total{outcome=\"held\"}") >= 1.0, "{metrics}");
 }
 
+/// Marks the image a tag points at now as failing its health checks (tasks already running are unaffected).
+fn make_unhealthy(lab: &Lab, repository: &str, tag: &str) {
+    let sim = mcpfleet::backend::sim::Sim::open(&lab.state()).unwrap();
+    sim.with_world(true, |w| {
+        let repo = w.repositories.get_mut(&format!("{ECR}/{repository}")).unwrap();
+        let digest = repo.tags[tag].clone();
+        repo.images.get_mut(&digest).unwrap().unhealthy = true;
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_rollback_whose_own_rollout_fails_is_watched_reported_once_and_not_retried() {
+    let lab = Lab::new();
+    let c = Controller::start(&lab);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    // The last good image goes bad as well: rolling back to it cannot succeed.
+    make_unhealthy(&lab, "search", "v0.9.0");
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    c.wait_for("the rollback to start", || c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}") >= 1.0);
+    // While the rollback rolls out, the service is in flight, not converged.
+    c.wait_for("the rollback to be watched", || {
+        c.metric("mcpfleet_services{state=\"rolling_out\"}") >= 1.0
+            || c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}") >= 1.0
+    });
+    assert_eq!(c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}"), 0.0, "the rollback was never seen in flight");
+    c.wait_for("the failed rollback to be reported", || {
+        c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}") >= 1.0
+    });
+    let log = std::fs::read_to_string(&c.log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the rollback to the last good revision failed"))
+        .unwrap_or_else(|| panic!("no failed-rollback line: {log}"));
+    let line: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert_eq!(line["fields"]["service"], "search", "{line}");
+    let (_, body) = c.get("/readyz").unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["failedRollbacks"], serde_json::json!(["mcp-prod/search"]), "{body}");
+    c.wait_for("the service counted as failed", || c.metric("mcpfleet_services{state=\"failed\"}") == 1.0);
+
+    // Several more passes: reported once, the failed spec is not retried, nothing is redeployed.
+    let w = lab.world();
+    let deployments = w.services["mcp-prod/search"].state.deployments.len();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}"), 1.0);
+    let w = lab.world();
+    assert_eq!(w.families["search"].len(), 2, "no new revision");
+    let s = &w.services["mcp-prod/search"].state;
+    assert_eq!(s.task_definition, w.families["search"][0].arn);
+    assert_eq!(s.deployments.len(), deployments, "no new deployment");
+    assert_eq!(s.primary().unwrap().rollout_state, mcpfleet::backend::RolloutState::Failed);
+}
+
+#[test]
+fn a_rollback_after_a_missed_progress_deadline_is_watched_until_it_completes() {
+    let lab = Lab::new();
+    lab.edit_manifest("fleet.yaml", "progressDeadline: 10m", "progressDeadline: 60s");
+    let c = Controller::start_with(&lab, &["--sim-speed", "5"]);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    // Healthy but far too slow to start: the controller fails the rollout at its deadline and rolls back itself.
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--startup", "10m"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    c.wait_for("the rollback to start", || c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}") >= 1.0);
+    c.wait_for("the rollback to be watched while it rolls out", || {
+        c.metric("mcpfleet_services{state=\"rolling_out\"}") >= 1.0
+    });
+    c.wait_for("the rollback to complete", || {
+        c.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|l| l["fields"]["message"] == "rollback completed" && l["fields"]["service"] == "search")
+    });
+    c.wait_for("the fleet to settle", || c.metric("mcpfleet_services{state=\"converged\"}") == 3.0);
+    let w = lab.world();
+    let s = &w.services["mcp-prod/search"].state;
+    assert_eq!(w.families["search"].len(), 2);
+    assert_eq!(s.task_definition, w.families["search"][0].arn);
+    assert_eq!(s.tags["mcpfleet.io/last-good"], w.families["search"][0].arn);
+    assert_eq!(s.primary().unwrap().rollout_state, mcpfleet::backend::RolloutState::Completed);
+    assert!(c.log().contains("progress deadline exceeded"), "{}", c.log());
+    assert_eq!(c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}"), 0.0);
+}
+
 #[test]
 fn a_broken_manifest_keeps_the_last_valid_fleet_until_fixed() {
     let lab = Lab::new();
@@ -179,6 +366,16 @@ fn a_broken_manifest_keeps_the_last_valid_fleet_until_fixed() {
     let body: Value = serde_json::from_str(&body).unwrap();
     assert!(body["specErrors"][0].as_str().unwrap().contains("spec.cpu: 300 is not a Fargate CPU size"), "{body}");
     assert_eq!(c.metric("mcpfleet_spec_valid"), 0.0);
+    let log = c.log();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "invalid manifest; keeping the last valid fleet")
+        .unwrap_or_else(|| panic!("no invalid-manifest line: {log}"));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    let diagnostic = line["fields"]["diagnostic"].as_str().unwrap_or_default();
+    assert!(diagnostic.contains("search.yaml") && diagnostic.contains("spec.cpu"), "{line}");
+    assert!(line["span"]["pass"].as_u64().is_some(), "{line}");
     // Still converging to the last valid fleet: drift is corrected meanwhile.
     lab.ok(&["sim", "edit", "search", "--cluster", "mcp-prod", "--desired-count", "3"]);
     c.wait_for("drift corrected while the manifest is broken", || {
@@ -238,4 +435,184 @@ fn prune_removes_services_that_left_the_manifests_but_never_unresolvable_ones() 
     let w = lab.world();
     assert!(w.services["mcp-prod/documents"].state.is_active(), "an unresolvable service is never pruned");
     assert!(w.services["mcp-prod/database"].state.is_active());
+}
+
+/// `mcpfleet healthcheck --url URL`: (exit code, stderr).
+fn healthcheck(url: &str) -> (i32, String) {
+    let out = common::mcpfleet().args(["healthcheck", "--url", url, "--timeout", "10s"]).output().unwrap();
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// An HTTP server on a free port that answers every request with `status`.
+fn answering(status: &'static str) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            // The status line in two pieces, as a slow or busy server may send it.
+            let _ = s.write_all(b"HTTP/1.1 ");
+            let _ = s.flush();
+            std::thread::sleep(Duration::from_millis(100));
+            let _ = write!(s, "{status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn healthcheck_exits_0_on_a_live_controller_and_1_otherwise() {
+    let lab = Lab::new();
+    let c = Controller::start(&lab);
+    let (code, err) = healthcheck(&format!("http://127.0.0.1:{}/healthz", c.port));
+    assert_eq!(code, 0, "{err}");
+
+    let port = answering("503 Service Unavailable");
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let (code, err) = healthcheck(&url);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("unhealthy: {url} answered 503")), "{err}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{closed}/healthz");
+    let (code, err) = healthcheck(&url);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("unhealthy: {url}:")) && err.to_lowercase().contains("refused"), "{err}");
+}
+
+#[test]
+fn a_manifest_edit_starts_a_pass_at_once_however_long_the_interval() {
+    let lab = Lab::new();
+    let c = Controller::start_with(&lab, &["--interval", "1h"]);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    // Rollouts in flight were polled every few seconds; now the controller waits an hour for its next pass.
+    std::thread::sleep(Duration::from_secs(7));
+    let passes = c.metric("mcpfleet_reconcile_passes_total");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.metric("mcpfleet_reconcile_passes_total"), passes, "the controller is not idle");
+
+    lab.edit_manifest("search.yaml", "replicas: 1", "replicas: 3");
+    let edited = Instant::now();
+    c.wait_for("the new count to reach the backend", || {
+        lab.world().services["mcp-prod/search"].state.desired_count == 3
+    });
+    assert!(edited.elapsed() < Duration::from_secs(5), "took {:?}", edited.elapsed());
+    assert!(c.log().contains("manifests changed on disk"));
+}
+
+#[test]
+fn drift_is_corrected_within_one_interval() {
+    let lab = Lab::new();
+    let c = Controller::start_with(&lab, &["--interval", "5s"]);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    c.wait_for("the controller to be idle", || c.metric("mcpfleet_services{state=\"rolling_out\"}") == 0.0);
+    std::thread::sleep(Duration::from_secs(1));
+    lab.ok(&["sim", "edit", "documents", "--cluster", "mcp-prod", "--desired-count", "5"]);
+    let drifted = Instant::now();
+    c.wait_for("the drift to be corrected", || lab.world().services["mcp-prod/documents"].state.desired_count == 2);
+    // One interval (5 s, +10 % jitter) plus a pass.
+    assert!(drifted.elapsed() < Duration::from_millis(7000), "took {:?}", drifted.elapsed());
+}
+
+/// Each service of the lab is entirely on one revision: the one its tags name, and when a newer revision of its
+/// family was registered, that one (never registered but not deployed).
+fn assert_not_half_converged(lab: &Lab) {
+    let w = lab.world();
+    for (key, svc) in &w.services {
+        let s = &svc.state;
+        let newest = w.families[&s.name].last().unwrap();
+        assert_eq!(s.task_definition, newest.arn, "{key} left between register and update");
+        assert_eq!(s.tags["mcpfleet.io/task-definition"], newest.arn, "{key}: tags and revision disagree");
+        assert_eq!(s.tags["mcpfleet.io/spec-hash"], newest.tags["mcpfleet.io/spec-hash"], "{key}");
+    }
+}
+
+#[test]
+fn sigterm_right_after_a_manifest_edit_never_leaves_a_service_half_converged() {
+    let lab = Lab::new();
+    let mut c = Controller::start(&lab);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1"), "--startup", "60s"]);
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.4.3"), "--startup", "60s"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.4.3");
+    // The manifest poll notices within 250 ms; the signal lands while the pass converges.
+    std::thread::sleep(Duration::from_millis(300));
+    c.signal("-TERM");
+    let (code, _) = c.wait_exit(Duration::from_secs(25));
+    assert_eq!(code, Some(0), "{}", c.log());
+    assert_not_half_converged(&lab);
+
+    let c2 = Controller::start(&lab);
+    c2.wait_for("the restarted controller to finish", || {
+        let w = lab.world();
+        w.families["search"].len() == 2 && w.families["documents"].len() == 2 && all_completed(&lab)
+    });
+    assert_not_half_converged(&lab);
+    let w = lab.world();
+    assert_eq!((w.families["search"].len(), w.families["documents"].len()), (2, 2), "no duplicate revision");
+}
+
+/// A controller on the AWS backend whose endpoint accepts connections and never answers: its first pass hangs in
+/// the middle of a backend call.
+fn hung_controller(lab: &Lab, extra: &[&str]) -> (Controller, std::net::TcpListener) {
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", blackhole.local_addr().unwrap());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = lab.manifests().with_file_name(format!("controller-{port}.log"));
+    let child = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
+        .args(["--backend", "aws", "--log-format", "json"])
+        .args(["run", "-f", lab.manifests().to_str().unwrap(), "--interval", "1s"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .env_remove("MCPFLEET_LOG")
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let c = Controller { child, port, log };
+    c.wait_for("the HTTP server", || c.get("/healthz").is_some_and(|(code, _)| code == 200));
+    std::thread::sleep(Duration::from_millis(500));
+    (c, blackhole)
+}
+
+#[test]
+fn the_shutdown_bound_is_respected_when_a_step_does_not_finish() {
+    let lab = Lab::new();
+    let (mut c, _blackhole) = hung_controller(&lab, &["--shutdown-timeout", "2s"]);
+    assert!(c.child.try_wait().unwrap().is_none(), "exited early: {}", c.log());
+    c.signal("-TERM");
+    let (code, took) = c.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", c.log());
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(5), "exited after {took:?}");
+    assert!(c.log().contains("did not finish within the shutdown bound"), "{}", c.log());
+}
+
+#[test]
+fn a_second_signal_aborts_at_once() {
+    let lab = Lab::new();
+    let (mut c, _blackhole) = hung_controller(&lab, &["--shutdown-timeout", "60s"]);
+    c.signal("-TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(c.child.try_wait().unwrap().is_none(), "the first signal did not wait for the step: {}", c.log());
+    c.signal("-TERM");
+    let (code, took) = c.wait_exit(Duration::from_secs(10));
+    assert!(code.is_some_and(|c| c != 0), "a second signal exits non-zero: {code:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(c.log().contains("second signal: aborting"), "{}", c.log());
 }

@@ -39,10 +39,19 @@ fn probe(url: &str, timeout: Duration) -> anyhow::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
-    let mut head = [0u8; 32];
-    let n = stream.read(&mut head)?;
-    let line = String::from_utf8_lossy(&head[..n]);
+    // One write: a server that answers after the request line must not see the rest arrive on a closed socket.
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    // The status line may arrive in pieces: read until it is complete (or the answer ends).
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
     let code = line.split_whitespace().nth(1).and_then(|c| c.parse().ok());
     code.ok_or_else(|| anyhow::anyhow!("not an HTTP answer"))
 }

@@ -50,7 +50,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let wall: Arc<dyn mcpfleet::backend::Clock> = Arc::new(mcpfleet::backend::SystemClock);
     backend.images = Arc::new(CachedImages::new(backend.images.clone(), wall.clone(), args.cache_ttl));
     backend.secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall, args.cache_ttl));
-    let shared = Shared::new(args.interval);
+    let shared = Shared::new();
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {

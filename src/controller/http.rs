@@ -18,12 +18,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Liveness: the loop has beaten recently.
+/// Liveness: the loop made progress (a backend call, a step, an idle tick) within [`super::STALL_BOUND`].
 async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if shared.alive() {
-        (StatusCode::OK, "ok\n")
+        (StatusCode::OK, "ok\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the reconcile loop is stuck\n")
+        let since = shared.since_progress().as_secs();
+        let bound = super::STALL_BOUND.as_secs();
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the reconcile loop is stuck: no progress for {since}s (bound {bound}s)\n"),
+        )
     }
 }
 

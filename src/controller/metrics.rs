@@ -28,7 +28,8 @@ pub struct Metrics {
     /// Service reconciles by outcome (unchanged, created, updated, deleted, rolled_back, failed, held).
     pub reconciles: Family<OutcomeLabel, Counter>,
     pub drift_corrections: Counter,
-    pub rollbacks: Counter,
+    /// Automatic rollbacks by outcome: started, failed (the last good revision did not come back either).
+    pub rollbacks: Family<OutcomeLabel, Counter>,
     pub api_requests: Family<OperationLabel, Counter>,
     pub api_throttles: Family<OperationLabel, Counter>,
     /// Seconds per reconcile pass.
@@ -45,7 +46,7 @@ impl Metrics {
         let m = Metrics {
             reconciles: Family::default(),
             drift_corrections: Counter::default(),
-            rollbacks: Counter::default(),
+            rollbacks: Family::default(),
             api_requests: Family::default(),
             api_throttles: Family::default(),
             pass_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
@@ -57,7 +58,11 @@ impl Metrics {
         };
         registry.register("reconciles", "Service reconciles by outcome", m.reconciles.clone());
         registry.register("drift_corrections", "Out-of-band changes corrected", m.drift_corrections.clone());
-        registry.register("rollbacks", "Failed rollouts rolled back to the last good revision", m.rollbacks.clone());
+        registry.register(
+            "rollbacks",
+            "Rollbacks of failed rollouts to the last good revision, by outcome (started, failed)",
+            m.rollbacks.clone(),
+        );
         registry.register("api_requests", "AWS API requests by operation", m.api_requests.clone());
         registry.register("api_throttles", "AWS API requests refused for rate, by operation", m.api_throttles.clone());
         registry.register("reconcile_duration_seconds", "Duration of a reconcile pass", m.pass_duration.clone());
@@ -70,6 +75,10 @@ impl Metrics {
 
     pub fn reconcile(&self, outcome: &str) {
         self.reconciles.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+    }
+
+    pub fn rollback(&self, outcome: &str) {
+        self.rollbacks.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
     }
 
     /// The OpenMetrics text of every metric.

@@ -4,10 +4,13 @@
 //! Each pass reloads the manifests when they changed (a broken file keeps the last valid fleet and is reported,
 //! never acted on), resolves with TTL caches, observes every service in batches, settles rollouts in flight
 //! (last-good on success, rollback on failure — decided from the service's tags and deployments, so a restarted
-//! controller picks up exactly where the last one stopped), and converges the services that differ. A service
+//! controller picks up exactly where the last one stopped; a rollback is watched like any rollout, and one that
+//! fails is reported once and left alone), and converges the services that differ. A service
 //! whose convergence fails backs off (jittered exponential, reset on success) without holding the others back,
-//! and a service with a rollout in flight is never reconciled again until it settles.
+//! and a service with a rollout in flight is never reconciled again until it settles. Liveness (`/healthz`) is
+//! measured from the loop's last progress — any backend call, step or idle tick — not from the end of a pass.
 
+pub mod heartbeat;
 pub mod http;
 pub mod metrics;
 
@@ -48,35 +51,62 @@ pub struct Options {
 /// Poll period for manifest changes and for rollouts in flight.
 const FAST: Duration = Duration::from_secs(5);
 
+/// How long the loop may go without any progress (a backend call returning, a step finishing, an idle tick)
+/// before `/healthz` says it is stuck. A single ECS call with throttling retries stays well within it; a pass
+/// over a large fleet makes progress every few seconds however long the pass as a whole takes.
+pub const STALL_BOUND: Duration = Duration::from_secs(180);
+
 /// Health and metrics shared with the HTTP server.
 pub struct Shared {
     pub metrics: Metrics,
     status: Mutex<Status>,
-    interval: Duration,
+    /// When the loop last made progress (starts at creation, so a first pass that hangs is caught too).
+    progress: Mutex<Instant>,
 }
 
 #[derive(Default)]
 struct Status {
-    heartbeat: Option<Instant>,
     observe_error: Option<String>,
     spec_errors: Vec<String>,
     has_fleet: bool,
     observed_once: bool,
+    /// Services whose rollout of their last good revision (a rollback) failed, as `cluster/name`.
+    failed_rollbacks: Vec<String>,
 }
 
 impl Shared {
-    pub fn new(interval: Duration) -> Arc<Shared> {
-        Arc::new(Shared { metrics: Metrics::new(), status: Mutex::new(Status::default()), interval })
+    pub fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            metrics: Metrics::new(),
+            status: Mutex::new(Status::default()),
+            progress: Mutex::new(Instant::now()),
+        })
     }
 
-    fn beat(&self) {
-        self.status.lock().expect("status lock").heartbeat = Some(Instant::now());
+    /// Records that the loop made progress.
+    pub fn beat(&self) {
+        self.beat_at(Instant::now());
     }
 
-    /// The loop has beaten within three intervals (at least a minute).
+    fn beat_at(&self, at: Instant) {
+        let mut p = self.progress.lock().expect("progress lock");
+        if at > *p {
+            *p = at;
+        }
+    }
+
+    /// The loop made progress within [`STALL_BOUND`].
     pub fn alive(&self) -> bool {
-        let bound = (self.interval * 3).max(Duration::from_secs(60));
-        self.status.lock().expect("status lock").heartbeat.is_none_or(|t| t.elapsed() < bound)
+        self.alive_at(Instant::now())
+    }
+
+    /// Time since the loop last made progress.
+    pub fn since_progress(&self) -> Duration {
+        self.progress.lock().expect("progress lock").elapsed()
+    }
+
+    fn alive_at(&self, now: Instant) -> bool {
+        now.saturating_duration_since(*self.progress.lock().expect("progress lock")) < STALL_BOUND
     }
 
     /// Whether the controller is ready, and a JSON body that says why not.
@@ -95,14 +125,61 @@ impl Shared {
             reasons.push("no observe pass has completed yet".to_string());
         }
         let ready = reasons.is_empty();
-        (ready, serde_json::json!({ "ready": ready, "reasons": reasons, "specErrors": s.spec_errors }))
+        // A service whose rollback failed needs an operator, but the controller itself is fine: reported, not
+        // counted against readiness.
+        let body = serde_json::json!({
+            "ready": ready,
+            "reasons": reasons,
+            "specErrors": s.spec_errors,
+            "failedRollbacks": s.failed_rollbacks,
+        });
+        (ready, body)
     }
 }
 
-/// Per-service backoff after a failed convergence.
+/// Per-service backoff after a failed convergence: jittered exponential per service, cleared by any successful
+/// reconcile of that service. One service backing off never delays another.
+pub struct Backoffs {
+    interval: Duration,
+    services: BTreeMap<(String, String), Backing>,
+}
+
 struct Backing {
     policy: backoff::ExponentialBackoff,
     until: Instant,
+}
+
+impl Backoffs {
+    pub fn new(interval: Duration) -> Backoffs {
+        Backoffs { interval, services: BTreeMap::new() }
+    }
+
+    /// Records a failed reconcile of `key` at `now`; returns how long the service now waits.
+    pub fn failed(&mut self, key: &(String, String), now: Instant) -> Duration {
+        let interval = self.interval;
+        let b = self
+            .services
+            .entry(key.clone())
+            .or_insert_with(|| Backing { policy: backoff_policy(interval), until: now });
+        let wait = b.policy.next_backoff().unwrap_or(interval);
+        b.until = now + wait;
+        wait
+    }
+
+    /// Records a successful reconcile (any outcome but failed, a no-op included): the backoff starts over.
+    pub fn succeeded(&mut self, key: &(String, String)) {
+        self.services.remove(key);
+    }
+
+    /// Whether `key` is still waiting at `now`.
+    pub fn waiting(&self, key: &(String, String), now: Instant) -> bool {
+        self.services.get(key).is_some_and(|b| b.until > now)
+    }
+
+    /// Services still waiting at `now`.
+    pub fn waiting_count(&self, now: Instant) -> usize {
+        self.services.values().filter(|b| b.until > now).count()
+    }
 }
 
 /// The reconcile loop.
@@ -115,11 +192,13 @@ pub struct Controller {
     shared: Arc<Shared>,
     fleet: Option<ValidFleet>,
     fingerprint: Vec<(PathBuf, Option<SystemTime>, u64)>,
-    backing: BTreeMap<(String, String), Backing>,
+    backing: Backoffs,
     last_calls: CallStats,
     last_throttles: BTreeMap<String, u64>,
     last_pass: Instant,
     passes: u64,
+    /// Services seen rolling out their last good revision (a rollback), to report when it completes.
+    rollbacks_in_flight: std::collections::BTreeSet<(String, String)>,
     stop: Arc<AtomicBool>,
 }
 
@@ -133,6 +212,12 @@ impl Controller {
         api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
         shared: Arc<Shared>,
     ) -> Controller {
+        let mut backend = backend;
+        let interval = opts.interval;
+        // Every backend call that returns is progress for /healthz.
+        backend.ecs = Arc::new(heartbeat::Beating { inner: backend.ecs, shared: shared.clone() });
+        backend.images = Arc::new(heartbeat::Beating { inner: backend.images, shared: shared.clone() });
+        backend.secrets = Arc::new(heartbeat::Beating { inner: backend.secrets, shared: shared.clone() });
         Controller {
             opts,
             backend,
@@ -142,11 +227,12 @@ impl Controller {
             shared,
             fleet: None,
             fingerprint: vec![],
-            backing: BTreeMap::new(),
+            backing: Backoffs::new(interval),
             last_calls: CallStats::default(),
             last_throttles: BTreeMap::new(),
             last_pass: Instant::now(),
             passes: 0,
+            rollbacks_in_flight: std::collections::BTreeSet::new(),
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -166,6 +252,7 @@ impl Controller {
             // Wake early for a manifest change or a stop.
             while Instant::now() < deadline && !self.stop.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())).await;
+                self.shared.beat();
                 if self.manifests_changed() {
                     info!("manifests changed on disk");
                     break;
@@ -214,6 +301,10 @@ impl Controller {
     fn record_api_calls(&mut self) {
         let now = (self.api_calls)();
         add_deltas(&self.shared.metrics.api_requests, &now.calls, &self.last_calls.calls);
+        // Every operation called has a throttle count, zero included, so the series exist before the first one.
+        for op in now.calls.keys() {
+            let _ = self.shared.metrics.api_throttles.get_or_create(&OperationLabel { operation: op.clone() });
+        }
         self.last_calls = now;
         let throttles = self.limited.throttles();
         add_deltas(&self.shared.metrics.api_throttles, &throttles, &self.last_throttles);
@@ -292,15 +383,39 @@ impl Controller {
         let mut busy = std::collections::BTreeSet::new();
         let now = self.backend.clock.now_ms();
         let mut states: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut failed_rollbacks = Vec::new();
         for d in &desired {
             let Some(state) =
                 observed.get(&d.ecs.cluster, &d.ecs.name).filter(|s| s.is_active() && plan::is_managed(s))
             else {
                 continue;
             };
-            let Some(target) = unsettled(state, d.service.rollout.progress_deadline_secs) else {
-                *states.entry("converged").or_default() += 1;
-                continue;
+            let key = (state.cluster.clone(), state.name.clone());
+            let target = match unsettled(state, d.service.rollout.progress_deadline_secs) {
+                Pending::Settled => {
+                    // A rollback seen in flight whose deployment has completed since: the service is back.
+                    if self.rollbacks_in_flight.remove(&key)
+                        && state.primary().is_some_and(|p| p.rollout_state == RolloutState::Completed)
+                    {
+                        let revision = state.tags.get(TAG_TASK_DEFINITION).map_or("-", String::as_str);
+                        let what = if rolled_back(state) { "rollback completed" } else { "rollout completed" };
+                        info!(service = %state.name, cluster = %state.cluster, revision, "{what}");
+                    }
+                    *states.entry("converged").or_default() += 1;
+                    continue;
+                }
+                Pending::FailedRollback => {
+                    self.rollbacks_in_flight.remove(&key);
+                    *states.entry("failed").or_default() += 1;
+                    failed_rollbacks.push(format!("{}/{}", state.cluster, state.name));
+                    continue;
+                }
+                Pending::Rollout(target) => {
+                    if state.tags.get(TAG_LAST_GOOD) == Some(&target.task_definition) {
+                        self.rollbacks_in_flight.insert(key);
+                    }
+                    target
+                }
             };
             match watch::judge(&target, state, now) {
                 None => {
@@ -308,14 +423,19 @@ impl Controller {
                     *states.entry("rolling_out").or_default() += 1;
                 }
                 Some(result) => {
-                    if let Err(e) = self.settle(d, state, &target, result).await {
-                        warn!(service = %d.ecs.name, error = %e, "settling the rollout failed; will retry");
+                    match self.settle(d, state, &target, result).await {
+                        Ok(true) => failed_rollbacks.push(format!("{}/{}", state.cluster, state.name)),
+                        Ok(false) => {}
+                        Err(e) => warn!(service = %d.ecs.name, error = %e, "settling the rollout failed; will retry"),
                     }
+                    self.shared.beat();
                     busy.insert(d.ecs.name.clone());
                     *states.entry("settling").or_default() += 1;
                 }
             }
         }
+
+        self.shared.status.lock().expect("status lock").failed_rollbacks = failed_rollbacks;
 
         let plan = self.plan(&desired, &observed, &busy).await;
         let outcomes = reconcile::apply(
@@ -324,7 +444,10 @@ impl Controller {
             &observed,
             ecs.as_ref(),
             &ApplyOptions { prune: self.opts.prune, concurrency: self.opts.concurrency, stop: Some(self.stop.clone()) },
-            &|service, step| info!(service, step, "converging"),
+            &|service, step| {
+                self.shared.beat();
+                info!(service, step, "converging");
+            },
         )
         .await;
         for (p, o) in plan.services.iter().zip(&outcomes) {
@@ -333,24 +456,21 @@ impl Controller {
             let outcome = if held { "held" } else { o.outcome.as_str() };
             self.shared.metrics.reconcile(outcome);
             if o.outcome == Outcome::Failed {
-                let b = self
-                    .backing
-                    .entry(key)
-                    .or_insert_with(|| Backing { policy: backoff_policy(self.opts.interval), until: Instant::now() });
-                let wait = b.policy.next_backoff().unwrap_or(self.opts.interval);
-                b.until = Instant::now() + wait;
-                error!(service = %o.name, cluster = %o.cluster, error = %o.message, backoff_s = wait.as_secs(), "reconcile failed; backing off");
-            } else if p.action != Action::Noop {
-                self.backing.remove(&key);
+                let wait = self.backing.failed(&key, Instant::now());
+                error!(service = %o.name, cluster = %o.cluster, error = %o.message, backoff_s = wait.as_secs_f64(), "reconcile failed; backing off");
+                continue;
+            }
+            self.backing.succeeded(&key);
+            if p.action != Action::Noop {
                 if p.reason.as_deref().is_some_and(|r| r.starts_with("drift")) {
                     self.shared.metrics.drift_corrections.inc();
-                    warn!(service = %o.name, cluster = %o.cluster, changes = ?p.changes.iter().map(|c| &c.path).collect::<Vec<_>>(), "drift corrected");
+                    warn!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), changes = ?p.changes.iter().map(|c| &c.path).collect::<Vec<_>>(), "drift corrected");
                 }
                 info!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), outcome, "reconciled");
             }
         }
-        let backing_off = self.backing.values().filter(|b| b.until > Instant::now()).count() as i64;
-        for state in ["converged", "rolling_out", "settling"] {
+        let backing_off = self.backing.waiting_count(Instant::now()) as i64;
+        for state in ["converged", "rolling_out", "settling", "failed"] {
             let n = states.get(state).copied().unwrap_or(0) as i64;
             self.shared.metrics.services.get_or_create(&StateLabel { state: state.into() }).set(n);
         }
@@ -371,9 +491,7 @@ impl Controller {
         let free: Vec<Desired> = desired
             .iter()
             .filter(|d| !busy.contains(&d.ecs.name))
-            .filter(|d| {
-                self.backing.get(&(d.ecs.cluster.clone(), d.ecs.name.clone())).is_none_or(|b| b.until <= Instant::now())
-            })
+            .filter(|d| !self.backing.waiting(&(d.ecs.cluster.clone(), d.ecs.name.clone()), Instant::now()))
             .cloned()
             .collect();
         let opts = reconcile::PlanOptions { retry_failed: false, changes: false };
@@ -387,20 +505,34 @@ impl Controller {
     }
 
     /// Records a finished rollout: last-good on success; on failure a rollback (started, watched by later passes)
-    /// or, without autoRollback or an earlier good revision, the failed spec-hash.
+    /// or, without autoRollback or an earlier good revision, the failed spec-hash. A failed rollout of the last
+    /// good revision itself (a rollback that failed) is reported once and left alone: nothing is retried.
+    /// Returns whether a rollback failed.
     async fn settle(
         &self,
         d: &Desired,
         state: &ServiceState,
         target: &Target,
         result: RolloutResult,
-    ) -> Result<(), crate::backend::BackendError> {
+    ) -> Result<bool, crate::backend::BackendError> {
         let ecs = self.backend.ecs.as_ref();
         let td = &target.task_definition;
+        let on_last_good = state.tags.get(TAG_LAST_GOOD) == Some(td);
         match result {
             RolloutResult::Completed => {
                 rollout::record_success(ecs, state, td, d.service.rollout.history_limit).await?;
-                info!(service = %state.name, cluster = %state.cluster, revision = %td, "rollout completed");
+                if on_last_good && rolled_back(state) {
+                    info!(service = %state.name, cluster = %state.cluster, revision = %td, "rollback completed");
+                } else {
+                    info!(service = %state.name, cluster = %state.cluster, revision = %td, "rollout completed");
+                }
+            }
+            RolloutResult::Failed { reason } if on_last_good => {
+                let deployment = state.primary().map(|p| p.id.clone()).unwrap_or_default();
+                ecs.tag_resource(&state.arn, &Tags::from([(TAG_ROLLBACK_FAILED.to_string(), deployment)])).await?;
+                self.shared.metrics.rollback("failed");
+                error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, "the rollback to the last good revision failed; the service needs attention (nothing is retried until the spec changes)");
+                return Ok(true);
             }
             RolloutResult::Failed { reason } => {
                 let spec_hash = state.tags.get(TAG_SPEC_HASH).cloned().unwrap_or_default();
@@ -411,8 +543,8 @@ impl Controller {
                         rollout::start_rollback(ecs, state, &lg, &spec_hash).await?;
                         ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "rolled_back".to_string())]))
                             .await?;
-                        self.shared.metrics.rollbacks.inc();
-                        error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, rolled_back_to = %lg, "rollout failed; rolled back");
+                        self.shared.metrics.rollback("started");
+                        error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, rolled_back_to = %lg, "rollout failed; rolling back");
                     }
                     _ => {
                         ecs.tag_resource(&state.arn, &Tags::from([(TAG_FAILED_SPEC_HASH.to_string(), spec_hash)]))
@@ -422,7 +554,7 @@ impl Controller {
                 }
             }
         }
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -437,17 +569,47 @@ fn add_deltas(
     }
 }
 
+/// Service tag: the id of the deployment whose failed rollback was reported, so it is reported once.
+pub const TAG_ROLLBACK_FAILED: &str = "mcpfleet.io/rollback-failed";
+
+/// What a pass owes a service before it may be reconciled.
+#[derive(Debug, Clone)]
+enum Pending {
+    /// Nothing in flight.
+    Settled,
+    /// A rollout to watch until it completes or fails.
+    Rollout(Target),
+    /// The rollout of its last good revision failed and was reported: left as it is until the spec changes.
+    FailedRollback,
+}
+
 /// The rollout a service still owes a verdict on: it was applied with a revision (`task-definition` tag) that is
-/// neither its last good one nor already judged failed.
-fn unsettled(state: &ServiceState, progress_deadline_secs: u64) -> Option<Target> {
-    let td = state.tags.get(TAG_TASK_DEFINITION)?;
+/// neither its last good one nor already judged failed — or it is back on its last good revision (a rollback)
+/// whose PRIMARY deployment has not completed yet.
+fn unsettled(state: &ServiceState, progress_deadline_secs: u64) -> Pending {
+    let Some(td) = state.tags.get(TAG_TASK_DEFINITION) else { return Pending::Settled };
+    let target = |started: u64| {
+        Pending::Rollout(Target {
+            cluster: state.cluster.clone(),
+            name: state.name.clone(),
+            task_definition: td.clone(),
+            deadline_ms: started + 1000 * progress_deadline_secs,
+        })
+    };
     if state.tags.get(TAG_LAST_GOOD) == Some(td) {
-        return None;
+        let Some(p) = state.primary() else { return Pending::Settled };
+        if p.task_definition != *td || p.rollout_state == RolloutState::Completed {
+            return Pending::Settled;
+        }
+        if state.tags.get(TAG_ROLLBACK_FAILED) == Some(&p.id) {
+            return Pending::FailedRollback;
+        }
+        return target(p.created_at_ms);
     }
     if state.tags.contains_key(TAG_FAILED_SPEC_HASH)
         && state.tags.get(TAG_FAILED_SPEC_HASH) == state.tags.get(TAG_SPEC_HASH)
     {
-        return None;
+        return Pending::Settled;
     }
     let started = state
         .deployments
@@ -457,12 +619,12 @@ fn unsettled(state: &ServiceState, progress_deadline_secs: u64) -> Option<Target
         .max()
         .or_else(|| state.primary().filter(|p| p.rollout_state != RolloutState::Completed).map(|p| p.created_at_ms))
         .unwrap_or(0);
-    Some(Target {
-        cluster: state.cluster.clone(),
-        name: state.name.clone(),
-        task_definition: td.clone(),
-        deadline_ms: started + 1000 * progress_deadline_secs,
-    })
+    target(started)
+}
+
+/// Whether a service on its last good revision got there by a rollback: the spec it abandoned is recorded.
+fn rolled_back(state: &ServiceState) -> bool {
+    state.tags.get(TAG_FAILED_SPEC_HASH).is_some_and(|f| Some(f) != state.tags.get(TAG_SPEC_HASH))
 }
 
 fn backoff_policy(interval: Duration) -> backoff::ExponentialBackoff {
@@ -503,3 +665,6 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

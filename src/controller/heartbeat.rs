@@ -1,0 +1,79 @@
+//! Liveness from progress: every backend call that returns (successfully or not) counts as the loop moving, so a
+//! pass that takes many minutes over a large fleet stays alive while one that hangs does not.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::Shared;
+use crate::backend::{
+    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate, Tags,
+    TaskDefinition, TdStatus,
+};
+use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
+
+/// A port that records progress on [`Shared`] whenever one of its calls returns.
+pub struct Beating<T: ?Sized> {
+    pub inner: Arc<T>,
+    pub shared: Arc<Shared>,
+}
+
+impl<T: ?Sized> Beating<T> {
+    fn beat<R>(&self, r: R) -> R {
+        self.shared.beat();
+        r
+    }
+}
+
+#[async_trait]
+impl Ecs for Beating<dyn Ecs> {
+    async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Described, BackendError> {
+        self.beat(self.inner.describe_services(cluster, names).await)
+    }
+    async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
+        self.beat(self.inner.list_services(cluster).await)
+    }
+    async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
+        self.beat(self.inner.register_task_definition(input).await)
+    }
+    async fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
+        self.beat(self.inner.describe_task_definition(id).await)
+    }
+    async fn list_task_definitions(&self, family: &str, status: TdStatus) -> Result<Vec<String>, BackendError> {
+        self.beat(self.inner.list_task_definitions(family, status).await)
+    }
+    async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError> {
+        self.beat(self.inner.deregister_task_definition(arn).await)
+    }
+    async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
+        self.beat(self.inner.create_service(input).await)
+    }
+    async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
+        self.beat(self.inner.update_service(update).await)
+    }
+    async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
+        self.beat(self.inner.delete_service(cluster, name).await)
+    }
+    async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
+        self.beat(self.inner.tag_resource(arn, tags).await)
+    }
+}
+
+#[async_trait]
+impl Images for Beating<dyn Images> {
+    async fn lookup(
+        &self,
+        repository: &str,
+        selectors: &[ImageSelector],
+    ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
+        self.beat(self.inner.lookup(repository, selectors).await)
+    }
+}
+
+#[async_trait]
+impl Secrets for Beating<dyn Secrets> {
+    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
+        self.beat(self.inner.resolve(ids).await)
+    }
+}
