@@ -258,6 +258,12 @@ fn a_failed_rollout_is_rolled_back_and_not_retried() {
     });
     let (_, history) = lab.json(&["history", "search", "--cluster", "mcp-prod", "-o", "json"]);
     assert_eq!(history["revisions"][0]["outcome"], "rolled_back");
+    // The reason is what ECS says of the stopped tasks, not only that the deployment failed.
+    let failed = c.log().lines().find(|l| l.contains("rollout failed; rolling back")).map(str::to_string);
+    assert!(
+        failed.as_deref().is_some_and(|l| l.contains("tasks stopped: Task failed container health checks")),
+        "{failed:?}"
+    );
     // Several more passes: the failed spec is held back, no new revision, no new deployment.
     std::thread::sleep(Duration::from_secs(4));
     let w = lab.world();

@@ -226,26 +226,20 @@ pub trait Ecs: Send + Sync {
     /// Updates a service; a new task definition starts a deployment.
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError>;
     /// [`Ecs::update_service`] that also sets how the service tags its tasks, so a service converged by an
-    /// update propagates tags as one created from the same input does. The default ignores `tagging`.
+    /// update propagates tags as one created from the same input does.
     async fn update_service_tagging(
         &self,
         update: &ServiceUpdate,
         tagging: &TagPropagation,
-    ) -> Result<ServiceState, BackendError> {
-        let _ = tagging;
-        self.update_service(update).await
-    }
+    ) -> Result<ServiceState, BackendError>;
     /// Creates a service with CreateService's idempotency token: a repeat with the same `client_token` (a retry
     /// after an answer was lost) answers the service the first request created instead of a second one or an
-    /// error. The token is made once per logical create. The default ignores the token.
+    /// error. The token is made once per logical create.
     async fn create_service_idempotent(
         &self,
         input: &ServiceInput,
         client_token: &str,
-    ) -> Result<ServiceState, BackendError> {
-        let _ = client_token;
-        self.create_service(input).await
-    }
+    ) -> Result<ServiceState, BackendError>;
     /// Deletes a service, stopping its tasks.
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError>;
     /// Adds or overwrites tags on a service or task definition.
@@ -253,16 +247,13 @@ pub trait Ecs: Send + Sync {
     /// Why the recently stopped tasks of a service that ran `task_definition` (an ARN) stopped, newest first: one
     /// line per task, ECS's `stoppedReason` followed by its containers' reasons and exit codes (see
     /// [`stopped_task_line`]). At most [`STOPPED_TASKS_BATCH`] stopped tasks are looked at (one ListTasks and one
-    /// DescribeTasks). A backend that cannot see tasks reports none.
+    /// DescribeTasks).
     async fn stopped_task_reasons(
         &self,
         cluster: &str,
         service: &str,
         task_definition: &str,
-    ) -> Result<Vec<String>, BackendError> {
-        let _ = (cluster, service, task_definition);
-        Ok(Vec::new())
-    }
+    ) -> Result<Vec<String>, BackendError>;
 }
 
 /// At most this many tasks per ListTasks page and DescribeTasks call (ECS limits).

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use super::Shared;
 use crate::backend::{
-    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate, Tags,
-    TaskDefinition, TdStatus,
+    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate,
+    TagPropagation, Tags, TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -57,6 +57,28 @@ impl Ecs for Beating<dyn Ecs> {
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
         self.beat(self.inner.tag_resource(arn, tags).await)
+    }
+    async fn update_service_tagging(
+        &self,
+        update: &ServiceUpdate,
+        tagging: &TagPropagation,
+    ) -> Result<ServiceState, BackendError> {
+        self.beat(self.inner.update_service_tagging(update, tagging).await)
+    }
+    async fn create_service_idempotent(
+        &self,
+        input: &ServiceInput,
+        client_token: &str,
+    ) -> Result<ServiceState, BackendError> {
+        self.beat(self.inner.create_service_idempotent(input, client_token).await)
+    }
+    async fn stopped_task_reasons(
+        &self,
+        cluster: &str,
+        service: &str,
+        task_definition: &str,
+    ) -> Result<Vec<String>, BackendError> {
+        self.beat(self.inner.stopped_task_reasons(cluster, service, task_definition).await)
     }
 }
 

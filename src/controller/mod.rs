@@ -417,7 +417,7 @@ impl Controller {
                     target
                 }
             };
-            match watch::judge(&target, state, now) {
+            match watch::judge_explained(ecs.as_ref(), &target, state, now).await {
                 None => {
                     busy.insert(d.ecs.name.clone());
                     *states.entry("rolling_out").or_default() += 1;

@@ -37,6 +37,15 @@ pub fn judge(t: &Target, s: &ServiceState, now_ms: u64) -> Option<RolloutResult>
     judge_with(t, s, now_ms, &last_failure(s))
 }
 
+/// [`judge`], and for a failure the reasons ECS gives for the stopped tasks (one ListTasks, and a DescribeTasks
+/// when any stopped): only a verdict of failure costs these calls.
+pub async fn judge_explained(ecs: &dyn Ecs, t: &Target, s: &ServiceState, now_ms: u64) -> Option<RolloutResult> {
+    match judge_with(t, s, now_ms, "") {
+        Some(RolloutResult::Failed { .. }) => judge_with(t, s, now_ms, &why_stopped(ecs, t, s).await),
+        other => other,
+    }
+}
+
 /// [`judge`], with `why_stopped` (`; tasks stopped: …` or empty) appended to a failure's reason.
 fn judge_with(t: &Target, s: &ServiceState, now_ms: u64, why_stopped: &str) -> Option<RolloutResult> {
     let failed = |reason: String| Some(RolloutResult::Failed { reason });
@@ -145,10 +154,7 @@ pub async fn watch(
                         results.insert(key, RolloutResult::Failed { reason: "the service disappeared".into() });
                         continue;
                     };
-                    let verdict = match judge_with(t, s, now, "") {
-                        Some(RolloutResult::Failed { .. }) => judge_with(t, s, now, &why_stopped(ecs, t, s).await),
-                        other => other,
-                    };
+                    let verdict = judge_explained(ecs, t, s, now).await;
                     match verdict {
                         Some(r) => {
                             match &r {

@@ -265,6 +265,13 @@ impl Ecs for Sim {
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
         self.call("UpdateService", |w| w.update_service(update))
     }
+    async fn create_service_idempotent(
+        &self,
+        input: &ServiceInput,
+        client_token: &str,
+    ) -> Result<ServiceState, BackendError> {
+        self.call("CreateService", |w| w.create_service_with_token(input, Some(client_token)))
+    }
     async fn update_service_tagging(
         &self,
         update: &ServiceUpdate,

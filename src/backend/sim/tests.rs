@@ -257,3 +257,23 @@ async fn updates_accept_ecs_tag_propagation_values_only() {
     assert!(matches!(&err, BackendError::Invalid { message, .. } if message.contains("propagateTags")), "{err}");
     assert_eq!(sim.stats().get("UpdateService"), 3, "a refused update is not applied");
 }
+
+#[test]
+fn a_create_repeating_its_client_token_answers_the_service_it_created() {
+    let mut w = World::default();
+    let d1 = w.push_image(ECR, "v1", vec!["linux/amd64".to_string()], false);
+    let e = docs(1, 200, 100);
+    let mut td = e.register_task_definition.clone();
+    td.container_definitions[0].image = format!("{ECR}@{d1}");
+    let mut svc = e.create_service.clone();
+    svc.task_definition = w.register_task_definition(&td).arn;
+    let first = w.create_service_with_token(&svc, Some("token-1")).unwrap();
+    // The answer was lost and the create is sent again: same service, no second deployment.
+    let again = w.create_service_with_token(&svc, Some("token-1")).unwrap();
+    assert_eq!(again.arn, first.arn);
+    assert_eq!(state(&w).deployments.len(), 1);
+    // Another create of the same name is not a retry.
+    let err = w.create_service_with_token(&svc, Some("token-2")).unwrap_err();
+    assert!(err.to_string().contains("not idempotent"), "{err}");
+    assert!(w.create_service(&svc).is_err());
+}

@@ -60,6 +60,9 @@ pub struct SimService {
     /// Tasks that stopped, newest first (the last [`MAX_STOPPED`]), as ListTasks/DescribeTasks report them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stopped: Vec<StoppedTask>,
+    /// The `clientToken` the service was created with: a CreateService repeating it answers this service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
 }
 
 /// A task that stopped, with ECS's reasons.
@@ -339,9 +342,21 @@ impl World {
     }
 
     pub fn create_service(&mut self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
+        self.create_service_with_token(input, None)
+    }
+
+    /// CreateService with ECS's idempotency token: a repeat of a create that succeeded answers that service.
+    pub fn create_service_with_token(
+        &mut self,
+        input: &ServiceInput,
+        client_token: Option<&str>,
+    ) -> Result<ServiceState, BackendError> {
         const OP: &str = "CreateService";
         let key = service_key(&input.cluster, &input.service_name);
-        if self.services.get(&key).is_some_and(|s| s.state.is_active()) {
+        if let Some(existing) = self.services.get(&key).filter(|s| s.state.is_active()) {
+            if client_token.is_some() && existing.client_token.as_deref() == client_token {
+                return Ok(existing.state.clone());
+            }
             return Err(err_invalid(OP, "Creation of service was not idempotent."));
         }
         let td = self.active_td_arn(OP, &input.task_definition)?;
@@ -367,7 +382,13 @@ impl World {
         };
         self.services.insert(
             key,
-            SimService { state: state.clone(), pending: BTreeMap::new(), last_completed: None, stopped: Vec::new() },
+            SimService {
+                state: state.clone(),
+                pending: BTreeMap::new(),
+                last_completed: None,
+                stopped: Vec::new(),
+                client_token: client_token.map(str::to_string),
+            },
         );
         Ok(state)
     }
