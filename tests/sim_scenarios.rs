@@ -178,11 +178,22 @@ fn prune_deletes_removed_managed_services_only() {
         .unwrap();
     }
     std::fs::remove_file(lab.manifests().join("search.yaml")).unwrap();
+    // Without --prune the delete is shown but is not a change apply would make: --detailed-exitcode stays 0.
     let (code, plan) = lab.plan();
-    assert_eq!(code, 2);
+    assert_eq!(code, 0, "{plan:#}");
     let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
     assert_eq!(search["action"], "delete");
+    assert_eq!(search["reason"], "not in the manifests; would be deleted with --prune");
     assert!(!plan.to_string().contains("hand-made"), "unmanaged services are never planned");
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    assert_eq!(search["action"], "delete");
+    assert_eq!(search["reason"], "managed by mcpfleet and no longer in the manifests");
+    let m = lab.manifests();
+    let text = lab.ok(&["plan", "-f", m.to_str().unwrap()]);
+    assert!(text.contains("- search (mcp-prod): would be deleted with --prune\n"), "{text}");
+    assert!(text.contains("0 to delete, 2 unchanged. 1 no longer in the manifests would be deleted"), "{text}");
 
     let (code, doc) = lab.apply(&[]);
     assert_eq!(code, 0);
@@ -195,25 +206,50 @@ fn prune_deletes_removed_managed_services_only() {
     let w = lab.world();
     assert!(!w.services["mcp-prod/search"].state.is_active());
     assert!(w.services["mcp-prod/hand-made"].state.is_active());
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0, "pruned: nothing left to do");
 }
 
 #[test]
-fn drift_is_corrected_by_the_next_apply() {
+fn prune_sees_the_default_cluster_after_the_last_service_left_it() {
     let lab = Lab::new();
-    assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "edit", "documents", "--cluster", "mcp-prod", "--desired-count", "5"]);
-    let (code, plan) = lab.plan();
-    assert_eq!(code, 2);
-    let docs = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
-    assert_eq!(docs["action"], "update");
-    assert_eq!(docs["changes"][0], serde_json::json!({"path": "service.desiredCount", "from": 5, "to": 2}));
-    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(lab.apply(&[]).0, 0);
+    // Every remaining service moves to another cluster; mcp-prod (FleetDefaults' cluster) keeps only leftovers.
+    std::fs::remove_file(lab.manifests().join("documents.yaml")).unwrap();
+    std::fs::remove_file(lab.manifests().join("database.yaml")).unwrap();
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-next\n");
+
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let mut actions: Vec<(String, String, String)> = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["cluster"].as_str().unwrap().into(),
+                s["name"].as_str().unwrap().into(),
+                s["action"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    actions.sort();
+    let expected: Vec<(String, String, String)> = [
+        ("mcp-next", "search", "create"),
+        ("mcp-prod", "database", "delete"),
+        ("mcp-prod", "documents", "delete"),
+        ("mcp-prod", "search", "delete"),
+    ]
+    .iter()
+    .map(|(c, n, a)| (c.to_string(), n.to_string(), a.to_string()))
+    .collect();
+    assert_eq!(actions, expected);
+
+    let (code, doc) = lab.apply(&["--prune"]);
     assert_eq!(code, 0, "{doc:#}");
-    assert_eq!(
-        doc["apiCalls"]["calls"].get("RegisterTaskDefinition"),
-        None,
-        "drift of the count needs no new revision"
-    );
-    assert_eq!(lab.world().services["mcp-prod/documents"].state.desired_count, 2);
-    assert_eq!(lab.plan().0, 0);
+    let w = lab.world();
+    for name in ["documents", "database", "search"] {
+        assert!(!w.services[&format!("mcp-prod/{name}")].state.is_active(), "{name} was pruned from mcp-prod");
+    }
+    assert!(w.services["mcp-next/search"].state.is_active());
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0);
 }

@@ -86,6 +86,17 @@ pub async fn describe_all(
 /// Observes the desired services (⌈N/10⌉ DescribeServices) and, with `list`, the other managed services of
 /// their clusters (one ListServices per cluster, plus describes of names not in the fleet).
 pub async fn observe(desired: &[Desired], ecs: &dyn Ecs, list: bool) -> Result<Observed, BackendError> {
+    observe_clusters(desired, &[], ecs, list).await
+}
+
+/// [`observe`], also listing `extra_clusters` (the fleet's default cluster): a cluster the last desired service
+/// moved off still has managed services that `--prune` must see.
+pub async fn observe_clusters(
+    desired: &[Desired],
+    extra_clusters: &[String],
+    ecs: &dyn Ecs,
+    list: bool,
+) -> Result<Observed, BackendError> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for d in desired {
         wanted.entry(d.ecs.cluster.clone()).or_default().push(d.ecs.name.clone());
@@ -95,13 +106,22 @@ pub async fn observe(desired: &[Desired], ecs: &dyn Ecs, list: bool) -> Result<O
         observed.services.insert((s.cluster.clone(), s.name.clone()), s);
     }
     if list {
+        let mut clusters: BTreeMap<&str, BTreeSet<&String>> =
+            wanted.iter().map(|(c, names)| (c.as_str(), names.iter().collect())).collect();
+        for c in extra_clusters {
+            clusters.entry(c.as_str()).or_default();
+        }
         let mut others: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (cluster, names) in &wanted {
-            let known: BTreeSet<&String> = names.iter().collect();
-            let listed = ecs.list_services(cluster).await?;
+        for (cluster, known) in clusters {
+            let listed = match ecs.list_services(cluster).await {
+                Ok(listed) => listed,
+                // A default cluster that no service uses may not exist at all: nothing to prune there.
+                Err(BackendError::NotFound { .. }) if !wanted.contains_key(cluster) => continue,
+                Err(e) => return Err(e),
+            };
             let rest: Vec<String> = listed.into_iter().filter(|n| !known.contains(n)).collect();
             if !rest.is_empty() {
-                others.insert(cluster.clone(), rest);
+                others.insert(cluster.to_string(), rest);
             }
         }
         observed.unlisted = describe_all(ecs, &others).await?.into_iter().filter(plan::is_managed).collect();
