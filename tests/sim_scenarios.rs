@@ -253,3 +253,29 @@ fn prune_sees_the_default_cluster_after_the_last_service_left_it() {
     assert!(w.services["mcp-next/search"].state.is_active());
     assert_eq!(lab.plan_with(&["--prune"]).0, 0);
 }
+
+#[test]
+fn reverting_an_image_reuses_the_earlier_revision() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["apiCalls"]["calls"]["RegisterTaskDefinition"], 1);
+    let w = lab.world();
+    let (rev1, rev2) = (w.families["search"][0].arn.clone(), w.families["search"][1].arn.clone());
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, rev2);
+    assert_eq!(w.services["mcp-prod/search"].state.tags["mcpfleet.io/last-good"], rev1);
+
+    // v0.9.1 is reverted before its rollout was ever confirmed good: revision 1 is the one to run again.
+    lab.edit_manifest("search.yaml", "search:v0.9.1", "search:v0.9.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(outcomes(&doc)[2], ("search".to_string(), "updated".to_string()));
+    assert_eq!(doc["apiCalls"]["calls"].get("RegisterTaskDefinition"), None, "{:#}", doc["apiCalls"]);
+    let w = lab.world();
+    assert_eq!(w.families["search"].len(), 2, "no duplicate of revision 1");
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, rev1);
+    assert_eq!(lab.plan().0, 0);
+}

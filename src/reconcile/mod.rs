@@ -315,7 +315,7 @@ async fn converge(
     observed: Option<&ServiceState>,
     progress: Progress<'_>,
 ) -> Result<String, BackendError> {
-    let td = ensure_task_definition(ecs, &d.ecs, progress).await?;
+    let td = ensure_task_definition(ecs, &d.ecs, observed, progress).await?;
     let input = plan::service_with_revision(&d.ecs.create_service, &td);
     match observed.filter(|o| o.is_active()) {
         None => {
@@ -332,20 +332,58 @@ async fn converge(
     Ok(td)
 }
 
-/// The ARN of a revision with exactly the desired content: the family's latest ACTIVE revision when its
-/// task-hash matches (a re-run, a replica-only change, or a run interrupted after registering), else a new one.
-async fn ensure_task_definition(ecs: &dyn Ecs, d: &EcsService, progress: Progress<'_>) -> Result<String, BackendError> {
+/// The ARN of a revision with exactly the desired content, else a new one. Looked for, in order: the family's
+/// latest ACTIVE revision (a re-run, a replica-only change, or a run interrupted after registering), then the
+/// revisions the observed service names (its `task-definition` and `last-good` tags, the revision it runs): a
+/// spec reverted to one of those reuses it instead of registering a duplicate.
+async fn ensure_task_definition(
+    ecs: &dyn Ecs,
+    d: &EcsService,
+    observed: Option<&ServiceState>,
+    progress: Progress<'_>,
+) -> Result<String, BackendError> {
     let want = d.register_task_definition.tags.iter().find(|t| t.key == TAG_TASK_HASH).map(|t| t.value.as_str());
+    let reusable = |td: &crate::backend::TaskDefinition| {
+        td.status == TdStatus::Active
+            && td.family == d.register_task_definition.family
+            && td.tags.get(TAG_TASK_HASH).map(String::as_str) == want
+    };
     // Describing the bare family answers its latest ACTIVE revision: one request, and an error when there is none.
+    let mut seen = BTreeSet::new();
     match ecs.describe_task_definition(&d.register_task_definition.family).await {
-        Ok(td) if td.status == TdStatus::Active && td.tags.get(TAG_TASK_HASH).map(String::as_str) == want => {
-            return Ok(td.arn);
+        Ok(td) if reusable(&td) => return Ok(td.arn),
+        Ok(td) => {
+            seen.insert(td.arn);
         }
-        Ok(_) | Err(BackendError::Invalid { .. } | BackendError::NotFound { .. }) => {}
+        Err(BackendError::Invalid { .. } | BackendError::NotFound { .. }) => {}
         Err(e) => return Err(e),
+    }
+    for arn in reuse_candidates(observed) {
+        if !seen.insert(arn.to_string()) {
+            continue;
+        }
+        match ecs.describe_task_definition(arn).await {
+            Ok(td) if reusable(&td) => return Ok(td.arn),
+            Ok(_) | Err(BackendError::Invalid { .. } | BackendError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     progress(&d.name, "registering task definition");
     Ok(ecs.register_task_definition(&d.register_task_definition).await?.arn)
+}
+
+/// Revisions an observed service names, without repeats: the one it was applied with, its last good one, the
+/// one it runs.
+fn reuse_candidates(observed: Option<&ServiceState>) -> Vec<&str> {
+    let Some(o) = observed.filter(|o| o.is_active()) else { return vec![] };
+    let mut out: Vec<&str> = Vec::new();
+    let tagged = [ecs::TAG_TASK_DEFINITION, ecs::TAG_LAST_GOOD].into_iter().filter_map(|k| o.tags.get(k));
+    for arn in tagged.map(String::as_str).chain(std::iter::once(o.task_definition.as_str())) {
+        if !arn.is_empty() && !out.contains(&arn) {
+            out.push(arn);
+        }
+    }
+    out
 }
 
 /// Default poll interval bounds of the rollout watcher.
