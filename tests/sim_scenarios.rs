@@ -255,6 +255,47 @@ fn prune_sees_the_default_cluster_after_the_last_service_left_it() {
 }
 
 #[test]
+fn a_service_by_a_desired_name_that_mcpfleet_does_not_manage_is_refused() {
+    let lab = Lab::new();
+    // Someone created `documents` by hand (no mcpfleet tags) before the fleet was applied.
+    {
+        let fleet = mcpfleet::spec::load_paths(&[lab.manifests()]).unwrap();
+        let svc = fleet.services.iter().find(|s| s.name == "documents").unwrap();
+        let rendered = mcpfleet::render::ecs::render(svc, &mcpfleet::render::Resolved::unresolved(svc));
+        let sim = mcpfleet::backend::sim::Sim::open(&lab.state()).unwrap();
+        sim.with_world(true, |w| {
+            let mut td = rendered.register_task_definition.clone();
+            td.family = "hand-made".into();
+            td.tags.clear();
+            let td = w.register_task_definition(&td);
+            let mut input = rendered.create_service.clone();
+            input.task_definition = td.arn;
+            input.tags.clear();
+            w.create_service(&input).unwrap();
+        })
+        .unwrap();
+    }
+    let before = std::fs::read(lab.state()).unwrap();
+    let m = lab.manifests();
+    for args in
+        [vec!["apply", "-f", m.to_str().unwrap()], vec!["plan", "-f", m.to_str().unwrap(), "--detailed-exitcode"]]
+    {
+        let out = lab.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains("1 service(s) exist but are not managed by mcpfleet")
+                && stderr.contains("documents in cluster mcp-prod")
+                && stderr.contains("mcpfleet.io/managed-by=mcpfleet")
+                && stderr.contains("nothing was changed"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    assert_eq!(std::fs::read(lab.state()).unwrap(), before, "nothing was written");
+}
+
+#[test]
 fn reverting_an_image_reuses_the_earlier_revision() {
     let lab = Lab::new();
     assert_eq!(lab.apply(&["--wait"]).0, 0);
