@@ -320,3 +320,53 @@ fn reverting_an_image_reuses_the_earlier_revision() {
     assert_eq!(w.services["mcp-prod/search"].state.task_definition, rev1);
     assert_eq!(lab.plan().0, 0);
 }
+
+#[test]
+fn status_describes_the_revision_a_drifted_service_runs() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let w = lab.world();
+    let rev1 = w.families["search"][0].clone();
+    let rev2 = w.families["search"][1].arn.clone();
+    let old_digest = w.repositories[&format!("{ECR}/search")].tags["v0.9.0"].clone();
+    let new_digest = w.repositories[&format!("{ECR}/search")].tags["v0.9.1"].clone();
+    let m = lab.manifests();
+    let status = |lab: &Lab| -> (Value, Value) {
+        let (code, doc) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+        assert_eq!(code, 0, "{doc:#}");
+        let search = doc["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap().clone();
+        (doc, search)
+    };
+
+    let (_, search) = status(&lab);
+    assert_eq!((search["image"].as_str(), search["digest"].as_str()), (Some("v0.9.1"), Some(new_digest.as_str())));
+    assert_eq!(search["drift"], false);
+
+    // Someone puts the service back on revision 1 in the console.
+    lab.ok(&["sim", "edit", "search", "--cluster", "mcp-prod", "--task-definition", &rev1.arn]);
+    let (doc, search) = status(&lab);
+    assert_eq!(doc["apiCalls"]["calls"]["DescribeTaskDefinition"], 1, "only the running revision is described");
+    assert_eq!(search["taskDefinition"], rev1.arn.as_str());
+    assert_eq!(search["revision"], 1);
+    assert_eq!(search["image"], "v0.9.0", "{search:#}");
+    assert_eq!(search["digest"], old_digest.as_str());
+    assert_eq!(search["architecture"], "ARM64");
+    assert_eq!(search["drift"], true);
+    assert_eq!(search["appliedTaskDefinition"], rev2.as_str());
+    let text = lab.ok(&["status", "-f", m.to_str().unwrap()]);
+    assert!(text.contains("drift: search runs search:1, not search:2 that mcpfleet applied"), "{text}");
+}
+
+#[test]
+fn a_converged_status_describes_no_task_definition() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let m = lab.manifests();
+    let (code, doc) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0);
+    assert!(doc["services"].as_array().unwrap().iter().all(|s| s["drift"] == false), "{doc:#}");
+    assert_eq!(doc["apiCalls"]["calls"], serde_json::json!({"DescribeServices": 1}), "{doc:#}");
+}
