@@ -25,8 +25,8 @@ pub struct Args {
     /// Delete managed services that are no longer in the manifests.
     #[arg(long)]
     pub prune: bool,
-    /// Services converged at the same time.
-    #[arg(long, default_value_t = 8)]
+    /// Services converged at the same time (at least 1).
+    #[arg(long, default_value_t = 8, value_parser = super::parse_concurrency)]
     pub concurrency: usize,
     /// `json` prints {"services": [{name, cluster, outcome, taskDefinition, message}]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
