@@ -199,11 +199,11 @@ pub fn plan_service_with(
 }
 
 /// The delete plans for managed services of `clusters` that no desired service names.
-pub fn plan_deletes<'a>(
-    desired: &[EcsService],
+pub fn plan_deletes<'a, 'd>(
+    desired: impl IntoIterator<Item = &'d EcsService>,
     observed: impl IntoIterator<Item = &'a ServiceState>,
 ) -> Vec<ServicePlan> {
-    let wanted: BTreeSet<(&str, &str)> = desired.iter().map(|d| (d.cluster.as_str(), d.name.as_str())).collect();
+    let wanted: BTreeSet<(&str, &str)> = desired.into_iter().map(|d| (d.cluster.as_str(), d.name.as_str())).collect();
     observed
         .into_iter()
         .filter(|o| o.is_active() && is_managed(o) && !wanted.contains(&(o.cluster.as_str(), o.name.as_str())))

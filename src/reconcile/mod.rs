@@ -175,8 +175,7 @@ pub async fn plan_fleet_with(
         }
         plans.push(p);
     }
-    let desired_ecs: Vec<EcsService> = desired.iter().map(|d| d.ecs.clone()).collect();
-    plans.extend(plan::plan_deletes(&desired_ecs, &observed.unlisted));
+    plans.extend(plan::plan_deletes(desired.iter().map(|d| &d.ecs), &observed.unlisted));
     Ok(plan::assemble(plans))
 }
 

@@ -244,8 +244,13 @@ fn parse_document(
     }
 }
 
-/// Deserializes the document, turning serde's first error into a located one-line diagnostic.
+/// Deserializes the document, turning serde's first error into a located one-line diagnostic. The document is
+/// read without path tracking first (the common, valid case, at a fraction of the cost); only a document that
+/// fails is read again with it, which finds the same first error, now with its path.
 fn deserialize<T: serde::de::DeserializeOwned>(ctx: &mut DocCtx) -> Option<T> {
+    if let Ok(doc) = T::deserialize(yaml::de::NodeDe(ctx.root)) {
+        return Some(doc);
+    }
     match serde_path_to_error::deserialize::<_, T>(yaml::de::NodeDe(ctx.root)) {
         Ok(doc) => Some(doc),
         Err(err) => {
