@@ -1,7 +1,12 @@
-//! One load + resolve + render + plan pass over a converged synthetic fleet, for instruction counting:
-//! `valgrind --tool=callgrind target/release/examples/stage_times 1000`.
+//! One load + validate + resolve + render + plan pass over a converged synthetic fleet, with the time of each
+//! stage. For instruction counts, collect only the measured pass:
+//! `valgrind --tool=callgrind --toggle-collect='*stage_times::measured*' target/release/examples/stage_times 1000`.
+use std::time::{Duration, Instant};
+
+use mcpfleet::backend::Backend;
 use mcpfleet::backend::sim::Sim;
-use mcpfleet::reconcile::{self, ApplyOptions};
+use mcpfleet::reconcile::{self, ApplyOptions, Observed};
+
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let text = mcpfleet::testkit::fleet_yaml(n, 5, 3);
@@ -12,20 +17,35 @@ fn main() {
     let observed = rt.block_on(async {
         let fleet = mcpfleet::spec::load_str("f.yaml", &text).unwrap();
         let desired = reconcile::desired_state(&fleet, &backend).await.unwrap();
-        let observed = reconcile::observe(&desired, backend.ecs.as_ref(), false).await.unwrap();
+        let observed = reconcile::observe(&desired, backend.ecs.as_ref(), true).await.unwrap();
         let p = reconcile::plan_fleet(&desired, &observed, backend.ecs.as_ref()).await.unwrap();
         reconcile::apply(&desired, &p, &observed, backend.ecs.as_ref(), &ApplyOptions::default(), &|_, _| {}).await;
-        reconcile::observe(&desired, backend.ecs.as_ref(), false).await.unwrap()
+        reconcile::observe(&desired, backend.ecs.as_ref(), true).await.unwrap()
     });
-    let t = std::time::Instant::now();
-    let fleet = mcpfleet::spec::load_str("f.yaml", &text).unwrap();
-    let desired = rt.block_on(reconcile::desired_state(&fleet, &backend)).unwrap();
-    let noops = desired
-        .iter()
-        .filter(|d| {
-            mcpfleet::plan::plan_service(&d.ecs, observed.get(&d.ecs.cluster, &d.ecs.name), None).action
-                == mcpfleet::plan::Action::Noop
-        })
-        .count();
-    println!("{noops} of {n} noop in {:?}", t.elapsed());
+    let (noops, times) = measured(&rt, &text, &backend, &observed);
+    let [load, resolve_render, plan] = times;
+    println!(
+        "{noops} of {n} noop in {:?} (load+validate {load:?}, resolve+render {resolve_render:?}, plan {plan:?})",
+        load + resolve_render + plan
+    );
+}
+
+/// The measured pass: what `mcpfleet plan` does after observing.
+#[inline(never)]
+fn measured(
+    rt: &tokio::runtime::Runtime,
+    text: &str,
+    backend: &Backend,
+    observed: &Observed,
+) -> (usize, [Duration; 3]) {
+    let t = Instant::now();
+    let fleet = mcpfleet::spec::load_str("f.yaml", text).unwrap();
+    let load = t.elapsed();
+    let t = Instant::now();
+    let desired = rt.block_on(reconcile::desired_state(&fleet, backend)).unwrap();
+    let resolve_render = t.elapsed();
+    let t = Instant::now();
+    let plan = rt.block_on(reconcile::plan_fleet(&desired, observed, backend.ecs.as_ref())).unwrap();
+    let plan_time = t.elapsed();
+    (plan.count(mcpfleet::plan::Action::Noop), [load, resolve_render, plan_time])
 }

@@ -253,3 +253,19 @@ fn help_explains_the_commands() {
     mcpfleet().args(["render", "--help"]).assert().success().stdout(predicate::str::contains("compose"));
     mcpfleet().arg("bogus").assert().code(1);
 }
+
+#[test]
+fn concurrency_zero_is_a_usage_error() {
+    for cmd in ["apply", "run"] {
+        mcpfleet()
+            .args(["--backend", "sim", cmd, "-f", "manifests", "--concurrency", "0"])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("--concurrency").and(predicate::str::contains("must be at least 1")));
+    }
+    mcpfleet()
+        .args(["apply", "-f", "manifests", "--concurrency", "x"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("`x` is not a whole number"));
+}

@@ -48,7 +48,12 @@ fn an_unhealthy_image_is_rolled_back_and_not_retried_until_fixed() {
     assert_eq!(code, 0);
     assert_eq!(writes(&doc), 0, "{doc:#}");
     let (_, plan) = lab.plan();
-    assert!(service(&plan, "search")["reason"].as_str().unwrap().contains("failed and was rolled back"));
+    assert!(
+        service(&plan, "search")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rollout failed; it is not deployed again until the spec changes")
+    );
 
     // A fixed image under a new tag deploys normally.
     lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.1")]);

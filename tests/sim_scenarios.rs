@@ -178,11 +178,22 @@ fn prune_deletes_removed_managed_services_only() {
         .unwrap();
     }
     std::fs::remove_file(lab.manifests().join("search.yaml")).unwrap();
+    // Without --prune the delete is shown but is not a change apply would make: --detailed-exitcode stays 0.
     let (code, plan) = lab.plan();
-    assert_eq!(code, 2);
+    assert_eq!(code, 0, "{plan:#}");
     let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
     assert_eq!(search["action"], "delete");
+    assert_eq!(search["reason"], "not in the manifests; would be deleted with --prune");
     assert!(!plan.to_string().contains("hand-made"), "unmanaged services are never planned");
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    assert_eq!(search["action"], "delete");
+    assert_eq!(search["reason"], "managed by mcpfleet and no longer in the manifests");
+    let m = lab.manifests();
+    let text = lab.ok(&["plan", "-f", m.to_str().unwrap()]);
+    assert!(text.contains("- search (mcp-prod): would be deleted with --prune\n"), "{text}");
+    assert!(text.contains("0 to delete, 2 unchanged. 1 no longer in the manifests would be deleted"), "{text}");
 
     let (code, doc) = lab.apply(&[]);
     assert_eq!(code, 0);
@@ -195,25 +206,167 @@ fn prune_deletes_removed_managed_services_only() {
     let w = lab.world();
     assert!(!w.services["mcp-prod/search"].state.is_active());
     assert!(w.services["mcp-prod/hand-made"].state.is_active());
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0, "pruned: nothing left to do");
 }
 
 #[test]
-fn drift_is_corrected_by_the_next_apply() {
+fn prune_sees_the_default_cluster_after_the_last_service_left_it() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    // Every remaining service moves to another cluster; mcp-prod (FleetDefaults' cluster) keeps only leftovers.
+    std::fs::remove_file(lab.manifests().join("documents.yaml")).unwrap();
+    std::fs::remove_file(lab.manifests().join("database.yaml")).unwrap();
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-next\n");
+
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let mut actions: Vec<(String, String, String)> = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["cluster"].as_str().unwrap().into(),
+                s["name"].as_str().unwrap().into(),
+                s["action"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    actions.sort();
+    let expected: Vec<(String, String, String)> = [
+        ("mcp-next", "search", "create"),
+        ("mcp-prod", "database", "delete"),
+        ("mcp-prod", "documents", "delete"),
+        ("mcp-prod", "search", "delete"),
+    ]
+    .iter()
+    .map(|(c, n, a)| (c.to_string(), n.to_string(), a.to_string()))
+    .collect();
+    assert_eq!(actions, expected);
+
+    let (code, doc) = lab.apply(&["--prune"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let w = lab.world();
+    for name in ["documents", "database", "search"] {
+        assert!(!w.services[&format!("mcp-prod/{name}")].state.is_active(), "{name} was pruned from mcp-prod");
+    }
+    assert!(w.services["mcp-next/search"].state.is_active());
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0);
+}
+
+#[test]
+fn a_service_by_a_desired_name_that_mcpfleet_does_not_manage_is_refused() {
+    let lab = Lab::new();
+    // Someone created `documents` by hand (no mcpfleet tags) before the fleet was applied.
+    {
+        let fleet = mcpfleet::spec::load_paths(&[lab.manifests()]).unwrap();
+        let svc = fleet.services.iter().find(|s| s.name == "documents").unwrap();
+        let rendered = mcpfleet::render::ecs::render(svc, &mcpfleet::render::Resolved::unresolved(svc));
+        let sim = mcpfleet::backend::sim::Sim::open(&lab.state()).unwrap();
+        sim.with_world(true, |w| {
+            let mut td = rendered.register_task_definition.clone();
+            td.family = "hand-made".into();
+            td.tags.clear();
+            let td = w.register_task_definition(&td);
+            let mut input = rendered.create_service.clone();
+            input.task_definition = td.arn;
+            input.tags.clear();
+            w.create_service(&input).unwrap();
+        })
+        .unwrap();
+    }
+    let before = std::fs::read(lab.state()).unwrap();
+    let m = lab.manifests();
+    for args in
+        [vec!["apply", "-f", m.to_str().unwrap()], vec!["plan", "-f", m.to_str().unwrap(), "--detailed-exitcode"]]
+    {
+        let out = lab.run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains("1 service(s) exist but are not managed by mcpfleet")
+                && stderr.contains("documents in cluster mcp-prod")
+                && stderr.contains("mcpfleet.io/managed-by=mcpfleet")
+                && stderr.contains("nothing was changed"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    assert_eq!(std::fs::read(lab.state()).unwrap(), before, "nothing was written");
+}
+
+#[test]
+fn reverting_an_image_reuses_the_earlier_revision() {
     let lab = Lab::new();
     assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "edit", "documents", "--cluster", "mcp-prod", "--desired-count", "5"]);
-    let (code, plan) = lab.plan();
-    assert_eq!(code, 2);
-    let docs = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
-    assert_eq!(docs["action"], "update");
-    assert_eq!(docs["changes"][0], serde_json::json!({"path": "service.desiredCount", "from": 5, "to": 2}));
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["apiCalls"]["calls"]["RegisterTaskDefinition"], 1);
+    let w = lab.world();
+    let (rev1, rev2) = (w.families["search"][0].arn.clone(), w.families["search"][1].arn.clone());
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, rev2);
+    assert_eq!(w.services["mcp-prod/search"].state.tags["mcpfleet.io/last-good"], rev1);
+
+    // v0.9.1 is reverted before its rollout was ever confirmed good: revision 1 is the one to run again.
+    lab.edit_manifest("search.yaml", "search:v0.9.1", "search:v0.9.0");
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 0, "{doc:#}");
-    assert_eq!(
-        doc["apiCalls"]["calls"].get("RegisterTaskDefinition"),
-        None,
-        "drift of the count needs no new revision"
-    );
-    assert_eq!(lab.world().services["mcp-prod/documents"].state.desired_count, 2);
+    assert_eq!(outcomes(&doc)[2], ("search".to_string(), "updated".to_string()));
+    assert_eq!(doc["apiCalls"]["calls"].get("RegisterTaskDefinition"), None, "{:#}", doc["apiCalls"]);
+    let w = lab.world();
+    assert_eq!(w.families["search"].len(), 2, "no duplicate of revision 1");
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, rev1);
     assert_eq!(lab.plan().0, 0);
+}
+
+#[test]
+fn status_describes_the_revision_a_drifted_service_runs() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let w = lab.world();
+    let rev1 = w.families["search"][0].clone();
+    let rev2 = w.families["search"][1].arn.clone();
+    let old_digest = w.repositories[&format!("{ECR}/search")].tags["v0.9.0"].clone();
+    let new_digest = w.repositories[&format!("{ECR}/search")].tags["v0.9.1"].clone();
+    let m = lab.manifests();
+    let status = |lab: &Lab| -> (Value, Value) {
+        let (code, doc) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+        assert_eq!(code, 0, "{doc:#}");
+        let search = doc["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap().clone();
+        (doc, search)
+    };
+
+    let (_, search) = status(&lab);
+    assert_eq!((search["image"].as_str(), search["digest"].as_str()), (Some("v0.9.1"), Some(new_digest.as_str())));
+    assert_eq!(search["drift"], false);
+
+    // Someone puts the service back on revision 1 in the console.
+    lab.ok(&["sim", "edit", "search", "--cluster", "mcp-prod", "--task-definition", &rev1.arn]);
+    let (doc, search) = status(&lab);
+    assert_eq!(doc["apiCalls"]["calls"]["DescribeTaskDefinition"], 1, "only the running revision is described");
+    assert_eq!(search["taskDefinition"], rev1.arn.as_str());
+    assert_eq!(search["revision"], 1);
+    assert_eq!(search["image"], "v0.9.0", "{search:#}");
+    assert_eq!(search["digest"], old_digest.as_str());
+    assert_eq!(search["architecture"], "ARM64");
+    assert_eq!(search["drift"], true);
+    assert_eq!(search["appliedTaskDefinition"], rev2.as_str());
+    let text = lab.ok(&["status", "-f", m.to_str().unwrap()]);
+    assert!(text.contains("drift: search runs search:1, not search:2 that mcpfleet applied"), "{text}");
+}
+
+#[test]
+fn a_converged_status_describes_no_task_definition() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let m = lab.manifests();
+    let (code, doc) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0);
+    assert!(doc["services"].as_array().unwrap().iter().all(|s| s["drift"] == false), "{doc:#}");
+    assert_eq!(doc["apiCalls"]["calls"], serde_json::json!({"DescribeServices": 1}), "{doc:#}");
 }

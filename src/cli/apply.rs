@@ -25,8 +25,8 @@ pub struct Args {
     /// Delete managed services that are no longer in the manifests.
     #[arg(long)]
     pub prune: bool,
-    /// Services converged at the same time.
-    #[arg(long, default_value_t = 8)]
+    /// Services converged at the same time (at least 1).
+    #[arg(long, default_value_t = 8, value_parser = super::parse_concurrency)]
     pub concurrency: usize,
     /// `json` prints {"services": [{name, cluster, outcome, taskDefinition, message}]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
@@ -38,7 +38,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
     let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
-    let observed = reconcile::observe(&desired, ecs, true).await?;
+    let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
+    let observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
     let opts = reconcile::PlanOptions { retry_failed: args.retry_failed, changes: false };
     let plan = reconcile::plan_fleet_with(&desired, &observed, ecs, opts).await?;
     let reporter = super::progress::Reporter::new();

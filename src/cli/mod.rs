@@ -171,6 +171,15 @@ fn init_logging(format: LogFormat, long_running: bool) {
     }
 }
 
+/// `--concurrency`: a whole number of at least 1 (0 would converge nothing).
+pub fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (services converged at the same time)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a whole number")),
+    }
+}
+
 /// Loads and validates manifests, printing every diagnostic to stderr when there are any.
 pub fn load_fleet(files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
     match mcpfleet::spec::load_paths(&files.paths) {

@@ -10,6 +10,9 @@ use super::{Cli, EXIT_OK, Files, Output};
 /// Exit code of `plan --detailed-exitcode` when something would change.
 pub const EXIT_CHANGES: u8 = 2;
 
+/// Why a delete is only shown when the plan is made without `--prune`.
+pub const KEPT_WITHOUT_PRUNE: &str = "not in the manifests; would be deleted with --prune";
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -17,6 +20,10 @@ pub struct Args {
     /// Exit 2 when the plan has changes (0 when it has none, 1 on error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Plan as `apply --prune` would: deletes of managed services no longer in the manifests count as changes.
+    /// Without it they are listed as what --prune would delete and leave the exit code alone.
+    #[arg(long)]
+    pub prune: bool,
     /// `json` prints {"services": [{name, cluster, action, changes: [{path, from, to}]}]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -25,33 +32,52 @@ pub struct Args {
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let fleet = super::load_fleet(&args.files)?;
     let conn = super::backend::connect(cli).await?;
+    let ecs = conn.backend.ecs.as_ref();
     let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
-    let observed = reconcile::observe(&desired, conn.backend.ecs.as_ref(), true).await?;
-    let plan = reconcile::plan_fleet(&desired, &observed, conn.backend.ecs.as_ref()).await?;
+    let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
+    let observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
+    let mut plan = reconcile::plan_fleet(&desired, &observed, ecs).await?;
+    if !args.prune {
+        for s in plan.services.iter_mut().filter(|s| s.action == Action::Delete) {
+            s.reason = Some(KEPT_WITHOUT_PRUNE.into());
+        }
+    }
     match args.output {
         Output::Json => {
             let mut doc = serde_json::to_value(&plan)?;
+            doc["prune"] = args.prune.into();
             doc["apiCalls"] = serde_json::to_value(conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        Output::Text => print!("{}", render_plan(&plan, std::io::stdout().is_terminal())),
+        Output::Text => print!("{}", render_plan(&plan, args.prune, std::io::stdout().is_terminal())),
     }
-    Ok(if args.detailed_exitcode && plan.has_changes() { EXIT_CHANGES } else { EXIT_OK })
+    Ok(if args.detailed_exitcode && has_changes(&plan, args.prune) { EXIT_CHANGES } else { EXIT_OK })
 }
 
-/// The plan for people: one line per service, indented field changes, a summary.
-pub fn render_plan(plan: &Plan, colour: bool) -> String {
+/// Whether applying (with `--prune` or not, as the plan was made) would change anything.
+pub fn has_changes(plan: &Plan, prune: bool) -> bool {
+    plan.services.iter().any(|s| match s.action {
+        Action::Noop => false,
+        Action::Delete => prune,
+        Action::Create | Action::Update => true,
+    })
+}
+
+/// The plan for people: one line per service, indented field changes, a summary. Without `prune`, deletes are
+/// shown as what `--prune` would do and counted apart.
+pub fn render_plan(plan: &Plan, prune: bool, colour: bool) -> String {
     let paint = |code: &str, s: &str| if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
     let mut out = String::new();
     for s in &plan.services {
         let (mark, code, word) = match s.action {
             Action::Create => ("+", "32", "create"),
             Action::Update => ("~", "33", "update"),
-            Action::Delete => ("-", "31", "delete (with --prune)"),
+            Action::Delete if prune => ("-", "31", "delete"),
+            Action::Delete => ("-", "2", "would be deleted with --prune"),
             Action::Noop => ("=", "2", "no change"),
         };
         let mut line = format!("{} {} ({}): {word}", paint(code, mark), s.name, s.cluster);
-        if let Some(r) = &s.reason {
+        if let Some(r) = s.reason.as_deref().filter(|r| *r != KEPT_WITHOUT_PRUNE) {
             line.push_str(&format!(" - {r}"));
         }
         out.push_str(&line);
@@ -61,12 +87,97 @@ pub fn render_plan(plan: &Plan, colour: bool) -> String {
             out.push_str(&format!("    {}: {} -> {}\n", c.path, show(&c.from), show(&c.to)));
         }
     }
+    let deletes = plan.count(Action::Delete);
     out.push_str(&format!(
-        "Plan: {} to create, {} to update, {} to delete, {} unchanged.\n",
+        "Plan: {} to create, {} to update, {} to delete, {} unchanged.",
         plan.count(Action::Create),
         plan.count(Action::Update),
-        plan.count(Action::Delete),
+        if prune { deletes } else { 0 },
         plan.count(Action::Noop)
     ));
+    if !prune && deletes > 0 {
+        out.push_str(&format!(" {deletes} no longer in the manifests would be deleted with --prune."));
+    }
+    out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use mcpfleet::plan::{Change, ServicePlan};
+    use serde_json::json;
+
+    use super::*;
+
+    fn service(name: &str, action: Action, reason: Option<&str>, changes: Vec<Change>) -> ServicePlan {
+        ServicePlan { name: name.into(), cluster: "mcp-prod".into(), action, changes, reason: reason.map(Into::into) }
+    }
+
+    fn sample() -> Plan {
+        Plan {
+            services: vec![
+                service("database", Action::Noop, None, vec![]),
+                service(
+                    "documents",
+                    Action::Update,
+                    Some("drift: the service was changed outside mcpfleet"),
+                    vec![Change { path: "service.desiredCount".into(), from: Some(json!(5)), to: Some(json!(2)) }],
+                ),
+                service("old", Action::Delete, Some(KEPT_WITHOUT_PRUNE), vec![]),
+                service(
+                    "search",
+                    Action::Create,
+                    None,
+                    vec![Change { path: "x.removed".into(), from: Some(json!("a")), to: None }],
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn text_without_colour() {
+        assert_eq!(
+            render_plan(&sample(), false, false),
+            "\
+= database (mcp-prod): no change
+~ documents (mcp-prod): update - drift: the service was changed outside mcpfleet
+    service.desiredCount: 5 -> 2
+- old (mcp-prod): would be deleted with --prune
++ search (mcp-prod): create
+    x.removed: \"a\" -> (none)
+Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 no longer in the manifests would be deleted with --prune.
+"
+        );
+        let mut pruning = sample();
+        pruning.services[2].reason = Some("managed by mcpfleet and no longer in the manifests".into());
+        let text = render_plan(&pruning, true, false);
+        assert!(
+            text.contains("- old (mcp-prod): delete - managed by mcpfleet and no longer in the manifests\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("Plan: 1 to create, 1 to update, 1 to delete, 1 unchanged.\n"), "{text}");
+        assert!(!text.contains('\x1b') && !render_plan(&sample(), false, false).contains('\x1b'));
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let text = render_plan(&sample(), true, true);
+        assert!(text.contains("\x1b[32m+\x1b[0m search"), "{text:?}");
+        assert!(text.contains("\x1b[33m~\x1b[0m documents"), "{text:?}");
+        assert!(text.contains("\x1b[31m-\x1b[0m old (mcp-prod): delete"), "{text:?}");
+        assert!(text.contains("\x1b[2m=\x1b[0m database"), "{text:?}");
+        // Only the marks are painted: without the escapes the text is the plain one.
+        let plain = text.replace("\x1b[32m", "").replace("\x1b[33m", "").replace("\x1b[31m", "");
+        let plain = plain.replace("\x1b[2m", "").replace("\x1b[0m", "");
+        assert_eq!(plain, render_plan(&sample(), true, false));
+    }
+
+    #[test]
+    fn deletes_count_as_changes_only_with_prune() {
+        let mut p = sample();
+        p.services.retain(|s| matches!(s.action, Action::Noop | Action::Delete));
+        assert!(!has_changes(&p, false));
+        assert!(has_changes(&p, true));
+        assert!(has_changes(&sample(), false));
+    }
 }

@@ -24,8 +24,8 @@ pub struct Args {
     /// Delete managed services that leave the manifests.
     #[arg(long)]
     pub prune: bool,
-    /// Services converged at the same time.
-    #[arg(long, default_value_t = 8)]
+    /// Services converged at the same time (at least 1).
+    #[arg(long, default_value_t = 8, value_parser = super::parse_concurrency)]
     pub concurrency: usize,
     /// After SIGTERM, give in-flight steps this long before exiting (keep it below the task's stopTimeout).
     #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use mcpfleet::backend::ServiceState;
+use mcpfleet::backend::{BackendError, Ecs, ServiceState, TaskDefinition};
 use mcpfleet::plan::is_managed;
 use mcpfleet::reconcile;
-use mcpfleet::render::ecs::{TAG_ARCHITECTURE, TAG_IMAGE_DIGEST, TAG_IMAGE_TAG, TAG_LAST_GOOD};
+use mcpfleet::render::ecs::{TAG_ARCHITECTURE, TAG_IMAGE_DIGEST, TAG_IMAGE_TAG, TAG_LAST_GOOD, TAG_TASK_DEFINITION};
 use serde::Serialize;
 
 use super::apply::short_td;
@@ -39,6 +39,12 @@ pub struct Row {
     pub running: u32,
     pub rollout_state: String,
     pub last_good: Option<String>,
+    /// The service runs another revision than the one mcpfleet applied (changed outside mcpfleet); image, digest
+    /// and architecture then describe the revision it runs.
+    pub drift: bool,
+    /// The revision mcpfleet applied, when it is not the one running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_task_definition: Option<String>,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
@@ -63,7 +69,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         for name in names {
             match by_key.get(&(cluster.as_str(), name.as_str())) {
                 Some(s) if args.cluster.is_some() && !is_managed(s) => {}
-                Some(s) => rows.push(row(s)),
+                Some(s) => rows.push(row(s, ecs).await?),
                 None => {
                     missing = true;
                     rows.push(Row {
@@ -78,13 +84,18 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                         running: 0,
                         rollout_state: "MISSING".into(),
                         last_good: None,
+                        drift: false,
+                        applied_task_definition: None,
                     });
                 }
             }
         }
     }
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "services": rows }))?),
+        Output::Json => {
+            let doc = serde_json::json!({ "services": rows, "apiCalls": conn.api_calls() });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
         Output::Text => {
             println!(
                 "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} LAST GOOD",
@@ -107,21 +118,41 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                     r.last_good.as_deref().map(short_td).unwrap_or("-")
                 );
             }
+            for r in rows.iter().filter(|r| r.drift) {
+                println!(
+                    "drift: {} runs {}, not {} that mcpfleet applied (changed outside mcpfleet; apply corrects it)",
+                    r.name,
+                    r.task_definition.as_deref().map(short_td).unwrap_or("-"),
+                    r.applied_task_definition.as_deref().map(short_td).unwrap_or("-")
+                );
+            }
         }
     }
     Ok(if missing && args.cluster.is_none() { EXIT_ERROR } else { EXIT_OK })
 }
 
-fn row(s: &ServiceState) -> Row {
+/// A service's row. Image, digest and architecture come from its tags, which describe the revision mcpfleet
+/// applied; when the service runs another one (an out-of-band change), that revision alone is described and
+/// its values are shown instead, so a converged fleet costs no DescribeTaskDefinition.
+async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
     let tag = |k: &str| s.tags.get(k).cloned();
-    Row {
+    let applied = s.tags.get(TAG_TASK_DEFINITION).filter(|td| **td != s.task_definition).cloned();
+    let (image, digest, architecture) = match &applied {
+        None => (tag(TAG_IMAGE_TAG), tag(TAG_IMAGE_DIGEST), tag(TAG_ARCHITECTURE)),
+        Some(_) => match ecs.describe_task_definition(&s.task_definition).await {
+            Ok(td) => running_image(&td),
+            Err(BackendError::NotFound { .. } | BackendError::Invalid { .. }) => (None, None, None),
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(Row {
         name: s.name.clone(),
         cluster: s.cluster.clone(),
         task_definition: Some(s.task_definition.clone()),
         revision: s.task_definition.rsplit(':').next().and_then(|r| r.parse().ok()),
-        image: tag(TAG_IMAGE_TAG),
-        digest: tag(TAG_IMAGE_DIGEST),
-        architecture: tag(TAG_ARCHITECTURE),
+        image,
+        digest,
+        architecture,
         desired: s.desired_count,
         running: s.running_count,
         rollout_state: s
@@ -134,5 +165,27 @@ fn row(s: &ServiceState) -> Row {
             })
             .unwrap_or_else(|| "NONE".into()),
         last_good: tag(TAG_LAST_GOOD),
-    }
+        drift: applied.is_some(),
+        applied_task_definition: applied,
+    })
+}
+
+/// Image tag, digest and architecture of a revision: from its own tags when mcpfleet registered it, else from
+/// its container image (`repo:tag` or `repo@digest`) and runtime platform.
+fn running_image(td: &TaskDefinition) -> (Option<String>, Option<String>, Option<String>) {
+    let image = td.spec.container_definitions.first().map(|c| c.image.as_str()).unwrap_or_default();
+    let last = image.rsplit('/').next().unwrap_or_default();
+    let (reference_tag, reference_digest) = match last.split_once('@') {
+        Some((_, digest)) => (None, Some(digest.to_string())),
+        None => (last.split_once(':').map(|(_, tag)| tag.to_string()), None),
+    };
+    let image_tag = td.tags.get(TAG_IMAGE_TAG).cloned().or(reference_tag);
+    let digest = reference_digest.or_else(|| td.tags.get(TAG_IMAGE_DIGEST).cloned());
+    let architecture = td
+        .spec
+        .runtime_platform
+        .cpu_architecture
+        .map(|a| a.as_ecs().to_string())
+        .or_else(|| td.tags.get(TAG_ARCHITECTURE).cloned());
+    (image_tag, digest, architecture)
 }

@@ -365,7 +365,8 @@ impl Controller {
                 }
             }
         }
-        let mut observed = match reconcile::observe(&desired, ecs.as_ref(), self.opts.prune).await {
+        let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
+        let mut observed = match reconcile::observe_clusters(&desired, &extra, ecs.as_ref(), self.opts.prune).await {
             Ok(o) => o,
             Err(e) => return self.observe_failed(&e.to_string()),
         };

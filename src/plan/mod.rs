@@ -12,7 +12,8 @@ use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
 use crate::render::ecs::{
-    EcsService, MANAGED_BY, ServiceInput, TAG_FAILED_SPEC_HASH, TAG_MANAGED_BY, TAG_SPEC_HASH, TAG_TASK_DEFINITION,
+    EcsService, MANAGED_BY, NetworkConfiguration, ServiceInput, TAG_FAILED_SPEC_HASH, TAG_MANAGED_BY, TAG_SPEC_HASH,
+    TAG_TASK_DEFINITION,
 };
 
 /// What will happen to a service.
@@ -90,11 +91,15 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
             &mut changes,
         );
     }
-    if observed.network_configuration != want.network_configuration {
+    if observed.network_configuration != want.network_configuration
+        && let (observed_network, wanted_network) =
+            (network_as_sets(&observed.network_configuration), network_as_sets(&want.network_configuration))
+        && observed_network != wanted_network
+    {
         diff_values(
             "service.networkConfiguration",
-            &to_value(&observed.network_configuration),
-            &to_value(&want.network_configuration),
+            &to_value(&observed_network),
+            &to_value(&wanted_network),
             &mut changes,
         );
     }
@@ -104,6 +109,21 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
         changes.push(change("service.taskDefinition", &observed.task_definition, applied));
     }
     changes
+}
+
+/// Subnets and security groups are sets to ECS (it may echo them in any order): sorted and deduplicated here so
+/// only a real difference counts as drift.
+fn network_as_sets(n: &NetworkConfiguration) -> NetworkConfiguration {
+    let set = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let mut out = n.clone();
+    out.awsvpc_configuration.subnets = set(&n.awsvpc_configuration.subnets);
+    out.awsvpc_configuration.security_groups = set(&n.awsvpc_configuration.security_groups);
+    out
 }
 
 fn change(path: &str, from: impl Serialize, to: impl Serialize) -> Change {
@@ -149,7 +169,7 @@ pub fn plan_service_with(
     if !retry_failed && obs.tags.get(TAG_FAILED_SPEC_HASH).map(String::as_str) == Some(hash) {
         plan.action = Action::Noop;
         plan.reason = Some(
-            "this spec's rollout failed and was rolled back; change the spec (or apply --retry-failed) to try again"
+            "this spec's rollout failed; it is not deployed again until the spec changes (or apply --retry-failed)"
                 .into(),
         );
         return plan;
@@ -179,11 +199,11 @@ pub fn plan_service_with(
 }
 
 /// The delete plans for managed services of `clusters` that no desired service names.
-pub fn plan_deletes<'a>(
-    desired: &[EcsService],
+pub fn plan_deletes<'a, 'd>(
+    desired: impl IntoIterator<Item = &'d EcsService>,
     observed: impl IntoIterator<Item = &'a ServiceState>,
 ) -> Vec<ServicePlan> {
-    let wanted: BTreeSet<(&str, &str)> = desired.iter().map(|d| (d.cluster.as_str(), d.name.as_str())).collect();
+    let wanted: BTreeSet<(&str, &str)> = desired.into_iter().map(|d| (d.cluster.as_str(), d.name.as_str())).collect();
     observed
         .into_iter()
         .filter(|o| o.is_active() && is_managed(o) && !wanted.contains(&(o.cluster.as_str(), o.name.as_str())))

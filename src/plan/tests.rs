@@ -22,7 +22,7 @@ spec:
   replicas: 2
   port: 8080
   env: { A: '1', B: '2' }
-  network: { subnets: [subnet-0abc1234] }
+  network: { subnets: [subnet-0abc1234, subnet-0def5678], securityGroups: [sg-0abc1234, sg-0def5678] }
 ";
 
 fn desired(text: &str) -> EcsService {
@@ -165,4 +165,23 @@ fn only_managed_services_missing_from_the_manifests_are_deleted() {
     let deletes = plan_deletes(std::slice::from_ref(&d), [&applied(&d), &other, &unmanaged]);
     assert_eq!(deletes.len(), 1);
     assert_eq!((deletes[0].name.as_str(), deletes[0].action), ("old", Action::Delete));
+}
+
+#[test]
+fn reordered_subnets_and_security_groups_are_not_drift() {
+    let d = desired(SVC);
+    let mut obs = applied(&d);
+    let vpc = &mut obs.network_configuration.awsvpc_configuration;
+    vpc.subnets.reverse();
+    vpc.security_groups.reverse();
+    assert_ne!(obs.network_configuration, d.create_service.network_configuration, "the lists are reordered");
+    assert!(drift(&d, &obs).is_empty());
+    let p = plan_service(&d, Some(&obs), None);
+    assert_eq!((p.action, p.changes.len()), (Action::Noop, 0));
+
+    // A different set still is drift.
+    obs.network_configuration.awsvpc_configuration.subnets = vec!["subnet-0def5678".into()];
+    let p = plan_service(&d, Some(&obs), None);
+    assert_eq!(p.action, Action::Update);
+    assert!(p.changes.iter().all(|c| c.path.starts_with("service.networkConfiguration.awsvpcConfiguration.subnets")));
 }

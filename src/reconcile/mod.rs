@@ -88,6 +88,17 @@ pub async fn describe_all(
 /// Observes the desired services (⌈N/10⌉ DescribeServices) and, with `list`, the other managed services of
 /// their clusters (one ListServices per cluster, plus describes of names not in the fleet).
 pub async fn observe(desired: &[Desired], ecs: &dyn Ecs, list: bool) -> Result<Observed, BackendError> {
+    observe_clusters(desired, &[], ecs, list).await
+}
+
+/// [`observe`], also listing `extra_clusters` (the fleet's default cluster): a cluster the last desired service
+/// moved off still has managed services that `--prune` must see.
+pub async fn observe_clusters(
+    desired: &[Desired],
+    extra_clusters: &[String],
+    ecs: &dyn Ecs,
+    list: bool,
+) -> Result<Observed, BackendError> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for d in desired {
         wanted.entry(d.ecs.cluster.clone()).or_default().push(d.ecs.name.clone());
@@ -97,13 +108,22 @@ pub async fn observe(desired: &[Desired], ecs: &dyn Ecs, list: bool) -> Result<O
         observed.services.insert((s.cluster.clone(), s.name.clone()), s);
     }
     if list {
+        let mut clusters: BTreeMap<&str, BTreeSet<&String>> =
+            wanted.iter().map(|(c, names)| (c.as_str(), names.iter().collect())).collect();
+        for c in extra_clusters {
+            clusters.entry(c.as_str()).or_default();
+        }
         let mut others: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (cluster, names) in &wanted {
-            let known: BTreeSet<&String> = names.iter().collect();
-            let listed = ecs.list_services(cluster).await?;
+        for (cluster, known) in clusters {
+            let listed = match ecs.list_services(cluster).await {
+                Ok(listed) => listed,
+                // A default cluster that no service uses may not exist at all: nothing to prune there.
+                Err(BackendError::NotFound { .. }) if !wanted.contains_key(cluster) => continue,
+                Err(e) => return Err(e),
+            };
             let rest: Vec<String> = listed.into_iter().filter(|n| !known.contains(n)).collect();
             if !rest.is_empty() {
-                others.insert(cluster.clone(), rest);
+                others.insert(cluster.to_string(), rest);
             }
         }
         observed.unlisted = describe_all(ecs, &others).await?.into_iter().filter(plan::is_managed).collect();
@@ -157,8 +177,7 @@ pub async fn plan_fleet_with(
         }
         plans.push(p);
     }
-    let desired_ecs: Vec<EcsService> = desired.iter().map(|d| d.ecs.clone()).collect();
-    plans.extend(plan::plan_deletes(&desired_ecs, &observed.unlisted));
+    plans.extend(plan::plan_deletes(desired.iter().map(|d| &d.ecs), &observed.unlisted));
     Ok(plan::assemble(plans))
 }
 
@@ -297,7 +316,7 @@ async fn converge(
     observed: Option<&ServiceState>,
     progress: Progress<'_>,
 ) -> Result<String, BackendError> {
-    let td = ensure_task_definition(ecs, &d.ecs, progress).await?;
+    let td = ensure_task_definition(ecs, &d.ecs, observed, progress).await?;
     let input = plan::service_with_revision(&d.ecs.create_service, &td);
     match observed.filter(|o| o.is_active()) {
         None => {
@@ -319,20 +338,58 @@ async fn converge(
     Ok(td)
 }
 
-/// The ARN of a revision with exactly the desired content: the family's latest ACTIVE revision when its
-/// task-hash matches (a re-run, a replica-only change, or a run interrupted after registering), else a new one.
-async fn ensure_task_definition(ecs: &dyn Ecs, d: &EcsService, progress: Progress<'_>) -> Result<String, BackendError> {
+/// The ARN of a revision with exactly the desired content, else a new one. Looked for, in order: the family's
+/// latest ACTIVE revision (a re-run, a replica-only change, or a run interrupted after registering), then the
+/// revisions the observed service names (its `task-definition` and `last-good` tags, the revision it runs): a
+/// spec reverted to one of those reuses it instead of registering a duplicate.
+async fn ensure_task_definition(
+    ecs: &dyn Ecs,
+    d: &EcsService,
+    observed: Option<&ServiceState>,
+    progress: Progress<'_>,
+) -> Result<String, BackendError> {
     let want = d.register_task_definition.tags.iter().find(|t| t.key == TAG_TASK_HASH).map(|t| t.value.as_str());
+    let reusable = |td: &crate::backend::TaskDefinition| {
+        td.status == TdStatus::Active
+            && td.family == d.register_task_definition.family
+            && td.tags.get(TAG_TASK_HASH).map(String::as_str) == want
+    };
     // Describing the bare family answers its latest ACTIVE revision: one request, and an error when there is none.
+    let mut seen = BTreeSet::new();
     match ecs.describe_task_definition(&d.register_task_definition.family).await {
-        Ok(td) if td.status == TdStatus::Active && td.tags.get(TAG_TASK_HASH).map(String::as_str) == want => {
-            return Ok(td.arn);
+        Ok(td) if reusable(&td) => return Ok(td.arn),
+        Ok(td) => {
+            seen.insert(td.arn);
         }
-        Ok(_) | Err(BackendError::Invalid { .. } | BackendError::NotFound { .. }) => {}
+        Err(BackendError::Invalid { .. } | BackendError::NotFound { .. }) => {}
         Err(e) => return Err(e),
+    }
+    for arn in reuse_candidates(observed) {
+        if !seen.insert(arn.to_string()) {
+            continue;
+        }
+        match ecs.describe_task_definition(arn).await {
+            Ok(td) if reusable(&td) => return Ok(td.arn),
+            Ok(_) | Err(BackendError::Invalid { .. } | BackendError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     progress(&d.name, "registering task definition");
     Ok(ecs.register_task_definition(&d.register_task_definition).await?.arn)
+}
+
+/// Revisions an observed service names, without repeats: the one it was applied with, its last good one, the
+/// one it runs.
+fn reuse_candidates(observed: Option<&ServiceState>) -> Vec<&str> {
+    let Some(o) = observed.filter(|o| o.is_active()) else { return vec![] };
+    let mut out: Vec<&str> = Vec::new();
+    let tagged = [ecs::TAG_TASK_DEFINITION, ecs::TAG_LAST_GOOD].into_iter().filter_map(|k| o.tags.get(k));
+    for arn in tagged.map(String::as_str).chain(std::iter::once(o.task_definition.as_str())) {
+        if !arn.is_empty() && !out.contains(&arn) {
+            out.push(arn);
+        }
+    }
+    out
 }
 
 /// Default poll interval bounds of the rollout watcher.

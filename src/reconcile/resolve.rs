@@ -75,10 +75,11 @@ pub async fn resolve_each(
         return Err(ReconcileError::Resolution(problems));
     }
 
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(fleet.services.len());
     for svc in &fleet.services {
         let mut problems = Vec::new();
-        let at = format!("service `{}` ({}:{})", svc.name, svc.source.file, svc.source.line);
+        // Only a problem needs the service's location.
+        let at = || format!("service `{}` ({}:{})", svc.name, svc.source.file, svc.source.line);
         let info = found.get(&(svc.image.name(), selector(svc)));
         let architecture = match info {
             None => {
@@ -86,13 +87,13 @@ pub async fn resolve_each(
                     ImageSelector::Tag(t) => format!("tag `{t}`"),
                     ImageSelector::Digest(d) => format!("digest `{d}`"),
                 };
-                problems.push(format!("{at}: spec.image: {what} not found in {}", svc.image.name()));
+                problems.push(format!("{}: spec.image: {what} not found in {}", at(), svc.image.name()));
                 None
             }
             Some(info) => match pick_architecture(svc.architecture, &info.platforms) {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    problems.push(format!("{at}: spec.architecture: {e}"));
+                    problems.push(format!("{}: spec.architecture: {e}", at()));
                     None
                 }
             },
@@ -103,7 +104,7 @@ pub async fn resolve_each(
                 Some(arn) => {
                     secret_refs.insert(env.clone(), r.value_from(arn));
                 }
-                None => problems.push(format!("{at}: spec.secrets.{env}: secret `{}` not found", r.secret)),
+                None => problems.push(format!("{}: spec.secrets.{env}: secret `{}` not found", at(), r.secret)),
             }
         }
         out.push(match (info, architecture) {

@@ -345,20 +345,69 @@ pub fn spec_hash(td: &TaskDefinitionInput, svc: &ServiceInput) -> String {
 }
 
 fn spec_hash_with(task_hash: &str, svc: &ServiceInput) -> String {
-    // The transport reaches ECS only as a tag, yet changing it must be applied. It joins the hash only when it is
-    // not the default, so the hash of every streamable-http service stays what it was before transports were
-    // tagged and an upgrade of mcpfleet does not update the whole fleet.
+    // The transport reaches ECS only as a tag, yet a change of it must be applied: a non-default transport joins
+    // the hash, so the hashes of streamable-http services are those of the plain (task, service) pair.
     let transport = svc
         .tags
         .iter()
         .find(|t| t.key == TAG_TRANSPORT && t.value != Transport::StreamableHttp.as_str())
-        .map(|t| t.value.clone());
-    let mut svc = svc.clone();
-    svc.tags.clear();
-    svc.task_definition.clear();
+        .map(|t| t.value.as_str());
     match transport {
-        None => hash_json(&(task_hash, svc)),
-        Some(transport) => hash_json(&(task_hash, svc, transport)),
+        None => hash_json(&(task_hash, HashedService::of(svc))),
+        Some(transport) => hash_json(&(task_hash, HashedService::of(svc), transport)),
+    }
+}
+
+/// A [`ServiceInput`] as the spec hash sees it: every field in the same order and JSON shape, but an empty
+/// task-definition reference and no tags. Borrowed, so hashing copies nothing; the test
+/// `hashed_service_serializes_as_the_cleared_input` keeps it in step with [`ServiceInput`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HashedService<'a> {
+    cluster: &'a str,
+    service_name: &'a str,
+    task_definition: &'a str,
+    desired_count: u32,
+    launch_type: &'a str,
+    scheduling_strategy: &'a str,
+    deployment_controller: &'a DeploymentController,
+    deployment_configuration: &'a DeploymentConfiguration,
+    network_configuration: &'a NetworkConfiguration,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: bool,
+    propagate_tags: &'a str,
+}
+
+impl<'a> HashedService<'a> {
+    fn of(svc: &'a ServiceInput) -> Self {
+        // Destructured so a new ServiceInput field does not compile until it is decided here.
+        let ServiceInput {
+            cluster,
+            service_name,
+            task_definition: _,
+            desired_count,
+            launch_type,
+            scheduling_strategy,
+            deployment_controller,
+            deployment_configuration,
+            network_configuration,
+            enable_ecs_managed_tags,
+            propagate_tags,
+            tags: _,
+        } = svc;
+        HashedService {
+            cluster,
+            service_name,
+            task_definition: "",
+            desired_count: *desired_count,
+            launch_type,
+            scheduling_strategy,
+            deployment_controller,
+            deployment_configuration,
+            network_configuration,
+            enable_ecs_managed_tags: *enable_ecs_managed_tags,
+            propagate_tags,
+        }
     }
 }
 
@@ -372,9 +421,32 @@ pub fn task_hash(td: &TaskDefinitionInput) -> String {
     hash_json(&td)
 }
 
+/// The first 16 bytes of the SHA-256 of the value's compact JSON, in hex. The JSON is streamed into the hasher
+/// through a small buffer rather than built in memory first.
 fn hash_json(value: &impl Serialize) -> String {
-    let canonical = serde_json::to_vec(value).expect("plain data serializes");
-    Sha256::digest(&canonical).iter().take(16).map(|b| format!("{b:02x}")).collect()
+    let mut out = std::io::BufWriter::with_capacity(1024, HashWriter(Sha256::new()));
+    serde_json::to_writer(&mut out, value).expect("plain data serializes");
+    let hasher = out.into_inner().unwrap_or_else(|_| unreachable!("hashing does not fail")).0;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(32);
+    for b in &hasher.finalize()[..16] {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    hex
+}
+
+/// An `io::Write` that feeds a hasher.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// mcpfleet's own tags plus the user's labels, sorted by key.
@@ -562,6 +634,31 @@ spec:
         assert_ne!(hash(&sse), hash(&http), "a transport change must be applied");
         // The task definition itself is unchanged, so its revision is reused: only the service is updated.
         assert_eq!(task_hash(&sse.register_task_definition), task_hash(&http.register_task_definition));
+    }
+
+    #[test]
+    fn hashed_service_serializes_as_the_cleared_input() {
+        let svc = service(SVC);
+        let rendered = render(&svc, &Resolved::unresolved(&svc));
+        let mut input = rendered.create_service.clone();
+        input.task_definition = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:7".into();
+        let mut cleared = input.clone();
+        cleared.tags.clear();
+        cleared.task_definition.clear();
+        assert_eq!(
+            serde_json::to_string(&HashedService::of(&input)).unwrap(),
+            serde_json::to_string(&cleared).unwrap()
+        );
+        // The hash of the compact JSON, as it always was: stored spec-hash tags stay valid.
+        let canonical = serde_json::to_vec(&("abc", &cleared)).unwrap();
+        let expected: String = Sha256::digest(&canonical).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(spec_hash_with("abc", &input), expected);
+        let td = &rendered.register_task_definition;
+        let mut bare = td.clone();
+        bare.tags.clear();
+        let expected: String =
+            Sha256::digest(serde_json::to_vec(&bare).unwrap()).iter().take(16).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(task_hash(td), expected);
     }
 
     #[test]

@@ -212,7 +212,11 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
         return Err(Diagnostics(diags));
     }
     valid.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(ValidFleet { services: valid, session_store: defaults_spec.session_store })
+    Ok(ValidFleet {
+        services: valid,
+        session_store: defaults_spec.session_store,
+        default_cluster: defaults_spec.cluster,
+    })
 }
 
 /// Checks apiVersion and kind, then deserializes the document into its typed form, reporting every broken field.

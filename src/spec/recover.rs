@@ -179,8 +179,13 @@ fn prefixed(base: &[Seg], path: &[Seg]) -> Vec<Seg> {
     base.iter().chain(path).cloned().collect()
 }
 
-/// Deserializes `T` from a node; an error comes back as a field path and a message in the project's words.
+/// Deserializes `T` from a node; an error comes back as a field path and a message in the project's words. The
+/// node is read without path tracking first (the common, valid case, at a fraction of the cost); only one that
+/// fails is read again with it, which finds the same first error, now with its path.
 fn try_deserialize<T: DeserializeOwned>(node: &Node) -> Result<T, (Vec<Seg>, String)> {
+    if let Ok(doc) = T::deserialize(yaml::de::NodeDe(node)) {
+        return Ok(doc);
+    }
     serde_path_to_error::deserialize::<_, T>(yaml::de::NodeDe(node)).map_err(|err| {
         let mut path: Vec<Seg> = err
             .path()

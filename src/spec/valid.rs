@@ -14,6 +14,8 @@ pub struct ValidFleet {
     pub services: Vec<ValidService>,
     /// The local stack's session store, when FleetDefaults asks for one.
     pub session_store: Option<SessionStore>,
+    /// FleetDefaults' cluster, when set: `--prune` looks there too, even when no service uses it any more.
+    pub default_cluster: Option<String>,
 }
 
 /// Where a service was declared, for messages about it.

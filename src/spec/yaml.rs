@@ -196,7 +196,7 @@ impl Builder {
 
     fn scalar(value: String, style: TScalarStyle, tag: Option<&yaml_rust2::parser::Tag>) -> NodeKind {
         let explicit_str = tag.is_some_and(|t| t.suffix == "str");
-        if style != TScalarStyle::Plain || explicit_str {
+        if style != TScalarStyle::Plain || explicit_str || !may_be_non_string(&value) {
             return NodeKind::Str(value);
         }
         match Yaml::from_str(&value) {
@@ -206,6 +206,16 @@ impl Builder {
             Yaml::Real(r) => r.parse::<f64>().map_or(NodeKind::Str(value), NodeKind::Float),
             _ => NodeKind::Str(value),
         }
+    }
+}
+
+/// Whether a plain scalar could be anything but a string under the core schema: null (`~`, `null`, empty), a
+/// boolean (`true`/`false` in three casings), an integer or a float (which start with a digit, a sign or a dot).
+/// Everything else (names, paths, image references) is a string without asking the resolver, which allocates.
+fn may_be_non_string(value: &str) -> bool {
+    match value.as_bytes().first() {
+        None => true,
+        Some(c) => c.is_ascii_digit() || b"+-.~nNtTfF".contains(c),
     }
 }
 
@@ -296,6 +306,64 @@ mod tests {
         assert_eq!(err, YamlError { line: 3, message: "duplicate key `a`".into() });
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.line >= 2, "{err:?}");
+    }
+
+    #[test]
+    fn the_string_fast_path_agrees_with_the_resolver() {
+        for v in [
+            "",
+            "~",
+            "null",
+            "Null",
+            "NULL",
+            "true",
+            "True",
+            "TRUE",
+            "false",
+            "False",
+            "FALSE",
+            "yes",
+            "no",
+            "on",
+            "0",
+            "-1",
+            "+7",
+            "0x1f",
+            "0o17",
+            "1.5",
+            "-2.5e3",
+            ".5",
+            ".inf",
+            "-.Inf",
+            "+.INF",
+            ".nan",
+            ".NaN",
+            "inf",
+            "Infinity",
+            "nan",
+            "NaN",
+            "e5",
+            "E5",
+            "1e5",
+            "abc",
+            "INFO",
+            "/health",
+            "sg-0abc",
+            "v1.4.2",
+            "ghcr.io/x:1",
+            "_x",
+            "@y",
+            "'q'",
+            "Yes",
+            "ON",
+            "x1",
+            "i64",
+            "Z9",
+        ] {
+            if !may_be_non_string(v) {
+                assert!(matches!(Yaml::from_str(v), Yaml::String(_)), "`{v}` takes the fast path but is not a string");
+            }
+        }
     }
 
     #[test]

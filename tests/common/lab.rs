@@ -64,8 +64,14 @@ impl Lab {
     }
 
     pub fn plan(&self) -> (i32, Value) {
+        self.plan_with(&[])
+    }
+
+    pub fn plan_with(&self, extra: &[&str]) -> (i32, Value) {
         let m = self.manifests();
-        self.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"])
+        let mut args = vec!["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"];
+        args.extend_from_slice(extra);
+        self.json(&args)
     }
 
     pub fn world(&self) -> World {
