@@ -13,6 +13,10 @@ use mcpfleet::reconcile::{self, ApplyOptions, Observed};
 use mcpfleet::spec::load_str;
 use mcpfleet::testkit::{fleet_yaml, seeded_world};
 
+// The binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A converged sim for `n` services and what `plan` observes of it (the services and their cluster's listing).
 fn converged(n: usize) -> (String, Arc<Sim>, Observed) {
     let text = fleet_yaml(n, 5, 3);

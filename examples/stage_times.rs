@@ -7,6 +7,10 @@ use mcpfleet::backend::Backend;
 use mcpfleet::backend::sim::Sim;
 use mcpfleet::reconcile::{self, ApplyOptions, Observed};
 
+// The binary's allocator, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let text = mcpfleet::testkit::fleet_yaml(n, 5, 3);
