@@ -202,6 +202,14 @@ async fn watch_one(
     // A failed rollout asks ECS why its tasks stopped; here none did.
     let no_stopped_tasks = mock!(Client::list_tasks).then_output(|| ListTasksOutput::builder().build());
     let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [rule, &no_stopped_tasks], no_sdk_retries);
+    watch_with(client, t).await
+}
+
+/// Watches one target through a client whose rules answer every call the watcher makes.
+async fn watch_with(
+    client: Client,
+    t: mcpfleet::reconcile::watch::Target,
+) -> mcpfleet::reconcile::watch::RolloutResult {
     let (ecs, clock) = limited(client);
     let results =
         mcpfleet::reconcile::watch::watch(&ecs, clock.as_ref(), &[t], Duration::from_secs(3600), &|_, _| {}).await;
@@ -499,16 +507,9 @@ async fn failed_tasks_past_the_threshold_fail_a_rollout_still_in_progress() {
             .collect(),
     );
     let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &list, &describe], no_sdk_retries);
-    let (ecs, clock) = limited(client);
-    let results = mcpfleet::reconcile::watch::watch(
-        &ecs,
-        clock.as_ref(),
-        &[target("docs", "4", u64::MAX)],
-        Duration::from_secs(3600),
-        &|_, _| {},
-    )
-    .await;
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = results.into_values().next().unwrap() else {
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } =
+        watch_with(client, target("docs", "4", u64::MAX)).await
+    else {
         panic!("a rollout with 3 failed tasks of 2 must fail")
     };
     assert_eq!(
@@ -546,16 +547,9 @@ async fn a_circuit_breaker_rollback_reports_why_ecs_stopped_the_tasks() {
         )],
     );
     let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &list, &describe], no_sdk_retries);
-    let (ecs, clock) = limited(client);
-    let results = mcpfleet::reconcile::watch::watch(
-        &ecs,
-        clock.as_ref(),
-        &[target("docs", "4", u64::MAX)],
-        Duration::from_secs(3600),
-        &|_, _| {},
-    )
-    .await;
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = results.into_values().next().unwrap() else {
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } =
+        watch_with(client, target("docs", "4", u64::MAX)).await
+    else {
         panic!("a circuit-breaker rollback is a failure")
     };
     assert!(
