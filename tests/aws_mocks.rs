@@ -112,6 +112,7 @@ async fn a_validation_error_fails_at_once_with_the_aws_message() {
         desired_count: Some(2),
         deployment_configuration: None,
         network_configuration: None,
+        tagging: None,
     };
     let err = ecs.update_service(&update).await.unwrap_err();
     assert_eq!(
@@ -1009,8 +1010,8 @@ async fn a_retried_create_service_repeats_one_client_token() {
         "enableECSManagedTags": true, "propagateTags": "SERVICE"
     }))
     .unwrap();
-    assert_eq!(ecs.create_service(&input).await.unwrap().name, "docs");
-    ecs.create_service(&input).await.unwrap();
+    assert_eq!(ecs.create_service(&input, None).await.unwrap().name, "docs");
+    ecs.create_service(&input, None).await.unwrap();
     let tokens = tokens.lock().unwrap().clone();
     assert_eq!(tokens.len(), 3, "{tokens:?}");
     assert!(!tokens[0].is_empty() && tokens[0].len() <= 36, "{tokens:?}");
@@ -1036,9 +1037,12 @@ async fn converging_an_update_sends_tag_propagation() {
         desired_count: Some(2),
         deployment_configuration: None,
         network_configuration: None,
+        tagging: Some(mcpfleet::backend::TagPropagation {
+            propagate_tags: "SERVICE".into(),
+            enable_ecs_managed_tags: true,
+        }),
     };
-    let tagging = mcpfleet::backend::TagPropagation { propagate_tags: "SERVICE".into(), enable_ecs_managed_tags: true };
-    ecs.update_service_tagging(&update, &tagging).await.unwrap();
+    ecs.update_service(&update).await.unwrap();
     assert_eq!(rule.num_calls(), 1);
 }
 

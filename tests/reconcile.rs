@@ -206,8 +206,9 @@ async fn the_watcher_describes_services_in_flight_ten_at_a_time() {
         async fn create_service(
             &self,
             i: &mcpfleet::render::ecs::ServiceInput,
+            t: Option<&str>,
         ) -> Result<mcpfleet::backend::ServiceState, mcpfleet::backend::BackendError> {
-            self.0.inner.create_service(i).await
+            self.0.inner.create_service(i, t).await
         }
         async fn update_service(
             &self,
@@ -224,20 +225,6 @@ async fn the_watcher_describes_services_in_flight_ten_at_a_time() {
             t: &mcpfleet::backend::Tags,
         ) -> Result<(), mcpfleet::backend::BackendError> {
             self.0.inner.tag_resource(a, t).await
-        }
-        async fn update_service_tagging(
-            &self,
-            u: &mcpfleet::backend::ServiceUpdate,
-            t: &mcpfleet::backend::TagPropagation,
-        ) -> Result<mcpfleet::backend::ServiceState, mcpfleet::backend::BackendError> {
-            self.0.inner.update_service_tagging(u, t).await
-        }
-        async fn create_service_idempotent(
-            &self,
-            i: &mcpfleet::render::ecs::ServiceInput,
-            t: &str,
-        ) -> Result<mcpfleet::backend::ServiceState, mcpfleet::backend::BackendError> {
-            self.0.inner.create_service_idempotent(i, t).await
         }
         async fn stopped_task_reasons(
             &self,

@@ -405,6 +405,7 @@ fn ecs_edit(sim: &mcpfleet::backend::sim::Sim, td: &str) {
         desired_count: None,
         deployment_configuration: None,
         network_configuration: None,
+        tagging: None,
     };
     sim.with_world(true, |w| w.update_service(&update)).unwrap().unwrap();
 }

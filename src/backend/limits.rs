@@ -32,8 +32,8 @@ use async_trait::async_trait;
 use backoff::backoff::Backoff;
 
 use super::{
-    BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate,
-    TagPropagation, Tags, TaskDefinition, TdStatus,
+    BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate, Tags,
+    TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TAG_TASK_HASH, TaskDefinitionInput};
 
@@ -244,26 +244,13 @@ impl Ecs for Limited {
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError> {
         self.run("DeregisterTaskDefinition", || self.inner.deregister_task_definition(arn)).await
     }
-    async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
-        let token = client_token(&input.service_name);
-        self.create_service_idempotent(input, &token).await
-    }
-    async fn create_service_idempotent(
-        &self,
-        input: &ServiceInput,
-        client_token: &str,
-    ) -> Result<ServiceState, BackendError> {
-        self.run("CreateService", || self.inner.create_service_idempotent(input, client_token)).await
+    async fn create_service(&self, input: &ServiceInput, token: Option<&str>) -> Result<ServiceState, BackendError> {
+        // One token for every attempt of this create, so a retry after a lost answer is idempotent.
+        let token = token.map_or_else(|| client_token(&input.service_name), str::to_string);
+        self.run("CreateService", || self.inner.create_service(input, Some(&token))).await
     }
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
         self.run("UpdateService", || self.inner.update_service(update)).await
-    }
-    async fn update_service_tagging(
-        &self,
-        update: &ServiceUpdate,
-        tagging: &TagPropagation,
-    ) -> Result<ServiceState, BackendError> {
-        self.run("UpdateService", || self.inner.update_service_tagging(update, tagging)).await
     }
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
         let retried = AtomicBool::new(false);

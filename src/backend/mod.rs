@@ -161,6 +161,9 @@ pub struct ServiceUpdate {
     pub desired_count: Option<u32>,
     pub deployment_configuration: Option<DeploymentConfiguration>,
     pub network_configuration: Option<NetworkConfiguration>,
+    /// How the service tags its tasks; a service converged by an update propagates tags as one created from the
+    /// same input does.
+    pub tagging: Option<TagPropagation>,
 }
 
 /// How a service tags its tasks (CreateService/UpdateService `propagateTags` and `enableECSManagedTags`).
@@ -191,6 +194,7 @@ impl ServiceUpdate {
             desired_count: Some(input.desired_count),
             deployment_configuration: Some(input.deployment_configuration.clone()),
             network_configuration: Some(input.network_configuration.clone()),
+            tagging: Some(TagPropagation::of(input)),
         }
     }
 }
@@ -222,24 +226,17 @@ pub trait Ecs: Send + Sync {
     /// Marks a revision INACTIVE.
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError>;
     /// Creates a service (tags included in `input`).
-    async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError>;
-    /// Updates a service; a new task definition starts a deployment.
-    async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError>;
-    /// [`Ecs::update_service`] that also sets how the service tags its tasks, so a service converged by an
-    /// update propagates tags as one created from the same input does.
-    async fn update_service_tagging(
-        &self,
-        update: &ServiceUpdate,
-        tagging: &TagPropagation,
-    ) -> Result<ServiceState, BackendError>;
-    /// Creates a service with CreateService's idempotency token: a repeat with the same `client_token` (a retry
-    /// after an answer was lost) answers the service the first request created instead of a second one or an
-    /// error. The token is made once per logical create.
-    async fn create_service_idempotent(
+    /// Creates a service (tags included in `input`), with CreateService's idempotency token: a repeat with the
+    /// same `client_token` (a retry after an answer was lost) answers the service the first request created
+    /// instead of a second one or an error. The token is made once per logical create; with `None`, the
+    /// rate-limiting layer ([`limits::Limited`]) makes one before its retries.
+    async fn create_service(
         &self,
         input: &ServiceInput,
-        client_token: &str,
+        client_token: Option<&str>,
     ) -> Result<ServiceState, BackendError>;
+    /// Updates a service; a new task definition starts a deployment.
+    async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError>;
     /// Deletes a service, stopping its tasks.
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError>;
     /// Adds or overwrites tags on a service or task definition.

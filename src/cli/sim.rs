@@ -76,6 +76,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
                 desired_count: *desired_count,
                 deployment_configuration: None,
                 network_configuration: None,
+                tagging: None,
             };
             let state = sim.with_world(true, |w| w.update_service(&update))??;
             println!(

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use super::Shared;
 use crate::backend::{
-    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate,
-    TagPropagation, Tags, TaskDefinition, TdStatus,
+    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate, Tags,
+    TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -46,8 +46,12 @@ impl Ecs for Beating<dyn Ecs> {
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError> {
         self.beat(self.inner.deregister_task_definition(arn).await)
     }
-    async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
-        self.beat(self.inner.create_service(input).await)
+    async fn create_service(
+        &self,
+        input: &ServiceInput,
+        client_token: Option<&str>,
+    ) -> Result<ServiceState, BackendError> {
+        self.beat(self.inner.create_service(input, client_token).await)
     }
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
         self.beat(self.inner.update_service(update).await)
@@ -57,20 +61,6 @@ impl Ecs for Beating<dyn Ecs> {
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
         self.beat(self.inner.tag_resource(arn, tags).await)
-    }
-    async fn update_service_tagging(
-        &self,
-        update: &ServiceUpdate,
-        tagging: &TagPropagation,
-    ) -> Result<ServiceState, BackendError> {
-        self.beat(self.inner.update_service_tagging(update, tagging).await)
-    }
-    async fn create_service_idempotent(
-        &self,
-        input: &ServiceInput,
-        client_token: &str,
-    ) -> Result<ServiceState, BackendError> {
-        self.beat(self.inner.create_service_idempotent(input, client_token).await)
     }
     async fn stopped_task_reasons(
         &self,

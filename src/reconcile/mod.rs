@@ -16,9 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::backend::{
-    Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TagPropagation, TdStatus,
-};
+use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TdStatus};
 use crate::plan::{self, Action, Plan};
 use crate::render::Resolved;
 use crate::render::ecs::{self, EcsService, TAG_TASK_HASH};
@@ -321,7 +319,7 @@ async fn converge(
     match observed.filter(|o| o.is_active()) {
         None => {
             progress(&d.ecs.name, "creating service");
-            ecs.create_service(&input).await?;
+            ecs.create_service(&input, None).await?;
         }
         Some(o) => {
             // The revision running now may have completed without anyone watching (apply without --wait):
@@ -330,7 +328,7 @@ async fn converge(
                 progress(&d.ecs.name, &format!("recorded {} as last good", good.rsplit('/').next().unwrap_or(&good)));
             }
             progress(&d.ecs.name, "updating service");
-            ecs.update_service_tagging(&ServiceUpdate::converge(&input, &td), &TagPropagation::of(&input)).await?;
+            ecs.update_service(&ServiceUpdate::converge(&input, &td)).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
             ecs.tag_resource(&o.arn, &tags).await?;
         }

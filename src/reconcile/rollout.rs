@@ -242,6 +242,7 @@ pub async fn start_rollback(
             desired_count: None,
             deployment_configuration: None,
             network_configuration: None,
+            tagging: None,
         })
         .await?;
     }

@@ -12,7 +12,7 @@ use aws_sdk_ecs::types as sdk;
 use super::map_err;
 use crate::backend::{
     BackendError, Deployment, Described, Ecs, RolloutState, STOPPED_TASKS_BATCH, ServiceEvent, ServiceState,
-    ServiceUpdate, StoppedContainer, TagPropagation, Tags, TaskDefinition, TdStatus, stopped_task_line,
+    ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TdStatus, stopped_task_line,
 };
 use crate::render::CpuArch;
 use crate::render::ecs::{
@@ -64,7 +64,7 @@ impl AwsEcs {
         Ok(service_state(&input.cluster, s))
     }
 
-    async fn update(&self, u: &ServiceUpdate, tagging: Option<&TagPropagation>) -> Result<ServiceState, BackendError> {
+    async fn update(&self, u: &ServiceUpdate) -> Result<ServiceState, BackendError> {
         const OP: &str = "UpdateService";
         let mut req = self
             .client
@@ -79,7 +79,7 @@ impl AwsEcs {
         if let Some(n) = &u.network_configuration {
             req = req.network_configuration(network_configuration(OP, n)?);
         }
-        if let Some(t) = tagging {
+        if let Some(t) = &u.tagging {
             req = req
                 .propagate_tags(sdk::PropagateTags::from(t.propagate_tags.as_str()))
                 .enable_ecs_managed_tags(t.enable_ecs_managed_tags);
@@ -506,28 +506,16 @@ impl Ecs for AwsEcs {
             .map_err(|e| map_err("DeregisterTaskDefinition", e))
     }
 
-    async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
-        self.create(input, None).await
-    }
-
-    async fn create_service_idempotent(
+    async fn create_service(
         &self,
         input: &ServiceInput,
-        client_token: &str,
+        client_token: Option<&str>,
     ) -> Result<ServiceState, BackendError> {
-        self.create(input, Some(client_token)).await
+        self.create(input, client_token).await
     }
 
     async fn update_service(&self, u: &ServiceUpdate) -> Result<ServiceState, BackendError> {
-        self.update(u, None).await
-    }
-
-    async fn update_service_tagging(
-        &self,
-        u: &ServiceUpdate,
-        tagging: &TagPropagation,
-    ) -> Result<ServiceState, BackendError> {
-        self.update(u, Some(tagging)).await
+        self.update(u).await
     }
 
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {

@@ -259,32 +259,24 @@ impl Ecs for Sim {
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError> {
         self.call("DeregisterTaskDefinition", |w| w.deregister_task_definition(arn))
     }
-    async fn create_service(&self, input: &ServiceInput) -> Result<ServiceState, BackendError> {
-        self.call("CreateService", |w| w.create_service(input))
-    }
-    async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
-        self.call("UpdateService", |w| w.update_service(update))
-    }
-    async fn create_service_idempotent(
+    async fn create_service(
         &self,
         input: &ServiceInput,
-        client_token: &str,
+        client_token: Option<&str>,
     ) -> Result<ServiceState, BackendError> {
-        self.call("CreateService", |w| w.create_service_with_token(input, Some(client_token)))
+        self.call("CreateService", |w| w.create_service_with_token(input, client_token))
     }
-    async fn update_service_tagging(
-        &self,
-        update: &ServiceUpdate,
-        tagging: &super::TagPropagation,
-    ) -> Result<ServiceState, BackendError> {
+    async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
         // ECS's enum; the sim keeps no tasks to tag, so a valid value is all there is to check.
-        if !matches!(tagging.propagate_tags.as_str(), "SERVICE" | "TASK_DEFINITION" | "NONE") {
+        if let Some(tagging) = &update.tagging
+            && !matches!(tagging.propagate_tags.as_str(), "SERVICE" | "TASK_DEFINITION" | "NONE")
+        {
             return Err(BackendError::Invalid {
                 operation: "UpdateService".into(),
                 message: format!("InvalidParameterException: invalid propagateTags `{}`", tagging.propagate_tags),
             });
         }
-        self.update_service(update).await
+        self.call("UpdateService", |w| w.update_service(update))
     }
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
         self.call("DeleteService", |w| w.delete_service(cluster, name))

@@ -93,6 +93,7 @@ fn a_healthy_deployment_completes_within_its_bounds() {
         desired_count: None,
         deployment_configuration: None,
         network_configuration: None,
+        tagging: None,
     };
     w.update_service(&update).unwrap();
     let mut completed = false;
@@ -125,6 +126,7 @@ fn the_circuit_breaker_fails_and_silently_rolls_back() {
         desired_count: None,
         deployment_configuration: None,
         network_configuration: None,
+        tagging: None,
     };
     w.update_service(&update).unwrap();
     w.advance_to(w.now_ms + 10 * 60_000);
@@ -223,6 +225,7 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
         desired_count: None,
         deployment_configuration: None,
         network_configuration: None,
+        tagging: None,
     })
     .unwrap();
     w.advance_to(w.now_ms + 5 * 60_000);
@@ -248,12 +251,14 @@ async fn updates_accept_ecs_tag_propagation_values_only() {
         desired_count: Some(2),
         deployment_configuration: None,
         network_configuration: None,
+        tagging: None,
     };
     let tagging = |p: &str| crate::backend::TagPropagation { propagate_tags: p.into(), enable_ecs_managed_tags: true };
+    let with = |p: &str| ServiceUpdate { tagging: Some(tagging(p)), ..update.clone() };
     for ok in ["SERVICE", "TASK_DEFINITION", "NONE"] {
-        sim.update_service_tagging(&update, &tagging(ok)).await.unwrap();
+        sim.update_service(&with(ok)).await.unwrap();
     }
-    let err = sim.update_service_tagging(&update, &tagging("service")).await.unwrap_err();
+    let err = sim.update_service(&with("service")).await.unwrap_err();
     assert!(matches!(&err, BackendError::Invalid { message, .. } if message.contains("propagateTags")), "{err}");
     assert_eq!(sim.stats().get("UpdateService"), 3, "a refused update is not applied");
 }
