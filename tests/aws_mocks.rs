@@ -606,6 +606,23 @@ fn tagged(log: &TagLog, resource: &str, key: &str) -> Vec<String> {
 
 const SVC: &str = "svc-00000";
 
+/// Settles the rollout [`updated_outcome`] started, through `client`: whether it failed, and the outcomes after.
+async fn settle_updated(client: Client, desired: &[Desired]) -> (bool, Vec<ServiceOutcome>) {
+    let (ecs, clock) = limited(client);
+    let mut outcomes = updated_outcome();
+    let failed = mcpfleet::reconcile::rollout::settle(
+        &ecs,
+        clock.as_ref(),
+        desired,
+        &mut outcomes,
+        Duration::from_secs(600),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    (failed, outcomes)
+}
+
 fn updated_outcome() -> Vec<ServiceOutcome> {
     vec![ServiceOutcome {
         name: SVC.into(),
@@ -655,18 +672,7 @@ async fn settle_rolls_a_failed_rollout_back_to_last_good_and_holds_the_spec() {
     let (tag, log) = logged_tag_resource();
     let client =
         mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &list, &last_good, &update, &tag], no_sdk_retries);
-    let (ecs, clock) = limited(client);
-    let mut outcomes = updated_outcome();
-    let failed = mcpfleet::reconcile::rollout::settle(
-        &ecs,
-        clock.as_ref(),
-        &desired,
-        &mut outcomes,
-        Duration::from_secs(600),
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    let (failed, outcomes) = settle_updated(client, &desired).await;
     assert!(failed);
     assert_eq!(outcomes[0].outcome, Outcome::RolledBack, "{outcomes:?}");
     assert_eq!(outcomes[0].message, format!("rollout failed: 3 tasks failed to start; rolled back to {SVC}:3"));
@@ -690,18 +696,7 @@ async fn settle_without_auto_rollback_only_holds_the_failed_spec() {
         .then_output(|| UpdateServiceOutput::builder().service(fleet_service(SVC, 3, S::InProgress, 0, 0)).build());
     let (tag, log) = logged_tag_resource();
     let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &list, &update, &tag], no_sdk_retries);
-    let (ecs, clock) = limited(client);
-    let mut outcomes = updated_outcome();
-    let failed = mcpfleet::reconcile::rollout::settle(
-        &ecs,
-        clock.as_ref(),
-        &desired,
-        &mut outcomes,
-        Duration::from_secs(600),
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    let (failed, outcomes) = settle_updated(client, &desired).await;
     assert!(failed);
     assert_eq!(outcomes[0].outcome, Outcome::Failed);
     assert!(outcomes[0].message.ends_with("(autoRollback is off)"), "{}", outcomes[0].message);

@@ -7,21 +7,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::aws_lab::{AwsLab, tags};
-use common::lab::writes;
+use common::lab::{WRITES, writes};
 
 /// Everything a no-op apply may send: reads of ECS, the registry and secret metadata.
 const NO_OP_ALLOWED: [&str; 5] = ["DescribeServices", "ListServices", "BatchGetImage", "ListSecrets", "DescribeSecret"];
-
-/// Operations that change something, as moto's recorder names them.
-const WRITES: [&str; 7] = [
-    "RegisterTaskDefinition",
-    "DeregisterTaskDefinition",
-    "CreateService",
-    "UpdateService",
-    "DeleteService",
-    "TagResource",
-    "UntagResource",
-];
 
 /// search.yaml as another service: `name`, with `from` replaced by `to` in its text.
 fn variant_of_search(lab: &AwsLab, name: &str, edits: &[(&str, &str)]) -> String {

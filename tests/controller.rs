@@ -75,6 +75,15 @@ impl Controller {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The first JSON log line (`--log-format json`) whose message is `message`; panics with the log when none is.
+    fn json_log_line(&self, message: &str) -> Value {
+        let log = self.log();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no `{message}` line: {log}"))
+    }
+
     /// The exit code, waiting at most `bound`; panics when it is still running then.
     fn wait_exit(&mut self, bound: Duration) -> (Option<i32>, Duration) {
         let start = Instant::now();
@@ -128,12 +137,7 @@ fn converges_from_empty_corrects_drift_and_serves_metrics() {
     assert_eq!(lab.world().families["documents"].len(), 1, "correcting a count needs no new revision");
 
     // The drift is logged as such, with the service, cluster, revision and the pass it happened in.
-    let log = c.log();
-    let line = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|l| l["fields"]["message"] == "drift corrected")
-        .unwrap_or_else(|| panic!("no drift-corrected line: {log}"));
+    let line = c.json_log_line("drift corrected");
     assert_eq!(line["level"], "WARN", "{line}");
     assert_eq!(line["fields"]["service"], "documents", "{line}");
     assert_eq!(line["fields"]["cluster"], "mcp-prod", "{line}");
@@ -372,12 +376,7 @@ fn a_broken_manifest_keeps_the_last_valid_fleet_until_fixed() {
     let body: Value = serde_json::from_str(&body).unwrap();
     assert!(body["specErrors"][0].as_str().unwrap().contains("spec.cpu: 300 is not a Fargate CPU size"), "{body}");
     assert_eq!(c.metric("mcpfleet_spec_valid"), 0.0);
-    let log = c.log();
-    let line = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|l| l["fields"]["message"] == "invalid manifest; keeping the last valid fleet")
-        .unwrap_or_else(|| panic!("no invalid-manifest line: {log}"));
+    let line = c.json_log_line("invalid manifest; keeping the last valid fleet");
     assert_eq!(line["level"], "ERROR", "{line}");
     let diagnostic = line["fields"]["diagnostic"].as_str().unwrap_or_default();
     assert!(diagnostic.contains("search.yaml") && diagnostic.contains("spec.cpu"), "{line}");
@@ -573,24 +572,14 @@ fn hung_controller(lab: &Lab, extra: &[&str]) -> (Controller, std::net::TcpListe
     let endpoint = format!("http://{}", blackhole.local_addr().unwrap());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log = lab.manifests().with_file_name(format!("controller-{port}.log"));
-    let child = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
-        .args(["--backend", "aws", "--log-format", "json"])
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"));
+    cmd.args(["--backend", "aws", "--log-format", "json"])
         .args(["run", "-f", lab.manifests().to_str().unwrap(), "--interval", "1s"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
-        .env_remove("MCPFLEET_LOG")
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+        .env_remove("MCPFLEET_LOG");
+    common::aws_lab::endpoint_env(&mut cmd, &endpoint);
+    let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
     let c = Controller { child, port, log };
     c.wait_for("the HTTP server", || c.get("/healthz").is_some_and(|(code, _)| code == 200));
     std::thread::sleep(Duration::from_millis(500));

@@ -95,17 +95,19 @@ pub fn outcomes(doc: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The operations that change something in ECS (as the binary's `apiCalls` and moto's recorder name them).
+pub const WRITES: [&str; 7] = [
+    "RegisterTaskDefinition",
+    "DeregisterTaskDefinition",
+    "CreateService",
+    "UpdateService",
+    "DeleteService",
+    "TagResource",
+    "UntagResource",
+];
+
+/// Write requests in an `-o json` document's `apiCalls`.
 pub fn writes(doc: &Value) -> u64 {
     let calls = doc["apiCalls"]["calls"].as_object().unwrap();
-    [
-        "RegisterTaskDefinition",
-        "DeregisterTaskDefinition",
-        "CreateService",
-        "UpdateService",
-        "DeleteService",
-        "TagResource",
-    ]
-    .iter()
-    .map(|op| calls.get(*op).and_then(Value::as_u64).unwrap_or(0))
-    .sum()
+    WRITES.iter().map(|op| calls.get(*op).and_then(Value::as_u64).unwrap_or(0)).sum()
 }
