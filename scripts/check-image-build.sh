@@ -8,6 +8,7 @@ trap 'rm -rf "$ctx"' EXIT
 export CARGO_TARGET_DIR="$PWD/target/image-check"
 # Same commands and manifests as the image build; optimisation is turned down because only the steps are checked.
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=false
+export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 
 cp Cargo.toml Cargo.lock "$ctx/"
 (
