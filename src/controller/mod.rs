@@ -30,7 +30,7 @@ use crate::plan::{self, Action, Plan};
 use crate::reconcile::rollout::{self, TAG_OUTCOME};
 use crate::reconcile::watch::{self, RolloutResult, Target};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
-use crate::render::ecs::{self as ecs_render, TAG_FAILED_SPEC_HASH, TAG_LAST_GOOD, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
+use crate::render::ecs::{TAG_FAILED_SPEC_HASH, TAG_LAST_GOOD, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
 use crate::spec::{self, ValidFleet};
 
 use metrics::{Metrics, OperationLabel, StateLabel};
@@ -354,9 +354,7 @@ impl Controller {
         let mut desired = Vec::new();
         for (svc, res) in fleet.services.iter().zip(resolved) {
             match res {
-                Ok(res) => {
-                    desired.push(Desired { ecs: ecs_render::render(svc, &res), service: svc.clone(), resolved: res })
-                }
+                Ok(res) => desired.push(Desired::new(svc, &res)),
                 Err(problems) => {
                     for p in problems {
                         warn!(service = %svc.name, cluster = %svc.cluster, problem = %p, "cannot resolve; service left as it is");
@@ -392,7 +390,7 @@ impl Controller {
                 continue;
             };
             let key = (state.cluster.clone(), state.name.clone());
-            let target = match unsettled(state, d.service.rollout.progress_deadline_secs) {
+            let target = match unsettled(state, d.rollout.progress_deadline_secs) {
                 Pending::Settled => {
                     // A rollback seen in flight whose deployment has completed since: the service is back.
                     if self.rollbacks_in_flight.remove(&key)
@@ -521,7 +519,7 @@ impl Controller {
         let on_last_good = state.tags.get(TAG_LAST_GOOD) == Some(td);
         match result {
             RolloutResult::Completed => {
-                rollout::record_success(ecs, state, td, d.service.rollout.history_limit).await?;
+                rollout::record_success(ecs, state, td, d.rollout.history_limit).await?;
                 if on_last_good && rolled_back(state) {
                     info!(service = %state.name, cluster = %state.cluster, revision = %td, "rollback completed");
                 } else {
@@ -539,7 +537,7 @@ impl Controller {
                 let spec_hash = state.tags.get(TAG_SPEC_HASH).cloned().unwrap_or_default();
                 ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
                 let last_good = state.tags.get(TAG_LAST_GOOD).filter(|lg| *lg != td).cloned();
-                match (d.service.rollout.auto_rollback, last_good) {
+                match (d.rollout.auto_rollback, last_good) {
                     (true, Some(lg)) => {
                         rollout::start_rollback(ecs, state, &lg, &spec_hash).await?;
                         ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "rolled_back".to_string())]))

@@ -20,7 +20,7 @@ use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, Servic
 use crate::plan::{self, Action, Plan};
 use crate::render::Resolved;
 use crate::render::ecs::{self, EcsService, TAG_TASK_HASH};
-use crate::spec::{ValidFleet, ValidService};
+use crate::spec::{ValidFleet, ValidRollout, ValidService};
 
 /// Why a reconcile could not proceed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -36,23 +36,26 @@ pub enum ReconcileError {
     Backend(#[from] BackendError),
 }
 
-/// One service as it should be: the validated spec, its resolution and the documents rendered from both.
+/// One service as it should be: the ECS documents rendered from its validated, resolved spec, and the rollout
+/// policy that watching them needs. Only what later steps read is kept: a fleet's specs are not copied a second
+/// time for every pass.
 #[derive(Debug, Clone)]
 pub struct Desired {
-    pub service: ValidService,
-    pub resolved: Resolved,
+    pub rollout: ValidRollout,
     pub ecs: EcsService,
+}
+
+impl Desired {
+    /// Renders one service from its spec and resolution.
+    pub fn new(svc: &ValidService, res: &Resolved) -> Self {
+        Desired { rollout: svc.rollout.clone(), ecs: ecs::render(svc, res) }
+    }
 }
 
 /// Resolves and renders the whole fleet.
 pub async fn desired_state(fleet: &ValidFleet, backend: &Backend) -> Result<Vec<Desired>, ReconcileError> {
     let resolved = resolve::resolve(fleet, backend.images.as_ref(), backend.secrets.as_ref()).await?;
-    Ok(fleet
-        .services
-        .iter()
-        .zip(resolved)
-        .map(|(svc, res)| Desired { ecs: ecs::render(svc, &res), service: svc.clone(), resolved: res })
-        .collect())
+    Ok(fleet.services.iter().zip(resolved).map(|(svc, res)| Desired::new(svc, &res)).collect())
 }
 
 /// What ECS has: the desired services that exist, and managed services of the same clusters that no desired

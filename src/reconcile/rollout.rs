@@ -44,7 +44,7 @@ pub async fn settle(
                 cluster: o.cluster.clone(),
                 name: o.name.clone(),
                 task_definition: o.task_definition.clone()?,
-                deadline_ms: now + 1000 * d.service.rollout.progress_deadline_secs,
+                deadline_ms: now + 1000 * d.rollout.progress_deadline_secs,
             })
         })
         .collect();
@@ -63,14 +63,14 @@ pub async fn settle(
         let d = by_name[&(o.cluster.as_str(), o.name.as_str())];
         match result {
             RolloutResult::Completed => {
-                record_success(ecs, state, &td, d.service.rollout.history_limit).await?;
+                record_success(ecs, state, &td, d.rollout.history_limit).await?;
                 o.message = format!("{}; rollout completed", o.message);
             }
             RolloutResult::Failed { reason } => {
                 any_failed = true;
                 ecs.tag_resource(&td, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
                 let last_good = state.tags.get(TAG_LAST_GOOD).filter(|lg| **lg != td).cloned();
-                match (d.service.rollout.auto_rollback, last_good) {
+                match (d.rollout.auto_rollback, last_good) {
                     (true, Some(lg)) => {
                         progress(&o.name, &format!("rollout failed; rolling back to {}", short(&lg)));
                         let back = rollback_to(ecs, clock, state, &lg, spec_hash_of(&d.ecs), timeout, progress).await?;

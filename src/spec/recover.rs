@@ -91,7 +91,7 @@ fn repair<T: DeserializeOwned + JsonSchema>(
     // A missing section cannot be stood in for, but it is reported with the rest.
     for field in required::<T>() {
         if !entries.iter().any(|(k, _, _)| *k == field) {
-            ctx.err(&[Seg::Key(field)], "required field is missing");
+            ctx.err(&[Seg::Key(field.into())], "required field is missing");
             repairable = false;
         }
     }
@@ -105,7 +105,7 @@ pub(super) fn section<S: DeserializeOwned + JsonSchema>(
     name: &str,
     node: &Node,
 ) -> Option<(Node, Vec<String>)> {
-    let base = [Seg::Key(name.to_string())];
+    let base = [Seg::Key(name.to_string().into())];
     let NodeKind::Map(entries) = &node.kind else {
         // serde would name the Rust type ("expected struct McpServiceSpec"); users wrote YAML.
         ctx.err(&base, format!("expected a mapping of fields, found {}", node.type_name()));
@@ -124,7 +124,7 @@ pub(super) fn section<S: DeserializeOwned + JsonSchema>(
     }
     for field in required::<S>() {
         if !entries.iter().any(|(k, _, _)| *k == field) {
-            ctx.err(&prefixed(&base, &[Seg::Key(field.clone())]), "required field is missing");
+            ctx.err(&prefixed(&base, &[Seg::Key(field.clone().into())]), "required field is missing");
             broken.push(format!("{name}.{field}"));
         }
         if !kept.iter().any(|(k, _, _)| *k == field) {
@@ -192,8 +192,8 @@ fn try_deserialize<T: DeserializeOwned>(node: &Node) -> Result<T, (Vec<Seg>, Str
             .iter()
             .filter_map(|s| match s {
                 serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone().into())),
+                serde_path_to_error::Segment::Enum { variant } => Some(Seg::Key(variant.clone().into())),
                 serde_path_to_error::Segment::Unknown => None,
             })
             .collect();
@@ -206,13 +206,13 @@ fn try_deserialize<T: DeserializeOwned>(node: &Node) -> Result<T, (Vec<Seg>, Str
 fn friendly_serde_message(raw: &str, path: &mut Vec<Seg>) -> String {
     if let Some(rest) = raw.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or_default();
-        path.push(Seg::Key(field.to_string()));
+        path.push(Seg::Key(field.to_string().into()));
         return "required field is missing".into();
     }
     if let Some(rest) = raw.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or_default().to_string();
-        if path.last() != Some(&Seg::Key(field.clone())) {
-            path.push(Seg::Key(field));
+        if path.last() != Some(&Seg::Key(field.clone().into())) {
+            path.push(Seg::Key(field.into()));
         }
         let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
         return if expected.is_empty() {

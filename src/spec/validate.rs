@@ -4,6 +4,7 @@
 //! Fields inherited from FleetDefaults are checked once, where they are written; a service is checked for the
 //! fields it sets itself and for the relations that only exist after merging (cpu/memory, rollout arithmetic).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -34,14 +35,14 @@ impl DocCtx<'_> {
     }
 }
 
-/// Builds a field path from string keys.
-fn p(keys: &[&str]) -> Vec<Seg> {
-    keys.iter().map(|k| Seg::Key((*k).to_string())).collect()
+/// Builds a field path from the schema's key names.
+fn p(keys: &[&'static str]) -> Vec<Seg> {
+    keys.iter().map(|k| Seg::Key(Cow::Borrowed(k))).collect()
 }
 
-fn with(base: &[Seg], key: &str) -> Vec<Seg> {
+fn with(base: &[Seg], key: impl Into<Cow<'static, str>>) -> Vec<Seg> {
     let mut v = base.to_vec();
-    v.push(Seg::Key(key.to_string()));
+    v.push(Seg::Key(key.into()));
     v
 }
 
@@ -288,7 +289,7 @@ impl Defaults {
     /// Whether FleetDefaults may have meant to set `field` but failed to parse (already reported): a service
     /// without it is then not told that it is required, which would repeat one mistake once per service.
     fn lost(&self, field: &str) -> bool {
-        self.unreadable || self.broken.contains(&format!("spec.{field}"))
+        self.unreadable || (!self.broken.is_empty() && self.broken.contains(&format!("spec.{field}")))
     }
 }
 
@@ -303,7 +304,7 @@ pub(super) fn check_service(
     let before = ctx.diags.len();
     // Fields that did not parse were reported then and hold placeholders now: no rule judges them, and a value
     // that depends on them is not required again.
-    let broken = |field: &str| unparsed.contains(&format!("spec.{field}"));
+    let broken = |field: &str| !unparsed.is_empty() && unparsed.contains(&format!("spec.{field}"));
     let unknown = |field: &str| broken(field) || d.lost(field);
     let s = &doc.spec;
     let name = &doc.metadata.name;
@@ -459,7 +460,7 @@ fn check_labels(ctx: &mut DocCtx, labels: &BTreeMap<String, String>) {
         ctx.err(&base, format!("{} labels given; at most 40 fit beside mcpfleet's own tags", labels.len()));
     }
     for (k, v) in labels {
-        let at = with(&base, k);
+        let at = with(&base, k.clone());
         if k.is_empty() || k.chars().count() > 128 || !TAG_CHARS.is_match(k) {
             ctx.err(&at, "label keys must be 1-128 letters, digits, spaces or `_ . : / = + - @`");
         } else if k.to_ascii_lowercase().starts_with("aws:") || k.starts_with("mcpfleet.io/") {
@@ -491,7 +492,7 @@ fn check_fargate_size(ctx: &mut DocCtx, cpu: u32, memory: u32) {
 
 fn check_env(ctx: &mut DocCtx, env: &BTreeMap<String, String>) {
     for (name, value) in env {
-        let at = p(&["spec", "env", name]);
+        let at = [Seg::Key("spec".into()), Seg::Key("env".into()), Seg::Key(name.clone().into())];
         if !ENV_NAME.is_match(name) {
             ctx.err(&at, "not a valid variable name (letters, digits and `_`, not starting with a digit)");
             continue;
@@ -529,7 +530,7 @@ fn check_secrets(
 ) -> BTreeMap<String, SecretRef> {
     let mut out = BTreeMap::new();
     for (name, source) in secrets {
-        let at = p(&["spec", "secrets", name]);
+        let at = [Seg::Key("spec".into()), Seg::Key("secrets".into()), Seg::Key(name.clone().into())];
         if !ENV_NAME.is_match(name) {
             ctx.err(&at, "not a valid variable name (letters, digits and `_`, not starting with a digit)");
         }
@@ -545,7 +546,7 @@ fn check_secrets(
                 version_id: r.version_id.clone(),
             },
         };
-        let field = if matches!(source, SecretSource::Ref(_)) { with(&at, "secret") } else { at.clone() };
+        let field = if matches!(source, SecretSource::Ref(_)) { with(&at, "secret") } else { at.to_vec() };
         let id = &r.secret;
         if id.starts_with("arn:") {
             if id.contains(":ssm:") {
@@ -615,7 +616,8 @@ fn check_health(ctx: &mut DocCtx, h: &HealthCheck) -> Option<ValidHealthCheck> {
             Some(HealthProbe::Command(cmd.clone()))
         }
     };
-    let dur = |ctx: &mut DocCtx, field: &str, v: &Option<DurationStr>, default: u64, min: u64, max: u64| match v {
+    let dur = |ctx: &mut DocCtx, field: &'static str, v: &Option<DurationStr>, default: u64, min: u64, max: u64| match v
+    {
         Some(v) => seconds(ctx, &with(&base, field), v, min, max, "ECS"),
         None => Some(default),
     };

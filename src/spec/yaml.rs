@@ -5,6 +5,7 @@
 //! with a line per node, converts it to `serde_json::Value` for typed deserialization, and answers "which line holds
 //! this field path" for validation.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
@@ -45,10 +46,11 @@ pub struct YamlError {
     pub message: String,
 }
 
-/// One step of a field path: a mapping key or a sequence index.
+/// One step of a field path: a mapping key or a sequence index. Keys are mostly the schema's own field names,
+/// borrowed; validation builds a path for every field it checks, so they should not cost an allocation each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seg {
-    Key(String),
+    Key(Cow<'static, str>),
     Index(usize),
 }
 
@@ -104,7 +106,7 @@ impl Node {
 
     /// The string at a top-level key, if it is a plain string.
     pub fn str_at(&self, key: &str) -> Option<&str> {
-        match self.child(&Seg::Key(key.to_string())).map(|n| &n.kind) {
+        match self.child(&Seg::Key(key.to_string().into())).map(|n| &n.kind) {
             Some(NodeKind::Str(s)) => Some(s),
             _ => None,
         }
@@ -267,7 +269,7 @@ mod tests {
     use super::*;
 
     fn key(k: &str) -> Seg {
-        Seg::Key(k.to_string())
+        Seg::Key(k.to_string().into())
     }
 
     #[test]
