@@ -307,6 +307,15 @@ fn rollback_wait_exits_3_when_the_rollbacks_own_rollout_fails() {
     let svc = &w.services["mcp-prod/documents"].state;
     assert_eq!(svc.task_definition, w.families["documents"][1].arn, "ECS kept documents:2 running");
     assert_eq!(svc.tags["mcpfleet.io/last-good"], w.families["documents"][1].arn, "the failed target is not last-good");
+    // The service's state tags describe what ECS runs again, not the target that failed.
+    assert_eq!(svc.tags["mcpfleet.io/task-definition"], w.families["documents"][1].arn);
+    assert_eq!(svc.tags["mcpfleet.io/spec-hash"], w.families["documents"][1].tags["mcpfleet.io/spec-hash"]);
+    assert_eq!(svc.tags["mcpfleet.io/image-tag"], "v1.5.0");
+    let m = lab.manifests();
+    let (code, doc) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let documents = doc["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    assert_eq!(documents["drift"], false, "{documents:#}");
     assert_eq!(history(&lab, "documents"), [(2, "running".into()), (1, "failed".into())]);
     let out = lab.run(&["rollback", "documents", "--cluster", "mcp-prod"]);
     assert_eq!(out.status.code(), Some(1), "a revision seen failing is no rollback target any more");

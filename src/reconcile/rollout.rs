@@ -219,6 +219,7 @@ pub async fn rollback_to(
         // Observed failing now: it no longer counts as a completed revision to go back to.
         RolloutResult::Failed { .. } if !timeout.is_zero() => {
             ecs.tag_resource(&td.arn, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
+            retag_as_running(ecs, state, &td.arn).await?;
         }
         RolloutResult::Failed { .. } => {}
     }
@@ -258,6 +259,25 @@ pub async fn start_rollback(
     }
     ecs.tag_resource(&state.arn, &tags).await?;
     Ok(td)
+}
+
+/// After a rollback whose rollout failed: when ECS's circuit breaker has put the service back on another
+/// revision, the service's state tags are made to describe that revision again, not the target that failed, so
+/// `status` and the next plan start from what runs.
+async fn retag_as_running(ecs: &dyn Ecs, state: &ServiceState, failed: &str) -> Result<(), BackendError> {
+    let now = ecs.describe_services(&state.cluster, std::slice::from_ref(&state.name)).await?;
+    let Some(running) = now.services.into_iter().find(|s| s.name == state.name && s.task_definition != failed) else {
+        return Ok(());
+    };
+    let td = ecs.describe_task_definition(&running.task_definition).await?;
+    let mut tags = Tags::new();
+    for key in [TAG_SPEC_HASH, TAG_IMAGE_TAG, TAG_IMAGE_DIGEST, TAG_ARCHITECTURE] {
+        if let Some(v) = td.tags.get(key) {
+            tags.insert(key.to_string(), v.clone());
+        }
+    }
+    tags.insert(TAG_TASK_DEFINITION.into(), td.arn);
+    ecs.tag_resource(&state.arn, &tags).await
 }
 
 /// Records on a revision that an operator rolled the service back from it (outcome `rolled_back`), so `history`
