@@ -2,7 +2,9 @@
 # Scripted benchmarks of the real binary (wall-clock speed of load+validate+plan is `cargo bench --bench plan`).
 #   scripts/bench.sh sim [N…]     peak RSS of `plan` and the requests of a no-op apply on the sim (default 10 100 1000)
 #   scripts/bench.sh moto         no-op apply of 100 services and a 50-service tag change against moto, beside
-#                                 50 sequential `ecs deploy` runs of PyPI's ecs-deploy (installed in target/bench-venv)
+#                                 50 sequential `ecs deploy` runs of PyPI's ecs-deploy (installed in target/bench-venv),
+#                                 on moto as is and with moto behind ECS's token buckets (scripts/ecs_throttle_proxy.py):
+#                                 wall time, requests, throttled requests and failed deploys of each tool
 #   scripts/bench.sh controller   `mcpfleet run` on the sim: RSS over 1000 services, requests per steady-state pass
 #                                 for 100, time from a manifest edit to the write
 #   scripts/bench.sh              all three

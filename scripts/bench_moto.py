@@ -2,12 +2,31 @@
 """Benchmark the aws backend against moto's server, side by side with PyPI's ecs-deploy.
 
   bench_moto.py --mcpfleet target/release/mcpfleet --fleet-gen target/release/examples/fleet_gen \
-                --ecs-deploy PATH/TO/ecs  [--services 100] [--changed 50]
+                --ecs-deploy PATH/TO/ecs --workdir DIR  [--services 100] [--changed 50] [--per-action-buckets]
 
-Reports (requests are counted by moto's request recorder, so both tools are measured the same way):
+Reports:
   1. requests of a no-op `mcpfleet apply` over N converged services;
-  2. requests and wall time of one `mcpfleet apply` that changes the image tag of M services;
-  3. requests and wall time of M sequential `ecs deploy CLUSTER SERVICE --image …` runs doing the same change.
+  2. requests and wall time of one `mcpfleet apply` that changes the image tag of M services (v1 -> v2);
+  3. requests and wall time of M sequential `ecs deploy CLUSTER SERVICE --image ...` runs doing the same kind of
+     change (they move the same M services back, v2 -> v1, so each tool deploys a real change);
+then 2 and 3 again with moto behind ECS's API token buckets (scripts/ecs_throttle_proxy.py), and a side-by-side
+summary of both setups.
+
+Raw moto: requests are counted by moto's request recorder, for both tools alike. moto enforces no rate limits, so
+this setup favours a client that does not pace itself: mcpfleet keeps to ECS's buckets on its side (its 50
+registrations need 30 s: burst 20, then 1/s), ecs-deploy does not.
+
+moto behind ECS's token buckets: both tools talk to the proxy, which answers what ECS answers when a bucket is
+empty (HTTP 400 ThrottlingException "Rate exceeded"; botocore and mcpfleet retry it with backoff). Requests are
+counted by the proxy: every request received, throttled ones included, and the throttled ones apart; moto's
+recorder, which sees only the forwarded ones, is printed as a cross-check. The buckets are refilled to full
+before each tool's run, so both start equal.
+
+Between the setups, `mcpfleet apply` of the v1 fleet (straight to moto, not counted) puts the M services back under
+mcpfleet on v1, as before the first round: ecs-deploy left them on its own revisions, which mcpfleet would see as
+drift. The second round then repeats the first: mcpfleet v1 -> v2, ecs-deploy v2 -> v1. After every run, boto3
+(straight to moto) checks that all M services run task definitions with the image tag that run deployed.
+
 Run through `scripts/bench.sh moto`, which builds the binaries and installs ecs-deploy in a scratch venv.
 """
 import argparse
@@ -19,13 +38,13 @@ import sys
 import time
 import urllib.request
 
-import boto3
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import ecs_throttle_proxy  # noqa: E402
 import moto_world  # noqa: E402  (seeding helpers shared with the tests)
 
 REGION = "us-east-1"
+CLUSTER = "bench"
 
 
 def free_port():
@@ -48,6 +67,46 @@ def operations(endpoint):
 WRITES = {"RegisterTaskDefinition", "DeregisterTaskDefinition", "CreateService", "UpdateService", "DeleteService", "TagResource"}
 
 
+def aws_env(endpoint):
+    return dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true")
+
+
+def last_line(text):
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
+def on_tag(ecs, names, tag, digests):
+    """How many of `names` run a task definition whose image (of mcp/repo-*) is `tag` (boto3, straight to moto).
+
+    mcpfleet pins images by digest (`repo@sha256:...`), ecs-deploy writes the tag (`repo:tag`): `digests` maps
+    (repository, digest) to the tag it was pushed as."""
+    arns = {}
+    for i in range(0, len(names), 10):
+        for s in ecs.describe_services(cluster=CLUSTER, services=names[i:i + 10])["services"]:
+            arns[s["serviceName"]] = s["taskDefinition"]
+    tags = {}
+    for arn in set(arns.values()):
+        td = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+        found = []
+        for c in td["containerDefinitions"]:
+            image = c["image"].split("/", 1)[-1]
+            if not image.startswith("mcp/repo-"):
+                continue
+            if "@" in image:
+                repo, digest = image.split("@", 1)
+                found.append(digests.get((repo, digest)))
+            else:
+                found.append(image.rsplit(":", 1)[-1])
+        tags[arn] = found
+    return sum(1 for n in names if n in arns and tags[arns[n]] and all(t == tag for t in tags[arns[n]]))
+
+
+def fmt_ops(counts):
+    return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + "}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mcpfleet", required=True)
@@ -56,6 +115,8 @@ def main():
     ap.add_argument("--services", type=int, default=100)
     ap.add_argument("--changed", type=int, default=50)
     ap.add_argument("--workdir", required=True)
+    ap.add_argument("--per-action-buckets", action="store_true",
+                    help="give the proxy one bucket per operation instead of one per group of operations")
     args = ap.parse_args()
 
     port = free_port()
@@ -66,6 +127,7 @@ def main():
     # moto's recorder writes its file in the working directory: keep it out of the repository.
     moto = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             env=env, cwd=args.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy = None
     try:
         for _ in range(100):
             try:
@@ -77,12 +139,19 @@ def main():
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
         sg = ec2.create_security_group(GroupName="bench", Description="bench", VpcId=vpc)["GroupId"]
-        moto_world.client("ecs", endpoint).create_cluster(clusterName="bench")
+        ecs = moto_world.client("ecs", endpoint)
+        ecs.create_cluster(clusterName=CLUSTER)
         ecr = moto_world.client("ecr", endpoint)
+        digests = {}
         for r in range(5):
             ecr.create_repository(repositoryName=f"mcp/repo-{r}")
             for tag in ("v1", "v2"):
-                moto_world.push(ecr, f"mcp/repo-{r}", tag, ["amd64", "arm64"])
+                repo = f"mcp/repo-{r}"
+                digests[repo, moto_world.push(ecr, repo, tag, ["amd64", "arm64"])] = tag
+                # An image may be pinned by its index's digest or by one platform's manifest digest.
+                index = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": tag}])["images"][0]
+                for m in json.loads(index["imageManifest"]).get("manifests", []):
+                    digests[repo, m["digest"]] = tag
         sm = moto_world.client("secretsmanager", endpoint)
         for s in range(3):
             sm.create_secret(Name=f"bench/secret-{s}", SecretString="x")
@@ -97,42 +166,142 @@ def main():
         for i in range(1, args.changed + 1):
             docs[i] = docs[i].replace(":v1\n", ":v2\n")
         open(f"{args.workdir}/m2/fleet.yaml", "w").write("---\n".join(docs))
+        names = [f"svc-{i:05}" for i in range(args.changed)]
+        changed = set(names)
+        registry = f"{moto_world.client('sts', endpoint).get_caller_identity()['Account']}.dkr.ecr.{REGION}.amazonaws.com"
 
-        aws_env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                       AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true")
-
-        def mcpfleet(path):
+        def mcpfleet(path, via=endpoint):
+            """(seconds, JSON document or None, failure or None)."""
             t = time.monotonic()
-            out = subprocess.run([args.mcpfleet, "--backend", "aws", "apply", "-f", path, "-o", "json"],
-                                 env=aws_env, check=True, capture_output=True, text=True).stdout
-            return time.monotonic() - t, json.loads(out)
+            p = subprocess.run([args.mcpfleet, "--backend", "aws", "apply", "-f", path, "-o", "json"],
+                               env=aws_env(via), capture_output=True, text=True)
+            secs = time.monotonic() - t
+            try:
+                doc = json.loads(p.stdout)
+            except ValueError:
+                doc = None
+            failure = None
+            if p.returncode != 0 or doc is None:
+                failure = f"exit {p.returncode}: {last_line(p.stderr)}"
+            return secs, doc, failure
+
+        def ecs_deploy_all(tag, via):
+            """M sequential `ecs deploy` runs to `tag`: (seconds, [(service, exit code, last stderr line)])."""
+            failures = []
+            t = time.monotonic()
+            for i, name in enumerate(names):
+                p = subprocess.run([args.ecs_deploy, "deploy", CLUSTER, name, "--image", name, f"{registry}/mcp/repo-{i % 5}:{tag}",
+                                    "--timeout", "-1"], env=aws_env(via), capture_output=True, text=True)
+                if p.returncode != 0:
+                    failures.append((name, p.returncode, last_line(p.stderr)))
+            return time.monotonic() - t, failures
+
+        def mcpfleet_failures(doc, failure):
+            bad = [] if failure is None else [failure]
+            if doc is not None:
+                bad += [f"{s['name']}: {s['outcome']} {s.get('message', '')}".strip()
+                        for s in doc["services"] if s["name"] in changed and s["outcome"] != "updated"]
+            return bad
 
         recorder(endpoint, "start-recording")
-        mcpfleet(f"{args.workdir}/m1")
+        _, _, failure = mcpfleet(f"{args.workdir}/m1")
+        assert failure is None, failure
         recorder(endpoint, "reset-recording")
-        _, doc = mcpfleet(f"{args.workdir}/m1")
+        _, doc, failure = mcpfleet(f"{args.workdir}/m1")
         noop = operations(endpoint)
-        assert all(s["outcome"] == "unchanged" for s in doc["services"]), doc
+        assert failure is None and all(s["outcome"] == "unchanged" for s in doc["services"]), (failure, doc)
         print(f"no-op apply of {args.services} services: {sum(noop.values())} requests {noop}; "
               f"writes {sum(v for k, v in noop.items() if k in WRITES)}")
 
-        secs, doc = mcpfleet(f"{args.workdir}/m2")
-        change = operations(endpoint)
-        updated = sum(1 for s in doc["services"] if s["outcome"] == "updated")
-        print(f"mcpfleet apply changing {updated} services: {secs:.2f} s, {sum(change.values())} requests {change}")
+        results = {}  # (setup, tool) -> dict
 
-        registry = f"{moto_world.client('sts', endpoint).get_caller_identity()['Account']}.dkr.ecr.{REGION}.amazonaws.com"
-        t = time.monotonic()
-        for i in range(args.changed):
-            name = f"svc-{i:05}"
-            subprocess.run([args.ecs_deploy, "deploy", "bench", name, "--image", name, f"{registry}/mcp/repo-{i % 5}:v1",
-                            "--timeout", "-1"], env=aws_env, check=True, capture_output=True)
-        secs_ecs = time.monotonic() - t
-        ecs = operations(endpoint)
-        print(f"{args.changed} sequential ecs deploy runs: {secs_ecs:.2f} s, {sum(ecs.values())} requests {ecs}")
-        print(f"ratio ecs-deploy/mcpfleet: requests {sum(ecs.values()) / max(1, sum(change.values())):.1f}x, "
-              f"wall time {secs_ecs / max(secs, 1e-9):.1f}x")
+        # Round 1: raw moto, requests counted by moto's recorder.
+        print("\n== raw moto (no rate limits; requests counted by moto's recorder) ==")
+        secs, doc, failure = mcpfleet(f"{args.workdir}/m2")
+        change = operations(endpoint)
+        bad = mcpfleet_failures(doc, failure)
+        done = on_tag(ecs, names, "v2", digests)
+        recorder(endpoint, "reset-recording")
+        updated = sum(1 for s in (doc or {}).get("services", []) if s["outcome"] == "updated")
+        print(f"mcpfleet apply changing {updated} services: {secs:.2f} s, {sum(change.values())} requests {change}")
+        print(f"  failures: {len(bad)} {bad[:3]}; services on v2 afterwards: {done}/{args.changed}")
+        results["raw", "mcpfleet"] = dict(secs=secs, requests=sum(change.values()), throttled=None, failed=len(bad), done=done)
+
+        secs_ecs, failures = ecs_deploy_all("v1", endpoint)
+        ecs_ops = operations(endpoint)
+        done = on_tag(ecs, names, "v1", digests)
+        recorder(endpoint, "reset-recording")
+        print(f"{args.changed} sequential ecs deploy runs: {secs_ecs:.2f} s, {sum(ecs_ops.values())} requests {ecs_ops}")
+        print(f"  failed runs: {len(failures)}; services on v1 afterwards: {done}/{args.changed}")
+        for name, rc, line in failures:
+            print(f"  {name}: exit {rc}: {line}")
+        results["raw", "ecs-deploy"] = dict(secs=secs_ecs, requests=sum(ecs_ops.values()), throttled=None,
+                                            failed=len(failures), done=done)
+
+        # Back to the state before round 1: the M services under mcpfleet, on v1 (straight to moto, not counted).
+        _, doc, failure = mcpfleet(f"{args.workdir}/m1")
+        assert failure is None and not mcpfleet_failures(doc, None), (failure, mcpfleet_failures(doc, None))
+        assert on_tag(ecs, names, "v1", digests) == args.changed
+
+        # Round 2: the same through ECS's token buckets.
+        proxy = ecs_throttle_proxy.start(endpoint, per_action=args.per_action_buckets)
+        kind = "one bucket per operation" if args.per_action_buckets else "one bucket per group of operations"
+        print(f"\n== moto behind ECS's token buckets ({kind}; requests counted by the proxy) ==")
+        recorder(endpoint, "reset-recording")
+        proxy.reset()
+        secs, doc, failure = mcpfleet(f"{args.workdir}/m2", proxy.url)
+        counts = proxy.counts()
+        forwarded = operations(endpoint)
+        bad = mcpfleet_failures(doc, failure)
+        done = on_tag(ecs, names, "v2", digests)
+        recorder(endpoint, "reset-recording")
+        req, thr = sum(counts["requests"].values()), sum(counts["throttled"].values())
+        own = sum((doc or {}).get("apiCalls", {}).get("calls", {}).values())
+        print(f"mcpfleet apply: {secs:.2f} s, {req} requests received, {thr} throttled {fmt_ops(counts['throttled'])}")
+        print(f"  received {fmt_ops(counts['requests'])}")
+        print(f"  forwarded to moto (its recorder): {sum(forwarded.values())}; mcpfleet's own count of its requests: {own}")
+        print(f"  failures: {len(bad)} {bad[:3]}; services on v2 afterwards: {done}/{args.changed}")
+        results["proxy", "mcpfleet"] = dict(secs=secs, requests=req, throttled=thr, failed=len(bad), done=done)
+
+        proxy.reset()
+        secs_ecs, failures = ecs_deploy_all("v1", proxy.url)
+        counts = proxy.counts()
+        forwarded = operations(endpoint)
+        done = on_tag(ecs, names, "v1", digests)
+        req, thr = sum(counts["requests"].values()), sum(counts["throttled"].values())
+        print(f"{args.changed} sequential ecs deploy runs: {secs_ecs:.2f} s, {req} requests received, {thr} throttled "
+              f"{fmt_ops(counts['throttled'])}")
+        print(f"  received {fmt_ops(counts['requests'])}")
+        print(f"  forwarded to moto (its recorder): {sum(forwarded.values())}")
+        print(f"  failed runs: {len(failures)}; services on v1 afterwards: {done}/{args.changed}")
+        for name, rc, line in failures:
+            print(f"  {name}: exit {rc}: {line}")
+        results["proxy", "ecs-deploy"] = dict(secs=secs_ecs, requests=req, throttled=thr, failed=len(failures), done=done)
+
+        # Summary.
+        print(f"\n== summary: {args.changed}-service image change, mcpfleet (one apply) vs {args.changed} x ecs deploy ==")
+        head = f"{'mcpfleet':>10}{'ecs-deploy':>12}{'ratio':>7}   "
+        print(f"{'':<24}{'   raw moto':<32}{'   moto behind ECS token buckets':<32}")
+        print(f"{'':<24}" + head + head)
+
+        def row(label, key, fmt, ratio=True):
+            cells = []
+            for setup in ("raw", "proxy"):
+                m, e = results[setup, "mcpfleet"][key], results[setup, "ecs-deploy"][key]
+                ratio_cell = f"{e / m:.1f}x" if ratio and m and e is not None else ""
+                show = lambda v: "-" if v is None else fmt.format(v)  # noqa: E731
+                cells.append(f"{show(m):>10}{show(e):>12}{ratio_cell:>7}   ")
+            print(f"{label:<24}" + "".join(cells))
+
+        row("wall time (s)", "secs", "{:.1f}")
+        row("requests", "requests", "{}")
+        row("throttled", "throttled", "{}", ratio=False)
+        row("failed deploys", "failed", "{}", ratio=False)
+        row(f"services done (of {args.changed})", "done", "{}", ratio=False)
+        print("ratio: ecs-deploy / mcpfleet")
     finally:
+        if proxy is not None:
+            proxy.close()
         moto.terminate()
         moto.wait()
 
