@@ -247,13 +247,7 @@ pub async fn start_rollback(
         })
         .await?;
     }
-    let mut tags = Tags::new();
-    for key in [TAG_SPEC_HASH, TAG_IMAGE_TAG, TAG_IMAGE_DIGEST, TAG_ARCHITECTURE] {
-        if let Some(v) = td.tags.get(key) {
-            tags.insert(key.to_string(), v.clone());
-        }
-    }
-    tags.insert(TAG_TASK_DEFINITION.into(), td.arn.clone());
+    let mut tags = service_tags_for(&td);
     if !abandoned_spec_hash.is_empty() {
         tags.insert(TAG_FAILED_SPEC_HASH.into(), abandoned_spec_hash.to_string());
     }
@@ -270,14 +264,19 @@ async fn retag_as_running(ecs: &dyn Ecs, state: &ServiceState, failed: &str) -> 
         return Ok(());
     };
     let td = ecs.describe_task_definition(&running.task_definition).await?;
+    ecs.tag_resource(&state.arn, &service_tags_for(&td)).await
+}
+
+/// The service state tags that say a service runs `td`: its spec hash, image and architecture, and its ARN.
+fn service_tags_for(td: &TaskDefinition) -> Tags {
     let mut tags = Tags::new();
     for key in [TAG_SPEC_HASH, TAG_IMAGE_TAG, TAG_IMAGE_DIGEST, TAG_ARCHITECTURE] {
         if let Some(v) = td.tags.get(key) {
             tags.insert(key.to_string(), v.clone());
         }
     }
-    tags.insert(TAG_TASK_DEFINITION.into(), td.arn);
-    ecs.tag_resource(&state.arn, &tags).await
+    tags.insert(TAG_TASK_DEFINITION.into(), td.arn.clone());
+    tags
 }
 
 /// Records on a revision that an operator rolled the service back from it (outcome `rolled_back`), so `history`

@@ -492,7 +492,7 @@ fn check_fargate_size(ctx: &mut DocCtx, cpu: u32, memory: u32) {
 
 fn check_env(ctx: &mut DocCtx, env: &BTreeMap<String, String>) {
     for (name, value) in env {
-        let at = [Seg::Key("spec".into()), Seg::Key("env".into()), Seg::Key(name.clone().into())];
+        let at = with(&p(&["spec", "env"]), name.clone());
         if !ENV_NAME.is_match(name) {
             ctx.err(&at, "not a valid variable name (letters, digits and `_`, not starting with a digit)");
             continue;
@@ -530,7 +530,7 @@ fn check_secrets(
 ) -> BTreeMap<String, SecretRef> {
     let mut out = BTreeMap::new();
     for (name, source) in secrets {
-        let at = [Seg::Key("spec".into()), Seg::Key("secrets".into()), Seg::Key(name.clone().into())];
+        let at = with(&p(&["spec", "secrets"]), name.clone());
         if !ENV_NAME.is_match(name) {
             ctx.err(&at, "not a valid variable name (letters, digits and `_`, not starting with a digit)");
         }
@@ -546,7 +546,7 @@ fn check_secrets(
                 version_id: r.version_id.clone(),
             },
         };
-        let field = if matches!(source, SecretSource::Ref(_)) { with(&at, "secret") } else { at.to_vec() };
+        let field = if matches!(source, SecretSource::Ref(_)) { with(&at, "secret") } else { at.clone() };
         let id = &r.secret;
         if id.starts_with("arn:") {
             if id.contains(":ssm:") {
