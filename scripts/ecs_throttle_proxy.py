@@ -10,10 +10,12 @@ meets what it meets against ECS. The numbers are ECS's documented ones, as in sr
 refill per second):
 
   DescribeServices                                   100 / 20
+  ListServices                                       100 / 20
   CreateService, UpdateService, DeleteService         50 / 5
   RegisterTaskDefinition, DeregisterTaskDefinition    20 / 1
   DescribeTaskDefinition, ListTaskDefinitions         50 / 20
-  TagResource                                         20 / 10
+  TagResource, UntagResource                          20 / 10
+  ListTasks, DescribeTasks                           100 / 20
 
 Operations listed on one line share one bucket, as in mcpfleet's client-side limits (src/backend/limits.rs);
 `--per-action` gives every operation a bucket of its own with the same numbers instead. Any other
@@ -50,13 +52,16 @@ import uuid
 
 ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 
-# (category, burst, refill per second, operations)
+# (category, burst, refill per second, operations): the same table as `ecs_bucket` in src/backend/limits.rs, which
+# mcpfleet's client and the sim use; keep the two in step.
 BUCKETS = [
     ("DescribeServices", 100, 20.0, ("DescribeServices",)),
+    ("ListServices", 100, 20.0, ("ListServices",)),
     ("ServiceWrite", 50, 5.0, ("CreateService", "UpdateService", "DeleteService")),
     ("TaskDefinitionWrite", 20, 1.0, ("RegisterTaskDefinition", "DeregisterTaskDefinition")),
     ("TaskDefinitionRead", 50, 20.0, ("DescribeTaskDefinition", "ListTaskDefinitions")),
-    ("TagResource", 20, 10.0, ("TagResource",)),
+    ("TagResource", 20, 10.0, ("TagResource", "UntagResource")),
+    ("TaskRead", 100, 20.0, ("ListTasks", "DescribeTasks")),
 ]
 
 THROTTLE_BODY = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'

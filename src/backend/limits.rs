@@ -45,7 +45,8 @@ pub struct BucketSpec {
     pub per_second: f64,
 }
 
-/// The bucket an ECS operation draws from (numbers from ECS's documented request throttling).
+/// The bucket an ECS operation draws from (numbers from ECS's documented request throttling). The benchmark's
+/// throttling proxy (`scripts/ecs_throttle_proxy.py`) carries the same table; keep the two in step.
 pub fn ecs_bucket(op: &str) -> Option<BucketSpec> {
     let (category, burst, per_second) = match op {
         "DescribeServices" => ("DescribeServices", 100, 20.0),

@@ -289,8 +289,13 @@ impl Defaults {
     /// Whether FleetDefaults may have meant to set `field` but failed to parse (already reported): a service
     /// without it is then not told that it is required, which would repeat one mistake once per service.
     fn lost(&self, field: &str) -> bool {
-        self.unreadable || (!self.broken.is_empty() && self.broken.contains(&format!("spec.{field}")))
+        self.unreadable || has_spec_field(&self.broken, field)
     }
+}
+
+/// Whether `paths` holds `spec.<field>`; the set is nearly always empty, so that is checked before a path is built.
+fn has_spec_field(paths: &BTreeSet<String>, field: &str) -> bool {
+    !paths.is_empty() && paths.contains(&format!("spec.{field}"))
 }
 
 /// Validates one McpService merged with the defaults. Returns the service only when it has no problem.
@@ -304,7 +309,7 @@ pub(super) fn check_service(
     let before = ctx.diags.len();
     // Fields that did not parse were reported then and hold placeholders now: no rule judges them, and a value
     // that depends on them is not required again.
-    let broken = |field: &str| !unparsed.is_empty() && unparsed.contains(&format!("spec.{field}"));
+    let broken = |field: &str| has_spec_field(unparsed, field);
     let unknown = |field: &str| broken(field) || d.lost(field);
     let s = &doc.spec;
     let name = &doc.metadata.name;
