@@ -78,13 +78,34 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
             if !seen.insert(key) {
                 continue;
             }
-            match std::fs::read_to_string(&file) {
+            match read_manifest(&file) {
                 Ok(text) => files.push(SourceFile { name: file.display().to_string(), text }),
-                Err(e) => diags.push(file_diag(&file, format!("cannot read: {e}"))),
+                Err(d) => diags.push(d),
             }
         }
     }
     (files, diags)
+}
+
+/// Reads one manifest file, never more than [`yaml::MAX_FILE_BYTES`] of it: a file beyond the bound is refused
+/// before it is held in memory whole.
+fn read_manifest(file: &Path) -> Result<String, Diagnostic> {
+    use std::io::Read;
+    let diag = |line: usize, message: String| Diagnostic {
+        file: file.display().to_string(),
+        line,
+        path: String::new(),
+        message,
+    };
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(file).and_then(|f| f.take(yaml::MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes));
+    if let Err(e) = read {
+        return Err(diag(0, format!("cannot read: {e}")));
+    }
+    if bytes.len() > yaml::MAX_FILE_BYTES {
+        return Err(diag(yaml::line_at(&bytes, yaml::MAX_FILE_BYTES), yaml::too_large_message()));
+    }
+    String::from_utf8(bytes).map_err(|_| diag(0, "cannot read: stream did not contain valid UTF-8".into()))
 }
 
 /// Reads, parses and validates the manifests under `paths`.
@@ -128,12 +149,11 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
         let docs = match yaml::parse(&file.text) {
             Ok(docs) => docs,
             Err(e) => {
-                diags.push(Diagnostic {
-                    file: file.name.clone(),
-                    line: e.line,
-                    path: String::new(),
-                    message: format!("invalid YAML: {}", e.message),
-                });
+                let message = match e.kind {
+                    yaml::YamlErrorKind::Syntax => format!("invalid YAML: {}", e.message),
+                    _ => e.message,
+                };
+                diags.push(Diagnostic { file: file.name.clone(), line: e.line, path: String::new(), message });
                 continue;
             }
         };
@@ -221,7 +241,8 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
 
 /// Checks apiVersion and kind, then deserializes the document into its typed form, reporting every broken field.
 fn parse_document(file: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>, out: &mut Documents) {
-    let root = doc.root;
+    let mut root = doc.root;
+    env_as_written(&mut root);
     let mut ctx = DocCtx { file, root: &root, diags };
     if !matches!(root.kind, NodeKind::Map(_)) {
         ctx.err(
@@ -267,6 +288,22 @@ fn parse_document(file: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>, 
         }
         Some(other) => ctx.err(&kind_path, format!("`{other}` is not a mcpfleet kind (FleetDefaults or McpService)")),
         None => ctx.err(&kind_path, "required: FleetDefaults or McpService"),
+    }
+}
+
+/// Makes every boolean or number under `spec.env` the text it was written as. A container gets its environment as
+/// text, so `VERSION: 1.10` must arrive as `1.10`, not as the float's `1.1`; likewise `007`, `True` and integers
+/// beyond 64 bits. Quoting is then never needed to keep a value.
+fn env_as_written(root: &mut Node) {
+    let NodeKind::Map(top) = &mut root.kind else { return };
+    let Some((_, _, spec)) = top.iter_mut().find(|(k, _, _)| k == "spec") else { return };
+    let NodeKind::Map(fields) = &mut spec.kind else { return };
+    let Some((_, _, env)) = fields.iter_mut().find(|(k, _, _)| k == "env") else { return };
+    let NodeKind::Map(vars) = &mut env.kind else { return };
+    for (_, _, value) in vars {
+        if let Some(text) = value.as_written() {
+            value.kind = NodeKind::Str(text.to_string());
+        }
     }
 }
 

@@ -168,8 +168,8 @@ fn required<T: JsonSchema>() -> Vec<String> {
 fn placeholder(property: &serde_json::Value) -> Option<NodeKind> {
     match property.get("type")?.as_str()? {
         "string" => Some(NodeKind::Str(String::new())),
-        "integer" => Some(NodeKind::Int(0)),
-        "boolean" => Some(NodeKind::Bool(false)),
+        "integer" => Some(NodeKind::Int(0, "0".into())),
+        "boolean" => Some(NodeKind::Bool(false, "false".into())),
         "array" => Some(NodeKind::Seq(Vec::new())),
         _ => None,
     }

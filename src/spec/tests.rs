@@ -617,4 +617,32 @@ mod read_paths {
         assert_eq!(diags.len(), 1);
         assert!(diags[0].to_string().starts_with(&format!("{}: cannot read: ", missing.display())), "{}", diags[0]);
     }
+
+    /// The controller reloads manifests on every change: a hostile file beside a good one must come back as a
+    /// located diagnostic of that file (so the controller keeps its last valid fleet), never as an abort.
+    #[test]
+    fn hostile_files_come_back_as_diagnostics_from_load_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", &SERVICE.replace("NAME", "a"));
+        let bomb =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hostile/alias-bomb.yaml"))
+                .unwrap();
+        let bomb = write(dir.path(), "bomb.yaml", &bomb);
+        let err = load_paths(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err:?}");
+        assert_eq!((err.0[0].file.as_str(), err.0[0].line), (bomb.to_str().unwrap(), 12));
+        assert!(err.0[0].message.starts_with("anchors and aliases expand to more than"), "{}", err.0[0]);
+
+        let huge = write(dir.path(), "bomb.yaml", &"# padding\n".repeat((9 << 20) / 10));
+        let err = load_paths(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err:?}");
+        assert_eq!((err.0[0].file.as_str(), err.0[0].line), (huge.to_str().unwrap(), (8 << 20) / 10 + 1));
+    }
+
+    /// The bounds leave room for real fleets: the benchmark's 10,000 services in one file load.
+    #[test]
+    fn a_ten_thousand_service_file_is_within_the_bounds() {
+        let text = crate::testkit::fleet_yaml(10_000, 5, 3);
+        assert_eq!(load_str("fleet.yaml", &text).map(|f| f.services.len()), Ok(10_000));
+    }
 }
