@@ -340,3 +340,23 @@ fn render_passes_env_values_exactly_as_written() {
         ])
     );
 }
+
+/// Resolution errors point at the field that names the missing thing, not at the document's first line.
+#[test]
+fn plan_names_the_lines_of_an_unresolvable_tag_and_secrets() {
+    let state = tempfile::tempdir().unwrap();
+    let sim_state = state.path().join("sim.json");
+    let sim = ["--backend", "sim", "--sim-state", sim_state.to_str().unwrap()];
+    let repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/missing-refs";
+    mcpfleet().args(sim).args(["sim", "push", &format!("{repo}:v0")]).assert().success();
+    let path = "tests/fixtures/unresolvable/missing-refs.yaml";
+    let out = mcpfleet().args(sim).args(["plan", "-f", path]).assert().code(1).get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for expected in [
+        format!("service `missing-refs` ({path}:8): spec.image: tag `v1` not found in {repo}"),
+        format!("service `missing-refs` ({path}:16): spec.secrets.A: secret `prod/a` not found"),
+        format!("service `missing-refs` ({path}:19): spec.secrets.B: secret `prod/b` not found"),
+    ] {
+        assert!(stderr.contains(&expected), "expected {expected}:\n{stderr}");
+    }
+}

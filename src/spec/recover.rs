@@ -116,9 +116,32 @@ pub(super) fn section<S: DeserializeOwned + JsonSchema>(
     let mut broken = Vec::new();
     for (key, key_line, value) in entries {
         let single = Node { line: node.line, kind: NodeKind::Map(vec![(key.clone(), *key_line, value.clone())]) };
-        if report_field_errors::<S>(ctx, &base, &single) {
-            kept.push((key.clone(), *key_line, value.clone()));
-        } else {
+        let entry_map = schema.get("properties").and_then(|p| p.get(key)).is_some_and(is_entry_map);
+        let usable = match &value.kind {
+            // serde stops at the first bad entry of `env` or `secrets`; each entry is judged on its own instead,
+            // and the good ones are kept for the rules that read them.
+            NodeKind::Map(items) if entry_map && field_error::<S>(&single).is_some() => {
+                let good: Vec<_> = items
+                    .iter()
+                    .filter(|item| {
+                        let one = Node { line: value.line, kind: NodeKind::Map(vec![(*item).clone()]) };
+                        let field = Node { line: node.line, kind: NodeKind::Map(vec![(key.clone(), *key_line, one)]) };
+                        report_field_errors::<S>(ctx, &base, &field)
+                    })
+                    .cloned()
+                    .collect();
+                kept.push((key.clone(), *key_line, Node { line: value.line, kind: NodeKind::Map(good) }));
+                false
+            }
+            _ => {
+                let usable = report_field_errors::<S>(ctx, &base, &single);
+                if usable {
+                    kept.push((key.clone(), *key_line, value.clone()));
+                }
+                usable
+            }
+        };
+        if !usable {
             broken.push(format!("{name}.{key}"));
         }
     }
@@ -162,6 +185,11 @@ fn required<T: JsonSchema>() -> Vec<String> {
     let schema = schemars::schema_for!(T);
     let names = schema.get("required").and_then(|r| r.as_array());
     names.into_iter().flatten().filter_map(|f| f.as_str().map(String::from)).collect()
+}
+
+/// Whether a property is a mapping of user-named entries (`env`, `secrets`, `labels`) rather than a struct.
+fn is_entry_map(property: &serde_json::Value) -> bool {
+    property.get("additionalProperties").is_some_and(serde_json::Value::is_object)
 }
 
 /// A value of the schema's type that deserializes and that no rule will look at.

@@ -195,6 +195,36 @@ fn secrets_forms_and_collisions() {
 }
 
 #[test]
+fn every_bad_env_and_secret_entry_is_reported() {
+    let text = svc(
+        "  env:\n    A: [1]\n    OK: x\n    B: {x: 1}\n    1BAD: y\n  secrets:\n    S1: [x]\n    S2: prod/ok\n    S3: 5\n",
+        &[],
+    );
+    assert_eq!(
+        errors(&text),
+        vec![
+            "m.yaml:15: spec.env.A: invalid type: sequence, expected a string, number or boolean",
+            "m.yaml:17: spec.env.B: invalid type: map, expected a string, number or boolean",
+            "m.yaml:18: spec.env.1BAD: not a valid variable name (letters, digits and `_`, not starting with a digit)",
+            "m.yaml:20: spec.secrets.S1: invalid type: sequence, expected a secret name/ARN or a mapping {secret, key, versionStage, versionId}",
+            "m.yaml:22: spec.secrets.S3: invalid type: number, expected a secret name/ARN or a mapping {secret, key, versionStage, versionId}",
+        ]
+    );
+}
+
+#[test]
+fn too_long_labels_are_told_their_length() {
+    let long_key = "k".repeat(129);
+    let long_value = "v".repeat(257);
+    let text =
+        svc("", &[("  name: svc\n", &format!("  name: svc\n  labels:\n    {long_key}: x\n    team: {long_value}\n"))]);
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].ends_with("label keys must be 1-128 characters long; this one has 129"), "{errs:#?}");
+    assert!(errs[1].ends_with("label values must be at most 256 characters long; this one has 257"), "{errs:#?}");
+}
+
+#[test]
 fn credentials_in_env_are_refused_without_echoing_them() {
     for (name, value) in [
         ("DB_PASSWORD", "hunter2"),

@@ -434,6 +434,16 @@ pub(super) fn check_service(
         name: name.clone(),
         labels: doc.metadata.labels.clone(),
         source: Source { file: ctx.file.to_string(), line: doc_line },
+        lines: FieldLines {
+            image: ctx.root.line_of(&p(&["spec", "image"])),
+            secrets: secrets
+                .keys()
+                .map(|name| {
+                    let at = with(&with(&p(&["spec", "secrets"]), name.clone()), "secret");
+                    (name.clone(), ctx.root.line_of(&at))
+                })
+                .collect(),
+        },
         cluster,
         image: image?,
         architecture: s.architecture.or(d.spec.architecture).unwrap_or(Architecture::Auto),
@@ -466,12 +476,18 @@ fn check_labels(ctx: &mut DocCtx, labels: &BTreeMap<String, String>) {
     }
     for (k, v) in labels {
         let at = with(&base, k.clone());
-        if k.is_empty() || k.chars().count() > 128 || !TAG_CHARS.is_match(k) {
+        let key_len = k.chars().count();
+        if key_len == 0 || key_len > 128 {
+            ctx.err(&at, format!("label keys must be 1-128 characters long; this one has {key_len}"));
+        } else if !TAG_CHARS.is_match(k) {
             ctx.err(&at, "label keys must be 1-128 letters, digits, spaces or `_ . : / = + - @`");
         } else if k.to_ascii_lowercase().starts_with("aws:") || k.starts_with("mcpfleet.io/") {
             ctx.err(&at, "the prefixes `aws:` and `mcpfleet.io/` are reserved");
         }
-        if v.chars().count() > 256 || !TAG_CHARS.is_match(v) {
+        let value_len = v.chars().count();
+        if value_len > 256 {
+            ctx.err(&at, format!("label values must be at most 256 characters long; this one has {value_len}"));
+        } else if !TAG_CHARS.is_match(v) {
             ctx.err(&at, "label values must be 0-256 letters, digits, spaces or `_ . : / = + - @`");
         }
     }
