@@ -58,6 +58,7 @@ fn validate_json_lists_diagnostics() {
             "diagnostics": [{
                 "file": "tests/fixtures/invalid/stop-timeout-above.yaml",
                 "line": 15,
+                "code": "E0605",
                 "path": "spec.stopTimeout",
                 "message": "300s is above the Fargate maximum of 120s"
             }]
@@ -278,15 +279,17 @@ fn hostile_yaml_gets_one_located_error_not_a_crash() {
         (
             "tests/fixtures/hostile/alias-bomb.yaml:12: anchors and aliases expand to more than 100000 nodes in this file",
             "tests/fixtures/hostile/alias-bomb.yaml",
+            "[E0106]",
         ),
         (
             "tests/fixtures/hostile/deep-nesting.yaml:7: collections nest deeper than 64 levels",
             "tests/fixtures/hostile/deep-nesting.yaml",
+            "[E0105]",
         ),
     ];
     let state = tempfile::tempdir().unwrap();
     let sim_state = state.path().join("sim.json");
-    for (expected, path) in cases {
+    for (expected, path, code) in cases {
         for command in [
             &["validate", "-f", path][..],
             &["--backend", "sim", "--sim-state", sim_state.to_str().unwrap(), "plan", "-f", path],
@@ -295,7 +298,7 @@ fn hostile_yaml_gets_one_located_error_not_a_crash() {
             let stderr = String::from_utf8(out.stderr).unwrap();
             let located: Vec<&str> = stderr.lines().filter(|l| l.starts_with(path)).collect();
             assert_eq!(located.len(), 1, "{command:?}:\n{stderr}");
-            assert!(located[0].starts_with(expected), "{command:?}:\n{stderr}");
+            assert!(located[0].starts_with(expected) && located[0].ends_with(code), "{command:?}:\n{stderr}");
             assert!(stderr.ends_with("error: 1 problem found in the manifests\n"), "{stderr}");
         }
     }
@@ -314,6 +317,7 @@ fn a_huge_manifest_file_is_refused_with_its_line() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     let expected = format!("{}:{crossing}: the file is larger than 8 MiB", path.display());
     assert!(stderr.starts_with(&expected), "expected {expected}:\n{stderr}");
+    assert!(stderr.lines().next().is_some_and(|l| l.ends_with("[E0104]")), "{stderr}");
 }
 
 /// Environment values reach the container exactly as written: YAML would read these as the float 1.1, the octal-

@@ -189,7 +189,7 @@ pub fn load_fleet(files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
         }
         Err(diags) => {
             for d in &diags.0 {
-                eprintln!("{d}");
+                eprintln!("{}", d.coded());
             }
             anyhow::bail!("{}", problems(diags.0.len()))
         }
