@@ -456,7 +456,11 @@ impl MarkedEventReceiver for Builder {
         }
         let line = mark.line().max(1);
         match ev {
-            Event::DocumentStart => self.doc_line = line,
+            Event::DocumentStart => {
+                self.doc_line = line;
+                // Anchors belong to their document (yaml-rust2's `load` forgets them here too).
+                self.anchors.clear();
+            }
             Event::Scalar(value, style, anchor, tag) => {
                 if !self.count(line, 1, false) {
                     return;
@@ -672,6 +676,12 @@ mod tests {
         assert_eq!(written("a").as_deref(), Some("007"));
         assert_eq!(written("b").as_deref(), Some("True"));
         assert_eq!(written("c").as_deref(), Some("12345678901234567890"));
+    }
+
+    #[test]
+    fn anchors_do_not_cross_documents() {
+        let err = parse("a: &x 1\n---\nb: *x\n").unwrap_err();
+        assert_eq!((err.line, err.message.as_str()), (3, "alias to an unknown anchor"));
     }
 
     #[test]
