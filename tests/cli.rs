@@ -1,8 +1,10 @@
-//! The `validate`, `render` and `schema` commands as a user runs them: exit codes, messages and documents.
+//! The `validate`, `render` and `schema` commands as a user runs them: exit codes, messages and documents; and how
+//! every command reports an error (usage, `-o json`, a missing service).
 
 mod common;
 
-use common::{mcpfleet, run_python_script};
+use common::lab::Lab;
+use common::{json_output, mcpfleet, run_python_script};
 use predicates::prelude::*;
 
 #[test]
@@ -356,4 +358,58 @@ fn concurrency_zero_is_a_usage_error() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("`x` is not a whole number"));
+}
+
+#[test]
+fn json_output_errors_are_a_json_document_on_stdout() {
+    let lab = Lab::new();
+    let m = lab.manifests();
+    let m = m.to_str().unwrap();
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v9.9.9");
+    for cmd in ["plan", "apply"] {
+        let out = lab.run(&[cmd, "-f", m, "-o", "json"]);
+        let (code, doc) = json_output(&[cmd], &out);
+        assert_eq!(code, 1);
+        let error = doc["error"].as_str().unwrap_or_default();
+        assert!(error.contains("tag `v9.9.9` not found"), "{cmd}: {doc}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("error: "), "{cmd}: stderr still tells people");
+    }
+
+    // Broken manifests: the diagnostics come along, as `validate -o json` lists them.
+    lab.edit_manifest("documents.yaml", "cpu: 512", "cpu: 500");
+    let (code, doc) = json_output(&["status"], &lab.run(&["status", "-f", m, "-o", "json"]));
+    assert_eq!(code, 1);
+    assert_eq!(doc["error"], "1 problem found in the manifests");
+    assert_eq!(doc["diagnostics"][0]["path"], "spec.cpu", "{doc}");
+    assert!(doc["diagnostics"][0]["file"].as_str().unwrap().ends_with("documents.yaml"), "{doc}");
+
+    let (code, doc) =
+        json_output(&["history"], &lab.run(&["history", "nosuch", "--cluster", "mcp-prod", "-o", "json"]));
+    assert_eq!(code, 1);
+    assert_eq!(doc, serde_json::json!({ "error": "service nosuch not found in cluster mcp-prod" }));
+}
+
+#[test]
+fn status_names_each_missing_service_and_its_cluster() {
+    let lab = Lab::new();
+    let m = lab.manifests();
+    let out = lab.run(&["status", "-f", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for name in ["database", "documents", "search"] {
+        assert!(stderr.contains(&format!("error: service `{name}` is not running in cluster `mcp-prod`")), "{stderr}");
+    }
+    assert!(String::from_utf8(out.stdout).unwrap().contains("MISSING"));
+}
+
+#[test]
+fn status_usage_shows_both_ways_to_name_services() {
+    let usage = "Usage: mcpfleet status <--file <PATH>...|--cluster <CLUSTER>>";
+    mcpfleet().arg("status").assert().code(1).stderr(predicate::str::contains(usage));
+    mcpfleet().args(["status", "--help"]).assert().success().stdout(predicate::str::contains("--file <PATH>..."));
+    mcpfleet()
+        .args(["status", "-f", "manifests", "--cluster", "mcp-prod"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot be used with"));
 }
