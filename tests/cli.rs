@@ -180,12 +180,7 @@ fn render_compose_secrets_are_env_variables_by_default_and_files_on_request() {
     assert_eq!(doc["secrets"]["DB_PASSWORD"]["file"].as_str(), Some("./secrets/DB_PASSWORD"));
     assert_fits_compose_spec(&files);
 
-    mcpfleet()
-        .args(["render", "-f", "manifests/", "--secrets", "files"])
-        .assert()
-        .code(1)
-        .stdout("")
-        .stderr(predicate::str::contains("--secrets applies to --format compose"));
+    refused_quietly(&["render", "-f", "manifests/", "--secrets", "files"], "--secrets applies to --format compose");
 }
 
 #[test]
@@ -256,14 +251,17 @@ fn render_compose_with_redis_and_command_health_checks_fits_the_compose_spec() {
     assert!(ok, "botocore rejected the rendered ECS input:\n{report}");
 }
 
+/// Runs `args`, expecting exit 1, nothing on stdout and `message` on stderr.
+fn refused_quietly(args: &[&str], message: &str) {
+    mcpfleet().args(args).assert().code(1).stdout("").stderr(predicate::str::contains(message));
+}
+
 #[test]
 fn render_refuses_an_invalid_fleet_and_prints_nothing() {
-    mcpfleet()
-        .args(["render", "-f", "tests/fixtures/invalid/cpu-memory-pair.yaml"])
-        .assert()
-        .code(1)
-        .stdout("")
-        .stderr(predicate::str::contains("spec.memory: 512 MiB is not a valid Fargate size for cpu 512"));
+    refused_quietly(
+        &["render", "-f", "tests/fixtures/invalid/cpu-memory-pair.yaml"],
+        "spec.memory: 512 MiB is not a valid Fargate size for cpu 512",
+    );
 }
 
 #[test]
