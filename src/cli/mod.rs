@@ -146,11 +146,45 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
+            // A program reading `-o json` gets a document on stdout whatever happened, not an empty stream.
+            if cli.command.output() == Output::Json {
+                println!("{:#}", error_document(&err));
+            }
             eprintln!("error: {err:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
+
+impl Command {
+    /// The output format the command was asked for (`-o`); text for commands without one.
+    fn output(&self) -> Output {
+        match self {
+            Command::Validate(args) => args.output,
+            Command::Plan(args) => args.output,
+            Command::Apply(args) => args.output,
+            Command::Status(args) => args.output,
+            Command::History(args) => args.output,
+            _ => Output::Text,
+        }
+    }
+}
+
+/// `{"error": "…"}` for a command that failed under `-o json`, with the manifests' `diagnostics` (as
+/// `validate -o json` lists them) when the manifests were the problem.
+pub fn error_document(err: &anyhow::Error) -> serde_json::Value {
+    let mut doc = serde_json::json!({ "error": format!("{err:#}") });
+    if let Some(ManifestProblems(diagnostics)) = err.downcast_ref::<ManifestProblems>() {
+        doc["diagnostics"] = serde_json::json!(diagnostics);
+    }
+    doc
+}
+
+/// Manifests that failed validation. The diagnostics were printed on stderr; they travel with the error so a JSON
+/// error document can list them too.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", problems(.0.len()))]
+pub struct ManifestProblems(pub Vec<mcpfleet::spec::Diagnostic>);
 
 fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
@@ -191,7 +225,7 @@ pub fn load_fleet(files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
             for d in &diags.0 {
                 eprintln!("{d}");
             }
-            anyhow::bail!("{}", problems(diags.0.len()))
+            Err(ManifestProblems(diags.0).into())
         }
     }
 }

@@ -12,12 +12,14 @@ use super::apply::short_td;
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
 
 #[derive(Debug, clap::Args)]
+// One of the two, named as such in the usage line (`<--file <PATH>...|--cluster <CLUSTER>>`).
+#[command(group(clap::ArgGroup::new("services").required(true).args(["paths", "cluster"])))]
 pub struct Args {
     /// The services of these manifests.
-    #[arg(short = 'f', long = "file", value_name = "PATH", num_args = 1.., conflicts_with = "cluster")]
+    #[arg(short = 'f', long = "file", value_name = "PATH", num_args = 1..)]
     pub paths: Vec<std::path::PathBuf>,
     /// Every service mcpfleet manages in this cluster.
-    #[arg(long, required_unless_present = "paths")]
+    #[arg(long)]
     pub cluster: Option<String>,
     /// `json` prints {"services": [...]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
@@ -64,14 +66,14 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let by_key: BTreeMap<(&str, &str), &ServiceState> =
         found.iter().filter(|s| s.is_active()).map(|s| ((s.cluster.as_str(), s.name.as_str()), s)).collect();
     let mut rows = Vec::new();
-    let mut missing = false;
+    let mut missing = Vec::new();
     for (cluster, names) in &wanted {
         for name in names {
             match by_key.get(&(cluster.as_str(), name.as_str())) {
                 Some(s) if args.cluster.is_some() && !is_managed(s) => {}
                 Some(s) => rows.push(row(s, ecs).await?),
                 None => {
-                    missing = true;
+                    missing.push(format!("service `{name}` is not running in cluster `{cluster}`"));
                     rows.push(Row {
                         name: name.clone(),
                         cluster: cluster.clone(),
@@ -128,7 +130,13 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if missing && args.cluster.is_none() { EXIT_ERROR } else { EXIT_OK })
+    if args.cluster.is_some() || missing.is_empty() {
+        return Ok(EXIT_OK);
+    }
+    for m in &missing {
+        eprintln!("error: {m} (no active ECS service by that name; `apply` creates it)");
+    }
+    Ok(EXIT_ERROR)
 }
 
 /// A service's row. Image, digest and architecture come from its tags, which describe the revision mcpfleet

@@ -183,6 +183,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
     }
 
     let mut first_seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut ports_seen: BTreeMap<u32, String> = BTreeMap::new();
     let mut valid = Vec::new();
     for svc in &services {
         let mut ctx = DocCtx { file: &svc.file, root: &svc.root, diags: &mut diags };
@@ -202,6 +203,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
             }
             first_seen.insert(svc.doc.metadata.name.clone(), here);
         }
+        check_local_port(&mut ctx, &svc.doc, &mut ports_seen);
         if let Some(v) = validate::check_service(&mut ctx, &svc.doc, svc.line, &merged, &svc.broken) {
             valid.push(v);
         }
@@ -217,6 +219,22 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
         session_store: defaults_spec.session_store,
         default_cluster: defaults_spec.cluster,
     })
+}
+
+/// A host port of the local stack belongs to one service: the first to name it (in file order) keeps it, a later
+/// one is told where. `seen` maps each port to its owner's name and place.
+fn check_local_port(ctx: &mut DocCtx, doc: &McpServiceDoc, seen: &mut BTreeMap<u32, String>) {
+    let Some(port) = doc.spec.local.as_ref().and_then(|l| l.port) else { return };
+    let path = [Seg::Key("spec".into()), Seg::Key("local".into()), Seg::Key("port".into())];
+    let here = format!("`{}` at {}:{}", doc.metadata.name, ctx.file, ctx.root.line_of(&path));
+    match seen.get(&port) {
+        Some(owner) => {
+            ctx.err(&path, format!("host port {port} is already taken by service {owner}; local ports must be unique"))
+        }
+        None => {
+            seen.insert(port, here);
+        }
+    }
 }
 
 /// Checks apiVersion and kind, then deserializes the document into its typed form, reporting every broken field.

@@ -49,6 +49,8 @@ pub struct ValidService {
     pub logging: Option<ValidLogging>,
     pub rollout: ValidRollout,
     pub read_only_root_filesystem: bool,
+    /// The local stack's host port, when the manifest pins one (`spec.local.port`).
+    pub local_port: Option<u16>,
 }
 
 /// A Secrets Manager reference as written (name or ARN), with optional JSON key and version.

@@ -79,6 +79,9 @@ re!(VERSION_ID, r"^[A-Za-z0-9-]+$");
 re!(TAG_CHARS, r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$");
 re!(HEALTH_PATH, r"^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$");
 
+/// Host ports `spec.local.port` may name: unprivileged, so `docker compose up` needs no root.
+pub const LOCAL_PORTS: std::ops::RangeInclusive<u32> = 1024..=65535;
+
 /// Values that are credentials whatever their variable is called, and what each is.
 const CREDENTIAL_VALUES: [(&str, &str); 9] = [
     (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", "an AWS access key id"),
@@ -352,6 +355,17 @@ pub(super) fn check_service(
     if !broken("port") && !(1..=65535).contains(&s.port) {
         ctx.err(&p(&["spec", "port"]), format!("{} is not a TCP port (1..65535)", s.port));
     }
+    let local_port = s.local.as_ref().and_then(|l| l.port);
+    if let Some(port) = local_port.filter(|port| !LOCAL_PORTS.contains(port)) {
+        ctx.err(
+            &p(&["spec", "local", "port"]),
+            format!(
+                "{port} is not a host port the local stack can publish ({}..{})",
+                LOCAL_PORTS.start(),
+                LOCAL_PORTS.end()
+            ),
+        );
+    }
 
     let env: BTreeMap<String, String> = s.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
     check_env(ctx, &env);
@@ -456,6 +470,7 @@ pub(super) fn check_service(
         logging,
         rollout: rollout?,
         read_only_root_filesystem: s.read_only_root_filesystem.or(d.spec.read_only_root_filesystem).unwrap_or(true),
+        local_port: local_port.map(u16::try_from).transpose().ok()?,
     })
 }
 
