@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use mcpfleet::reconcile::{self, ApplyOptions, Outcome, rollout};
+use mcpfleet::state::short as short_td;
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Files, Output};
 
@@ -75,9 +76,4 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         return Ok(EXIT_ERROR);
     }
     Ok(if rollout_failed { EXIT_ROLLOUT_FAILED } else { EXIT_OK })
-}
-
-/// `family:revision` of a task-definition ARN.
-pub fn short_td(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use mcpfleet::reconcile::rollout::{self, check_rollbackable};
 use mcpfleet::reconcile::watch::RolloutResult;
-use mcpfleet::render::ecs::TAG_SPEC_HASH;
+use mcpfleet::state::{ServiceTags, short as short_td};
 
-use super::apply::{EXIT_ROLLOUT_FAILED, short_td};
+use super::apply::EXIT_ROLLOUT_FAILED;
 use super::{Cli, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
@@ -41,7 +41,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     }
     // The spec running now is marked failed, so apply and the controller leave the operator's choice alone
     // until the manifests change.
-    let abandoned = state.tags.get(TAG_SPEC_HASH).cloned().unwrap_or_default();
+    let abandoned = ServiceTags::of(&state).spec_hash.unwrap_or_default().to_string();
     let reporter = super::progress::Reporter::new();
     let progress = |service: &str, what: &str| reporter.report(service, what);
     let timeout = if args.wait { args.timeout } else { Duration::ZERO };

@@ -25,13 +25,13 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::backend::limits::Limited;
 use crate::backend::sim::{CallStats, Sim};
-use crate::backend::{Backend, RolloutState, ServiceState, Tags};
+use crate::backend::{Backend, RolloutState, ServiceState};
 use crate::plan::{self, Action, Plan};
-use crate::reconcile::rollout::{self, TAG_OUTCOME};
+use crate::reconcile::rollout;
 use crate::reconcile::watch::{self, RolloutResult, Target};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
-use crate::render::ecs::{TAG_FAILED_SPEC_HASH, TAG_LAST_GOOD, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
 use crate::spec::{self, ValidFleet};
+use crate::state::{self, ServiceTags};
 
 use metrics::{Metrics, OperationLabel, StateLabel};
 
@@ -396,7 +396,7 @@ impl Controller {
                     if self.rollbacks_in_flight.remove(&key)
                         && state.primary().is_some_and(|p| p.rollout_state == RolloutState::Completed)
                     {
-                        let revision = state.tags.get(TAG_TASK_DEFINITION).map_or("-", String::as_str);
+                        let revision = ServiceTags::of(state).applied.unwrap_or("-");
                         let what = if rolled_back(state) { "rollback completed" } else { "rollout completed" };
                         info!(service = %state.name, cluster = %state.cluster, revision, "{what}");
                     }
@@ -410,7 +410,7 @@ impl Controller {
                     continue;
                 }
                 Pending::Rollout(target) => {
-                    if state.tags.get(TAG_LAST_GOOD) == Some(&target.task_definition) {
+                    if ServiceTags::of(state).last_good == Some(target.task_definition.as_str()) {
                         self.rollbacks_in_flight.insert(key);
                     }
                     target
@@ -516,7 +516,8 @@ impl Controller {
     ) -> Result<bool, crate::backend::BackendError> {
         let ecs = self.backend.ecs.as_ref();
         let td = &target.task_definition;
-        let on_last_good = state.tags.get(TAG_LAST_GOOD) == Some(td);
+        let tags = ServiceTags::of(state);
+        let on_last_good = tags.last_good == Some(td.as_str());
         match result {
             RolloutResult::Completed => {
                 rollout::record_success(ecs, state, td, d.rollout.history_limit).await?;
@@ -528,26 +529,24 @@ impl Controller {
             }
             RolloutResult::Failed { reason } if on_last_good => {
                 let deployment = state.primary().map(|p| p.id.clone()).unwrap_or_default();
-                ecs.tag_resource(&state.arn, &Tags::from([(TAG_ROLLBACK_FAILED.to_string(), deployment)])).await?;
+                ecs.tag_resource(&state.arn, &state::rollback_failed(&deployment)).await?;
                 self.shared.metrics.rollback("failed");
                 error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, "the rollback to the last good revision failed; the service needs attention (nothing is retried until the spec changes)");
                 return Ok(true);
             }
             RolloutResult::Failed { reason } => {
-                let spec_hash = state.tags.get(TAG_SPEC_HASH).cloned().unwrap_or_default();
-                ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
-                let last_good = state.tags.get(TAG_LAST_GOOD).filter(|lg| *lg != td).cloned();
+                let spec_hash = tags.spec_hash.unwrap_or_default().to_string();
+                ecs.tag_resource(td, &state::outcome(state::Outcome::Failed)).await?;
+                let last_good = tags.last_good.filter(|lg| *lg != td).map(String::from);
                 match (d.rollout.auto_rollback, last_good) {
                     (true, Some(lg)) => {
                         rollout::start_rollback(ecs, state, &lg, &spec_hash).await?;
-                        ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "rolled_back".to_string())]))
-                            .await?;
+                        ecs.tag_resource(td, &state::outcome(state::Outcome::RolledBack)).await?;
                         self.shared.metrics.rollback("started");
                         error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, rolled_back_to = %lg, "rollout failed; rolling back");
                     }
                     _ => {
-                        ecs.tag_resource(&state.arn, &Tags::from([(TAG_FAILED_SPEC_HASH.to_string(), spec_hash)]))
-                            .await?;
+                        ecs.tag_resource(&state.arn, &state::held(&spec_hash)).await?;
                         error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, "rollout failed; not retried until the spec changes");
                     }
                 }
@@ -568,9 +567,6 @@ fn add_deltas(
     }
 }
 
-/// Service tag: the id of the deployment whose failed rollback was reported, so it is reported once.
-pub const TAG_ROLLBACK_FAILED: &str = "mcpfleet.io/rollback-failed";
-
 /// What a pass owes a service before it may be reconciled.
 #[derive(Debug, Clone)]
 enum Pending {
@@ -586,7 +582,8 @@ enum Pending {
 /// neither its last good one nor already judged failed — or it is back on its last good revision (a rollback)
 /// whose PRIMARY deployment has not completed yet.
 fn unsettled(state: &ServiceState, progress_deadline_secs: u64) -> Pending {
-    let Some(td) = state.tags.get(TAG_TASK_DEFINITION) else { return Pending::Settled };
+    let tags = ServiceTags::of(state);
+    let Some(td) = tags.applied.map(String::from) else { return Pending::Settled };
     let target = |started: u64| {
         Pending::Rollout(Target {
             cluster: state.cluster.clone(),
@@ -595,25 +592,23 @@ fn unsettled(state: &ServiceState, progress_deadline_secs: u64) -> Pending {
             deadline_ms: started + 1000 * progress_deadline_secs,
         })
     };
-    if state.tags.get(TAG_LAST_GOOD) == Some(td) {
+    if tags.last_good == Some(td.as_str()) {
         let Some(p) = state.primary() else { return Pending::Settled };
-        if p.task_definition != *td || p.rollout_state == RolloutState::Completed {
+        if p.task_definition != td || p.rollout_state == RolloutState::Completed {
             return Pending::Settled;
         }
-        if state.tags.get(TAG_ROLLBACK_FAILED) == Some(&p.id) {
+        if tags.rollback_failed == Some(p.id.as_str()) {
             return Pending::FailedRollback;
         }
         return target(p.created_at_ms);
     }
-    if state.tags.contains_key(TAG_FAILED_SPEC_HASH)
-        && state.tags.get(TAG_FAILED_SPEC_HASH) == state.tags.get(TAG_SPEC_HASH)
-    {
+    if tags.applied_failure_recorded() {
         return Pending::Settled;
     }
     let started = state
         .deployments
         .iter()
-        .filter(|d| d.task_definition == *td)
+        .filter(|d| d.task_definition == td)
         .map(|d| d.created_at_ms)
         .max()
         .or_else(|| state.primary().filter(|p| p.rollout_state != RolloutState::Completed).map(|p| p.created_at_ms))
@@ -623,7 +618,7 @@ fn unsettled(state: &ServiceState, progress_deadline_secs: u64) -> Pending {
 
 /// Whether a service on its last good revision got there by a rollback: the spec it abandoned is recorded.
 fn rolled_back(state: &ServiceState) -> bool {
-    state.tags.get(TAG_FAILED_SPEC_HASH).is_some_and(|f| Some(f) != state.tags.get(TAG_SPEC_HASH))
+    ServiceTags::of(state).came_back_from_failure()
 }
 
 fn backoff_policy(interval: Duration) -> backoff::ExponentialBackoff {

@@ -11,10 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
-use crate::render::ecs::{
-    EcsService, MANAGED_BY, NetworkConfiguration, ServiceInput, TAG_FAILED_SPEC_HASH, TAG_MANAGED_BY, TAG_SPEC_HASH,
-    TAG_TASK_DEFINITION,
-};
+use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceInput};
+use crate::state::{self, ServiceTags, TAG_TASK_DEFINITION};
 
 /// What will happen to a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,12 +63,12 @@ impl Plan {
 
 /// A managed service: tagged managed-by=mcpfleet.
 pub fn is_managed(s: &ServiceState) -> bool {
-    s.tags.get(TAG_MANAGED_BY).is_some_and(|v| v == MANAGED_BY)
+    state::is_managed(s)
 }
 
 /// Desired spec-hash of a rendered service.
 pub fn spec_hash_of(e: &EcsService) -> &str {
-    e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).map_or("", |t| t.value.as_str())
+    state::desired_spec_hash(e)
 }
 
 /// Whether an observed, managed service already runs `desired`: same spec-hash applied, still on the revision it
@@ -103,8 +101,8 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
             &mut changes,
         );
     }
-    if let Some(applied) = observed.tags.get(TAG_TASK_DEFINITION)
-        && *applied != observed.task_definition
+    if let Some(applied) = ServiceTags::of(observed).applied
+        && applied != observed.task_definition
     {
         changes.push(change("service.taskDefinition", &observed.task_definition, applied));
     }
@@ -160,13 +158,13 @@ pub fn plan_service_with(
     };
     let Some(obs) = observed.filter(|o| o.is_active()) else { return plan };
     let hash = spec_hash_of(desired);
-    let observed_hash = obs.tags.get(TAG_SPEC_HASH).map(String::as_str);
+    let observed_hash = ServiceTags::of(obs).spec_hash;
     let drifted = drift(desired, obs);
     if observed_hash == Some(hash) && drifted.is_empty() {
         plan.action = Action::Noop;
         return plan;
     }
-    if !retry_failed && obs.tags.get(TAG_FAILED_SPEC_HASH).map(String::as_str) == Some(hash) {
+    if !retry_failed && state::holds(obs, hash) {
         plan.action = Action::Noop;
         plan.reason = Some(
             "this spec's rollout failed; it is not deployed again until the spec changes (or apply --retry-failed)"
@@ -287,7 +285,7 @@ pub fn service_with_revision(input: &ServiceInput, task_definition: &str) -> Ser
     let mut s = input.clone();
     s.task_definition = task_definition.to_string();
     s.tags.retain(|t| t.key != TAG_TASK_DEFINITION);
-    s.tags.push(crate::render::ecs::Tag { key: TAG_TASK_DEFINITION.into(), value: task_definition.into() });
+    s.tags.push(state::applied(task_definition));
     s.tags.sort();
     s
 }

@@ -148,7 +148,7 @@ fn reordered_lists_are_not_changes() {
 fn a_failed_spec_is_held_back_until_it_changes() {
     let d = desired(SVC);
     let mut obs = applied(&desired(&SVC.replace("replicas: 2", "replicas: 3")));
-    obs.tags.insert(ecs::TAG_FAILED_SPEC_HASH.into(), spec_hash_of(&d).into());
+    obs.tags.insert(crate::state::TAG_FAILED_SPEC_HASH.into(), spec_hash_of(&d).into());
     let p = plan_service(&d, Some(&obs), None);
     assert_eq!(p.action, Action::Noop);
     assert!(p.reason.unwrap().contains("failed"));

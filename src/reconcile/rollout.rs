@@ -10,17 +10,9 @@ use serde::Serialize;
 
 use super::watch::{self, RolloutResult, Target};
 use super::{Desired, Outcome, Progress, ServiceOutcome};
-use crate::backend::{
-    BackendError, Clock, Ecs, RolloutState, ServiceState, ServiceUpdate, Tags, TaskDefinition, TdStatus,
-};
-use crate::plan::{is_managed, spec_hash_of};
-use crate::render::ecs::{
-    TAG_ARCHITECTURE, TAG_FAILED_SPEC_HASH, TAG_IMAGE_DIGEST, TAG_IMAGE_TAG, TAG_LAST_GOOD, TAG_SPEC_HASH,
-    TAG_TASK_DEFINITION,
-};
-
-/// What a revision's rollout came to, recorded on the task definition.
-pub const TAG_OUTCOME: &str = "mcpfleet.io/outcome";
+use crate::backend::{BackendError, Clock, Ecs, RolloutState, ServiceState, ServiceUpdate, TaskDefinition, TdStatus};
+use crate::plan::spec_hash_of;
+use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn, is_managed, short};
 
 /// Watches the rollouts an apply started and settles each: last-good and retention on success, rollback (when
 /// `autoRollback`) on failure. Updates `outcomes` in place; returns whether any rollout failed.
@@ -68,14 +60,13 @@ pub async fn settle(
             }
             RolloutResult::Failed { reason } => {
                 any_failed = true;
-                ecs.tag_resource(&td, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
-                let last_good = state.tags.get(TAG_LAST_GOOD).filter(|lg| **lg != td).cloned();
+                ecs.tag_resource(&td, &state::outcome(state::Outcome::Failed)).await?;
+                let last_good = ServiceTags::of(state).last_good.filter(|lg| *lg != td).map(String::from);
                 match (d.rollout.auto_rollback, last_good) {
                     (true, Some(lg)) => {
                         progress(&o.name, &format!("rollout failed; rolling back to {}", short(&lg)));
                         let back = rollback_to(ecs, clock, state, &lg, spec_hash_of(&d.ecs), timeout, progress).await?;
-                        ecs.tag_resource(&td, &Tags::from([(TAG_OUTCOME.to_string(), "rolled_back".to_string())]))
-                            .await?;
+                        ecs.tag_resource(&td, &state::outcome(state::Outcome::RolledBack)).await?;
                         match back {
                             RolloutResult::Completed => {
                                 o.outcome = Outcome::RolledBack;
@@ -108,10 +99,6 @@ pub async fn settle(
     Ok(any_failed)
 }
 
-fn short(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
-}
-
 async fn current_states(
     ecs: &dyn Ecs,
     targets: &[Target],
@@ -127,7 +114,7 @@ async fn current_states(
 /// controller deploys it again (ECS's circuit breaker may have silently put the service back on an older
 /// revision, which would otherwise look like drift to correct) until the spec changes.
 async fn hold_failed_spec(ecs: &dyn Ecs, state: &ServiceState, spec_hash: &str) -> Result<(), BackendError> {
-    ecs.tag_resource(&state.arn, &Tags::from([(TAG_FAILED_SPEC_HASH.to_string(), spec_hash.to_string())])).await
+    ecs.tag_resource(&state.arn, &state::held(spec_hash)).await
 }
 
 /// The revision a service has proven good although no one recorded it (it was deployed by `apply` without
@@ -143,9 +130,10 @@ pub fn unrecorded_good(state: &ServiceState) -> Option<&str> {
         && only.task_definition == td
         && only.running_count == state.desired_count
         && state.running_count == state.desired_count;
-    let asked_for = state.tags.get(TAG_TASK_DEFINITION).map(String::as_str) == Some(td);
-    let held = state.tags.get(TAG_FAILED_SPEC_HASH).is_some_and(|f| state.tags.get(TAG_SPEC_HASH) == Some(f));
-    let recorded = state.tags.get(TAG_LAST_GOOD).map(String::as_str) == Some(td);
+    let tags = ServiceTags::of(state);
+    let asked_for = tags.applied == Some(td);
+    let held = state::applied_spec_held(state);
+    let recorded = tags.last_good == Some(td);
     (state.is_active() && settled && asked_for && !held && !recorded).then_some(td)
 }
 
@@ -154,8 +142,8 @@ pub fn unrecorded_good(state: &ServiceState) -> Option<&str> {
 /// Returns the revision recorded, if any.
 pub async fn record_proven_good(ecs: &dyn Ecs, state: &ServiceState) -> Result<Option<String>, BackendError> {
     let Some(td) = unrecorded_good(state) else { return Ok(None) };
-    ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "completed".to_string())])).await?;
-    ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.to_string())])).await?;
+    ecs.tag_resource(td, &state::outcome(state::Outcome::Completed)).await?;
+    ecs.tag_resource(&state.arn, &state::last_good(td)).await?;
     Ok(Some(td.to_string()))
 }
 
@@ -166,9 +154,9 @@ pub async fn record_success(
     td: &str,
     history_limit: u32,
 ) -> Result<(), BackendError> {
-    ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.to_string())])).await?;
-    ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "completed".to_string())])).await?;
-    let family = family_of(td);
+    ecs.tag_resource(&state.arn, &state::last_good(td)).await?;
+    ecs.tag_resource(td, &state::outcome(state::Outcome::Completed)).await?;
+    let family = TaskDefArn(td).family();
     let active = ecs.list_task_definitions(family, TdStatus::Active).await?;
     let keep = history_limit.max(1) as usize;
     if active.len() > keep {
@@ -180,12 +168,6 @@ pub async fn record_success(
         }
     }
     Ok(())
-}
-
-/// `family` of `…:task-definition/family:revision`.
-pub fn family_of(td: &str) -> &str {
-    let short = short(td);
-    short.rsplit_once(':').map_or(short, |(f, _)| f)
 }
 
 /// Puts a service on `target` and records why, then watches that rollout (see [`start_rollback`]): a target
@@ -214,11 +196,11 @@ pub async fn rollback_to(
         .unwrap_or(RolloutResult::Failed { reason: "the rollback was not observed".into() });
     match result {
         RolloutResult::Completed => {
-            ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.arn.clone())])).await?;
+            ecs.tag_resource(&state.arn, &state::last_good(&td.arn)).await?;
         }
         // Observed failing now: it no longer counts as a completed revision to go back to.
         RolloutResult::Failed { .. } if !timeout.is_zero() => {
-            ecs.tag_resource(&td.arn, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
+            ecs.tag_resource(&td.arn, &state::outcome(state::Outcome::Failed)).await?;
             retag_as_running(ecs, state, &td.arn).await?;
         }
         RolloutResult::Failed { .. } => {}
@@ -247,9 +229,9 @@ pub async fn start_rollback(
         })
         .await?;
     }
-    let mut tags = service_tags_for(&td);
+    let mut tags = state::running(&td.arn, &td.tags);
     if !abandoned_spec_hash.is_empty() {
-        tags.insert(TAG_FAILED_SPEC_HASH.into(), abandoned_spec_hash.to_string());
+        tags.extend(state::held(abandoned_spec_hash));
     }
     ecs.tag_resource(&state.arn, &tags).await?;
     Ok(td)
@@ -264,25 +246,13 @@ async fn retag_as_running(ecs: &dyn Ecs, state: &ServiceState, failed: &str) -> 
         return Ok(());
     };
     let td = ecs.describe_task_definition(&running.task_definition).await?;
-    ecs.tag_resource(&state.arn, &service_tags_for(&td)).await
-}
-
-/// The service state tags that say a service runs `td`: its spec hash, image and architecture, and its ARN.
-fn service_tags_for(td: &TaskDefinition) -> Tags {
-    let mut tags = Tags::new();
-    for key in [TAG_SPEC_HASH, TAG_IMAGE_TAG, TAG_IMAGE_DIGEST, TAG_ARCHITECTURE] {
-        if let Some(v) = td.tags.get(key) {
-            tags.insert(key.to_string(), v.clone());
-        }
-    }
-    tags.insert(TAG_TASK_DEFINITION.into(), td.arn.clone());
-    tags
+    ecs.tag_resource(&state.arn, &state::running(&td.arn, &td.tags)).await
 }
 
 /// Records on a revision that an operator rolled the service back from it (outcome `rolled_back`), so `history`
 /// and the default `rollback` target no longer count it as a completed rollout.
 pub async fn mark_abandoned(ecs: &dyn Ecs, td: &str) -> Result<(), BackendError> {
-    ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "rolled_back".to_string())])).await
+    ecs.tag_resource(td, &state::outcome(state::Outcome::RolledBack)).await
 }
 
 /// Why an operator's rollback was refused; nothing was changed.
@@ -315,7 +285,7 @@ pub async fn rollback_target(
     state: &ServiceState,
     to: Option<&str>,
 ) -> Result<TaskDefinition, RollbackError> {
-    let family = family_of(&state.task_definition).to_string();
+    let family = TaskDefArn(&state.task_definition).family().to_string();
     if let Some(to) = to {
         let id = if to.chars().all(|c| c.is_ascii_digit()) { format!("{family}:{to}") } else { to.to_string() };
         let td = ecs.describe_task_definition(&id).await.map_err(|e| match e {
@@ -335,19 +305,19 @@ pub async fn rollback_target(
         }
         return Ok(td);
     }
-    if let Some(lg) = state.tags.get(TAG_LAST_GOOD).filter(|lg| **lg != state.task_definition) {
+    if let Some(lg) = ServiceTags::of(state).last_good.filter(|lg| *lg != state.task_definition) {
         let td = ecs.describe_task_definition(lg).await?;
         if td.status == TdStatus::Active {
             return Ok(td);
         }
     }
-    let current_rev = state.task_definition.rsplit(':').next().and_then(|r| r.parse::<u32>().ok()).unwrap_or(u32::MAX);
+    let current_rev = TaskDefArn(&state.task_definition).revision().unwrap_or(u32::MAX);
     for arn in ecs.list_task_definitions(&family, TdStatus::Active).await?.iter().rev() {
         if *arn == state.task_definition {
             continue;
         }
         let td = ecs.describe_task_definition(arn).await?;
-        if td.revision < current_rev && td.tags.get(TAG_OUTCOME).map(String::as_str) == Some("completed") {
+        if td.revision < current_rev && RevisionTags::parse(&td.tags).outcome == Some(state::Outcome::Completed) {
             return Ok(td);
         }
     }
@@ -380,21 +350,23 @@ pub struct Revision {
 
 /// The revisions of a service's family, newest first, with what became of each.
 pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision>, BackendError> {
-    let family = family_of(&state.task_definition).to_string();
+    let family = TaskDefArn(&state.task_definition).family().to_string();
     let mut arns = ecs.list_task_definitions(&family, TdStatus::Active).await?;
     arns.extend(ecs.list_task_definitions(&family, TdStatus::Inactive).await?);
     let mut out = Vec::new();
     for arn in arns {
         let td = ecs.describe_task_definition(&arn).await?;
+        let tags = RevisionTags::parse(&td.tags);
         let outcome = if td.arn == state.task_definition {
             "running".to_string()
         } else {
-            td.tags.get(TAG_OUTCOME).cloned().unwrap_or_else(|| "superseded".into())
+            tags.outcome.map_or("superseded", state::Outcome::as_str).to_string()
         };
+        let (image_tag, digest) = (tags.image_tag.map(String::from), tags.image_digest.map(String::from));
         out.push(Revision {
             revision: td.revision,
-            image_tag: td.tags.get(TAG_IMAGE_TAG).cloned(),
-            digest: td.tags.get(TAG_IMAGE_DIGEST).cloned(),
+            image_tag,
+            digest,
             architecture: td.spec.runtime_platform.cpu_architecture.map(|a| a.as_ecs().to_string()),
             registered_at: td.registered_at_ms,
             outcome,
@@ -408,8 +380,9 @@ pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Deployment;
+    use crate::backend::{Deployment, Tags};
     use crate::render::ecs::{AwsVpcConfiguration, NetworkConfiguration};
+    use crate::state::{TAG_FAILED_SPEC_HASH, TAG_LAST_GOOD, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
 
     const TD1: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:1";
     const TD2: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:2";

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::backend::{Clock, Ecs, RolloutState, ServiceState, breaker_threshold};
+use crate::state::short;
 
 use super::{POLL_MAX, POLL_MIN, Progress};
 
@@ -82,10 +83,6 @@ fn judge_with(t: &Target, s: &ServiceState, now_ms: u64, why_stopped: &str) -> O
         )),
         _ => None,
     }
-}
-
-fn short(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 /// At most this many distinct stopped-task reasons are quoted in a failure.
