@@ -162,7 +162,8 @@ fn without_auto_rollback_ecs_rollback_is_still_detected() {
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
     let search = service(&doc, "search");
-    assert_eq!(search["outcome"], "failed");
+    // ECS's circuit breaker already put the service back: reported as rolled back (by ECS), not as left failed.
+    assert_eq!(search["outcome"], "rolled_back");
     let message = search["message"].as_str().unwrap();
     assert!(message.contains("ECS's deployment circuit breaker rolled the service back to search:1"), "{message}");
     assert!(message.contains("autoRollback is off"), "{message}");
@@ -257,7 +258,7 @@ fn a_failure_without_rollback_is_held_back_not_redeployed_as_drift() {
     lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
-    assert_eq!(service(&doc, "search")["outcome"], "failed");
+    assert_eq!(service(&doc, "search")["outcome"], "rolled_back", "by ECS's circuit breaker");
     let w = lab.world();
     let svc = &w.services["mcp-prod/search"].state;
     assert_eq!(svc.task_definition, w.families["search"][0].arn, "ECS's circuit breaker put search:1 back");

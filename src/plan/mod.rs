@@ -41,7 +41,45 @@ pub struct ServicePlan {
     pub changes: Vec<Change>,
     /// Why the action was chosen, when it is not obvious (drift, a held-back failed spec).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<PlanReason>,
+}
+
+/// Why a service's action was chosen, when it is not obvious. Shown (and serialized) as a sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanReason {
+    /// The service was changed outside mcpfleet; the update corrects it.
+    Drift,
+    /// The spec's rollout failed: it is held back until the manifest changes.
+    Held,
+    /// A managed service that no manifest names any more (deleted with `--prune`).
+    Orphan,
+    /// An orphan shown by a plan made without `--prune`.
+    KeptWithoutPrune,
+}
+
+impl PlanReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanReason::Drift => "drift: the service was changed outside mcpfleet",
+            PlanReason::Held => {
+                "this spec's rollout failed; it is not deployed again until the spec changes (or apply --retry-failed)"
+            }
+            PlanReason::Orphan => "managed by mcpfleet and no longer in the manifests",
+            PlanReason::KeptWithoutPrune => "not in the manifests; would be deleted with --prune",
+        }
+    }
+}
+
+impl std::fmt::Display for PlanReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for PlanReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// The whole plan, services in (cluster, name) order.
@@ -166,15 +204,12 @@ pub fn plan_service_with(
     }
     if !retry_failed && state::holds(obs, hash) {
         plan.action = Action::Noop;
-        plan.reason = Some(
-            "this spec's rollout failed; it is not deployed again until the spec changes (or apply --retry-failed)"
-                .into(),
-        );
+        plan.reason = Some(PlanReason::Held);
         return plan;
     }
     plan.action = Action::Update;
     if observed_hash == Some(hash) {
-        plan.reason = Some("drift: the service was changed outside mcpfleet".into());
+        plan.reason = Some(PlanReason::Drift);
         plan.changes = drifted;
         return plan;
     }
@@ -210,7 +245,7 @@ pub fn plan_deletes<'a, 'd>(
             cluster: o.cluster.clone(),
             action: Action::Delete,
             changes: vec![],
-            reason: Some("managed by mcpfleet and no longer in the manifests".into()),
+            reason: Some(PlanReason::Orphan),
         })
         .collect()
 }

@@ -8,6 +8,7 @@
 
 pub mod resolve;
 pub mod rollout;
+pub mod settle;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -269,7 +270,7 @@ pub async fn apply(
                 (Action::Noop, _) => Ok((
                     Outcome::Unchanged,
                     obs.map(|o| o.task_definition.clone()),
-                    p.reason.clone().unwrap_or_default(),
+                    p.reason.map(|r| r.to_string()).unwrap_or_default(),
                 )),
                 (Action::Delete, _) if !opts.prune => {
                     Ok((Outcome::Unchanged, None, "not in the manifests; kept (use --prune to delete)".into()))
@@ -281,9 +282,9 @@ pub async fn apply(
                 (Action::Create, Some(d)) => {
                     converge(ecs, d, None, progress).await.map(|td| (Outcome::Created, Some(td), "created".into()))
                 }
-                (Action::Update, Some(d)) => converge(ecs, d, obs, progress)
-                    .await
-                    .map(|td| (Outcome::Updated, Some(td), p.reason.clone().unwrap_or_else(|| "updated".into()))),
+                (Action::Update, Some(d)) => converge(ecs, d, obs, progress).await.map(|td| {
+                    (Outcome::Updated, Some(td), p.reason.map_or_else(|| "updated".into(), |r| r.to_string()))
+                }),
                 (_, None) => Ok((Outcome::Unchanged, None, String::new())),
             };
             match result {
