@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use mcpfleet::backend::{BackendError, Ecs, ServiceState, TaskDefinition};
 use mcpfleet::reconcile;
 use mcpfleet::spec::ImageRef;
-use mcpfleet::state::{RevisionTags, ServiceTags, TaskDefArn, is_managed, short as short_td};
+use mcpfleet::state::{self, RevisionTags, ServiceTags, TaskDefArn, is_managed, short as short_td};
 use serde::Serialize;
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
@@ -41,6 +41,9 @@ pub struct Row {
     /// The service runs another revision than the one mcpfleet applied (changed outside mcpfleet); image, digest
     /// and architecture then describe the revision it runs.
     pub drift: bool,
+    /// The spec the service was applied with failed its rollout and is held back until the manifest changes
+    /// (what runs then differs from it without being drift).
+    pub held: bool,
     /// The revision mcpfleet applied, when it is not the one running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_task_definition: Option<String>,
@@ -84,6 +87,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                         rollout_state: "MISSING".into(),
                         last_good: None,
                         drift: false,
+                        held: false,
                         applied_task_definition: None,
                     });
                 }
@@ -117,6 +121,13 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                     r.last_good.as_deref().map(short_td).unwrap_or("-")
                 );
             }
+            for r in rows.iter().filter(|r| r.held) {
+                println!(
+                    "held: the rollout of {} to {} failed; it is not deployed again until the spec changes (plan shows it)",
+                    r.name,
+                    r.applied_task_definition.as_deref().or(r.task_definition.as_deref()).map(short_td).unwrap_or("-"),
+                );
+            }
             for r in rows.iter().filter(|r| r.drift) {
                 println!(
                     "drift: {} runs {}, not {} that mcpfleet applied (changed outside mcpfleet; apply corrects it)",
@@ -135,6 +146,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 /// its values are shown instead, so a converged fleet costs no DescribeTaskDefinition.
 async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
     let tags = ServiceTags::of(s);
+    let held = state::applied_spec_held(s);
     let owned = |v: Option<&str>| v.map(String::from);
     let applied = tags.applied.filter(|td| *td != s.task_definition).map(String::from);
     let (image, digest, architecture) = match &applied {
@@ -165,7 +177,8 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
             })
             .unwrap_or_else(|| "NONE".into()),
         last_good: owned(tags.last_good),
-        drift: applied.is_some(),
+        drift: applied.is_some() && !held,
+        held,
         applied_task_definition: applied,
     })
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::Resolved;
-use crate::spec::{HealthProbe, Probe, Transport, ValidService};
+use crate::spec::{HealthProbe, Probe, Transport, ValidRollout, ValidService};
 use crate::state::{self, TAG_TRANSPORT};
 
 /// Name of the task-scoped scratch volume mounted at /tmp when the root filesystem is read-only.
@@ -337,6 +337,20 @@ fn spec_hash_with(task_hash: &str, svc: &ServiceInput) -> String {
     }
 }
 
+/// mcpfleet's own rollout settings, which ECS never sees (progressDeadline, autoRollback, historyLimit), are part
+/// of the desired state too: any change to a service's manifest releases a spec held back after a failed rollout
+/// (raising a deadline that was too short, say). Settings other than the defaults join the hash, so the hashes of
+/// services on the defaults stay those of their ECS documents.
+fn with_rollout_policy(hash: String, r: &ValidRollout) -> String {
+    let policy = (r.progress_deadline_secs, r.auto_rollback, r.history_limit);
+    let defaults = (
+        ValidRollout::DEFAULT_PROGRESS_DEADLINE_SECS,
+        ValidRollout::DEFAULT_AUTO_ROLLBACK,
+        ValidRollout::DEFAULT_HISTORY_LIMIT,
+    );
+    if policy == defaults { hash } else { hash_json(&(hash, policy)) }
+}
+
 /// A [`ServiceInput`] as the spec hash sees it: every field in the same order and JSON shape, but an empty
 /// task-definition reference and no tags. Borrowed, so hashing copies nothing; the test
 /// `hashed_service_serializes_as_the_cleared_input` keeps it in step with [`ServiceInput`].
@@ -454,7 +468,7 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     // The one tag the spec-hash reads (see `spec_hash_with`); the full set is added once the hash is known.
     service.tags = vec![transport_tag(svc)];
     let td_hash = task_hash(&td);
-    let hash = spec_hash_with(&td_hash, &service);
+    let hash = with_rollout_policy(spec_hash_with(&td_hash, &service), &svc.rollout);
     let tags = tags(svc, res, &hash);
     td.tags = tags.clone();
     td.tags.push(state::task_hash(&td_hash));
