@@ -124,10 +124,8 @@ pub struct ServiceTags<'a> {
     pub last_good: Option<&'a str>,
     /// The spec-hash recorded as failed.
     pub failed_spec_hash: Option<&'a str>,
-    pub image_tag: Option<&'a str>,
-    pub image_digest: Option<&'a str>,
-    pub architecture: Option<&'a str>,
-    pub transport: Option<&'a str>,
+    /// What the applied revision runs.
+    pub image: ImageTags<'a>,
     /// The deployment whose failed rollback was reported.
     pub rollback_failed: Option<&'a str>,
 }
@@ -144,10 +142,7 @@ impl<'a> ServiceTags<'a> {
             applied: get(tags, TAG_TASK_DEFINITION),
             last_good: get(tags, TAG_LAST_GOOD),
             failed_spec_hash: get(tags, TAG_FAILED_SPEC_HASH),
-            image_tag: get(tags, TAG_IMAGE_TAG),
-            image_digest: get(tags, TAG_IMAGE_DIGEST),
-            architecture: get(tags, TAG_ARCHITECTURE),
-            transport: get(tags, TAG_TRANSPORT),
+            image: ImageTags::parse(tags),
             rollback_failed: get(tags, TAG_ROLLBACK_FAILED),
         }
     }
@@ -169,15 +164,34 @@ impl<'a> ServiceTags<'a> {
     }
 }
 
+/// What a service or revision runs, as its tags say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageTags<'a> {
+    /// The image tag the manifest named.
+    pub tag: Option<&'a str>,
+    /// The digest it was pinned to.
+    pub digest: Option<&'a str>,
+    pub architecture: Option<&'a str>,
+    pub transport: Option<&'a str>,
+}
+
+impl<'a> ImageTags<'a> {
+    pub fn parse(tags: &'a Tags) -> ImageTags<'a> {
+        ImageTags {
+            tag: get(tags, TAG_IMAGE_TAG),
+            digest: get(tags, TAG_IMAGE_DIGEST),
+            architecture: get(tags, TAG_ARCHITECTURE),
+            transport: get(tags, TAG_TRANSPORT),
+        }
+    }
+}
+
 /// A revision's `mcpfleet.io/` tags, parsed once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RevisionTags<'a> {
     pub spec_hash: Option<&'a str>,
     pub task_hash: Option<&'a str>,
-    pub image_tag: Option<&'a str>,
-    pub image_digest: Option<&'a str>,
-    pub architecture: Option<&'a str>,
-    pub transport: Option<&'a str>,
+    pub image: ImageTags<'a>,
     /// None: registered, never judged (`superseded` in history unless it runs).
     pub outcome: Option<Outcome>,
 }
@@ -187,10 +201,7 @@ impl<'a> RevisionTags<'a> {
         RevisionTags {
             spec_hash: get(tags, TAG_SPEC_HASH),
             task_hash: get(tags, TAG_TASK_HASH),
-            image_tag: get(tags, TAG_IMAGE_TAG),
-            image_digest: get(tags, TAG_IMAGE_DIGEST),
-            architecture: get(tags, TAG_ARCHITECTURE),
-            transport: get(tags, TAG_TRANSPORT),
+            image: ImageTags::parse(tags),
             outcome: get(tags, TAG_OUTCOME).and_then(Outcome::parse),
         }
     }
@@ -348,6 +359,39 @@ mod tests {
         assert_eq!((bare.short(), bare.family(), bare.revision()), ("docs", "docs", None));
         assert_eq!(TaskDefArn("docs:7").revision(), Some(7));
         assert_eq!(TaskDefArn("docs:x").family(), "docs:x");
+    }
+
+    fn service(running: &str, reason: &str, tags: &[(&str, &str)]) -> ServiceState {
+        let tags: serde_json::Map<String, serde_json::Value> =
+            tags.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
+        serde_json::from_value(serde_json::json!({
+            "arn": "arn:aws:ecs:us-east-1:123456789012:service/mcp/search", "cluster": "mcp", "name": "search",
+            "status": "ACTIVE", "taskDefinition": running, "desiredCount": 1, "runningCount": 1, "pendingCount": 0,
+            "deploymentConfiguration": null,
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [], "assignPublicIp": "DISABLED"}},
+            "deployments": [{"id": "ecs-svc/2", "status": "PRIMARY", "taskDefinition": running, "desiredCount": 1,
+                "runningCount": 1, "pendingCount": 0, "failedTasks": 0, "rolloutState": "COMPLETED",
+                "rolloutStateReason": reason, "createdAtMs": 0, "updatedAtMs": 0}],
+            "events": [], "tags": tags,
+        }))
+        .expect("a service state")
+    }
+
+    #[test]
+    fn a_spec_is_held_when_recorded_or_when_ecs_visibly_rolled_it_back() {
+        let applied = [(TAG_TASK_DEFINITION, "search:2"), (TAG_SPEC_HASH, "h2")];
+        let breaker =
+            service("search:1", "ECS deployment circuit breaker: rolling back to deployment ecs-svc/2.", &applied);
+        assert!(rolled_back_by_ecs(&breaker));
+        assert_eq!(held_spec(&breaker), Some("h2"));
+        assert!(applied_spec_held(&breaker));
+        // Someone deployed search:1 by hand: drift, nothing held.
+        let drift = service("search:1", "ECS deployment ecs-svc/2 completed.", &applied);
+        assert!(!rolled_back_by_ecs(&drift) && held_spec(&drift).is_none() && !holds(&drift, "h2"));
+        let mut recorded = drift.clone();
+        recorded.tags.insert(TAG_FAILED_SPEC_HASH.into(), "h2".into());
+        assert!(holds(&recorded, "h2") && ServiceTags::of(&recorded).applied_failure_recorded());
+        assert!(!holds(&recorded, "h3"));
     }
 
     #[test]

@@ -150,7 +150,7 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
     let owned = |v: Option<&str>| v.map(String::from);
     let applied = tags.applied.filter(|td| *td != s.task_definition).map(String::from);
     let (image, digest, architecture) = match &applied {
-        None => (owned(tags.image_tag), owned(tags.image_digest), owned(tags.architecture)),
+        None => (owned(tags.image.tag), owned(tags.image.digest), owned(tags.image.architecture)),
         Some(_) => match ecs.describe_task_definition(&s.task_definition).await {
             Ok(td) => running_image(&td),
             Err(BackendError::NotFound { .. } | BackendError::Invalid { .. }) => (None, None, None),
@@ -195,13 +195,13 @@ fn running_image(td: &TaskDefinition) -> (Option<String>, Option<String>, Option
         None => (None, None),
     };
     let tags = RevisionTags::parse(&td.tags);
-    let image_tag = tags.image_tag.map(String::from).or(reference_tag);
-    let digest = reference_digest.or_else(|| tags.image_digest.map(String::from));
+    let image_tag = tags.image.tag.map(String::from).or(reference_tag);
+    let digest = reference_digest.or_else(|| tags.image.digest.map(String::from));
     let architecture = td
         .spec
         .runtime_platform
         .cpu_architecture
         .map(|a| a.as_ecs().to_string())
-        .or_else(|| tags.architecture.map(String::from));
+        .or_else(|| tags.image.architecture.map(String::from));
     (image_tag, digest, architecture)
 }

@@ -218,7 +218,7 @@ pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision
         } else {
             tags.outcome.map_or("superseded", state::Outcome::as_str).to_string()
         };
-        let (image_tag, digest) = (tags.image_tag.map(String::from), tags.image_digest.map(String::from));
+        let (image_tag, digest) = (tags.image.tag.map(String::from), tags.image.digest.map(String::from));
         out.push(Revision {
             revision: td.revision,
             image_tag,
