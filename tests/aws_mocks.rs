@@ -235,7 +235,7 @@ async fn a_failed_rollout_state_is_a_failure_with_the_ecs_reason() {
         })
         .build();
     let result = watch_one(&rule, target("docs", "4", u64::MAX)).await;
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = result else { panic!("{result:?}") };
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } = result else { panic!("{result:?}") };
     assert!(reason.contains("reason from ECS") && reason.contains("Essential container exited"), "{reason}");
     assert_eq!(rule.num_calls(), 2);
 }
@@ -255,7 +255,7 @@ async fn a_circuit_breaker_rollback_that_looks_stable_is_a_failure() {
             .build()
     });
     let result = watch_one(&rule, target("docs", "4", u64::MAX)).await;
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = result else { panic!("{result:?}") };
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } = result else { panic!("{result:?}") };
     assert!(reason.contains("circuit breaker rolled the service back to docs:3"), "{reason}");
 }
 
@@ -268,7 +268,7 @@ async fn a_rollout_past_its_deadline_is_a_failure() {
         .repeatedly()
         .build();
     let result = watch_one(&rule, target("docs", "4", 60_000)).await;
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = result else { panic!("{result:?}") };
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } = result else { panic!("{result:?}") };
     assert!(reason.starts_with("progress deadline exceeded: 0/2 tasks running"), "{reason}");
 }
 
@@ -508,7 +508,7 @@ async fn failed_tasks_past_the_threshold_fail_a_rollout_still_in_progress() {
             .collect(),
     );
     let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &list, &describe], no_sdk_retries);
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } =
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } =
         watch_with(client, target("docs", "4", u64::MAX)).await
     else {
         panic!("a rollout with 3 failed tasks of 2 must fail")
@@ -548,7 +548,7 @@ async fn a_circuit_breaker_rollback_reports_why_ecs_stopped_the_tasks() {
         )],
     );
     let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &list, &describe], no_sdk_retries);
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } =
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } =
         watch_with(client, target("docs", "4", u64::MAX)).await
     else {
         panic!("a circuit-breaker rollback is a failure")

@@ -35,7 +35,8 @@ use super::{
     BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate, Tags,
     TaskDefinition, TdStatus,
 };
-use crate::render::ecs::{ServiceInput, TAG_TASK_HASH, TaskDefinitionInput};
+use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
+use crate::state::{self, RevisionTags};
 
 /// One token bucket: `burst` tokens, refilled at `per_second`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -161,10 +162,12 @@ impl Limited {
 
     /// The family's latest ACTIVE revision when its task-hash is the one `input` carries.
     async fn registered_revision(&self, input: &TaskDefinitionInput) -> Result<Option<TaskDefinition>, BackendError> {
-        let Some(want) = input.tags.iter().find(|t| t.key == TAG_TASK_HASH) else { return Ok(None) };
+        let Some(want) = state::desired_task_hash(input) else { return Ok(None) };
         self.acquire("DescribeTaskDefinition").await;
         match self.inner.describe_task_definition(&input.family).await {
-            Ok(td) if td.status == TdStatus::Active && td.tags.get(TAG_TASK_HASH) == Some(&want.value) => Ok(Some(td)),
+            Ok(td) if td.status == TdStatus::Active && RevisionTags::parse(&td.tags).task_hash == Some(want) => {
+                Ok(Some(td))
+            }
             Ok(_) | Err(BackendError::NotFound { .. } | BackendError::Invalid { .. }) => Ok(None),
             Err(e) => Err(e),
         }

@@ -86,12 +86,72 @@ pub enum RolloutState {
     Failed,
 }
 
+/// A deployment's place among a service's deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeploymentStatus {
+    /// The newest deployment: the one ECS is rolling out or has rolled out.
+    Primary,
+    /// An older deployment whose tasks are still draining.
+    Active,
+    /// A finished deployment.
+    Inactive,
+}
+
+impl DeploymentStatus {
+    /// ECS's word; anything unknown is no deployment in flight.
+    pub fn from_ecs(s: &str) -> DeploymentStatus {
+        match s {
+            "PRIMARY" => DeploymentStatus::Primary,
+            "ACTIVE" => DeploymentStatus::Active,
+            _ => DeploymentStatus::Inactive,
+        }
+    }
+}
+
+/// A service's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServiceStatus {
+    /// Running (or ready to run) tasks.
+    Active,
+    /// Being deleted.
+    Draining,
+    /// Deleted (ECS keeps it visible for a while).
+    Inactive,
+}
+
+impl ServiceStatus {
+    /// ECS's word; anything unknown counts as gone, so it is never updated in place.
+    pub fn from_ecs(s: &str) -> ServiceStatus {
+        match s {
+            "ACTIVE" => ServiceStatus::Active,
+            "DRAINING" => ServiceStatus::Draining,
+            _ => ServiceStatus::Inactive,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Active => "ACTIVE",
+            ServiceStatus::Draining => "DRAINING",
+            ServiceStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One deployment of a service: PRIMARY (the newest) or ACTIVE (an older one still draining).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub id: String,
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition: String,
     pub desired_count: u32,
     pub running_count: u32,
@@ -118,8 +178,7 @@ pub struct ServiceState {
     pub arn: String,
     pub cluster: String,
     pub name: String,
-    /// ACTIVE, DRAINING or INACTIVE.
-    pub status: String,
+    pub status: ServiceStatus,
     pub task_definition: String,
     pub desired_count: u32,
     pub running_count: u32,
@@ -136,12 +195,12 @@ pub struct ServiceState {
 impl ServiceState {
     /// The PRIMARY deployment (the one ECS is rolling out or has rolled out).
     pub fn primary(&self) -> Option<&Deployment> {
-        self.deployments.iter().find(|d| d.status == "PRIMARY")
+        self.deployments.iter().find(|d| d.status == DeploymentStatus::Primary)
     }
 
     /// Whether the service exists for practical purposes (ECS keeps INACTIVE services visible for a while).
     pub fn is_active(&self) -> bool {
-        self.status == "ACTIVE"
+        self.status == ServiceStatus::Active
     }
 }
 

@@ -35,7 +35,7 @@ definitions and services: images pinned to their digest, ARM64 or X86_64 per ser
 in, stopTimeout and health checks set. The same manifests render a local Docker Compose stack.\n\n\
 Start with `mcpfleet validate -f manifests/`, then `mcpfleet render -f manifests/` to see what ECS would receive.",
     after_help = "Exit codes: 0 success or nothing to do; 1 error (invalid spec, unresolvable image or secret, API failure); \
-2 plan --detailed-exitcode found changes; 3 apply --wait or rollback --wait saw a rollout fail."
+2 plan --detailed-exitcode found changes; 3 a rollout failed; 4 --wait stopped at --timeout with a rollout still in progress."
 )]
 pub struct Cli {
     #[command(subcommand)]

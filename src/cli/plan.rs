@@ -2,16 +2,13 @@
 
 use std::io::IsTerminal;
 
-use mcpfleet::plan::{Action, Plan};
+use mcpfleet::plan::{Action, Plan, PlanReason};
 use mcpfleet::reconcile;
 
 use super::{Cli, EXIT_OK, Files, Output};
 
 /// Exit code of `plan --detailed-exitcode` when something would change.
 pub const EXIT_CHANGES: u8 = 2;
-
-/// Why a delete is only shown when the plan is made without `--prune`.
-pub const KEPT_WITHOUT_PRUNE: &str = "not in the manifests; would be deleted with --prune";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,7 +36,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut plan = reconcile::plan_fleet(&desired, &observed, ecs).await?;
     if !args.prune {
         for s in plan.services.iter_mut().filter(|s| s.action == Action::Delete) {
-            s.reason = Some(KEPT_WITHOUT_PRUNE.into());
+            s.reason = Some(PlanReason::KeptWithoutPrune);
         }
     }
     match args.output {
@@ -77,7 +74,7 @@ pub fn render_plan(plan: &Plan, prune: bool, colour: bool) -> String {
             Action::Noop => ("=", "2", "no change"),
         };
         let mut line = format!("{} {} ({}): {word}", paint(code, mark), s.name, s.cluster);
-        if let Some(r) = s.reason.as_deref().filter(|r| *r != KEPT_WITHOUT_PRUNE) {
+        if let Some(r) = s.reason.filter(|r| *r != PlanReason::KeptWithoutPrune) {
             line.push_str(&format!(" - {r}"));
         }
         out.push_str(&line);
@@ -109,8 +106,8 @@ mod tests {
 
     use super::*;
 
-    fn service(name: &str, action: Action, reason: Option<&str>, changes: Vec<Change>) -> ServicePlan {
-        ServicePlan { name: name.into(), cluster: "mcp-prod".into(), action, changes, reason: reason.map(Into::into) }
+    fn service(name: &str, action: Action, reason: Option<PlanReason>, changes: Vec<Change>) -> ServicePlan {
+        ServicePlan { name: name.into(), cluster: "mcp-prod".into(), action, changes, reason }
     }
 
     fn sample() -> Plan {
@@ -120,10 +117,10 @@ mod tests {
                 service(
                     "documents",
                     Action::Update,
-                    Some("drift: the service was changed outside mcpfleet"),
+                    Some(PlanReason::Drift),
                     vec![Change { path: "service.desiredCount".into(), from: Some(json!(5)), to: Some(json!(2)) }],
                 ),
-                service("old", Action::Delete, Some(KEPT_WITHOUT_PRUNE), vec![]),
+                service("old", Action::Delete, Some(PlanReason::KeptWithoutPrune), vec![]),
                 service(
                     "search",
                     Action::Create,
@@ -149,7 +146,7 @@ Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 no longer in the man
 "
         );
         let mut pruning = sample();
-        pruning.services[2].reason = Some("managed by mcpfleet and no longer in the manifests".into());
+        pruning.services[2].reason = Some(PlanReason::Orphan);
         let text = render_plan(&pruning, true, false);
         assert!(
             text.contains("- old (mcp-prod): delete - managed by mcpfleet and no longer in the manifests\n"),

@@ -11,10 +11,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
-use crate::render::ecs::{
-    EcsService, MANAGED_BY, NetworkConfiguration, ServiceInput, TAG_FAILED_SPEC_HASH, TAG_MANAGED_BY, TAG_SPEC_HASH,
-    TAG_TASK_DEFINITION,
-};
+use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceInput};
+use crate::state::{self, ServiceTags, TAG_TASK_DEFINITION};
 
 /// What will happen to a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,7 +41,45 @@ pub struct ServicePlan {
     pub changes: Vec<Change>,
     /// Why the action was chosen, when it is not obvious (drift, a held-back failed spec).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<PlanReason>,
+}
+
+/// Why a service's action was chosen, when it is not obvious. Shown (and serialized) as a sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanReason {
+    /// The service was changed outside mcpfleet; the update corrects it.
+    Drift,
+    /// The spec's rollout failed: it is held back until the manifest changes.
+    Held,
+    /// A managed service that no manifest names any more (deleted with `--prune`).
+    Orphan,
+    /// An orphan shown by a plan made without `--prune`.
+    KeptWithoutPrune,
+}
+
+impl PlanReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanReason::Drift => "drift: the service was changed outside mcpfleet",
+            PlanReason::Held => {
+                "this spec's rollout failed; it is not deployed again until the spec changes (or apply --retry-failed)"
+            }
+            PlanReason::Orphan => "managed by mcpfleet and no longer in the manifests",
+            PlanReason::KeptWithoutPrune => "not in the manifests; would be deleted with --prune",
+        }
+    }
+}
+
+impl std::fmt::Display for PlanReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for PlanReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// The whole plan, services in (cluster, name) order.
@@ -65,12 +101,12 @@ impl Plan {
 
 /// A managed service: tagged managed-by=mcpfleet.
 pub fn is_managed(s: &ServiceState) -> bool {
-    s.tags.get(TAG_MANAGED_BY).is_some_and(|v| v == MANAGED_BY)
+    state::is_managed(s)
 }
 
 /// Desired spec-hash of a rendered service.
 pub fn spec_hash_of(e: &EcsService) -> &str {
-    e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).map_or("", |t| t.value.as_str())
+    state::desired_spec_hash(e)
 }
 
 /// Whether an observed, managed service already runs `desired`: same spec-hash applied, still on the revision it
@@ -103,8 +139,8 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
             &mut changes,
         );
     }
-    if let Some(applied) = observed.tags.get(TAG_TASK_DEFINITION)
-        && *applied != observed.task_definition
+    if let Some(applied) = ServiceTags::of(observed).applied
+        && applied != observed.task_definition
     {
         changes.push(change("service.taskDefinition", &observed.task_definition, applied));
     }
@@ -160,23 +196,20 @@ pub fn plan_service_with(
     };
     let Some(obs) = observed.filter(|o| o.is_active()) else { return plan };
     let hash = spec_hash_of(desired);
-    let observed_hash = obs.tags.get(TAG_SPEC_HASH).map(String::as_str);
+    let observed_hash = ServiceTags::of(obs).spec_hash;
     let drifted = drift(desired, obs);
     if observed_hash == Some(hash) && drifted.is_empty() {
         plan.action = Action::Noop;
         return plan;
     }
-    if !retry_failed && obs.tags.get(TAG_FAILED_SPEC_HASH).map(String::as_str) == Some(hash) {
+    if !retry_failed && state::holds(obs, hash) {
         plan.action = Action::Noop;
-        plan.reason = Some(
-            "this spec's rollout failed; it is not deployed again until the spec changes (or apply --retry-failed)"
-                .into(),
-        );
+        plan.reason = Some(PlanReason::Held);
         return plan;
     }
     plan.action = Action::Update;
     if observed_hash == Some(hash) {
-        plan.reason = Some("drift: the service was changed outside mcpfleet".into());
+        plan.reason = Some(PlanReason::Drift);
         plan.changes = drifted;
         return plan;
     }
@@ -212,7 +245,7 @@ pub fn plan_deletes<'a, 'd>(
             cluster: o.cluster.clone(),
             action: Action::Delete,
             changes: vec![],
-            reason: Some("managed by mcpfleet and no longer in the manifests".into()),
+            reason: Some(PlanReason::Orphan),
         })
         .collect()
 }
@@ -287,7 +320,7 @@ pub fn service_with_revision(input: &ServiceInput, task_definition: &str) -> Ser
     let mut s = input.clone();
     s.task_definition = task_definition.to_string();
     s.tags.retain(|t| t.key != TAG_TASK_DEFINITION);
-    s.tags.push(crate::render::ecs::Tag { key: TAG_TASK_DEFINITION.into(), value: task_definition.into() });
+    s.tags.push(state::applied(task_definition));
     s.tags.sort();
     s
 }

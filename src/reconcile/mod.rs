@@ -8,6 +8,7 @@
 
 pub mod resolve;
 pub mod rollout;
+pub mod settle;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,8 +20,9 @@ use serde::Serialize;
 use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TdStatus};
 use crate::plan::{self, Action, Plan};
 use crate::render::Resolved;
-use crate::render::ecs::{self, EcsService, TAG_TASK_HASH};
+use crate::render::ecs::{self, EcsService};
 use crate::spec::{ValidFleet, ValidRollout, ValidService};
+use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn};
 
 /// Why a reconcile could not proceed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -268,7 +270,7 @@ pub async fn apply(
                 (Action::Noop, _) => Ok((
                     Outcome::Unchanged,
                     obs.map(|o| o.task_definition.clone()),
-                    p.reason.clone().unwrap_or_default(),
+                    p.reason.map(|r| r.to_string()).unwrap_or_default(),
                 )),
                 (Action::Delete, _) if !opts.prune => {
                     Ok((Outcome::Unchanged, None, "not in the manifests; kept (use --prune to delete)".into()))
@@ -280,9 +282,9 @@ pub async fn apply(
                 (Action::Create, Some(d)) => {
                     converge(ecs, d, None, progress).await.map(|td| (Outcome::Created, Some(td), "created".into()))
                 }
-                (Action::Update, Some(d)) => converge(ecs, d, obs, progress)
-                    .await
-                    .map(|td| (Outcome::Updated, Some(td), p.reason.clone().unwrap_or_else(|| "updated".into()))),
+                (Action::Update, Some(d)) => converge(ecs, d, obs, progress).await.map(|td| {
+                    (Outcome::Updated, Some(td), p.reason.map_or_else(|| "updated".into(), |r| r.to_string()))
+                }),
                 (_, None) => Ok((Outcome::Unchanged, None, String::new())),
             };
             match result {
@@ -328,7 +330,7 @@ async fn converge(
             // The revision running now may have completed without anyone watching (apply without --wait):
             // record it as last-good first, so a failure of the rollout started here can be rolled back.
             if let Some(good) = rollout::record_proven_good(ecs, o).await? {
-                progress(&d.ecs.name, &format!("recorded {} as last good", good.rsplit('/').next().unwrap_or(&good)));
+                progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
             }
             progress(&d.ecs.name, "updating service");
             ecs.update_service(&ServiceUpdate::converge(&input, &td)).await?;
@@ -349,11 +351,11 @@ async fn ensure_task_definition(
     observed: Option<&ServiceState>,
     progress: Progress<'_>,
 ) -> Result<String, BackendError> {
-    let want = d.register_task_definition.tags.iter().find(|t| t.key == TAG_TASK_HASH).map(|t| t.value.as_str());
+    let want = state::desired_task_hash(&d.register_task_definition);
     let reusable = |td: &crate::backend::TaskDefinition| {
         td.status == TdStatus::Active
             && td.family == d.register_task_definition.family
-            && td.tags.get(TAG_TASK_HASH).map(String::as_str) == want
+            && RevisionTags::parse(&td.tags).task_hash == want
     };
     // Describing the bare family answers its latest ACTIVE revision: one request, and an error when there is none.
     let mut seen = BTreeSet::new();
@@ -384,8 +386,8 @@ async fn ensure_task_definition(
 fn reuse_candidates(observed: Option<&ServiceState>) -> Vec<&str> {
     let Some(o) = observed.filter(|o| o.is_active()) else { return vec![] };
     let mut out: Vec<&str> = Vec::new();
-    let tagged = [ecs::TAG_TASK_DEFINITION, ecs::TAG_LAST_GOOD].into_iter().filter_map(|k| o.tags.get(k));
-    for arn in tagged.map(String::as_str).chain(std::iter::once(o.task_definition.as_str())) {
+    let tags = ServiceTags::of(o);
+    for arn in [tags.applied, tags.last_good].into_iter().flatten().chain(std::iter::once(o.task_definition.as_str())) {
         if !arn.is_empty() && !out.contains(&arn) {
             out.push(arn);
         }

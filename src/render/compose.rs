@@ -240,7 +240,7 @@ pub fn document(fleet: &ValidFleet, mode: SecretsMode) -> Result<(Value, Vec<Por
         s.insert("networks".into(), json!([NETWORK]));
         // The transport tells a client (or a proxy in front of the stack) how to speak to the server.
         let mut labels = svc.labels.clone();
-        labels.insert(super::ecs::TAG_TRANSPORT.into(), svc.transport.as_str().into());
+        labels.insert(crate::state::TAG_TRANSPORT.into(), svc.transport.as_str().into());
         s.insert("labels".into(), json!(labels));
         services.insert(svc.name.clone(), Value::Object(s));
     }

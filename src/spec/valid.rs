@@ -123,6 +123,15 @@ pub struct ValidRollout {
     pub history_limit: u32,
 }
 
+impl ValidRollout {
+    /// `progressDeadline` when neither the service nor FleetDefaults sets one.
+    pub const DEFAULT_PROGRESS_DEADLINE_SECS: u64 = 600;
+    /// `autoRollback` by default.
+    pub const DEFAULT_AUTO_ROLLBACK: bool = true;
+    /// `historyLimit` by default.
+    pub const DEFAULT_HISTORY_LIMIT: u32 = 10;
+}
+
 /// Fargate's CPU sizes and the memory (MiB) each allows: (cpu, min, max, step).
 pub const FARGATE_SIZES: [(u32, u32, u32, u32); 7] = [
     (256, 512, 2048, 0),

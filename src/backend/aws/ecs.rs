@@ -11,8 +11,8 @@ use aws_sdk_ecs::types as sdk;
 
 use super::map_err;
 use crate::backend::{
-    BackendError, Deployment, Described, Ecs, RolloutState, STOPPED_TASKS_BATCH, ServiceEvent, ServiceState,
-    ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TdStatus, stopped_task_line,
+    BackendError, Deployment, DeploymentStatus, Described, Ecs, RolloutState, STOPPED_TASKS_BATCH, ServiceEvent,
+    ServiceState, ServiceStatus, ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TdStatus, stopped_task_line,
 };
 use crate::render::CpuArch;
 use crate::render::ecs::{
@@ -324,7 +324,7 @@ fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
         arn: s.service_arn().unwrap_or_default().into(),
         cluster: cluster.rsplit('/').next().unwrap_or(cluster).into(),
         name: s.service_name().unwrap_or_default().into(),
-        status: s.status().unwrap_or("ACTIVE").into(),
+        status: s.status().map_or(ServiceStatus::Active, ServiceStatus::from_ecs),
         task_definition: s.task_definition().unwrap_or_default().into(),
         desired_count: s.desired_count().max(0) as u32,
         running_count: s.running_count().max(0) as u32,
@@ -349,7 +349,7 @@ fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
             .iter()
             .map(|d| Deployment {
                 id: d.id().unwrap_or_default().into(),
-                status: d.status().unwrap_or_default().into(),
+                status: DeploymentStatus::from_ecs(d.status().unwrap_or_default()),
                 task_definition: d.task_definition().unwrap_or_default().into(),
                 desired_count: d.desired_count().max(0) as u32,
                 running_count: d.running_count().max(0) as u32,

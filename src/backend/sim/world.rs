@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{
-    BackendError, Deployment, ImageInfo, ImageSelector, RolloutState, ServiceEvent, ServiceState, ServiceUpdate,
-    TaskDefinition, TdStatus,
+    BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, RolloutState, ServiceEvent, ServiceState,
+    ServiceStatus, ServiceUpdate, TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -320,7 +320,7 @@ impl World {
         let id = format!("ecs-svc/{:019}", self.next_seq());
         Deployment {
             id,
-            status: "PRIMARY".into(),
+            status: DeploymentStatus::Primary,
             task_definition: task_definition.into(),
             desired_count: desired,
             running_count: 0,
@@ -366,7 +366,7 @@ impl World {
             arn: self.service_arn(&input.cluster, &input.service_name),
             cluster: input.cluster.clone(),
             name: input.service_name.clone(),
-            status: "ACTIVE".into(),
+            status: ServiceStatus::Active,
             task_definition: td,
             desired_count: input.desired_count,
             running_count: 0,
@@ -423,7 +423,7 @@ impl World {
         s.desired_count = desired;
         if let Some(d) = deployment {
             for old in &mut s.deployments {
-                old.status = "ACTIVE".into();
+                old.status = DeploymentStatus::Active;
             }
             s.task_definition = d.task_definition.clone();
             s.deployments.insert(0, d);
@@ -442,7 +442,7 @@ impl World {
             .get_mut(&service_key(cluster, name))
             .filter(|s| s.state.is_active())
             .ok_or_else(|| err_not_found("DeleteService", format!("Service not found: {name}")))?;
-        svc.state.status = "INACTIVE".into();
+        svc.state.status = ServiceStatus::Inactive;
         svc.state.desired_count = 0;
         svc.state.running_count = 0;
         svc.state.pending_count = 0;
@@ -670,7 +670,7 @@ fn tick_service(
             && let Some(prev) = svc.last_completed.clone().filter(|prev| *prev != failed_td)
         {
             for d in &mut svc.state.deployments {
-                d.status = "ACTIVE".into();
+                d.status = DeploymentStatus::Active;
             }
             svc.pending.remove(&failed_id);
             let id = format!("ecs-svc/{seq:019}");
@@ -678,7 +678,7 @@ fn tick_service(
                 0,
                 Deployment {
                     id: id.clone(),
-                    status: "PRIMARY".into(),
+                    status: DeploymentStatus::Primary,
                     task_definition: prev.clone(),
                     desired_count: desired,
                     running_count: 0,
@@ -726,7 +726,7 @@ fn tick_service(
             stop -= n;
         }
     }
-    svc.state.deployments.retain(|d| d.status == "PRIMARY" || d.running_count > 0);
+    svc.state.deployments.retain(|d| d.status == DeploymentStatus::Primary || d.running_count > 0);
 
     // 4. Counts and completion.
     let pending_total: u32 = svc.pending.values().map(|v| v.len() as u32).sum();
