@@ -118,7 +118,7 @@ async fn a_validation_error_fails_at_once_with_the_aws_message() {
     assert_eq!(
         err,
         BackendError::Invalid {
-            operation: "UpdateService".into(),
+            operation: mcpfleet::backend::Op::UpdateService,
             message: "InvalidParameterException: Task definition does not support launch_type FARGATE.".into()
         }
     );
@@ -840,7 +840,7 @@ async fn batch_get_image_failures_other_than_not_found_are_reported_with_their_r
     assert_eq!(
         err,
         BackendError::Invalid {
-            operation: "BatchGetImage".into(),
+            operation: mcpfleet::backend::Op::BatchGetImage,
             message: format!("{REPO}:v2: KmsError: The KMS key is disabled"),
         }
     );

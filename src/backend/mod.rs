@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod cache;
 pub mod limits;
+pub mod op;
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use op::Op;
+
 use crate::render::ecs::{DeploymentConfiguration, NetworkConfiguration, ServiceInput, TaskDefinitionInput};
+
+/// Locks `m` even when another thread panicked while holding it. The backends' mutexes guard request counters,
+/// token buckets, caches and the sim's world; none is locked across anything that input or an AWS answer can
+/// make panic, so a poisoned lock means a bug that its own panic already reported, and the data is used as it
+/// stands rather than turning that one panic into a panic of every later call.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// AWS resource tags as a map.
 pub type Tags = BTreeMap<String, String>;
@@ -27,16 +38,16 @@ pub type Tags = BTreeMap<String, String>;
 pub enum BackendError {
     /// The API refused the call for rate (ThrottlingException); waiting and retrying helps.
     #[error("{operation}: throttled: {message}")]
-    Throttled { operation: String, message: String },
+    Throttled { operation: Op, message: String },
     /// A transient failure (5xx, timeout, connection); retrying helps.
     #[error("{operation}: service unavailable: {message}")]
-    Unavailable { operation: String, message: String },
+    Unavailable { operation: Op, message: String },
     /// The named resource does not exist.
     #[error("{operation}: not found: {message}")]
-    NotFound { operation: String, message: String },
+    NotFound { operation: Op, message: String },
     /// The request was refused as invalid (4xx); retrying cannot help.
     #[error("{operation}: {message}")]
-    Invalid { operation: String, message: String },
+    Invalid { operation: Op, message: String },
     /// The backend's own state (the sim state file) could not be read or written.
     #[error("state: {0}")]
     State(String),

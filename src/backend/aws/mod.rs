@@ -15,7 +15,7 @@ mod ecs;
 mod secrets;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -32,17 +32,18 @@ pub use ecr::{Ecr, platforms_of_manifest};
 pub use ecs::AwsEcs;
 pub use secrets::SecretsManager;
 
+use super::op::Counts;
 use super::sim::CallStats;
-use super::{Backend, BackendError, SystemClock};
+use super::{Backend, BackendError, Op, SystemClock};
 
 /// Counts HTTP requests by operation (each attempt of a retried call counts).
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+pub struct RequestCounter(Arc<Counts>);
 
 impl RequestCounter {
     /// Requests so far, as the sim reports its calls.
     pub fn stats(&self) -> CallStats {
-        CallStats { calls: self.0.lock().expect("counter lock").clone(), throttled: BTreeMap::new() }
+        CallStats { calls: self.0.snapshot(), throttled: BTreeMap::new() }
     }
 }
 
@@ -57,8 +58,13 @@ impl Intercept for RequestCounter {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = cfg.load::<Metadata>().map_or_else(|| "unknown".to_string(), |m| m.name().to_string());
-        *self.0.lock().expect("counter lock").entry(op).or_default() += 1;
+        // Every request the adapters send is an `Op` (tests/iam_policy.rs holds the adapters to it).
+        match cfg.load::<Metadata>().map(|m| (m.name(), Op::from_name(m.name()))) {
+            Some((_, Some(op))) => self.0.add(op),
+            other => {
+                tracing::warn!(operation = ?other.map(|(name, _)| name), "a request outside backend::Op was not counted")
+            }
+        }
         Ok(())
     }
 }
@@ -124,11 +130,11 @@ const THROTTLING_CODES: [&str; 6] = [
 
 /// Maps an SDK error to a port error: throttling and 5xx/transport failures are retryable, a missing resource is
 /// NotFound, anything else is the AWS message as is.
-pub(crate) fn map_err<E>(op: &str, err: SdkError<E, HttpResponse>) -> BackendError
+pub(crate) fn map_err<E>(op: Op, err: SdkError<E, HttpResponse>) -> BackendError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let operation = op.to_string();
+    let operation = op;
     let context = || format!("{}", DisplayErrorContext(&err));
     match &err {
         SdkError::ServiceError(se) => {
@@ -187,17 +193,17 @@ mod tests {
     #[test]
     fn only_io_and_timeouts_are_retryable_dispatch_failures() {
         let io = dispatch(ConnectorError::io("connection refused".into()));
-        assert!(matches!(map_err("ListServices", io), BackendError::Unavailable { .. }));
+        assert!(matches!(map_err(Op::ListServices, io), BackendError::Unavailable { .. }));
         let timeout = dispatch(ConnectorError::timeout("timed out".into()));
-        assert!(map_err("ListServices", timeout).is_retryable());
+        assert!(map_err(Op::ListServices, timeout).is_retryable());
 
         let creds = aws_credential_types::provider::error::CredentialsError::not_loaded("no providers in chain");
-        let err = map_err("ListServices", dispatch(ConnectorError::other(Box::new(creds), None)));
+        let err = map_err(Op::ListServices, dispatch(ConnectorError::other(Box::new(creds), None)));
         let BackendError::Invalid { message, .. } = &err else { panic!("{err:?}") };
         assert!(message.starts_with("AWS credentials are missing or invalid"), "{message}");
         assert!(message.contains("no providers in chain"), "{message}");
 
-        let other = map_err("ListServices", dispatch(ConnectorError::other("bad endpoint".into(), None)));
+        let other = map_err(Op::ListServices, dispatch(ConnectorError::other("bad endpoint".into(), None)));
         assert!(!other.is_retryable(), "{other:?}");
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{
-    BackendError, Deployment, ImageInfo, ImageSelector, RolloutState, ServiceEvent, ServiceState, ServiceUpdate,
+    BackendError, Deployment, ImageInfo, ImageSelector, Op, RolloutState, ServiceEvent, ServiceState, ServiceUpdate,
     TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
@@ -126,12 +126,12 @@ impl Default for World {
     }
 }
 
-fn err_invalid(op: &str, message: impl Into<String>) -> BackendError {
-    BackendError::Invalid { operation: op.into(), message: message.into() }
+fn err_invalid(op: Op, message: impl Into<String>) -> BackendError {
+    BackendError::Invalid { operation: op, message: message.into() }
 }
 
-fn err_not_found(op: &str, message: impl Into<String>) -> BackendError {
-    BackendError::NotFound { operation: op.into(), message: message.into() }
+fn err_not_found(op: Op, message: impl Into<String>) -> BackendError {
+    BackendError::NotFound { operation: op, message: message.into() }
 }
 
 fn service_key(cluster: &str, name: &str) -> String {
@@ -260,7 +260,7 @@ impl World {
     pub fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
         self.find_task_definition(id)
             .cloned()
-            .ok_or_else(|| err_invalid("DescribeTaskDefinition", format!("Unable to describe task definition: {id}")))
+            .ok_or_else(|| err_invalid(Op::DescribeTaskDefinition, format!("Unable to describe task definition: {id}")))
     }
 
     pub fn list_task_definitions(&self, family: &str, status: TdStatus) -> Vec<String> {
@@ -272,11 +272,12 @@ impl World {
 
     pub fn deregister_task_definition(&mut self, arn: &str) -> Result<(), BackendError> {
         let short = arn.rsplit_once("task-definition/").map_or(arn, |(_, s)| s);
-        let (family, rev) =
-            short.rsplit_once(':').ok_or_else(|| err_invalid("DeregisterTaskDefinition", "a revision is required"))?;
-        let rev: usize = rev.parse().map_err(|_| err_invalid("DeregisterTaskDefinition", "bad revision"))?;
+        let (family, rev) = short
+            .rsplit_once(':')
+            .ok_or_else(|| err_invalid(Op::DeregisterTaskDefinition, "a revision is required"))?;
+        let rev: usize = rev.parse().map_err(|_| err_invalid(Op::DeregisterTaskDefinition, "bad revision"))?;
         let td = self.families.get_mut(family).and_then(|tds| tds.get_mut(rev.wrapping_sub(1))).ok_or_else(|| {
-            err_invalid("DeregisterTaskDefinition", format!("The specified task definition does not exist: {arn}"))
+            err_invalid(Op::DeregisterTaskDefinition, format!("The specified task definition does not exist: {arn}"))
         })?;
         td.status = TdStatus::Inactive;
         Ok(())
@@ -294,7 +295,7 @@ impl World {
         names: &[String],
     ) -> Result<(Vec<ServiceState>, Vec<String>), BackendError> {
         if names.len() > crate::backend::DESCRIBE_SERVICES_BATCH {
-            return Err(err_invalid("DescribeServices", "services can have at most 10 items"));
+            return Err(err_invalid(Op::DescribeServices, "services can have at most 10 items"));
         }
         let mut found = Vec::new();
         let mut missing = Vec::new();
@@ -333,7 +334,7 @@ impl World {
         }
     }
 
-    fn active_td_arn(&self, op: &str, id: &str) -> Result<String, BackendError> {
+    fn active_td_arn(&self, op: Op, id: &str) -> Result<String, BackendError> {
         match self.find_task_definition(id) {
             Some(td) if td.status == TdStatus::Active => Ok(td.arn.clone()),
             Some(_) => Err(err_invalid(op, format!("TaskDefinition is inactive: {id}"))),
@@ -351,7 +352,7 @@ impl World {
         input: &ServiceInput,
         client_token: Option<&str>,
     ) -> Result<ServiceState, BackendError> {
-        const OP: &str = "CreateService";
+        const OP: Op = Op::CreateService;
         let key = service_key(&input.cluster, &input.service_name);
         if let Some(existing) = self.services.get(&key).filter(|s| s.state.is_active()) {
             if client_token.is_some() && existing.client_token.as_deref() == client_token {
@@ -394,7 +395,7 @@ impl World {
     }
 
     pub fn update_service(&mut self, u: &ServiceUpdate) -> Result<ServiceState, BackendError> {
-        const OP: &str = "UpdateService";
+        const OP: Op = Op::UpdateService;
         let key = service_key(&u.cluster, &u.service);
         match self.services.get(&key) {
             None => return Err(err_not_found(OP, format!("Service not found: {}", u.service))),
@@ -441,7 +442,7 @@ impl World {
             .services
             .get_mut(&service_key(cluster, name))
             .filter(|s| s.state.is_active())
-            .ok_or_else(|| err_not_found("DeleteService", format!("Service not found: {name}")))?;
+            .ok_or_else(|| err_not_found(Op::DeleteService, format!("Service not found: {name}")))?;
         svc.state.status = "INACTIVE".into();
         svc.state.desired_count = 0;
         svc.state.running_count = 0;
@@ -494,7 +495,7 @@ impl World {
                 return Ok(());
             }
         }
-        Err(err_not_found("TagResource", format!("The specified resource could not be found: {arn}")))
+        Err(err_not_found(Op::TagResource, format!("The specified resource could not be found: {arn}")))
     }
 
     // ---- the clock ----
