@@ -48,9 +48,24 @@ pub enum BackendError {
     /// The request was refused as invalid (4xx); retrying cannot help.
     #[error("{operation}: {message}")]
     Invalid { operation: Op, message: String },
+    /// No usable AWS credentials: none along the provider chain, or AWS refused the ones found. Retrying cannot
+    /// help, and every other call would fail the same way.
+    #[error("AWS credentials are missing or invalid: {reason}; {CREDENTIALS_HINT}")]
+    Credentials {
+        /// The innermost reason (`no providers in chain provided credentials`, or AWS's refusal).
+        reason: String,
+    },
     /// The backend's own state (the sim state file) could not be read or written.
     #[error("state: {0}")]
     State(String),
+    /// The sim state file is not one mcpfleet wrote: broken by hand, truncated, or of another shape.
+    #[error("{at}: not a valid sim state file: {message}; fix it, or delete it to start the sim from an empty world")]
+    StateFile {
+        /// `FILE:LINE:COLUMN`, or `FILE` when no position applies.
+        at: String,
+        /// The field (`services.mcp/search.state.desiredCount`) when known, and what is wrong with it.
+        message: String,
+    },
 }
 
 impl BackendError {
@@ -104,6 +119,7 @@ pub struct Deployment {
     pub id: String,
     pub status: String,
     pub task_definition: String,
+    #[serde(deserialize_with = "desired_count")]
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
@@ -132,6 +148,7 @@ pub struct ServiceState {
     /// ACTIVE, DRAINING or INACTIVE.
     pub status: String,
     pub task_definition: String,
+    #[serde(deserialize_with = "desired_count")]
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
@@ -208,6 +225,24 @@ impl ServiceUpdate {
             tagging: Some(TagPropagation::of(input)),
         }
     }
+}
+
+/// What a credentials error tells to try: where the chain looks, how to fix it, and the way to go without AWS.
+pub const CREDENTIALS_HINT: &str = "tried environment, shared config/credentials files, SSO, web identity, \
+container/instance metadata; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or run `aws sso login`, \
+or use --backend sim to try without AWS (-v shows each provider's answer)";
+
+/// ECS's quota of tasks per service: the largest `desiredCount` it accepts.
+pub const MAX_DESIRED_COUNT: u32 = 5000;
+
+/// A `desiredCount` read from the sim state file, bounded as ECS bounds it (a larger one would have the sim
+/// launch billions of simulated tasks).
+fn desired_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n > MAX_DESIRED_COUNT {
+        return Err(serde::de::Error::custom(format!("{n} is above ECS's {MAX_DESIRED_COUNT} tasks per service")));
+    }
+    Ok(n)
 }
 
 /// At most this many services per DescribeServices call (an ECS limit).
