@@ -80,8 +80,9 @@ fn state_err(path: &Path, what: &str, e: std::io::Error) -> BackendError {
     BackendError::State(format!("{what} {}: {e}", path.display()))
 }
 
-/// Takes the exclusive lock of a state file (`<state>.lock`), waiting while another command holds it.
-fn lock_state(path: &Path) -> Result<File, BackendError> {
+/// Takes the exclusive lock of a state file (`<state>.lock`), waiting while another command holds it; `waiting`
+/// is told once when it has to wait, so a command never looks hung without saying why.
+fn lock_state(path: &Path, waiting: fn(&Path)) -> Result<File, BackendError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| state_err(path, "cannot create the directory of", e))?;
     }
@@ -91,18 +92,53 @@ fn lock_state(path: &Path) -> Result<File, BackendError> {
         .write(true)
         .open(path.with_extension("lock"))
         .map_err(|e| state_err(path, "cannot open the lock of", e))?;
+    match lock.try_lock() {
+        Ok(()) => return Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => waiting(path),
+        Err(std::fs::TryLockError::Error(e)) => return Err(state_err(path, "cannot lock", e)),
+    }
     lock.lock().map_err(|e| state_err(path, "cannot lock", e))?;
     Ok(lock)
 }
 
-/// Reads a state file, streamed so the file's bytes and the parsed world are never both in memory.
+/// Reads a state file, streamed so the file's bytes and the parsed world are never both in memory. The file is
+/// the user's to edit, so anything it holds gets an error naming it, the position and the field, never a panic.
 fn read_world(path: &Path) -> Result<World, BackendError> {
-    match File::open(path) {
-        Ok(f) => serde_json::from_reader(std::io::BufReader::new(f))
-            .map_err(|e| BackendError::State(format!("{} is not a sim state file: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(World::default()),
-        Err(e) => Err(state_err(path, "cannot read", e)),
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(World::default()),
+        Err(e) => return Err(state_err(path, "cannot read", e)),
+    };
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(file));
+    let world =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| bad_state_file(path, e.path().to_string(), e.inner()))?;
+    de.end().map_err(|e| bad_state_file(path, String::new(), &e))?;
+    Ok(world)
+}
+
+/// [`BackendError::StateFile`] for a parse error at `field` (`.` or empty for the document itself).
+fn bad_state_file(path: &Path, field: String, e: &serde_json::Error) -> BackendError {
+    if e.is_io() {
+        return BackendError::State(format!("cannot read {}: {e}", path.display()));
     }
+    // serde_json's message ends with the position, which goes in front instead.
+    let text = e.to_string();
+    let what = text.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())).unwrap_or(&text);
+    let what = match (e.classify(), e.line(), e.column()) {
+        (serde_json::error::Category::Eof, 1, 0) => "the file is empty".to_string(),
+        (serde_json::error::Category::Eof, ..) => format!("{what} (is the file truncated?)"),
+        _ => what.to_string(),
+    };
+    let at = match (e.line(), e.column()) {
+        (line, column) if line > 0 && column > 0 => format!("{}:{line}:{column}", path.display()),
+        _ => path.display().to_string(),
+    };
+    let message = match field.as_str() {
+        // `?`: serde_path_to_error could not name the field (the document ended inside it).
+        "" | "." | "?" => what,
+        field => format!("{field}: {what}"),
+    };
+    BackendError::StateFile { at, message }
 }
 
 impl Sim {
@@ -111,9 +147,15 @@ impl Sim {
         Arc::new(Sim { inner: Mutex::new(Inner { world, stats: CallStats::default(), throttling: true }), store: None })
     }
 
-    /// Opens (or creates) the state file, taking its lock; waits while another command holds it.
+    /// Opens (or creates) the state file, taking its lock; waits while another command holds it, saying so once
+    /// on stderr.
     pub fn open(path: &Path) -> Result<Arc<Sim>, BackendError> {
-        let lock = lock_state(path)?;
+        let lock = lock_state(path, |path| {
+            eprintln!(
+                "waiting for the sim state lock held by another mcpfleet command ({})…",
+                path.with_extension("lock").display()
+            );
+        })?;
         let world = read_world(path)?;
         Ok(Arc::new(Sim {
             inner: Mutex::new(Inner { world, stats: CallStats::default(), throttling: true }),
@@ -134,7 +176,9 @@ impl Sim {
         let Some(store) = &self.store else { return Ok(()) };
         let mut held = lock(&store.lock);
         if held.is_none() {
-            *held = Some(lock_state(&store.path)?);
+            *held = Some(lock_state(&store.path, |path| {
+                tracing::info!(state = %path.display(), "waiting for the sim state lock held by another mcpfleet command");
+            })?);
             let world = read_world(&store.path)?;
             lock(&self.inner).world = world;
         }
@@ -302,7 +346,7 @@ impl Images for Sim {
                 message: "imageIds can have at most 100 items".into(),
             });
         }
-        self.call(Op::BatchGetImage, |w| Ok(w.lookup_images(repository, selectors)))
+        self.call(Op::BatchGetImage, |w| w.lookup_images(repository, selectors))
     }
 }
 
@@ -326,7 +370,7 @@ impl Clock for Sim {
     /// Sleeping moves the virtual clock, progressing deployments; the new time is persisted.
     async fn sleep(&self, d: Duration) {
         let mut inner = lock(&self.inner);
-        let t = inner.world.now_ms + d.as_millis() as u64;
+        let t = inner.world.now_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         inner.world.advance_to(t);
         if let Err(e) = self.save(&inner.world) {
             tracing::warn!(error = %e, "could not persist the sim clock");
