@@ -118,7 +118,7 @@ async fn a_validation_error_fails_at_once_with_the_aws_message() {
     assert_eq!(
         err,
         BackendError::Invalid {
-            operation: "UpdateService".into(),
+            operation: mcpfleet::backend::Op::UpdateService,
             message: "InvalidParameterException: Task definition does not support launch_type FARGATE.".into()
         }
     );
@@ -840,7 +840,7 @@ async fn batch_get_image_failures_other_than_not_found_are_reported_with_their_r
     assert_eq!(
         err,
         BackendError::Invalid {
-            operation: "BatchGetImage".into(),
+            operation: mcpfleet::backend::Op::BatchGetImage,
             message: format!("{REPO}:v2: KmsError: The KMS key is disabled"),
         }
     );
@@ -1061,4 +1061,28 @@ async fn a_retried_delete_that_finds_the_service_gone_is_done() {
     let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
     let (ecs, _) = limited(client);
     assert!(matches!(ecs.delete_service("mcp", "docs").await, Err(BackendError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn a_missing_ecr_repository_is_not_found_and_refused_credentials_are_one_error() {
+    // RepositoryNotFoundException: the repository is absent (resolution reports it per service), not retried.
+    let body = r#"{"__type":"RepositoryNotFoundException","message":"The repository with name 'mcp/docs' does not exist in the registry with id '123456789012'"}"#;
+    let rule = mock!(aws_sdk_ecr::Client::batch_get_image).sequence().http_status(400, Some(body.into())).build();
+    let (images, _, _, clock) = resolution(ecr_client(&rule), no_secrets());
+    let err = images.lookup(REPO, &[tag("v1")]).await.unwrap_err();
+    let BackendError::NotFound { operation, message } = &err else { panic!("{err:?}") };
+    assert_eq!(operation, "BatchGetImage");
+    assert!(message.starts_with("RepositoryNotFoundException: The repository with name 'mcp/docs'"), "{message}");
+    assert_eq!((rule.num_calls(), clock.now_ms()), (1, 0), "not retried");
+
+    // Keys AWS does not know: a credentials error, with the fix and the way to go without AWS, not retried.
+    let body = r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+    let rule = mock!(aws_sdk_ecr::Client::batch_get_image).sequence().http_status(400, Some(body.into())).build();
+    let (images, _, _, clock) = resolution(ecr_client(&rule), no_secrets());
+    let err = images.lookup(REPO, &[tag("v1")]).await.unwrap_err();
+    assert!(matches!(err, BackendError::Credentials { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.starts_with("AWS credentials are missing or invalid: AWS refused them (UnrecognizedClientException"));
+    assert!(text.contains("--backend sim"), "{text}");
+    assert_eq!((rule.num_calls(), clock.now_ms()), (1, 0), "not retried");
 }

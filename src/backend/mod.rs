@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod cache;
 pub mod limits;
+pub mod op;
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use op::Op;
+
 use crate::render::ecs::{DeploymentConfiguration, NetworkConfiguration, ServiceInput, TaskDefinitionInput};
+
+/// Locks `m` even when another thread panicked while holding it. The backends' mutexes guard request counters,
+/// token buckets, caches and the sim's world; none is locked across anything that input or an AWS answer can
+/// make panic, so a poisoned lock means a bug that its own panic already reported, and the data is used as it
+/// stands rather than turning that one panic into a panic of every later call.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// AWS resource tags as a map.
 pub type Tags = BTreeMap<String, String>;
@@ -27,19 +38,34 @@ pub type Tags = BTreeMap<String, String>;
 pub enum BackendError {
     /// The API refused the call for rate (ThrottlingException); waiting and retrying helps.
     #[error("{operation}: throttled: {message}")]
-    Throttled { operation: String, message: String },
+    Throttled { operation: Op, message: String },
     /// A transient failure (5xx, timeout, connection); retrying helps.
     #[error("{operation}: service unavailable: {message}")]
-    Unavailable { operation: String, message: String },
+    Unavailable { operation: Op, message: String },
     /// The named resource does not exist.
     #[error("{operation}: not found: {message}")]
-    NotFound { operation: String, message: String },
+    NotFound { operation: Op, message: String },
     /// The request was refused as invalid (4xx); retrying cannot help.
     #[error("{operation}: {message}")]
-    Invalid { operation: String, message: String },
+    Invalid { operation: Op, message: String },
+    /// No usable AWS credentials: none along the provider chain, or AWS refused the ones found. Retrying cannot
+    /// help, and every other call would fail the same way.
+    #[error("AWS credentials are missing or invalid: {reason}; {CREDENTIALS_HINT}")]
+    Credentials {
+        /// The innermost reason (`no providers in chain provided credentials`, or AWS's refusal).
+        reason: String,
+    },
     /// The backend's own state (the sim state file) could not be read or written.
     #[error("state: {0}")]
     State(String),
+    /// The sim state file is not one mcpfleet wrote: broken by hand, truncated, or of another shape.
+    #[error("{at}: not a valid sim state file: {message}; fix it, or delete it to start the sim from an empty world")]
+    StateFile {
+        /// `FILE:LINE:COLUMN`, or `FILE` when no position applies.
+        at: String,
+        /// The field (`services.mcp/search.state.desiredCount`) when known, and what is wrong with it.
+        message: String,
+    },
 }
 
 impl BackendError {
@@ -153,6 +179,7 @@ pub struct Deployment {
     pub id: String,
     pub status: DeploymentStatus,
     pub task_definition: String,
+    #[serde(deserialize_with = "desired_count")]
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
@@ -180,6 +207,7 @@ pub struct ServiceState {
     pub name: String,
     pub status: ServiceStatus,
     pub task_definition: String,
+    #[serde(deserialize_with = "desired_count")]
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
@@ -256,6 +284,24 @@ impl ServiceUpdate {
             tagging: Some(TagPropagation::of(input)),
         }
     }
+}
+
+/// What a credentials error tells to try: where the chain looks, how to fix it, and the way to go without AWS.
+pub const CREDENTIALS_HINT: &str = "tried environment, shared config/credentials files, SSO, web identity, \
+container/instance metadata; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or run `aws sso login`, \
+or use --backend sim to try without AWS (-v shows each provider's answer)";
+
+/// ECS's quota of tasks per service: the largest `desiredCount` it accepts.
+pub const MAX_DESIRED_COUNT: u32 = 5000;
+
+/// A `desiredCount` read from the sim state file, bounded as ECS bounds it (a larger one would have the sim
+/// launch billions of simulated tasks).
+fn desired_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n > MAX_DESIRED_COUNT {
+        return Err(serde::de::Error::custom(format!("{n} is above ECS's {MAX_DESIRED_COUNT} tasks per service")));
+    }
+    Ok(n)
 }
 
 /// At most this many services per DescribeServices call (an ECS limit).

@@ -56,6 +56,11 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Log mcpfleet's and the AWS SDK's debug lines on stderr (e.g. each credential provider's answer). The
+    /// MCPFLEET_LOG or RUST_LOG filter, when set, is used instead.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,7 +129,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.log_format, matches!(cli.command, Command::Run(_)));
+    init_logging(cli.log_format, matches!(cli.command, Command::Run(_)), cli.verbose);
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Render(args) => render::run(args),
@@ -190,10 +195,15 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
-fn init_logging(format: LogFormat, long_running: bool) {
+fn init_logging(format: LogFormat, long_running: bool, verbose: bool) {
     // A controller narrates its passes; one-shot commands print their own output and log only warnings.
-    let default = if long_running { "info" } else { "warn" };
+    let default = match (verbose, long_running) {
+        (true, _) => "info,mcpfleet=debug,aws_config=debug,aws_smithy_runtime=debug",
+        (false, true) => "info",
+        (false, false) => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCPFLEET_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -33,8 +33,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let ecs = conn.backend.ecs.as_ref();
     let described = ecs.describe_services(&args.cluster, std::slice::from_ref(&args.service)).await?;
     let state = described.services.into_iter().find(|s| s.name == args.service);
-    check_rollbackable(state.as_ref(), &args.service, &args.cluster)?;
-    let state = state.expect("checked above");
+    let state = check_rollbackable(state, &args.service, &args.cluster)?;
     let target = rollout::rollback_target(ecs, &state, args.to_revision.as_deref()).await?;
     if target.arn == state.task_definition {
         println!("{} is already on {}", state.name, short_td(&target.arn));

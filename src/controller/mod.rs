@@ -25,7 +25,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::backend::limits::Limited;
 use crate::backend::sim::{CallStats, Sim};
-use crate::backend::{Backend, RolloutState, ServiceState};
+use crate::backend::{Backend, Op, RolloutState, ServiceState};
 use crate::plan::{self, Action, Plan, PlanReason};
 use crate::reconcile::settle::{self, Pending, pending as unsettled};
 use crate::reconcile::watch::{self, RolloutResult, Target};
@@ -194,7 +194,7 @@ pub struct Controller {
     fingerprint: Vec<(PathBuf, Option<SystemTime>, u64)>,
     backing: Backoffs,
     last_calls: CallStats,
-    last_throttles: BTreeMap<String, u64>,
+    last_throttles: BTreeMap<Op, u64>,
     last_pass: Instant,
     passes: u64,
     /// Services seen rolling out their last good revision (a rollback), to report when it completes.
@@ -303,7 +303,7 @@ impl Controller {
         add_deltas(&self.shared.metrics.api_requests, &now.calls, &self.last_calls.calls);
         // Every operation called has a throttle count, zero included, so the series exist before the first one.
         for op in now.calls.keys() {
-            let _ = self.shared.metrics.api_throttles.get_or_create(&OperationLabel { operation: op.clone() });
+            let _ = self.shared.metrics.api_throttles.get_or_create(&OperationLabel::from(*op));
         }
         self.last_calls = now;
         let throttles = self.limited.throttles();
@@ -547,12 +547,12 @@ impl Controller {
 
 fn add_deltas(
     family: &prometheus_client::metrics::family::Family<OperationLabel, prometheus_client::metrics::counter::Counter>,
-    now: &BTreeMap<String, u64>,
-    before: &BTreeMap<String, u64>,
+    now: &BTreeMap<Op, u64>,
+    before: &BTreeMap<Op, u64>,
 ) {
     for (op, n) in now {
         let delta = n.saturating_sub(before.get(op).copied().unwrap_or(0));
-        family.get_or_create(&OperationLabel { operation: op.clone() }).inc_by(delta);
+        family.get_or_create(&OperationLabel::from(*op)).inc_by(delta);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::backend::{IMAGE_BATCH, ImageInfo, ImageSelector, Images, Secrets};
+use crate::backend::{BackendError, IMAGE_BATCH, ImageInfo, ImageSelector, Images, Secrets};
 use crate::render::{CpuArch, Resolved};
 use crate::spec::{Architecture, ValidFleet, ValidService};
 
@@ -49,12 +49,19 @@ pub async fn resolve_each(
         by_repo.entry(svc.image.name()).or_default().insert(selector(svc));
     }
     let mut found: BTreeMap<(String, ImageSelector), ImageInfo> = BTreeMap::new();
+    // Repositories the registry does not have (ECR's RepositoryNotFoundException): their services fail alone.
+    let mut missing_repos = BTreeSet::new();
     let mut problems = Vec::new();
     for (repo, selectors) in &by_repo {
         let selectors: Vec<ImageSelector> = selectors.iter().cloned().collect();
         for chunk in selectors.chunks(IMAGE_BATCH) {
             match images.lookup(repo, chunk).await {
                 Ok(map) => found.extend(map.into_iter().map(|(sel, info)| ((repo.clone(), sel), info))),
+                Err(BackendError::NotFound { .. }) => {
+                    missing_repos.insert(repo.as_str());
+                }
+                // Every other call would fail the same way: one error, not one per repository and secret.
+                Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
                 Err(e) => problems.push(format!("image repository {repo}: {e}")),
             }
         }
@@ -68,6 +75,7 @@ pub async fn resolve_each(
     for chunk in ids.chunks(SECRET_BATCH) {
         match secrets.resolve(chunk).await {
             Ok(map) => arns.extend(map),
+            Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
             Err(e) => problems.push(format!("secrets: {e}")),
         }
     }
@@ -82,6 +90,10 @@ pub async fn resolve_each(
         let at = || format!("service `{}` ({}:{})", svc.name, svc.source.file, svc.source.line);
         let info = found.get(&(svc.image.name(), selector(svc)));
         let architecture = match info {
+            None if missing_repos.contains(svc.image.name().as_str()) => {
+                problems.push(format!("{}: spec.image: repository `{}` not found", at(), svc.image.name()));
+                None
+            }
             None => {
                 let what = match selector(svc) {
                     ImageSelector::Tag(t) => format!("tag `{t}`"),

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::backend::{
-    BackendError, DeploymentStatus, Ecs, RolloutState, ServiceState, ServiceUpdate, TaskDefinition, TdStatus,
+    BackendError, DeploymentStatus, Ecs, Op, RolloutState, ServiceState, ServiceUpdate, TaskDefinition, TdStatus,
 };
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn, is_managed};
 
@@ -147,7 +147,7 @@ pub async fn rollback_target(
         let td = ecs.describe_task_definition(&id).await.map_err(|e| match e {
             BackendError::Invalid { .. } | BackendError::NotFound { .. } => {
                 RollbackError::Backend(BackendError::NotFound {
-                    operation: "DescribeTaskDefinition".into(),
+                    operation: Op::DescribeTaskDefinition,
                     message: format!("no revision {id}"),
                 })
             }
@@ -180,10 +180,14 @@ pub async fn rollback_target(
     Err(RollbackError::NoGoodRevision(state.name.clone()))
 }
 
-/// Checks a service can be rolled back by mcpfleet.
-pub fn check_rollbackable(state: Option<&ServiceState>, name: &str, cluster: &str) -> Result<(), RollbackError> {
+/// The service, when it exists and mcpfleet may roll it back.
+pub fn check_rollbackable(
+    state: Option<ServiceState>,
+    name: &str,
+    cluster: &str,
+) -> Result<ServiceState, RollbackError> {
     match state {
-        Some(s) if s.is_active() && is_managed(s) => Ok(()),
+        Some(s) if s.is_active() && is_managed(&s) => Ok(s),
         Some(s) if s.is_active() => Err(RollbackError::Unmanaged(s.name.clone())),
         _ => Err(RollbackError::NotFound(name.into(), cluster.into())),
     }
