@@ -182,7 +182,7 @@ fn prune_deletes_removed_managed_services_only() {
     let (code, plan) = lab.plan();
     assert_eq!(code, 0, "{plan:#}");
     let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
-    assert_eq!(search["action"], "delete");
+    assert_eq!(search["action"], "orphan", "without --prune nothing is planned as a delete");
     assert_eq!(search["reason"], "not in the manifests; would be deleted with --prune");
     assert!(!plan.to_string().contains("hand-made"), "unmanaged services are never planned");
     let (code, plan) = lab.plan_with(&["--prune"]);

@@ -24,6 +24,9 @@ pub enum Action {
     Update,
     Noop,
     Delete,
+    /// A managed service no longer in the manifests, planned without `--prune`: it is kept, and would be deleted
+    /// with `--prune`. Never written as `delete`, so a reader of `plan -o json` cannot mistake it for one.
+    Orphan,
 }
 
 /// One changed field: `from` is absent for additions, `to` for removals.
@@ -55,11 +58,20 @@ pub struct Plan {
 impl Plan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
-        self.services.iter().any(|s| s.action != Action::Noop)
+        self.services.iter().any(|s| !matches!(s.action, Action::Noop | Action::Orphan))
     }
 
     pub fn count(&self, action: Action) -> usize {
         self.services.iter().filter(|s| s.action == action).count()
+    }
+
+    /// The plan as made without `--prune`: deletes become orphans, kept with `reason`.
+    pub fn without_prune(mut self, reason: &str) -> Plan {
+        for s in self.services.iter_mut().filter(|s| s.action == Action::Delete) {
+            s.action = Action::Orphan;
+            s.reason = Some(reason.into());
+        }
+        self
     }
 }
 

@@ -236,6 +236,9 @@ impl Default for ApplyOptions {
     }
 }
 
+/// Apply's message for a managed service no longer in the manifests, without `--prune`.
+const KEPT_ORPHAN: &str = "not in the manifests; kept (use --prune to delete)";
+
 /// Receives progress lines: (service, what is happening).
 pub type Progress<'a> = &'a (dyn Fn(&str, &str) + Sync);
 
@@ -255,7 +258,7 @@ pub async fn apply(
         let obs = observed.get(&p.cluster, &p.name);
         async move {
             let stopping = opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
-            if stopping && p.action != Action::Noop {
+            if stopping && !matches!(p.action, Action::Noop | Action::Orphan) {
                 return ServiceOutcome {
                     name: p.name.clone(),
                     cluster: p.cluster.clone(),
@@ -270,9 +273,8 @@ pub async fn apply(
                     obs.map(|o| o.task_definition.clone()),
                     p.reason.clone().unwrap_or_default(),
                 )),
-                (Action::Delete, _) if !opts.prune => {
-                    Ok((Outcome::Unchanged, None, "not in the manifests; kept (use --prune to delete)".into()))
-                }
+                (Action::Orphan, _) => Ok((Outcome::Unchanged, None, KEPT_ORPHAN.into())),
+                (Action::Delete, _) if !opts.prune => Ok((Outcome::Unchanged, None, KEPT_ORPHAN.into())),
                 (Action::Delete, _) => {
                     progress(&p.name, "deleting");
                     ecs.delete_service(&p.cluster, &p.name).await.map(|_| (Outcome::Deleted, None, "deleted".into()))
