@@ -432,3 +432,59 @@ fn rollback_finds_a_revision_that_completed_without_wait() {
     let out = lab.ok(&["rollback", "documents", "--cluster", "mcp-prod", "--wait"]);
     assert_eq!(out.trim(), "documents: rolled back from documents:2 to documents:1");
 }
+
+/// Deploys `tag` of search (pushed healthy) with `apply --wait`.
+fn deploy_search(lab: &Lab, tag: &str) {
+    lab.ok(&["sim", "push", &format!("{ECR}/search:{tag}")]);
+    let current = std::fs::read_to_string(lab.manifests().join("search.yaml")).unwrap();
+    let old = current.split("search:").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    lab.edit_manifest("search.yaml", &format!("search:{old}"), &format!("search:{tag}"));
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+}
+
+#[test]
+fn retention_keeps_the_rollback_target_and_drops_rolled_back_revisions_first() {
+    let lab = Lab::new();
+    lab.edit_manifest("fleet.yaml", "historyLimit: 10", "historyLimit: 2");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    deploy_search(&lab, "v0.9.1");
+    deploy_search(&lab, "v0.9.2");
+    lab.ok(&["rollback", "search", "--cluster", "mcp-prod", "--wait"]);
+    deploy_search(&lab, "v0.9.3");
+
+    let w = lab.world();
+    let statuses: Vec<String> = w.families["search"]
+        .iter()
+        .map(|td| serde_json::to_value(td.status).unwrap().as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["INACTIVE", "ACTIVE", "INACTIVE", "ACTIVE"],
+        "the rolled-back search:3 went, search:2 stayed"
+    );
+    let (code, doc) = lab.json(&["history", "search", "--cluster", "mcp-prod", "-o", "json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let marks: Vec<(u64, String, bool)> = doc["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["revision"].as_u64().unwrap(), r["outcome"].as_str().unwrap().into(), r["inactive"] == true))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (4, "running".into(), false),
+            (3, "rolled_back".into(), true),
+            (2, "completed".into(), false),
+            (1, "completed".into(), true)
+        ]
+    );
+    let text = lab.ok(&["history", "search", "--cluster", "mcp-prod"]);
+    assert!(text.lines().any(|l| l.trim_start().starts_with("1 ") && l.ends_with("completed (inactive)")), "{text}");
+
+    // The operator can still go back: search:2 is the newest completed revision before the one running.
+    let out = lab.ok(&["rollback", "search", "--cluster", "mcp-prod", "--wait"]);
+    assert!(out.contains("search:2"), "{out}");
+    assert_eq!(lab.world().services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
+}

@@ -370,3 +370,31 @@ fn a_converged_status_describes_no_task_definition() {
     assert!(doc["services"].as_array().unwrap().iter().all(|s| s["drift"] == false), "{doc:#}");
     assert_eq!(doc["apiCalls"]["calls"], serde_json::json!({"DescribeServices": 1}), "{doc:#}");
 }
+
+#[test]
+fn retention_keeps_the_revision_a_service_left_in_another_cluster_runs() {
+    let lab = Lab::new();
+    lab.edit_manifest("fleet.yaml", "historyLimit: 10", "historyLimit: 1");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let rev1 = lab.world().families["search"][0].arn.clone();
+    // search moves to mcp-other without --prune: the copy in mcp-prod keeps running search:1.
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    for tag in ["v0.9.1", "v0.9.2", "v0.9.3"] {
+        lab.ok(&["sim", "push", &format!("{ECR}/search:{tag}")]);
+        let current = std::fs::read_to_string(lab.manifests().join("search.yaml")).unwrap();
+        let old = current.split("search:").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+        lab.edit_manifest("search.yaml", &format!("search:{old}"), &format!("search:{tag}"));
+        let (code, doc) = lab.apply(&["--wait"]);
+        assert_eq!(code, 0, "{doc:#}");
+    }
+    let w = lab.world();
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, rev1);
+    let rev1 = w.families["search"].iter().find(|td| td.arn == rev1).unwrap();
+    assert_eq!(rev1.status, mcpfleet::backend::TdStatus::Active, "mcp-prod/search still runs it");
+    let active: Vec<u32> = w.families["search"]
+        .iter()
+        .filter(|td| td.status == mcpfleet::backend::TdStatus::Active)
+        .map(|td| td.revision)
+        .collect();
+    assert_eq!(active, [1, 3, 4], "besides it, the running revision and the one before it");
+}

@@ -51,6 +51,8 @@ pub fn ecs_bucket(op: &str) -> Option<BucketSpec> {
     let (category, burst, per_second) = match op {
         "DescribeServices" => ("DescribeServices", 100, 20.0),
         "ListServices" => ("ListServices", 100, 20.0),
+        // Cluster reads are metered like the other list-style reads.
+        "ListClusters" => ("ListClusters", 100, 20.0),
         "CreateService" | "UpdateService" | "DeleteService" => ("ServiceWrite", 50, 5.0),
         "RegisterTaskDefinition" | "DeregisterTaskDefinition" => ("TaskDefinitionWrite", 20, 1.0),
         "DescribeTaskDefinition" | "ListTaskDefinitions" => ("TaskDefinitionRead", 50, 20.0),
@@ -220,6 +222,9 @@ impl Ecs for Limited {
     }
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         self.run("ListServices", || self.inner.list_services(cluster)).await
+    }
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        self.run("ListClusters", || self.inner.list_clusters()).await
     }
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
         // Set when an attempt failed in a way that does not prove the revision was not registered.

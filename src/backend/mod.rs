@@ -217,6 +217,8 @@ pub trait Ecs: Send + Sync {
     async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Described, BackendError>;
     /// Names of the ACTIVE services of a cluster.
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError>;
+    /// Names of the account's clusters in the region (retention looks there for other services of a family).
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError>;
     /// Registers a revision (tags included in `input`).
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError>;
     /// Describes a revision by ARN, `family:revision` or family (its latest ACTIVE revision), with tags.

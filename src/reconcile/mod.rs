@@ -7,6 +7,7 @@
 //! duplicated, by the next one.
 
 pub mod resolve;
+pub mod retention;
 pub mod rollout;
 pub mod watch;
 

@@ -168,17 +168,7 @@ pub async fn record_success(
 ) -> Result<(), BackendError> {
     ecs.tag_resource(&state.arn, &Tags::from([(TAG_LAST_GOOD.to_string(), td.to_string())])).await?;
     ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "completed".to_string())])).await?;
-    let family = family_of(td);
-    let active = ecs.list_task_definitions(family, TdStatus::Active).await?;
-    let keep = history_limit.max(1) as usize;
-    if active.len() > keep {
-        for old in &active[..active.len() - keep] {
-            // Never the revision running now or the last good one (the service may still be on it).
-            if old != td && *old != state.task_definition {
-                ecs.deregister_task_definition(old).await?;
-            }
-        }
-    }
+    super::retention::retain(ecs, state, td, history_limit).await?;
     Ok(())
 }
 
@@ -376,6 +366,8 @@ pub struct Revision {
     pub registered_at: u64,
     /// running | completed | failed | rolled_back | superseded
     pub outcome: String,
+    /// Deregistered (by retention or by hand): kept in the history, but ECS cannot run it again.
+    pub inactive: bool,
 }
 
 /// The revisions of a service's family, newest first, with what became of each.
@@ -398,6 +390,7 @@ pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision
             architecture: td.spec.runtime_platform.cpu_architecture.map(|a| a.as_ecs().to_string()),
             registered_at: td.registered_at_ms,
             outcome,
+            inactive: td.status == TdStatus::Inactive,
             task_definition: td.arn,
         });
     }

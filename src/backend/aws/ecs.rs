@@ -409,6 +409,16 @@ impl Ecs for AwsEcs {
         Ok(names)
     }
 
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        let mut pages = self.client.list_clusters().max_results(100).into_paginator().send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err("ListClusters", e))?;
+            names.extend(page.cluster_arns().iter().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()));
+        }
+        Ok(names)
+    }
+
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
         const OP: &str = "RegisterTaskDefinition";
         let containers = input.container_definitions.iter().map(container).collect::<Result<Vec<_>, _>>()?;

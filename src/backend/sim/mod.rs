@@ -247,6 +247,9 @@ impl Ecs for Sim {
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         self.call("ListServices", |w| Ok(w.list_services(cluster)))
     }
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        self.call("ListClusters", |w| Ok(w.list_clusters()))
+    }
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
         self.call("RegisterTaskDefinition", |w| Ok(w.register_task_definition(input)))
     }

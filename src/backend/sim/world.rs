@@ -316,6 +316,12 @@ impl World {
             .collect()
     }
 
+    /// Clusters exist in the sim once a service was created in them.
+    pub fn list_clusters(&self) -> Vec<String> {
+        let clusters: std::collections::BTreeSet<&String> = self.services.values().map(|s| &s.state.cluster).collect();
+        clusters.into_iter().cloned().collect()
+    }
+
     fn new_deployment(&mut self, task_definition: &str, desired: u32) -> Deployment {
         let id = format!("ecs-svc/{:019}", self.next_seq());
         Deployment {
