@@ -398,3 +398,32 @@ fn retention_keeps_the_revision_a_service_left_in_another_cluster_runs() {
         .collect();
     assert_eq!(active, [1, 3, 4], "besides it, the running revision and the one before it");
 }
+
+#[test]
+fn a_transport_change_is_planned_as_a_field_and_tagged_on_the_revision() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.edit_manifest("search.yaml", "transport: sse", "transport: streamable-http");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    assert_eq!(search["action"], "update");
+    assert_eq!(
+        search["changes"],
+        serde_json::json!([{"path": "transport", "from": "sse", "to": "streamable-http"}]),
+        "{plan:#}"
+    );
+    let m = lab.manifests();
+    let text = lab.ok(&["plan", "-f", m.to_str().unwrap()]);
+    assert!(text.contains("    transport: \"sse\" -> \"streamable-http\"\n"), "{text}");
+
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    assert_eq!(svc.tags["mcpfleet.io/transport"], "streamable-http");
+    let running = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    assert_eq!(running.tags["mcpfleet.io/transport"], "streamable-http", "the revision says what it serves");
+    assert_eq!(w.families["search"][0].tags["mcpfleet.io/transport"], "sse", "the earlier revision keeps its own");
+    assert_eq!(lab.plan().0, 0);
+}

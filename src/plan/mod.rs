@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::backend::{ServiceState, TaskDefinition};
 use crate::render::ecs::{
     EcsService, MANAGED_BY, NetworkConfiguration, ServiceInput, TAG_FAILED_SPEC_HASH, TAG_MANAGED_BY, TAG_SPEC_HASH,
-    TAG_TASK_DEFINITION,
+    TAG_TASK_DEFINITION, TAG_TRANSPORT, transport_of,
 };
 
 /// What will happen to a service.
@@ -206,8 +206,17 @@ pub fn plan_service_with(
         }),
     }
     changes.extend(drifted.into_iter().filter(|c| c.path != "service.taskDefinition"));
+    changes.extend(transport_change(desired, obs));
     plan.changes = changes;
     plan
+}
+
+/// The transport reaches ECS only as a tag, so no document diff shows it: a change of it is a field of its own.
+fn transport_change(desired: &EcsService, observed: &ServiceState) -> Option<Change> {
+    let tag = |tags: &[crate::render::ecs::Tag]| tags.iter().find(|t| t.key == TAG_TRANSPORT).map(|t| t.value.clone());
+    let want = tag(&desired.create_service.tags)?;
+    let have = transport_of(observed.tags.get(TAG_TRANSPORT).map(String::as_str));
+    (have != want).then(|| change("transport", have, want))
 }
 
 /// The delete plans for managed services of `clusters` that no desired service names.

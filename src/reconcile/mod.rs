@@ -352,11 +352,15 @@ async fn ensure_task_definition(
     observed: Option<&ServiceState>,
     progress: Progress<'_>,
 ) -> Result<String, BackendError> {
-    let want = d.register_task_definition.tags.iter().find(|t| t.key == TAG_TASK_HASH).map(|t| t.value.as_str());
+    let tag = |key: &str| d.register_task_definition.tags.iter().find(|t| t.key == key).map(|t| t.value.as_str());
+    let (want, transport) = (tag(TAG_TASK_HASH), ecs::transport_of(tag(ecs::TAG_TRANSPORT)));
+    // The transport is only a tag, but a revision records what it was deployed as: a transport change registers a
+    // revision of the same content rather than reusing one tagged with the other transport.
     let reusable = |td: &crate::backend::TaskDefinition| {
         td.status == TdStatus::Active
             && td.family == d.register_task_definition.family
             && td.tags.get(TAG_TASK_HASH).map(String::as_str) == want
+            && ecs::transport_of(td.tags.get(ecs::TAG_TRANSPORT).map(String::as_str)) == transport
     };
     // Describing the bare family answers its latest ACTIVE revision: one request, and an error when there is none.
     let mut seen = BTreeSet::new();

@@ -468,6 +468,12 @@ pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
     tags
 }
 
+/// The transport a `mcpfleet.io/transport` tag value names; resources tagged before transports were tagged serve
+/// the default, streamable HTTP.
+pub fn transport_of(tag: Option<&str>) -> &str {
+    tag.unwrap_or(Transport::StreamableHttp.as_str())
+}
+
 fn transport_tag(svc: &ValidService) -> Tag {
     Tag { key: TAG_TRANSPORT.into(), value: svc.transport.as_str().into() }
 }
@@ -632,7 +638,8 @@ spec:
         let sse = render(&sse, &Resolved::unresolved(&sse));
         assert_eq!(tag(&sse), "sse");
         assert_ne!(hash(&sse), hash(&http), "a transport change must be applied");
-        // The task definition itself is unchanged, so its revision is reused: only the service is updated.
+        // The task definition's content is unchanged (same task hash); apply registers a revision of it tagged with
+        // the new transport, so each revision records what it served.
         assert_eq!(task_hash(&sse.register_task_definition), task_hash(&http.register_task_definition));
     }
 
