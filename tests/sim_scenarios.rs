@@ -427,3 +427,38 @@ fn a_transport_change_is_planned_as_a_field_and_tagged_on_the_revision() {
     assert_eq!(w.families["search"][0].tags["mcpfleet.io/transport"], "sse", "the earlier revision keeps its own");
     assert_eq!(lab.plan().0, 0);
 }
+
+#[test]
+fn a_digest_whose_tag_moved_elsewhere_is_deployed_with_a_warning_naming_both() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    let pinned = lab.world().repositories[&format!("{ECR}/search")].tags["v0.9.1"].clone();
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    let moved = lab.world().repositories[&format!("{ECR}/search")].tags["v0.9.1"].clone();
+    assert_ne!(pinned, moved);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", &format!("search:v0.9.1@{pinned}"));
+    let m = lab.manifests();
+    let warned = |stderr: &[u8]| {
+        let stderr = String::from_utf8_lossy(stderr);
+        assert!(
+            stderr.contains("warning: service `search`")
+                && stderr.contains(&format!("tag `v0.9.1` now points to {moved}"))
+                && stderr.contains(&format!("the pinned digest {pinned} is deployed")),
+            "{stderr}"
+        );
+    };
+    for cmd in ["plan", "apply"] {
+        let out = lab.run(&[cmd, "-f", m.to_str().unwrap(), "--wait"][..if cmd == "plan" { 3 } else { 4 }]);
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        warned(&out.stderr);
+    }
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    let running = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    assert!(running.spec.container_definitions[0].image.ends_with(&format!("@{pinned}")), "the digest wins");
+    // No warning while the tag and the digest agree.
+    lab.edit_manifest("search.yaml", &format!("@{pinned}"), &format!("@{moved}"));
+    let out = lab.run(&["plan", "-f", m.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -38,6 +38,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
     let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
+    super::print_warnings(&desired);
     let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
     let observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
     let opts = reconcile::PlanOptions { retry_failed: args.retry_failed, changes: false };

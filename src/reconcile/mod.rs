@@ -44,12 +44,14 @@ pub enum ReconcileError {
 pub struct Desired {
     pub rollout: ValidRollout,
     pub ecs: EcsService,
+    /// Resolution's warnings about this service (see [`Resolved::warnings`]), for the caller to show.
+    pub warnings: Vec<String>,
 }
 
 impl Desired {
     /// Renders one service from its spec and resolution.
     pub fn new(svc: &ValidService, res: &Resolved) -> Self {
-        Desired { rollout: svc.rollout.clone(), ecs: ecs::render(svc, res) }
+        Desired { rollout: svc.rollout.clone(), ecs: ecs::render(svc, res), warnings: res.warnings.clone() }
     }
 }
 

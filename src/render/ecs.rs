@@ -579,6 +579,7 @@ spec:
                     .value_from("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/openai-AbCdEf"),
             )]
             .into(),
+            warnings: vec![],
         };
         let out = render(&svc, &res);
         let c = &out.register_task_definition.container_definitions[0];
