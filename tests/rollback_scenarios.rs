@@ -488,3 +488,100 @@ fn retention_keeps_the_rollback_target_and_drops_rolled_back_revisions_first() {
     assert!(out.contains("search:2"), "{out}");
     assert_eq!(lab.world().services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
 }
+
+fn planned<'a>(plan: &'a Value, cluster: &str, name: &str) -> &'a Value {
+    plan["services"].as_array().unwrap().iter().find(|s| s["name"] == name && s["cluster"] == cluster).unwrap()
+}
+
+fn applied<'a>(doc: &'a Value, cluster: &str, name: &str) -> &'a Value {
+    planned(doc, cluster, name)
+}
+
+#[test]
+fn a_moved_service_keeps_its_old_copy_when_the_new_one_fails() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let old = planned(&plan, "mcp-prod", "search");
+    assert_eq!(old["action"], "delete");
+    assert!(old["reason"].as_str().unwrap().contains("kept until search in mcp-other is healthy"), "{plan:#}");
+    let m = lab.manifests();
+    let text = lab.ok(&["plan", "-f", m.to_str().unwrap(), "--prune"]);
+    assert!(
+        text.contains("- search (mcp-prod): delete - moved to mcp-other; kept until search in mcp-other is healthy"),
+        "{text}"
+    );
+
+    let (code, doc) = lab.apply(&["--prune", "--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(applied(&doc, "mcp-other", "search")["outcome"], "failed");
+    let old = applied(&doc, "mcp-prod", "search");
+    assert_eq!(old["outcome"], "unchanged", "{doc:#}");
+    assert!(old["message"].as_str().unwrap().contains("kept"), "{doc:#}");
+    let w = lab.world();
+    let serving = &w.services["mcp-prod/search"].state;
+    assert!(serving.is_active(), "the working copy still serves");
+    assert_eq!(serving.running_count, serving.desired_count);
+}
+
+#[test]
+fn a_moved_service_replaces_its_old_copy_once_the_new_one_is_healthy() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+
+    // With --wait: the new copy's rollout completes, then the old one goes.
+    let (code, doc) = lab.apply(&["--prune", "--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(applied(&doc, "mcp-other", "search")["outcome"], "created");
+    assert_eq!(applied(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
+    let w = lab.world();
+    assert!(!w.services["mcp-prod/search"].state.is_active());
+    let new = &w.services["mcp-other/search"].state;
+    assert_eq!(new.running_count, new.desired_count);
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0);
+}
+
+#[test]
+fn without_wait_a_move_or_a_rename_deletes_the_old_service_on_a_later_apply() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    // documents is renamed: same cluster, same image.
+    lab.edit_manifest("documents.yaml", "name: documents", "name: docs");
+
+    let (code, doc) = lab.apply(&["--prune"]);
+    assert_eq!(code, 0, "{doc:#}");
+    for (cluster, name, successor) in
+        [("mcp-prod", "search", "search in mcp-other"), ("mcp-prod", "documents", "docs in mcp-prod")]
+    {
+        let old = applied(&doc, cluster, name);
+        assert_eq!(old["outcome"], "unchanged", "{doc:#}");
+        assert!(old["message"].as_str().unwrap().contains(&format!("kept until {successor} is healthy")), "{doc:#}");
+        assert!(lab.world().services[&format!("{cluster}/{name}")].state.is_active());
+    }
+    let (_, plan) = lab.plan_with(&["--prune"]);
+    assert!(
+        planned(&plan, "mcp-prod", "documents")["reason"].as_str().unwrap().contains("renamed to docs"),
+        "{plan:#}"
+    );
+
+    advance(&lab, 300);
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    assert!(
+        planned(&plan, "mcp-prod", "search")["reason"].as_str().unwrap().contains("search in mcp-other is healthy")
+    );
+    let (code, doc) = lab.apply(&["--prune"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(applied(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
+    assert_eq!(applied(&doc, "mcp-prod", "documents")["outcome"], "deleted", "{doc:#}");
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0);
+}

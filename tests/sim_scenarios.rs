@@ -244,7 +244,8 @@ fn prune_sees_the_default_cluster_after_the_last_service_left_it() {
     .collect();
     assert_eq!(actions, expected);
 
-    let (code, doc) = lab.apply(&["--prune"]);
+    // search moved: its old copy goes once the new one's rollout completed, which --wait waits for.
+    let (code, doc) = lab.apply(&["--prune", "--wait"]);
     assert_eq!(code, 0, "{doc:#}");
     let w = lab.world();
     for name in ["documents", "database", "search"] {

@@ -143,6 +143,23 @@ impl ServiceState {
     pub fn is_active(&self) -> bool {
         self.status == "ACTIVE"
     }
+
+    /// Whether the service has settled on what mcpfleet last applied: its PRIMARY and only deployment is
+    /// COMPLETED with every task running, on the revision mcpfleet asked for (not one ECS's circuit breaker
+    /// silently went back to), and the spec it runs is not held back as failed.
+    pub fn runs_what_was_applied(&self) -> bool {
+        use crate::render::ecs::{TAG_FAILED_SPEC_HASH, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
+        let td = self.task_definition.as_str();
+        let [only] = self.deployments.as_slice() else { return false };
+        let settled = only.status == "PRIMARY"
+            && only.rollout_state == RolloutState::Completed
+            && only.task_definition == td
+            && only.running_count == self.desired_count
+            && self.running_count == self.desired_count;
+        let asked_for = self.tags.get(TAG_TASK_DEFINITION).map(String::as_str) == Some(td);
+        let held = self.tags.get(TAG_FAILED_SPEC_HASH).is_some_and(|f| self.tags.get(TAG_SPEC_HASH) == Some(f));
+        settled && asked_for && !held
+    }
 }
 
 /// DescribeServices answer: the services found and the names ECS reported MISSING.

@@ -53,6 +53,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     } else {
         false
     };
+    if args.wait && args.prune {
+        reconcile::delete_replaced(ecs, &plan, &mut outcomes, &progress).await?;
+    }
 
     for o in &outcomes {
         if o.outcome != Outcome::Unchanged {

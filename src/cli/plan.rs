@@ -108,7 +108,8 @@ mod tests {
     use super::*;
 
     fn service(name: &str, action: Action, reason: Option<&str>, changes: Vec<Change>) -> ServicePlan {
-        ServicePlan { name: name.into(), cluster: "mcp-prod".into(), action, changes, reason: reason.map(Into::into) }
+        let reason = reason.map(Into::into);
+        ServicePlan { name: name.into(), cluster: "mcp-prod".into(), action, changes, reason, replaced_by: None }
     }
 
     fn sample() -> Plan {

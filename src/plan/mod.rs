@@ -5,6 +5,8 @@
 //! by comparing ECS's echo of a task definition field by field; that is what keeps a freshly applied fleet from
 //! showing false diffs. Field changes are computed only for display, against what the caller described.
 
+pub mod moves;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -47,6 +49,10 @@ pub struct ServicePlan {
     /// Why the action was chosen, when it is not obvious (drift, a held-back failed spec).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a delete: the desired service that replaces this one (a move or a rename). Unless it is healthy, the
+    /// delete waits for it.
+    #[serde(rename = "replacedBy", skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<moves::Successor>,
 }
 
 /// The whole plan, services in (cluster, name) order.
@@ -169,6 +175,7 @@ pub fn plan_service_with(
         action: Action::Create,
         changes: vec![],
         reason: None,
+        replaced_by: None,
     };
     let Some(obs) = observed.filter(|o| o.is_active()) else { return plan };
     let hash = spec_hash_of(desired);
@@ -234,6 +241,7 @@ pub fn plan_deletes<'a, 'd>(
             action: Action::Delete,
             changes: vec![],
             reason: Some("managed by mcpfleet and no longer in the manifests".into()),
+            replaced_by: None,
         })
         .collect()
 }

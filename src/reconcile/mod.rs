@@ -18,6 +18,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TdStatus};
+use crate::plan::moves::Candidate;
 use crate::plan::{self, Action, Plan};
 use crate::render::Resolved;
 use crate::render::ecs::{self, EcsService, TAG_TASK_HASH};
@@ -182,6 +183,15 @@ pub async fn plan_fleet_with(
         plans.push(p);
     }
     plans.extend(plan::plan_deletes(desired.iter().map(|d| &d.ecs), &observed.unlisted));
+    let planned: BTreeSet<(&str, &str)> =
+        desired.iter().map(|d| (d.ecs.cluster.as_str(), d.ecs.name.as_str())).collect();
+    let unplanned = observed.services.values().filter(|s| !planned.contains(&(s.cluster.as_str(), s.name.as_str())));
+    let candidates: Vec<Candidate> = desired
+        .iter()
+        .map(|d| Candidate::desired(&d.ecs))
+        .chain(unplanned.filter(|s| s.is_active()).map(Candidate::observed))
+        .collect();
+    plan::moves::mark_successors(&mut plans, &candidates, &observed.unlisted, |c, n| observed.get(c, n));
     Ok(plan::assemble(plans))
 }
 
@@ -278,6 +288,9 @@ pub async fn apply(
                 )),
                 (Action::Orphan, _) => Ok((Outcome::Unchanged, None, KEPT_ORPHAN.into())),
                 (Action::Delete, _) if !opts.prune => Ok((Outcome::Unchanged, None, KEPT_ORPHAN.into())),
+                (Action::Delete, _) if p.replaced_by.as_ref().is_some_and(|s| !s.healthy) => {
+                    Ok((Outcome::Unchanged, None, p.reason.clone().unwrap_or_default()))
+                }
                 (Action::Delete, _) => {
                     progress(&p.name, "deleting");
                     ecs.delete_service(&p.cluster, &p.name).await.map(|_| (Outcome::Deleted, None, "deleted".into()))
@@ -312,6 +325,32 @@ pub async fn apply(
         }
     });
     futures::stream::iter(steps).buffered(opts.concurrency.max(1)).collect().await
+}
+
+/// After the rollouts of an apply were watched (`apply --prune --wait`): deletes each service kept for a successor
+/// (a move or a rename, see [`plan::moves`]) that is healthy now; one whose successor is not stays, serving.
+/// `outcomes` are [`apply`]'s, in plan order.
+pub async fn delete_replaced(
+    ecs: &dyn Ecs,
+    plan: &Plan,
+    outcomes: &mut [ServiceOutcome],
+    progress: Progress<'_>,
+) -> Result<(), BackendError> {
+    for (p, o) in plan.services.iter().zip(outcomes.iter_mut()) {
+        let Some(successor) = p.replaced_by.as_ref().filter(|s| p.action == Action::Delete && !s.healthy) else {
+            continue;
+        };
+        let now = ecs.describe_services(&successor.cluster, std::slice::from_ref(&successor.name)).await?;
+        if now.services.iter().any(|s| s.name == successor.name && plan::moves::is_healthy(s)) {
+            progress(&p.name, "deleting");
+            ecs.delete_service(&p.cluster, &p.name).await?;
+            o.outcome = Outcome::Deleted;
+            o.message = format!("deleted: {} is healthy", successor.describe());
+        } else {
+            o.message = format!("kept: {} is not healthy; it keeps serving", successor.describe());
+        }
+    }
+    Ok(())
 }
 
 /// Registers (or reuses) the task definition, then creates or updates the service and records the new state in

@@ -10,9 +10,7 @@ use serde::Serialize;
 
 use super::watch::{self, RolloutResult, Target};
 use super::{Desired, Outcome, Progress, ServiceOutcome};
-use crate::backend::{
-    BackendError, Clock, Ecs, RolloutState, ServiceState, ServiceUpdate, Tags, TaskDefinition, TdStatus,
-};
+use crate::backend::{BackendError, Clock, Ecs, ServiceState, ServiceUpdate, Tags, TaskDefinition, TdStatus};
 use crate::plan::{is_managed, spec_hash_of};
 use crate::render::ecs::{
     TAG_ARCHITECTURE, TAG_FAILED_SPEC_HASH, TAG_IMAGE_DIGEST, TAG_IMAGE_TAG, TAG_LAST_GOOD, TAG_SPEC_HASH,
@@ -137,16 +135,8 @@ async fn hold_failed_spec(ecs: &dyn Ecs, state: &ServiceState, spec_hash: &str) 
 /// held back as failed.
 pub fn unrecorded_good(state: &ServiceState) -> Option<&str> {
     let td = state.task_definition.as_str();
-    let [only] = state.deployments.as_slice() else { return None };
-    let settled = only.status == "PRIMARY"
-        && only.rollout_state == RolloutState::Completed
-        && only.task_definition == td
-        && only.running_count == state.desired_count
-        && state.running_count == state.desired_count;
-    let asked_for = state.tags.get(TAG_TASK_DEFINITION).map(String::as_str) == Some(td);
-    let held = state.tags.get(TAG_FAILED_SPEC_HASH).is_some_and(|f| state.tags.get(TAG_SPEC_HASH) == Some(f));
     let recorded = state.tags.get(TAG_LAST_GOOD).map(String::as_str) == Some(td);
-    (state.is_active() && settled && asked_for && !held && !recorded).then_some(td)
+    (state.is_active() && state.runs_what_was_applied() && !recorded).then_some(td)
 }
 
 /// Records the revision a service has proven good (see [`unrecorded_good`]) as its `last-good`, with outcome
@@ -401,7 +391,7 @@ pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Deployment;
+    use crate::backend::{Deployment, RolloutState};
     use crate::render::ecs::{AwsVpcConfiguration, NetworkConfiguration};
 
     const TD1: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:1";
