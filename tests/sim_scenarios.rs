@@ -463,3 +463,63 @@ fn a_digest_whose_tag_moved_elsewhere_is_deployed_with_a_warning_naming_both() {
     let out = lab.run(&["plan", "-f", m.to_str().unwrap()]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn labels_are_desired_state_and_only_mcpfleets_own_tags_are_removed() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    // Someone else tags the service (a cost allocation tag): mcpfleet never owned it.
+    {
+        let arn = lab.world().services["mcp-prod/search"].state.arn.clone();
+        let sim = mcpfleet::backend::sim::Sim::open(&lab.state()).unwrap();
+        sim.with_world(true, |w| w.tag_resource(&arn, &[("cost-center".to_string(), "42".to_string())].into()))
+            .unwrap()
+            .unwrap();
+    }
+    lab.edit_manifest("search.yaml", "    team: platform\n", "    team: search\n    tier: gold\n");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    assert_eq!(search["action"], "update");
+    assert_eq!(
+        search["changes"],
+        serde_json::json!([
+            {"path": "labels.team", "from": "platform", "to": "search"},
+            {"path": "labels.tier", "from": null, "to": "gold"}
+        ]),
+        "{plan:#}"
+    );
+    let m = lab.manifests();
+    let text = lab.ok(&["plan", "-f", m.to_str().unwrap()]);
+    assert!(text.contains("    labels.team: \"platform\" -> \"search\"\n"), "{text}");
+
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(outcomes(&doc)[2], ("search".to_string(), "updated".to_string()));
+    assert_eq!(doc["apiCalls"]["calls"].get("UpdateService"), None, "labels alone are only tags");
+    assert_eq!(doc["apiCalls"]["calls"].get("RegisterTaskDefinition"), None);
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    let td = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    for tags in [&svc.tags, &td.tags] {
+        assert_eq!((tags["team"].as_str(), tags["tier"].as_str()), ("search", "gold"), "{tags:?}");
+    }
+    assert_eq!(svc.tags["cost-center"], "42");
+    assert_eq!(lab.plan().0, 0, "converged");
+
+    lab.edit_manifest("search.yaml", "    tier: gold\n", "");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    assert_eq!(search["changes"], serde_json::json!([{"path": "labels.tier", "from": "gold", "to": null}]));
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(doc["apiCalls"]["calls"]["UntagResource"].as_u64() >= Some(1), "{doc:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    let td = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    assert!(!svc.tags.contains_key("tier") && !td.tags.contains_key("tier"), "{:?}", svc.tags);
+    assert_eq!(svc.tags["team"], "search");
+    assert_eq!(svc.tags["cost-center"], "42", "a tag mcpfleet did not put there stays");
+    assert_eq!(lab.plan().0, 0);
+}

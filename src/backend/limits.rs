@@ -280,6 +280,9 @@ impl Ecs for Limited {
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
         self.run("TagResource", || self.inner.tag_resource(arn, tags)).await
     }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.run("UntagResource", || self.inner.untag_resource(arn, keys)).await
+    }
     /// One ListTasks and (when tasks stopped) one DescribeTasks: a token of each is taken per attempt.
     async fn stopped_task_reasons(
         &self,

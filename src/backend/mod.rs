@@ -260,6 +260,8 @@ pub trait Ecs: Send + Sync {
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError>;
     /// Adds or overwrites tags on a service or task definition.
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError>;
+    /// Removes tags (by key) from a service or task definition; keys it does not carry are ignored.
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError>;
     /// Why the recently stopped tasks of a service that ran `task_definition` (an ARN) stopped, newest first: one
     /// line per task, ECS's `stoppedReason` followed by its containers' reasons and exit codes (see
     /// [`stopped_task_line`]). At most [`STOPPED_TASKS_BATCH`] stopped tasks are looked at (one ListTasks and one

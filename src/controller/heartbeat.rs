@@ -65,6 +65,9 @@ impl Ecs for Beating<dyn Ecs> {
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
         self.beat(self.inner.tag_resource(arn, tags).await)
     }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.beat(self.inner.untag_resource(arn, keys).await)
+    }
     async fn stopped_task_reasons(
         &self,
         cluster: &str,

@@ -5,6 +5,7 @@
 //! by comparing ECS's echo of a task definition field by field; that is what keeps a freshly applied fleet from
 //! showing false diffs. Field changes are computed only for display, against what the caller described.
 
+pub mod labels;
 pub mod moves;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -181,8 +182,10 @@ pub fn plan_service_with(
     let hash = spec_hash_of(desired);
     let observed_hash = obs.tags.get(TAG_SPEC_HASH).map(String::as_str);
     let drifted = drift(desired, obs);
+    let relabel = labels::changes(desired, &obs.tags);
     if observed_hash == Some(hash) && drifted.is_empty() {
-        plan.action = Action::Noop;
+        plan.action = if relabel.is_empty() { Action::Noop } else { Action::Update };
+        plan.changes = relabel;
         return plan;
     }
     if !retry_failed && obs.tags.get(TAG_FAILED_SPEC_HASH).map(String::as_str) == Some(hash) {
@@ -197,6 +200,7 @@ pub fn plan_service_with(
     if observed_hash == Some(hash) {
         plan.reason = Some("drift: the service was changed outside mcpfleet".into());
         plan.changes = drifted;
+        plan.changes.extend(relabel);
         return plan;
     }
     let mut changes = Vec::new();
@@ -214,8 +218,15 @@ pub fn plan_service_with(
     }
     changes.extend(drifted.into_iter().filter(|c| c.path != "service.taskDefinition"));
     changes.extend(transport_change(desired, obs));
+    changes.extend(relabel);
     plan.changes = changes;
     plan
+}
+
+/// Whether all an update of `observed` changes is labels (tags only: no revision, no deployment).
+pub fn only_labels(desired: &EcsService, observed: &ServiceState) -> bool {
+    observed.tags.get(TAG_SPEC_HASH).map(String::as_str) == Some(spec_hash_of(desired))
+        && drift(desired, observed).is_empty()
 }
 
 /// The transport reaches ECS only as a tag, so no document diff shows it: a change of it is a field of its own.

@@ -298,6 +298,9 @@ pub async fn apply(
                 (Action::Create, Some(d)) => {
                     converge(ecs, d, None, progress).await.map(|td| (Outcome::Created, Some(td), "created".into()))
                 }
+                (Action::Update, Some(d)) if obs.is_some_and(|o| plan::only_labels(&d.ecs, o)) => {
+                    relabel(ecs, d, obs, progress).await.map(|td| (Outcome::Updated, td, "labels updated".into()))
+                }
                 (Action::Update, Some(d)) => converge(ecs, d, obs, progress)
                     .await
                     .map(|td| (Outcome::Updated, Some(td), p.reason.clone().unwrap_or_else(|| "updated".into()))),
@@ -378,9 +381,35 @@ async fn converge(
             ecs.update_service(&ServiceUpdate::converge(&input, &td)).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
             ecs.tag_resource(&o.arn, &tags).await?;
+            let gone = plan::labels::removed(&d.ecs, &o.tags);
+            if !gone.is_empty() {
+                ecs.untag_resource(&o.arn, &gone).await?;
+            }
         }
     }
     Ok(td)
+}
+
+/// A change of labels alone: the service and the revision it runs are retagged (labels added or changed, those
+/// mcpfleet owns and no longer wants removed); nothing is registered or deployed. Returns the revision.
+async fn relabel(
+    ecs: &dyn Ecs,
+    d: &Desired,
+    observed: Option<&ServiceState>,
+    progress: Progress<'_>,
+) -> Result<Option<String>, BackendError> {
+    let Some(o) = observed else { return Ok(None) };
+    progress(&d.ecs.name, "updating labels");
+    let (tags, gone) = (plan::labels::tags(&d.ecs), plan::labels::removed(&d.ecs, &o.tags));
+    for arn in [&o.arn, &o.task_definition] {
+        if !tags.is_empty() {
+            ecs.tag_resource(arn, &tags).await?;
+        }
+        if !gone.is_empty() {
+            ecs.untag_resource(arn, &gone).await?;
+        }
+    }
+    Ok(Some(o.task_definition.clone()))
 }
 
 /// The ARN of a revision with exactly the desired content, else a new one. Looked for, in order: the family's

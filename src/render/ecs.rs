@@ -26,6 +26,9 @@ pub const TAG_TASK_DEFINITION: &str = "mcpfleet.io/task-definition";
 pub const TAG_LAST_GOOD: &str = "mcpfleet.io/last-good";
 /// A spec-hash whose rollout failed and was rolled back: not retried until the spec changes.
 pub const TAG_FAILED_SPEC_HASH: &str = "mcpfleet.io/failed-spec-hash";
+/// The keys of the user's labels that mcpfleet put on a resource, comma-separated (a character label keys cannot
+/// hold): only these are removed when a label leaves the manifests, so tags that others add stay.
+pub const TAG_LABELS: &str = "mcpfleet.io/labels";
 /// Value of the managed-by tag.
 pub const MANAGED_BY: &str = "mcpfleet";
 
@@ -452,6 +455,10 @@ impl std::io::Write for HashWriter {
 /// mcpfleet's own tags plus the user's labels, sorted by key.
 pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
     let mut tags: Vec<Tag> = svc.labels.iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect();
+    if !svc.labels.is_empty() {
+        let keys: Vec<&str> = svc.labels.keys().map(String::as_str).collect();
+        tags.push(Tag { key: TAG_LABELS.into(), value: keys.join(",") });
+    }
     tags.push(Tag { key: TAG_MANAGED_BY.into(), value: MANAGED_BY.into() });
     tags.push(Tag { key: TAG_SPEC_HASH.into(), value: spec_hash.into() });
     tags.push(transport_tag(svc));

@@ -551,6 +551,17 @@ impl Ecs for AwsEcs {
             .map_err(|e| map_err("TagResource", e))
     }
 
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.client
+            .untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err("UntagResource", e))
+    }
+
     async fn stopped_task_reasons(
         &self,
         cluster: &str,

@@ -287,6 +287,9 @@ impl Ecs for Sim {
     async fn tag_resource(&self, arn: &str, tags: &super::Tags) -> Result<(), BackendError> {
         self.call("TagResource", |w| w.tag_resource(arn, tags))
     }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.call("UntagResource", |w| w.untag_resource(arn, keys))
+    }
     async fn stopped_task_reasons(
         &self,
         cluster: &str,

@@ -490,17 +490,25 @@ impl World {
     }
 
     pub fn tag_resource(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), BackendError> {
+        let found = self.tags_of(arn, "TagResource")?;
+        found.extend(tags.clone());
+        Ok(())
+    }
+
+    pub fn untag_resource(&mut self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        let found = self.tags_of(arn, "UntagResource")?;
+        found.retain(|k, _| !keys.contains(k));
+        Ok(())
+    }
+
+    /// The tags of a service or task definition, by ARN.
+    fn tags_of(&mut self, arn: &str, op: &str) -> Result<&mut BTreeMap<String, String>, BackendError> {
         if let Some(svc) = self.services.values_mut().find(|s| s.state.arn == arn) {
-            svc.state.tags.extend(tags.clone());
-            return Ok(());
+            return Ok(&mut svc.state.tags);
         }
-        for tds in self.families.values_mut() {
-            if let Some(td) = tds.iter_mut().find(|td| td.arn == arn) {
-                td.tags.extend(tags.clone());
-                return Ok(());
-            }
-        }
-        Err(err_not_found("TagResource", format!("The specified resource could not be found: {arn}")))
+        let td = self.families.values_mut().flat_map(|tds| tds.iter_mut()).find(|td| td.arn == arn);
+        td.map(|td| &mut td.tags)
+            .ok_or_else(|| err_not_found(op, format!("The specified resource could not be found: {arn}")))
     }
 
     // ---- the clock ----
