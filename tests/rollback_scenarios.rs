@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::lab::{ECR, Lab, outcomes, writes};
+use common::lab::{ECR, Lab, entry, outcomes, writes};
 use serde_json::Value;
 
 fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
@@ -433,25 +433,15 @@ fn rollback_finds_a_revision_that_completed_without_wait() {
     assert_eq!(out.trim(), "documents: rolled back from documents:2 to documents:1");
 }
 
-/// Deploys `tag` of search (pushed healthy) with `apply --wait`.
-fn deploy_search(lab: &Lab, tag: &str) {
-    lab.ok(&["sim", "push", &format!("{ECR}/search:{tag}")]);
-    let current = std::fs::read_to_string(lab.manifests().join("search.yaml")).unwrap();
-    let old = current.split("search:").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-    lab.edit_manifest("search.yaml", &format!("search:{old}"), &format!("search:{tag}"));
-    let (code, doc) = lab.apply(&["--wait"]);
-    assert_eq!(code, 0, "{doc:#}");
-}
-
 #[test]
 fn retention_keeps_the_rollback_target_and_drops_rolled_back_revisions_first() {
     let lab = Lab::new();
     lab.edit_manifest("fleet.yaml", "historyLimit: 10", "historyLimit: 2");
     assert_eq!(lab.apply(&["--wait"]).0, 0);
-    deploy_search(&lab, "v0.9.1");
-    deploy_search(&lab, "v0.9.2");
+    lab.deploy_tag("search", "v0.9.1");
+    lab.deploy_tag("search", "v0.9.2");
     lab.ok(&["rollback", "search", "--cluster", "mcp-prod", "--wait"]);
-    deploy_search(&lab, "v0.9.3");
+    lab.deploy_tag("search", "v0.9.3");
 
     let w = lab.world();
     let statuses: Vec<String> = w.families["search"]
@@ -489,14 +479,6 @@ fn retention_keeps_the_rollback_target_and_drops_rolled_back_revisions_first() {
     assert_eq!(lab.world().services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
 }
 
-fn planned<'a>(plan: &'a Value, cluster: &str, name: &str) -> &'a Value {
-    plan["services"].as_array().unwrap().iter().find(|s| s["name"] == name && s["cluster"] == cluster).unwrap()
-}
-
-fn applied<'a>(doc: &'a Value, cluster: &str, name: &str) -> &'a Value {
-    planned(doc, cluster, name)
-}
-
 #[test]
 fn a_moved_service_keeps_its_old_copy_when_the_new_one_fails() {
     let lab = Lab::new();
@@ -507,7 +489,7 @@ fn a_moved_service_keeps_its_old_copy_when_the_new_one_fails() {
 
     let (code, plan) = lab.plan_with(&["--prune"]);
     assert_eq!(code, 2, "{plan:#}");
-    let old = planned(&plan, "mcp-prod", "search");
+    let old = entry(&plan, "mcp-prod", "search");
     assert_eq!(old["action"], "delete");
     assert!(old["reason"].as_str().unwrap().contains("kept until search in mcp-other is healthy"), "{plan:#}");
     let m = lab.manifests();
@@ -519,8 +501,8 @@ fn a_moved_service_keeps_its_old_copy_when_the_new_one_fails() {
 
     let (code, doc) = lab.apply(&["--prune", "--wait"]);
     assert_eq!(code, 3, "{doc:#}");
-    assert_eq!(applied(&doc, "mcp-other", "search")["outcome"], "failed");
-    let old = applied(&doc, "mcp-prod", "search");
+    assert_eq!(entry(&doc, "mcp-other", "search")["outcome"], "failed");
+    let old = entry(&doc, "mcp-prod", "search");
     assert_eq!(old["outcome"], "unchanged", "{doc:#}");
     assert!(old["message"].as_str().unwrap().contains("kept"), "{doc:#}");
     let w = lab.world();
@@ -540,8 +522,8 @@ fn a_moved_service_replaces_its_old_copy_once_the_new_one_is_healthy() {
     // With --wait: the new copy's rollout completes, then the old one goes.
     let (code, doc) = lab.apply(&["--prune", "--wait"]);
     assert_eq!(code, 0, "{doc:#}");
-    assert_eq!(applied(&doc, "mcp-other", "search")["outcome"], "created");
-    assert_eq!(applied(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-other", "search")["outcome"], "created");
+    assert_eq!(entry(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
     let w = lab.world();
     assert!(!w.services["mcp-prod/search"].state.is_active());
     let new = &w.services["mcp-other/search"].state;
@@ -562,26 +544,21 @@ fn without_wait_a_move_or_a_rename_deletes_the_old_service_on_a_later_apply() {
     for (cluster, name, successor) in
         [("mcp-prod", "search", "search in mcp-other"), ("mcp-prod", "documents", "docs in mcp-prod")]
     {
-        let old = applied(&doc, cluster, name);
+        let old = entry(&doc, cluster, name);
         assert_eq!(old["outcome"], "unchanged", "{doc:#}");
         assert!(old["message"].as_str().unwrap().contains(&format!("kept until {successor} is healthy")), "{doc:#}");
         assert!(lab.world().services[&format!("{cluster}/{name}")].state.is_active());
     }
     let (_, plan) = lab.plan_with(&["--prune"]);
-    assert!(
-        planned(&plan, "mcp-prod", "documents")["reason"].as_str().unwrap().contains("renamed to docs"),
-        "{plan:#}"
-    );
+    assert!(entry(&plan, "mcp-prod", "documents")["reason"].as_str().unwrap().contains("renamed to docs"), "{plan:#}");
 
     advance(&lab, 300);
     let (code, plan) = lab.plan_with(&["--prune"]);
     assert_eq!(code, 2, "{plan:#}");
-    assert!(
-        planned(&plan, "mcp-prod", "search")["reason"].as_str().unwrap().contains("search in mcp-other is healthy")
-    );
+    assert!(entry(&plan, "mcp-prod", "search")["reason"].as_str().unwrap().contains("search in mcp-other is healthy"));
     let (code, doc) = lab.apply(&["--prune"]);
     assert_eq!(code, 0, "{doc:#}");
-    assert_eq!(applied(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
-    assert_eq!(applied(&doc, "mcp-prod", "documents")["outcome"], "deleted", "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-prod", "documents")["outcome"], "deleted", "{doc:#}");
     assert_eq!(lab.plan_with(&["--prune"]).0, 0);
 }

@@ -5,7 +5,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::lab::{ECR, Lab, outcomes, writes};
+use common::lab::{ECR, Lab, entry, outcomes, writes};
 
 #[test]
 fn apply_from_empty_creates_pinned_services_then_converges() {
@@ -381,12 +381,7 @@ fn retention_keeps_the_revision_a_service_left_in_another_cluster_runs() {
     // search moves to mcp-other without --prune: the copy in mcp-prod keeps running search:1.
     lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
     for tag in ["v0.9.1", "v0.9.2", "v0.9.3"] {
-        lab.ok(&["sim", "push", &format!("{ECR}/search:{tag}")]);
-        let current = std::fs::read_to_string(lab.manifests().join("search.yaml")).unwrap();
-        let old = current.split("search:").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
-        lab.edit_manifest("search.yaml", &format!("search:{old}"), &format!("search:{tag}"));
-        let (code, doc) = lab.apply(&["--wait"]);
-        assert_eq!(code, 0, "{doc:#}");
+        lab.deploy_tag("search", tag);
     }
     let w = lab.world();
     assert_eq!(w.services["mcp-prod/search"].state.task_definition, rev1);
@@ -407,15 +402,14 @@ fn a_transport_change_is_planned_as_a_field_and_tagged_on_the_revision() {
     lab.edit_manifest("search.yaml", "transport: sse", "transport: streamable-http");
     let (code, plan) = lab.plan();
     assert_eq!(code, 2, "{plan:#}");
-    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    let search = entry(&plan, "mcp-prod", "search");
     assert_eq!(search["action"], "update");
     assert_eq!(
         search["changes"],
         serde_json::json!([{"path": "transport", "from": "sse", "to": "streamable-http"}]),
         "{plan:#}"
     );
-    let m = lab.manifests();
-    let text = lab.ok(&["plan", "-f", m.to_str().unwrap()]);
+    let text = lab.plan_text();
     assert!(text.contains("    transport: \"sse\" -> \"streamable-http\"\n"), "{text}");
 
     let (code, doc) = lab.apply(&["--wait"]);
@@ -479,7 +473,7 @@ fn labels_are_desired_state_and_only_mcpfleets_own_tags_are_removed() {
     lab.edit_manifest("search.yaml", "    team: platform\n", "    team: search\n    tier: gold\n");
     let (code, plan) = lab.plan();
     assert_eq!(code, 2, "{plan:#}");
-    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    let search = entry(&plan, "mcp-prod", "search");
     assert_eq!(search["action"], "update");
     assert_eq!(
         search["changes"],
@@ -489,8 +483,7 @@ fn labels_are_desired_state_and_only_mcpfleets_own_tags_are_removed() {
         ]),
         "{plan:#}"
     );
-    let m = lab.manifests();
-    let text = lab.ok(&["plan", "-f", m.to_str().unwrap()]);
+    let text = lab.plan_text();
     assert!(text.contains("    labels.team: \"platform\" -> \"search\"\n"), "{text}");
 
     let (code, doc) = lab.apply(&["--wait"]);
@@ -510,7 +503,7 @@ fn labels_are_desired_state_and_only_mcpfleets_own_tags_are_removed() {
     lab.edit_manifest("search.yaml", "    tier: gold\n", "");
     let (code, plan) = lab.plan();
     assert_eq!(code, 2, "{plan:#}");
-    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    let search = entry(&plan, "mcp-prod", "search");
     assert_eq!(search["changes"], serde_json::json!([{"path": "labels.tier", "from": "gold", "to": null}]));
     let (code, doc) = lab.apply(&[]);
     assert_eq!(code, 0, "{doc:#}");
