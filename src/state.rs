@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::backend::{RolloutState, ServiceState, Tags};
+use crate::backend::{DeploymentStatus, RolloutState, ServiceState, Tags};
 use crate::render::ecs::{EcsService, Tag, TaskDefinitionInput};
 
 /// Prefix of every tag mcpfleet owns.
@@ -37,6 +37,9 @@ pub const TAG_FAILED_SPEC_HASH: &str = "mcpfleet.io/failed-spec-hash";
 pub const TAG_OUTCOME: &str = "mcpfleet.io/outcome";
 /// Service tag: the id of the deployment whose failed rollback was reported, so it is reported once.
 pub const TAG_ROLLBACK_FAILED: &str = "mcpfleet.io/rollback-failed";
+/// The keys of the user's labels that mcpfleet put on a resource, comma-separated (a character label keys cannot
+/// hold): only these are removed when a label leaves the manifests, so tags that others add stay.
+pub const TAG_LABELS: &str = "mcpfleet.io/labels";
 /// Value of the managed-by tag.
 pub const MANAGED_BY: &str = "mcpfleet";
 
@@ -217,6 +220,21 @@ pub fn desired_spec_hash(e: &EcsService) -> &str {
     rendered(&e.create_service.tags, TAG_SPEC_HASH).unwrap_or("")
 }
 
+/// The image digest a rendered service is pinned to.
+pub fn desired_digest(e: &EcsService) -> Option<&str> {
+    rendered(&e.create_service.tags, TAG_IMAGE_DIGEST)
+}
+
+/// The transport a rendered service is tagged with.
+pub fn desired_transport(e: &EcsService) -> Option<&str> {
+    rendered(&e.create_service.tags, TAG_TRANSPORT)
+}
+
+/// The transport a rendered task definition is tagged with.
+pub fn rendered_transport(td: &TaskDefinitionInput) -> Option<&str> {
+    rendered(&td.tags, TAG_TRANSPORT)
+}
+
 /// The task-hash a rendered task definition carries.
 pub fn desired_task_hash(td: &TaskDefinitionInput) -> Option<&str> {
     rendered(&td.tags, TAG_TASK_HASH)
@@ -258,6 +276,21 @@ pub fn holds(state: &ServiceState, spec_hash: &str) -> bool {
 /// back by ECS), so what runs differing from it is not drift to correct.
 pub fn applied_spec_held(state: &ServiceState) -> bool {
     ServiceTags::of(state).spec_hash.is_some_and(|h| holds(state, h))
+}
+
+/// Whether the service has settled on what mcpfleet last applied: its PRIMARY and only deployment is COMPLETED
+/// with every task running, on the revision mcpfleet asked for (not one ECS's circuit breaker silently went back
+/// to), and the spec it runs is not held back as failed.
+pub fn runs_what_was_applied(state: &ServiceState) -> bool {
+    let td = state.task_definition.as_str();
+    let [only] = state.deployments.as_slice() else { return false };
+    let settled = only.status == DeploymentStatus::Primary
+        && only.rollout_state == RolloutState::Completed
+        && only.task_definition == td
+        && only.running_count == state.desired_count
+        && state.running_count == state.desired_count;
+    let asked_for = ServiceTags::of(state).applied == Some(td);
+    settled && asked_for && !applied_spec_held(state)
 }
 
 /// Whether a service is managed by mcpfleet.
@@ -340,6 +373,11 @@ impl Stamp<'_> {
 /// The transport tag.
 pub fn transport(value: &str) -> Tag {
     Tag { key: TAG_TRANSPORT.into(), value: value.into() }
+}
+
+/// The tag that lists the label keys mcpfleet put on a resource.
+pub fn owned_labels<'a>(keys: impl Iterator<Item = &'a str>) -> Tag {
+    Tag { key: TAG_LABELS.into(), value: keys.collect::<Vec<_>>().join(",") }
 }
 
 /// The task-hash tag of a revision.

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::lab::{ECR, Lab, outcomes, writes};
+use common::lab::{ECR, Lab, entry, outcomes, writes};
 use serde_json::Value;
 
 fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
@@ -625,4 +625,134 @@ fn raising_the_progress_deadline_releases_a_held_spec() {
     assert_eq!(service(&doc, "search")["outcome"], "updated");
     let w = lab.world();
     assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
+}
+
+#[test]
+fn retention_keeps_the_rollback_target_and_drops_rolled_back_revisions_first() {
+    let lab = Lab::new();
+    lab.edit_manifest("fleet.yaml", "historyLimit: 10", "historyLimit: 2");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.deploy_tag("search", "v0.9.1");
+    lab.deploy_tag("search", "v0.9.2");
+    lab.ok(&["rollback", "search", "--cluster", "mcp-prod", "--wait"]);
+    lab.deploy_tag("search", "v0.9.3");
+
+    let w = lab.world();
+    let statuses: Vec<String> = w.families["search"]
+        .iter()
+        .map(|td| serde_json::to_value(td.status).unwrap().as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["INACTIVE", "ACTIVE", "INACTIVE", "ACTIVE"],
+        "the rolled-back search:3 went, search:2 stayed"
+    );
+    let (code, doc) = lab.json(&["history", "search", "--cluster", "mcp-prod", "-o", "json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let marks: Vec<(u64, String, bool)> = doc["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["revision"].as_u64().unwrap(), r["outcome"].as_str().unwrap().into(), r["inactive"] == true))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (4, "running".into(), false),
+            (3, "rolled_back".into(), true),
+            (2, "completed".into(), false),
+            (1, "completed".into(), true)
+        ]
+    );
+    let text = lab.ok(&["history", "search", "--cluster", "mcp-prod"]);
+    assert!(text.lines().any(|l| l.trim_start().starts_with("1 ") && l.ends_with("completed (inactive)")), "{text}");
+
+    // The operator can still go back: search:2 is the newest completed revision before the one running.
+    let out = lab.ok(&["rollback", "search", "--cluster", "mcp-prod", "--wait"]);
+    assert!(out.contains("search:2"), "{out}");
+    assert_eq!(lab.world().services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
+}
+
+#[test]
+fn a_moved_service_keeps_its_old_copy_when_the_new_one_fails() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let old = entry(&plan, "mcp-prod", "search");
+    assert_eq!(old["action"], "delete");
+    assert!(old["reason"].as_str().unwrap().contains("kept until search in mcp-other is healthy"), "{plan:#}");
+    let m = lab.manifests();
+    let text = lab.ok(&["plan", "-f", m.to_str().unwrap(), "--prune"]);
+    assert!(
+        text.contains("- search (mcp-prod): delete - moved to mcp-other; kept until search in mcp-other is healthy"),
+        "{text}"
+    );
+
+    let (code, doc) = lab.apply(&["--prune", "--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-other", "search")["outcome"], "failed");
+    let old = entry(&doc, "mcp-prod", "search");
+    assert_eq!(old["outcome"], "unchanged", "{doc:#}");
+    assert!(old["message"].as_str().unwrap().contains("kept"), "{doc:#}");
+    let w = lab.world();
+    let serving = &w.services["mcp-prod/search"].state;
+    assert!(serving.is_active(), "the working copy still serves");
+    assert_eq!(serving.running_count, serving.desired_count);
+}
+
+#[test]
+fn a_moved_service_replaces_its_old_copy_once_the_new_one_is_healthy() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+
+    // With --wait: the new copy's rollout completes, then the old one goes.
+    let (code, doc) = lab.apply(&["--prune", "--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-other", "search")["outcome"], "created");
+    assert_eq!(entry(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
+    let w = lab.world();
+    assert!(!w.services["mcp-prod/search"].state.is_active());
+    let new = &w.services["mcp-other/search"].state;
+    assert_eq!(new.running_count, new.desired_count);
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0);
+}
+
+#[test]
+fn without_wait_a_move_or_a_rename_deletes_the_old_service_on_a_later_apply() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    // documents is renamed: same cluster, same image.
+    lab.edit_manifest("documents.yaml", "name: documents", "name: docs");
+
+    let (code, doc) = lab.apply(&["--prune"]);
+    assert_eq!(code, 0, "{doc:#}");
+    for (cluster, name, successor) in
+        [("mcp-prod", "search", "search in mcp-other"), ("mcp-prod", "documents", "docs in mcp-prod")]
+    {
+        let old = entry(&doc, cluster, name);
+        assert_eq!(old["outcome"], "unchanged", "{doc:#}");
+        assert!(old["message"].as_str().unwrap().contains(&format!("kept until {successor} is healthy")), "{doc:#}");
+        assert!(lab.world().services[&format!("{cluster}/{name}")].state.is_active());
+    }
+    let (_, plan) = lab.plan_with(&["--prune"]);
+    assert!(entry(&plan, "mcp-prod", "documents")["reason"].as_str().unwrap().contains("renamed to docs"), "{plan:#}");
+
+    advance(&lab, 300);
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    assert!(entry(&plan, "mcp-prod", "search")["reason"].as_str().unwrap().contains("search in mcp-other is healthy"));
+    let (code, doc) = lab.apply(&["--prune"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-prod", "documents")["outcome"], "deleted", "{doc:#}");
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0);
 }

@@ -49,15 +49,17 @@ pub struct BucketSpec {
 
 /// The bucket an ECS operation draws from (numbers from ECS's documented request throttling). The benchmark's
 /// throttling proxy (`scripts/ecs_throttle_proxy.py`) carries the same table; keep the two in step. (ECS meters
-/// UntagResource with TagResource; the proxy lists it, and it joins [`Op`] once mcpfleet calls it.)
+/// UntagResource with TagResource.)
 pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
     let (category, burst, per_second) = match op {
         Op::DescribeServices => ("DescribeServices", 100, 20.0),
         Op::ListServices => ("ListServices", 100, 20.0),
+        // Cluster reads are metered like the other list-style reads.
+        Op::ListClusters => ("ListClusters", 100, 20.0),
         Op::CreateService | Op::UpdateService | Op::DeleteService => ("ServiceWrite", 50, 5.0),
         Op::RegisterTaskDefinition | Op::DeregisterTaskDefinition => ("TaskDefinitionWrite", 20, 1.0),
         Op::DescribeTaskDefinition | Op::ListTaskDefinitions => ("TaskDefinitionRead", 50, 20.0),
-        Op::TagResource => ("TagResource", 20, 10.0),
+        Op::TagResource | Op::UntagResource => ("TagResource", 20, 10.0),
         // Task reads are metered like the other describe-style reads (DescribeServices): 100 burst, 20/s.
         Op::ListTasks | Op::DescribeTasks => ("TaskRead", 100, 20.0),
         Op::BatchGetImage | Op::ListSecrets | Op::DescribeSecret | Op::ResolveSecrets | Op::ResolveImage => {
@@ -228,6 +230,9 @@ impl Ecs for Limited {
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         self.run(Op::ListServices, || self.inner.list_services(cluster)).await
     }
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        self.run(Op::ListClusters, || self.inner.list_clusters()).await
+    }
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
         // Set when an attempt failed in a way that does not prove the revision was not registered.
         let maybe_registered = AtomicBool::new(false);
@@ -281,6 +286,9 @@ impl Ecs for Limited {
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
         self.run(Op::TagResource, || self.inner.tag_resource(arn, tags)).await
+    }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.run(Op::UntagResource, || self.inner.untag_resource(arn, keys)).await
     }
     /// One ListTasks and (when tasks stopped) one DescribeTasks: a token of each is taken per attempt.
     async fn stopped_task_reasons(

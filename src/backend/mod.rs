@@ -322,6 +322,8 @@ pub trait Ecs: Send + Sync {
     async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Described, BackendError>;
     /// Names of the ACTIVE services of a cluster.
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError>;
+    /// Names of the account's clusters in the region (retention looks there for other services of a family).
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError>;
     /// Registers a revision (tags included in `input`).
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError>;
     /// Describes a revision by ARN, `family:revision` or family (its latest ACTIVE revision), with tags.
@@ -346,6 +348,8 @@ pub trait Ecs: Send + Sync {
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError>;
     /// Adds or overwrites tags on a service or task definition.
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError>;
+    /// Removes tags (by key) from a service or task definition; keys it does not carry are ignored.
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError>;
     /// Why the recently stopped tasks of a service that ran `task_definition` (an ARN) stopped, newest first: one
     /// line per task, ECS's `stoppedReason` followed by its containers' reasons and exit codes (see
     /// [`stopped_task_line`]). At most [`STOPPED_TASKS_BATCH`] stopped tasks are looked at (one ListTasks and one

@@ -50,6 +50,8 @@ pub enum Op {
     DescribeTaskDefinition,
     ListTaskDefinitions,
     TagResource,
+    UntagResource,
+    ListClusters,
     ListTasks,
     DescribeTasks,
     BatchGetImage,
@@ -64,7 +66,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 19] = [
         Op::DescribeServices,
         Op::ListServices,
         Op::CreateService,
@@ -75,6 +77,8 @@ impl Op {
         Op::DescribeTaskDefinition,
         Op::ListTaskDefinitions,
         Op::TagResource,
+        Op::UntagResource,
+        Op::ListClusters,
         Op::ListTasks,
         Op::DescribeTasks,
         Op::BatchGetImage,
@@ -97,6 +101,8 @@ impl Op {
             Op::DescribeTaskDefinition => "DescribeTaskDefinition",
             Op::ListTaskDefinitions => "ListTaskDefinitions",
             Op::TagResource => "TagResource",
+            Op::UntagResource => "UntagResource",
+            Op::ListClusters => "ListClusters",
             Op::ListTasks => "ListTasks",
             Op::DescribeTasks => "DescribeTasks",
             Op::BatchGetImage => "BatchGetImage",
@@ -125,6 +131,8 @@ impl Op {
             | Op::DescribeTaskDefinition
             | Op::ListTaskDefinitions
             | Op::TagResource
+            | Op::UntagResource
+            | Op::ListClusters
             | Op::ListTasks
             | Op::DescribeTasks => Some(Service::Ecs),
             Op::BatchGetImage => Some(Service::Ecr),
@@ -148,6 +156,7 @@ impl Op {
                 | Op::UpdateService
                 | Op::DeleteService
                 | Op::TagResource
+                | Op::UntagResource
         )
     }
 

@@ -42,6 +42,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
     let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
+    super::print_warnings(&desired);
     let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
     let clock = conn.backend.clock.as_ref();
     let timeout = args
@@ -66,6 +67,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         Some(timeout) => settle::settle_apply(ecs, clock, &desired, &found, &mut outcomes, timeout, &progress).await?,
         None => settle::Waited::default(),
     };
+    if args.wait && args.prune {
+        reconcile::delete_replaced(ecs, &plan, &mut outcomes, &progress).await?;
+    }
 
     for o in &outcomes {
         if o.outcome != Outcome::Unchanged {

@@ -41,7 +41,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                     r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>()).unwrap_or_else(|| "-".into()),
                     r.architecture.as_deref().unwrap_or("-"),
                     when.to_string(),
-                    r.outcome
+                    if r.inactive { format!("{} (inactive)", r.outcome) } else { r.outcome.clone() }
                 );
             }
         }

@@ -224,6 +224,13 @@ pub fn parse_concurrency(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Prints resolution's warnings (they change nothing: the fleet is applied as written).
+pub fn print_warnings(desired: &[mcpfleet::reconcile::Desired]) {
+    for w in desired.iter().flat_map(|d| &d.warnings) {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// Loads and validates manifests, printing every diagnostic to stderr when there are any.
 pub fn load_fleet(files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
     match mcpfleet::spec::load_paths(&files.paths) {

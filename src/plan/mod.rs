@@ -5,13 +5,16 @@
 //! by comparing ECS's echo of a task definition field by field; that is what keeps a freshly applied fleet from
 //! showing false diffs. Field changes are computed only for display, against what the caller described.
 
+pub mod labels;
+pub mod moves;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
-use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceInput};
+use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceInput, transport_of};
 use crate::state::{self, ServiceTags, TAG_TASK_DEFINITION};
 
 /// What will happen to a service.
@@ -22,6 +25,9 @@ pub enum Action {
     Update,
     Noop,
     Delete,
+    /// A managed service no longer in the manifests, planned without `--prune`: it is kept, and would be deleted
+    /// with `--prune`. Never written as `delete`, so a reader of `plan -o json` cannot mistake it for one.
+    Orphan,
 }
 
 /// One changed field: `from` is absent for additions, `to` for removals.
@@ -42,10 +48,14 @@ pub struct ServicePlan {
     /// Why the action was chosen, when it is not obvious (drift, a held-back failed spec).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<PlanReason>,
+    /// For a delete: the desired service that replaces this one (a move or a rename). Unless it is healthy, the
+    /// delete waits for it.
+    #[serde(rename = "replacedBy", skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<moves::Successor>,
 }
 
 /// Why a service's action was chosen, when it is not obvious. Shown (and serialized) as a sentence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanReason {
     /// The service was changed outside mcpfleet; the update corrects it.
     Drift,
@@ -55,30 +65,38 @@ pub enum PlanReason {
     Orphan,
     /// An orphan shown by a plan made without `--prune`.
     KeptWithoutPrune,
+    /// A service another one replaces (a move or a rename): deleted once its successor is healthy.
+    Replaced(moves::Successor),
 }
 
 impl PlanReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
+    /// The sentence, for the reasons that are one fixed sentence.
+    fn fixed(&self) -> Option<&'static str> {
+        Some(match self {
             PlanReason::Drift => "drift: the service was changed outside mcpfleet",
             PlanReason::Held => {
                 "this spec's rollout failed; it is not deployed again until the spec changes (or apply --retry-failed)"
             }
             PlanReason::Orphan => "managed by mcpfleet and no longer in the manifests",
             PlanReason::KeptWithoutPrune => "not in the manifests; would be deleted with --prune",
-        }
+            PlanReason::Replaced(_) => return None,
+        })
     }
 }
 
 impl std::fmt::Display for PlanReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        match (self.fixed(), self) {
+            (Some(s), _) => f.write_str(s),
+            (None, PlanReason::Replaced(successor)) => f.write_str(&successor.reason()),
+            (None, _) => Ok(()),
+        }
     }
 }
 
 impl Serialize for PlanReason {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+        s.collect_str(self)
     }
 }
 
@@ -91,11 +109,20 @@ pub struct Plan {
 impl Plan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
-        self.services.iter().any(|s| s.action != Action::Noop)
+        self.services.iter().any(|s| !matches!(s.action, Action::Noop | Action::Orphan))
     }
 
     pub fn count(&self, action: Action) -> usize {
         self.services.iter().filter(|s| s.action == action).count()
+    }
+
+    /// The plan as made without `--prune`: deletes become orphans, kept.
+    pub fn without_prune(mut self) -> Plan {
+        for s in self.services.iter_mut().filter(|s| s.action == Action::Delete) {
+            s.action = Action::Orphan;
+            s.reason = Some(PlanReason::KeptWithoutPrune);
+        }
+        self
     }
 }
 
@@ -193,13 +220,16 @@ pub fn plan_service_with(
         action: Action::Create,
         changes: vec![],
         reason: None,
+        replaced_by: None,
     };
     let Some(obs) = observed.filter(|o| o.is_active()) else { return plan };
     let hash = spec_hash_of(desired);
     let observed_hash = ServiceTags::of(obs).spec_hash;
     let drifted = drift(desired, obs);
+    let relabel = labels::changes(desired, &obs.tags);
     if observed_hash == Some(hash) && drifted.is_empty() {
-        plan.action = Action::Noop;
+        plan.action = if relabel.is_empty() { Action::Noop } else { Action::Update };
+        plan.changes = relabel;
         return plan;
     }
     if !retry_failed && state::holds(obs, hash) {
@@ -211,6 +241,7 @@ pub fn plan_service_with(
     if observed_hash == Some(hash) {
         plan.reason = Some(PlanReason::Drift);
         plan.changes = drifted;
+        plan.changes.extend(relabel);
         return plan;
     }
     let mut changes = Vec::new();
@@ -227,8 +258,22 @@ pub fn plan_service_with(
         }),
     }
     changes.extend(drifted.into_iter().filter(|c| c.path != "service.taskDefinition"));
+    changes.extend(transport_change(desired, obs));
+    changes.extend(relabel);
     plan.changes = changes;
     plan
+}
+
+/// Whether all an update of `observed` changes is labels (tags only: no revision, no deployment).
+pub fn only_labels(desired: &EcsService, observed: &ServiceState) -> bool {
+    ServiceTags::of(observed).spec_hash == Some(spec_hash_of(desired)) && drift(desired, observed).is_empty()
+}
+
+/// The transport reaches ECS only as a tag, so no document diff shows it: a change of it is a field of its own.
+fn transport_change(desired: &EcsService, observed: &ServiceState) -> Option<Change> {
+    let want = state::desired_transport(desired)?;
+    let have = transport_of(ServiceTags::of(observed).image.transport);
+    (have != want).then(|| change("transport", have, want))
 }
 
 /// The delete plans for managed services of `clusters` that no desired service names.
@@ -246,6 +291,7 @@ pub fn plan_deletes<'a, 'd>(
             action: Action::Delete,
             changes: vec![],
             reason: Some(PlanReason::Orphan),
+            replaced_by: None,
         })
         .collect()
 }

@@ -86,7 +86,7 @@ fn drift_is_an_update_with_the_drifted_fields() {
     obs.desired_count = 5;
     let p = plan_service(&d, Some(&obs), None);
     assert_eq!(p.action, Action::Update);
-    assert!(p.reason.unwrap().as_str().starts_with("drift"));
+    assert!(p.reason.unwrap().to_string().starts_with("drift"));
     assert_eq!(
         p.changes,
         vec![Change { path: "service.desiredCount".into(), from: Some(json!(5)), to: Some(json!(2)) }]
@@ -151,7 +151,7 @@ fn a_failed_spec_is_held_back_until_it_changes() {
     obs.tags.insert(crate::state::TAG_FAILED_SPEC_HASH.into(), spec_hash_of(&d).into());
     let p = plan_service(&d, Some(&obs), None);
     assert_eq!(p.action, Action::Noop);
-    assert!(p.reason.unwrap().as_str().contains("failed"));
+    assert!(p.reason.unwrap().to_string().contains("failed"));
 }
 
 #[test]

@@ -46,7 +46,12 @@ pub async fn resolve_each(
     // Images, grouped by repository.
     let mut by_repo: BTreeMap<String, BTreeSet<ImageSelector>> = BTreeMap::new();
     for svc in &fleet.services {
-        by_repo.entry(svc.image.name()).or_default().insert(selector(svc));
+        let wanted = by_repo.entry(svc.image.name()).or_default();
+        wanted.insert(selector(svc));
+        // The tag of a `repo:tag@digest` too, in the same call: where it points now is worth a warning.
+        if let (Some(_), Some(tag)) = (&svc.image.digest, &svc.image.tag) {
+            wanted.insert(ImageSelector::Tag(tag.clone()));
+        }
     }
     let mut found: BTreeMap<(String, ImageSelector), ImageInfo> = BTreeMap::new();
     // Repositories the registry does not have (ECR's RepositoryNotFoundException): their services fail alone.
@@ -125,11 +130,26 @@ pub async fn resolve_each(
                 digest: Some(info.digest.clone()),
                 architecture: Some(arch),
                 secrets: secret_refs,
+                warnings: moved_tag(svc, &found).map(|w| format!("{}: spec.image: {w}", at())).into_iter().collect(),
             }),
             _ => Err(problems),
         });
     }
     Ok(out)
+}
+
+/// For a `repo:tag@digest` whose tag no longer names that digest: what the tag names now (the digest still wins).
+fn moved_tag(svc: &ValidService, found: &BTreeMap<(String, ImageSelector), ImageInfo>) -> Option<String> {
+    let (Some(pinned), Some(tag)) = (&svc.image.digest, &svc.image.tag) else { return None };
+    let now = found.get(&(svc.image.name(), ImageSelector::Tag(tag.clone())));
+    match now {
+        Some(now) if now.digest == *pinned => None,
+        Some(now) => Some(format!("tag `{tag}` now points to {}; the pinned digest {pinned} is deployed", now.digest)),
+        None => Some(format!(
+            "tag `{tag}` no longer exists in {}; the pinned digest {pinned} is deployed",
+            svc.image.name()
+        )),
+    }
 }
 
 /// `auto` prefers Graviton when the image has it; an explicit architecture must be in the image. An image

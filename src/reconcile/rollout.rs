@@ -4,9 +4,7 @@
 
 use serde::Serialize;
 
-use crate::backend::{
-    BackendError, DeploymentStatus, Ecs, Op, RolloutState, ServiceState, ServiceUpdate, TaskDefinition, TdStatus,
-};
+use crate::backend::{BackendError, Ecs, Op, ServiceState, ServiceUpdate, TaskDefinition, TdStatus};
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn, is_managed};
 
 /// [`super::settle::settle_apply`] for rollouts an apply started (none found in flight): whether any failed.
@@ -29,17 +27,8 @@ pub async fn settle(
 /// held back as failed.
 pub fn unrecorded_good(state: &ServiceState) -> Option<&str> {
     let td = state.task_definition.as_str();
-    let [only] = state.deployments.as_slice() else { return None };
-    let settled = only.status == DeploymentStatus::Primary
-        && only.rollout_state == RolloutState::Completed
-        && only.task_definition == td
-        && only.running_count == state.desired_count
-        && state.running_count == state.desired_count;
-    let tags = ServiceTags::of(state);
-    let asked_for = tags.applied == Some(td);
-    let held = state::applied_spec_held(state);
-    let recorded = tags.last_good == Some(td);
-    (state.is_active() && settled && asked_for && !held && !recorded).then_some(td)
+    let recorded = ServiceTags::of(state).last_good == Some(td);
+    (state.is_active() && state::runs_what_was_applied(state) && !recorded).then_some(td)
 }
 
 /// Records the revision a service has proven good (see [`unrecorded_good`]) as its `last-good`, with outcome
@@ -61,17 +50,7 @@ pub async fn record_success(
 ) -> Result<(), BackendError> {
     ecs.tag_resource(&state.arn, &state::last_good(td)).await?;
     ecs.tag_resource(td, &state::outcome(state::Outcome::Completed)).await?;
-    let family = TaskDefArn(td).family();
-    let active = ecs.list_task_definitions(family, TdStatus::Active).await?;
-    let keep = history_limit.max(1) as usize;
-    if active.len() > keep {
-        for old in &active[..active.len() - keep] {
-            // Never the revision running now or the last good one (the service may still be on it).
-            if old != td && *old != state.task_definition {
-                ecs.deregister_task_definition(old).await?;
-            }
-        }
-    }
+    super::retention::retain(ecs, state, td, history_limit).await?;
     Ok(())
 }
 
@@ -206,6 +185,8 @@ pub struct Revision {
     pub registered_at: u64,
     /// running | completed | failed | rolled_back | superseded
     pub outcome: String,
+    /// Deregistered (by retention or by hand): kept in the history, but ECS cannot run it again.
+    pub inactive: bool,
 }
 
 /// The revisions of a service's family, newest first, with what became of each.
@@ -230,6 +211,7 @@ pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision
             architecture: td.spec.runtime_platform.cpu_architecture.map(|a| a.as_ecs().to_string()),
             registered_at: td.registered_at_ms,
             outcome,
+            inactive: td.status == TdStatus::Inactive,
             task_definition: td.arn,
         });
     }
@@ -240,7 +222,7 @@ pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Deployment, ServiceStatus, Tags};
+    use crate::backend::{Deployment, DeploymentStatus, RolloutState, ServiceStatus, Tags};
     use crate::render::ecs::{AwsVpcConfiguration, NetworkConfiguration};
     use crate::state::{TAG_FAILED_SPEC_HASH, TAG_LAST_GOOD, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
 

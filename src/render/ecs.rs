@@ -453,8 +453,17 @@ pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
         image_digest: res.digest.as_deref(),
     };
     tags.extend(stamp.tags());
+    if !svc.labels.is_empty() {
+        tags.push(state::owned_labels(svc.labels.keys().map(String::as_str)));
+    }
     tags.sort();
     tags
+}
+
+/// The transport a `mcpfleet.io/transport` tag value names; resources tagged before transports were tagged serve
+/// the default, streamable HTTP.
+pub fn transport_of(tag: Option<&str>) -> &str {
+    tag.unwrap_or(Transport::StreamableHttp.as_str())
 }
 
 fn transport_tag(svc: &ValidService) -> Tag {
@@ -565,6 +574,7 @@ spec:
                     .value_from("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/openai-AbCdEf"),
             )]
             .into(),
+            warnings: vec![],
         };
         let out = render(&svc, &res);
         let c = &out.register_task_definition.container_definitions[0];
@@ -624,7 +634,8 @@ spec:
         let sse = render(&sse, &Resolved::unresolved(&sse));
         assert_eq!(tag(&sse), "sse");
         assert_ne!(hash(&sse), hash(&http), "a transport change must be applied");
-        // The task definition itself is unchanged, so its revision is reused: only the service is updated.
+        // The task definition's content is unchanged (same task hash); apply registers a revision of it tagged with
+        // the new transport, so each revision records what it served.
         assert_eq!(task_hash(&sse.register_task_definition), task_hash(&http.register_task_definition));
     }
 

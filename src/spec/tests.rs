@@ -411,6 +411,11 @@ fn labels_follow_tag_rules() {
     assert_eq!(s.labels["cost-center"], "42");
     one_error(&labeled("    'aws:x': y\n"), "reserved");
     one_error(&labeled("    team: 'a|b'\n"), "label values");
+    // mcpfleet.io/labels takes one of ECS's 50 tags and records every key in one 256-character value.
+    let many: String = (0..40).map(|i| format!("    l{i}: x\n")).collect();
+    one_error(&labeled(&many), "40 labels given; at most 39 fit beside mcpfleet's own tags");
+    let long: String = (0..3).map(|i| format!("    {}{i}: x\n", "k".repeat(100))).collect();
+    one_error(&labeled(&long), "label keys take 305 characters together");
 }
 
 #[test]

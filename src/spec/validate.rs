@@ -474,10 +474,18 @@ pub(super) fn check_service(
     })
 }
 
+/// ECS allows 50 tags a resource; mcpfleet's own take up to 11 (state, and `mcpfleet.io/labels`).
+const MAX_LABELS: usize = 39;
+
 fn check_labels(ctx: &mut DocCtx, labels: &BTreeMap<String, String>) {
     let base = p(&["metadata", "labels"]);
-    if labels.len() > 40 {
-        ctx.err(&base, format!("{} labels given; at most 40 fit beside mcpfleet's own tags", labels.len()));
+    if labels.len() > MAX_LABELS {
+        ctx.err(&base, format!("{} labels given; at most {MAX_LABELS} fit beside mcpfleet's own tags", labels.len()));
+    }
+    // mcpfleet records the keys it put there in one tag value (at most 256 characters), comma-separated.
+    let keys_len = labels.keys().map(|k| k.chars().count()).sum::<usize>() + labels.len().saturating_sub(1);
+    if keys_len > 256 {
+        ctx.err(&base, format!("label keys take {keys_len} characters together (with a comma between); at most 256 fit in the tag that records them"));
     }
     for (k, v) in labels {
         let at = with(&base, k.clone());

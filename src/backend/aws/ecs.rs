@@ -407,6 +407,16 @@ impl Ecs for AwsEcs {
         Ok(names)
     }
 
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        let mut pages = self.client.list_clusters().max_results(100).into_paginator().send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err(Op::ListClusters, e))?;
+            names.extend(page.cluster_arns().iter().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()));
+        }
+        Ok(names)
+    }
+
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
         const OP: Op = Op::RegisterTaskDefinition;
         let containers = input.container_definitions.iter().map(container).collect::<Result<Vec<_>, _>>()?;
@@ -536,6 +546,17 @@ impl Ecs for AwsEcs {
             .await
             .map(|_| ())
             .map_err(|e| map_err(Op::TagResource, e))
+    }
+
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.client
+            .untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err(Op::UntagResource, e))
     }
 
     async fn stopped_task_reasons(

@@ -282,6 +282,9 @@ impl Ecs for Sim {
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         self.call(Op::ListServices, |w| Ok(w.list_services(cluster)))
     }
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        self.call(Op::ListClusters, |w| Ok(w.list_clusters()))
+    }
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
         self.call(Op::RegisterTaskDefinition, |w| Ok(w.register_task_definition(input)))
     }
@@ -318,6 +321,9 @@ impl Ecs for Sim {
     }
     async fn tag_resource(&self, arn: &str, tags: &super::Tags) -> Result<(), BackendError> {
         self.call(Op::TagResource, |w| w.tag_resource(arn, tags))
+    }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.call(Op::UntagResource, |w| w.untag_resource(arn, keys))
     }
     async fn stopped_task_reasons(
         &self,

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{
-    BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, Op, RolloutState, ServiceEvent,
-    ServiceState, ServiceStatus, ServiceUpdate, TaskDefinition, TdStatus,
+    BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, Op, RolloutState, ServiceEvent, ServiceState,
+    ServiceStatus, ServiceUpdate, TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{CircuitBreaker, DeploymentConfiguration, ServiceInput, TaskDefinitionInput};
 
@@ -327,6 +327,12 @@ impl World {
             .collect()
     }
 
+    /// Clusters exist in the sim once a service was created in them.
+    pub fn list_clusters(&self) -> Vec<String> {
+        let clusters: std::collections::BTreeSet<&String> = self.services.values().map(|s| &s.state.cluster).collect();
+        clusters.into_iter().cloned().collect()
+    }
+
     fn new_deployment(&mut self, task_definition: &str, desired: u32) -> Deployment {
         let id = format!("ecs-svc/{:019}", self.next_seq());
         Deployment {
@@ -498,17 +504,25 @@ impl World {
     }
 
     pub fn tag_resource(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), BackendError> {
+        let found = self.tags_of(arn, Op::TagResource)?;
+        found.extend(tags.clone());
+        Ok(())
+    }
+
+    pub fn untag_resource(&mut self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        let found = self.tags_of(arn, Op::UntagResource)?;
+        found.retain(|k, _| !keys.contains(k));
+        Ok(())
+    }
+
+    /// The tags of a service or task definition, by ARN.
+    fn tags_of(&mut self, arn: &str, op: Op) -> Result<&mut BTreeMap<String, String>, BackendError> {
         if let Some(svc) = self.services.values_mut().find(|s| s.state.arn == arn) {
-            svc.state.tags.extend(tags.clone());
-            return Ok(());
+            return Ok(&mut svc.state.tags);
         }
-        for tds in self.families.values_mut() {
-            if let Some(td) = tds.iter_mut().find(|td| td.arn == arn) {
-                td.tags.extend(tags.clone());
-                return Ok(());
-            }
-        }
-        Err(err_not_found(Op::TagResource, format!("The specified resource could not be found: {arn}")))
+        let td = self.families.values_mut().flat_map(|tds| tds.iter_mut()).find(|td| td.arn == arn);
+        td.map(|td| &mut td.tags)
+            .ok_or_else(|| err_not_found(op, format!("The specified resource could not be found: {arn}")))
     }
 
     // ---- the clock ----
