@@ -11,6 +11,7 @@ refill per second):
 
   DescribeServices                                   100 / 20
   ListServices                                       100 / 20
+  ListClusters                                       100 / 20
   CreateService, UpdateService, DeleteService         50 / 5
   RegisterTaskDefinition, DeregisterTaskDefinition    20 / 1
   DescribeTaskDefinition, ListTaskDefinitions         50 / 20
@@ -57,6 +58,7 @@ ECS_TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
 BUCKETS = [
     ("DescribeServices", 100, 20.0, ("DescribeServices",)),
     ("ListServices", 100, 20.0, ("ListServices",)),
+    ("ListClusters", 100, 20.0, ("ListClusters",)),
     ("ServiceWrite", 50, 5.0, ("CreateService", "UpdateService", "DeleteService")),
     ("TaskDefinitionWrite", 20, 1.0, ("RegisterTaskDefinition", "DeregisterTaskDefinition")),
     ("TaskDefinitionRead", 50, 20.0, ("DescribeTaskDefinition", "ListTaskDefinitions")),

@@ -9,5 +9,6 @@ pub mod plan;
 pub mod reconcile;
 pub mod render;
 pub mod spec;
+pub mod state;
 #[doc(hidden)]
 pub mod testkit;

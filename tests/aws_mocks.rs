@@ -118,7 +118,7 @@ async fn a_validation_error_fails_at_once_with_the_aws_message() {
     assert_eq!(
         err,
         BackendError::Invalid {
-            operation: "UpdateService".into(),
+            operation: mcpfleet::backend::Op::UpdateService,
             message: "InvalidParameterException: Task definition does not support launch_type FARGATE.".into()
         }
     );
@@ -235,7 +235,7 @@ async fn a_failed_rollout_state_is_a_failure_with_the_ecs_reason() {
         })
         .build();
     let result = watch_one(&rule, target("docs", "4", u64::MAX)).await;
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = result else { panic!("{result:?}") };
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } = result else { panic!("{result:?}") };
     assert!(reason.contains("reason from ECS") && reason.contains("Essential container exited"), "{reason}");
     assert_eq!(rule.num_calls(), 2);
 }
@@ -255,7 +255,7 @@ async fn a_circuit_breaker_rollback_that_looks_stable_is_a_failure() {
             .build()
     });
     let result = watch_one(&rule, target("docs", "4", u64::MAX)).await;
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = result else { panic!("{result:?}") };
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } = result else { panic!("{result:?}") };
     assert!(reason.contains("circuit breaker rolled the service back to docs:3"), "{reason}");
 }
 
@@ -268,7 +268,7 @@ async fn a_rollout_past_its_deadline_is_a_failure() {
         .repeatedly()
         .build();
     let result = watch_one(&rule, target("docs", "4", 60_000)).await;
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } = result else { panic!("{result:?}") };
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } = result else { panic!("{result:?}") };
     assert!(reason.starts_with("progress deadline exceeded: 0/2 tasks running"), "{reason}");
 }
 
@@ -508,7 +508,7 @@ async fn failed_tasks_past_the_threshold_fail_a_rollout_still_in_progress() {
             .collect(),
     );
     let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &list, &describe], no_sdk_retries);
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } =
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } =
         watch_with(client, target("docs", "4", u64::MAX)).await
     else {
         panic!("a rollout with 3 failed tasks of 2 must fail")
@@ -548,7 +548,7 @@ async fn a_circuit_breaker_rollback_reports_why_ecs_stopped_the_tasks() {
         )],
     );
     let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&rule, &list, &describe], no_sdk_retries);
-    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason } =
+    let mcpfleet::reconcile::watch::RolloutResult::Failed { reason, .. } =
         watch_with(client, target("docs", "4", u64::MAX)).await
     else {
         panic!("a circuit-breaker rollback is a failure")
@@ -840,7 +840,7 @@ async fn batch_get_image_failures_other_than_not_found_are_reported_with_their_r
     assert_eq!(
         err,
         BackendError::Invalid {
-            operation: "BatchGetImage".into(),
+            operation: mcpfleet::backend::Op::BatchGetImage,
             message: format!("{REPO}:v2: KmsError: The KMS key is disabled"),
         }
     );
@@ -1061,4 +1061,28 @@ async fn a_retried_delete_that_finds_the_service_gone_is_done() {
     let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
     let (ecs, _) = limited(client);
     assert!(matches!(ecs.delete_service("mcp", "docs").await, Err(BackendError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn a_missing_ecr_repository_is_not_found_and_refused_credentials_are_one_error() {
+    // RepositoryNotFoundException: the repository is absent (resolution reports it per service), not retried.
+    let body = r#"{"__type":"RepositoryNotFoundException","message":"The repository with name 'mcp/docs' does not exist in the registry with id '123456789012'"}"#;
+    let rule = mock!(aws_sdk_ecr::Client::batch_get_image).sequence().http_status(400, Some(body.into())).build();
+    let (images, _, _, clock) = resolution(ecr_client(&rule), no_secrets());
+    let err = images.lookup(REPO, &[tag("v1")]).await.unwrap_err();
+    let BackendError::NotFound { operation, message } = &err else { panic!("{err:?}") };
+    assert_eq!(operation, "BatchGetImage");
+    assert!(message.starts_with("RepositoryNotFoundException: The repository with name 'mcp/docs'"), "{message}");
+    assert_eq!((rule.num_calls(), clock.now_ms()), (1, 0), "not retried");
+
+    // Keys AWS does not know: a credentials error, with the fix and the way to go without AWS, not retried.
+    let body = r#"{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+    let rule = mock!(aws_sdk_ecr::Client::batch_get_image).sequence().http_status(400, Some(body.into())).build();
+    let (images, _, _, clock) = resolution(ecr_client(&rule), no_secrets());
+    let err = images.lookup(REPO, &[tag("v1")]).await.unwrap_err();
+    assert!(matches!(err, BackendError::Credentials { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.starts_with("AWS credentials are missing or invalid: AWS refused them (UnrecognizedClientException"));
+    assert!(text.contains("--backend sim"), "{text}");
+    assert_eq!((rule.num_calls(), clock.now_ms()), (1, 0), "not retried");
 }

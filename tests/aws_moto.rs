@@ -466,3 +466,26 @@ fn images_outside_ecr_need_a_digest_and_secrets_resolve_by_arn() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("python:3.12-slim") && stderr.contains("pin this image by digest"), "{stderr}");
 }
+
+#[test]
+fn a_removed_label_is_untagged_from_the_service_and_its_revision() {
+    let lab = AwsLab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    lab.ecs(
+        "tag_resource",
+        serde_json::json!({"resourceArn": lab.dump()["services"]["search"]["serviceArn"], "tags": [{"key": "cost-center", "value": "42"}]}),
+    );
+    lab.edit_manifest("search.yaml", "  labels:\n    team: platform\n", "");
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["apiCalls"]["calls"]["UntagResource"], 2, "{doc:#}");
+    let ecs = lab.dump();
+    let svc = tags(&ecs["services"]["search"]);
+    let td = tags(&ecs["taskDefinitions"]["search"][0]);
+    for t in [&svc, &td] {
+        assert!(!t.contains_key("team") && !t.contains_key("mcpfleet.io/labels"), "{t:?}");
+    }
+    assert_eq!(svc["cost-center"], "42", "a tag mcpfleet did not put there stays");
+    assert_eq!(lab.apply(&[]).0, 0);
+    assert_eq!(writes(&lab.apply(&[]).1), 0);
+}

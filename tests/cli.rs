@@ -1,8 +1,10 @@
-//! The `validate`, `render` and `schema` commands as a user runs them: exit codes, messages and documents.
+//! The `validate`, `render` and `schema` commands as a user runs them: exit codes, messages and documents; and how
+//! every command reports an error (usage, `-o json`, a missing service).
 
 mod common;
 
-use common::{mcpfleet, run_python_script};
+use common::lab::Lab;
+use common::{json_output, mcpfleet, run_python_script};
 use predicates::prelude::*;
 
 #[test]
@@ -142,6 +144,89 @@ fn render_compose_is_stable_and_fits_the_compose_spec() {
     assert!(!ok, "{report}");
 }
 
+/// Writes `text` as a docker-compose.yml and checks it against the Compose Specification schema.
+fn assert_fits_compose_spec(text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docker-compose.yml");
+    std::fs::write(&path, text).unwrap();
+    let (ok, report) = run_python_script("scripts/check_compose.py", &[path.to_str().unwrap()], b"");
+    assert!(ok, "the Compose Specification schema rejected the rendered file:\n{report}\n{text}");
+}
+
+#[test]
+fn render_compose_secrets_are_env_variables_by_default_and_files_on_request() {
+    let render = |extra: &[&str]| {
+        let mut args = vec!["render", "--format", "compose", "-f", "manifests/"];
+        args.extend_from_slice(extra);
+        let out = mcpfleet().args(&args).assert().success().get_output().clone();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The default is ECS's behaviour: the server reads DB_PASSWORD itself, filled from .env by Compose.
+    let env = render(&[]);
+    assert_eq!(env, render(&["--secrets", "env"]));
+    let doc: serde_yaml::Value = serde_yaml::from_str(&env).unwrap();
+    let database = &doc["services"]["database"];
+    assert_eq!(database["environment"]["DB_PASSWORD"].as_str(), Some("${DB_PASSWORD:?set DB_PASSWORD in .env}"));
+    assert!(database["environment"].get("DB_PASSWORD_FILE").is_none() && database.get("secrets").is_none());
+    assert!(doc.get("secrets").is_none(), "{env}");
+    assert!(!env.contains("prod/"), "a secret's source reached the compose file:\n{env}");
+    assert_fits_compose_spec(&env);
+
+    let files = render(&["--secrets", "files"]);
+    let doc: serde_yaml::Value = serde_yaml::from_str(&files).unwrap();
+    assert_eq!(
+        doc["services"]["database"]["environment"]["DB_PASSWORD_FILE"].as_str(),
+        Some("/run/secrets/DB_PASSWORD")
+    );
+    assert_eq!(doc["secrets"]["DB_PASSWORD"]["file"].as_str(), Some("./secrets/DB_PASSWORD"));
+    assert_fits_compose_spec(&files);
+
+    refused_quietly(&["render", "-f", "manifests/", "--secrets", "files"], "--secrets applies to --format compose");
+}
+
+#[test]
+fn render_compose_ports_stay_put_and_shifts_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir("manifests").unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let ports = |dir: &std::path::Path| {
+        let out = mcpfleet()
+            .args(["render", "--format", "compose", "-f", dir.to_str().unwrap()])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let doc: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+        let ports: Vec<(String, String)> = ["database", "documents", "search"]
+            .iter()
+            .map(|n| (n.to_string(), doc["services"][*n]["ports"][0].as_str().unwrap().to_string()))
+            .collect();
+        (ports, String::from_utf8(out.stderr).unwrap())
+    };
+    let (before, _) = ports(dir.path());
+    // A service whose name sorts first, and one that pins the port `search` derives: only `search` moves, and
+    // both the file and stderr say why.
+    let search = before[2].1.split(':').nth(1).unwrap().to_string();
+    let text = std::fs::read_to_string("manifests/search.yaml").unwrap();
+    let added = text
+        .replace("name: search", "name: aardvark")
+        .replace("  port: 3000\n", &format!("  port: 3000\n  local: {{ port: {search} }}\n"));
+    assert!(added.contains("local: {"), "manifests/search.yaml changed shape");
+    std::fs::write(dir.path().join("aardvark.yaml"), added).unwrap();
+    let (after, stderr) = ports(dir.path());
+    assert_eq!(before[..2], after[..2], "adding a service moved others' ports");
+    let moved = format!("127.0.0.1:{}:3000", search.parse::<u16>().unwrap() + 1);
+    assert_eq!(after[2].1, moved);
+    assert!(
+        stderr.contains(&format!("note: service `search` publishes host port {} because {search} (derived from its name) is taken by `aardvark`", search.parse::<u16>().unwrap() + 1)),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn render_compose_with_redis_and_command_health_checks_fits_the_compose_spec() {
     // The redis service, `depends_on: service_healthy` and a `command` health check appear only in this fleet.
@@ -167,14 +252,17 @@ fn render_compose_with_redis_and_command_health_checks_fits_the_compose_spec() {
     assert!(ok, "botocore rejected the rendered ECS input:\n{report}");
 }
 
+/// Runs `args`, expecting exit 1, nothing on stdout and `message` on stderr.
+fn refused_quietly(args: &[&str], message: &str) {
+    mcpfleet().args(args).assert().code(1).stdout("").stderr(predicate::str::contains(message));
+}
+
 #[test]
 fn render_refuses_an_invalid_fleet_and_prints_nothing() {
-    mcpfleet()
-        .args(["render", "-f", "tests/fixtures/invalid/cpu-memory-pair.yaml"])
-        .assert()
-        .code(1)
-        .stdout("")
-        .stderr(predicate::str::contains("spec.memory: 512 MiB is not a valid Fargate size for cpu 512"));
+    refused_quietly(
+        &["render", "-f", "tests/fixtures/invalid/cpu-memory-pair.yaml"],
+        "spec.memory: 512 MiB is not a valid Fargate size for cpu 512",
+    );
 }
 
 #[test]
@@ -363,4 +451,58 @@ fn plan_names_the_lines_of_an_unresolvable_tag_and_secrets() {
     ] {
         assert!(stderr.contains(&expected), "expected {expected}:\n{stderr}");
     }
+}
+
+#[test]
+fn json_output_errors_are_a_json_document_on_stdout() {
+    let lab = Lab::new();
+    let m = lab.manifests();
+    let m = m.to_str().unwrap();
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v9.9.9");
+    for cmd in ["plan", "apply"] {
+        let out = lab.run(&[cmd, "-f", m, "-o", "json"]);
+        let (code, doc) = json_output(&[cmd], &out);
+        assert_eq!(code, 1);
+        let error = doc["error"].as_str().unwrap_or_default();
+        assert!(error.contains("tag `v9.9.9` not found"), "{cmd}: {doc}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("error: "), "{cmd}: stderr still tells people");
+    }
+
+    // Broken manifests: the diagnostics come along, as `validate -o json` lists them.
+    lab.edit_manifest("documents.yaml", "cpu: 512", "cpu: 500");
+    let (code, doc) = json_output(&["status"], &lab.run(&["status", "-f", m, "-o", "json"]));
+    assert_eq!(code, 1);
+    assert_eq!(doc["error"], "1 problem found in the manifests");
+    assert_eq!(doc["diagnostics"][0]["path"], "spec.cpu", "{doc}");
+    assert!(doc["diagnostics"][0]["file"].as_str().unwrap().ends_with("documents.yaml"), "{doc}");
+
+    let (code, doc) =
+        json_output(&["history"], &lab.run(&["history", "nosuch", "--cluster", "mcp-prod", "-o", "json"]));
+    assert_eq!(code, 1);
+    assert_eq!(doc, serde_json::json!({ "error": "service nosuch not found in cluster mcp-prod" }));
+}
+
+#[test]
+fn status_names_each_missing_service_and_its_cluster() {
+    let lab = Lab::new();
+    let m = lab.manifests();
+    let out = lab.run(&["status", "-f", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for name in ["database", "documents", "search"] {
+        assert!(stderr.contains(&format!("error: service `{name}` is not running in cluster `mcp-prod`")), "{stderr}");
+    }
+    assert!(String::from_utf8(out.stdout).unwrap().contains("MISSING"));
+}
+
+#[test]
+fn status_usage_shows_both_ways_to_name_services() {
+    let usage = "Usage: mcpfleet status <--file <PATH>...|--cluster <CLUSTER>>";
+    mcpfleet().arg("status").assert().code(1).stderr(predicate::str::contains(usage));
+    mcpfleet().args(["status", "--help"]).assert().success().stdout(predicate::str::contains("--file <PATH>..."));
+    mcpfleet()
+        .args(["status", "-f", "manifests", "--cluster", "mcp-prod"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot be used with"));
 }

@@ -611,3 +611,30 @@ fn a_second_signal_aborts_at_once() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(c.log().contains("second signal: aborting"), "{}", c.log());
 }
+
+#[test]
+fn run_prune_deletes_a_moved_services_old_copy_only_once_the_new_one_is_healthy() {
+    let lab = Lab::new();
+    let c = Controller::start_with(&lab, &["--prune"]);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    c.wait_for("the new copy's rollout to fail", || {
+        lab.world()
+            .services
+            .get("mcp-other/search")
+            .is_some_and(|s| s.state.tags.contains_key("mcpfleet.io/failed-spec-hash"))
+    });
+    let passes = c.metric("mcpfleet_reconcile_passes_total");
+    c.wait_for("two more passes", || c.metric("mcpfleet_reconcile_passes_total") >= passes + 2.0);
+    let w = lab.world();
+    let old = &w.services["mcp-prod/search"].state;
+    assert!(old.is_active() && old.running_count == old.desired_count, "the old copy keeps serving");
+
+    // A fixed image: the new copy becomes healthy, and only then does the old one go.
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.2")]);
+    lab.edit_manifest("search.yaml", "search:v0.9.1", "search:v0.9.2");
+    c.wait_for("the old copy to be deleted", || !lab.world().services["mcp-prod/search"].state.is_active());
+    assert!(mcpfleet::state::runs_what_was_applied(&lab.world().services["mcp-other/search"].state));
+}

@@ -1,8 +1,14 @@
 //! The controller's IAM policy (`manifests/controller/iam-policy.json`) grants exactly the AWS actions the
 //! adapters call — least privilege that stays true as the adapters change — and never a secret's value.
+//!
+//! The operations are [`Op`]'s list, each with the IAM action it needs; the adapters' source is read only to
+//! hold them to that list (a request sent outside it would also go uncounted and unmetered), so the policy, the
+//! list and the adapters must all agree.
 
 use std::collections::BTreeSet;
 use std::path::Path;
+
+use mcpfleet::backend::Op;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -31,6 +37,11 @@ fn called_actions() -> BTreeSet<String> {
     out
 }
 
+/// The IAM actions of every AWS request in [`Op`]'s list.
+fn needed_actions() -> BTreeSet<String> {
+    Op::ALL.into_iter().filter_map(Op::iam_action).collect()
+}
+
 fn policy() -> serde_json::Value {
     let path = Path::new(ROOT).join("manifests/controller/iam-policy.json");
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
@@ -53,13 +64,23 @@ fn granted_actions(policy: &serde_json::Value) -> BTreeSet<String> {
 
 #[test]
 fn the_policy_grants_exactly_the_actions_the_adapters_call() {
-    let called = called_actions();
-    assert!(called.contains("ecs:DescribeServices") && called.contains("secretsmanager:ListSecrets"), "{called:?}");
+    let needed = needed_actions();
+    assert!(needed.contains("ecs:DescribeServices") && needed.contains("secretsmanager:ListSecrets"), "{needed:?}");
     let granted: BTreeSet<String> = granted_actions(&policy()).into_iter().filter(|a| !a.starts_with("iam:")).collect();
-    let unused: Vec<_> = granted.difference(&called).collect();
-    let missing: Vec<_> = called.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&needed).collect();
+    let missing: Vec<_> = needed.difference(&granted).collect();
     assert!(unused.is_empty(), "the policy grants actions mcpfleet never calls: {unused:?}");
     assert!(missing.is_empty(), "mcpfleet calls actions the policy does not grant: {missing:?}");
+}
+
+#[test]
+fn the_adapters_send_exactly_the_requests_of_the_operation_list() {
+    let called = called_actions();
+    let needed = needed_actions();
+    let unlisted: Vec<_> = called.difference(&needed).collect();
+    let unused: Vec<_> = needed.difference(&called).collect();
+    assert!(unlisted.is_empty(), "the aws adapters send requests that are not in backend::Op: {unlisted:?}");
+    assert!(unused.is_empty(), "backend::Op lists requests the aws adapters never send: {unused:?}");
 }
 
 #[test]
@@ -70,6 +91,7 @@ fn the_policy_never_grants_secret_values_or_wildcards() {
         assert_ne!(a, "secretsmanager:GetSecretValue");
     }
     assert!(!called_actions().contains("secretsmanager:GetSecretValue"), "the adapters must never read a secret");
+    assert!(!needed_actions().contains("secretsmanager:GetSecretValue"), "no operation may read a secret");
     // iam:PassRole only to ECS tasks.
     let pass = policy()["Statement"]
         .as_array()

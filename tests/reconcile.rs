@@ -181,6 +181,12 @@ async fn the_watcher_describes_services_in_flight_ten_at_a_time() {
         async fn list_services(&self, c: &str) -> Result<Vec<String>, mcpfleet::backend::BackendError> {
             self.0.inner.list_services(c).await
         }
+        async fn list_clusters(&self) -> Result<Vec<String>, mcpfleet::backend::BackendError> {
+            self.0.inner.list_clusters().await
+        }
+        async fn untag_resource(&self, a: &str, k: &[String]) -> Result<(), mcpfleet::backend::BackendError> {
+            self.0.inner.untag_resource(a, k).await
+        }
         async fn register_task_definition(
             &self,
             i: &mcpfleet::render::ecs::TaskDefinitionInput,

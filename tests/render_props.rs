@@ -223,7 +223,7 @@ fn check(text: &str) -> Result<bool, TestCaseError> {
                     prop_assert!(c.secrets.iter().all(|sv| !sv.value_from.is_empty()));
                     prop_assert!(c.environment.iter().all(|kv| !kv.name.is_empty()));
                 }
-                let yaml = compose::render(&fleet).unwrap();
+                let yaml = compose::render(&fleet, compose::SecretsMode::Env).unwrap().text;
                 let parsed: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
                 prop_assert!(parsed.get("services").is_some());
                 return Ok(true);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::lab::{ECR, Lab, outcomes, writes};
+use common::lab::{ECR, Lab, entry, outcomes, writes};
 use serde_json::Value;
 
 fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
@@ -162,7 +162,8 @@ fn without_auto_rollback_ecs_rollback_is_still_detected() {
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
     let search = service(&doc, "search");
-    assert_eq!(search["outcome"], "failed");
+    // ECS's circuit breaker already put the service back: reported as rolled back (by ECS), not as left failed.
+    assert_eq!(search["outcome"], "rolled_back");
     let message = search["message"].as_str().unwrap();
     assert!(message.contains("ECS's deployment circuit breaker rolled the service back to search:1"), "{message}");
     assert!(message.contains("autoRollback is off"), "{message}");
@@ -257,7 +258,7 @@ fn a_failure_without_rollback_is_held_back_not_redeployed_as_drift() {
     lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
-    assert_eq!(service(&doc, "search")["outcome"], "failed");
+    assert_eq!(service(&doc, "search")["outcome"], "rolled_back", "by ECS's circuit breaker");
     let w = lab.world();
     let svc = &w.services["mcp-prod/search"].state;
     assert_eq!(svc.task_definition, w.families["search"][0].arn, "ECS's circuit breaker put search:1 back");
@@ -431,4 +432,327 @@ fn rollback_finds_a_revision_that_completed_without_wait() {
     assert_eq!(history(&lab, "documents"), [(2, "running".into()), (1, "completed".into())]);
     let out = lab.ok(&["rollback", "documents", "--cluster", "mcp-prod", "--wait"]);
     assert_eq!(out.trim(), "documents: rolled back from documents:2 to documents:1");
+}
+
+fn run_crashing(lab: &Lab, after: &str) {
+    let m = lab.manifests();
+    let out = common::mcpfleet()
+        .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap(), "apply", "-f", m.to_str().unwrap()])
+        .env("MCPFLEET_SIM_CRASH_AFTER", after)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn status(lab: &Lab) -> (i32, Value) {
+    let m = lab.manifests();
+    lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"])
+}
+
+#[test]
+fn timeout_only_stops_waiting_and_the_rollout_goes_on() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1"), "--startup", "5m"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    let (code, doc) = lab.apply(&["--wait", "--timeout", "1m"]);
+    assert_eq!(code, 4, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "updated", "{search:#}");
+    assert!(search["message"].as_str().unwrap().contains("still rolling out"), "{search:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    assert_eq!(svc.task_definition, w.families["search"][1].arn, "left rolling out, not rolled back");
+    assert_eq!(svc.tags.get("mcpfleet.io/failed-spec-hash"), None, "nothing held");
+    assert_eq!(w.families["search"][1].tags.get("mcpfleet.io/outcome"), None, "nothing decided");
+
+    // A rerun finds the rollout in flight, waits for it and records it.
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(service(&doc, "search")["message"].as_str().unwrap().contains("rollout completed"), "{doc:#}");
+    let w = lab.world();
+    assert_eq!(w.services["mcp-prod/search"].state.tags["mcpfleet.io/last-good"], w.families["search"][1].arn);
+}
+
+#[test]
+fn the_default_timeout_covers_the_longest_progress_deadline() {
+    let lab = Lab::new();
+    search_yaml_with_rollout(&lab, "    progressDeadline: 20m\n");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1"), "--startup", "15m"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(service(&doc, "search")["outcome"], "updated", "{doc:#}");
+    let w = lab.world();
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
+}
+
+#[test]
+fn a_circuit_breaker_rollback_nobody_watched_is_a_failed_rollout_not_drift() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    assert_eq!(lab.apply(&[]).0, 0);
+    advance(&lab, 900);
+    let w = lab.world();
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][0].arn, "ECS went back");
+
+    // Read-only commands already see a failed spec, held, not drift.
+    let (code, doc) = status(&lab);
+    assert_eq!(code, 0, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(
+        (search["drift"].clone(), search["held"].clone()),
+        (Value::Bool(false), Value::Bool(true)),
+        "{search:#}"
+    );
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 0, "nothing to deploy: {plan:#}");
+    assert_eq!(service(&plan, "search")["action"], "noop");
+    assert!(service(&plan, "search")["reason"].as_str().unwrap().contains("rollout failed"), "{plan:#}");
+
+    // apply records it, and does not deploy the failing image again.
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "rolled_back", "{search:#}");
+    assert!(search["message"].as_str().unwrap().starts_with("rollout failed: ECS's deployment circuit breaker"));
+    assert_eq!(doc["apiCalls"]["calls"].get("UpdateService"), None, "{doc:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    assert_eq!(svc.tags["mcpfleet.io/failed-spec-hash"], w.families["search"][1].tags["mcpfleet.io/spec-hash"]);
+    assert_eq!(history(&lab, "search"), [(2, "rolled_back".into()), (1, "running".into())]);
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!((code, writes(&doc)), (0, 0), "{doc:#}");
+}
+
+#[test]
+fn a_rerun_after_a_crash_after_tagging_watches_and_settles_the_rollout_in_flight() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    run_crashing(&lab, "TagResource");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "rolled_back", "{search:#}");
+    let w = lab.world();
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][0].arn);
+    assert_eq!(history(&lab, "search"), [(2, "rolled_back".into()), (1, "running".into())]);
+}
+
+#[test]
+fn a_rerun_after_a_crash_after_create_settles_the_created_service() {
+    let lab = Lab::new();
+    run_crashing(&lab, "CreateService");
+    let created: Vec<String> = lab.world().services.keys().cloned().collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let w = lab.world();
+    for (key, svc) in &w.services {
+        assert_eq!(svc.state.tags.get("mcpfleet.io/last-good"), Some(&svc.state.task_definition), "{key}: {doc:#}");
+    }
+    let name = created[0].split('/').nth(1).unwrap();
+    assert!(service(&doc, name)["message"].as_str().unwrap().contains("rollout completed"), "{doc:#}");
+}
+
+#[test]
+fn rollback_without_wait_moves_last_good_off_the_revision_it_left() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0")]);
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.5.0");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["rollback", "documents", "--cluster", "mcp-prod"]);
+    advance(&lab, 300);
+    let w = lab.world();
+    let rev1 = w.families["documents"][0].arn.clone();
+    assert_eq!(w.services["mcp-prod/documents"].state.tags["mcpfleet.io/last-good"], rev1);
+    assert_eq!(history(&lab, "documents"), [(2, "rolled_back".into()), (1, "running".into())]);
+    // A second rollback has nowhere earlier to go: never "back" to the revision rolled back from.
+    let out = lab.run(&["rollback", "documents", "--cluster", "mcp-prod"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no earlier good revision"));
+    assert_eq!(lab.world().services["mcp-prod/documents"].state.task_definition, rev1);
+}
+
+#[test]
+fn status_plan_and_apply_agree_on_a_spec_ecs_rolled_back() {
+    let lab = Lab::new();
+    search_yaml_with_rollout(&lab, "    autoRollback: false\n");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let search = service(&doc, "search");
+    assert_eq!(search["outcome"], "rolled_back");
+    let message = search["message"].as_str().unwrap();
+    assert!(message.contains("ECS's circuit breaker put the service back on search:1"), "{message}");
+    assert!(!message.ends_with("failed (autoRollback is off)"), "{message}");
+
+    let m = lab.manifests();
+    let text = lab.ok(&["status", "-f", m.to_str().unwrap()]);
+    assert!(!text.contains("apply corrects it"), "{text}");
+    assert!(text.contains("held: the rollout of search to search:2 failed"), "{text}");
+    let (_, doc) = status(&lab);
+    assert_eq!(service(&doc, "search")["drift"], false, "{doc:#}");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 0, "{plan:#}");
+    assert!(service(&plan, "search")["reason"].as_str().unwrap().contains("rollout failed"), "{plan:#}");
+}
+
+#[test]
+fn raising_the_progress_deadline_releases_a_held_spec() {
+    let lab = Lab::new();
+    search_yaml_with_rollout(&lab, "    progressDeadline: 1m\n");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1"), "--startup", "5m"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+    assert_eq!(lab.apply(&["--wait"]).0, 3);
+    assert_eq!(lab.plan().0, 0, "held");
+
+    lab.edit_manifest("search.yaml", "progressDeadline: 1m", "progressDeadline: 10m");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "a changed manifest releases the held spec: {plan:#}");
+    assert_eq!(service(&plan, "search")["action"], "update");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(service(&doc, "search")["outcome"], "updated");
+    let w = lab.world();
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
+}
+
+#[test]
+fn retention_keeps_the_rollback_target_and_drops_rolled_back_revisions_first() {
+    let lab = Lab::new();
+    lab.edit_manifest("fleet.yaml", "historyLimit: 10", "historyLimit: 2");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.deploy_tag("search", "v0.9.1");
+    lab.deploy_tag("search", "v0.9.2");
+    lab.ok(&["rollback", "search", "--cluster", "mcp-prod", "--wait"]);
+    lab.deploy_tag("search", "v0.9.3");
+
+    let w = lab.world();
+    let statuses: Vec<String> = w.families["search"]
+        .iter()
+        .map(|td| serde_json::to_value(td.status).unwrap().as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["INACTIVE", "ACTIVE", "INACTIVE", "ACTIVE"],
+        "the rolled-back search:3 went, search:2 stayed"
+    );
+    let (code, doc) = lab.json(&["history", "search", "--cluster", "mcp-prod", "-o", "json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let marks: Vec<(u64, String, bool)> = doc["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["revision"].as_u64().unwrap(), r["outcome"].as_str().unwrap().into(), r["inactive"] == true))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (4, "running".into(), false),
+            (3, "rolled_back".into(), true),
+            (2, "completed".into(), false),
+            (1, "completed".into(), true)
+        ]
+    );
+    let text = lab.ok(&["history", "search", "--cluster", "mcp-prod"]);
+    assert!(text.lines().any(|l| l.trim_start().starts_with("1 ") && l.ends_with("completed (inactive)")), "{text}");
+
+    // The operator can still go back: search:2 is the newest completed revision before the one running.
+    let out = lab.ok(&["rollback", "search", "--cluster", "mcp-prod", "--wait"]);
+    assert!(out.contains("search:2"), "{out}");
+    assert_eq!(lab.world().services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
+}
+
+#[test]
+fn a_moved_service_keeps_its_old_copy_when_the_new_one_fails() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let old = entry(&plan, "mcp-prod", "search");
+    assert_eq!(old["action"], "delete");
+    assert!(old["reason"].as_str().unwrap().contains("kept until search in mcp-other is healthy"), "{plan:#}");
+    let m = lab.manifests();
+    let text = lab.ok(&["plan", "-f", m.to_str().unwrap(), "--prune"]);
+    assert!(
+        text.contains("- search (mcp-prod): delete - moved to mcp-other; kept until search in mcp-other is healthy"),
+        "{text}"
+    );
+
+    let (code, doc) = lab.apply(&["--prune", "--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-other", "search")["outcome"], "failed");
+    let old = entry(&doc, "mcp-prod", "search");
+    assert_eq!(old["outcome"], "unchanged", "{doc:#}");
+    assert!(old["message"].as_str().unwrap().contains("kept"), "{doc:#}");
+    let w = lab.world();
+    let serving = &w.services["mcp-prod/search"].state;
+    assert!(serving.is_active(), "the working copy still serves");
+    assert_eq!(serving.running_count, serving.desired_count);
+}
+
+#[test]
+fn a_moved_service_replaces_its_old_copy_once_the_new_one_is_healthy() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v0.9.1");
+
+    // With --wait: the new copy's rollout completes, then the old one goes.
+    let (code, doc) = lab.apply(&["--prune", "--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-other", "search")["outcome"], "created");
+    assert_eq!(entry(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
+    let w = lab.world();
+    assert!(!w.services["mcp-prod/search"].state.is_active());
+    let new = &w.services["mcp-other/search"].state;
+    assert_eq!(new.running_count, new.desired_count);
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0);
+}
+
+#[test]
+fn without_wait_a_move_or_a_rename_deletes_the_old_service_on_a_later_apply() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    // documents is renamed: same cluster, same image.
+    lab.edit_manifest("documents.yaml", "name: documents", "name: docs");
+
+    let (code, doc) = lab.apply(&["--prune"]);
+    assert_eq!(code, 0, "{doc:#}");
+    for (cluster, name, successor) in
+        [("mcp-prod", "search", "search in mcp-other"), ("mcp-prod", "documents", "docs in mcp-prod")]
+    {
+        let old = entry(&doc, cluster, name);
+        assert_eq!(old["outcome"], "unchanged", "{doc:#}");
+        assert!(old["message"].as_str().unwrap().contains(&format!("kept until {successor} is healthy")), "{doc:#}");
+        assert!(lab.world().services[&format!("{cluster}/{name}")].state.is_active());
+    }
+    let (_, plan) = lab.plan_with(&["--prune"]);
+    assert!(entry(&plan, "mcp-prod", "documents")["reason"].as_str().unwrap().contains("renamed to docs"), "{plan:#}");
+
+    advance(&lab, 300);
+    let (code, plan) = lab.plan_with(&["--prune"]);
+    assert_eq!(code, 2, "{plan:#}");
+    assert!(entry(&plan, "mcp-prod", "search")["reason"].as_str().unwrap().contains("search in mcp-other is healthy"));
+    let (code, doc) = lab.apply(&["--prune"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-prod", "search")["outcome"], "deleted", "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-prod", "documents")["outcome"], "deleted", "{doc:#}");
+    assert_eq!(lab.plan_with(&["--prune"]).0, 0);
 }

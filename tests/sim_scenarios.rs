@@ -5,7 +5,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::lab::{ECR, Lab, outcomes, writes};
+use common::lab::{ECR, Lab, entry, outcomes, writes};
 
 #[test]
 fn apply_from_empty_creates_pinned_services_then_converges() {
@@ -182,7 +182,7 @@ fn prune_deletes_removed_managed_services_only() {
     let (code, plan) = lab.plan();
     assert_eq!(code, 0, "{plan:#}");
     let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
-    assert_eq!(search["action"], "delete");
+    assert_eq!(search["action"], "orphan", "without --prune nothing is planned as a delete");
     assert_eq!(search["reason"], "not in the manifests; would be deleted with --prune");
     assert!(!plan.to_string().contains("hand-made"), "unmanaged services are never planned");
     let (code, plan) = lab.plan_with(&["--prune"]);
@@ -244,7 +244,8 @@ fn prune_sees_the_default_cluster_after_the_last_service_left_it() {
     .collect();
     assert_eq!(actions, expected);
 
-    let (code, doc) = lab.apply(&["--prune"]);
+    // search moved: its old copy goes once the new one's rollout completed, which --wait waits for.
+    let (code, doc) = lab.apply(&["--prune", "--wait"]);
     assert_eq!(code, 0, "{doc:#}");
     let w = lab.world();
     for name in ["documents", "database", "search"] {
@@ -369,4 +370,149 @@ fn a_converged_status_describes_no_task_definition() {
     assert_eq!(code, 0);
     assert!(doc["services"].as_array().unwrap().iter().all(|s| s["drift"] == false), "{doc:#}");
     assert_eq!(doc["apiCalls"]["calls"], serde_json::json!({"DescribeServices": 1}), "{doc:#}");
+}
+
+#[test]
+fn retention_keeps_the_revision_a_service_left_in_another_cluster_runs() {
+    let lab = Lab::new();
+    lab.edit_manifest("fleet.yaml", "historyLimit: 10", "historyLimit: 1");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let rev1 = lab.world().families["search"][0].arn.clone();
+    // search moves to mcp-other without --prune: the copy in mcp-prod keeps running search:1.
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    for tag in ["v0.9.1", "v0.9.2", "v0.9.3"] {
+        lab.deploy_tag("search", tag);
+    }
+    let w = lab.world();
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, rev1);
+    let rev1 = w.families["search"].iter().find(|td| td.arn == rev1).unwrap();
+    assert_eq!(rev1.status, mcpfleet::backend::TdStatus::Active, "mcp-prod/search still runs it");
+    let active: Vec<u32> = w.families["search"]
+        .iter()
+        .filter(|td| td.status == mcpfleet::backend::TdStatus::Active)
+        .map(|td| td.revision)
+        .collect();
+    assert_eq!(active, [1, 3, 4], "besides it, the running revision and the one before it");
+}
+
+#[test]
+fn a_transport_change_is_planned_as_a_field_and_tagged_on_the_revision() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.edit_manifest("search.yaml", "transport: sse", "transport: streamable-http");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let search = entry(&plan, "mcp-prod", "search");
+    assert_eq!(search["action"], "update");
+    assert_eq!(
+        search["changes"],
+        serde_json::json!([{"path": "transport", "from": "sse", "to": "streamable-http"}]),
+        "{plan:#}"
+    );
+    let text = lab.plan_text();
+    assert!(text.contains("    transport: \"sse\" -> \"streamable-http\"\n"), "{text}");
+
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    assert_eq!(svc.tags["mcpfleet.io/transport"], "streamable-http");
+    let running = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    assert_eq!(running.tags["mcpfleet.io/transport"], "streamable-http", "the revision says what it serves");
+    assert_eq!(w.families["search"][0].tags["mcpfleet.io/transport"], "sse", "the earlier revision keeps its own");
+    assert_eq!(lab.plan().0, 0);
+}
+
+#[test]
+fn a_digest_whose_tag_moved_elsewhere_is_deployed_with_a_warning_naming_both() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    let pinned = lab.world().repositories[&format!("{ECR}/search")].tags["v0.9.1"].clone();
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.1")]);
+    let moved = lab.world().repositories[&format!("{ECR}/search")].tags["v0.9.1"].clone();
+    assert_ne!(pinned, moved);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", &format!("search:v0.9.1@{pinned}"));
+    let m = lab.manifests();
+    let warned = |stderr: &[u8]| {
+        let stderr = String::from_utf8_lossy(stderr);
+        assert!(
+            stderr.contains("warning: service `search`")
+                && stderr.contains(&format!("tag `v0.9.1` now points to {moved}"))
+                && stderr.contains(&format!("the pinned digest {pinned} is deployed")),
+            "{stderr}"
+        );
+    };
+    for cmd in ["plan", "apply"] {
+        let out = lab.run(&[cmd, "-f", m.to_str().unwrap(), "--wait"][..if cmd == "plan" { 3 } else { 4 }]);
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        warned(&out.stderr);
+    }
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    let running = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    assert!(running.spec.container_definitions[0].image.ends_with(&format!("@{pinned}")), "the digest wins");
+    // No warning while the tag and the digest agree.
+    lab.edit_manifest("search.yaml", &format!("@{pinned}"), &format!("@{moved}"));
+    let out = lab.run(&["plan", "-f", m.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn labels_are_desired_state_and_only_mcpfleets_own_tags_are_removed() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    // Someone else tags the service (a cost allocation tag): mcpfleet never owned it.
+    {
+        let arn = lab.world().services["mcp-prod/search"].state.arn.clone();
+        let sim = mcpfleet::backend::sim::Sim::open(&lab.state()).unwrap();
+        sim.with_world(true, |w| w.tag_resource(&arn, &[("cost-center".to_string(), "42".to_string())].into()))
+            .unwrap()
+            .unwrap();
+    }
+    lab.edit_manifest("search.yaml", "    team: platform\n", "    team: search\n    tier: gold\n");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let search = entry(&plan, "mcp-prod", "search");
+    assert_eq!(search["action"], "update");
+    assert_eq!(
+        search["changes"],
+        serde_json::json!([
+            {"path": "labels.team", "from": "platform", "to": "search"},
+            {"path": "labels.tier", "from": null, "to": "gold"}
+        ]),
+        "{plan:#}"
+    );
+    let text = lab.plan_text();
+    assert!(text.contains("    labels.team: \"platform\" -> \"search\"\n"), "{text}");
+
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(outcomes(&doc)[2], ("search".to_string(), "updated".to_string()));
+    assert_eq!(doc["apiCalls"]["calls"].get("UpdateService"), None, "labels alone are only tags");
+    assert_eq!(doc["apiCalls"]["calls"].get("RegisterTaskDefinition"), None);
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    let td = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    for tags in [&svc.tags, &td.tags] {
+        assert_eq!((tags["team"].as_str(), tags["tier"].as_str()), ("search", "gold"), "{tags:?}");
+    }
+    assert_eq!(svc.tags["cost-center"], "42");
+    assert_eq!(lab.plan().0, 0, "converged");
+
+    lab.edit_manifest("search.yaml", "    tier: gold\n", "");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let search = entry(&plan, "mcp-prod", "search");
+    assert_eq!(search["changes"], serde_json::json!([{"path": "labels.tier", "from": "gold", "to": null}]));
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(doc["apiCalls"]["calls"]["UntagResource"].as_u64() >= Some(1), "{doc:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    let td = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    assert!(!svc.tags.contains_key("tier") && !td.tags.contains_key("tier"), "{:?}", svc.tags);
+    assert_eq!(svc.tags["team"], "search");
+    assert_eq!(svc.tags["cost-center"], "42", "a tag mcpfleet did not put there stays");
+    assert_eq!(lab.plan().0, 0);
 }

@@ -40,7 +40,7 @@ impl Images for CachedImages {
         let mut out = BTreeMap::new();
         let mut missing = Vec::new();
         {
-            let entries = self.entries.lock().expect("cache lock");
+            let entries = super::lock(&self.entries);
             for sel in selectors {
                 match entries.get(&(repository.to_string(), sel.clone())) {
                     Some(e) if e.expires_ms > now => {
@@ -52,7 +52,7 @@ impl Images for CachedImages {
         }
         if !missing.is_empty() {
             let found = self.inner.lookup(repository, &missing).await?;
-            let mut entries = self.entries.lock().expect("cache lock");
+            let mut entries = super::lock(&self.entries);
             for (sel, info) in found {
                 let expires_ms = now + self.ttl.as_millis() as u64;
                 entries.insert((repository.to_string(), sel.clone()), Entry { value: info.clone(), expires_ms });
@@ -84,7 +84,7 @@ impl Secrets for CachedSecrets {
         let mut out = BTreeMap::new();
         let mut missing = Vec::new();
         {
-            let entries = self.entries.lock().expect("cache lock");
+            let entries = super::lock(&self.entries);
             for id in ids {
                 match entries.get(id) {
                     Some(e) if e.expires_ms > now => {
@@ -96,7 +96,7 @@ impl Secrets for CachedSecrets {
         }
         if !missing.is_empty() {
             let found = self.inner.resolve(&missing).await?;
-            let mut entries = self.entries.lock().expect("cache lock");
+            let mut entries = super::lock(&self.entries);
             for (id, arn) in found {
                 entries.insert(id.clone(), Entry { value: arn.clone(), expires_ms: now + self.ttl.as_millis() as u64 });
                 out.insert(id, arn);

@@ -31,11 +31,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backoff::backoff::Backoff;
 
+use super::op::Counts;
 use super::{
-    BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate, Tags,
-    TaskDefinition, TdStatus,
+    BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Op, Secrets, ServiceState, ServiceUpdate,
+    Tags, TaskDefinition, TdStatus,
 };
-use crate::render::ecs::{ServiceInput, TAG_TASK_HASH, TaskDefinitionInput};
+use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
+use crate::state::{self, RevisionTags};
 
 /// One token bucket: `burst` tokens, refilled at `per_second`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,18 +48,23 @@ pub struct BucketSpec {
 }
 
 /// The bucket an ECS operation draws from (numbers from ECS's documented request throttling). The benchmark's
-/// throttling proxy (`scripts/ecs_throttle_proxy.py`) carries the same table; keep the two in step.
-pub fn ecs_bucket(op: &str) -> Option<BucketSpec> {
+/// throttling proxy (`scripts/ecs_throttle_proxy.py`) carries the same table; keep the two in step. (ECS meters
+/// UntagResource with TagResource.)
+pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
     let (category, burst, per_second) = match op {
-        "DescribeServices" => ("DescribeServices", 100, 20.0),
-        "ListServices" => ("ListServices", 100, 20.0),
-        "CreateService" | "UpdateService" | "DeleteService" => ("ServiceWrite", 50, 5.0),
-        "RegisterTaskDefinition" | "DeregisterTaskDefinition" => ("TaskDefinitionWrite", 20, 1.0),
-        "DescribeTaskDefinition" | "ListTaskDefinitions" => ("TaskDefinitionRead", 50, 20.0),
-        "TagResource" | "UntagResource" => ("TagResource", 20, 10.0),
+        Op::DescribeServices => ("DescribeServices", 100, 20.0),
+        Op::ListServices => ("ListServices", 100, 20.0),
+        // Cluster reads are metered like the other list-style reads.
+        Op::ListClusters => ("ListClusters", 100, 20.0),
+        Op::CreateService | Op::UpdateService | Op::DeleteService => ("ServiceWrite", 50, 5.0),
+        Op::RegisterTaskDefinition | Op::DeregisterTaskDefinition => ("TaskDefinitionWrite", 20, 1.0),
+        Op::DescribeTaskDefinition | Op::ListTaskDefinitions => ("TaskDefinitionRead", 50, 20.0),
+        Op::TagResource | Op::UntagResource => ("TagResource", 20, 10.0),
         // Task reads are metered like the other describe-style reads (DescribeServices): 100 burst, 20/s.
-        "ListTasks" | "DescribeTasks" => ("TaskRead", 100, 20.0),
-        _ => return None,
+        Op::ListTasks | Op::DescribeTasks => ("TaskRead", 100, 20.0),
+        Op::BatchGetImage | Op::ListSecrets | Op::DescribeSecret | Op::ResolveSecrets | Op::ResolveImage => {
+            return None;
+        }
     };
     Some(BucketSpec { category, burst, per_second })
 }
@@ -68,16 +75,16 @@ pub fn ecs_bucket(op: &str) -> Option<BucketSpec> {
 /// tasks, so resolution takes a small share. Secrets Manager's read quotas are far above what resolution needs
 /// (DescribeSecret: 10,000 per second); its bucket only keeps a huge fleet from bursting. One resolution call
 /// (up to 10 secrets: a ListSecrets page or more, DescribeSecret per ARN) takes one token.
-pub fn bucket(op: &str) -> Option<BucketSpec> {
+pub fn bucket(op: Op) -> Option<BucketSpec> {
     ecs_bucket(op).or(match op {
-        "BatchGetImage" => Some(BucketSpec { category: "BatchGetImage", burst: 100, per_second: 50.0 }),
-        OP_RESOLVE_SECRETS => Some(BucketSpec { category: "ResolveSecrets", burst: 50, per_second: 20.0 }),
+        Op::BatchGetImage => Some(BucketSpec { category: "BatchGetImage", burst: 100, per_second: 50.0 }),
+        Op::ResolveSecrets => Some(BucketSpec { category: "ResolveSecrets", burst: 50, per_second: 20.0 }),
         _ => None,
     })
 }
 
-/// The name retries and throttles of secret resolution are counted under.
-pub const OP_RESOLVE_SECRETS: &str = "ListSecrets/DescribeSecret";
+/// The name retries and throttles of secret resolution are counted under ([`Op::ResolveSecrets`]).
+pub const OP_RESOLVE_SECRETS: &str = Op::ResolveSecrets.as_str();
 
 /// Retries per call before a retryable error is given up on (so at most `MAX_RETRIES + 1` attempts).
 pub const MAX_RETRIES: u32 = 8;
@@ -111,8 +118,8 @@ pub struct Limited {
     inner: Arc<dyn Ecs>,
     clock: Arc<dyn Clock>,
     buckets: Mutex<BTreeMap<&'static str, Bucket>>,
-    retries: Mutex<BTreeMap<String, u64>>,
-    throttles: Mutex<BTreeMap<String, u64>>,
+    retries: Counts,
+    throttles: Counts,
 }
 
 impl Limited {
@@ -121,28 +128,28 @@ impl Limited {
             inner,
             clock,
             buckets: Mutex::new(BTreeMap::new()),
-            retries: Mutex::new(BTreeMap::new()),
-            throttles: Mutex::new(BTreeMap::new()),
+            retries: Counts::default(),
+            throttles: Counts::default(),
         }
     }
 
     /// Retries made so far, by operation.
-    pub fn retries(&self) -> BTreeMap<String, u64> {
-        self.retries.lock().expect("limits lock").clone()
+    pub fn retries(&self) -> BTreeMap<Op, u64> {
+        self.retries.snapshot()
     }
 
     /// Calls refused for rate so far (each was retried), by operation.
-    pub fn throttles(&self) -> BTreeMap<String, u64> {
-        self.throttles.lock().expect("limits lock").clone()
+    pub fn throttles(&self) -> BTreeMap<Op, u64> {
+        self.throttles.snapshot()
     }
 
     /// Waits until the operation's bucket has a token and takes it.
-    async fn acquire(&self, op: &str) {
+    async fn acquire(&self, op: Op) {
         let Some(spec) = bucket(op) else { return };
         loop {
             let wait = {
                 let now = self.clock.now_ms();
-                let mut buckets = self.buckets.lock().expect("limits lock");
+                let mut buckets = super::lock(&self.buckets);
                 let b =
                     buckets.entry(spec.category).or_insert(Bucket { tokens: f64::from(spec.burst), updated_ms: now });
                 let elapsed = now.saturating_sub(b.updated_ms) as f64 / 1000.0;
@@ -161,10 +168,12 @@ impl Limited {
 
     /// The family's latest ACTIVE revision when its task-hash is the one `input` carries.
     async fn registered_revision(&self, input: &TaskDefinitionInput) -> Result<Option<TaskDefinition>, BackendError> {
-        let Some(want) = input.tags.iter().find(|t| t.key == TAG_TASK_HASH) else { return Ok(None) };
-        self.acquire("DescribeTaskDefinition").await;
+        let Some(want) = state::desired_task_hash(input) else { return Ok(None) };
+        self.acquire(Op::DescribeTaskDefinition).await;
         match self.inner.describe_task_definition(&input.family).await {
-            Ok(td) if td.status == TdStatus::Active && td.tags.get(TAG_TASK_HASH) == Some(&want.value) => Ok(Some(td)),
+            Ok(td) if td.status == TdStatus::Active && RevisionTags::parse(&td.tags).task_hash == Some(want) => {
+                Ok(Some(td))
+            }
             Ok(_) | Err(BackendError::NotFound { .. } | BackendError::Invalid { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -180,7 +189,7 @@ impl Limited {
         Arc::new(LimitedSecrets { limits: self.clone(), inner })
     }
 
-    async fn run<T, F, Fut>(&self, op: &str, f: F) -> Result<T, BackendError>
+    async fn run<T, F, Fut>(&self, op: Op, f: F) -> Result<T, BackendError>
     where
         F: Fn() -> Fut + Send + Sync,
         Fut: std::future::Future<Output = Result<T, BackendError>> + Send,
@@ -200,11 +209,11 @@ impl Limited {
                 Err(e) if e.is_retryable() && attempt < MAX_RETRIES => {
                     attempt += 1;
                     if e.is_throttling() {
-                        *self.throttles.lock().expect("limits lock").entry(op.to_string()).or_default() += 1;
+                        self.throttles.add(op);
                     }
-                    *self.retries.lock().expect("limits lock").entry(op.to_string()).or_default() += 1;
+                    self.retries.add(op);
                     let wait = policy.next_backoff().unwrap_or(MAX_BACKOFF);
-                    tracing::debug!(operation = op, attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
+                    tracing::debug!(operation = op.as_str(), attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
                     self.clock.sleep(wait).await;
                 }
                 other => return other,
@@ -216,15 +225,18 @@ impl Limited {
 #[async_trait]
 impl Ecs for Limited {
     async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Described, BackendError> {
-        self.run("DescribeServices", || self.inner.describe_services(cluster, names)).await
+        self.run(Op::DescribeServices, || self.inner.describe_services(cluster, names)).await
     }
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
-        self.run("ListServices", || self.inner.list_services(cluster)).await
+        self.run(Op::ListServices, || self.inner.list_services(cluster)).await
+    }
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        self.run(Op::ListClusters, || self.inner.list_clusters()).await
     }
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
         // Set when an attempt failed in a way that does not prove the revision was not registered.
         let maybe_registered = AtomicBool::new(false);
-        self.run("RegisterTaskDefinition", || async {
+        self.run(Op::RegisterTaskDefinition, || async {
             if maybe_registered.load(Ordering::SeqCst)
                 && let Some(td) = self.registered_revision(input).await?
             {
@@ -237,25 +249,25 @@ impl Ecs for Limited {
         .await
     }
     async fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
-        self.run("DescribeTaskDefinition", || self.inner.describe_task_definition(id)).await
+        self.run(Op::DescribeTaskDefinition, || self.inner.describe_task_definition(id)).await
     }
     async fn list_task_definitions(&self, family: &str, status: TdStatus) -> Result<Vec<String>, BackendError> {
-        self.run("ListTaskDefinitions", || self.inner.list_task_definitions(family, status)).await
+        self.run(Op::ListTaskDefinitions, || self.inner.list_task_definitions(family, status)).await
     }
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError> {
-        self.run("DeregisterTaskDefinition", || self.inner.deregister_task_definition(arn)).await
+        self.run(Op::DeregisterTaskDefinition, || self.inner.deregister_task_definition(arn)).await
     }
     async fn create_service(&self, input: &ServiceInput, token: Option<&str>) -> Result<ServiceState, BackendError> {
         // One token for every attempt of this create, so a retry after a lost answer is idempotent.
         let token = token.map_or_else(|| client_token(&input.service_name), str::to_string);
-        self.run("CreateService", || self.inner.create_service(input, Some(&token))).await
+        self.run(Op::CreateService, || self.inner.create_service(input, Some(&token))).await
     }
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
-        self.run("UpdateService", || self.inner.update_service(update)).await
+        self.run(Op::UpdateService, || self.inner.update_service(update)).await
     }
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
         let retried = AtomicBool::new(false);
-        self.run("DeleteService", || async {
+        self.run(Op::DeleteService, || async {
             match self.inner.delete_service(cluster, name).await {
                 // A retry of a delete whose answer was lost: the first attempt did it.
                 Err(BackendError::NotFound { .. }) if retried.load(Ordering::SeqCst) => Ok(()),
@@ -273,7 +285,10 @@ impl Ecs for Limited {
         .await
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
-        self.run("TagResource", || self.inner.tag_resource(arn, tags)).await
+        self.run(Op::TagResource, || self.inner.tag_resource(arn, tags)).await
+    }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.run(Op::UntagResource, || self.inner.untag_resource(arn, keys)).await
     }
     /// One ListTasks and (when tasks stopped) one DescribeTasks: a token of each is taken per attempt.
     async fn stopped_task_reasons(
@@ -282,8 +297,8 @@ impl Ecs for Limited {
         service: &str,
         task_definition: &str,
     ) -> Result<Vec<String>, BackendError> {
-        self.run("ListTasks", || async {
-            self.acquire("DescribeTasks").await;
+        self.run(Op::ListTasks, || async {
+            self.acquire(Op::DescribeTasks).await;
             self.inner.stopped_task_reasons(cluster, service, task_definition).await
         })
         .await
@@ -303,7 +318,7 @@ impl Images for LimitedImages {
         repository: &str,
         selectors: &[ImageSelector],
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
-        self.limits.run("BatchGetImage", || self.inner.lookup(repository, selectors)).await
+        self.limits.run(Op::BatchGetImage, || self.inner.lookup(repository, selectors)).await
     }
 }
 
@@ -317,6 +332,6 @@ struct LimitedSecrets {
 #[async_trait]
 impl Secrets for LimitedSecrets {
     async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
-        self.limits.run(OP_RESOLVE_SECRETS, || self.inner.resolve(ids)).await
+        self.limits.run(Op::ResolveSecrets, || self.inner.resolve(ids)).await
     }
 }

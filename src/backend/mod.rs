@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod cache;
 pub mod limits;
+pub mod op;
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use op::Op;
+
 use crate::render::ecs::{DeploymentConfiguration, NetworkConfiguration, ServiceInput, TaskDefinitionInput};
+
+/// Locks `m` even when another thread panicked while holding it. The backends' mutexes guard request counters,
+/// token buckets, caches and the sim's world; none is locked across anything that input or an AWS answer can
+/// make panic, so a poisoned lock means a bug that its own panic already reported, and the data is used as it
+/// stands rather than turning that one panic into a panic of every later call.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// AWS resource tags as a map.
 pub type Tags = BTreeMap<String, String>;
@@ -27,19 +38,34 @@ pub type Tags = BTreeMap<String, String>;
 pub enum BackendError {
     /// The API refused the call for rate (ThrottlingException); waiting and retrying helps.
     #[error("{operation}: throttled: {message}")]
-    Throttled { operation: String, message: String },
+    Throttled { operation: Op, message: String },
     /// A transient failure (5xx, timeout, connection); retrying helps.
     #[error("{operation}: service unavailable: {message}")]
-    Unavailable { operation: String, message: String },
+    Unavailable { operation: Op, message: String },
     /// The named resource does not exist.
     #[error("{operation}: not found: {message}")]
-    NotFound { operation: String, message: String },
+    NotFound { operation: Op, message: String },
     /// The request was refused as invalid (4xx); retrying cannot help.
     #[error("{operation}: {message}")]
-    Invalid { operation: String, message: String },
+    Invalid { operation: Op, message: String },
+    /// No usable AWS credentials: none along the provider chain, or AWS refused the ones found. Retrying cannot
+    /// help, and every other call would fail the same way.
+    #[error("AWS credentials are missing or invalid: {reason}; {CREDENTIALS_HINT}")]
+    Credentials {
+        /// The innermost reason (`no providers in chain provided credentials`, or AWS's refusal).
+        reason: String,
+    },
     /// The backend's own state (the sim state file) could not be read or written.
     #[error("state: {0}")]
     State(String),
+    /// The sim state file is not one mcpfleet wrote: broken by hand, truncated, or of another shape.
+    #[error("{at}: not a valid sim state file: {message}; fix it, or delete it to start the sim from an empty world")]
+    StateFile {
+        /// `FILE:LINE:COLUMN`, or `FILE` when no position applies.
+        at: String,
+        /// The field (`services.mcp/search.state.desiredCount`) when known, and what is wrong with it.
+        message: String,
+    },
 }
 
 impl BackendError {
@@ -86,13 +112,74 @@ pub enum RolloutState {
     Failed,
 }
 
+/// A deployment's place among a service's deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeploymentStatus {
+    /// The newest deployment: the one ECS is rolling out or has rolled out.
+    Primary,
+    /// An older deployment whose tasks are still draining.
+    Active,
+    /// A finished deployment.
+    Inactive,
+}
+
+impl DeploymentStatus {
+    /// ECS's word; anything unknown is no deployment in flight.
+    pub fn from_ecs(s: &str) -> DeploymentStatus {
+        match s {
+            "PRIMARY" => DeploymentStatus::Primary,
+            "ACTIVE" => DeploymentStatus::Active,
+            _ => DeploymentStatus::Inactive,
+        }
+    }
+}
+
+/// A service's lifecycle status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServiceStatus {
+    /// Running (or ready to run) tasks.
+    Active,
+    /// Being deleted.
+    Draining,
+    /// Deleted (ECS keeps it visible for a while).
+    Inactive,
+}
+
+impl ServiceStatus {
+    /// ECS's word; anything unknown counts as gone, so it is never updated in place.
+    pub fn from_ecs(s: &str) -> ServiceStatus {
+        match s {
+            "ACTIVE" => ServiceStatus::Active,
+            "DRAINING" => ServiceStatus::Draining,
+            _ => ServiceStatus::Inactive,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Active => "ACTIVE",
+            ServiceStatus::Draining => "DRAINING",
+            ServiceStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One deployment of a service: PRIMARY (the newest) or ACTIVE (an older one still draining).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub id: String,
-    pub status: String,
+    pub status: DeploymentStatus,
     pub task_definition: String,
+    #[serde(deserialize_with = "desired_count")]
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
@@ -118,9 +205,9 @@ pub struct ServiceState {
     pub arn: String,
     pub cluster: String,
     pub name: String,
-    /// ACTIVE, DRAINING or INACTIVE.
-    pub status: String,
+    pub status: ServiceStatus,
     pub task_definition: String,
+    #[serde(deserialize_with = "desired_count")]
     pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
@@ -136,12 +223,12 @@ pub struct ServiceState {
 impl ServiceState {
     /// The PRIMARY deployment (the one ECS is rolling out or has rolled out).
     pub fn primary(&self) -> Option<&Deployment> {
-        self.deployments.iter().find(|d| d.status == "PRIMARY")
+        self.deployments.iter().find(|d| d.status == DeploymentStatus::Primary)
     }
 
     /// Whether the service exists for practical purposes (ECS keeps INACTIVE services visible for a while).
     pub fn is_active(&self) -> bool {
-        self.status == "ACTIVE"
+        self.status == ServiceStatus::Active
     }
 }
 
@@ -199,6 +286,24 @@ impl ServiceUpdate {
     }
 }
 
+/// What a credentials error tells to try: where the chain looks, how to fix it, and the way to go without AWS.
+pub const CREDENTIALS_HINT: &str = "tried environment, shared config/credentials files, SSO, web identity, \
+container/instance metadata; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or run `aws sso login`, \
+or use --backend sim to try without AWS (-v shows each provider's answer)";
+
+/// ECS's quota of tasks per service: the largest `desiredCount` it accepts.
+pub const MAX_DESIRED_COUNT: u32 = 5000;
+
+/// A `desiredCount` read from the sim state file, bounded as ECS bounds it (a larger one would have the sim
+/// launch billions of simulated tasks).
+fn desired_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n > MAX_DESIRED_COUNT {
+        return Err(serde::de::Error::custom(format!("{n} is above ECS's {MAX_DESIRED_COUNT} tasks per service")));
+    }
+    Ok(n)
+}
+
 /// At most this many services per DescribeServices call (an ECS limit).
 pub const DESCRIBE_SERVICES_BATCH: usize = 10;
 /// At most this many image ids per ECR BatchGetImage call.
@@ -217,6 +322,8 @@ pub trait Ecs: Send + Sync {
     async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Described, BackendError>;
     /// Names of the ACTIVE services of a cluster.
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError>;
+    /// Names of the account's clusters in the region (retention looks there for other services of a family).
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError>;
     /// Registers a revision (tags included in `input`).
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError>;
     /// Describes a revision by ARN, `family:revision` or family (its latest ACTIVE revision), with tags.
@@ -241,6 +348,8 @@ pub trait Ecs: Send + Sync {
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError>;
     /// Adds or overwrites tags on a service or task definition.
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError>;
+    /// Removes tags (by key) from a service or task definition; keys it does not carry are ignored.
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError>;
     /// Why the recently stopped tasks of a service that ran `task_definition` (an ARN) stopped, newest first: one
     /// line per task, ECS's `stoppedReason` followed by its containers' reasons and exit codes (see
     /// [`stopped_task_line`]). At most [`STOPPED_TASKS_BATCH`] stopped tasks are looked at (one ListTasks and one

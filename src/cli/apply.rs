@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
-use mcpfleet::reconcile::{self, ApplyOptions, Outcome, rollout};
+use mcpfleet::reconcile::{self, ApplyOptions, Outcome, settle};
+use mcpfleet::state::short as short_td;
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Files, Output};
 
 /// Exit code when a rollout failed.
 pub const EXIT_ROLLOUT_FAILED: u8 = 3;
+/// Exit code when `--timeout` ran out while rollouts were still in progress (they go on; nothing was decided).
+pub const EXIT_STILL_ROLLING_OUT: u8 = 4;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,9 +19,10 @@ pub struct Args {
     /// Wait for every rollout to complete; a failed rollout exits 3.
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up waiting after this long (e.g. 10m).
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
+    /// With --wait: stop waiting after this long and exit 4; the rollouts go on, only their progressDeadline
+    /// decides failure (default: the longest progressDeadline plus 2m, at least 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
     /// Deploy specs whose rollout failed and was rolled back (normally held back until the spec changes).
     #[arg(long)]
     pub retry_failed: bool,
@@ -38,20 +42,34 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
     let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
+    super::print_warnings(&desired);
     let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
-    let observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
-    let opts = reconcile::PlanOptions { retry_failed: args.retry_failed, changes: false };
-    let plan = reconcile::plan_fleet_with(&desired, &observed, ecs, opts).await?;
+    let clock = conn.backend.clock.as_ref();
+    let timeout = args
+        .timeout
+        .unwrap_or_else(|| settle::default_timeout(desired.iter().map(|d| d.rollout.progress_deadline_secs)));
+    let wait = args.wait.then_some(timeout);
     let reporter = super::progress::Reporter::new();
     let progress = |service: &str, what: &str| reporter.report(service, what);
+    let mut observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
+    // Rollouts of earlier applies that finished unwatched (or, with --wait, are still in flight) first.
+    let found = settle::settle_found(ecs, clock, &desired, &observed, wait, &progress).await?;
+    if found.changed {
+        observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
+    }
+    let opts = reconcile::PlanOptions { retry_failed: args.retry_failed, changes: false };
+    let plan = reconcile::plan_fleet_with(&desired, &observed, ecs, opts).await?;
     let opts = ApplyOptions { prune: args.prune, concurrency: args.concurrency, stop: None };
     let mut outcomes = reconcile::apply(&desired, &plan, &observed, ecs, &opts, &progress).await;
+    let found_failed = settle::report_found(&found, &mut outcomes);
 
-    let rollout_failed = if args.wait {
-        rollout::settle(ecs, conn.backend.clock.as_ref(), &desired, &mut outcomes, args.timeout, &progress).await?
-    } else {
-        false
+    let waited = match wait {
+        Some(timeout) => settle::settle_apply(ecs, clock, &desired, &found, &mut outcomes, timeout, &progress).await?,
+        None => settle::Waited::default(),
     };
+    if args.wait && args.prune {
+        reconcile::delete_replaced(ecs, &plan, &mut outcomes, &progress).await?;
+    }
 
     for o in &outcomes {
         if o.outcome != Outcome::Unchanged {
@@ -74,10 +92,11 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     if outcomes.iter().any(|o| o.outcome == Outcome::Failed && !o.message.starts_with("rollout failed")) {
         return Ok(EXIT_ERROR);
     }
-    Ok(if rollout_failed { EXIT_ROLLOUT_FAILED } else { EXIT_OK })
-}
-
-/// `family:revision` of a task-definition ARN.
-pub fn short_td(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
+    Ok(if waited.failed || found_failed {
+        EXIT_ROLLOUT_FAILED
+    } else if waited.timed_out {
+        EXIT_STILL_ROLLING_OUT
+    } else {
+        EXIT_OK
+    })
 }

@@ -64,6 +64,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
         }
         BackendKind::Aws => {
             let aws = aws::connect(cli.region.clone()).await;
+            aws.check_credentials().await?;
             (aws.backend, Counter::Aws(aws.requests))
         }
     };

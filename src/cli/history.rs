@@ -21,8 +21,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let ecs = conn.backend.ecs.as_ref();
     let described = ecs.describe_services(&args.cluster, std::slice::from_ref(&args.service)).await?;
     let state = described.services.into_iter().find(|s| s.name == args.service);
-    check_rollbackable(state.as_ref(), &args.service, &args.cluster)?;
-    let revisions = rollout::history(ecs, state.as_ref().expect("checked above")).await?;
+    let state = check_rollbackable(state, &args.service, &args.cluster)?;
+    let revisions = rollout::history(ecs, &state).await?;
     match args.output {
         Output::Json => {
             let doc = serde_json::json!({ "service": args.service, "cluster": args.cluster, "revisions": revisions });
@@ -41,7 +41,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                     r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>()).unwrap_or_else(|| "-".into()),
                     r.architecture.as_deref().unwrap_or("-"),
                     when.to_string(),
-                    r.outcome
+                    if r.inactive { format!("{} (inactive)", r.outcome) } else { r.outcome.clone() }
                 );
             }
         }

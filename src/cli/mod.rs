@@ -35,7 +35,7 @@ definitions and services: images pinned to their digest, ARM64 or X86_64 per ser
 in, stopTimeout and health checks set. The same manifests render a local Docker Compose stack.\n\n\
 Start with `mcpfleet validate -f manifests/`, then `mcpfleet render -f manifests/` to see what ECS would receive.",
     after_help = "Exit codes: 0 success or nothing to do; 1 error (invalid spec, unresolvable image or secret, API failure); \
-2 plan --detailed-exitcode found changes; 3 apply --wait or rollback --wait saw a rollout fail."
+2 plan --detailed-exitcode found changes; 3 a rollout failed; 4 --wait stopped at --timeout with a rollout still in progress."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -56,6 +56,11 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Log mcpfleet's and the AWS SDK's debug lines on stderr (e.g. each credential provider's answer). The
+    /// MCPFLEET_LOG or RUST_LOG filter, when set, is used instead.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,7 +129,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.log_format, matches!(cli.command, Command::Run(_)));
+    init_logging(cli.log_format, matches!(cli.command, Command::Run(_)), cli.verbose);
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Render(args) => render::run(args),
@@ -146,20 +151,59 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
+            // A program reading `-o json` gets a document on stdout whatever happened, not an empty stream.
+            if cli.command.output() == Output::Json {
+                println!("{:#}", error_document(&err));
+            }
             eprintln!("error: {err:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
+impl Command {
+    /// The output format the command was asked for (`-o`); text for commands without one.
+    fn output(&self) -> Output {
+        match self {
+            Command::Validate(args) => args.output,
+            Command::Plan(args) => args.output,
+            Command::Apply(args) => args.output,
+            Command::Status(args) => args.output,
+            Command::History(args) => args.output,
+            _ => Output::Text,
+        }
+    }
+}
+
+/// `{"error": "…"}` for a command that failed under `-o json`, with the manifests' `diagnostics` (as
+/// `validate -o json` lists them) when the manifests were the problem.
+pub fn error_document(err: &anyhow::Error) -> serde_json::Value {
+    let mut doc = serde_json::json!({ "error": format!("{err:#}") });
+    if let Some(ManifestProblems(diagnostics)) = err.downcast_ref::<ManifestProblems>() {
+        doc["diagnostics"] = serde_json::json!(diagnostics);
+    }
+    doc
+}
+
+/// Manifests that failed validation. The diagnostics were printed on stderr; they travel with the error so a JSON
+/// error document can list them too.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", problems(.0.len()))]
+pub struct ManifestProblems(pub Vec<mcpfleet::spec::Diagnostic>);
+
 fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
 }
 
-fn init_logging(format: LogFormat, long_running: bool) {
+fn init_logging(format: LogFormat, long_running: bool, verbose: bool) {
     // A controller narrates its passes; one-shot commands print their own output and log only warnings.
-    let default = if long_running { "info" } else { "warn" };
+    let default = match (verbose, long_running) {
+        (true, _) => "info,mcpfleet=debug,aws_config=debug,aws_smithy_runtime=debug",
+        (false, true) => "info",
+        (false, false) => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCPFLEET_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -180,6 +224,13 @@ pub fn parse_concurrency(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Prints resolution's warnings (they change nothing: the fleet is applied as written).
+pub fn print_warnings(desired: &[mcpfleet::reconcile::Desired]) {
+    for w in desired.iter().flat_map(|d| &d.warnings) {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// Loads and validates manifests, printing every diagnostic to stderr when there are any.
 pub fn load_fleet(files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
     match mcpfleet::spec::load_paths(&files.paths) {
@@ -191,7 +242,7 @@ pub fn load_fleet(files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
             for d in &diags.0 {
                 eprintln!("{}", d.coded());
             }
-            anyhow::bail!("{}", problems(diags.0.len()))
+            Err(ManifestProblems(diags.0).into())
         }
     }
 }

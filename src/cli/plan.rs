@@ -2,16 +2,13 @@
 
 use std::io::IsTerminal;
 
-use mcpfleet::plan::{Action, Plan};
+use mcpfleet::plan::{Action, Plan, PlanReason};
 use mcpfleet::reconcile;
 
 use super::{Cli, EXIT_OK, Files, Output};
 
 /// Exit code of `plan --detailed-exitcode` when something would change.
 pub const EXIT_CHANGES: u8 = 2;
-
-/// Why a delete is only shown when the plan is made without `--prune`.
-pub const KEPT_WITHOUT_PRUNE: &str = "not in the manifests; would be deleted with --prune";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,13 +31,12 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
     let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
+    super::print_warnings(&desired);
     let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
     let observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
     let mut plan = reconcile::plan_fleet(&desired, &observed, ecs).await?;
     if !args.prune {
-        for s in plan.services.iter_mut().filter(|s| s.action == Action::Delete) {
-            s.reason = Some(KEPT_WITHOUT_PRUNE.into());
-        }
+        plan = plan.without_prune();
     }
     match args.output {
         Output::Json => {
@@ -49,35 +45,34 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             doc["apiCalls"] = serde_json::to_value(conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        Output::Text => print!("{}", render_plan(&plan, args.prune, std::io::stdout().is_terminal())),
+        Output::Text => print!("{}", render_plan(&plan, std::io::stdout().is_terminal())),
     }
-    Ok(if args.detailed_exitcode && has_changes(&plan, args.prune) { EXIT_CHANGES } else { EXIT_OK })
+    Ok(if args.detailed_exitcode && has_changes(&plan) { EXIT_CHANGES } else { EXIT_OK })
 }
 
 /// Whether applying (with `--prune` or not, as the plan was made) would change anything.
-pub fn has_changes(plan: &Plan, prune: bool) -> bool {
+pub fn has_changes(plan: &Plan) -> bool {
     plan.services.iter().any(|s| match s.action {
-        Action::Noop => false,
-        Action::Delete => prune,
-        Action::Create | Action::Update => true,
+        Action::Noop | Action::Orphan => false,
+        Action::Create | Action::Update | Action::Delete => true,
     })
 }
 
-/// The plan for people: one line per service, indented field changes, a summary. Without `prune`, deletes are
-/// shown as what `--prune` would do and counted apart.
-pub fn render_plan(plan: &Plan, prune: bool, colour: bool) -> String {
+/// The plan for people: one line per service, indented field changes, a summary. Orphans (a plan made without
+/// `--prune`) are shown as what `--prune` would delete and counted apart.
+pub fn render_plan(plan: &Plan, colour: bool) -> String {
     let paint = |code: &str, s: &str| if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
     let mut out = String::new();
     for s in &plan.services {
         let (mark, code, word) = match s.action {
             Action::Create => ("+", "32", "create"),
             Action::Update => ("~", "33", "update"),
-            Action::Delete if prune => ("-", "31", "delete"),
-            Action::Delete => ("-", "2", "would be deleted with --prune"),
+            Action::Delete => ("-", "31", "delete"),
+            Action::Orphan => ("-", "2", "would be deleted with --prune"),
             Action::Noop => ("=", "2", "no change"),
         };
         let mut line = format!("{} {} ({}): {word}", paint(code, mark), s.name, s.cluster);
-        if let Some(r) = s.reason.as_deref().filter(|r| *r != KEPT_WITHOUT_PRUNE) {
+        if let Some(r) = s.reason.as_ref().filter(|r| **r != PlanReason::KeptWithoutPrune) {
             line.push_str(&format!(" - {r}"));
         }
         out.push_str(&line);
@@ -87,16 +82,16 @@ pub fn render_plan(plan: &Plan, prune: bool, colour: bool) -> String {
             out.push_str(&format!("    {}: {} -> {}\n", c.path, show(&c.from), show(&c.to)));
         }
     }
-    let deletes = plan.count(Action::Delete);
     out.push_str(&format!(
         "Plan: {} to create, {} to update, {} to delete, {} unchanged.",
         plan.count(Action::Create),
         plan.count(Action::Update),
-        if prune { deletes } else { 0 },
+        plan.count(Action::Delete),
         plan.count(Action::Noop)
     ));
-    if !prune && deletes > 0 {
-        out.push_str(&format!(" {deletes} no longer in the manifests would be deleted with --prune."));
+    let orphans = plan.count(Action::Orphan);
+    if orphans > 0 {
+        out.push_str(&format!(" {orphans} no longer in the manifests would be deleted with --prune."));
     }
     out.push('\n');
     out
@@ -109,8 +104,8 @@ mod tests {
 
     use super::*;
 
-    fn service(name: &str, action: Action, reason: Option<&str>, changes: Vec<Change>) -> ServicePlan {
-        ServicePlan { name: name.into(), cluster: "mcp-prod".into(), action, changes, reason: reason.map(Into::into) }
+    fn service(name: &str, action: Action, reason: Option<PlanReason>, changes: Vec<Change>) -> ServicePlan {
+        ServicePlan { name: name.into(), cluster: "mcp-prod".into(), action, changes, reason, replaced_by: None }
     }
 
     fn sample() -> Plan {
@@ -120,10 +115,10 @@ mod tests {
                 service(
                     "documents",
                     Action::Update,
-                    Some("drift: the service was changed outside mcpfleet"),
+                    Some(PlanReason::Drift),
                     vec![Change { path: "service.desiredCount".into(), from: Some(json!(5)), to: Some(json!(2)) }],
                 ),
-                service("old", Action::Delete, Some(KEPT_WITHOUT_PRUNE), vec![]),
+                service("old", Action::Orphan, Some(PlanReason::KeptWithoutPrune), vec![]),
                 service(
                     "search",
                     Action::Create,
@@ -137,7 +132,7 @@ mod tests {
     #[test]
     fn text_without_colour() {
         assert_eq!(
-            render_plan(&sample(), false, false),
+            render_plan(&sample(), false),
             "\
 = database (mcp-prod): no change
 ~ documents (mcp-prod): update - drift: the service was changed outside mcpfleet
@@ -149,19 +144,22 @@ Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 no longer in the man
 "
         );
         let mut pruning = sample();
-        pruning.services[2].reason = Some("managed by mcpfleet and no longer in the manifests".into());
-        let text = render_plan(&pruning, true, false);
+        pruning.services[2].action = Action::Delete;
+        pruning.services[2].reason = Some(PlanReason::Orphan);
+        let text = render_plan(&pruning, false);
         assert!(
             text.contains("- old (mcp-prod): delete - managed by mcpfleet and no longer in the manifests\n"),
             "{text}"
         );
         assert!(text.ends_with("Plan: 1 to create, 1 to update, 1 to delete, 1 unchanged.\n"), "{text}");
-        assert!(!text.contains('\x1b') && !render_plan(&sample(), false, false).contains('\x1b'));
+        assert!(!text.contains('\x1b') && !render_plan(&sample(), false).contains('\x1b'));
     }
 
     #[test]
     fn colour_only_when_asked() {
-        let text = render_plan(&sample(), true, true);
+        let mut sample = sample();
+        sample.services[2].action = Action::Delete;
+        let text = render_plan(&sample, true);
         assert!(text.contains("\x1b[32m+\x1b[0m search"), "{text:?}");
         assert!(text.contains("\x1b[33m~\x1b[0m documents"), "{text:?}");
         assert!(text.contains("\x1b[31m-\x1b[0m old (mcp-prod): delete"), "{text:?}");
@@ -169,15 +167,16 @@ Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 no longer in the man
         // Only the marks are painted: without the escapes the text is the plain one.
         let plain = text.replace("\x1b[32m", "").replace("\x1b[33m", "").replace("\x1b[31m", "");
         let plain = plain.replace("\x1b[2m", "").replace("\x1b[0m", "");
-        assert_eq!(plain, render_plan(&sample(), true, false));
+        assert_eq!(plain, render_plan(&sample, false));
     }
 
     #[test]
     fn deletes_count_as_changes_only_with_prune() {
         let mut p = sample();
-        p.services.retain(|s| matches!(s.action, Action::Noop | Action::Delete));
-        assert!(!has_changes(&p, false));
-        assert!(has_changes(&p, true));
-        assert!(has_changes(&sample(), false));
+        p.services.retain(|s| matches!(s.action, Action::Noop | Action::Orphan));
+        assert!(!has_changes(&p));
+        p.services[1].action = Action::Delete;
+        assert!(has_changes(&p));
+        assert!(has_changes(&sample()));
     }
 }

@@ -20,7 +20,8 @@ impl Reporter {
             eprintln!("{service}: {step}");
             return;
         }
-        let mut guard = self.lines.lock().expect("progress lock");
+        // A panic while drawing leaves at worst a line count off by some; keep drawing rather than panic again.
+        let mut guard = self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (steps, drawn) = &mut *guard;
         steps.insert(service.to_string(), step.to_string());
         let mut out = String::new();

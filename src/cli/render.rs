@@ -1,6 +1,7 @@
 //! `mcpfleet render`: print the ECS inputs or a docker-compose.yml, no AWS calls (tags stay tags).
 
 use clap::ValueEnum;
+use mcpfleet::render::compose::SecretsMode;
 use mcpfleet::render::{Resolved, compose, ecs};
 
 use super::{EXIT_OK, Files};
@@ -13,6 +14,15 @@ pub enum Format {
     Compose,
 }
 
+/// `--secrets`: how the local stack hands secrets to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Secrets {
+    /// `<NAME>` holds the value, as on ECS; Compose reads it from `.env` beside the compose file.
+    Env,
+    /// Docker secrets from ./secrets/<NAME>, mounted at /run/secrets/<NAME>, with `<NAME>_FILE` pointing there.
+    Files,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -20,9 +30,15 @@ pub struct Args {
     /// What to render.
     #[arg(long, value_enum, default_value_t = Format::Ecs)]
     pub format: Format,
+    /// With --format compose: how secrets reach the servers [default: env].
+    #[arg(long, value_enum)]
+    pub secrets: Option<Secrets>,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<u8> {
+    if args.format == Format::Ecs && args.secrets.is_some() {
+        anyhow::bail!("--secrets applies to --format compose; ECS always passes secrets as Secrets Manager ARNs");
+    }
     let fleet = super::load_fleet(&args.files)?;
     match args.format {
         Format::Ecs => {
@@ -30,7 +46,17 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
                 fleet.services.iter().map(|s| ecs::render(s, &Resolved::unresolved(s))).collect();
             println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "services": services }))?);
         }
-        Format::Compose => print!("{}", compose::render(&fleet)?),
+        Format::Compose => {
+            let mode = match args.secrets.unwrap_or(Secrets::Env) {
+                Secrets::Env => SecretsMode::Env,
+                Secrets::Files => SecretsMode::Files,
+            };
+            let out = compose::render(&fleet, mode)?;
+            for shift in &out.port_shifts {
+                eprintln!("note: {shift}");
+            }
+            print!("{}", out.text);
+        }
     }
     Ok(EXIT_OK)
 }

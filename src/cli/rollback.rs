@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use mcpfleet::reconcile::rollout::{self, check_rollbackable};
-use mcpfleet::reconcile::watch::RolloutResult;
-use mcpfleet::render::ecs::TAG_SPEC_HASH;
+use mcpfleet::reconcile::settle::{self, Settled};
+use mcpfleet::state::{ServiceTags, short as short_td};
 
-use super::apply::{EXIT_ROLLOUT_FAILED, short_td};
+use super::apply::{EXIT_ROLLOUT_FAILED, EXIT_STILL_ROLLING_OUT};
 use super::{Cli, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
@@ -22,9 +22,10 @@ pub struct Args {
     /// Wait for the rollback's rollout; exit 3 if it fails.
     #[arg(long)]
     pub wait: bool,
-    /// With --wait: give up after this long.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
+    /// With --wait: stop waiting after this long and exit 4 (the rollback goes on; default 12m, past the default
+    /// progressDeadline of 10m that decides whether it failed).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
@@ -32,8 +33,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let ecs = conn.backend.ecs.as_ref();
     let described = ecs.describe_services(&args.cluster, std::slice::from_ref(&args.service)).await?;
     let state = described.services.into_iter().find(|s| s.name == args.service);
-    check_rollbackable(state.as_ref(), &args.service, &args.cluster)?;
-    let state = state.expect("checked above");
+    let state = check_rollbackable(state, &args.service, &args.cluster)?;
     let target = rollout::rollback_target(ecs, &state, args.to_revision.as_deref()).await?;
     if target.arn == state.task_definition {
         println!("{} is already on {}", state.name, short_td(&target.arn));
@@ -41,35 +41,32 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     }
     // The spec running now is marked failed, so apply and the controller leave the operator's choice alone
     // until the manifests change.
-    let abandoned = state.tags.get(TAG_SPEC_HASH).cloned().unwrap_or_default();
+    let abandoned = ServiceTags::of(&state).spec_hash.unwrap_or_default().to_string();
     let reporter = super::progress::Reporter::new();
     let progress = |service: &str, what: &str| reporter.report(service, what);
-    let timeout = if args.wait { args.timeout } else { Duration::ZERO };
-    let result =
-        rollout::rollback_to(ecs, conn.backend.clock.as_ref(), &state, &target.arn, &abandoned, timeout, &progress)
-            .await?;
-    rollout::mark_abandoned(ecs, &state.task_definition).await?;
-    match (args.wait, result) {
-        (false, _) => {
-            println!(
-                "{}: rolling back from {} to {}",
-                state.name,
-                short_td(&state.task_definition),
-                short_td(&target.arn)
-            );
+    let policy = settle::Policy::operator();
+    let timeout = args.timeout.unwrap_or_else(|| settle::default_timeout([policy.progress_deadline_secs]));
+    let wait = args.wait.then_some(timeout);
+    let clock = conn.backend.clock.as_ref();
+    let settled = settle::rollback_to(ecs, clock, &state, &target.arn, &abandoned, wait, &progress).await?;
+    let (from, to) = (short_td(&state.task_definition), short_td(&target.arn));
+    match settled {
+        None => {
+            println!("{}: rolling back from {from} to {to}", state.name);
             Ok(EXIT_OK)
         }
-        (true, RolloutResult::Completed) => {
-            println!(
-                "{}: rolled back from {} to {}",
-                state.name,
-                short_td(&state.task_definition),
-                short_td(&target.arn)
-            );
+        Some(Settled::Completed { .. }) => {
+            println!("{}: rolled back from {from} to {to}", state.name);
             Ok(EXIT_OK)
         }
-        (true, RolloutResult::Failed { reason }) => {
-            println!("{}: the rollback to {} failed: {reason}", state.name, short_td(&target.arn));
+        Some(Settled::Waiting) => {
+            println!("{}: rolling back from {from} to {to}; still in progress when --timeout ran out", state.name);
+            Ok(EXIT_STILL_ROLLING_OUT)
+        }
+        Some(
+            Settled::RollbackFailed { reason } | Settled::Held { reason, .. } | Settled::RolledBack { reason, .. },
+        ) => {
+            println!("{}: the rollback to {to} failed: {reason}", state.name);
             Ok(EXIT_ROLLOUT_FAILED)
         }
     }

@@ -1,7 +1,7 @@
 //! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, out-of-band edits).
 
-use mcpfleet::backend::ServiceUpdate;
 use mcpfleet::backend::sim::SimImage;
+use mcpfleet::backend::{MAX_DESIRED_COUNT, ServiceUpdate};
 use mcpfleet::spec::ImageRef;
 
 use super::{Cli, EXIT_OK};
@@ -29,11 +29,21 @@ pub enum Command {
         service: String,
         #[arg(long)]
         cluster: String,
-        #[arg(long)]
+        /// 0 to 5000 (ECS's tasks per service).
+        #[arg(long, value_parser = parse_desired_count)]
         desired_count: Option<u32>,
         #[arg(long, value_name = "ARN")]
         task_definition: Option<String>,
     },
+}
+
+/// `--desired-count`: a whole number up to ECS's quota of tasks per service.
+fn parse_desired_count(s: &str) -> Result<u32, String> {
+    let n: u64 = s.trim().parse().map_err(|_| format!("`{s}` is not a whole number of tasks"))?;
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_DESIRED_COUNT)
+        .ok_or_else(|| format!("{n} is above ECS's {MAX_DESIRED_COUNT} tasks per service"))
 }
 
 pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {

@@ -3,21 +3,22 @@
 use std::collections::BTreeMap;
 
 use mcpfleet::backend::{BackendError, Ecs, ServiceState, TaskDefinition};
-use mcpfleet::plan::is_managed;
 use mcpfleet::reconcile;
-use mcpfleet::render::ecs::{TAG_ARCHITECTURE, TAG_IMAGE_DIGEST, TAG_IMAGE_TAG, TAG_LAST_GOOD, TAG_TASK_DEFINITION};
+use mcpfleet::spec::ImageRef;
+use mcpfleet::state::{self, RevisionTags, ServiceTags, TaskDefArn, is_managed, short as short_td};
 use serde::Serialize;
 
-use super::apply::short_td;
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
 
 #[derive(Debug, clap::Args)]
+// One of the two, named as such in the usage line (`<--file <PATH>...|--cluster <CLUSTER>>`).
+#[command(group(clap::ArgGroup::new("services").required(true).args(["paths", "cluster"])))]
 pub struct Args {
     /// The services of these manifests.
-    #[arg(short = 'f', long = "file", value_name = "PATH", num_args = 1.., conflicts_with = "cluster")]
+    #[arg(short = 'f', long = "file", value_name = "PATH", num_args = 1..)]
     pub paths: Vec<std::path::PathBuf>,
     /// Every service mcpfleet manages in this cluster.
-    #[arg(long, required_unless_present = "paths")]
+    #[arg(long)]
     pub cluster: Option<String>,
     /// `json` prints {"services": [...]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
@@ -42,6 +43,9 @@ pub struct Row {
     /// The service runs another revision than the one mcpfleet applied (changed outside mcpfleet); image, digest
     /// and architecture then describe the revision it runs.
     pub drift: bool,
+    /// The spec the service was applied with failed its rollout and is held back until the manifest changes
+    /// (what runs then differs from it without being drift).
+    pub held: bool,
     /// The revision mcpfleet applied, when it is not the one running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_task_definition: Option<String>,
@@ -64,14 +68,14 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let by_key: BTreeMap<(&str, &str), &ServiceState> =
         found.iter().filter(|s| s.is_active()).map(|s| ((s.cluster.as_str(), s.name.as_str()), s)).collect();
     let mut rows = Vec::new();
-    let mut missing = false;
+    let mut missing = Vec::new();
     for (cluster, names) in &wanted {
         for name in names {
             match by_key.get(&(cluster.as_str(), name.as_str())) {
                 Some(s) if args.cluster.is_some() && !is_managed(s) => {}
                 Some(s) => rows.push(row(s, ecs).await?),
                 None => {
-                    missing = true;
+                    missing.push(format!("service `{name}` is not running in cluster `{cluster}`"));
                     rows.push(Row {
                         name: name.clone(),
                         cluster: cluster.clone(),
@@ -85,6 +89,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                         rollout_state: "MISSING".into(),
                         last_good: None,
                         drift: false,
+                        held: false,
                         applied_task_definition: None,
                     });
                 }
@@ -118,6 +123,13 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                     r.last_good.as_deref().map(short_td).unwrap_or("-")
                 );
             }
+            for r in rows.iter().filter(|r| r.held) {
+                println!(
+                    "held: the rollout of {} to {} failed; it is not deployed again until the spec changes (plan shows it)",
+                    r.name,
+                    r.applied_task_definition.as_deref().or(r.task_definition.as_deref()).map(short_td).unwrap_or("-"),
+                );
+            }
             for r in rows.iter().filter(|r| r.drift) {
                 println!(
                     "drift: {} runs {}, not {} that mcpfleet applied (changed outside mcpfleet; apply corrects it)",
@@ -128,17 +140,25 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if missing && args.cluster.is_none() { EXIT_ERROR } else { EXIT_OK })
+    if args.cluster.is_some() || missing.is_empty() {
+        return Ok(EXIT_OK);
+    }
+    for m in &missing {
+        eprintln!("error: {m} (no active ECS service by that name; `apply` creates it)");
+    }
+    Ok(EXIT_ERROR)
 }
 
 /// A service's row. Image, digest and architecture come from its tags, which describe the revision mcpfleet
 /// applied; when the service runs another one (an out-of-band change), that revision alone is described and
 /// its values are shown instead, so a converged fleet costs no DescribeTaskDefinition.
 async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
-    let tag = |k: &str| s.tags.get(k).cloned();
-    let applied = s.tags.get(TAG_TASK_DEFINITION).filter(|td| **td != s.task_definition).cloned();
+    let tags = ServiceTags::of(s);
+    let held = state::applied_spec_held(s);
+    let owned = |v: Option<&str>| v.map(String::from);
+    let applied = tags.applied.filter(|td| *td != s.task_definition).map(String::from);
     let (image, digest, architecture) = match &applied {
-        None => (tag(TAG_IMAGE_TAG), tag(TAG_IMAGE_DIGEST), tag(TAG_ARCHITECTURE)),
+        None => (owned(tags.image.tag), owned(tags.image.digest), owned(tags.image.architecture)),
         Some(_) => match ecs.describe_task_definition(&s.task_definition).await {
             Ok(td) => running_image(&td),
             Err(BackendError::NotFound { .. } | BackendError::Invalid { .. }) => (None, None, None),
@@ -149,7 +169,7 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
         name: s.name.clone(),
         cluster: s.cluster.clone(),
         task_definition: Some(s.task_definition.clone()),
-        revision: s.task_definition.rsplit(':').next().and_then(|r| r.parse().ok()),
+        revision: TaskDefArn(&s.task_definition).revision(),
         image,
         digest,
         architecture,
@@ -164,8 +184,9 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
                     .unwrap_or_default()
             })
             .unwrap_or_else(|| "NONE".into()),
-        last_good: tag(TAG_LAST_GOOD),
-        drift: applied.is_some(),
+        last_good: owned(tags.last_good),
+        drift: applied.is_some() && !held,
+        held,
         applied_task_definition: applied,
     })
 }
@@ -174,18 +195,21 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
 /// its container image (`repo:tag` or `repo@digest`) and runtime platform.
 fn running_image(td: &TaskDefinition) -> (Option<String>, Option<String>, Option<String>) {
     let image = td.spec.container_definitions.first().map(|c| c.image.as_str()).unwrap_or_default();
-    let last = image.rsplit('/').next().unwrap_or_default();
-    let (reference_tag, reference_digest) = match last.split_once('@') {
-        Some((_, digest)) => (None, Some(digest.to_string())),
-        None => (last.split_once(':').map(|(_, tag)| tag.to_string()), None),
+    let reference = ImageRef::parse(image).ok();
+    // A pinned reference names its digest; the tag it was resolved from is then only in mcpfleet's own tags.
+    let (reference_tag, reference_digest) = match reference {
+        Some(r) if r.digest.is_some() => (None, r.digest),
+        Some(r) => (r.tag, None),
+        None => (None, None),
     };
-    let image_tag = td.tags.get(TAG_IMAGE_TAG).cloned().or(reference_tag);
-    let digest = reference_digest.or_else(|| td.tags.get(TAG_IMAGE_DIGEST).cloned());
+    let tags = RevisionTags::parse(&td.tags);
+    let image_tag = tags.image.tag.map(String::from).or(reference_tag);
+    let digest = reference_digest.or_else(|| tags.image.digest.map(String::from));
     let architecture = td
         .spec
         .runtime_platform
         .cpu_architecture
         .map(|a| a.as_ecs().to_string())
-        .or_else(|| td.tags.get(TAG_ARCHITECTURE).cloned());
+        .or_else(|| tags.image.architecture.map(String::from));
     (image_tag, digest, architecture)
 }

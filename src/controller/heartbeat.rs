@@ -34,6 +34,9 @@ impl Ecs for Beating<dyn Ecs> {
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
         self.beat(self.inner.list_services(cluster).await)
     }
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        self.beat(self.inner.list_clusters().await)
+    }
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
         self.beat(self.inner.register_task_definition(input).await)
     }
@@ -61,6 +64,9 @@ impl Ecs for Beating<dyn Ecs> {
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
         self.beat(self.inner.tag_resource(arn, tags).await)
+    }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.beat(self.inner.untag_resource(arn, keys).await)
     }
     async fn stopped_task_reasons(
         &self,

@@ -25,13 +25,13 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::backend::limits::Limited;
 use crate::backend::sim::{CallStats, Sim};
-use crate::backend::{Backend, RolloutState, ServiceState, Tags};
-use crate::plan::{self, Action, Plan};
-use crate::reconcile::rollout::{self, TAG_OUTCOME};
+use crate::backend::{Backend, Op, RolloutState, ServiceState};
+use crate::plan::{self, Action, Plan, PlanReason};
+use crate::reconcile::settle::{self, Pending, pending as unsettled};
 use crate::reconcile::watch::{self, RolloutResult, Target};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
-use crate::render::ecs::{TAG_FAILED_SPEC_HASH, TAG_LAST_GOOD, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
 use crate::spec::{self, ValidFleet};
+use crate::state::ServiceTags;
 
 use metrics::{Metrics, OperationLabel, StateLabel};
 
@@ -194,7 +194,7 @@ pub struct Controller {
     fingerprint: Vec<(PathBuf, Option<SystemTime>, u64)>,
     backing: Backoffs,
     last_calls: CallStats,
-    last_throttles: BTreeMap<String, u64>,
+    last_throttles: BTreeMap<Op, u64>,
     last_pass: Instant,
     passes: u64,
     /// Services seen rolling out their last good revision (a rollback), to report when it completes.
@@ -303,7 +303,7 @@ impl Controller {
         add_deltas(&self.shared.metrics.api_requests, &now.calls, &self.last_calls.calls);
         // Every operation called has a throttle count, zero included, so the series exist before the first one.
         for op in now.calls.keys() {
-            let _ = self.shared.metrics.api_throttles.get_or_create(&OperationLabel { operation: op.clone() });
+            let _ = self.shared.metrics.api_throttles.get_or_create(&OperationLabel::from(*op));
         }
         self.last_calls = now;
         let throttles = self.limited.throttles();
@@ -396,8 +396,9 @@ impl Controller {
                     if self.rollbacks_in_flight.remove(&key)
                         && state.primary().is_some_and(|p| p.rollout_state == RolloutState::Completed)
                     {
-                        let revision = state.tags.get(TAG_TASK_DEFINITION).map_or("-", String::as_str);
-                        let what = if rolled_back(state) { "rollback completed" } else { "rollout completed" };
+                        let revision = ServiceTags::of(state).applied.unwrap_or("-");
+                        let back = ServiceTags::of(state).came_back_from_failure();
+                        let what = if back { "rollback completed" } else { "rollout completed" };
                         info!(service = %state.name, cluster = %state.cluster, revision, "{what}");
                     }
                     *states.entry("converged").or_default() += 1;
@@ -410,7 +411,7 @@ impl Controller {
                     continue;
                 }
                 Pending::Rollout(target) => {
-                    if state.tags.get(TAG_LAST_GOOD) == Some(&target.task_definition) {
+                    if ServiceTags::of(state).last_good == Some(target.task_definition.as_str()) {
                         self.rollbacks_in_flight.insert(key);
                     }
                     target
@@ -451,7 +452,7 @@ impl Controller {
         .await;
         for (p, o) in plan.services.iter().zip(&outcomes) {
             let key = (o.cluster.clone(), o.name.clone());
-            let held = o.outcome == Outcome::Unchanged && p.reason.is_some() && p.action == Action::Noop;
+            let held = o.outcome == Outcome::Unchanged && p.reason == Some(PlanReason::Held);
             let outcome = if held { "held" } else { o.outcome.as_str() };
             self.shared.metrics.reconcile(outcome);
             if o.outcome == Outcome::Failed {
@@ -461,7 +462,7 @@ impl Controller {
             }
             self.backing.succeeded(&key);
             if p.action != Action::Noop {
-                if p.reason.as_deref().is_some_and(|r| r.starts_with("drift")) {
+                if p.reason == Some(PlanReason::Drift) {
                     self.shared.metrics.drift_corrections.inc();
                     warn!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), changes = ?p.changes.iter().map(|c| &c.path).collect::<Vec<_>>(), "drift corrected");
                 }
@@ -503,10 +504,9 @@ impl Controller {
         }
     }
 
-    /// Records a finished rollout: last-good on success; on failure a rollback (started, watched by later passes)
-    /// or, without autoRollback or an earlier good revision, the failed spec-hash. A failed rollout of the last
-    /// good revision itself (a rollback that failed) is reported once and left alone: nothing is retried.
-    /// Returns whether a rollback failed.
+    /// Settles a finished rollout (see [`settle::settle_service`]) and reports it. A rollback that starts is
+    /// watched by later passes; a failed rollback is reported once and left alone. Returns whether a rollback
+    /// failed.
     async fn settle(
         &self,
         d: &Desired,
@@ -516,42 +516,30 @@ impl Controller {
     ) -> Result<bool, crate::backend::BackendError> {
         let ecs = self.backend.ecs.as_ref();
         let td = &target.task_definition;
-        let on_last_good = state.tags.get(TAG_LAST_GOOD) == Some(td);
-        match result {
-            RolloutResult::Completed => {
-                rollout::record_success(ecs, state, td, d.rollout.history_limit).await?;
-                if on_last_good && rolled_back(state) {
-                    info!(service = %state.name, cluster = %state.cluster, revision = %td, "rollback completed");
-                } else {
-                    info!(service = %state.name, cluster = %state.cluster, revision = %td, "rollout completed");
-                }
+        let (service, cluster) = (&state.name, &state.cluster);
+        match settle::settle_service(ecs, state, target, &result, settle::Policy::of(&d.rollout), None).await? {
+            settle::Settled::Completed { rollback: true } => {
+                info!(service, cluster, revision = %td, "rollback completed")
             }
-            RolloutResult::Failed { reason } if on_last_good => {
-                let deployment = state.primary().map(|p| p.id.clone()).unwrap_or_default();
-                ecs.tag_resource(&state.arn, &Tags::from([(TAG_ROLLBACK_FAILED.to_string(), deployment)])).await?;
+            settle::Settled::Completed { rollback: false } => {
+                info!(service, cluster, revision = %td, "rollout completed")
+            }
+            settle::Settled::RollbackFailed { reason } => {
                 self.shared.metrics.rollback("failed");
-                error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, "the rollback to the last good revision failed; the service needs attention (nothing is retried until the spec changes)");
+                error!(service, cluster, revision = %td, reason, "the rollback to the last good revision failed; the service needs attention (nothing is retried until the spec changes)");
                 return Ok(true);
             }
-            RolloutResult::Failed { reason } => {
-                let spec_hash = state.tags.get(TAG_SPEC_HASH).cloned().unwrap_or_default();
-                ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "failed".to_string())])).await?;
-                let last_good = state.tags.get(TAG_LAST_GOOD).filter(|lg| *lg != td).cloned();
-                match (d.rollout.auto_rollback, last_good) {
-                    (true, Some(lg)) => {
-                        rollout::start_rollback(ecs, state, &lg, &spec_hash).await?;
-                        ecs.tag_resource(td, &Tags::from([(TAG_OUTCOME.to_string(), "rolled_back".to_string())]))
-                            .await?;
-                        self.shared.metrics.rollback("started");
-                        error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, rolled_back_to = %lg, "rollout failed; rolling back");
-                    }
-                    _ => {
-                        ecs.tag_resource(&state.arn, &Tags::from([(TAG_FAILED_SPEC_HASH.to_string(), spec_hash)]))
-                            .await?;
-                        error!(service = %state.name, cluster = %state.cluster, revision = %td, reason, "rollout failed; not retried until the spec changes");
-                    }
-                }
+            settle::Settled::RolledBack { reason, to, by_ecs: false } => {
+                self.shared.metrics.rollback("started");
+                error!(service, cluster, revision = %td, reason, rolled_back_to = %to, "rollout failed; rolling back");
             }
+            settle::Settled::RolledBack { reason, to, by_ecs: true } => {
+                error!(service, cluster, revision = %td, reason, rolled_back_to = %to, "rollout failed; ECS's circuit breaker rolled it back; not retried until the spec changes");
+            }
+            settle::Settled::Held { reason, .. } => {
+                error!(service, cluster, revision = %td, reason, "rollout failed; not retried until the spec changes");
+            }
+            settle::Settled::Waiting => {}
         }
         Ok(false)
     }
@@ -559,71 +547,13 @@ impl Controller {
 
 fn add_deltas(
     family: &prometheus_client::metrics::family::Family<OperationLabel, prometheus_client::metrics::counter::Counter>,
-    now: &BTreeMap<String, u64>,
-    before: &BTreeMap<String, u64>,
+    now: &BTreeMap<Op, u64>,
+    before: &BTreeMap<Op, u64>,
 ) {
     for (op, n) in now {
         let delta = n.saturating_sub(before.get(op).copied().unwrap_or(0));
-        family.get_or_create(&OperationLabel { operation: op.clone() }).inc_by(delta);
+        family.get_or_create(&OperationLabel::from(*op)).inc_by(delta);
     }
-}
-
-/// Service tag: the id of the deployment whose failed rollback was reported, so it is reported once.
-pub const TAG_ROLLBACK_FAILED: &str = "mcpfleet.io/rollback-failed";
-
-/// What a pass owes a service before it may be reconciled.
-#[derive(Debug, Clone)]
-enum Pending {
-    /// Nothing in flight.
-    Settled,
-    /// A rollout to watch until it completes or fails.
-    Rollout(Target),
-    /// The rollout of its last good revision failed and was reported: left as it is until the spec changes.
-    FailedRollback,
-}
-
-/// The rollout a service still owes a verdict on: it was applied with a revision (`task-definition` tag) that is
-/// neither its last good one nor already judged failed — or it is back on its last good revision (a rollback)
-/// whose PRIMARY deployment has not completed yet.
-fn unsettled(state: &ServiceState, progress_deadline_secs: u64) -> Pending {
-    let Some(td) = state.tags.get(TAG_TASK_DEFINITION) else { return Pending::Settled };
-    let target = |started: u64| {
-        Pending::Rollout(Target {
-            cluster: state.cluster.clone(),
-            name: state.name.clone(),
-            task_definition: td.clone(),
-            deadline_ms: started + 1000 * progress_deadline_secs,
-        })
-    };
-    if state.tags.get(TAG_LAST_GOOD) == Some(td) {
-        let Some(p) = state.primary() else { return Pending::Settled };
-        if p.task_definition != *td || p.rollout_state == RolloutState::Completed {
-            return Pending::Settled;
-        }
-        if state.tags.get(TAG_ROLLBACK_FAILED) == Some(&p.id) {
-            return Pending::FailedRollback;
-        }
-        return target(p.created_at_ms);
-    }
-    if state.tags.contains_key(TAG_FAILED_SPEC_HASH)
-        && state.tags.get(TAG_FAILED_SPEC_HASH) == state.tags.get(TAG_SPEC_HASH)
-    {
-        return Pending::Settled;
-    }
-    let started = state
-        .deployments
-        .iter()
-        .filter(|d| d.task_definition == *td)
-        .map(|d| d.created_at_ms)
-        .max()
-        .or_else(|| state.primary().filter(|p| p.rollout_state != RolloutState::Completed).map(|p| p.created_at_ms))
-        .unwrap_or(0);
-    target(started)
-}
-
-/// Whether a service on its last good revision got there by a rollback: the spec it abandoned is recorded.
-fn rolled_back(state: &ServiceState) -> bool {
-    state.tags.get(TAG_FAILED_SPEC_HASH).is_some_and(|f| Some(f) != state.tags.get(TAG_SPEC_HASH))
 }
 
 fn backoff_policy(interval: Duration) -> backoff::ExponentialBackoff {

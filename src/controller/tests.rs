@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::backend::ServiceState;
+use crate::state::{TAG_FAILED_SPEC_HASH, TAG_LAST_GOOD, TAG_ROLLBACK_FAILED, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
 
 // ---- liveness ----
 

@@ -5,16 +5,17 @@
 //! by comparing ECS's echo of a task definition field by field; that is what keeps a freshly applied fleet from
 //! showing false diffs. Field changes are computed only for display, against what the caller described.
 
+pub mod labels;
+pub mod moves;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
-use crate::render::ecs::{
-    EcsService, MANAGED_BY, NetworkConfiguration, ServiceInput, TAG_FAILED_SPEC_HASH, TAG_MANAGED_BY, TAG_SPEC_HASH,
-    TAG_TASK_DEFINITION,
-};
+use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceInput, transport_of};
+use crate::state::{self, ServiceTags, TAG_TASK_DEFINITION};
 
 /// What will happen to a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -24,6 +25,9 @@ pub enum Action {
     Update,
     Noop,
     Delete,
+    /// A managed service no longer in the manifests, planned without `--prune`: it is kept, and would be deleted
+    /// with `--prune`. Never written as `delete`, so a reader of `plan -o json` cannot mistake it for one.
+    Orphan,
 }
 
 /// One changed field: `from` is absent for additions, `to` for removals.
@@ -43,7 +47,57 @@ pub struct ServicePlan {
     pub changes: Vec<Change>,
     /// Why the action was chosen, when it is not obvious (drift, a held-back failed spec).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<PlanReason>,
+    /// For a delete: the desired service that replaces this one (a move or a rename). Unless it is healthy, the
+    /// delete waits for it.
+    #[serde(rename = "replacedBy", skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<moves::Successor>,
+}
+
+/// Why a service's action was chosen, when it is not obvious. Shown (and serialized) as a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanReason {
+    /// The service was changed outside mcpfleet; the update corrects it.
+    Drift,
+    /// The spec's rollout failed: it is held back until the manifest changes.
+    Held,
+    /// A managed service that no manifest names any more (deleted with `--prune`).
+    Orphan,
+    /// An orphan shown by a plan made without `--prune`.
+    KeptWithoutPrune,
+    /// A service another one replaces (a move or a rename): deleted once its successor is healthy.
+    Replaced(moves::Successor),
+}
+
+impl PlanReason {
+    /// The sentence, for the reasons that are one fixed sentence.
+    fn fixed(&self) -> Option<&'static str> {
+        Some(match self {
+            PlanReason::Drift => "drift: the service was changed outside mcpfleet",
+            PlanReason::Held => {
+                "this spec's rollout failed; it is not deployed again until the spec changes (or apply --retry-failed)"
+            }
+            PlanReason::Orphan => "managed by mcpfleet and no longer in the manifests",
+            PlanReason::KeptWithoutPrune => "not in the manifests; would be deleted with --prune",
+            PlanReason::Replaced(_) => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for PlanReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.fixed(), self) {
+            (Some(s), _) => f.write_str(s),
+            (None, PlanReason::Replaced(successor)) => f.write_str(&successor.reason()),
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+impl Serialize for PlanReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// The whole plan, services in (cluster, name) order.
@@ -55,22 +109,31 @@ pub struct Plan {
 impl Plan {
     /// Whether applying would change anything.
     pub fn has_changes(&self) -> bool {
-        self.services.iter().any(|s| s.action != Action::Noop)
+        self.services.iter().any(|s| !matches!(s.action, Action::Noop | Action::Orphan))
     }
 
     pub fn count(&self, action: Action) -> usize {
         self.services.iter().filter(|s| s.action == action).count()
     }
+
+    /// The plan as made without `--prune`: deletes become orphans, kept.
+    pub fn without_prune(mut self) -> Plan {
+        for s in self.services.iter_mut().filter(|s| s.action == Action::Delete) {
+            s.action = Action::Orphan;
+            s.reason = Some(PlanReason::KeptWithoutPrune);
+        }
+        self
+    }
 }
 
 /// A managed service: tagged managed-by=mcpfleet.
 pub fn is_managed(s: &ServiceState) -> bool {
-    s.tags.get(TAG_MANAGED_BY).is_some_and(|v| v == MANAGED_BY)
+    state::is_managed(s)
 }
 
 /// Desired spec-hash of a rendered service.
 pub fn spec_hash_of(e: &EcsService) -> &str {
-    e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).map_or("", |t| t.value.as_str())
+    state::desired_spec_hash(e)
 }
 
 /// Whether an observed, managed service already runs `desired`: same spec-hash applied, still on the revision it
@@ -103,8 +166,8 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
             &mut changes,
         );
     }
-    if let Some(applied) = observed.tags.get(TAG_TASK_DEFINITION)
-        && *applied != observed.task_definition
+    if let Some(applied) = ServiceTags::of(observed).applied
+        && applied != observed.task_definition
     {
         changes.push(change("service.taskDefinition", &observed.task_definition, applied));
     }
@@ -157,27 +220,28 @@ pub fn plan_service_with(
         action: Action::Create,
         changes: vec![],
         reason: None,
+        replaced_by: None,
     };
     let Some(obs) = observed.filter(|o| o.is_active()) else { return plan };
     let hash = spec_hash_of(desired);
-    let observed_hash = obs.tags.get(TAG_SPEC_HASH).map(String::as_str);
+    let observed_hash = ServiceTags::of(obs).spec_hash;
     let drifted = drift(desired, obs);
+    let relabel = labels::changes(desired, &obs.tags);
     if observed_hash == Some(hash) && drifted.is_empty() {
-        plan.action = Action::Noop;
+        plan.action = if relabel.is_empty() { Action::Noop } else { Action::Update };
+        plan.changes = relabel;
         return plan;
     }
-    if !retry_failed && obs.tags.get(TAG_FAILED_SPEC_HASH).map(String::as_str) == Some(hash) {
+    if !retry_failed && state::holds(obs, hash) {
         plan.action = Action::Noop;
-        plan.reason = Some(
-            "this spec's rollout failed; it is not deployed again until the spec changes (or apply --retry-failed)"
-                .into(),
-        );
+        plan.reason = Some(PlanReason::Held);
         return plan;
     }
     plan.action = Action::Update;
     if observed_hash == Some(hash) {
-        plan.reason = Some("drift: the service was changed outside mcpfleet".into());
+        plan.reason = Some(PlanReason::Drift);
         plan.changes = drifted;
+        plan.changes.extend(relabel);
         return plan;
     }
     let mut changes = Vec::new();
@@ -194,8 +258,22 @@ pub fn plan_service_with(
         }),
     }
     changes.extend(drifted.into_iter().filter(|c| c.path != "service.taskDefinition"));
+    changes.extend(transport_change(desired, obs));
+    changes.extend(relabel);
     plan.changes = changes;
     plan
+}
+
+/// Whether all an update of `observed` changes is labels (tags only: no revision, no deployment).
+pub fn only_labels(desired: &EcsService, observed: &ServiceState) -> bool {
+    ServiceTags::of(observed).spec_hash == Some(spec_hash_of(desired)) && drift(desired, observed).is_empty()
+}
+
+/// The transport reaches ECS only as a tag, so no document diff shows it: a change of it is a field of its own.
+fn transport_change(desired: &EcsService, observed: &ServiceState) -> Option<Change> {
+    let want = state::desired_transport(desired)?;
+    let have = transport_of(ServiceTags::of(observed).image.transport);
+    (have != want).then(|| change("transport", have, want))
 }
 
 /// The delete plans for managed services of `clusters` that no desired service names.
@@ -212,7 +290,8 @@ pub fn plan_deletes<'a, 'd>(
             cluster: o.cluster.clone(),
             action: Action::Delete,
             changes: vec![],
-            reason: Some("managed by mcpfleet and no longer in the manifests".into()),
+            reason: Some(PlanReason::Orphan),
+            replaced_by: None,
         })
         .collect()
 }
@@ -287,7 +366,7 @@ pub fn service_with_revision(input: &ServiceInput, task_definition: &str) -> Ser
     let mut s = input.clone();
     s.task_definition = task_definition.to_string();
     s.tags.retain(|t| t.key != TAG_TASK_DEFINITION);
-    s.tags.push(crate::render::ecs::Tag { key: TAG_TASK_DEFINITION.into(), value: task_definition.into() });
+    s.tags.push(state::applied(task_definition));
     s.tags.sort();
     s
 }

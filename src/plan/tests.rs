@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
-use crate::backend::{RolloutState, TdStatus};
+use crate::backend::{DeploymentStatus, RolloutState, ServiceStatus, TdStatus};
 use crate::render::{Resolved, ecs};
 use crate::spec::load_str;
 
@@ -38,7 +38,7 @@ fn applied(d: &EcsService) -> ServiceState {
         arn: "arn:aws:ecs:us-east-1:123456789012:service/mcp/docs".into(),
         cluster: "mcp".into(),
         name: "docs".into(),
-        status: "ACTIVE".into(),
+        status: ServiceStatus::Active,
         task_definition: td.clone(),
         desired_count: input.desired_count,
         running_count: input.desired_count,
@@ -47,7 +47,7 @@ fn applied(d: &EcsService) -> ServiceState {
         network_configuration: input.network_configuration.clone(),
         deployments: vec![crate::backend::Deployment {
             id: "ecs-svc/1".into(),
-            status: "PRIMARY".into(),
+            status: DeploymentStatus::Primary,
             task_definition: td,
             desired_count: 2,
             running_count: 2,
@@ -68,7 +68,7 @@ fn missing_or_inactive_services_are_created() {
     let d = desired(SVC);
     assert_eq!(plan_service(&d, None, None).action, Action::Create);
     let mut gone = applied(&d);
-    gone.status = "INACTIVE".into();
+    gone.status = ServiceStatus::Inactive;
     assert_eq!(plan_service(&d, Some(&gone), None).action, Action::Create);
 }
 
@@ -86,7 +86,7 @@ fn drift_is_an_update_with_the_drifted_fields() {
     obs.desired_count = 5;
     let p = plan_service(&d, Some(&obs), None);
     assert_eq!(p.action, Action::Update);
-    assert!(p.reason.unwrap().starts_with("drift"));
+    assert!(p.reason.unwrap().to_string().starts_with("drift"));
     assert_eq!(
         p.changes,
         vec![Change { path: "service.desiredCount".into(), from: Some(json!(5)), to: Some(json!(2)) }]
@@ -148,10 +148,10 @@ fn reordered_lists_are_not_changes() {
 fn a_failed_spec_is_held_back_until_it_changes() {
     let d = desired(SVC);
     let mut obs = applied(&desired(&SVC.replace("replicas: 2", "replicas: 3")));
-    obs.tags.insert(ecs::TAG_FAILED_SPEC_HASH.into(), spec_hash_of(&d).into());
+    obs.tags.insert(crate::state::TAG_FAILED_SPEC_HASH.into(), spec_hash_of(&d).into());
     let p = plan_service(&d, Some(&obs), None);
     assert_eq!(p.action, Action::Noop);
-    assert!(p.reason.unwrap().contains("failed"));
+    assert!(p.reason.unwrap().to_string().contains("failed"));
 }
 
 #[test]

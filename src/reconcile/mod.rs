@@ -7,7 +7,9 @@
 //! duplicated, by the next one.
 
 pub mod resolve;
+pub mod retention;
 pub mod rollout;
+pub mod settle;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,10 +19,12 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TdStatus};
+use crate::plan::moves::Candidate;
 use crate::plan::{self, Action, Plan};
 use crate::render::Resolved;
-use crate::render::ecs::{self, EcsService, TAG_TASK_HASH};
+use crate::render::ecs::{self, EcsService};
 use crate::spec::{ValidFleet, ValidRollout, ValidService};
+use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn};
 
 /// Why a reconcile could not proceed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,12 +47,14 @@ pub enum ReconcileError {
 pub struct Desired {
     pub rollout: ValidRollout,
     pub ecs: EcsService,
+    /// Resolution's warnings about this service (see [`Resolved::warnings`]), for the caller to show.
+    pub warnings: Vec<String>,
 }
 
 impl Desired {
     /// Renders one service from its spec and resolution.
     pub fn new(svc: &ValidService, res: &Resolved) -> Self {
-        Desired { rollout: svc.rollout.clone(), ecs: ecs::render(svc, res) }
+        Desired { rollout: svc.rollout.clone(), ecs: ecs::render(svc, res), warnings: res.warnings.clone() }
     }
 }
 
@@ -179,6 +185,15 @@ pub async fn plan_fleet_with(
         plans.push(p);
     }
     plans.extend(plan::plan_deletes(desired.iter().map(|d| &d.ecs), &observed.unlisted));
+    let planned: BTreeSet<(&str, &str)> =
+        desired.iter().map(|d| (d.ecs.cluster.as_str(), d.ecs.name.as_str())).collect();
+    let unplanned = observed.services.values().filter(|s| !planned.contains(&(s.cluster.as_str(), s.name.as_str())));
+    let candidates: Vec<Candidate> = desired
+        .iter()
+        .map(|d| Candidate::desired(&d.ecs))
+        .chain(unplanned.filter(|s| s.is_active()).map(Candidate::observed))
+        .collect();
+    plan::moves::mark_successors(&mut plans, &candidates, &observed.unlisted, |c, n| observed.get(c, n));
     Ok(plan::assemble(plans))
 }
 
@@ -236,6 +251,9 @@ impl Default for ApplyOptions {
     }
 }
 
+/// Apply's message for a managed service no longer in the manifests, without `--prune`.
+const KEPT_ORPHAN: &str = "not in the manifests; kept (use --prune to delete)";
+
 /// Receives progress lines: (service, what is happening).
 pub type Progress<'a> = &'a (dyn Fn(&str, &str) + Sync);
 
@@ -255,7 +273,7 @@ pub async fn apply(
         let obs = observed.get(&p.cluster, &p.name);
         async move {
             let stopping = opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
-            if stopping && p.action != Action::Noop {
+            if stopping && !matches!(p.action, Action::Noop | Action::Orphan) {
                 return ServiceOutcome {
                     name: p.name.clone(),
                     cluster: p.cluster.clone(),
@@ -268,10 +286,12 @@ pub async fn apply(
                 (Action::Noop, _) => Ok((
                     Outcome::Unchanged,
                     obs.map(|o| o.task_definition.clone()),
-                    p.reason.clone().unwrap_or_default(),
+                    p.reason.as_ref().map(|r| r.to_string()).unwrap_or_default(),
                 )),
-                (Action::Delete, _) if !opts.prune => {
-                    Ok((Outcome::Unchanged, None, "not in the manifests; kept (use --prune to delete)".into()))
+                (Action::Orphan, _) => Ok((Outcome::Unchanged, None, KEPT_ORPHAN.into())),
+                (Action::Delete, _) if !opts.prune => Ok((Outcome::Unchanged, None, KEPT_ORPHAN.into())),
+                (Action::Delete, _) if p.replaced_by.as_ref().is_some_and(|s| !s.healthy) => {
+                    Ok((Outcome::Unchanged, None, p.reason.as_ref().map(|r| r.to_string()).unwrap_or_default()))
                 }
                 (Action::Delete, _) => {
                     progress(&p.name, "deleting");
@@ -280,9 +300,12 @@ pub async fn apply(
                 (Action::Create, Some(d)) => {
                     converge(ecs, d, None, progress).await.map(|td| (Outcome::Created, Some(td), "created".into()))
                 }
-                (Action::Update, Some(d)) => converge(ecs, d, obs, progress)
-                    .await
-                    .map(|td| (Outcome::Updated, Some(td), p.reason.clone().unwrap_or_else(|| "updated".into()))),
+                (Action::Update, Some(d)) if obs.is_some_and(|o| plan::only_labels(&d.ecs, o)) => {
+                    relabel(ecs, d, obs, progress).await.map(|td| (Outcome::Updated, td, "labels updated".into()))
+                }
+                (Action::Update, Some(d)) => converge(ecs, d, obs, progress).await.map(|td| {
+                    (Outcome::Updated, Some(td), p.reason.as_ref().map_or_else(|| "updated".into(), |r| r.to_string()))
+                }),
                 (_, None) => Ok((Outcome::Unchanged, None, String::new())),
             };
             match result {
@@ -309,6 +332,32 @@ pub async fn apply(
     futures::stream::iter(steps).buffered(opts.concurrency.max(1)).collect().await
 }
 
+/// After the rollouts of an apply were watched (`apply --prune --wait`): deletes each service kept for a successor
+/// (a move or a rename, see [`plan::moves`]) that is healthy now; one whose successor is not stays, serving.
+/// `outcomes` are [`apply`]'s, in plan order.
+pub async fn delete_replaced(
+    ecs: &dyn Ecs,
+    plan: &Plan,
+    outcomes: &mut [ServiceOutcome],
+    progress: Progress<'_>,
+) -> Result<(), BackendError> {
+    for (p, o) in plan.services.iter().zip(outcomes.iter_mut()) {
+        let Some(successor) = p.replaced_by.as_ref().filter(|s| p.action == Action::Delete && !s.healthy) else {
+            continue;
+        };
+        let now = ecs.describe_services(&successor.cluster, std::slice::from_ref(&successor.name)).await?;
+        if now.services.iter().any(|s| s.name == successor.name && plan::moves::is_healthy(s)) {
+            progress(&p.name, "deleting");
+            ecs.delete_service(&p.cluster, &p.name).await?;
+            o.outcome = Outcome::Deleted;
+            o.message = format!("deleted: {} is healthy", successor.describe());
+        } else {
+            o.message = format!("kept: {} is not healthy; it keeps serving", successor.describe());
+        }
+    }
+    Ok(())
+}
+
 /// Registers (or reuses) the task definition, then creates or updates the service and records the new state in
 /// its tags. Returns the task-definition ARN.
 async fn converge(
@@ -328,15 +377,41 @@ async fn converge(
             // The revision running now may have completed without anyone watching (apply without --wait):
             // record it as last-good first, so a failure of the rollout started here can be rolled back.
             if let Some(good) = rollout::record_proven_good(ecs, o).await? {
-                progress(&d.ecs.name, &format!("recorded {} as last good", good.rsplit('/').next().unwrap_or(&good)));
+                progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
             }
             progress(&d.ecs.name, "updating service");
             ecs.update_service(&ServiceUpdate::converge(&input, &td)).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
             ecs.tag_resource(&o.arn, &tags).await?;
+            let gone = plan::labels::removed(&d.ecs, &o.tags);
+            if !gone.is_empty() {
+                ecs.untag_resource(&o.arn, &gone).await?;
+            }
         }
     }
     Ok(td)
+}
+
+/// A change of labels alone: the service and the revision it runs are retagged (labels added or changed, those
+/// mcpfleet owns and no longer wants removed); nothing is registered or deployed. Returns the revision.
+async fn relabel(
+    ecs: &dyn Ecs,
+    d: &Desired,
+    observed: Option<&ServiceState>,
+    progress: Progress<'_>,
+) -> Result<Option<String>, BackendError> {
+    let Some(o) = observed else { return Ok(None) };
+    progress(&d.ecs.name, "updating labels");
+    let (tags, gone) = (plan::labels::tags(&d.ecs), plan::labels::removed(&d.ecs, &o.tags));
+    for arn in [&o.arn, &o.task_definition] {
+        if !tags.is_empty() {
+            ecs.tag_resource(arn, &tags).await?;
+        }
+        if !gone.is_empty() {
+            ecs.untag_resource(arn, &gone).await?;
+        }
+    }
+    Ok(Some(o.task_definition.clone()))
 }
 
 /// The ARN of a revision with exactly the desired content, else a new one. Looked for, in order: the family's
@@ -349,11 +424,16 @@ async fn ensure_task_definition(
     observed: Option<&ServiceState>,
     progress: Progress<'_>,
 ) -> Result<String, BackendError> {
-    let want = d.register_task_definition.tags.iter().find(|t| t.key == TAG_TASK_HASH).map(|t| t.value.as_str());
+    let want = state::desired_task_hash(&d.register_task_definition);
+    let transport = ecs::transport_of(state::rendered_transport(&d.register_task_definition));
+    // The transport is only a tag, but a revision records what it was deployed as: a transport change registers a
+    // revision of the same content rather than reusing one tagged with the other transport.
     let reusable = |td: &crate::backend::TaskDefinition| {
+        let tags = RevisionTags::parse(&td.tags);
         td.status == TdStatus::Active
             && td.family == d.register_task_definition.family
-            && td.tags.get(TAG_TASK_HASH).map(String::as_str) == want
+            && tags.task_hash == want
+            && ecs::transport_of(tags.image.transport) == transport
     };
     // Describing the bare family answers its latest ACTIVE revision: one request, and an error when there is none.
     let mut seen = BTreeSet::new();
@@ -384,8 +464,8 @@ async fn ensure_task_definition(
 fn reuse_candidates(observed: Option<&ServiceState>) -> Vec<&str> {
     let Some(o) = observed.filter(|o| o.is_active()) else { return vec![] };
     let mut out: Vec<&str> = Vec::new();
-    let tagged = [ecs::TAG_TASK_DEFINITION, ecs::TAG_LAST_GOOD].into_iter().filter_map(|k| o.tags.get(k));
-    for arn in tagged.map(String::as_str).chain(std::iter::once(o.task_definition.as_str())) {
+    let tags = ServiceTags::of(o);
+    for arn in [tags.applied, tags.last_good].into_iter().flatten().chain(std::iter::once(o.task_definition.as_str())) {
         if !arn.is_empty() && !out.contains(&arn) {
             out.push(arn);
         }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::backend::{IMAGE_BATCH, ImageInfo, ImageSelector, Images, Secrets};
+use crate::backend::{BackendError, IMAGE_BATCH, ImageInfo, ImageSelector, Images, Secrets};
 use crate::render::{CpuArch, Resolved};
 use crate::spec::{Architecture, ValidFleet, ValidService};
 
@@ -46,15 +46,27 @@ pub async fn resolve_each(
     // Images, grouped by repository.
     let mut by_repo: BTreeMap<String, BTreeSet<ImageSelector>> = BTreeMap::new();
     for svc in &fleet.services {
-        by_repo.entry(svc.image.name()).or_default().insert(selector(svc));
+        let wanted = by_repo.entry(svc.image.name()).or_default();
+        wanted.insert(selector(svc));
+        // The tag of a `repo:tag@digest` too, in the same call: where it points now is worth a warning.
+        if let (Some(_), Some(tag)) = (&svc.image.digest, &svc.image.tag) {
+            wanted.insert(ImageSelector::Tag(tag.clone()));
+        }
     }
     let mut found: BTreeMap<(String, ImageSelector), ImageInfo> = BTreeMap::new();
+    // Repositories the registry does not have (ECR's RepositoryNotFoundException): their services fail alone.
+    let mut missing_repos = BTreeSet::new();
     let mut problems = Vec::new();
     for (repo, selectors) in &by_repo {
         let selectors: Vec<ImageSelector> = selectors.iter().cloned().collect();
         for chunk in selectors.chunks(IMAGE_BATCH) {
             match images.lookup(repo, chunk).await {
                 Ok(map) => found.extend(map.into_iter().map(|(sel, info)| ((repo.clone(), sel), info))),
+                Err(BackendError::NotFound { .. }) => {
+                    missing_repos.insert(repo.as_str());
+                }
+                // Every other call would fail the same way: one error, not one per repository and secret.
+                Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
                 Err(e) => problems.push(format!("image repository {repo}: {e}")),
             }
         }
@@ -68,6 +80,7 @@ pub async fn resolve_each(
     for chunk in ids.chunks(SECRET_BATCH) {
         match secrets.resolve(chunk).await {
             Ok(map) => arns.extend(map),
+            Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
             Err(e) => problems.push(format!("secrets: {e}")),
         }
     }
@@ -82,6 +95,14 @@ pub async fn resolve_each(
         let at = |line: usize| format!("service `{}` ({}:{line})", svc.name, svc.source.file);
         let info = found.get(&(svc.image.name(), selector(svc)));
         let architecture = match info {
+            None if missing_repos.contains(svc.image.name().as_str()) => {
+                problems.push(format!(
+                    "{}: spec.image: repository `{}` not found",
+                    at(svc.lines.image),
+                    svc.image.name()
+                ));
+                None
+            }
             None => {
                 let what = match selector(svc) {
                     ImageSelector::Tag(t) => format!("tag `{t}`"),
@@ -116,11 +137,29 @@ pub async fn resolve_each(
                 digest: Some(info.digest.clone()),
                 architecture: Some(arch),
                 secrets: secret_refs,
+                warnings: moved_tag(svc, &found)
+                    .map(|w| format!("{}: spec.image: {w}", at(svc.lines.image)))
+                    .into_iter()
+                    .collect(),
             }),
             _ => Err(problems),
         });
     }
     Ok(out)
+}
+
+/// For a `repo:tag@digest` whose tag no longer names that digest: what the tag names now (the digest still wins).
+fn moved_tag(svc: &ValidService, found: &BTreeMap<(String, ImageSelector), ImageInfo>) -> Option<String> {
+    let (Some(pinned), Some(tag)) = (&svc.image.digest, &svc.image.tag) else { return None };
+    let now = found.get(&(svc.image.name(), ImageSelector::Tag(tag.clone())));
+    match now {
+        Some(now) if now.digest == *pinned => None,
+        Some(now) => Some(format!("tag `{tag}` now points to {}; the pinned digest {pinned} is deployed", now.digest)),
+        None => Some(format!(
+            "tag `{tag}` no longer exists in {}; the pinned digest {pinned} is deployed",
+            svc.image.name()
+        )),
+    }
 }
 
 /// `auto` prefers Graviton when the image has it; an explicit architecture must be in the image. An image

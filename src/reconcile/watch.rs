@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::backend::{Clock, Ecs, RolloutState, ServiceState, breaker_threshold};
+use crate::state::short;
 
 use super::{POLL_MAX, POLL_MIN, Progress};
 
@@ -23,12 +24,44 @@ pub struct Target {
     pub deadline_ms: u64,
 }
 
-/// How a rollout ended.
+/// How a rollout ended, or that waiting for it stopped first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum RolloutResult {
+    /// The PRIMARY deployment completed on the revision asked for.
     Completed,
-    Failed { reason: String },
+    /// The rollout failed: why, as a kind, and in ECS's words (with the stopped tasks' reasons).
+    Failed { kind: FailureKind, reason: String },
+    /// `--timeout` ran out while the rollout was still in progress: nothing is decided, the rollout goes on.
+    TimedOut,
+}
+
+/// Why a rollout failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The service is no longer ACTIVE.
+    ServiceInactive,
+    /// The service has no PRIMARY deployment.
+    NoDeployment,
+    /// The service disappeared while being watched.
+    Disappeared,
+    /// ECS's deployment circuit breaker put the service back on another revision.
+    RolledBackByEcs,
+    /// Another deployment replaced the one asked for (someone deployed over it).
+    Replaced,
+    /// ECS marked the deployment FAILED.
+    DeploymentFailed,
+    /// Failed tasks reached the circuit breaker's threshold.
+    TasksFailed,
+    /// `rollout.progressDeadline` passed before the rollout completed.
+    DeadlineExceeded,
+}
+
+impl RolloutResult {
+    fn failed(kind: FailureKind, reason: String) -> Option<RolloutResult> {
+        Some(RolloutResult::Failed { kind, reason })
+    }
 }
 
 /// Judges one observation of a target: None while still in progress. Why tasks stopped comes from the service's
@@ -48,12 +81,12 @@ pub async fn judge_explained(ecs: &dyn Ecs, t: &Target, s: &ServiceState, now_ms
 
 /// [`judge`], with `why_stopped` (`; tasks stopped: …` or empty) appended to a failure's reason.
 fn judge_with(t: &Target, s: &ServiceState, now_ms: u64, why_stopped: &str) -> Option<RolloutResult> {
-    let failed = |reason: String| Some(RolloutResult::Failed { reason });
+    let failed = RolloutResult::failed;
     let primary = s.primary();
     if !s.is_active() {
-        return failed(format!("the service is {}", s.status));
+        return failed(FailureKind::ServiceInactive, format!("the service is {}", s.status));
     }
-    let Some(p) = primary else { return failed("the service has no deployment".into()) };
+    let Some(p) = primary else { return failed(FailureKind::NoDeployment, "the service has no deployment".into()) };
     if p.task_definition != t.task_definition {
         // ECS replaced our deployment: its circuit breaker rolled back, or someone deployed over us.
         let breaker = s
@@ -61,31 +94,32 @@ fn judge_with(t: &Target, s: &ServiceState, now_ms: u64, why_stopped: &str) -> O
             .iter()
             .any(|d| d.task_definition == t.task_definition && d.rollout_state == RolloutState::Failed)
             || s.events.iter().any(|e| e.message.contains("deployment failed"));
-        let who = if breaker {
-            "ECS's deployment circuit breaker rolled the service back"
+        let (kind, who) = if breaker {
+            (FailureKind::RolledBackByEcs, "ECS's deployment circuit breaker rolled the service back")
         } else {
-            "another deployment replaced it, moving the service"
+            (FailureKind::Replaced, "another deployment replaced it, moving the service")
         };
-        return failed(format!("{who} to {}{}", short(&p.task_definition), why_stopped));
+        return failed(kind, format!("{who} to {}{}", short(&p.task_definition), why_stopped));
     }
     match p.rollout_state {
         RolloutState::Completed if p.running_count == s.desired_count => Some(RolloutResult::Completed),
-        RolloutState::Failed => failed(format!("{}{}", p.rollout_state_reason, why_stopped)),
-        _ if p.failed_tasks >= breaker_threshold(s.desired_count) => {
-            failed(format!("{} tasks failed to start{}", p.failed_tasks, why_stopped))
+        RolloutState::Failed => {
+            failed(FailureKind::DeploymentFailed, format!("{}{}", p.rollout_state_reason, why_stopped))
         }
-        _ if now_ms > t.deadline_ms => failed(format!(
-            "progress deadline exceeded: {}/{} tasks running after {}s",
-            p.running_count,
-            s.desired_count,
-            (now_ms.saturating_sub(p.created_at_ms)) / 1000
-        )),
+        _ if p.failed_tasks >= breaker_threshold(s.desired_count) => {
+            failed(FailureKind::TasksFailed, format!("{} tasks failed to start{}", p.failed_tasks, why_stopped))
+        }
+        _ if now_ms > t.deadline_ms => failed(
+            FailureKind::DeadlineExceeded,
+            format!(
+                "progress deadline exceeded: {}/{} tasks running after {}s",
+                p.running_count,
+                s.desired_count,
+                (now_ms.saturating_sub(p.created_at_ms)) / 1000
+            ),
+        ),
         _ => None,
     }
-}
-
-fn short(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 /// At most this many distinct stopped-task reasons are quoted in a failure.
@@ -121,7 +155,8 @@ fn last_failure(s: &ServiceState) -> String {
         .unwrap_or_default()
 }
 
-/// Watches all targets until each has a result or `timeout` passes (then the rest fail as timed out).
+/// Watches all targets until each has a result or `timeout` passes (then the rest are [`RolloutResult::TimedOut`]:
+/// waiting stopped, the rollouts go on and nothing is decided about them).
 pub async fn watch(
     ecs: &dyn Ecs,
     clock: &dyn Clock,
@@ -151,7 +186,8 @@ pub async fn watch(
                 for t in pending {
                     let key = (t.cluster.clone(), t.name.clone());
                     let Some(s) = by_key.get(&key) else {
-                        results.insert(key, RolloutResult::Failed { reason: "the service disappeared".into() });
+                        let reason = "the service disappeared".to_string();
+                        results.insert(key, RolloutResult::Failed { kind: FailureKind::Disappeared, reason });
                         continue;
                     };
                     let verdict = judge_explained(ecs, t, s, now).await;
@@ -159,9 +195,10 @@ pub async fn watch(
                         Some(r) => {
                             match &r {
                                 RolloutResult::Completed => progress(&t.name, "rollout completed"),
-                                RolloutResult::Failed { reason } => {
+                                RolloutResult::Failed { reason, .. } => {
                                     progress(&t.name, &format!("rollout failed: {reason}"))
                                 }
+                                RolloutResult::TimedOut => {}
                             }
                             results.insert(key, r);
                         }
@@ -183,9 +220,7 @@ pub async fn watch(
         }
         if clock.now_ms().saturating_sub(start) >= timeout.as_millis() as u64 {
             for t in targets {
-                results.entry((t.cluster.clone(), t.name.clone())).or_insert_with(|| RolloutResult::Failed {
-                    reason: format!("--timeout of {}s reached", timeout.as_secs()),
-                });
+                results.entry((t.cluster.clone(), t.name.clone())).or_insert(RolloutResult::TimedOut);
             }
             return results;
         }

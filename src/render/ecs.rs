@@ -5,29 +5,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::Resolved;
-use crate::spec::{HealthProbe, Probe, Transport, ValidService};
-
-/// Prefix of every tag mcpfleet owns.
-pub const TAG_PREFIX: &str = "mcpfleet.io/";
-/// Tag keys (with [`TAG_PREFIX`]).
-pub const TAG_MANAGED_BY: &str = "mcpfleet.io/managed-by";
-pub const TAG_SPEC_HASH: &str = "mcpfleet.io/spec-hash";
-pub const TAG_IMAGE_TAG: &str = "mcpfleet.io/image-tag";
-pub const TAG_IMAGE_DIGEST: &str = "mcpfleet.io/image-digest";
-/// Hash of the task definition alone (on task definitions): a revision with the same one is reused.
-pub const TAG_TASK_HASH: &str = "mcpfleet.io/task-hash";
-/// CPU architecture the service runs on.
-pub const TAG_ARCHITECTURE: &str = "mcpfleet.io/architecture";
-/// MCP transport the server speaks (`streamable-http` or `sse`), for operators and tools that connect to it.
-pub const TAG_TRANSPORT: &str = "mcpfleet.io/transport";
-/// The task-definition ARN the service's spec-hash was applied with (so drift of the revision is visible).
-pub const TAG_TASK_DEFINITION: &str = "mcpfleet.io/task-definition";
-/// The task-definition ARN of the last rollout that completed.
-pub const TAG_LAST_GOOD: &str = "mcpfleet.io/last-good";
-/// A spec-hash whose rollout failed and was rolled back: not retried until the spec changes.
-pub const TAG_FAILED_SPEC_HASH: &str = "mcpfleet.io/failed-spec-hash";
-/// Value of the managed-by tag.
-pub const MANAGED_BY: &str = "mcpfleet";
+use crate::spec::{HealthProbe, Probe, Transport, ValidRollout, ValidService};
+use crate::state::{self, TAG_TRANSPORT};
 
 /// Name of the task-scoped scratch volume mounted at /tmp when the root filesystem is read-only.
 const TMP_VOLUME: &str = "tmp";
@@ -358,6 +337,20 @@ fn spec_hash_with(task_hash: &str, svc: &ServiceInput) -> String {
     }
 }
 
+/// mcpfleet's own rollout settings, which ECS never sees (progressDeadline, autoRollback, historyLimit), are part
+/// of the desired state too: any change to a service's manifest releases a spec held back after a failed rollout
+/// (raising a deadline that was too short, say). Settings other than the defaults join the hash, so the hashes of
+/// services on the defaults stay those of their ECS documents.
+fn with_rollout_policy(hash: String, r: &ValidRollout) -> String {
+    let policy = (r.progress_deadline_secs, r.auto_rollback, r.history_limit);
+    let defaults = (
+        ValidRollout::DEFAULT_PROGRESS_DEADLINE_SECS,
+        ValidRollout::DEFAULT_AUTO_ROLLBACK,
+        ValidRollout::DEFAULT_HISTORY_LIMIT,
+    );
+    if policy == defaults { hash } else { hash_json(&(hash, policy)) }
+}
+
 /// A [`ServiceInput`] as the spec hash sees it: every field in the same order and JSON shape, but an empty
 /// task-definition reference and no tags. Borrowed, so hashing copies nothing; the test
 /// `hashed_service_serializes_as_the_cleared_input` keeps it in step with [`ServiceInput`].
@@ -452,24 +445,29 @@ impl std::io::Write for HashWriter {
 /// mcpfleet's own tags plus the user's labels, sorted by key.
 pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
     let mut tags: Vec<Tag> = svc.labels.iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect();
-    tags.push(Tag { key: TAG_MANAGED_BY.into(), value: MANAGED_BY.into() });
-    tags.push(Tag { key: TAG_SPEC_HASH.into(), value: spec_hash.into() });
-    tags.push(transport_tag(svc));
-    if let Some(arch) = res.architecture {
-        tags.push(Tag { key: TAG_ARCHITECTURE.into(), value: arch.as_ecs().into() });
-    }
-    if let Some(tag) = &svc.image.tag {
-        tags.push(Tag { key: TAG_IMAGE_TAG.into(), value: tag.clone() });
-    }
-    if let Some(digest) = &res.digest {
-        tags.push(Tag { key: TAG_IMAGE_DIGEST.into(), value: digest.clone() });
+    let stamp = state::Stamp {
+        spec_hash,
+        transport: svc.transport.as_str(),
+        architecture: res.architecture.map(|a| a.as_ecs()),
+        image_tag: svc.image.tag.as_deref(),
+        image_digest: res.digest.as_deref(),
+    };
+    tags.extend(stamp.tags());
+    if !svc.labels.is_empty() {
+        tags.push(state::owned_labels(svc.labels.keys().map(String::as_str)));
     }
     tags.sort();
     tags
 }
 
+/// The transport a `mcpfleet.io/transport` tag value names; resources tagged before transports were tagged serve
+/// the default, streamable HTTP.
+pub fn transport_of(tag: Option<&str>) -> &str {
+    tag.unwrap_or(Transport::StreamableHttp.as_str())
+}
+
 fn transport_tag(svc: &ValidService) -> Tag {
-    Tag { key: TAG_TRANSPORT.into(), value: svc.transport.as_str().into() }
+    state::transport(svc.transport.as_str())
 }
 
 /// Both documents of a service, tagged, with the service pointing at the task-definition family.
@@ -479,10 +477,10 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     // The one tag the spec-hash reads (see `spec_hash_with`); the full set is added once the hash is known.
     service.tags = vec![transport_tag(svc)];
     let td_hash = task_hash(&td);
-    let hash = spec_hash_with(&td_hash, &service);
+    let hash = with_rollout_policy(spec_hash_with(&td_hash, &service), &svc.rollout);
     let tags = tags(svc, res, &hash);
     td.tags = tags.clone();
-    td.tags.push(Tag { key: TAG_TASK_HASH.into(), value: td_hash });
+    td.tags.push(state::task_hash(&td_hash));
     td.tags.sort();
     service.tags = tags;
     EcsService {
@@ -497,6 +495,9 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
 mod tests {
     use super::*;
     use crate::spec::load_str;
+    use crate::state::{
+        TAG_ARCHITECTURE, TAG_IMAGE_DIGEST, TAG_IMAGE_TAG, TAG_MANAGED_BY, TAG_SPEC_HASH, TAG_TASK_HASH,
+    };
 
     const SVC: &str = "apiVersion: mcpfleet.io/v1alpha1
 kind: McpService
@@ -573,6 +574,7 @@ spec:
                     .value_from("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/openai-AbCdEf"),
             )]
             .into(),
+            warnings: vec![],
         };
         let out = render(&svc, &res);
         let c = &out.register_task_definition.container_definitions[0];
@@ -632,7 +634,8 @@ spec:
         let sse = render(&sse, &Resolved::unresolved(&sse));
         assert_eq!(tag(&sse), "sse");
         assert_ne!(hash(&sse), hash(&http), "a transport change must be applied");
-        // The task definition itself is unchanged, so its revision is reused: only the service is updated.
+        // The task definition's content is unchanged (same task hash); apply registers a revision of it tagged with
+        // the new transport, so each revision records what it served.
         assert_eq!(task_hash(&sse.register_task_definition), task_hash(&http.register_task_definition));
     }
 

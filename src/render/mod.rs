@@ -51,6 +51,8 @@ pub struct Resolved {
     pub architecture: Option<CpuArch>,
     /// Env var name → ECS `valueFrom`.
     pub secrets: BTreeMap<String, String>,
+    /// What resolution noticed but does not refuse (an image `repo:tag@digest` whose tag now points elsewhere).
+    pub warnings: Vec<String>,
 }
 
 impl Resolved {
@@ -65,6 +67,7 @@ impl Resolved {
                 Architecture::Auto => None,
             },
             secrets: svc.secrets.iter().map(|(name, r)| (name.clone(), r.value_from(&r.secret))).collect(),
+            warnings: vec![],
         }
     }
 }

@@ -64,12 +64,13 @@ codes! {
     ClusterName = "E0303", "a cluster name that is not 1-255 letters, digits, `-` or `_`";
     ClusterMissing = "E0304", "no cluster, here or in FleetDefaults";
     // E04xx: labels (validate::labels).
-    TooManyLabels = "E0401", "more than 40 labels";
+    TooManyLabels = "E0401", "more than 39 labels";
     LabelKeyLength = "E0402", "a label key not 1-128 characters long";
     LabelKeyChars = "E0403", "a label key with characters AWS tags do not allow";
     LabelReserved = "E0404", "a label key with the reserved prefix `aws:` or `mcpfleet.io/`";
     LabelValueLength = "E0405", "a label value longer than 256 characters";
     LabelValueChars = "E0406", "a label value with characters AWS tags do not allow";
+    LabelKeysTooLong = "E0407", "label keys longer than 256 characters together (the tag recording them)";
     // E05xx: image (validate::image).
     ImageRef = "E0501", "an image reference that is malformed or has neither tag nor digest";
     // E06xx: task size and lifecycle (validate::task).
@@ -128,6 +129,9 @@ codes! {
     HistoryLimit = "E1303", "historyLimit outside 1..100";
     ProgressDeadline = "E1304", "progressDeadline outside 1m..24h";
     RolloutStuck = "E1305", "maxPercent and minHealthyPercent that could never replace a task";
+    // E14xx: local stack (validate::local).
+    LocalPortRange = "E1401", "a local host port outside 1024..65535";
+    LocalPortTaken = "E1402", "a local host port pinned by two services";
 }
 
 impl fmt::Display for Code {

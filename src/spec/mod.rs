@@ -216,6 +216,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
     }
 
     let mut first_seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut ports_seen: BTreeMap<u32, String> = BTreeMap::new();
     let mut valid = Vec::new();
     for svc in &services {
         let mut ctx = DocCtx { file: &svc.file, root: &svc.root, diags: &mut diags };
@@ -236,6 +237,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
             }
             first_seen.insert(svc.doc.metadata.name.clone(), here);
         }
+        validate::check_unique_local_port(&mut ctx, &svc.doc, &mut ports_seen);
         if let Some(v) = validate::check_service(&mut ctx, &svc.doc, svc.line, &merged, &svc.broken) {
             valid.push(v);
         }

@@ -153,6 +153,33 @@ fn duplicate_services_across_files() {
 }
 
 #[test]
+fn local_ports_are_unprivileged_and_unique_across_files() {
+    assert_eq!(valid(&svc("  local: { port: 9000 }\n", &[])).local_port, Some(9000));
+    assert_eq!(valid(&svc("", &[])).local_port, None);
+    for bad in ["80", "1023", "65536", "4294967295"] {
+        let err = one_error(&svc(&format!("  local:\n    port: {bad}\n"), &[]), "spec.local.port");
+        assert_eq!(
+            err,
+            format!("m.yaml:15: spec.local.port: {bad} is not a host port the local stack can publish (1024..65535)")
+        );
+    }
+    one_error(&svc("  local: { port: -1 }\n", &[]), "m.yaml:14: spec.local.port");
+    one_error(&svc("  local: { host: 9000 }\n", &[]), "m.yaml:14: spec.local");
+
+    let other = |name: &str| svc("  local:\n    port: 9000\n", &[("name: svc", &format!("name: {name}"))]);
+    let files = [
+        SourceFile { name: "a.yaml".into(), text: other("first") },
+        SourceFile { name: "b.yaml".into(), text: format!("---\n{}", other("second")) },
+    ];
+    let err = load_sources(&files).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{:#?}", err.0);
+    assert_eq!(
+        err.0[0].to_string(),
+        "b.yaml:16: spec.local.port: host port 9000 is already taken by service `first` at a.yaml:15; local ports must be unique"
+    );
+}
+
+#[test]
 fn image_references() {
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let s = valid(&svc("", &[("svc:v1", &format!("svc@{digest}"))]));
@@ -414,6 +441,11 @@ fn labels_follow_tag_rules() {
     assert_eq!(s.labels["cost-center"], "42");
     one_error(&labeled("    'aws:x': y\n"), "reserved");
     one_error(&labeled("    team: 'a|b'\n"), "label values");
+    // mcpfleet.io/labels takes one of ECS's 50 tags and records every key in one 256-character value.
+    let many: String = (0..40).map(|i| format!("    l{i}: x\n")).collect();
+    one_error(&labeled(&many), "40 labels given; at most 39 fit beside mcpfleet's own tags");
+    let long: String = (0..3).map(|i| format!("    {}{i}: x\n", "k".repeat(100))).collect();
+    one_error(&labeled(&long), "label keys take 305 characters together");
 }
 
 #[test]
@@ -475,7 +507,7 @@ fn every_wrong_field_of_a_document_is_reported_with_its_line() {
             "m.yaml:5: metadata.colour: unknown field (expected name or labels)",
             "m.yaml:9: spec.cpu: invalid type: string \"lots\", expected a whole number",
             "m.yaml:15: spec.stopTimeout: 500s is above the Fargate maximum of 120s",
-            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem)",
+            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem, local)",
             "m.yaml:17: spec.healthCheck.retries: invalid type: string \"many\", expected a whole number",
         ]
     );

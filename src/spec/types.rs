@@ -150,6 +150,17 @@ pub struct McpServiceSpec {
     pub rollout: Option<Rollout>,
     /// Root filesystem read-only (with a writable /tmp); default true.
     pub read_only_root_filesystem: Option<bool>,
+    /// Local stack only (`render --format compose`); ECS ignores it.
+    pub local: Option<Local>,
+}
+
+/// How the service runs in the local stack.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Local {
+    /// Host port on 127.0.0.1 (1024..65535, unique in the fleet); default: a port derived from the service name.
+    #[schemars(range(min = 1024, max = 65535))]
+    pub port: Option<u32>,
 }
 
 /// CPU architecture choice.

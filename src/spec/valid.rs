@@ -61,6 +61,8 @@ pub struct ValidService {
     pub logging: Option<ValidLogging>,
     pub rollout: ValidRollout,
     pub read_only_root_filesystem: bool,
+    /// The local stack's host port, when the manifest pins one (`spec.local.port`).
+    pub local_port: Option<u16>,
 }
 
 /// A Secrets Manager reference as written (name or ARN), with optional JSON key and version.
@@ -131,6 +133,15 @@ pub struct ValidRollout {
     pub progress_deadline_secs: u64,
     pub auto_rollback: bool,
     pub history_limit: u32,
+}
+
+impl ValidRollout {
+    /// `progressDeadline` when neither the service nor FleetDefaults sets one.
+    pub const DEFAULT_PROGRESS_DEADLINE_SECS: u64 = 600;
+    /// `autoRollback` by default.
+    pub const DEFAULT_AUTO_ROLLBACK: bool = true;
+    /// `historyLimit` by default.
+    pub const DEFAULT_HISTORY_LIMIT: u32 = 10;
 }
 
 /// Fargate's CPU sizes and the memory (MiB) each allows: (cpu, min, max, step).

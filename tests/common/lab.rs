@@ -78,12 +78,37 @@ impl Lab {
         serde_json::from_slice(&std::fs::read(self.state()).unwrap()).unwrap()
     }
 
+    /// Pushes `SERVICE:TAG` (healthy), points the service's manifest (`SERVICE.yaml`) at it and applies with
+    /// `--wait`, which must succeed.
+    pub fn deploy_tag(&self, service: &str, tag: &str) {
+        self.ok(&["sim", "push", &format!("{ECR}/{service}:{tag}")]);
+        let file = format!("{service}.yaml");
+        let current = std::fs::read_to_string(self.manifests().join(&file)).unwrap();
+        let prefix = format!("{service}:");
+        let old = current.split(&prefix).nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+        self.edit_manifest(&file, &format!("{prefix}{old}"), &format!("{prefix}{tag}"));
+        let (code, doc) = self.apply(&["--wait"]);
+        assert_eq!(code, 0, "{doc:#}");
+    }
+
+    /// The plan text (`plan` without `-o json`).
+    pub fn plan_text(&self) -> String {
+        let m = self.manifests();
+        self.ok(&["plan", "-f", m.to_str().unwrap()])
+    }
+
     pub fn edit_manifest(&self, file: &str, from: &str, to: &str) {
         let path = self.manifests().join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from));
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
     }
+}
+
+/// One service of a `plan` or `apply` JSON document, by cluster and name.
+pub fn entry<'a>(doc: &'a Value, cluster: &str, name: &str) -> &'a Value {
+    let services = doc["services"].as_array().unwrap();
+    services.iter().find(|s| s["name"] == name && s["cluster"] == cluster).unwrap()
 }
 
 pub fn outcomes(doc: &Value) -> Vec<(String, String)> {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::map_err;
-use crate::backend::{BackendError, ImageInfo, ImageSelector, Images};
+use crate::backend::{BackendError, ImageInfo, ImageSelector, Images, Op};
 use crate::spec::ImageRef;
 
 /// Manifest media types we accept: an index lists platforms, a single manifest does not.
@@ -33,7 +33,7 @@ impl Ecr {
     }
 
     fn client(&self, region: &str) -> aws_sdk_ecr::Client {
-        let mut clients = self.clients.lock().expect("ecr clients lock");
+        let mut clients = crate::backend::lock(&self.clients);
         clients
             .entry(region.to_string())
             .or_insert_with(|| {
@@ -79,10 +79,10 @@ impl Images for Ecr {
         repository: &str,
         selectors: &[ImageSelector],
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
-        const OP: &str = "BatchGetImage";
+        const OP: Op = Op::BatchGetImage;
         // Any tag makes a reference parse; only the registry and repository matter here.
         let parsed = ImageRef::parse(&format!("{repository}:x"))
-            .map_err(|e| BackendError::Invalid { operation: OP.into(), message: e })?;
+            .map_err(|e| BackendError::Invalid { operation: OP, message: e })?;
         let Some(ecr) = parsed.ecr() else {
             // Outside ECR: a digest is used as is (its platforms unknown); a tag cannot be pinned here.
             let mut out = BTreeMap::new();
@@ -93,7 +93,7 @@ impl Images for Ecr {
                     }
                     ImageSelector::Tag(t) => {
                         return Err(BackendError::Invalid {
-                            operation: "ResolveImage".into(),
+                            operation: Op::ResolveImage,
                             message: format!(
                                 "{repository}:{t} is not in Amazon ECR; mcpfleet resolves tags only in ECR, so pin this image by digest (@sha256:…)"
                             ),
@@ -145,7 +145,7 @@ impl Images for Ecr {
             })
             .collect();
         if !failures.is_empty() {
-            let (operation, message) = (OP.to_string(), failures.join("; "));
+            let (operation, message) = (OP, failures.join("; "));
             return Err(match transient {
                 Some(true) => BackendError::Throttled { operation, message },
                 Some(false) => BackendError::Unavailable { operation, message },

@@ -11,8 +11,8 @@ use aws_sdk_ecs::types as sdk;
 
 use super::map_err;
 use crate::backend::{
-    BackendError, Deployment, Described, Ecs, RolloutState, STOPPED_TASKS_BATCH, ServiceEvent, ServiceState,
-    ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TdStatus, stopped_task_line,
+    BackendError, Deployment, DeploymentStatus, Described, Ecs, Op, RolloutState, STOPPED_TASKS_BATCH, ServiceEvent,
+    ServiceState, ServiceStatus, ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TdStatus, stopped_task_line,
 };
 use crate::render::CpuArch;
 use crate::render::ecs::{
@@ -32,7 +32,7 @@ impl AwsEcs {
     }
 
     async fn create(&self, input: &ServiceInput, client_token: Option<&str>) -> Result<ServiceState, BackendError> {
-        const OP: &str = "CreateService";
+        const OP: Op = Op::CreateService;
         let out = self
             .client
             .create_service()
@@ -57,15 +57,14 @@ impl AwsEcs {
             .send()
             .await
             .map_err(|e| map_err(OP, e))?;
-        let s = out.service().ok_or_else(|| BackendError::Invalid {
-            operation: OP.into(),
-            message: "no service in the answer".into(),
-        })?;
+        let s = out
+            .service()
+            .ok_or_else(|| BackendError::Invalid { operation: OP, message: "no service in the answer".into() })?;
         Ok(service_state(&input.cluster, s))
     }
 
     async fn update(&self, u: &ServiceUpdate) -> Result<ServiceState, BackendError> {
-        const OP: &str = "UpdateService";
+        const OP: Op = Op::UpdateService;
         let mut req = self
             .client
             .update_service()
@@ -85,16 +84,15 @@ impl AwsEcs {
                 .enable_ecs_managed_tags(t.enable_ecs_managed_tags);
         }
         let out = req.send().await.map_err(|e| map_err(OP, e))?;
-        let s = out.service().ok_or_else(|| BackendError::Invalid {
-            operation: OP.into(),
-            message: "no service in the answer".into(),
-        })?;
+        let s = out
+            .service()
+            .ok_or_else(|| BackendError::Invalid { operation: OP, message: "no service in the answer".into() })?;
         Ok(service_state(&u.cluster, s))
     }
 }
 
-fn build_err(op: &str, e: impl std::fmt::Display) -> BackendError {
-    BackendError::Invalid { operation: op.into(), message: format!("cannot build the request: {e}") }
+fn build_err(op: Op, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Invalid { operation: op, message: format!("cannot build the request: {e}") }
 }
 
 fn sdk_tags(tags: impl IntoIterator<Item = (String, String)>) -> Vec<sdk::Tag> {
@@ -110,7 +108,7 @@ fn millis(t: Option<&aws_smithy_types::DateTime>) -> u64 {
 }
 
 fn container(c: &ContainerDefinition) -> Result<sdk::ContainerDefinition, BackendError> {
-    const OP: &str = "RegisterTaskDefinition";
+    const OP: Op = Op::RegisterTaskDefinition;
     let mut b = sdk::ContainerDefinition::builder()
         .name(&c.name)
         .image(&c.image)
@@ -294,7 +292,7 @@ fn deployment_configuration(c: &DeploymentConfiguration) -> sdk::DeploymentConfi
         .build()
 }
 
-fn network_configuration(op: &str, n: &NetworkConfiguration) -> Result<sdk::NetworkConfiguration, BackendError> {
+fn network_configuration(op: Op, n: &NetworkConfiguration) -> Result<sdk::NetworkConfiguration, BackendError> {
     let a = &n.awsvpc_configuration;
     Ok(sdk::NetworkConfiguration::builder()
         .awsvpc_configuration(
@@ -324,7 +322,7 @@ fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
         arn: s.service_arn().unwrap_or_default().into(),
         cluster: cluster.rsplit('/').next().unwrap_or(cluster).into(),
         name: s.service_name().unwrap_or_default().into(),
-        status: s.status().unwrap_or("ACTIVE").into(),
+        status: s.status().map_or(ServiceStatus::Active, ServiceStatus::from_ecs),
         task_definition: s.task_definition().unwrap_or_default().into(),
         desired_count: s.desired_count().max(0) as u32,
         running_count: s.running_count().max(0) as u32,
@@ -349,7 +347,7 @@ fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
             .iter()
             .map(|d| Deployment {
                 id: d.id().unwrap_or_default().into(),
-                status: d.status().unwrap_or_default().into(),
+                status: DeploymentStatus::from_ecs(d.status().unwrap_or_default()),
                 task_definition: d.task_definition().unwrap_or_default().into(),
                 desired_count: d.desired_count().max(0) as u32,
                 running_count: d.running_count().max(0) as u32,
@@ -373,7 +371,7 @@ fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
 #[async_trait]
 impl Ecs for AwsEcs {
     async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Described, BackendError> {
-        const OP: &str = "DescribeServices";
+        const OP: Op = Op::DescribeServices;
         let out = self
             .client
             .describe_services()
@@ -391,7 +389,7 @@ impl Ecs for AwsEcs {
                 missing.push(name);
             } else {
                 return Err(BackendError::Invalid {
-                    operation: OP.into(),
+                    operation: OP,
                     message: format!("{what}: {} {}", f.reason().unwrap_or_default(), f.detail().unwrap_or_default()),
                 });
             }
@@ -403,14 +401,24 @@ impl Ecs for AwsEcs {
         let mut pages = self.client.list_services().cluster(cluster).max_results(100).into_paginator().send();
         let mut names = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| map_err("ListServices", e))?;
+            let page = page.map_err(|e| map_err(Op::ListServices, e))?;
             names.extend(page.service_arns().iter().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()));
         }
         Ok(names)
     }
 
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        let mut pages = self.client.list_clusters().max_results(100).into_paginator().send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| map_err(Op::ListClusters, e))?;
+            names.extend(page.cluster_arns().iter().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()));
+        }
+        Ok(names)
+    }
+
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
-        const OP: &str = "RegisterTaskDefinition";
+        const OP: Op = Op::RegisterTaskDefinition;
         let containers = input.container_definitions.iter().map(container).collect::<Result<Vec<_>, _>>()?;
         let out = self
             .client
@@ -441,7 +449,7 @@ impl Ecs for AwsEcs {
             .await
             .map_err(|e| map_err(OP, e))?;
         let td = out.task_definition().ok_or_else(|| BackendError::Invalid {
-            operation: OP.into(),
+            operation: OP,
             message: "no task definition in the answer".into(),
         })?;
         let mut registered = task_definition_of(td, out.tags());
@@ -452,7 +460,7 @@ impl Ecs for AwsEcs {
     }
 
     async fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
-        const OP: &str = "DescribeTaskDefinition";
+        const OP: Op = Op::DescribeTaskDefinition;
         let out = self
             .client
             .describe_task_definition()
@@ -461,8 +469,7 @@ impl Ecs for AwsEcs {
             .send()
             .await
             .map_err(|e| map_err(OP, e))?;
-        let td =
-            out.task_definition().ok_or_else(|| BackendError::NotFound { operation: OP.into(), message: id.into() })?;
+        let td = out.task_definition().ok_or_else(|| BackendError::NotFound { operation: OP, message: id.into() })?;
         Ok(task_definition_of(td, out.tags()))
     }
 
@@ -483,7 +490,7 @@ impl Ecs for AwsEcs {
         let mut arns = Vec::new();
         let suffix = format!("task-definition/{family}:");
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| map_err("ListTaskDefinitions", e))?;
+            let page = page.map_err(|e| map_err(Op::ListTaskDefinitions, e))?;
             // The filter is a prefix: keep only this exact family.
             arns.extend(
                 page.task_definition_arns()
@@ -503,7 +510,7 @@ impl Ecs for AwsEcs {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| map_err("DeregisterTaskDefinition", e))
+            .map_err(|e| map_err(Op::DeregisterTaskDefinition, e))
     }
 
     async fn create_service(
@@ -527,7 +534,7 @@ impl Ecs for AwsEcs {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| map_err("DeleteService", e))
+            .map_err(|e| map_err(Op::DeleteService, e))
     }
 
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
@@ -538,7 +545,18 @@ impl Ecs for AwsEcs {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| map_err("TagResource", e))
+            .map_err(|e| map_err(Op::TagResource, e))
+    }
+
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.client
+            .untag_resource()
+            .resource_arn(arn)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err(Op::UntagResource, e))
     }
 
     async fn stopped_task_reasons(
@@ -557,7 +575,7 @@ impl Ecs for AwsEcs {
             .max_results(STOPPED_TASKS_BATCH as i32)
             .send()
             .await
-            .map_err(|e| map_err("ListTasks", e))?;
+            .map_err(|e| map_err(Op::ListTasks, e))?;
         let arns: Vec<String> = listed.task_arns().iter().take(STOPPED_TASKS_BATCH).cloned().collect();
         if arns.is_empty() {
             return Ok(Vec::new());
@@ -569,7 +587,7 @@ impl Ecs for AwsEcs {
             .set_tasks(Some(arns))
             .send()
             .await
-            .map_err(|e| map_err("DescribeTasks", e))?;
+            .map_err(|e| map_err(Op::DescribeTasks, e))?;
         let wanted = short_td(task_definition);
         let mut tasks: Vec<&sdk::Task> =
             described.tasks().iter().filter(|t| t.task_definition_arn().map(short_td) == Some(wanted)).collect();

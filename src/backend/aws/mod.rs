@@ -15,7 +15,7 @@ mod ecs;
 mod secrets;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -32,17 +32,18 @@ pub use ecr::{Ecr, platforms_of_manifest};
 pub use ecs::AwsEcs;
 pub use secrets::SecretsManager;
 
+use super::op::Counts;
 use super::sim::CallStats;
-use super::{Backend, BackendError, SystemClock};
+use super::{Backend, BackendError, Op, SystemClock};
 
 /// Counts HTTP requests by operation (each attempt of a retried call counts).
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+pub struct RequestCounter(Arc<Counts>);
 
 impl RequestCounter {
     /// Requests so far, as the sim reports its calls.
     pub fn stats(&self) -> CallStats {
-        CallStats { calls: self.0.lock().expect("counter lock").clone(), throttled: BTreeMap::new() }
+        CallStats { calls: self.0.snapshot(), throttled: BTreeMap::new() }
     }
 }
 
@@ -57,8 +58,13 @@ impl Intercept for RequestCounter {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = cfg.load::<Metadata>().map_or_else(|| "unknown".to_string(), |m| m.name().to_string());
-        *self.0.lock().expect("counter lock").entry(op).or_default() += 1;
+        // Every request the adapters send is an `Op` (tests/iam_policy.rs holds the adapters to it).
+        match cfg.load::<Metadata>().map(|m| (m.name(), Op::from_name(m.name()))) {
+            Some((_, Some(op))) => self.0.add(op),
+            other => {
+                tracing::warn!(operation = ?other.map(|(name, _)| name), "a request outside backend::Op was not counted")
+            }
+        }
         Ok(())
     }
 }
@@ -67,6 +73,23 @@ impl Intercept for RequestCounter {
 pub struct Aws {
     pub backend: Backend,
     pub requests: RequestCounter,
+    credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
+}
+
+impl Aws {
+    /// Loads credentials once along the provider chain, so that missing ones are one error before the first
+    /// request rather than the same failure for every request. (The clients' identity cache loads them once more
+    /// for the first request: a local read, or one metadata call.)
+    pub async fn check_credentials(&self) -> Result<(), BackendError> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let Some(provider) = &self.credentials else {
+            return Err(BackendError::Credentials { reason: "no credential provider is configured".into() });
+        };
+        match provider.provide_credentials().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(credentials_failure(&e)),
+        }
+    }
 }
 
 /// Connects with the standard AWS configuration chain; `region` overrides the chain's region.
@@ -85,7 +108,7 @@ pub async fn connect(region: Option<String>) -> Aws {
         secrets: Arc::new(SecretsManager::new(secrets)),
         clock: Arc::new(SystemClock),
     };
-    Aws { backend, requests }
+    Aws { backend, requests, credentials: config.credentials_provider() }
 }
 
 /// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
@@ -99,18 +122,39 @@ async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// The credentials or SSO-token failure in the error's source chain, if there is one, as text.
-fn credentials_error(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+/// The credentials or SSO-token failure in the error's source chain, if there is one, as
+/// [`BackendError::Credentials`] with the innermost reason; the whole chain goes to the debug log (`-v`).
+fn credentials_error(err: &(dyn std::error::Error + 'static)) -> Option<BackendError> {
     use aws_credential_types::provider::error::{CredentialsError, TokenError};
     let mut e: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cur) = e {
         if cur.is::<CredentialsError>() || cur.is::<TokenError>() {
-            return Some(DisplayErrorContext(cur).to_string());
+            return Some(credentials_failure(cur));
         }
         e = cur.source();
     }
     None
 }
+
+fn credentials_failure(err: &(dyn std::error::Error + 'static)) -> BackendError {
+    tracing::debug!(chain = %DisplayErrorContext(err), "loading AWS credentials failed");
+    let mut innermost = err;
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    BackendError::Credentials { reason: innermost.to_string() }
+}
+
+/// Error codes with which AWS refuses the credentials of a request (unknown key, bad signature, expired token).
+const CREDENTIALS_CODES: [&str; 7] = [
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "ExpiredTokenException",
+    "ExpiredToken",
+];
 
 /// Throttling error codes across AWS services.
 const THROTTLING_CODES: [&str; 6] = [
@@ -124,11 +168,11 @@ const THROTTLING_CODES: [&str; 6] = [
 
 /// Maps an SDK error to a port error: throttling and 5xx/transport failures are retryable, a missing resource is
 /// NotFound, anything else is the AWS message as is.
-pub(crate) fn map_err<E>(op: &str, err: SdkError<E, HttpResponse>) -> BackendError
+pub(crate) fn map_err<E>(op: Op, err: SdkError<E, HttpResponse>) -> BackendError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let operation = op.to_string();
+    let operation = op;
     let context = || format!("{}", DisplayErrorContext(&err));
     match &err {
         SdkError::ServiceError(se) => {
@@ -142,6 +186,8 @@ where
                 || matches!(code.as_str(), "ServerException" | "InternalFailure" | "ServiceUnavailable")
             {
                 BackendError::Unavailable { operation, message }
+            } else if CREDENTIALS_CODES.contains(&code.as_str()) {
+                BackendError::Credentials { reason: format!("AWS refused them ({message})") }
             } else if code.ends_with("NotFoundException") {
                 BackendError::NotFound { operation, message }
             } else {
@@ -154,13 +200,7 @@ where
         SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
             BackendError::Unavailable { operation, message: context() }
         }
-        _ if let Some(why) = credentials_error(&err) => BackendError::Invalid {
-            operation,
-            message: format!(
-                "AWS credentials are missing or invalid (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
-                 or renew an SSO session with `aws sso login`): {why}"
-            ),
-        },
+        _ if let Some(e) = credentials_error(&err) => e,
         _ => BackendError::Invalid { operation, message: format!("the request was not sent: {}", context()) },
     }
 }
@@ -187,17 +227,18 @@ mod tests {
     #[test]
     fn only_io_and_timeouts_are_retryable_dispatch_failures() {
         let io = dispatch(ConnectorError::io("connection refused".into()));
-        assert!(matches!(map_err("ListServices", io), BackendError::Unavailable { .. }));
+        assert!(matches!(map_err(Op::ListServices, io), BackendError::Unavailable { .. }));
         let timeout = dispatch(ConnectorError::timeout("timed out".into()));
-        assert!(map_err("ListServices", timeout).is_retryable());
+        assert!(map_err(Op::ListServices, timeout).is_retryable());
 
         let creds = aws_credential_types::provider::error::CredentialsError::not_loaded("no providers in chain");
-        let err = map_err("ListServices", dispatch(ConnectorError::other(Box::new(creds), None)));
-        let BackendError::Invalid { message, .. } = &err else { panic!("{err:?}") };
+        let err = map_err(Op::ListServices, dispatch(ConnectorError::other(Box::new(creds), None)));
+        assert!(matches!(err, BackendError::Credentials { .. }), "{err:?}");
+        let message = err.to_string();
         assert!(message.starts_with("AWS credentials are missing or invalid"), "{message}");
         assert!(message.contains("no providers in chain"), "{message}");
 
-        let other = map_err("ListServices", dispatch(ConnectorError::other("bad endpoint".into(), None)));
+        let other = map_err(Op::ListServices, dispatch(ConnectorError::other("bad endpoint".into(), None)));
         assert!(!other.is_retryable(), "{other:?}");
     }
 }

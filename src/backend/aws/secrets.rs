@@ -8,7 +8,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
 use super::map_err;
-use crate::backend::{BackendError, Secrets};
+use crate::backend::{BackendError, Op, Secrets};
 
 /// The [`Secrets`] port over Secrets Manager.
 pub struct SecretsManager {
@@ -33,7 +33,7 @@ impl Secrets for SecretsManager {
                 .build();
             let mut pages = self.client.list_secrets().filters(filter).max_results(100).into_paginator().send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| map_err("ListSecrets", e))?;
+                let page = page.map_err(|e| map_err(Op::ListSecrets, e))?;
                 // The name filter matches prefixes: keep exact names only.
                 for s in page.secret_list() {
                     if let (Some(name), Some(arn)) = (s.name(), s.arn())
@@ -51,7 +51,7 @@ impl Secrets for SecretsManager {
                         out.insert(arn.clone(), full.to_string());
                     }
                 }
-                Err(e) => match map_err("DescribeSecret", e) {
+                Err(e) => match map_err(Op::DescribeSecret, e) {
                     BackendError::NotFound { .. } => {}
                     other => return Err(other),
                 },

@@ -23,8 +23,9 @@ pub use world::{
 };
 
 use super::limits::{self, BucketSpec};
+use super::lock;
 use super::{
-    Backend, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState,
+    Backend, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Op, Secrets, ServiceState,
     ServiceUpdate, TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
@@ -32,36 +33,26 @@ use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 /// Environment variable naming an operation after which a file-backed sim exits abruptly (crash-safety tests).
 pub const CRASH_AFTER_ENV: &str = "MCPFLEET_SIM_CRASH_AFTER";
 
-/// Calls made to the sim, by operation name, and how many were throttled.
+/// Calls made to the sim (or requests the aws adapters sent), by operation, and how many were throttled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CallStats {
-    pub calls: BTreeMap<String, u64>,
-    pub throttled: BTreeMap<String, u64>,
+    pub calls: BTreeMap<Op, u64>,
+    pub throttled: BTreeMap<Op, u64>,
 }
 
 impl CallStats {
     /// Calls that change state.
     pub fn writes(&self) -> u64 {
-        self.calls.iter().filter(|(op, _)| is_write(op)).map(|(_, n)| n).sum()
+        self.calls.iter().filter(|(op, _)| op.is_write()).map(|(_, n)| n).sum()
     }
 
-    pub fn get(&self, op: &str) -> u64 {
+    /// Calls of `op`, given as an [`Op`] or by its name.
+    pub fn get<Q: Ord + ?Sized>(&self, op: &Q) -> u64
+    where
+        Op: std::borrow::Borrow<Q>,
+    {
         self.calls.get(op).copied().unwrap_or(0)
     }
-}
-
-/// Whether an ECS operation changes state.
-pub fn is_write(op: &str) -> bool {
-    matches!(
-        op,
-        "RegisterTaskDefinition"
-            | "DeregisterTaskDefinition"
-            | "CreateService"
-            | "UpdateService"
-            | "DeleteService"
-            | "TagResource"
-            | "UntagResource"
-    )
 }
 
 struct Inner {
@@ -89,8 +80,9 @@ fn state_err(path: &Path, what: &str, e: std::io::Error) -> BackendError {
     BackendError::State(format!("{what} {}: {e}", path.display()))
 }
 
-/// Takes the exclusive lock of a state file (`<state>.lock`), waiting while another command holds it.
-fn lock_state(path: &Path) -> Result<File, BackendError> {
+/// Takes the exclusive lock of a state file (`<state>.lock`), waiting while another command holds it; `waiting`
+/// is told once when it has to wait, so a command never looks hung without saying why.
+fn lock_state(path: &Path, waiting: fn(&Path)) -> Result<File, BackendError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| state_err(path, "cannot create the directory of", e))?;
     }
@@ -100,18 +92,53 @@ fn lock_state(path: &Path) -> Result<File, BackendError> {
         .write(true)
         .open(path.with_extension("lock"))
         .map_err(|e| state_err(path, "cannot open the lock of", e))?;
+    match lock.try_lock() {
+        Ok(()) => return Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => waiting(path),
+        Err(std::fs::TryLockError::Error(e)) => return Err(state_err(path, "cannot lock", e)),
+    }
     lock.lock().map_err(|e| state_err(path, "cannot lock", e))?;
     Ok(lock)
 }
 
-/// Reads a state file, streamed so the file's bytes and the parsed world are never both in memory.
+/// Reads a state file, streamed so the file's bytes and the parsed world are never both in memory. The file is
+/// the user's to edit, so anything it holds gets an error naming it, the position and the field, never a panic.
 fn read_world(path: &Path) -> Result<World, BackendError> {
-    match File::open(path) {
-        Ok(f) => serde_json::from_reader(std::io::BufReader::new(f))
-            .map_err(|e| BackendError::State(format!("{} is not a sim state file: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(World::default()),
-        Err(e) => Err(state_err(path, "cannot read", e)),
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(World::default()),
+        Err(e) => return Err(state_err(path, "cannot read", e)),
+    };
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(file));
+    let world =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| bad_state_file(path, e.path().to_string(), e.inner()))?;
+    de.end().map_err(|e| bad_state_file(path, String::new(), &e))?;
+    Ok(world)
+}
+
+/// [`BackendError::StateFile`] for a parse error at `field` (`.` or empty for the document itself).
+fn bad_state_file(path: &Path, field: String, e: &serde_json::Error) -> BackendError {
+    if e.is_io() {
+        return BackendError::State(format!("cannot read {}: {e}", path.display()));
     }
+    // serde_json's message ends with the position, which goes in front instead.
+    let text = e.to_string();
+    let what = text.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())).unwrap_or(&text);
+    let what = match (e.classify(), e.line(), e.column()) {
+        (serde_json::error::Category::Eof, 1, 0) => "the file is empty".to_string(),
+        (serde_json::error::Category::Eof, ..) => format!("{what} (is the file truncated?)"),
+        _ => what.to_string(),
+    };
+    let at = match (e.line(), e.column()) {
+        (line, column) if line > 0 && column > 0 => format!("{}:{line}:{column}", path.display()),
+        _ => path.display().to_string(),
+    };
+    let message = match field.as_str() {
+        // `?`: serde_path_to_error could not name the field (the document ended inside it).
+        "" | "." | "?" => what,
+        field => format!("{field}: {what}"),
+    };
+    BackendError::StateFile { at, message }
 }
 
 impl Sim {
@@ -120,9 +147,15 @@ impl Sim {
         Arc::new(Sim { inner: Mutex::new(Inner { world, stats: CallStats::default(), throttling: true }), store: None })
     }
 
-    /// Opens (or creates) the state file, taking its lock; waits while another command holds it.
+    /// Opens (or creates) the state file, taking its lock; waits while another command holds it, saying so once
+    /// on stderr.
     pub fn open(path: &Path) -> Result<Arc<Sim>, BackendError> {
-        let lock = lock_state(path)?;
+        let lock = lock_state(path, |path| {
+            eprintln!(
+                "waiting for the sim state lock held by another mcpfleet command ({})…",
+                path.with_extension("lock").display()
+            );
+        })?;
         let world = read_world(path)?;
         Ok(Arc::new(Sim {
             inner: Mutex::new(Inner { world, stats: CallStats::default(), throttling: true }),
@@ -133,7 +166,7 @@ impl Sim {
     /// Lets other commands use the state file until [`Sim::reacquire`] (a long-running controller between passes).
     pub fn release(&self) {
         if let Some(store) = &self.store {
-            store.lock.lock().expect("sim store lock").take();
+            lock(&store.lock).take();
         }
     }
 
@@ -141,11 +174,13 @@ impl Sim {
     /// counts carry on.
     pub fn reacquire(&self) -> Result<(), BackendError> {
         let Some(store) = &self.store else { return Ok(()) };
-        let mut held = store.lock.lock().expect("sim store lock");
+        let mut held = lock(&store.lock);
         if held.is_none() {
-            *held = Some(lock_state(&store.path)?);
+            *held = Some(lock_state(&store.path, |path| {
+                tracing::info!(state = %path.display(), "waiting for the sim state lock held by another mcpfleet command");
+            })?);
             let world = read_world(&store.path)?;
-            self.inner.lock().expect("sim lock").world = world;
+            lock(&self.inner).world = world;
         }
         Ok(())
     }
@@ -157,7 +192,7 @@ impl Sim {
 
     /// Runs `f` on the world; `write` says whether it changed and must be persisted.
     pub fn with_world<T>(&self, write: bool, f: impl FnOnce(&mut World) -> T) -> Result<T, BackendError> {
-        let mut inner = self.inner.lock().expect("sim lock");
+        let mut inner = lock(&self.inner);
         let out = f(&mut inner.world);
         if write {
             self.save(&inner.world)?;
@@ -167,21 +202,21 @@ impl Sim {
 
     /// A copy of the world.
     pub fn snapshot(&self) -> World {
-        self.inner.lock().expect("sim lock").world.clone()
+        lock(&self.inner).world.clone()
     }
 
     /// Calls made so far.
     pub fn stats(&self) -> CallStats {
-        self.inner.lock().expect("sim lock").stats.clone()
+        lock(&self.inner).stats.clone()
     }
 
     pub fn reset_stats(&self) {
-        self.inner.lock().expect("sim lock").stats = CallStats::default();
+        lock(&self.inner).stats = CallStats::default();
     }
 
     /// Turns ECS's server-side token buckets on or off.
     pub fn set_throttling(&self, on: bool) {
-        self.inner.lock().expect("sim lock").throttling = on;
+        lock(&self.inner).throttling = on;
     }
 
     fn save(&self, world: &World) -> Result<(), BackendError> {
@@ -196,20 +231,20 @@ impl Sim {
     }
 
     /// Counts the call, applies ECS's token bucket, runs it, persists a write, and honours crash injection.
-    fn call<T>(&self, op: &str, f: impl FnOnce(&mut World) -> Result<T, BackendError>) -> Result<T, BackendError> {
-        let mut inner = self.inner.lock().expect("sim lock");
-        *inner.stats.calls.entry(op.to_string()).or_default() += 1;
+    fn call<T>(&self, op: Op, f: impl FnOnce(&mut World) -> Result<T, BackendError>) -> Result<T, BackendError> {
+        let mut inner = lock(&self.inner);
+        *inner.stats.calls.entry(op).or_default() += 1;
         if inner.throttling
             && let Some(spec) = limits::ecs_bucket(op)
             && !take_token(&mut inner.world, spec)
         {
-            *inner.stats.throttled.entry(op.to_string()).or_default() += 1;
-            return Err(BackendError::Throttled { operation: op.into(), message: "Rate exceeded".into() });
+            *inner.stats.throttled.entry(op).or_default() += 1;
+            return Err(BackendError::Throttled { operation: op, message: "Rate exceeded".into() });
         }
         let out = f(&mut inner.world)?;
-        if is_write(op) {
+        if op.is_write() {
             self.save(&inner.world)?;
-            if self.store.is_some() && std::env::var(CRASH_AFTER_ENV).is_ok_and(|v| v == op) {
+            if self.store.is_some() && std::env::var(CRASH_AFTER_ENV).is_ok_and(|v| v == op.as_str()) {
                 eprintln!("sim: crash injected after {op}");
                 std::process::exit(137);
             }
@@ -239,32 +274,35 @@ fn take_token(world: &mut World, spec: BucketSpec) -> bool {
 #[async_trait]
 impl Ecs for Sim {
     async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Described, BackendError> {
-        self.call("DescribeServices", |w| {
+        self.call(Op::DescribeServices, |w| {
             let (services, missing) = w.describe_services(cluster, names)?;
             Ok(Described { services, missing })
         })
     }
     async fn list_services(&self, cluster: &str) -> Result<Vec<String>, BackendError> {
-        self.call("ListServices", |w| Ok(w.list_services(cluster)))
+        self.call(Op::ListServices, |w| Ok(w.list_services(cluster)))
+    }
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        self.call(Op::ListClusters, |w| Ok(w.list_clusters()))
     }
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
-        self.call("RegisterTaskDefinition", |w| Ok(w.register_task_definition(input)))
+        self.call(Op::RegisterTaskDefinition, |w| Ok(w.register_task_definition(input)))
     }
     async fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
-        self.call("DescribeTaskDefinition", |w| w.describe_task_definition(id))
+        self.call(Op::DescribeTaskDefinition, |w| w.describe_task_definition(id))
     }
     async fn list_task_definitions(&self, family: &str, status: TdStatus) -> Result<Vec<String>, BackendError> {
-        self.call("ListTaskDefinitions", |w| Ok(w.list_task_definitions(family, status)))
+        self.call(Op::ListTaskDefinitions, |w| Ok(w.list_task_definitions(family, status)))
     }
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError> {
-        self.call("DeregisterTaskDefinition", |w| w.deregister_task_definition(arn))
+        self.call(Op::DeregisterTaskDefinition, |w| w.deregister_task_definition(arn))
     }
     async fn create_service(
         &self,
         input: &ServiceInput,
         client_token: Option<&str>,
     ) -> Result<ServiceState, BackendError> {
-        self.call("CreateService", |w| w.create_service_with_token(input, client_token))
+        self.call(Op::CreateService, |w| w.create_service_with_token(input, client_token))
     }
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
         // ECS's enum; the sim keeps no tasks to tag, so a valid value is all there is to check.
@@ -272,17 +310,20 @@ impl Ecs for Sim {
             && !matches!(tagging.propagate_tags.as_str(), "SERVICE" | "TASK_DEFINITION" | "NONE")
         {
             return Err(BackendError::Invalid {
-                operation: "UpdateService".into(),
+                operation: Op::UpdateService,
                 message: format!("InvalidParameterException: invalid propagateTags `{}`", tagging.propagate_tags),
             });
         }
-        self.call("UpdateService", |w| w.update_service(update))
+        self.call(Op::UpdateService, |w| w.update_service(update))
     }
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
-        self.call("DeleteService", |w| w.delete_service(cluster, name))
+        self.call(Op::DeleteService, |w| w.delete_service(cluster, name))
     }
     async fn tag_resource(&self, arn: &str, tags: &super::Tags) -> Result<(), BackendError> {
-        self.call("TagResource", |w| w.tag_resource(arn, tags))
+        self.call(Op::TagResource, |w| w.tag_resource(arn, tags))
+    }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        self.call(Op::UntagResource, |w| w.untag_resource(arn, keys))
     }
     async fn stopped_task_reasons(
         &self,
@@ -290,11 +331,11 @@ impl Ecs for Sim {
         service: &str,
         task_definition: &str,
     ) -> Result<Vec<String>, BackendError> {
-        let arns = self.call("ListTasks", |w| Ok(w.list_stopped_tasks(cluster, service)))?;
+        let arns = self.call(Op::ListTasks, |w| Ok(w.list_stopped_tasks(cluster, service)))?;
         if arns.is_empty() {
             return Ok(Vec::new());
         }
-        self.call("DescribeTasks", |w| Ok(w.stopped_task_reasons(cluster, service, &arns, task_definition)))
+        self.call(Op::DescribeTasks, |w| Ok(w.stopped_task_reasons(cluster, service, &arns, task_definition)))
     }
 }
 
@@ -307,25 +348,25 @@ impl Images for Sim {
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
         if selectors.len() > super::IMAGE_BATCH {
             return Err(BackendError::Invalid {
-                operation: "BatchGetImage".into(),
+                operation: Op::BatchGetImage,
                 message: "imageIds can have at most 100 items".into(),
             });
         }
-        self.call("BatchGetImage", |w| Ok(w.lookup_images(repository, selectors)))
+        self.call(Op::BatchGetImage, |w| w.lookup_images(repository, selectors))
     }
 }
 
 #[async_trait]
 impl Secrets for Sim {
     async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
-        self.call("ListSecrets", |w| Ok(w.resolve_secrets(ids)))
+        self.call(Op::ListSecrets, |w| Ok(w.resolve_secrets(ids)))
     }
 }
 
 #[async_trait]
 impl Clock for Sim {
     fn now_ms(&self) -> u64 {
-        self.inner.lock().expect("sim lock").world.now_ms
+        lock(&self.inner).world.now_ms
     }
 
     fn is_virtual(&self) -> bool {
@@ -334,8 +375,8 @@ impl Clock for Sim {
 
     /// Sleeping moves the virtual clock, progressing deployments; the new time is persisted.
     async fn sleep(&self, d: Duration) {
-        let mut inner = self.inner.lock().expect("sim lock");
-        let t = inner.world.now_ms + d.as_millis() as u64;
+        let mut inner = lock(&self.inner);
+        let t = inner.world.now_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         inner.world.advance_to(t);
         if let Err(e) = self.save(&inner.world) {
             tracing::warn!(error = %e, "could not persist the sim clock");

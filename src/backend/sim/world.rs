@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{
-    BackendError, Deployment, ImageInfo, ImageSelector, RolloutState, ServiceEvent, ServiceState, ServiceUpdate,
-    TaskDefinition, TdStatus,
+    BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, Op, RolloutState, ServiceEvent, ServiceState,
+    ServiceStatus, ServiceUpdate, TaskDefinition, TdStatus,
 };
-use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
+use crate::render::ecs::{CircuitBreaker, DeploymentConfiguration, ServiceInput, TaskDefinitionInput};
 
 /// Re-exported where the sim always had it; the rule itself is ECS's and lives with the ports.
 pub use crate::backend::breaker_threshold;
@@ -126,12 +126,12 @@ impl Default for World {
     }
 }
 
-fn err_invalid(op: &str, message: impl Into<String>) -> BackendError {
-    BackendError::Invalid { operation: op.into(), message: message.into() }
+fn err_invalid(op: Op, message: impl Into<String>) -> BackendError {
+    BackendError::Invalid { operation: op, message: message.into() }
 }
 
-fn err_not_found(op: &str, message: impl Into<String>) -> BackendError {
-    BackendError::NotFound { operation: op.into(), message: message.into() }
+fn err_not_found(op: Op, message: impl Into<String>) -> BackendError {
+    BackendError::NotFound { operation: op, message: message.into() }
 }
 
 fn service_key(cluster: &str, name: &str) -> String {
@@ -193,9 +193,19 @@ impl World {
         arn
     }
 
-    pub fn lookup_images(&self, repository: &str, selectors: &[ImageSelector]) -> BTreeMap<ImageSelector, ImageInfo> {
-        let Some(repo) = self.repositories.get(repository) else { return BTreeMap::new() };
-        selectors
+    /// BatchGetImage: the selectors found; a repository that does not exist is an error, as in ECR.
+    pub fn lookup_images(
+        &self,
+        repository: &str,
+        selectors: &[ImageSelector],
+    ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
+        let Some(repo) = self.repositories.get(repository) else {
+            return Err(err_not_found(
+                Op::BatchGetImage,
+                format!("RepositoryNotFoundException: The repository with name '{repository}' does not exist"),
+            ));
+        };
+        Ok(selectors
             .iter()
             .filter_map(|sel| {
                 let digest = match sel {
@@ -205,7 +215,7 @@ impl World {
                 let image = repo.images.get(&digest)?;
                 Some((sel.clone(), ImageInfo { digest, platforms: image.platforms.clone() }))
             })
-            .collect()
+            .collect())
     }
 
     pub fn resolve_secrets(&self, ids: &[String]) -> BTreeMap<String, String> {
@@ -260,7 +270,7 @@ impl World {
     pub fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
         self.find_task_definition(id)
             .cloned()
-            .ok_or_else(|| err_invalid("DescribeTaskDefinition", format!("Unable to describe task definition: {id}")))
+            .ok_or_else(|| err_invalid(Op::DescribeTaskDefinition, format!("Unable to describe task definition: {id}")))
     }
 
     pub fn list_task_definitions(&self, family: &str, status: TdStatus) -> Vec<String> {
@@ -272,11 +282,12 @@ impl World {
 
     pub fn deregister_task_definition(&mut self, arn: &str) -> Result<(), BackendError> {
         let short = arn.rsplit_once("task-definition/").map_or(arn, |(_, s)| s);
-        let (family, rev) =
-            short.rsplit_once(':').ok_or_else(|| err_invalid("DeregisterTaskDefinition", "a revision is required"))?;
-        let rev: usize = rev.parse().map_err(|_| err_invalid("DeregisterTaskDefinition", "bad revision"))?;
+        let (family, rev) = short
+            .rsplit_once(':')
+            .ok_or_else(|| err_invalid(Op::DeregisterTaskDefinition, "a revision is required"))?;
+        let rev: usize = rev.parse().map_err(|_| err_invalid(Op::DeregisterTaskDefinition, "bad revision"))?;
         let td = self.families.get_mut(family).and_then(|tds| tds.get_mut(rev.wrapping_sub(1))).ok_or_else(|| {
-            err_invalid("DeregisterTaskDefinition", format!("The specified task definition does not exist: {arn}"))
+            err_invalid(Op::DeregisterTaskDefinition, format!("The specified task definition does not exist: {arn}"))
         })?;
         td.status = TdStatus::Inactive;
         Ok(())
@@ -294,7 +305,7 @@ impl World {
         names: &[String],
     ) -> Result<(Vec<ServiceState>, Vec<String>), BackendError> {
         if names.len() > crate::backend::DESCRIBE_SERVICES_BATCH {
-            return Err(err_invalid("DescribeServices", "services can have at most 10 items"));
+            return Err(err_invalid(Op::DescribeServices, "services can have at most 10 items"));
         }
         let mut found = Vec::new();
         let mut missing = Vec::new();
@@ -316,11 +327,17 @@ impl World {
             .collect()
     }
 
+    /// Clusters exist in the sim once a service was created in them.
+    pub fn list_clusters(&self) -> Vec<String> {
+        let clusters: std::collections::BTreeSet<&String> = self.services.values().map(|s| &s.state.cluster).collect();
+        clusters.into_iter().cloned().collect()
+    }
+
     fn new_deployment(&mut self, task_definition: &str, desired: u32) -> Deployment {
         let id = format!("ecs-svc/{:019}", self.next_seq());
         Deployment {
             id,
-            status: "PRIMARY".into(),
+            status: DeploymentStatus::Primary,
             task_definition: task_definition.into(),
             desired_count: desired,
             running_count: 0,
@@ -333,7 +350,7 @@ impl World {
         }
     }
 
-    fn active_td_arn(&self, op: &str, id: &str) -> Result<String, BackendError> {
+    fn active_td_arn(&self, op: Op, id: &str) -> Result<String, BackendError> {
         match self.find_task_definition(id) {
             Some(td) if td.status == TdStatus::Active => Ok(td.arn.clone()),
             Some(_) => Err(err_invalid(op, format!("TaskDefinition is inactive: {id}"))),
@@ -351,7 +368,7 @@ impl World {
         input: &ServiceInput,
         client_token: Option<&str>,
     ) -> Result<ServiceState, BackendError> {
-        const OP: &str = "CreateService";
+        const OP: Op = Op::CreateService;
         let key = service_key(&input.cluster, &input.service_name);
         if let Some(existing) = self.services.get(&key).filter(|s| s.state.is_active()) {
             if client_token.is_some() && existing.client_token.as_deref() == client_token {
@@ -366,7 +383,7 @@ impl World {
             arn: self.service_arn(&input.cluster, &input.service_name),
             cluster: input.cluster.clone(),
             name: input.service_name.clone(),
-            status: "ACTIVE".into(),
+            status: ServiceStatus::Active,
             task_definition: td,
             desired_count: input.desired_count,
             running_count: 0,
@@ -394,7 +411,7 @@ impl World {
     }
 
     pub fn update_service(&mut self, u: &ServiceUpdate) -> Result<ServiceState, BackendError> {
-        const OP: &str = "UpdateService";
+        const OP: Op = Op::UpdateService;
         let key = service_key(&u.cluster, &u.service);
         match self.services.get(&key) {
             None => return Err(err_not_found(OP, format!("Service not found: {}", u.service))),
@@ -407,12 +424,15 @@ impl World {
             Some(id) => Some(self.active_td_arn(OP, id)?),
             None => None,
         };
-        let desired = u.desired_count.unwrap_or_else(|| self.services[&key].state.desired_count);
-        let deployment = match &new_td {
-            Some(td) if *td != self.services[&key].state.task_definition => Some(self.new_deployment(td, desired)),
-            _ => None,
+        let Some(current) = self.services.get(&key).map(|s| &s.state) else {
+            return Err(err_not_found(OP, format!("Service not found: {}", u.service)));
         };
-        let svc = self.services.get_mut(&key).expect("checked above");
+        let desired = u.desired_count.unwrap_or(current.desired_count);
+        let changed_td = new_td.as_ref().filter(|td| **td != current.task_definition);
+        let deployment = changed_td.map(|td| self.new_deployment(td, desired));
+        let Some(svc) = self.services.get_mut(&key) else {
+            return Err(err_not_found(OP, format!("Service not found: {}", u.service)));
+        };
         let s = &mut svc.state;
         if let Some(c) = &u.deployment_configuration {
             s.deployment_configuration = Some(c.clone());
@@ -423,7 +443,7 @@ impl World {
         s.desired_count = desired;
         if let Some(d) = deployment {
             for old in &mut s.deployments {
-                old.status = "ACTIVE".into();
+                old.status = DeploymentStatus::Active;
             }
             s.task_definition = d.task_definition.clone();
             s.deployments.insert(0, d);
@@ -441,8 +461,8 @@ impl World {
             .services
             .get_mut(&service_key(cluster, name))
             .filter(|s| s.state.is_active())
-            .ok_or_else(|| err_not_found("DeleteService", format!("Service not found: {name}")))?;
-        svc.state.status = "INACTIVE".into();
+            .ok_or_else(|| err_not_found(Op::DeleteService, format!("Service not found: {name}")))?;
+        svc.state.status = ServiceStatus::Inactive;
         svc.state.desired_count = 0;
         svc.state.running_count = 0;
         svc.state.pending_count = 0;
@@ -484,25 +504,33 @@ impl World {
     }
 
     pub fn tag_resource(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), BackendError> {
+        let found = self.tags_of(arn, Op::TagResource)?;
+        found.extend(tags.clone());
+        Ok(())
+    }
+
+    pub fn untag_resource(&mut self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
+        let found = self.tags_of(arn, Op::UntagResource)?;
+        found.retain(|k, _| !keys.contains(k));
+        Ok(())
+    }
+
+    /// The tags of a service or task definition, by ARN.
+    fn tags_of(&mut self, arn: &str, op: Op) -> Result<&mut BTreeMap<String, String>, BackendError> {
         if let Some(svc) = self.services.values_mut().find(|s| s.state.arn == arn) {
-            svc.state.tags.extend(tags.clone());
-            return Ok(());
+            return Ok(&mut svc.state.tags);
         }
-        for tds in self.families.values_mut() {
-            if let Some(td) = tds.iter_mut().find(|td| td.arn == arn) {
-                td.tags.extend(tags.clone());
-                return Ok(());
-            }
-        }
-        Err(err_not_found("TagResource", format!("The specified resource could not be found: {arn}")))
+        let td = self.families.values_mut().flat_map(|tds| tds.iter_mut()).find(|td| td.arn == arn);
+        td.map(|td| &mut td.tags)
+            .ok_or_else(|| err_not_found(op, format!("The specified resource could not be found: {arn}")))
     }
 
     // ---- the clock ----
 
     /// Moves the clock to `t`, progressing every deployment tick by tick.
     pub fn advance_to(&mut self, t: u64) {
-        while self.now_ms + TICK_MS <= t {
-            self.now_ms += TICK_MS;
+        while let Some(next) = self.now_ms.checked_add(TICK_MS).filter(|next| *next <= t) {
+            self.now_ms = next;
             self.tick();
         }
         if t > self.now_ms {
@@ -565,11 +593,10 @@ impl World {
                     )
                 })
                 .collect();
-            let seq = self.seq;
-            let svc = self.services.get_mut(&key).expect("listed above");
-            let rollback_id = tick_service(svc, now, &health, seq + 1);
-            if rollback_id {
-                self.seq += 1;
+            let seq = self.seq.wrapping_add(1);
+            let Some(svc) = self.services.get_mut(&key) else { continue };
+            if tick_service(svc, now, &health, seq) {
+                self.seq = seq;
             }
         }
     }
@@ -583,6 +610,11 @@ fn arn_without_suffix(arn: &str) -> &str {
 fn push_event(s: &mut ServiceState, at_ms: u64, message: String) {
     s.events.insert(0, ServiceEvent { at_ms, message });
     s.events.truncate(MAX_EVENTS);
+}
+
+/// The sum of counts, at most `u32::MAX`.
+fn saturating_sum(counts: impl Iterator<Item = u32>) -> u32 {
+    counts.fold(0, u32::saturating_add)
 }
 
 /// A service with one completed deployment running exactly its desired count: nothing to simulate.
@@ -603,8 +635,12 @@ fn tick_service(
 ) -> bool {
     let name = svc.state.name.clone();
     let desired = svc.state.desired_count;
-    // The sim always records the configuration it was given.
-    let cfg = svc.state.deployment_configuration.clone().expect("the sim records deployment configurations");
+    // The sim records the configuration it was given; a state file edited without one gets ECS's defaults.
+    let cfg = svc.state.deployment_configuration.clone().unwrap_or(DeploymentConfiguration {
+        maximum_percent: 200,
+        minimum_healthy_percent: 100,
+        deployment_circuit_breaker: CircuitBreaker { enable: false, rollback: false },
+    });
     let mut started_rollback = false;
 
     // 1. Tasks launched long enough ago pass or fail their health checks.
@@ -612,16 +648,17 @@ fn tick_service(
         let (healthy, settle) =
             health.get(&d.task_definition).copied().unwrap_or((Err("task definition missing"), TASK_SETTLE_MS));
         let launches = svc.pending.entry(d.id.clone()).or_default();
-        let settled = launches.iter().filter(|t| **t + settle <= now).count();
-        launches.retain(|t| *t + settle > now);
+        let settled = launches.iter().filter(|t| t.saturating_add(settle) <= now).count();
+        launches.retain(|t| t.saturating_add(settle) > now);
+        let settled = u32::try_from(settled).unwrap_or(u32::MAX);
         match healthy {
-            Ok(()) => d.running_count += settled as u32,
+            Ok(()) => d.running_count = d.running_count.saturating_add(settled),
             Err(why) => {
                 let (stopped_reason, container_reason) = stop_reasons(why);
                 let task_prefix =
                     svc.state.arn.rsplit_once('/').map_or("", |(head, _)| head).replace(":service/", ":task/");
-                for n in 0..settled as u32 {
-                    let id = Sha256::digest(format!("{}/{}", d.id, d.failed_tasks + n).as_bytes());
+                for n in 0..settled {
+                    let id = Sha256::digest(format!("{}/{}", d.id, d.failed_tasks.wrapping_add(n)).as_bytes());
                     let id: String = id.iter().take(16).map(|b| format!("{b:02x}")).collect();
                     svc.stopped.insert(
                         0,
@@ -642,7 +679,7 @@ fn tick_service(
                         },
                     );
                 }
-                d.failed_tasks += settled as u32;
+                d.failed_tasks = d.failed_tasks.saturating_add(settled);
                 svc.stopped.truncate(MAX_STOPPED);
             }
         }
@@ -670,7 +707,7 @@ fn tick_service(
             && let Some(prev) = svc.last_completed.clone().filter(|prev| *prev != failed_td)
         {
             for d in &mut svc.state.deployments {
-                d.status = "ACTIVE".into();
+                d.status = DeploymentStatus::Active;
             }
             svc.pending.remove(&failed_id);
             let id = format!("ecs-svc/{seq:019}");
@@ -678,7 +715,7 @@ fn tick_service(
                 0,
                 Deployment {
                     id: id.clone(),
-                    status: "PRIMARY".into(),
+                    status: DeploymentStatus::Primary,
                     task_definition: prev.clone(),
                     desired_count: desired,
                     running_count: 0,
@@ -699,23 +736,25 @@ fn tick_service(
     // 3. Stop old deployments' unsettled launches; launch and drain within the deployment bounds.
     let primary_id = svc.state.deployments.first().map(|d| d.id.clone());
     svc.pending.retain(|id, _| Some(id) == primary_id.as_ref());
-    let max_total = desired * cfg.maximum_percent / 100;
-    let min_healthy = (desired * cfg.minimum_healthy_percent).div_ceil(100);
-    let old_running: u32 = svc.state.deployments.iter().skip(1).map(|d| d.running_count).sum();
+    // Counts and percentages come from a file the user may edit: saturate rather than overflow.
+    let percent_of = |p: u32| u32::try_from((u64::from(desired) * u64::from(p)).div_ceil(100)).unwrap_or(u32::MAX);
+    let max_total = u32::try_from(u64::from(desired) * u64::from(cfg.maximum_percent) / 100).unwrap_or(u32::MAX);
+    let min_healthy = percent_of(cfg.minimum_healthy_percent);
+    let old_running = saturating_sum(svc.state.deployments.iter().skip(1).map(|d| d.running_count));
     if let Some(primary_id) = primary_id {
         let launches = svc.pending.entry(primary_id).or_default();
-        let p = &mut svc.state.deployments[0];
+        let Some(p) = svc.state.deployments.first_mut() else { return started_rollback };
         // Scale the primary down first when the desired count dropped.
         if p.running_count > desired {
             p.running_count = desired;
             launches.clear();
         }
-        let in_flight = p.running_count + launches.len() as u32;
+        let in_flight = p.running_count.saturating_add(u32::try_from(launches.len()).unwrap_or(u32::MAX));
         let need = desired.saturating_sub(in_flight);
-        let room = max_total.saturating_sub(old_running + in_flight);
+        let room = max_total.saturating_sub(old_running.saturating_add(in_flight));
         let launch = need.min(room);
         launches.extend(std::iter::repeat_n(now, launch as usize));
-        let healthy = p.running_count + old_running;
+        let healthy = p.running_count.saturating_add(old_running);
         let excess = healthy.saturating_sub(desired);
         let blocked = need - launch;
         let can_stop = healthy.saturating_sub(min_healthy);
@@ -726,15 +765,15 @@ fn tick_service(
             stop -= n;
         }
     }
-    svc.state.deployments.retain(|d| d.status == "PRIMARY" || d.running_count > 0);
+    svc.state.deployments.retain(|d| d.status == DeploymentStatus::Primary || d.running_count > 0);
 
     // 4. Counts and completion.
-    let pending_total: u32 = svc.pending.values().map(|v| v.len() as u32).sum();
+    let pending_total = saturating_sum(svc.pending.values().map(|v| u32::try_from(v.len()).unwrap_or(u32::MAX)));
     if let Some(p) = svc.state.deployments.first_mut() {
         p.pending_count = pending_total;
         p.desired_count = desired;
     }
-    svc.state.running_count = svc.state.deployments.iter().map(|d| d.running_count).sum();
+    svc.state.running_count = saturating_sum(svc.state.deployments.iter().map(|d| d.running_count));
     svc.state.pending_count = pending_total;
     let single = svc.state.deployments.len() == 1;
     if let Some(p) = svc.state.deployments.first_mut()

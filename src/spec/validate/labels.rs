@@ -8,8 +8,8 @@ use crate::spec::code::Code;
 
 re!(TAG_CHARS, r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$");
 
-/// Labels a service may have: AWS allows 50 tags per resource and mcpfleet keeps its state in up to ten.
-const MAX_LABELS: usize = 40;
+/// ECS allows 50 tags a resource; mcpfleet's own take up to 11 (state, and `mcpfleet.io/labels`).
+const MAX_LABELS: usize = 39;
 
 pub(super) fn check_labels(ctx: &mut DocCtx, labels: &BTreeMap<String, String>) {
     let base = p(&["metadata", "labels"]);
@@ -18,6 +18,17 @@ pub(super) fn check_labels(ctx: &mut DocCtx, labels: &BTreeMap<String, String>) 
             Code::TooManyLabels,
             &base,
             format!("{} labels given; at most {MAX_LABELS} fit beside mcpfleet's own tags", labels.len()),
+        );
+    }
+    // mcpfleet records the keys it put there in one tag value (at most 256 characters), comma-separated.
+    let keys_len = labels.keys().map(|k| k.chars().count()).sum::<usize>() + labels.len().saturating_sub(1);
+    if keys_len > 256 {
+        ctx.err(
+            Code::LabelKeysTooLong,
+            &base,
+            format!(
+                "label keys take {keys_len} characters together (with a comma between); at most 256 fit in the tag that records them"
+            ),
         );
     }
     for (k, v) in labels {

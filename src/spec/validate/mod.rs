@@ -2,7 +2,7 @@
 //! sees every problem of a fleet in one run.
 //!
 //! One module per concern, each owning its rules, patterns and codes (`super::code`): names, labels, image, task
-//! size, roles, env, secrets, health check, network, logging, rollout. This module holds what they share (the
+//! size, roles, env, secrets, health check, network, logging, rollout, local stack. This module holds what they share (the
 //! document context, field paths, durations) and walks a service through them.
 //!
 //! Fields inherited from FleetDefaults are checked once, where they are written; a service is checked for the
@@ -32,6 +32,7 @@ mod env;
 mod health;
 mod image;
 mod labels;
+mod local;
 mod logging;
 mod names;
 mod network;
@@ -39,6 +40,8 @@ mod roles;
 mod rollout;
 mod secrets;
 mod task;
+
+pub(super) use local::check_unique_local_port;
 
 /// Collects diagnostics for one document, resolving each field path to its line.
 pub(super) struct DocCtx<'a> {
@@ -232,6 +235,8 @@ pub(super) fn check_service(
     if !broken("port") {
         task::check_port(ctx, s.port);
     }
+    let local_port = s.local.as_ref().and_then(|l| l.port);
+    local::check_local_port(ctx, local_port);
 
     let env: BTreeMap<String, String> = s.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
     env::check_env(ctx, &env);
@@ -341,5 +346,6 @@ pub(super) fn check_service(
         logging,
         rollout: rollout?,
         read_only_root_filesystem: s.read_only_root_filesystem.or(d.spec.read_only_root_filesystem).unwrap_or(true),
+        local_port: local_port.map(u16::try_from).transpose().ok()?,
     })
 }

@@ -1,0 +1,273 @@
+//! The API operations mcpfleet performs, as one type.
+//!
+//! Every place that names an operation goes through [`Op`]: the client-side token buckets
+//! ([`limits::bucket`](super::limits::bucket)), the sim's and the aws adapter's request counts
+//! ([`CallStats`](super::sim::CallStats), the `apiCalls` of `-o json`), the controller's metric labels, the
+//! `operation` of a [`BackendError`](super::BackendError), and the IAM policy test, which checks that
+//! `manifests/controller/iam-policy.json` grants exactly [`Op::iam_action`] of every operation in [`Op::ALL`] and
+//! that the aws adapters send no request outside it. [`Op::as_str`] is the AWS name, so every text that shows an
+//! operation (JSON keys, metric labels, error prefixes) reads as before the names became a type.
+//!
+//! `Op` orders, compares and hashes as its name, so maps keyed by it can also be read with the name as a `&str`
+//! (`calls.get("DescribeServices")`), and serialize in the same key order as maps keyed by the names did.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{self, AtomicU64};
+
+/// The AWS service an operation belongs to (its IAM action prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Ecs,
+    Ecr,
+    SecretsManager,
+}
+
+impl Service {
+    /// The IAM action prefix (`ecs`, `ecr`, `secretsmanager`).
+    pub const fn iam_prefix(self) -> &'static str {
+        match self {
+            Service::Ecs => "ecs",
+            Service::Ecr => "ecr",
+            Service::SecretsManager => "secretsmanager",
+        }
+    }
+}
+
+/// An API operation: an AWS request the adapters send, or one of mcpfleet's own steps that is metered and
+/// reported like one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    DescribeServices,
+    ListServices,
+    CreateService,
+    UpdateService,
+    DeleteService,
+    RegisterTaskDefinition,
+    DeregisterTaskDefinition,
+    DescribeTaskDefinition,
+    ListTaskDefinitions,
+    TagResource,
+    UntagResource,
+    ListClusters,
+    ListTasks,
+    DescribeTasks,
+    BatchGetImage,
+    ListSecrets,
+    DescribeSecret,
+    /// Not a request: one call of secret resolution (ListSecrets pages and DescribeSecret per ARN), which is
+    /// metered and retried as a whole.
+    ResolveSecrets,
+    /// Not a request: resolving an image outside Amazon ECR (a digest is used as is; a tag cannot be resolved).
+    ResolveImage,
+}
+
+impl Op {
+    /// Every operation.
+    pub const ALL: [Op; 19] = [
+        Op::DescribeServices,
+        Op::ListServices,
+        Op::CreateService,
+        Op::UpdateService,
+        Op::DeleteService,
+        Op::RegisterTaskDefinition,
+        Op::DeregisterTaskDefinition,
+        Op::DescribeTaskDefinition,
+        Op::ListTaskDefinitions,
+        Op::TagResource,
+        Op::UntagResource,
+        Op::ListClusters,
+        Op::ListTasks,
+        Op::DescribeTasks,
+        Op::BatchGetImage,
+        Op::ListSecrets,
+        Op::DescribeSecret,
+        Op::ResolveSecrets,
+        Op::ResolveImage,
+    ];
+
+    /// The AWS name (`DescribeServices`), or for mcpfleet's own steps the name they are reported under.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Op::DescribeServices => "DescribeServices",
+            Op::ListServices => "ListServices",
+            Op::CreateService => "CreateService",
+            Op::UpdateService => "UpdateService",
+            Op::DeleteService => "DeleteService",
+            Op::RegisterTaskDefinition => "RegisterTaskDefinition",
+            Op::DeregisterTaskDefinition => "DeregisterTaskDefinition",
+            Op::DescribeTaskDefinition => "DescribeTaskDefinition",
+            Op::ListTaskDefinitions => "ListTaskDefinitions",
+            Op::TagResource => "TagResource",
+            Op::UntagResource => "UntagResource",
+            Op::ListClusters => "ListClusters",
+            Op::ListTasks => "ListTasks",
+            Op::DescribeTasks => "DescribeTasks",
+            Op::BatchGetImage => "BatchGetImage",
+            Op::ListSecrets => "ListSecrets",
+            Op::DescribeSecret => "DescribeSecret",
+            Op::ResolveSecrets => "ListSecrets/DescribeSecret",
+            Op::ResolveImage => "ResolveImage",
+        }
+    }
+
+    /// The operation named `name` (as [`Op::as_str`] spells it).
+    pub fn from_name(name: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.as_str() == name)
+    }
+
+    /// The AWS service the request goes to; `None` for mcpfleet's own steps.
+    pub const fn service(self) -> Option<Service> {
+        match self {
+            Op::DescribeServices
+            | Op::ListServices
+            | Op::CreateService
+            | Op::UpdateService
+            | Op::DeleteService
+            | Op::RegisterTaskDefinition
+            | Op::DeregisterTaskDefinition
+            | Op::DescribeTaskDefinition
+            | Op::ListTaskDefinitions
+            | Op::TagResource
+            | Op::UntagResource
+            | Op::ListClusters
+            | Op::ListTasks
+            | Op::DescribeTasks => Some(Service::Ecs),
+            Op::BatchGetImage => Some(Service::Ecr),
+            Op::ListSecrets | Op::DescribeSecret => Some(Service::SecretsManager),
+            Op::ResolveSecrets | Op::ResolveImage => None,
+        }
+    }
+
+    /// The IAM action the request needs (`ecs:DescribeServices`); `None` for mcpfleet's own steps.
+    pub fn iam_action(self) -> Option<String> {
+        self.service().map(|s| format!("{}:{}", s.iam_prefix(), self.as_str()))
+    }
+
+    /// Whether the operation changes state.
+    pub const fn is_write(self) -> bool {
+        matches!(
+            self,
+            Op::RegisterTaskDefinition
+                | Op::DeregisterTaskDefinition
+                | Op::CreateService
+                | Op::UpdateService
+                | Op::DeleteService
+                | Op::TagResource
+                | Op::UntagResource
+        )
+    }
+
+    /// The position of the operation in [`Op::ALL`] (counters kept in arrays).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Ord for Op {
+    fn cmp(&self, other: &Op) -> Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Op {
+    fn partial_cmp(&self, other: &Op) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for Op {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+/// Sound because `Op`'s `Eq`, `Ord` and `Hash` are those of its name.
+impl Borrow<str> for Op {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for Op {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Op {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for Op {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A count per operation, without a lock (one atomic per [`Op`]).
+#[derive(Debug, Default)]
+pub struct Counts([AtomicU64; Op::ALL.len()]);
+
+impl Counts {
+    pub fn add(&self, op: Op) {
+        self.0[op.index()].fetch_add(1, atomic::Ordering::Relaxed);
+    }
+
+    /// The operations counted at least once.
+    pub fn snapshot(&self) -> BTreeMap<Op, u64> {
+        Op::ALL
+            .into_iter()
+            .map(|op| (op, self.0[op.index()].load(atomic::Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        let mut names: Vec<&str> = Op::ALL.iter().map(|op| op.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Op::ALL.len(), "two operations share a name");
+        for (i, op) in Op::ALL.into_iter().enumerate() {
+            assert_eq!(Op::from_name(op.as_str()), Some(op));
+            assert_eq!(op.index(), i, "{op} is out of place in Op::ALL");
+        }
+        assert_eq!(Op::from_name("GetSecretValue"), None);
+    }
+
+    #[test]
+    fn iam_actions_and_writes() {
+        assert_eq!(Op::DescribeServices.iam_action().as_deref(), Some("ecs:DescribeServices"));
+        assert_eq!(Op::BatchGetImage.iam_action().as_deref(), Some("ecr:BatchGetImage"));
+        assert_eq!(Op::DescribeSecret.iam_action().as_deref(), Some("secretsmanager:DescribeSecret"));
+        assert_eq!(Op::ResolveSecrets.iam_action(), None);
+        let writes: Vec<&str> = Op::ALL.into_iter().filter(|op| op.is_write()).map(Op::as_str).collect();
+        assert_eq!(
+            writes,
+            [
+                "CreateService",
+                "UpdateService",
+                "DeleteService",
+                "RegisterTaskDefinition",
+                "DeregisterTaskDefinition",
+                "TagResource"
+            ]
+        );
+    }
+}

@@ -1,0 +1,444 @@
+//! mcpfleet's state in AWS, as types: every `mcpfleet.io/` tag name, the typed views parsed once from a service's
+//! and a revision's tags, the writers that turn decisions back into tag maps, task-definition ARNs, and the rule
+//! that holds a failed spec back.
+//!
+//! State lives in tags (there is no database), so the meaning of a tag is decided here and nowhere else: readers
+//! ask a [`ServiceTags`] or [`RevisionTags`], writers call the functions below, and whether a spec is held back is
+//! answered by [`held_spec`] alone. Pure: no async, no I/O.
+
+use std::fmt;
+
+use crate::backend::{DeploymentStatus, RolloutState, ServiceState, Tags};
+use crate::render::ecs::{EcsService, Tag, TaskDefinitionInput};
+
+/// Prefix of every tag mcpfleet owns.
+pub const TAG_PREFIX: &str = "mcpfleet.io/";
+/// `managed-by=mcpfleet` on every service and revision mcpfleet made.
+pub const TAG_MANAGED_BY: &str = "mcpfleet.io/managed-by";
+/// Hash of the whole desired state of a service (see `render::ecs::spec_hash`): equal hashes mean nothing to do.
+pub const TAG_SPEC_HASH: &str = "mcpfleet.io/spec-hash";
+/// The image tag the manifest named.
+pub const TAG_IMAGE_TAG: &str = "mcpfleet.io/image-tag";
+/// The digest the image was pinned to.
+pub const TAG_IMAGE_DIGEST: &str = "mcpfleet.io/image-digest";
+/// Hash of the task definition alone (on task definitions): a revision with the same one is reused.
+pub const TAG_TASK_HASH: &str = "mcpfleet.io/task-hash";
+/// CPU architecture the service runs on.
+pub const TAG_ARCHITECTURE: &str = "mcpfleet.io/architecture";
+/// MCP transport the server speaks (`streamable-http` or `sse`), for operators and tools that connect to it.
+pub const TAG_TRANSPORT: &str = "mcpfleet.io/transport";
+/// The task-definition ARN the service's spec-hash was applied with (so drift of the revision is visible).
+pub const TAG_TASK_DEFINITION: &str = "mcpfleet.io/task-definition";
+/// The task-definition ARN of the last rollout that completed.
+pub const TAG_LAST_GOOD: &str = "mcpfleet.io/last-good";
+/// A spec-hash whose rollout failed: not deployed again until the spec changes.
+pub const TAG_FAILED_SPEC_HASH: &str = "mcpfleet.io/failed-spec-hash";
+/// What a revision's rollout came to (see [`Outcome`]), on the task definition.
+pub const TAG_OUTCOME: &str = "mcpfleet.io/outcome";
+/// Service tag: the id of the deployment whose failed rollback was reported, so it is reported once.
+pub const TAG_ROLLBACK_FAILED: &str = "mcpfleet.io/rollback-failed";
+/// The keys of the user's labels that mcpfleet put on a resource, comma-separated (a character label keys cannot
+/// hold): only these are removed when a label leaves the manifests, so tags that others add stay.
+pub const TAG_LABELS: &str = "mcpfleet.io/labels";
+/// Value of the managed-by tag.
+pub const MANAGED_BY: &str = "mcpfleet";
+
+/// What a revision's rollout came to, recorded on the task definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its rollout completed: a revision to go back to.
+    Completed,
+    /// Its rollout failed (and nothing went back from it, or going back to it failed).
+    Failed,
+    /// The service was rolled back from it (by mcpfleet, ECS's circuit breaker or an operator).
+    RolledBack,
+}
+
+impl Outcome {
+    /// The tag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled_back",
+        }
+    }
+
+    /// The outcome a tag value names; None for anything else.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [Outcome::Completed, Outcome::Failed, Outcome::RolledBack].into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A task-definition reference: a full ARN (`arn:…:task-definition/family:revision`), `family:revision`, or a bare
+/// family. Borrowed, so wrapping a string copies nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskDefArn<'a>(pub &'a str);
+
+impl<'a> TaskDefArn<'a> {
+    /// `family:revision` (or the family alone when there is no revision).
+    pub fn short(self) -> &'a str {
+        self.0.rsplit_once("task-definition/").map_or(self.0, |(_, s)| s)
+    }
+
+    /// The family.
+    pub fn family(self) -> &'a str {
+        let short = self.short();
+        short.rsplit_once(':').filter(|(_, r)| is_revision(r)).map_or(short, |(f, _)| f)
+    }
+
+    /// The revision number, when the reference names one.
+    pub fn revision(self) -> Option<u32> {
+        self.short().rsplit_once(':').and_then(|(_, r)| r.parse().ok().filter(|_| is_revision(r)))
+    }
+}
+
+impl fmt::Display for TaskDefArn<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.short())
+    }
+}
+
+fn is_revision(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_digit())
+}
+
+/// `family:revision` of a task-definition ARN.
+pub fn short(arn: &str) -> &str {
+    TaskDefArn(arn).short()
+}
+
+/// A service's `mcpfleet.io/` tags, parsed once. An empty value counts as absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceTags<'a> {
+    /// Tagged `managed-by=mcpfleet`.
+    pub managed: bool,
+    /// The spec-hash applied.
+    pub spec_hash: Option<&'a str>,
+    /// The revision the spec-hash was applied with.
+    pub applied: Option<&'a str>,
+    /// The revision of the last rollout that completed.
+    pub last_good: Option<&'a str>,
+    /// The spec-hash recorded as failed.
+    pub failed_spec_hash: Option<&'a str>,
+    /// What the applied revision runs.
+    pub image: ImageTags<'a>,
+    /// The deployment whose failed rollback was reported.
+    pub rollback_failed: Option<&'a str>,
+}
+
+fn get<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
+    tags.get(key).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+impl<'a> ServiceTags<'a> {
+    pub fn parse(tags: &'a Tags) -> ServiceTags<'a> {
+        ServiceTags {
+            managed: get(tags, TAG_MANAGED_BY) == Some(MANAGED_BY),
+            spec_hash: get(tags, TAG_SPEC_HASH),
+            applied: get(tags, TAG_TASK_DEFINITION),
+            last_good: get(tags, TAG_LAST_GOOD),
+            failed_spec_hash: get(tags, TAG_FAILED_SPEC_HASH),
+            image: ImageTags::parse(tags),
+            rollback_failed: get(tags, TAG_ROLLBACK_FAILED),
+        }
+    }
+
+    /// The service's tags.
+    pub fn of(state: &'a ServiceState) -> ServiceTags<'a> {
+        ServiceTags::parse(&state.tags)
+    }
+
+    /// The failure of the spec the service was applied with is recorded.
+    pub fn applied_failure_recorded(&self) -> bool {
+        self.spec_hash.is_some() && self.failed_spec_hash == self.spec_hash
+    }
+
+    /// The service left a spec whose rollout failed (a rollback): a failed spec is recorded, and it is not the
+    /// one the service's tags now describe.
+    pub fn came_back_from_failure(&self) -> bool {
+        self.failed_spec_hash.is_some() && self.failed_spec_hash != self.spec_hash
+    }
+}
+
+/// What a service or revision runs, as its tags say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageTags<'a> {
+    /// The image tag the manifest named.
+    pub tag: Option<&'a str>,
+    /// The digest it was pinned to.
+    pub digest: Option<&'a str>,
+    pub architecture: Option<&'a str>,
+    pub transport: Option<&'a str>,
+}
+
+impl<'a> ImageTags<'a> {
+    pub fn parse(tags: &'a Tags) -> ImageTags<'a> {
+        ImageTags {
+            tag: get(tags, TAG_IMAGE_TAG),
+            digest: get(tags, TAG_IMAGE_DIGEST),
+            architecture: get(tags, TAG_ARCHITECTURE),
+            transport: get(tags, TAG_TRANSPORT),
+        }
+    }
+}
+
+/// A revision's `mcpfleet.io/` tags, parsed once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RevisionTags<'a> {
+    pub spec_hash: Option<&'a str>,
+    pub task_hash: Option<&'a str>,
+    pub image: ImageTags<'a>,
+    /// None: registered, never judged (`superseded` in history unless it runs).
+    pub outcome: Option<Outcome>,
+}
+
+impl<'a> RevisionTags<'a> {
+    pub fn parse(tags: &'a Tags) -> RevisionTags<'a> {
+        RevisionTags {
+            spec_hash: get(tags, TAG_SPEC_HASH),
+            task_hash: get(tags, TAG_TASK_HASH),
+            image: ImageTags::parse(tags),
+            outcome: get(tags, TAG_OUTCOME).and_then(Outcome::parse),
+        }
+    }
+}
+
+/// The value of `key` among rendered tags.
+fn rendered<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+}
+
+/// The desired spec-hash of a rendered service ("" when it has none).
+pub fn desired_spec_hash(e: &EcsService) -> &str {
+    rendered(&e.create_service.tags, TAG_SPEC_HASH).unwrap_or("")
+}
+
+/// The image digest a rendered service is pinned to.
+pub fn desired_digest(e: &EcsService) -> Option<&str> {
+    rendered(&e.create_service.tags, TAG_IMAGE_DIGEST)
+}
+
+/// The transport a rendered service is tagged with.
+pub fn desired_transport(e: &EcsService) -> Option<&str> {
+    rendered(&e.create_service.tags, TAG_TRANSPORT)
+}
+
+/// The transport a rendered task definition is tagged with.
+pub fn rendered_transport(td: &TaskDefinitionInput) -> Option<&str> {
+    rendered(&td.tags, TAG_TRANSPORT)
+}
+
+/// The task-hash a rendered task definition carries.
+pub fn desired_task_hash(td: &TaskDefinitionInput) -> Option<&str> {
+    rendered(&td.tags, TAG_TASK_HASH)
+}
+
+/// Whether ECS took the service off the revision mcpfleet applied because that rollout failed (its deployment
+/// circuit breaker rolled back), whether or not anyone watched: the applied revision's deployment is FAILED, or
+/// the PRIMARY deployment is the breaker's rollback (its reason, or ECS's "rolling back to deployment" event,
+/// names it). An out-of-band deployment of another revision is drift, not this.
+pub fn rolled_back_by_ecs(state: &ServiceState) -> bool {
+    let Some(applied) = ServiceTags::of(state).applied else { return false };
+    if applied == state.task_definition {
+        return false;
+    }
+    if state.deployments.iter().any(|d| d.task_definition == applied && d.rollout_state == RolloutState::Failed) {
+        return true;
+    }
+    let Some(p) = state.primary() else { return false };
+    let rollback_event = format!("rolling back to deployment {}", p.id);
+    p.rollout_state_reason.contains("circuit breaker: rolling back")
+        || state.events.iter().any(|e| e.message.contains(&rollback_event))
+}
+
+/// The one rule for held-back specs: the spec-hash a service holds back from deployment, if any. That is the
+/// recorded `failed-spec-hash`, or, when ECS's circuit breaker visibly rolled back the spec the service was
+/// applied with and nobody recorded it yet, that spec. A held spec is not deployed again until the manifest
+/// changes (or `apply --retry-failed`).
+pub fn held_spec(state: &ServiceState) -> Option<&str> {
+    let tags = ServiceTags::of(state);
+    if rolled_back_by_ecs(state) { tags.spec_hash.or(tags.failed_spec_hash) } else { tags.failed_spec_hash }
+}
+
+/// Whether `spec_hash` is held back on this service (see [`held_spec`]).
+pub fn holds(state: &ServiceState, spec_hash: &str) -> bool {
+    !spec_hash.is_empty() && held_spec(state) == Some(spec_hash)
+}
+
+/// Whether the spec the service was applied with is held back: its rollout failed (recorded, or visibly rolled
+/// back by ECS), so what runs differing from it is not drift to correct.
+pub fn applied_spec_held(state: &ServiceState) -> bool {
+    ServiceTags::of(state).spec_hash.is_some_and(|h| holds(state, h))
+}
+
+/// Whether the service has settled on what mcpfleet last applied: its PRIMARY and only deployment is COMPLETED
+/// with every task running, on the revision mcpfleet asked for (not one ECS's circuit breaker silently went back
+/// to), and the spec it runs is not held back as failed.
+pub fn runs_what_was_applied(state: &ServiceState) -> bool {
+    let td = state.task_definition.as_str();
+    let [only] = state.deployments.as_slice() else { return false };
+    let settled = only.status == DeploymentStatus::Primary
+        && only.rollout_state == RolloutState::Completed
+        && only.task_definition == td
+        && only.running_count == state.desired_count
+        && state.running_count == state.desired_count;
+    let asked_for = ServiceTags::of(state).applied == Some(td);
+    settled && asked_for && !applied_spec_held(state)
+}
+
+/// Whether a service is managed by mcpfleet.
+pub fn is_managed(state: &ServiceState) -> bool {
+    ServiceTags::of(state).managed
+}
+
+// ---- writers ----
+
+fn one(key: &str, value: &str) -> Tags {
+    Tags::from([(key.to_string(), value.to_string())])
+}
+
+/// The revision becomes the service's last good one.
+pub fn last_good(arn: &str) -> Tags {
+    one(TAG_LAST_GOOD, arn)
+}
+
+/// What a revision's rollout came to.
+pub fn outcome(o: Outcome) -> Tags {
+    one(TAG_OUTCOME, o.as_str())
+}
+
+/// A spec whose rollout failed, held back on the service.
+pub fn held(spec_hash: &str) -> Tags {
+    one(TAG_FAILED_SPEC_HASH, spec_hash)
+}
+
+/// The failed rollback of this deployment was reported.
+pub fn rollback_failed(deployment: &str) -> Tags {
+    one(TAG_ROLLBACK_FAILED, deployment)
+}
+
+/// The service state tags that say a service runs the revision `arn` whose tags are `revision`: its spec hash,
+/// image and architecture, and its ARN as the applied revision.
+pub fn running(arn: &str, revision: &Tags) -> Tags {
+    let mut tags = Tags::new();
+    for key in [TAG_SPEC_HASH, TAG_IMAGE_TAG, TAG_IMAGE_DIGEST, TAG_ARCHITECTURE] {
+        if let Some(v) = get(revision, key) {
+            tags.insert(key.to_string(), v.to_string());
+        }
+    }
+    tags.insert(TAG_TASK_DEFINITION.into(), arn.to_string());
+    tags
+}
+
+/// The tag that records the revision a spec was applied with.
+pub fn applied(arn: &str) -> Tag {
+    Tag { key: TAG_TASK_DEFINITION.into(), value: arn.into() }
+}
+
+/// mcpfleet's own tags for a desired state (services and revisions alike).
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    pub spec_hash: &'a str,
+    pub transport: &'a str,
+    pub architecture: Option<&'a str>,
+    pub image_tag: Option<&'a str>,
+    pub image_digest: Option<&'a str>,
+}
+
+impl Stamp<'_> {
+    pub fn tags(&self) -> Vec<Tag> {
+        let tag = |k: &str, v: &str| Tag { key: k.into(), value: v.into() };
+        let mut out =
+            vec![tag(TAG_MANAGED_BY, MANAGED_BY), tag(TAG_SPEC_HASH, self.spec_hash), transport(self.transport)];
+        for (k, v) in [
+            (TAG_ARCHITECTURE, self.architecture),
+            (TAG_IMAGE_TAG, self.image_tag),
+            (TAG_IMAGE_DIGEST, self.image_digest),
+        ] {
+            if let Some(v) = v {
+                out.push(tag(k, v));
+            }
+        }
+        out
+    }
+}
+
+/// The transport tag.
+pub fn transport(value: &str) -> Tag {
+    Tag { key: TAG_TRANSPORT.into(), value: value.into() }
+}
+
+/// The tag that lists the label keys mcpfleet put on a resource.
+pub fn owned_labels<'a>(keys: impl Iterator<Item = &'a str>) -> Tag {
+    Tag { key: TAG_LABELS.into(), value: keys.collect::<Vec<_>>().join(",") }
+}
+
+/// The task-hash tag of a revision.
+pub fn task_hash(value: &str) -> Tag {
+    Tag { key: TAG_TASK_HASH.into(), value: value.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_definition_arns_parse() {
+        let arn = TaskDefArn("arn:aws:ecs:us-east-1:123456789012:task-definition/docs-v2:13");
+        assert_eq!((arn.short(), arn.family(), arn.revision()), ("docs-v2:13", "docs-v2", Some(13)));
+        let bare = TaskDefArn("docs");
+        assert_eq!((bare.short(), bare.family(), bare.revision()), ("docs", "docs", None));
+        assert_eq!(TaskDefArn("docs:7").revision(), Some(7));
+        assert_eq!(TaskDefArn("docs:x").family(), "docs:x");
+    }
+
+    fn service(running: &str, reason: &str, tags: &[(&str, &str)]) -> ServiceState {
+        let tags: serde_json::Map<String, serde_json::Value> =
+            tags.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
+        serde_json::from_value(serde_json::json!({
+            "arn": "arn:aws:ecs:us-east-1:123456789012:service/mcp/search", "cluster": "mcp", "name": "search",
+            "status": "ACTIVE", "taskDefinition": running, "desiredCount": 1, "runningCount": 1, "pendingCount": 0,
+            "deploymentConfiguration": null,
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": [], "assignPublicIp": "DISABLED"}},
+            "deployments": [{"id": "ecs-svc/2", "status": "PRIMARY", "taskDefinition": running, "desiredCount": 1,
+                "runningCount": 1, "pendingCount": 0, "failedTasks": 0, "rolloutState": "COMPLETED",
+                "rolloutStateReason": reason, "createdAtMs": 0, "updatedAtMs": 0}],
+            "events": [], "tags": tags,
+        }))
+        .expect("a service state")
+    }
+
+    #[test]
+    fn a_spec_is_held_when_recorded_or_when_ecs_visibly_rolled_it_back() {
+        let applied = [(TAG_TASK_DEFINITION, "search:2"), (TAG_SPEC_HASH, "h2")];
+        let breaker =
+            service("search:1", "ECS deployment circuit breaker: rolling back to deployment ecs-svc/2.", &applied);
+        assert!(rolled_back_by_ecs(&breaker));
+        assert_eq!(held_spec(&breaker), Some("h2"));
+        assert!(applied_spec_held(&breaker));
+        // Someone deployed search:1 by hand: drift, nothing held.
+        let drift = service("search:1", "ECS deployment ecs-svc/2 completed.", &applied);
+        assert!(!rolled_back_by_ecs(&drift) && held_spec(&drift).is_none() && !holds(&drift, "h2"));
+        let mut recorded = drift.clone();
+        recorded.tags.insert(TAG_FAILED_SPEC_HASH.into(), "h2".into());
+        assert!(holds(&recorded, "h2") && ServiceTags::of(&recorded).applied_failure_recorded());
+        assert!(!holds(&recorded, "h3"));
+    }
+
+    #[test]
+    fn outcomes_round_trip_and_empty_tags_are_absent() {
+        for o in [Outcome::Completed, Outcome::Failed, Outcome::RolledBack] {
+            assert_eq!(Outcome::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(Outcome::parse("superseded"), None);
+        let tags = Tags::from([(TAG_LAST_GOOD.to_string(), String::new())]);
+        assert_eq!(ServiceTags::parse(&tags).last_good, None);
+    }
+}
