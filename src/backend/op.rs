@@ -266,7 +266,8 @@ mod tests {
                 "DeleteService",
                 "RegisterTaskDefinition",
                 "DeregisterTaskDefinition",
-                "TagResource"
+                "TagResource",
+                "UntagResource"
             ]
         );
     }
