@@ -60,6 +60,7 @@ fn validate_json_lists_diagnostics() {
             "diagnostics": [{
                 "file": "tests/fixtures/invalid/stop-timeout-above.yaml",
                 "line": 15,
+                "code": "E0605",
                 "path": "spec.stopTimeout",
                 "message": "300s is above the Fargate maximum of 120s"
             }]
@@ -356,6 +357,100 @@ fn concurrency_zero_is_a_usage_error() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("`x` is not a whole number"));
+}
+
+/// A manifest that can only be hostile gets one located line and exit 1, from `validate` and `plan` alike, and
+/// never takes the process down (before the bound, the alias bomb aborted out of memory).
+#[test]
+fn hostile_yaml_gets_one_located_error_not_a_crash() {
+    let cases = [
+        (
+            "tests/fixtures/hostile/alias-bomb.yaml:12: anchors and aliases expand to more than 100000 nodes in this file",
+            "tests/fixtures/hostile/alias-bomb.yaml",
+            "[E0106]",
+        ),
+        (
+            "tests/fixtures/hostile/deep-nesting.yaml:7: collections nest deeper than 64 levels",
+            "tests/fixtures/hostile/deep-nesting.yaml",
+            "[E0105]",
+        ),
+    ];
+    let state = tempfile::tempdir().unwrap();
+    let sim_state = state.path().join("sim.json");
+    for (expected, path, code) in cases {
+        for command in [
+            &["validate", "-f", path][..],
+            &["--backend", "sim", "--sim-state", sim_state.to_str().unwrap(), "plan", "-f", path],
+        ] {
+            let out = mcpfleet().args(command).assert().code(1).get_output().clone();
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            let located: Vec<&str> = stderr.lines().filter(|l| l.starts_with(path)).collect();
+            assert_eq!(located.len(), 1, "{command:?}:\n{stderr}");
+            assert!(located[0].starts_with(expected) && located[0].ends_with(code), "{command:?}:\n{stderr}");
+            assert!(stderr.ends_with("error: 1 problem found in the manifests\n"), "{stderr}");
+        }
+    }
+}
+
+/// A file beyond the size bound is refused before it is read whole; the line named is where it crosses the bound.
+#[test]
+fn a_huge_manifest_file_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    let line = "# padding padding padding padding padding padding padding padding padding padding padding\n";
+    let lines = (9 << 20) / line.len();
+    std::fs::write(&path, line.repeat(lines)).unwrap();
+    let crossing = (8 << 20) / line.len() + 1;
+    let out = mcpfleet().args(["validate", "-f", path.to_str().unwrap()]).assert().code(1).get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let expected = format!("{}:{crossing}: the file is larger than 8 MiB", path.display());
+    assert!(stderr.starts_with(&expected), "expected {expected}:\n{stderr}");
+    assert!(stderr.lines().next().is_some_and(|l| l.ends_with("[E0104]")), "{stderr}");
+}
+
+/// Environment values reach the container exactly as written: YAML would read these as the float 1.1, the octal-
+/// looking integer 7, a float that rounds, and a boolean.
+#[test]
+fn render_passes_env_values_exactly_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("env.yaml");
+    let text = std::fs::read_to_string("tests/fixtures/invalid/stop-timeout-above.yaml")
+        .unwrap()
+        .replace("stopTimeout: 300s", "env: {VERSION: 1.10, ZIP: 007, BIG: 12345678901234567890, T: True, HEX: 0x1F}");
+    std::fs::write(&path, text).unwrap();
+    let out = mcpfleet().args(["render", "-f", path.to_str().unwrap()]).assert().success().get_output().clone();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let env = &doc["services"][0]["registerTaskDefinition"]["containerDefinitions"][0]["environment"];
+    assert_eq!(
+        env,
+        &serde_json::json!([
+            {"name": "BIG", "value": "12345678901234567890"},
+            {"name": "HEX", "value": "0x1F"},
+            {"name": "T", "value": "True"},
+            {"name": "VERSION", "value": "1.10"},
+            {"name": "ZIP", "value": "007"},
+        ])
+    );
+}
+
+/// Resolution errors point at the field that names the missing thing, not at the document's first line.
+#[test]
+fn plan_names_the_lines_of_an_unresolvable_tag_and_secrets() {
+    let state = tempfile::tempdir().unwrap();
+    let sim_state = state.path().join("sim.json");
+    let sim = ["--backend", "sim", "--sim-state", sim_state.to_str().unwrap()];
+    let repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/missing-refs";
+    mcpfleet().args(sim).args(["sim", "push", &format!("{repo}:v0")]).assert().success();
+    let path = "tests/fixtures/unresolvable/missing-refs.yaml";
+    let out = mcpfleet().args(sim).args(["plan", "-f", path]).assert().code(1).get_output().clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for expected in [
+        format!("service `missing-refs` ({path}:8): spec.image: tag `v1` not found in {repo}"),
+        format!("service `missing-refs` ({path}:16): spec.secrets.A: secret `prod/a` not found"),
+        format!("service `missing-refs` ({path}:19): spec.secrets.B: secret `prod/b` not found"),
+    ] {
+        assert!(stderr.contains(&expected), "expected {expected}:\n{stderr}");
+    }
 }
 
 #[test]

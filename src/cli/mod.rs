@@ -240,7 +240,7 @@ pub fn load_fleet(files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
         }
         Err(diags) => {
             for d in &diags.0 {
-                eprintln!("{d}");
+                eprintln!("{}", d.coded());
             }
             Err(ManifestProblems(diags.0).into())
         }

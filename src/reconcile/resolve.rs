@@ -91,12 +91,16 @@ pub async fn resolve_each(
     let mut out = Vec::with_capacity(fleet.services.len());
     for svc in &fleet.services {
         let mut problems = Vec::new();
-        // Only a problem needs the service's location.
-        let at = || format!("service `{}` ({}:{})", svc.name, svc.source.file, svc.source.line);
+        // Only a problem needs the service's location: the field's line where the spec kept it.
+        let at = |line: usize| format!("service `{}` ({}:{line})", svc.name, svc.source.file);
         let info = found.get(&(svc.image.name(), selector(svc)));
         let architecture = match info {
             None if missing_repos.contains(svc.image.name().as_str()) => {
-                problems.push(format!("{}: spec.image: repository `{}` not found", at(), svc.image.name()));
+                problems.push(format!(
+                    "{}: spec.image: repository `{}` not found",
+                    at(svc.lines.image),
+                    svc.image.name()
+                ));
                 None
             }
             None => {
@@ -104,13 +108,13 @@ pub async fn resolve_each(
                     ImageSelector::Tag(t) => format!("tag `{t}`"),
                     ImageSelector::Digest(d) => format!("digest `{d}`"),
                 };
-                problems.push(format!("{}: spec.image: {what} not found in {}", at(), svc.image.name()));
+                problems.push(format!("{}: spec.image: {what} not found in {}", at(svc.lines.image), svc.image.name()));
                 None
             }
             Some(info) => match pick_architecture(svc.architecture, &info.platforms) {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    problems.push(format!("{}: spec.architecture: {e}", at()));
+                    problems.push(format!("{}: spec.architecture: {e}", at(svc.source.line)));
                     None
                 }
             },
@@ -121,7 +125,10 @@ pub async fn resolve_each(
                 Some(arn) => {
                     secret_refs.insert(env.clone(), r.value_from(arn));
                 }
-                None => problems.push(format!("{}: spec.secrets.{env}: secret `{}` not found", at(), r.secret)),
+                None => {
+                    let line = svc.lines.secrets.get(env).copied().unwrap_or(svc.source.line);
+                    problems.push(format!("{}: spec.secrets.{env}: secret `{}` not found", at(line), r.secret))
+                }
             }
         }
         out.push(match (info, architecture) {
@@ -130,7 +137,10 @@ pub async fn resolve_each(
                 digest: Some(info.digest.clone()),
                 architecture: Some(arch),
                 secrets: secret_refs,
-                warnings: moved_tag(svc, &found).map(|w| format!("{}: spec.image: {w}", at())).into_iter().collect(),
+                warnings: moved_tag(svc, &found)
+                    .map(|w| format!("{}: spec.image: {w}", at(svc.lines.image)))
+                    .into_iter()
+                    .collect(),
             }),
             _ => Err(problems),
         });

@@ -1,7 +1,9 @@
-//! Diagnostics: one problem in one place, printed as `FILE:LINE: FIELD.PATH: message`.
+//! Diagnostics: one problem in one place, printed as `FILE:LINE: FIELD.PATH: message`, and by the CLI with the
+//! rule's code after it (`… message [E0605]`).
 
 use std::fmt;
 
+use super::code::Code;
 use super::yaml::Seg;
 
 /// A problem found while loading or validating manifests.
@@ -11,6 +13,8 @@ pub struct Diagnostic {
     pub file: String,
     /// 1-based line; 0 when the problem concerns the file as a whole.
     pub line: usize,
+    /// The rule broken, stable across releases.
+    pub code: Code,
     /// Field path such as `spec.healthCheck.interval`; empty for file-level problems.
     pub path: String,
     /// What is wrong and, where it helps, what to do.
@@ -27,6 +31,20 @@ impl fmt::Display for Diagnostic {
             write!(f, ": {}", self.path)?;
         }
         write!(f, ": {}", self.message)
+    }
+}
+
+impl Diagnostic {
+    /// The diagnostic as the CLI prints it: the plain form with the rule's code at the end, where it neither
+    /// pushes the message away from the location nor changes what the line starts with.
+    pub fn coded(&self) -> impl fmt::Display + '_ {
+        struct Coded<'a>(&'a Diagnostic);
+        impl fmt::Display for Coded<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{} [{}]", self.0, self.0.code)
+            }
+        }
+        Coded(self)
     }
 }
 

@@ -4,6 +4,7 @@
 //! Reading files happens only in [`load_paths`]; everything after it works on text, so tests and the controller
 //! can validate manifests without touching the filesystem.
 
+mod code;
 mod diag;
 mod image;
 mod recover;
@@ -18,6 +19,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub use code::Code;
 pub use diag::{Diagnostic, Diagnostics};
 pub use image::{EcrRepo, ImageRef};
 pub use valid::*;
@@ -26,7 +28,7 @@ use types::{
     API_VERSION, DefaultsMetadata, FleetDefaultsDoc, FleetDefaultsSpec, McpServiceDoc, McpServiceSpec, Metadata,
 };
 use validate::{Defaults, DocCtx};
-use yaml::{Node, NodeKind, Seg};
+use yaml::{Node, NodeKind, Seg, YamlErrorKind};
 
 /// One manifest file's name (as shown in messages) and text.
 #[derive(Debug, Clone)]
@@ -44,9 +46,10 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
     let mut files = Vec::new();
     let mut diags = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let file_diag = |path: &Path, message: String| Diagnostic {
+    let file_diag = |path: &Path, code: Code, message: String| Diagnostic {
         file: path.display().to_string(),
         line: 0,
+        code,
         path: String::new(),
         message,
     };
@@ -64,11 +67,11 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
                         .collect();
                     found.sort();
                     if found.is_empty() {
-                        diags.push(file_diag(path, "directory has no *.yaml or *.yml files".into()));
+                        diags.push(file_diag(path, Code::NoManifests, "directory has no *.yaml or *.yml files".into()));
                     }
                     candidates.extend(found);
                 }
-                Err(e) => diags.push(file_diag(path, format!("cannot read directory: {e}"))),
+                Err(e) => diags.push(file_diag(path, Code::Unreadable, format!("cannot read directory: {e}"))),
             }
         } else {
             candidates.push(path.clone());
@@ -78,13 +81,37 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
             if !seen.insert(key) {
                 continue;
             }
-            match std::fs::read_to_string(&file) {
+            match read_manifest(&file) {
                 Ok(text) => files.push(SourceFile { name: file.display().to_string(), text }),
-                Err(e) => diags.push(file_diag(&file, format!("cannot read: {e}"))),
+                Err(d) => diags.push(d),
             }
         }
     }
     (files, diags)
+}
+
+/// Reads one manifest file, never more than [`yaml::MAX_FILE_BYTES`] of it: a file beyond the bound is refused
+/// before it is held in memory whole.
+fn read_manifest(file: &Path) -> Result<String, Diagnostic> {
+    use std::io::Read;
+    let diag = |line: usize, code: Code, message: String| Diagnostic {
+        file: file.display().to_string(),
+        line,
+        code,
+        path: String::new(),
+        message,
+    };
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(file).and_then(|f| f.take(yaml::MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes));
+    if let Err(e) = read {
+        return Err(diag(0, Code::Unreadable, format!("cannot read: {e}")));
+    }
+    if bytes.len() > yaml::MAX_FILE_BYTES {
+        let line = yaml::line_at(&bytes, yaml::MAX_FILE_BYTES);
+        return Err(diag(line, Code::FileTooLarge, yaml::too_large_message()));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| diag(0, Code::Unreadable, "cannot read: stream did not contain valid UTF-8".into()))
 }
 
 /// Reads, parses and validates the manifests under `paths`.
@@ -128,12 +155,15 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
         let docs = match yaml::parse(&file.text) {
             Ok(docs) => docs,
             Err(e) => {
-                diags.push(Diagnostic {
-                    file: file.name.clone(),
-                    line: e.line,
-                    path: String::new(),
-                    message: format!("invalid YAML: {}", e.message),
-                });
+                let (code, message) = match e.kind {
+                    YamlErrorKind::Syntax => (Code::InvalidYaml, format!("invalid YAML: {}", e.message)),
+                    YamlErrorKind::TooLarge => (Code::FileTooLarge, e.message),
+                    YamlErrorKind::TooLong => (Code::ValueTooLong, e.message),
+                    YamlErrorKind::TooDeep => (Code::TooDeep, e.message),
+                    YamlErrorKind::AliasExpansion => (Code::AliasExpansion, e.message),
+                    YamlErrorKind::TooManyNodes => (Code::TooManyValues, e.message),
+                };
+                diags.push(Diagnostic { file: file.name.clone(), line: e.line, code, path: String::new(), message });
                 continue;
             }
         };
@@ -141,6 +171,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
             diags.push(Diagnostic {
                 file: file.name.clone(),
                 line: 1,
+                code: Code::EmptyFile,
                 path: String::new(),
                 message: "empty file: no YAML documents (expected FleetDefaults or McpService)".into(),
             });
@@ -157,6 +188,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
             diags.push(Diagnostic {
                 file: extra.file.clone(),
                 line: extra.line,
+                code: Code::DefaultsTwice,
                 path: "kind".into(),
                 message: format!("only one FleetDefaults is allowed per fleet; the first is at {first}"),
             });
@@ -177,6 +209,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
         diags.push(Diagnostic {
             file: files.first().map(|f| f.name.clone()).unwrap_or_else(|| "(no files)".into()),
             line: 0,
+            code: Code::NoServices,
             path: String::new(),
             message: "no McpService documents found; a fleet needs at least one service".into(),
         });
@@ -193,6 +226,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
         if !svc.broken.contains("metadata.name") {
             if let Some(first) = first_seen.get(&svc.doc.metadata.name) {
                 ctx.err(
+                    Code::DuplicateService,
                     &name_path,
                     format!(
                         "service `{}` is already defined at {first}; names must be unique in a fleet",
@@ -203,7 +237,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
             }
             first_seen.insert(svc.doc.metadata.name.clone(), here);
         }
-        check_local_port(&mut ctx, &svc.doc, &mut ports_seen);
+        validate::check_unique_local_port(&mut ctx, &svc.doc, &mut ports_seen);
         if let Some(v) = validate::check_service(&mut ctx, &svc.doc, svc.line, &merged, &svc.broken) {
             valid.push(v);
         }
@@ -221,28 +255,14 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
     })
 }
 
-/// A host port of the local stack belongs to one service: the first to name it (in file order) keeps it, a later
-/// one is told where. `seen` maps each port to its owner's name and place.
-fn check_local_port(ctx: &mut DocCtx, doc: &McpServiceDoc, seen: &mut BTreeMap<u32, String>) {
-    let Some(port) = doc.spec.local.as_ref().and_then(|l| l.port) else { return };
-    let path = [Seg::Key("spec".into()), Seg::Key("local".into()), Seg::Key("port".into())];
-    let here = format!("`{}` at {}:{}", doc.metadata.name, ctx.file, ctx.root.line_of(&path));
-    match seen.get(&port) {
-        Some(owner) => {
-            ctx.err(&path, format!("host port {port} is already taken by service {owner}; local ports must be unique"))
-        }
-        None => {
-            seen.insert(port, here);
-        }
-    }
-}
-
 /// Checks apiVersion and kind, then deserializes the document into its typed form, reporting every broken field.
 fn parse_document(file: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>, out: &mut Documents) {
-    let root = doc.root;
+    let mut root = doc.root;
+    env_as_written(&mut root);
     let mut ctx = DocCtx { file, root: &root, diags };
     if !matches!(root.kind, NodeKind::Map(_)) {
         ctx.err(
+            Code::NotAMapping,
             &[],
             format!("expected a mapping with apiVersion, kind, metadata and spec, found {}", root.type_name()),
         );
@@ -253,12 +273,12 @@ fn parse_document(file: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>, 
     match root.str_at("apiVersion") {
         Some(API_VERSION) => {}
         Some(other) => {
-            ctx.err(&api_path, format!("`{other}` is not supported; expected {API_VERSION}"));
+            ctx.err(Code::ApiVersion, &api_path, format!("`{other}` is not supported; expected {API_VERSION}"));
             out.unreadable_defaults |= is_defaults;
             return;
         }
         None => {
-            ctx.err(&api_path, format!("required: expected {API_VERSION}"));
+            ctx.err(Code::ApiVersion, &api_path, format!("required: expected {API_VERSION}"));
             out.unreadable_defaults |= is_defaults;
             return;
         }
@@ -283,8 +303,26 @@ fn parse_document(file: &str, doc: yaml::Document, diags: &mut Vec<Diagnostic>, 
                 out.services.push(Parsed { file: file.to_string(), line, root, doc: r.doc, broken: r.broken });
             }
         }
-        Some(other) => ctx.err(&kind_path, format!("`{other}` is not a mcpfleet kind (FleetDefaults or McpService)")),
-        None => ctx.err(&kind_path, "required: FleetDefaults or McpService"),
+        Some(other) => {
+            ctx.err(Code::Kind, &kind_path, format!("`{other}` is not a mcpfleet kind (FleetDefaults or McpService)"))
+        }
+        None => ctx.err(Code::Kind, &kind_path, "required: FleetDefaults or McpService"),
+    }
+}
+
+/// Makes every boolean or number under `spec.env` the text it was written as. A container gets its environment as
+/// text, so `VERSION: 1.10` must arrive as `1.10`, not as the float's `1.1`; likewise `007`, `True` and integers
+/// beyond 64 bits. Quoting is then never needed to keep a value.
+fn env_as_written(root: &mut Node) {
+    let NodeKind::Map(top) = &mut root.kind else { return };
+    let Some((_, _, spec)) = top.iter_mut().find(|(k, _, _)| k == "spec") else { return };
+    let NodeKind::Map(fields) = &mut spec.kind else { return };
+    let Some((_, _, env)) = fields.iter_mut().find(|(k, _, _)| k == "env") else { return };
+    let NodeKind::Map(vars) = &mut env.kind else { return };
+    for (_, _, value) in vars {
+        if let Some(text) = value.as_written() {
+            value.kind = NodeKind::Str(text.to_string());
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
+use super::code::Code;
 use super::validate::DocCtx;
 use super::yaml::{self, Node, NodeKind, Seg};
 
@@ -42,8 +43,8 @@ pub(super) fn deserialize<T: DeserializeOwned + JsonSchema>(
         Some((root, broken)) => match try_deserialize::<T>(&root) {
             Ok(doc) => Some(Recovered { doc, broken }),
             // What is left is what no field-wise check can see, such as a missing `spec`.
-            Err((path, message)) => {
-                ctx.err(&path, message);
+            Err((code, path, message)) => {
+                ctx.err(code, &path, message);
                 None
             }
         },
@@ -51,8 +52,8 @@ pub(super) fn deserialize<T: DeserializeOwned + JsonSchema>(
     };
     if ctx.diags.len() == before {
         // The field-wise pass found nothing serde did not: report serde's own error rather than stay silent.
-        let (path, message) = first_error;
-        ctx.err(&path, message);
+        let (code, path, message) = first_error;
+        ctx.err(code, &path, message);
         return None;
     }
     outcome
@@ -82,8 +83,8 @@ fn repair<T: DeserializeOwned + JsonSchema>(
                 }
                 None => repairable = false,
             },
-            (Some((path, message)), None) => {
-                ctx.err(&path, message);
+            (Some((code, path, message)), None) => {
+                ctx.err(code, &path, message);
                 broken.insert(key);
             }
         }
@@ -91,7 +92,7 @@ fn repair<T: DeserializeOwned + JsonSchema>(
     // A missing section cannot be stood in for, but it is reported with the rest.
     for field in required::<T>() {
         if !entries.iter().any(|(k, _, _)| *k == field) {
-            ctx.err(&[Seg::Key(field.into())], "required field is missing");
+            ctx.err(Code::MissingField, &[Seg::Key(field.into())], "required field is missing");
             repairable = false;
         }
     }
@@ -108,7 +109,7 @@ pub(super) fn section<S: DeserializeOwned + JsonSchema>(
     let base = [Seg::Key(name.to_string().into())];
     let NodeKind::Map(entries) = &node.kind else {
         // serde would name the Rust type ("expected struct McpServiceSpec"); users wrote YAML.
-        ctx.err(&base, format!("expected a mapping of fields, found {}", node.type_name()));
+        ctx.err(Code::WrongType, &base, format!("expected a mapping of fields, found {}", node.type_name()));
         return None;
     };
     let schema = schemars::schema_for!(S);
@@ -116,15 +117,42 @@ pub(super) fn section<S: DeserializeOwned + JsonSchema>(
     let mut broken = Vec::new();
     for (key, key_line, value) in entries {
         let single = Node { line: node.line, kind: NodeKind::Map(vec![(key.clone(), *key_line, value.clone())]) };
-        if report_field_errors::<S>(ctx, &base, &single) {
-            kept.push((key.clone(), *key_line, value.clone()));
-        } else {
+        let entry_map = schema.get("properties").and_then(|p| p.get(key)).is_some_and(is_entry_map);
+        let usable = match &value.kind {
+            // serde stops at the first bad entry of `env` or `secrets`; each entry is judged on its own instead,
+            // and the good ones are kept for the rules that read them.
+            NodeKind::Map(items) if entry_map && field_error::<S>(&single).is_some() => {
+                let good: Vec<_> = items
+                    .iter()
+                    .filter(|item| {
+                        let one = Node { line: value.line, kind: NodeKind::Map(vec![(*item).clone()]) };
+                        let field = Node { line: node.line, kind: NodeKind::Map(vec![(key.clone(), *key_line, one)]) };
+                        report_field_errors::<S>(ctx, &base, &field)
+                    })
+                    .cloned()
+                    .collect();
+                kept.push((key.clone(), *key_line, Node { line: value.line, kind: NodeKind::Map(good) }));
+                false
+            }
+            _ => {
+                let usable = report_field_errors::<S>(ctx, &base, &single);
+                if usable {
+                    kept.push((key.clone(), *key_line, value.clone()));
+                }
+                usable
+            }
+        };
+        if !usable {
             broken.push(format!("{name}.{key}"));
         }
     }
     for field in required::<S>() {
         if !entries.iter().any(|(k, _, _)| *k == field) {
-            ctx.err(&prefixed(&base, &[Seg::Key(field.clone().into())]), "required field is missing");
+            ctx.err(
+                Code::MissingField,
+                &prefixed(&base, &[Seg::Key(field.clone().into())]),
+                "required field is missing",
+            );
             broken.push(format!("{name}.{field}"));
         }
         if !kept.iter().any(|(k, _, _)| *k == field) {
@@ -140,8 +168,8 @@ pub(super) fn section<S: DeserializeOwned + JsonSchema>(
 fn report_field_errors<T: DeserializeOwned>(ctx: &mut DocCtx, base: &[Seg], single: &Node) -> bool {
     match field_error::<T>(single) {
         None => true,
-        Some((path, message)) => {
-            ctx.err(&prefixed(base, &path), message);
+        Some((code, path, message)) => {
+            ctx.err(code, &prefixed(base, &path), message);
             false
         }
     }
@@ -149,10 +177,10 @@ fn report_field_errors<T: DeserializeOwned>(ctx: &mut DocCtx, base: &[Seg], sing
 
 /// What is wrong with the one field of `single` as a field of `T`. A missing-field error of `T` itself is
 /// expected (the other fields are absent on purpose) and not a problem of this field.
-fn field_error<T: DeserializeOwned>(single: &Node) -> Option<(Vec<Seg>, String)> {
+fn field_error<T: DeserializeOwned>(single: &Node) -> Option<FieldError> {
     match try_deserialize::<T>(single) {
         Ok(_) => None,
-        Err((path, message)) if message == "required field is missing" && path.len() == 1 => None,
+        Err((Code::MissingField, path, _)) if path.len() == 1 => None,
         Err(e) => Some(e),
     }
 }
@@ -164,12 +192,17 @@ fn required<T: JsonSchema>() -> Vec<String> {
     names.into_iter().flatten().filter_map(|f| f.as_str().map(String::from)).collect()
 }
 
+/// Whether a property is a mapping of user-named entries (`env`, `secrets`, `labels`) rather than a struct.
+fn is_entry_map(property: &serde_json::Value) -> bool {
+    property.get("additionalProperties").is_some_and(serde_json::Value::is_object)
+}
+
 /// A value of the schema's type that deserializes and that no rule will look at.
 fn placeholder(property: &serde_json::Value) -> Option<NodeKind> {
     match property.get("type")?.as_str()? {
         "string" => Some(NodeKind::Str(String::new())),
-        "integer" => Some(NodeKind::Int(0)),
-        "boolean" => Some(NodeKind::Bool(false)),
+        "integer" => Some(NodeKind::Int(0, "0".into())),
+        "boolean" => Some(NodeKind::Bool(false, "false".into())),
         "array" => Some(NodeKind::Seq(Vec::new())),
         _ => None,
     }
@@ -182,7 +215,7 @@ fn prefixed(base: &[Seg], path: &[Seg]) -> Vec<Seg> {
 /// Deserializes `T` from a node; an error comes back as a field path and a message in the project's words. The
 /// node is read without path tracking first (the common, valid case, at a fraction of the cost); only one that
 /// fails is read again with it, which finds the same first error, now with its path.
-fn try_deserialize<T: DeserializeOwned>(node: &Node) -> Result<T, (Vec<Seg>, String)> {
+fn try_deserialize<T: DeserializeOwned>(node: &Node) -> Result<T, FieldError> {
     if let Ok(doc) = T::deserialize(yaml::de::NodeDe(node)) {
         return Ok(doc);
     }
@@ -197,17 +230,20 @@ fn try_deserialize<T: DeserializeOwned>(node: &Node) -> Result<T, (Vec<Seg>, Str
                 serde_path_to_error::Segment::Unknown => None,
             })
             .collect();
-        let message = friendly_serde_message(&err.into_inner().to_string(), &mut path);
-        (path, message)
+        let (code, message) = friendly_serde_message(&err.into_inner().to_string(), &mut path);
+        (code, path, message)
     })
 }
 
+/// What serde found wrong with a field: the rule, the field's path and the message in the project's words.
+type FieldError = (Code, Vec<Seg>, String);
+
 /// Rewrites serde's wording into the project's: the field goes into the path, Rust type names become words.
-fn friendly_serde_message(raw: &str, path: &mut Vec<Seg>) -> String {
+fn friendly_serde_message(raw: &str, path: &mut Vec<Seg>) -> (Code, String) {
     if let Some(rest) = raw.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or_default();
         path.push(Seg::Key(field.to_string().into()));
-        return "required field is missing".into();
+        return (Code::MissingField, "required field is missing".into());
     }
     if let Some(rest) = raw.strip_prefix("unknown field `") {
         let field = rest.split('`').next().unwrap_or_default().to_string();
@@ -215,24 +251,23 @@ fn friendly_serde_message(raw: &str, path: &mut Vec<Seg>) -> String {
             path.push(Seg::Key(field.into()));
         }
         let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
-        return if expected.is_empty() {
-            "unknown field".into()
-        } else {
-            format!("unknown field (expected {expected})")
-        };
+        let message =
+            if expected.is_empty() { "unknown field".into() } else { format!("unknown field (expected {expected})") };
+        return (Code::UnknownField, message);
     }
     if let Some(rest) = raw.strip_prefix("unknown variant `") {
         let value = rest.split('`').next().unwrap_or_default();
         let expected = rest.split_once(", expected ").map(|(_, e)| e.replace('`', "")).unwrap_or_default();
-        return format!("`{value}` is not valid; expected {expected}");
+        return (Code::WrongType, format!("`{value}` is not valid; expected {expected}"));
     }
     let message = raw
         .replace("expected u32", "expected a whole number")
         .replace("expected a boolean", "expected true or false")
         .replace("invalid type: unit value", "invalid type: null");
     // A Rust type name means nothing to someone writing YAML.
-    match message.split_once("expected struct ") {
+    let message = match message.split_once("expected struct ") {
         Some((head, _)) => format!("{head}expected a mapping"),
         None => message,
-    }
+    };
+    (Code::WrongType, message)
 }

@@ -222,6 +222,36 @@ fn secrets_forms_and_collisions() {
 }
 
 #[test]
+fn every_bad_env_and_secret_entry_is_reported() {
+    let text = svc(
+        "  env:\n    A: [1]\n    OK: x\n    B: {x: 1}\n    1BAD: y\n  secrets:\n    S1: [x]\n    S2: prod/ok\n    S3: 5\n",
+        &[],
+    );
+    assert_eq!(
+        errors(&text),
+        vec![
+            "m.yaml:15: spec.env.A: invalid type: sequence, expected a string, number or boolean",
+            "m.yaml:17: spec.env.B: invalid type: map, expected a string, number or boolean",
+            "m.yaml:18: spec.env.1BAD: not a valid variable name (letters, digits and `_`, not starting with a digit)",
+            "m.yaml:20: spec.secrets.S1: invalid type: sequence, expected a secret name/ARN or a mapping {secret, key, versionStage, versionId}",
+            "m.yaml:22: spec.secrets.S3: invalid type: number, expected a secret name/ARN or a mapping {secret, key, versionStage, versionId}",
+        ]
+    );
+}
+
+#[test]
+fn too_long_labels_are_told_their_length() {
+    let long_key = "k".repeat(129);
+    let long_value = "v".repeat(257);
+    let text =
+        svc("", &[("  name: svc\n", &format!("  name: svc\n  labels:\n    {long_key}: x\n    team: {long_value}\n"))]);
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].ends_with("label keys must be 1-128 characters long; this one has 129"), "{errs:#?}");
+    assert!(errs[1].ends_with("label values must be at most 256 characters long; this one has 257"), "{errs:#?}");
+}
+
+#[test]
 fn credentials_in_env_are_refused_without_echoing_them() {
     for (name, value) in [
         ("DB_PASSWORD", "hunter2"),
@@ -648,5 +678,33 @@ mod read_paths {
         assert!(files.is_empty());
         assert_eq!(diags.len(), 1);
         assert!(diags[0].to_string().starts_with(&format!("{}: cannot read: ", missing.display())), "{}", diags[0]);
+    }
+
+    /// The controller reloads manifests on every change: a hostile file beside a good one must come back as a
+    /// located diagnostic of that file (so the controller keeps its last valid fleet), never as an abort.
+    #[test]
+    fn hostile_files_come_back_as_diagnostics_from_load_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yaml", &SERVICE.replace("NAME", "a"));
+        let bomb =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hostile/alias-bomb.yaml"))
+                .unwrap();
+        let bomb = write(dir.path(), "bomb.yaml", &bomb);
+        let err = load_paths(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err:?}");
+        assert_eq!((err.0[0].file.as_str(), err.0[0].line), (bomb.to_str().unwrap(), 12));
+        assert!(err.0[0].message.starts_with("anchors and aliases expand to more than"), "{}", err.0[0]);
+
+        let huge = write(dir.path(), "bomb.yaml", &"# padding\n".repeat((9 << 20) / 10));
+        let err = load_paths(&[dir.path().to_path_buf()]).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err:?}");
+        assert_eq!((err.0[0].file.as_str(), err.0[0].line), (huge.to_str().unwrap(), (8 << 20) / 10 + 1));
+    }
+
+    /// The bounds leave room for real fleets: the benchmark's 10,000 services in one file load.
+    #[test]
+    fn a_ten_thousand_service_file_is_within_the_bounds() {
+        let text = crate::testkit::fleet_yaml(10_000, 5, 3);
+        assert_eq!(load_str("fleet.yaml", &text).map(|f| f.services.len()), Ok(10_000));
     }
 }

@@ -25,12 +25,24 @@ pub struct Source {
     pub line: usize,
 }
 
+/// Lines of the fields that are only judged after validation, when AWS is asked about them (a tag that does not
+/// exist, a secret that cannot be found), so those errors point at the field rather than at the document.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldLines {
+    /// The line of `spec.image`.
+    pub image: usize,
+    /// The line of each secret's reference (`spec.secrets.NAME`, or its `secret:` field), by variable name.
+    pub secrets: BTreeMap<String, usize>,
+}
+
 /// One MCP server, ready to render.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidService {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub source: Source,
+    /// Where `spec.image` and each secret are written in `source.file`.
+    pub lines: FieldLines,
     pub cluster: String,
     pub image: ImageRef,
     pub architecture: Architecture,

@@ -1,0 +1,176 @@
+//! The stable code of every diagnostic, defined here and nowhere else.
+//!
+//! A code names one rule, so scripts, CI annotations and documentation can refer to a problem without matching its
+//! wording, which may improve. Codes are grouped by the validation module that owns them (`E01xx` files and YAML,
+//! `E02xx` document shape, `E03xx` names, …); a code is never reused for another rule. README's table is checked
+//! against this list by a test.
+
+use std::fmt;
+
+macro_rules! codes {
+    ($($(#[$doc:meta])* $name:ident = $code:literal, $summary:literal;)*) => {
+        /// The rule a diagnostic reports on.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code {
+            $($(#[$doc])* #[doc = $summary] $name,)*
+        }
+
+        impl Code {
+            /// Every code, in order.
+            pub const ALL: &'static [Code] = &[$(Code::$name,)*];
+
+            /// The code as printed: `E0101`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$name => $code,)*
+                }
+            }
+
+            /// What the rule is about, in a few words (README's table).
+            pub fn summary(self) -> &'static str {
+                match self {
+                    $(Code::$name => $summary,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    // E01xx: files and YAML (spec::mod, spec::yaml).
+    Unreadable = "E0101", "a file or directory cannot be read";
+    NoManifests = "E0102", "a directory has no *.yaml or *.yml files";
+    InvalidYaml = "E0103", "not valid YAML (syntax, duplicate key, collection as key, unknown alias)";
+    FileTooLarge = "E0104", "a file is larger than 8 MiB";
+    TooDeep = "E0105", "collections nest deeper than 64 levels";
+    AliasExpansion = "E0106", "anchors and aliases expand to more than 100,000 values";
+    TooManyValues = "E0107", "a file holds more than 1,000,000 values";
+    ValueTooLong = "E0108", "one collection or scalar runs over more than 64 KiB of text";
+    EmptyFile = "E0109", "a file has no YAML documents";
+    NoServices = "E0110", "the fleet has no McpService";
+    // E02xx: document shape (spec::mod, spec::recover, durations).
+    NotAMapping = "E0201", "a document is not a mapping";
+    ApiVersion = "E0202", "apiVersion missing or not mcpfleet.io/v1alpha1";
+    Kind = "E0203", "kind missing or not FleetDefaults/McpService";
+    DefaultsTwice = "E0204", "more than one FleetDefaults in the fleet";
+    UnknownField = "E0205", "a field the schema does not have";
+    MissingField = "E0206", "a required field is missing";
+    WrongType = "E0207", "a value of the wrong type or not one of the allowed words";
+    NotADuration = "E0208", "a duration that is not `<number><unit>` terms";
+    FractionalSeconds = "E0209", "a duration that is not a whole number of seconds";
+    // E03xx: names (validate::names).
+    ServiceName = "E0301", "a service name that is not 1-255 letters, digits, `-` or `_`";
+    DuplicateService = "E0302", "a service name defined twice in the fleet";
+    ClusterName = "E0303", "a cluster name that is not 1-255 letters, digits, `-` or `_`";
+    ClusterMissing = "E0304", "no cluster, here or in FleetDefaults";
+    // E04xx: labels (validate::labels).
+    TooManyLabels = "E0401", "more than 39 labels";
+    LabelKeyLength = "E0402", "a label key not 1-128 characters long";
+    LabelKeyChars = "E0403", "a label key with characters AWS tags do not allow";
+    LabelReserved = "E0404", "a label key with the reserved prefix `aws:` or `mcpfleet.io/`";
+    LabelValueLength = "E0405", "a label value longer than 256 characters";
+    LabelValueChars = "E0406", "a label value with characters AWS tags do not allow";
+    LabelKeysTooLong = "E0407", "label keys longer than 256 characters together (the tag recording them)";
+    // E05xx: image (validate::image).
+    ImageRef = "E0501", "an image reference that is malformed or has neither tag nor digest";
+    // E06xx: task size and lifecycle (validate::task).
+    FargateCpu = "E0601", "cpu is not a Fargate CPU size";
+    FargateMemory = "E0602", "memory does not pair with cpu on Fargate";
+    Replicas = "E0603", "replicas above ECS's 5000 tasks per service";
+    Port = "E0604", "port outside 1..65535";
+    StopTimeout = "E0605", "stopTimeout outside Fargate's 2s..120s";
+    // E07xx: IAM roles (validate::roles).
+    RoleArn = "E0701", "not an IAM role ARN";
+    ExecutionRoleMissing = "E0702", "no executionRoleArn where ECS needs one (ECR image, secrets, awslogs)";
+    // E08xx: env (validate::env).
+    EnvName = "E0801", "an env variable name that is not letters, digits and `_`";
+    EnvReserved = "E0802", "an env variable ECS sets itself";
+    EnvCredentialValue = "E0803", "an env value that looks like a credential";
+    EnvCredentialName = "E0804", "a literal env value for a credential-like name";
+    // E09xx: secrets (validate::secrets).
+    SecretVarName = "E0901", "a secret's variable name that is not letters, digits and `_`";
+    SecretInEnv = "E0902", "a variable set in both env and secrets";
+    SecretSsm = "E0903", "an SSM parameter instead of a Secrets Manager secret";
+    SecretArn = "E0904", "not a Secrets Manager secret ARN";
+    SecretName = "E0905", "not a Secrets Manager secret name";
+    SecretKey = "E0906", "an empty JSON key or one containing `:`";
+    SecretVersionStage = "E0907", "not a version stage";
+    SecretVersionId = "E0908", "not a version id";
+    SecretStageAndId = "E0909", "both versionStage and versionId";
+    // E10xx: health check (validate::health).
+    HealthPathAndCommand = "E1001", "a health check with both `path` and `command`";
+    HealthNoProbe = "E1002", "a health check with neither `path` nor `command`";
+    HealthPath = "E1003", "a health-check path that does not start with `/` or has spaces or quotes";
+    HealthProbeWithCommand = "E1004", "`probe` given with `command`";
+    HealthCommandProgram = "E1005", "CMD/CMD-SHELL without a program";
+    HealthCommandForm = "E1006", "a health-check command not starting with CMD or CMD-SHELL";
+    HealthInterval = "E1007", "health-check interval outside ECS's 5s..300s";
+    HealthTimeout = "E1008", "health-check timeout outside ECS's 2s..60s";
+    HealthStartPeriod = "E1009", "health-check startPeriod outside ECS's 0s..300s";
+    HealthRetries = "E1010", "health-check retries outside ECS's 1..10";
+    HealthTimeoutVsInterval = "E1011", "a health-check timeout not shorter than its interval";
+    // E11xx: network (validate::network).
+    NoSubnet = "E1101", "no subnet";
+    TooManySubnets = "E1102", "more than 16 subnets";
+    SubnetId = "E1103", "not a subnet id";
+    TooManySecurityGroups = "E1104", "more than 5 security groups";
+    SecurityGroupId = "E1105", "not a security group id";
+    DuplicateId = "E1106", "a subnet or security group listed twice";
+    NetworkMissing = "E1107", "no network, here or in FleetDefaults";
+    // E12xx: logging (validate::logging).
+    LogGroup = "E1201", "not a CloudWatch Logs group name";
+    LogRegion = "E1202", "not an AWS region name";
+    LogStreamPrefix = "E1203", "a stream prefix not 1-512 characters without `:` or `*`";
+    LogGroupMissing = "E1204", "logging configured without a group";
+    LogRegionMissing = "E1205", "no log region and an image outside ECR to take it from";
+    // E13xx: rollout (validate::rollout).
+    MaxPercent = "E1301", "maxPercent outside 100..200";
+    MinHealthyPercent = "E1302", "minHealthyPercent above 100";
+    HistoryLimit = "E1303", "historyLimit outside 1..100";
+    ProgressDeadline = "E1304", "progressDeadline outside 1m..24h";
+    RolloutStuck = "E1305", "maxPercent and minHealthyPercent that could never replace a task";
+    // E14xx: local stack (validate::local).
+    LocalPortRange = "E1401", "a local host port outside 1024..65535";
+    LocalPortTaken = "E1402", "a local host port pinned by two services";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::Code;
+
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        let mut seen = BTreeSet::new();
+        for code in Code::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "{s} is used twice");
+            assert!(s.len() == 5 && s.starts_with('E') && s[1..].bytes().all(|b| b.is_ascii_digit()), "{s}");
+            assert!(!code.summary().is_empty(), "{s} has no summary");
+        }
+    }
+
+    #[test]
+    fn readme_lists_every_code_with_its_meaning() {
+        let readme = include_str!("../../README.md");
+        for code in Code::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.summary());
+            assert!(readme.contains(&row), "README.md lacks the row: {row}");
+        }
+        let listed = readme.lines().filter(|l| l.starts_with("| `E") && l.as_bytes().get(8) == Some(&b'`')).count();
+        assert_eq!(listed, Code::ALL.len(), "README.md lists codes that no longer exist");
+    }
+}
