@@ -45,9 +45,11 @@ pub(super) fn merge_rollout(
     let r = ValidRollout {
         max_percent: own.max_percent.or(dflt.max_percent).unwrap_or(200),
         min_healthy_percent: own.min_healthy_percent.or(dflt.min_healthy_percent).unwrap_or(100),
-        progress_deadline_secs: own_deadline.or(d.progress_deadline_secs).unwrap_or(600),
-        auto_rollback: own.auto_rollback.or(dflt.auto_rollback).unwrap_or(true),
-        history_limit: own.history_limit.or(dflt.history_limit).unwrap_or(10),
+        progress_deadline_secs: own_deadline
+            .or(d.progress_deadline_secs)
+            .unwrap_or(ValidRollout::DEFAULT_PROGRESS_DEADLINE_SECS),
+        auto_rollback: own.auto_rollback.or(dflt.auto_rollback).unwrap_or(ValidRollout::DEFAULT_AUTO_ROLLBACK),
+        history_limit: own.history_limit.or(dflt.history_limit).unwrap_or(ValidRollout::DEFAULT_HISTORY_LIMIT),
     };
     // A bound that is already out of range (here, in FleetDefaults, or too many replicas) has its own diagnostic;
     // the relation between them would only add noise, and its arithmetic is meaningless on such values.
