@@ -59,7 +59,7 @@ pub const MIN_DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// ECS) decide whether a rollout failed.
 pub fn default_timeout(deadlines_secs: impl IntoIterator<Item = u64>) -> Duration {
     let longest = deadlines_secs.into_iter().max().unwrap_or(0);
-    (Duration::from_secs(longest) + TIMEOUT_MARGIN).max(MIN_DEFAULT_TIMEOUT)
+    Duration::from_secs(longest).saturating_add(TIMEOUT_MARGIN).max(MIN_DEFAULT_TIMEOUT)
 }
 
 /// What a service owes before it may be reconciled.
