@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::aws_lab::{AwsLab, tags};
-use common::lab::{WRITES, writes};
+use common::lab::{write_ops, writes};
 
 /// Everything a no-op apply may send: reads of ECS, the registry and secret metadata.
 const NO_OP_ALLOWED: [&str; 5] = ["DescribeServices", "ListServices", "BatchGetImage", "ListSecrets", "DescribeSecret"];
@@ -149,7 +149,7 @@ fn unresolvable_references_and_missing_architectures_change_nothing() {
         "{stderr}"
     );
     assert!(!stderr.contains("service `database`"), "{stderr}");
-    for op in WRITES {
+    for op in write_ops() {
         assert_eq!(op_count(&ops, op), 0, "{op} sent before the fleet resolved: {ops:?}");
     }
     let after = lab.dump();
