@@ -1,5 +1,6 @@
 //! The `mcpfleet` binary: parses the command line, sets up logging and maps outcomes to exit codes
-//! (0 success, 1 error, 2 changes found by `plan --detailed-exitcode`, 3 a failed rollout).
+//! (0 success, 1 error, 2 changes found by `plan --detailed-exitcode`, 3 a failed rollout, 4 `--wait` stopped at
+//! `--timeout` with a rollout still in progress).
 
 mod cli;
 

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::aws_lab::{AwsLab, tags};
-use common::lab::{WRITES, writes};
+use common::lab::{write_ops, writes};
 
 /// Everything a no-op apply may send: reads of ECS, the registry and secret metadata.
 const NO_OP_ALLOWED: [&str; 5] = ["DescribeServices", "ListServices", "BatchGetImage", "ListSecrets", "DescribeSecret"];
@@ -149,7 +149,7 @@ fn unresolvable_references_and_missing_architectures_change_nothing() {
         "{stderr}"
     );
     assert!(!stderr.contains("service `database`"), "{stderr}");
-    for op in WRITES {
+    for op in write_ops() {
         assert_eq!(op_count(&ops, op), 0, "{op} sent before the fleet resolved: {ops:?}");
     }
     let after = lab.dump();
@@ -488,4 +488,66 @@ fn a_removed_label_is_untagged_from_the_service_and_its_revision() {
     assert_eq!(svc["cost-center"], "42", "a tag mcpfleet did not put there stays");
     assert_eq!(lab.apply(&[]).0, 0);
     assert_eq!(writes(&lab.apply(&[]).1), 0);
+}
+
+/// The ECS adapter on its own, pointed at the lab's moto.
+fn moto_ecs(lab: &AwsLab) -> mcpfleet::backend::aws::AwsEcs {
+    use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+    let config = aws_sdk_ecs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&lab.endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    mcpfleet::backend::aws::AwsEcs::new(aws_sdk_ecs::Client::from_conf(config))
+}
+
+/// Retention against moto's shapes (ListClusters answers cluster ARNs). moto never completes a deployment (no
+/// task runs; the deployment keeps the revision the service was created with), so no rollout settles through the
+/// binary and retention is run here as a completed rollout runs it: `rollout::record_success`.
+#[tokio::test]
+async fn retention_keeps_the_revision_a_moved_services_old_copy_runs() {
+    use mcpfleet::backend::{Ecs, TdStatus};
+
+    let lab = AwsLab::new();
+    lab.ecs("create_cluster", serde_json::json!({"clusterName": "mcp-other"}));
+    assert_eq!(lab.apply(&[]).0, 0);
+    // Moved without --prune: the copy in mcp-prod stays and keeps running search:1.
+    lab.edit_manifest("search.yaml", "spec:\n", "spec:\n  cluster: mcp-other\n");
+    lab.edit_manifest("search.yaml", "  stopTimeout: 20s\n", "  stopTimeout: 20s\n  rollout: { historyLimit: 1 }\n");
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    for (from, to) in [
+        ("search:v0.9.0", "search:v0.9.1"),
+        ("LOG_LEVEL: WARNING", "LOG_LEVEL: INFO"),
+        ("LOG_LEVEL: INFO", "LOG_LEVEL: DEBUG"),
+    ] {
+        lab.edit_manifest("search.yaml", from, to);
+        let (code, doc) = lab.apply(&[]);
+        assert_eq!(code, 0, "{doc:#}");
+    }
+    let ecs = moto_ecs(&lab);
+    let arns = ecs.list_task_definitions("search", TdStatus::Active).await.unwrap();
+    assert_eq!(arns.len(), 4, "{arns:?}");
+    let old = ecs.describe_services("mcp-prod", &["search".into()]).await.unwrap().services.remove(0);
+    assert_eq!(old.task_definition, arns[0], "the old copy runs search:1");
+    let moved = ecs.describe_services("mcp-other", &["search".into()]).await.unwrap().services.remove(0);
+    assert_eq!(moved.task_definition, arns[3]);
+
+    lab.start_recording();
+    mcpfleet::reconcile::rollout::record_success(&ecs, &moved, &arns[3], 1).await.unwrap();
+    let ops = lab.recorded();
+    assert_eq!(op_count(&ops, "ListClusters"), 1, "{ops:?}");
+    assert_eq!(op_count(&ops, "DeregisterTaskDefinition"), 2, "{ops:?}");
+    let active = ecs.list_task_definitions("search", TdStatus::Active).await.unwrap();
+    assert_eq!(
+        active,
+        [arns[0].clone(), arns[3].clone()],
+        "search:1 (the old copy's) and search:4 (the new one's) stay"
+    );
+    let inactive = ecs.list_task_definitions("search", TdStatus::Inactive).await.unwrap();
+    assert_eq!(inactive, [arns[1].clone(), arns[2].clone()]);
+    let old = ecs.describe_services("mcp-prod", &["search".into()]).await.unwrap().services.remove(0);
+    assert_eq!(old.task_definition, arns[0]);
 }

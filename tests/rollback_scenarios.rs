@@ -756,3 +756,47 @@ fn without_wait_a_move_or_a_rename_deletes_the_old_service_on_a_later_apply() {
     assert_eq!(entry(&doc, "mcp-prod", "documents")["outcome"], "deleted", "{doc:#}");
     assert_eq!(lab.plan_with(&["--prune"]).0, 0);
 }
+
+#[test]
+fn rollback_wait_timeout_exits_4_holds_nothing_more_and_the_rollback_goes_on() {
+    let lab = Lab::new();
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    // documents:2 starts slowly (5m) but is healthy; documents:3 is the revision the operator then leaves.
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.4.3"), "--startup", "5m"]);
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.4.3");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0")]);
+    lab.edit_manifest("documents.yaml", "documents:v1.4.3", "documents:v1.5.0");
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let w = lab.world();
+    let (rev2, rev3) = (w.families["documents"][1].clone(), w.families["documents"][2].clone());
+
+    let out = lab.run(&["rollback", "documents", "--cluster", "mcp-prod", "--wait", "--timeout", "1m"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(4), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout,
+        "documents: rolling back from documents:3 to documents:2; still in progress when --timeout ran out\n"
+    );
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/documents"].state;
+    assert_eq!(svc.task_definition, rev2.arn, "the rollback is left running, not undone");
+    let primary = svc.primary().unwrap();
+    assert_eq!((primary.task_definition.as_str(), primary.running_count), (rev2.arn.as_str(), 0), "{svc:#?}");
+    assert_eq!(svc.running_count, 2, "documents:3 keeps serving while documents:2 starts: {svc:#?}");
+    // The timeout decided nothing: the only spec held is the one the operator left (as any rollback holds it),
+    // and the target keeps the outcome its own rollout earned.
+    assert_eq!(svc.tags["mcpfleet.io/failed-spec-hash"], rev3.tags["mcpfleet.io/spec-hash"]);
+    assert_eq!(w.families["documents"][1].tags["mcpfleet.io/outcome"], "completed");
+    assert_eq!(svc.tags["mcpfleet.io/last-good"], rev2.arn);
+    assert_eq!(history(&lab, "documents"), [(3, "rolled_back".into()), (2, "running".into()), (1, "completed".into())]);
+
+    // The rollout goes on without anyone watching and completes on documents:2.
+    advance(&lab, 600);
+    let (code, doc) = status(&lab);
+    assert_eq!(code, 0, "{doc:#}");
+    let documents = service(&doc, "documents");
+    assert_eq!(documents["rolloutState"], "COMPLETED", "{documents:#}");
+    assert_eq!(documents["taskDefinition"], rev2.arn.as_str(), "{documents:#}");
+    assert_eq!((documents["running"].as_u64(), documents["drift"].as_bool()), (Some(2), Some(false)), "{documents:#}");
+}

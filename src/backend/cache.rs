@@ -15,17 +15,53 @@ struct Entry<T> {
     expires_ms: u64,
 }
 
+/// Values by key, each fresh until its TTL runs out. Misses are not stored: a thing created later is found on the
+/// next lookup.
+struct TtlMap<K, V> {
+    ttl: Duration,
+    entries: Mutex<BTreeMap<K, Entry<V>>>,
+}
+
+impl<K: Ord, V: Clone> TtlMap<K, V> {
+    fn new(ttl: Duration) -> Self {
+        TtlMap { ttl, entries: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The wanted items fresh at `now` with their values, and those that need a lookup.
+    fn split<I: Ord + Clone>(&self, now: u64, wanted: &[I], key: impl Fn(&I) -> K) -> (BTreeMap<I, V>, Vec<I>) {
+        let entries = super::lock(&self.entries);
+        let mut out = BTreeMap::new();
+        let mut missing = Vec::new();
+        for item in wanted {
+            match entries.get(&key(item)) {
+                Some(e) if e.expires_ms > now => {
+                    out.insert(item.clone(), e.value.clone());
+                }
+                _ => missing.push(item.clone()),
+            }
+        }
+        (out, missing)
+    }
+
+    /// Stores values looked up at `now`.
+    fn store(&self, now: u64, found: impl IntoIterator<Item = (K, V)>) {
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let expires_ms = now.saturating_add(ttl_ms);
+        let mut entries = super::lock(&self.entries);
+        entries.extend(found.into_iter().map(|(k, value)| (k, Entry { value, expires_ms })));
+    }
+}
+
 /// [`Images`] with a TTL cache per (repository, tag or digest).
 pub struct CachedImages {
     inner: Arc<dyn Images>,
     clock: Arc<dyn Clock>,
-    ttl: Duration,
-    entries: Mutex<BTreeMap<(String, ImageSelector), Entry<ImageInfo>>>,
+    cache: TtlMap<(String, ImageSelector), ImageInfo>,
 }
 
 impl CachedImages {
     pub fn new(inner: Arc<dyn Images>, clock: Arc<dyn Clock>, ttl: Duration) -> CachedImages {
-        CachedImages { inner, clock, ttl, entries: Mutex::new(BTreeMap::new()) }
+        CachedImages { inner, clock, cache: TtlMap::new(ttl) }
     }
 }
 
@@ -37,27 +73,12 @@ impl Images for CachedImages {
         selectors: &[ImageSelector],
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
         let now = self.clock.now_ms();
-        let mut out = BTreeMap::new();
-        let mut missing = Vec::new();
-        {
-            let entries = super::lock(&self.entries);
-            for sel in selectors {
-                match entries.get(&(repository.to_string(), sel.clone())) {
-                    Some(e) if e.expires_ms > now => {
-                        out.insert(sel.clone(), e.value.clone());
-                    }
-                    _ => missing.push(sel.clone()),
-                }
-            }
-        }
+        let (mut out, missing) = self.cache.split(now, selectors, |sel| (repository.to_string(), sel.clone()));
         if !missing.is_empty() {
             let found = self.inner.lookup(repository, &missing).await?;
-            let mut entries = super::lock(&self.entries);
-            for (sel, info) in found {
-                let expires_ms = now + self.ttl.as_millis() as u64;
-                entries.insert((repository.to_string(), sel.clone()), Entry { value: info.clone(), expires_ms });
-                out.insert(sel, info);
-            }
+            self.cache
+                .store(now, found.iter().map(|(sel, info)| ((repository.to_string(), sel.clone()), info.clone())));
+            out.extend(found);
         }
         Ok(out)
     }
@@ -67,13 +88,12 @@ impl Images for CachedImages {
 pub struct CachedSecrets {
     inner: Arc<dyn Secrets>,
     clock: Arc<dyn Clock>,
-    ttl: Duration,
-    entries: Mutex<BTreeMap<String, Entry<String>>>,
+    cache: TtlMap<String, String>,
 }
 
 impl CachedSecrets {
     pub fn new(inner: Arc<dyn Secrets>, clock: Arc<dyn Clock>, ttl: Duration) -> CachedSecrets {
-        CachedSecrets { inner, clock, ttl, entries: Mutex::new(BTreeMap::new()) }
+        CachedSecrets { inner, clock, cache: TtlMap::new(ttl) }
     }
 }
 
@@ -81,26 +101,11 @@ impl CachedSecrets {
 impl Secrets for CachedSecrets {
     async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
         let now = self.clock.now_ms();
-        let mut out = BTreeMap::new();
-        let mut missing = Vec::new();
-        {
-            let entries = super::lock(&self.entries);
-            for id in ids {
-                match entries.get(id) {
-                    Some(e) if e.expires_ms > now => {
-                        out.insert(id.clone(), e.value.clone());
-                    }
-                    _ => missing.push(id.clone()),
-                }
-            }
-        }
+        let (mut out, missing) = self.cache.split(now, ids, String::clone);
         if !missing.is_empty() {
             let found = self.inner.resolve(&missing).await?;
-            let mut entries = super::lock(&self.entries);
-            for (id, arn) in found {
-                entries.insert(id.clone(), Entry { value: arn.clone(), expires_ms: now + self.ttl.as_millis() as u64 });
-                out.insert(id, arn);
-            }
+            self.cache.store(now, found.iter().map(|(id, arn)| (id.clone(), arn.clone())));
+            out.extend(found);
         }
         Ok(out)
     }

@@ -38,12 +38,9 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let fleet = super::load_fleet(&args.files)?;
-    let conn = super::backend::connect(cli).await?;
+    let prepared = super::Prepared::new(cli, &args.files).await?;
+    let (conn, desired) = (&prepared.conn, &prepared.desired);
     let ecs = conn.backend.ecs.as_ref();
-    let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
-    super::print_warnings(&desired);
-    let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
     let clock = conn.backend.clock.as_ref();
     let timeout = args
         .timeout
@@ -51,20 +48,20 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let wait = args.wait.then_some(timeout);
     let reporter = super::progress::Reporter::new();
     let progress = |service: &str, what: &str| reporter.report(service, what);
-    let mut observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
+    let mut observed = prepared.observe().await?;
     // Rollouts of earlier applies that finished unwatched (or, with --wait, are still in flight) first.
-    let found = settle::settle_found(ecs, clock, &desired, &observed, wait, &progress).await?;
+    let found = settle::settle_found(ecs, clock, desired, &observed, wait, &progress).await?;
     if found.changed {
-        observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
+        observed = prepared.observe().await?;
     }
     let opts = reconcile::PlanOptions { retry_failed: args.retry_failed, changes: false };
-    let plan = reconcile::plan_fleet_with(&desired, &observed, ecs, opts).await?;
+    let plan = reconcile::plan_fleet_with(desired, &observed, ecs, opts).await?;
     let opts = ApplyOptions { prune: args.prune, concurrency: args.concurrency, stop: None };
-    let mut outcomes = reconcile::apply(&desired, &plan, &observed, ecs, &opts, &progress).await;
+    let mut outcomes = reconcile::apply(desired, &plan, &observed, ecs, &opts, &progress).await;
     let found_failed = settle::report_found(&found, &mut outcomes);
 
     let waited = match wait {
-        Some(timeout) => settle::settle_apply(ecs, clock, &desired, &found, &mut outcomes, timeout, &progress).await?,
+        Some(timeout) => settle::settle_apply(ecs, clock, desired, &found, &mut outcomes, timeout, &progress).await?,
         None => settle::Waited::default(),
     };
     if args.wait && args.prune {

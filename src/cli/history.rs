@@ -1,6 +1,6 @@
 //! `mcpfleet history`: the revisions a service ran, newest first, with image, digest and outcome.
 
-use mcpfleet::reconcile::rollout::{self, check_rollbackable};
+use mcpfleet::reconcile::rollout;
 
 use super::{Cli, EXIT_OK, Output};
 
@@ -19,9 +19,7 @@ pub struct Args {
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
-    let described = ecs.describe_services(&args.cluster, std::slice::from_ref(&args.service)).await?;
-    let state = described.services.into_iter().find(|s| s.name == args.service);
-    let state = check_rollbackable(state, &args.service, &args.cluster)?;
+    let state = rollout::managed_service(ecs, &args.service, &args.cluster).await?;
     let revisions = rollout::history(ecs, &state).await?;
     match args.output {
         Output::Json => {

@@ -224,10 +224,31 @@ pub fn parse_concurrency(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Prints resolution's warnings (they change nothing: the fleet is applied as written).
-pub fn print_warnings(desired: &[mcpfleet::reconcile::Desired]) {
-    for w in desired.iter().flat_map(|d| &d.warnings) {
-        eprintln!("warning: {w}");
+/// What `plan` and `apply` start from: the manifests validated, the backend connected, the fleet resolved and
+/// rendered (resolution's warnings printed: they change nothing, the fleet is applied as written).
+pub struct Prepared {
+    pub conn: backend::Connected,
+    pub desired: Vec<mcpfleet::reconcile::Desired>,
+    /// The fleet's default cluster: a cluster the last desired service moved off still has managed services that
+    /// `--prune` must see.
+    extra_clusters: Vec<String>,
+}
+
+impl Prepared {
+    pub async fn new(cli: &Cli, files: &Files) -> anyhow::Result<Prepared> {
+        let fleet = load_fleet(files)?;
+        let conn = backend::connect(cli).await?;
+        let desired = mcpfleet::reconcile::desired_state(&fleet, &conn.backend).await?;
+        for w in desired.iter().flat_map(|d| &d.warnings) {
+            eprintln!("warning: {w}");
+        }
+        Ok(Prepared { conn, desired, extra_clusters: fleet.default_cluster.into_iter().collect() })
+    }
+
+    /// The desired services as ECS has them, and the other managed services of their clusters.
+    pub async fn observe(&self) -> Result<mcpfleet::reconcile::Observed, mcpfleet::backend::BackendError> {
+        let ecs = self.conn.backend.ecs.as_ref();
+        mcpfleet::reconcile::observe_clusters(&self.desired, &self.extra_clusters, ecs, true).await
     }
 }
 

@@ -27,14 +27,9 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let fleet = super::load_fleet(&args.files)?;
-    let conn = super::backend::connect(cli).await?;
-    let ecs = conn.backend.ecs.as_ref();
-    let desired = reconcile::desired_state(&fleet, &conn.backend).await?;
-    super::print_warnings(&desired);
-    let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
-    let observed = reconcile::observe_clusters(&desired, &extra, ecs, true).await?;
-    let mut plan = reconcile::plan_fleet(&desired, &observed, ecs).await?;
+    let prepared = super::Prepared::new(cli, &args.files).await?;
+    let observed = prepared.observe().await?;
+    let mut plan = reconcile::plan_fleet(&prepared.desired, &observed, prepared.conn.backend.ecs.as_ref()).await?;
     if !args.prune {
         plan = plan.without_prune();
     }
@@ -42,7 +37,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         Output::Json => {
             let mut doc = serde_json::to_value(&plan)?;
             doc["prune"] = args.prune.into();
-            doc["apiCalls"] = serde_json::to_value(conn.api_calls())?;
+            doc["apiCalls"] = serde_json::to_value(prepared.conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Output::Text => print!("{}", render_plan(&plan, std::io::stdout().is_terminal())),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mcpfleet::reconcile::rollout::{self, check_rollbackable};
+use mcpfleet::reconcile::rollout;
 use mcpfleet::reconcile::settle::{self, Settled};
 use mcpfleet::state::{ServiceTags, short as short_td};
 
@@ -31,9 +31,7 @@ pub struct Args {
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
-    let described = ecs.describe_services(&args.cluster, std::slice::from_ref(&args.service)).await?;
-    let state = described.services.into_iter().find(|s| s.name == args.service);
-    let state = check_rollbackable(state, &args.service, &args.cluster)?;
+    let state = rollout::managed_service(ecs, &args.service, &args.cluster).await?;
     let target = rollout::rollback_target(ecs, &state, args.to_revision.as_deref()).await?;
     if target.arn == state.task_definition {
         println!("{} is already on {}", state.name, short_td(&target.arn));

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use mcpfleet::backend::{BackendError, Ecs, ServiceState, TaskDefinition};
+use mcpfleet::backend::{BackendError, Ecs, ServiceState};
 use mcpfleet::reconcile;
-use mcpfleet::spec::ImageRef;
-use mcpfleet::state::{self, RevisionTags, ServiceTags, TaskDefArn, is_managed, short as short_td};
+use mcpfleet::reconcile::rollout::RevisionImage;
+use mcpfleet::state::{self, ServiceTags, TaskDefArn, is_managed, short as short_td};
 use serde::Serialize;
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
@@ -160,7 +160,10 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
     let (image, digest, architecture) = match &applied {
         None => (owned(tags.image.tag), owned(tags.image.digest), owned(tags.image.architecture)),
         Some(_) => match ecs.describe_task_definition(&s.task_definition).await {
-            Ok(td) => running_image(&td),
+            Ok(td) => {
+                let RevisionImage { tag, digest, architecture } = RevisionImage::of(&td);
+                (tag, digest, architecture)
+            }
             Err(BackendError::NotFound { .. } | BackendError::Invalid { .. }) => (None, None, None),
             Err(e) => return Err(e),
         },
@@ -189,27 +192,4 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
         held,
         applied_task_definition: applied,
     })
-}
-
-/// Image tag, digest and architecture of a revision: from its own tags when mcpfleet registered it, else from
-/// its container image (`repo:tag` or `repo@digest`) and runtime platform.
-fn running_image(td: &TaskDefinition) -> (Option<String>, Option<String>, Option<String>) {
-    let image = td.spec.container_definitions.first().map(|c| c.image.as_str()).unwrap_or_default();
-    let reference = ImageRef::parse(image).ok();
-    // A pinned reference names its digest; the tag it was resolved from is then only in mcpfleet's own tags.
-    let (reference_tag, reference_digest) = match reference {
-        Some(r) if r.digest.is_some() => (None, r.digest),
-        Some(r) => (r.tag, None),
-        None => (None, None),
-    };
-    let tags = RevisionTags::parse(&td.tags);
-    let image_tag = tags.image.tag.map(String::from).or(reference_tag);
-    let digest = reference_digest.or_else(|| tags.image.digest.map(String::from));
-    let architecture = td
-        .spec
-        .runtime_platform
-        .cpu_architecture
-        .map(|a| a.as_ecs().to_string())
-        .or_else(|| tags.image.architecture.map(String::from));
-    (image_tag, digest, architecture)
 }

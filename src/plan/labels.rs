@@ -5,9 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Change, to_value};
+use super::Change;
 use crate::backend::Tags;
 use crate::render::ecs::EcsService;
+use crate::render::json_of;
 use crate::state::{TAG_LABELS, TAG_PREFIX};
 
 /// The labels a desired service carries: its tags outside mcpfleet's prefix.
@@ -33,15 +34,11 @@ pub fn changes(d: &EcsService, observed: &Tags) -> Vec<Change> {
     let mut out: Vec<Change> = want
         .iter()
         .filter(|(k, v)| observed.get(**k).map(String::as_str) != Some(**v))
-        .map(|(k, v)| Change {
-            path: format!("labels.{k}"),
-            from: observed.get(*k).map(to_value),
-            to: Some(to_value(v)),
-        })
+        .map(|(k, v)| Change { path: format!("labels.{k}"), from: observed.get(*k).map(json_of), to: Some(json_of(v)) })
         .collect();
     for k in removed(d, observed) {
         if let Some(v) = observed.get(&k) {
-            out.push(Change { path: format!("labels.{k}"), from: Some(to_value(v)), to: None });
+            out.push(Change { path: format!("labels.{k}"), from: Some(json_of(v)), to: None });
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -9,12 +9,14 @@ pub mod labels;
 pub mod moves;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
 use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceInput, transport_of};
+use crate::render::json_of;
 use crate::state::{self, ServiceTags, TAG_TASK_DEFINITION};
 
 /// What will happen to a service.
@@ -149,8 +151,8 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
     {
         diff_values(
             "service.deploymentConfiguration",
-            &to_value(observed_config),
-            &to_value(&want.deployment_configuration),
+            &json_of(observed_config),
+            &json_of(&want.deployment_configuration),
             &mut changes,
         );
     }
@@ -161,8 +163,8 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
     {
         diff_values(
             "service.networkConfiguration",
-            &to_value(&observed_network),
-            &to_value(&wanted_network),
+            &json_of(&observed_network),
+            &json_of(&wanted_network),
             &mut changes,
         );
     }
@@ -189,12 +191,8 @@ fn network_as_sets(n: &NetworkConfiguration) -> NetworkConfiguration {
     out
 }
 
-fn change(path: &str, from: impl Serialize, to: impl Serialize) -> Change {
-    Change { path: path.into(), from: Some(to_value(&from)), to: Some(to_value(&to)) }
-}
-
-fn to_value(v: &impl Serialize) -> Value {
-    serde_json::to_value(v).expect("plain data serializes")
+fn change(path: &str, from: impl Serialize + Debug, to: impl Serialize + Debug) -> Change {
+    Change { path: path.into(), from: Some(json_of(&from)), to: Some(json_of(&to)) }
 }
 
 /// Decides the action for one desired service. `current` is the task definition the service runs, when the
@@ -249,7 +247,7 @@ pub fn plan_service_with(
         Some(td) => {
             let mut want = desired.register_task_definition.clone();
             want.tags.clear();
-            diff_values("taskDefinition", &to_value(&td.spec), &to_value(&want), &mut changes);
+            diff_values("taskDefinition", &json_of(&td.spec), &json_of(&want), &mut changes);
         }
         None => changes.push(Change {
             path: "taskDefinition".into(),

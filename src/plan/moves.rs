@@ -107,8 +107,10 @@ pub fn mark_successors<'a>(
         found.push((i, Successor { name, cluster, replacement, healthy }));
     }
     for (i, successor) in found {
-        plans[i].reason = Some(super::PlanReason::Replaced(successor.clone()));
-        plans[i].replaced_by = Some(successor);
+        if let Some(p) = plans.get_mut(i) {
+            p.reason = Some(super::PlanReason::Replaced(successor.clone()));
+            p.replaced_by = Some(successor);
+        }
     }
 }
 

@@ -13,11 +13,13 @@ use super::ReconcileError;
 /// Secrets resolved per call.
 pub const SECRET_BATCH: usize = 10;
 
-fn selector(svc: &ValidService) -> ImageSelector {
+/// What to look the image up by: its digest when pinned, else its tag. `None` only for a reference with neither,
+/// which validation refuses, but a `ValidService` built by hand could hold one: that service then fails alone.
+fn selector(svc: &ValidService) -> Option<ImageSelector> {
     match (&svc.image.digest, &svc.image.tag) {
-        (Some(d), _) => ImageSelector::Digest(d.clone()),
-        (None, Some(t)) => ImageSelector::Tag(t.clone()),
-        (None, None) => unreachable!("validation requires a tag or a digest"),
+        (Some(d), _) => Some(ImageSelector::Digest(d.clone())),
+        (None, Some(t)) => Some(ImageSelector::Tag(t.clone())),
+        (None, None) => None,
     }
 }
 
@@ -47,7 +49,7 @@ pub async fn resolve_each(
     let mut by_repo: BTreeMap<String, BTreeSet<ImageSelector>> = BTreeMap::new();
     for svc in &fleet.services {
         let wanted = by_repo.entry(svc.image.name()).or_default();
-        wanted.insert(selector(svc));
+        wanted.extend(selector(svc));
         // The tag of a `repo:tag@digest` too, in the same call: where it points now is worth a warning.
         if let (Some(_), Some(tag)) = (&svc.image.digest, &svc.image.tag) {
             wanted.insert(ImageSelector::Tag(tag.clone()));
@@ -93,7 +95,15 @@ pub async fn resolve_each(
         let mut problems = Vec::new();
         // Only a problem needs the service's location: the field's line where the spec kept it.
         let at = |line: usize| format!("service `{}` ({}:{line})", svc.name, svc.source.file);
-        let info = found.get(&(svc.image.name(), selector(svc)));
+        let Some(selector) = selector(svc) else {
+            let image = &svc.image;
+            out.push(Err(vec![format!(
+                "{}: spec.image: `{image}` has neither a tag nor a digest",
+                at(svc.lines.image)
+            )]));
+            continue;
+        };
+        let info = found.get(&(svc.image.name(), selector.clone()));
         let architecture = match info {
             None if missing_repos.contains(svc.image.name().as_str()) => {
                 problems.push(format!(
@@ -104,7 +114,7 @@ pub async fn resolve_each(
                 None
             }
             None => {
-                let what = match selector(svc) {
+                let what = match selector {
                     ImageSelector::Tag(t) => format!("tag `{t}`"),
                     ImageSelector::Digest(d) => format!("digest `{d}`"),
                 };
@@ -182,5 +192,32 @@ pub fn pick_architecture(wanted: Architecture, platforms: &[String]) -> Result<C
         Architecture::X86_64 if has(CpuArch::X86_64) => Ok(CpuArch::X86_64),
         Architecture::Arm64 => Err(format!("arm64 requested but the image has only {list}")),
         Architecture::X86_64 => Err(format!("x86_64 requested but the image has only {list}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::sim::Sim;
+    use crate::spec::load_str;
+    use crate::testkit::{fleet_yaml, seeded_world};
+
+    #[tokio::test]
+    async fn an_image_with_neither_tag_nor_digest_fails_its_service_alone() {
+        let mut fleet = load_str("fleet.yaml", &fleet_yaml(2, 1, 1)).unwrap();
+        fleet.services[0].image.tag = None;
+        let sim = Sim::in_memory(seeded_world(1, 1));
+        let b = sim.backend();
+        let each = resolve_each(&fleet, b.images.as_ref(), b.secrets.as_ref()).await.unwrap();
+        let problems = each[0].as_ref().unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("service `svc-00000` (fleet.yaml:"), "{problems:?}");
+        assert!(
+            problems[0].ends_with(
+                "spec.image: `123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/repo-0` has neither a tag nor a digest"
+            ),
+            "{problems:?}"
+        );
+        assert!(each[1].is_ok(), "{:?}", each[1]);
     }
 }

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::backend::{BackendError, Ecs, Op, ServiceState, ServiceUpdate, TaskDefinition, TdStatus};
+use crate::spec::ImageRef;
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn, is_managed};
 
 /// [`super::settle::settle_apply`] for rollouts an apply started (none found in flight): whether any failed.
@@ -159,16 +160,45 @@ pub async fn rollback_target(
     Err(RollbackError::NoGoodRevision(state.name.clone()))
 }
 
-/// The service, when it exists and mcpfleet may roll it back.
-pub fn check_rollbackable(
-    state: Option<ServiceState>,
-    name: &str,
-    cluster: &str,
-) -> Result<ServiceState, RollbackError> {
-    match state {
+/// The service `name` of `cluster`, when it exists and mcpfleet manages it (what `history` and `rollback` act on).
+pub async fn managed_service(ecs: &dyn Ecs, name: &str, cluster: &str) -> Result<ServiceState, RollbackError> {
+    let described = ecs.describe_services(cluster, &[name.to_string()]).await?;
+    match described.services.into_iter().find(|s| s.name == name) {
         Some(s) if s.is_active() && is_managed(&s) => Ok(s),
         Some(s) if s.is_active() => Err(RollbackError::Unmanaged(s.name.clone())),
         _ => Err(RollbackError::NotFound(name.into(), cluster.into())),
+    }
+}
+
+/// What a revision runs, as `status` and `history` show it: from its own tags when mcpfleet registered it, else
+/// from its container image (`repo:tag` or `repo@digest`) and runtime platform.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevisionImage {
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub architecture: Option<String>,
+}
+
+impl RevisionImage {
+    pub fn of(td: &TaskDefinition) -> RevisionImage {
+        let image = td.spec.container_definitions.first().map(|c| c.image.as_str()).unwrap_or_default();
+        // A pinned reference names its digest; the tag it was resolved from is then only in mcpfleet's own tags.
+        let (reference_tag, reference_digest) = match ImageRef::parse(image).ok() {
+            Some(r) if r.digest.is_some() => (None, r.digest),
+            Some(r) => (r.tag, None),
+            None => (None, None),
+        };
+        let tags = RevisionTags::parse(&td.tags);
+        RevisionImage {
+            tag: tags.image.tag.map(String::from).or(reference_tag),
+            digest: reference_digest.or_else(|| tags.image.digest.map(String::from)),
+            architecture: td
+                .spec
+                .runtime_platform
+                .cpu_architecture
+                .map(|a| a.as_ecs().to_string())
+                .or_else(|| tags.image.architecture.map(String::from)),
+        }
     }
 }
 
@@ -203,12 +233,12 @@ pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision
         } else {
             tags.outcome.map_or("superseded", state::Outcome::as_str).to_string()
         };
-        let (image_tag, digest) = (tags.image.tag.map(String::from), tags.image.digest.map(String::from));
+        let RevisionImage { tag: image_tag, digest, architecture } = RevisionImage::of(&td);
         out.push(Revision {
             revision: td.revision,
             image_tag,
             digest,
-            architecture: td.spec.runtime_platform.cpu_architecture.map(|a| a.as_ecs().to_string()),
+            architecture,
             registered_at: td.registered_at_ms,
             outcome,
             inactive: td.status == TdStatus::Inactive,

@@ -59,7 +59,13 @@ pub const MIN_DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// ECS) decide whether a rollout failed.
 pub fn default_timeout(deadlines_secs: impl IntoIterator<Item = u64>) -> Duration {
     let longest = deadlines_secs.into_iter().max().unwrap_or(0);
-    (Duration::from_secs(longest) + TIMEOUT_MARGIN).max(MIN_DEFAULT_TIMEOUT)
+    Duration::from_secs(longest).saturating_add(TIMEOUT_MARGIN).max(MIN_DEFAULT_TIMEOUT)
+}
+
+/// When a rollout started at `start_ms` runs out of its progress deadline. The start may come from an AWS answer
+/// (a deployment's `createdAt`): saturating, so an absurd one means "never", not an overflow.
+fn deadline_ms(start_ms: u64, progress_deadline_secs: u64) -> u64 {
+    start_ms.saturating_add(progress_deadline_secs.saturating_mul(1000))
 }
 
 /// What a service owes before it may be reconciled.
@@ -84,7 +90,7 @@ pub fn pending(state: &ServiceState, progress_deadline_secs: u64) -> Pending {
             cluster: state.cluster.clone(),
             name: state.name.clone(),
             task_definition: td.to_string(),
-            deadline_ms: started + 1000 * progress_deadline_secs,
+            deadline_ms: deadline_ms(started, progress_deadline_secs),
         })
     };
     if let Some(p) = state.primary()
@@ -349,7 +355,7 @@ pub async fn settle_apply(
                 cluster: o.cluster.clone(),
                 name: o.name.clone(),
                 task_definition: o.task_definition.clone()?,
-                deadline_ms: start + 1000 * d.rollout.progress_deadline_secs,
+                deadline_ms: deadline_ms(start, d.rollout.progress_deadline_secs),
             })
         })
         .collect();
@@ -426,7 +432,7 @@ async fn watch_back(
         cluster: state.cluster.clone(),
         name: state.name.clone(),
         task_definition: to.to_string(),
-        deadline_ms: clock.now_ms() + 1000 * policy.progress_deadline_secs,
+        deadline_ms: deadline_ms(clock.now_ms(), policy.progress_deadline_secs),
     };
     let result = watch::watch(ecs, clock, std::slice::from_ref(&target), timeout, progress)
         .await

@@ -1,6 +1,8 @@
 //! ECS documents: the RegisterTaskDefinition and CreateService inputs for one service, in the AWS API's JSON
 //! shape (camelCase), plus the tags that carry mcpfleet's state and the spec hash that identifies a desired state.
 
+use std::io::Write as _;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -354,7 +356,7 @@ fn with_rollout_policy(hash: String, r: &ValidRollout) -> String {
 /// A [`ServiceInput`] as the spec hash sees it: every field in the same order and JSON shape, but an empty
 /// task-definition reference and no tags. Borrowed, so hashing copies nothing; the test
 /// `hashed_service_serializes_as_the_cleared_input` keeps it in step with [`ServiceInput`].
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct HashedService<'a> {
     cluster: &'a str,
@@ -416,17 +418,18 @@ pub fn task_hash(td: &TaskDefinitionInput) -> String {
 
 /// The first 16 bytes of the SHA-256 of the value's compact JSON, in hex. The JSON is streamed into the hasher
 /// through a small buffer rather than built in memory first.
-fn hash_json(value: &impl Serialize) -> String {
+fn hash_json(value: &(impl Serialize + std::fmt::Debug)) -> String {
     let mut out = std::io::BufWriter::with_capacity(1024, HashWriter(Sha256::new()));
-    serde_json::to_writer(&mut out, value).expect("plain data serializes");
-    let hasher = out.into_inner().unwrap_or_else(|_| unreachable!("hashing does not fail")).0;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(32);
-    for b in &hasher.finalize()[..16] {
-        hex.push(HEX[usize::from(b >> 4)] as char);
-        hex.push(HEX[usize::from(b & 0xf)] as char);
+    let streamed = serde_json::to_writer(&mut out, value).map_err(std::io::Error::from).and_then(|()| out.flush());
+    let (HashWriter(mut hasher), _) = out.into_parts();
+    if streamed.is_err() {
+        // Unreachable for mcpfleet's documents (derived impls, string map keys, a writer that never fails); should
+        // a type ever break that, its Debug form is hashed instead: still a function of every field, so a changed
+        // desired state still changes its hash.
+        hasher = Sha256::new();
+        hasher.update(super::debug_form(value));
     }
-    hex
+    hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// An `io::Write` that feeds a hasher.

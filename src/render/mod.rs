@@ -10,6 +10,7 @@ pub mod ecs;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::spec::{Architecture, ValidService};
 
@@ -70,4 +71,16 @@ impl Resolved {
             warnings: vec![],
         }
     }
+}
+
+/// Plain data as JSON. Serializing mcpfleet's own documents cannot fail (derived impls, string map keys); should a
+/// type ever break that, its Debug form stands in as a string: still a function of every field, so a diff of two
+/// different values still shows a change, and nothing panics.
+pub fn json_of(v: &(impl Serialize + std::fmt::Debug)) -> Value {
+    serde_json::to_value(v).unwrap_or_else(|_| Value::String(debug_form(v)))
+}
+
+/// The Debug form that stands in for a value JSON refused (see [`json_of`]).
+fn debug_form(v: &impl std::fmt::Debug) -> String {
+    format!("{v:?}")
 }

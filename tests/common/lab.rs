@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mcpfleet::backend::Op;
 use mcpfleet::backend::sim::World;
 use serde_json::Value;
 
@@ -120,19 +121,21 @@ pub fn outcomes(doc: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The operations that change something in ECS (as the binary's `apiCalls` and moto's recorder name them).
-pub const WRITES: [&str; 7] = [
-    "RegisterTaskDefinition",
-    "DeregisterTaskDefinition",
-    "CreateService",
-    "UpdateService",
-    "DeleteService",
-    "TagResource",
-    "UntagResource",
-];
+/// The operations that change something in ECS (as the binary's `apiCalls` and moto's recorder name them). The
+/// set itself is pinned by `backend::op`'s unit test `iam_actions_and_writes`.
+pub fn write_ops() -> impl Iterator<Item = &'static str> {
+    Op::ALL.into_iter().filter(|op| op.is_write()).map(Op::as_str)
+}
 
-/// Write requests in an `-o json` document's `apiCalls`.
+/// Write requests in an `-o json` document's `apiCalls`. Every name there must be an [`Op`]: a request the type
+/// does not know could be a write this count would miss.
 pub fn writes(doc: &Value) -> u64 {
     let calls = doc["apiCalls"]["calls"].as_object().unwrap();
-    WRITES.iter().map(|op| calls.get(*op).and_then(Value::as_u64).unwrap_or(0)).sum()
+    calls
+        .iter()
+        .map(|(name, n)| {
+            let op = Op::from_name(name).unwrap_or_else(|| panic!("apiCalls names an unknown operation {name}"));
+            if op.is_write() { n.as_u64().unwrap() } else { 0 }
+        })
+        .sum()
 }
