@@ -17,7 +17,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TdStatus};
-use crate::plan::{self, Action, Plan};
+use crate::plan::{self, Action, Plan, ServicePlan};
 use crate::render::Resolved;
 use crate::render::ecs::{self, EcsService, TAG_TASK_HASH};
 use crate::spec::{ValidFleet, ValidRollout, ValidService};
@@ -254,59 +254,65 @@ pub async fn apply(
         let d = by_key.get(&(p.cluster.as_str(), p.name.as_str())).copied();
         let obs = observed.get(&p.cluster, &p.name);
         async move {
-            let stopping = opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
-            if stopping && p.action != Action::Noop {
-                return ServiceOutcome {
+            apply_one(p, d, obs, ecs, opts, progress).await.unwrap_or_else(|e| {
+                progress(&p.name, &format!("failed: {e}"));
+                ServiceOutcome {
                     name: p.name.clone(),
                     cluster: p.cluster.clone(),
-                    outcome: Outcome::Unchanged,
-                    task_definition: obs.map(|o| o.task_definition.clone()),
-                    message: "skipped: shutting down".into(),
-                };
-            }
-            let result = match (p.action, d) {
-                (Action::Noop, _) => Ok((
-                    Outcome::Unchanged,
-                    obs.map(|o| o.task_definition.clone()),
-                    p.reason.clone().unwrap_or_default(),
-                )),
-                (Action::Delete, _) if !opts.prune => {
-                    Ok((Outcome::Unchanged, None, "not in the manifests; kept (use --prune to delete)".into()))
+                    outcome: Outcome::Failed,
+                    task_definition: None,
+                    message: e.to_string(),
                 }
-                (Action::Delete, _) => {
-                    progress(&p.name, "deleting");
-                    ecs.delete_service(&p.cluster, &p.name).await.map(|_| (Outcome::Deleted, None, "deleted".into()))
-                }
-                (Action::Create, Some(d)) => {
-                    converge(ecs, d, None, progress).await.map(|td| (Outcome::Created, Some(td), "created".into()))
-                }
-                (Action::Update, Some(d)) => converge(ecs, d, obs, progress)
-                    .await
-                    .map(|td| (Outcome::Updated, Some(td), p.reason.clone().unwrap_or_else(|| "updated".into()))),
-                (_, None) => Ok((Outcome::Unchanged, None, String::new())),
-            };
-            match result {
-                Ok((outcome, task_definition, message)) => ServiceOutcome {
-                    name: p.name.clone(),
-                    cluster: p.cluster.clone(),
-                    outcome,
-                    task_definition,
-                    message,
-                },
-                Err(e) => {
-                    progress(&p.name, &format!("failed: {e}"));
-                    ServiceOutcome {
-                        name: p.name.clone(),
-                        cluster: p.cluster.clone(),
-                        outcome: Outcome::Failed,
-                        task_definition: None,
-                        message: e.to_string(),
-                    }
-                }
-            }
+            })
         }
     });
     futures::stream::iter(steps).buffered(opts.concurrency.max(1)).collect().await
+}
+
+/// Executes one service's plan (`d` is its desired state, `obs` what runs). The error stays typed, so a caller
+/// can decide from its kind (the controller backs off differently for throttling, a refused request or an outage);
+/// [`apply`] turns it into a failed outcome.
+pub async fn apply_one(
+    p: &ServicePlan,
+    d: Option<&Desired>,
+    obs: Option<&ServiceState>,
+    ecs: &dyn Ecs,
+    opts: &ApplyOptions,
+    progress: Progress<'_>,
+) -> Result<ServiceOutcome, BackendError> {
+    let stopping = opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
+    if stopping && p.action != Action::Noop {
+        return Ok(ServiceOutcome {
+            name: p.name.clone(),
+            cluster: p.cluster.clone(),
+            outcome: Outcome::Unchanged,
+            task_definition: obs.map(|o| o.task_definition.clone()),
+            message: "skipped: shutting down".into(),
+        });
+    }
+    let (outcome, task_definition, message) = match (p.action, d) {
+        (Action::Noop, _) => {
+            (Outcome::Unchanged, obs.map(|o| o.task_definition.clone()), p.reason.clone().unwrap_or_default())
+        }
+        (Action::Delete, _) if !opts.prune => {
+            (Outcome::Unchanged, None, "not in the manifests; kept (use --prune to delete)".into())
+        }
+        (Action::Delete, _) => {
+            progress(&p.name, "deleting");
+            ecs.delete_service(&p.cluster, &p.name).await?;
+            (Outcome::Deleted, None, "deleted".into())
+        }
+        (Action::Create, Some(d)) => {
+            (Outcome::Created, Some(converge(ecs, d, None, progress).await?), "created".into())
+        }
+        (Action::Update, Some(d)) => (
+            Outcome::Updated,
+            Some(converge(ecs, d, obs, progress).await?),
+            p.reason.clone().unwrap_or_else(|| "updated".into()),
+        ),
+        (_, None) => (Outcome::Unchanged, None, String::new()),
+    };
+    Ok(ServiceOutcome { name: p.name.clone(), cluster: p.cluster.clone(), outcome, task_definition, message })
 }
 
 /// Registers (or reuses) the task definition, then creates or updates the service and records the new state in
