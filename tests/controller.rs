@@ -207,7 +207,14 @@ fn converges_from_empty_corrects_drift_and_serves_metrics() {
     }
     assert_eq!(m["mcpfleet_spec_valid"]["type"], "gauge");
     assert_eq!(sample("mcpfleet_spec_valid", "mcpfleet_spec_valid", json!({})), Some(1.0));
-    assert_eq!(sample("mcpfleet_rollbacks", "mcpfleet_rollbacks_total", json!({"outcome": "failed"})), None, "{m}");
+    // Rollbacks are counted from the start, before there is any: a rate over them is defined at once.
+    for outcome in ["started", "failed"] {
+        assert_eq!(
+            sample("mcpfleet_rollbacks", "mcpfleet_rollbacks_total", json!({"outcome": outcome})),
+            Some(0.0),
+            "{outcome}: {m}"
+        );
+    }
 }
 
 /// Every metric family of /metrics, parsed with the reference Python client (so the text is valid OpenMetrics):
@@ -275,6 +282,51 @@ fn a_failed_rollout_is_rolled_back_and_not_retried() {
     assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][0].arn);
     let (_, metrics) = c.get("/metrics").unwrap();
     assert!(c.metric("mcpfleet_reconciles_total{outcome=\"held\"}") >= 1.0, "{metrics}");
+}
+
+#[test]
+fn a_failed_rollout_counts_the_service_as_failed_until_its_spec_changes() {
+    let lab = Lab::new();
+    let c = Controller::start(&lab);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    c.wait_for("the fleet counted as converged", || c.metric("mcpfleet_services{state=\"converged\"}") == 3.0);
+    assert_eq!(c.metric("mcpfleet_services{state=\"failed\"}"), 0.0);
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    c.wait_for("the rollback", || c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}") >= 1.0);
+    // Rolled back and running its last good revision, yet not what the manifest asks for.
+    c.wait_for("the service counted as failed", || {
+        c.metric("mcpfleet_services{state=\"failed\"}") == 1.0
+            && c.metric("mcpfleet_services{state=\"converged\"}") == 2.0
+    });
+    // Any change of the spec releases it: back to the good tag, the service converges again.
+    lab.edit_manifest("search.yaml", "search:v1.0.0", "search:v0.9.0");
+    c.wait_for("the service counted as converged again", || {
+        c.metric("mcpfleet_services{state=\"failed\"}") == 0.0
+            && c.metric("mcpfleet_services{state=\"converged\"}") == 3.0
+    });
+}
+
+#[test]
+fn a_manifest_edit_resolves_its_tags_again_whatever_the_cache_ttl() {
+    let lab = Lab::new();
+    let c = Controller::start_with(&lab, &["--cache-ttl", "1h"]);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    let digest = |lab: &Lab| {
+        let s = status(lab).into_iter().find(|s| s["name"] == "search").unwrap();
+        s["digest"].as_str().unwrap().to_string()
+    };
+    let before = digest(&lab);
+    // The tag is pushed again (a rebuilt image); the controller's cache still holds the old digest for an hour.
+    let pushed = lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.0")]);
+    let new_digest = pushed.split_whitespace().nth(1).unwrap().to_string();
+    assert_ne!(new_digest, before);
+    lab.edit_manifest("search.yaml", "replicas: 1", "replicas: 2");
+    c.wait_for("the edit to reach the backend", || lab.world().services["mcp-prod/search"].state.desired_count == 2);
+    let w = lab.world();
+    assert_eq!(w.families["search"].len(), 2, "the edited service kept the cached digest");
+    assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][1].arn);
+    assert_eq!(digest(&lab), new_digest);
 }
 
 /// Marks the image a tag points at now as failing its health checks (tasks already running are unaffected).
@@ -352,7 +404,11 @@ fn a_rollback_after_a_missed_progress_deadline_is_watched_until_it_completes() {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .any(|l| l["fields"]["message"] == "rollback completed" && l["fields"]["service"] == "search")
     });
-    c.wait_for("the fleet to settle", || c.metric("mcpfleet_services{state=\"converged\"}") == 3.0);
+    // Back on its last good revision, but the manifest's spec is held: failed until the spec changes.
+    c.wait_for("the fleet to settle", || {
+        c.metric("mcpfleet_services{state=\"converged\"}") == 2.0
+            && c.metric("mcpfleet_services{state=\"failed\"}") == 1.0
+    });
     let w = lab.world();
     let s = &w.services["mcp-prod/search"].state;
     assert_eq!(w.families["search"].len(), 2);

@@ -1,6 +1,8 @@
 //! Caches in front of the registry and the secret store, for the controller: a digest or secret ARN resolved in
 //! one pass is reused until its TTL runs out, so a steady-state pass over a converged fleet costs only the
-//! batched DescribeServices calls. A tag that moves is picked up within the TTL.
+//! batched DescribeServices calls. A tag that moves is picked up within the TTL, or at once when the manifests
+//! change: the controller makes both caches forget everything then, so an edited manifest is resolved against the registry as it
+//! is now, never against a digest remembered from before the edit.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,11 @@ pub struct CachedImages {
 impl CachedImages {
     pub fn new(inner: Arc<dyn Images>, clock: Arc<dyn Clock>, ttl: Duration) -> CachedImages {
         CachedImages { inner, clock, ttl, entries: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Forgets every digest: the next lookups ask the registry.
+    pub fn forget(&self) {
+        forget(&self.entries);
     }
 }
 
@@ -75,6 +82,16 @@ impl CachedSecrets {
     pub fn new(inner: Arc<dyn Secrets>, clock: Arc<dyn Clock>, ttl: Duration) -> CachedSecrets {
         CachedSecrets { inner, clock, ttl, entries: Mutex::new(BTreeMap::new()) }
     }
+
+    /// Forgets every secret ARN: the next lookups ask the secret store.
+    pub fn forget(&self) {
+        forget(&self.entries);
+    }
+}
+
+/// Empties a cache (a poisoned lock only means another thread panicked mid-insert: the map is still a map).
+fn forget<K, V>(entries: &Mutex<BTreeMap<K, Entry<V>>>) {
+    entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
 }
 
 #[async_trait]

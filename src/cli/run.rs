@@ -1,11 +1,9 @@
 //! `mcpfleet run`: the long-running controller, with `/healthz`, `/readyz` and `/metrics` on `--listen`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mcpfleet::backend::cache::{CachedImages, CachedSecrets};
 use mcpfleet::controller::{self, Controller, Options, Shared};
 use tracing::{error, info, warn};
 
@@ -45,11 +43,6 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         // Other commands (status, sim edit) may use the state between passes.
         sim.release();
     }
-    let mut backend = conn.backend.clone();
-    // The TTL is about how soon a moved tag is noticed: real time, even when the sim's clock runs faster.
-    let wall: Arc<dyn mcpfleet::backend::Clock> = Arc::new(mcpfleet::backend::SystemClock);
-    backend.images = Arc::new(CachedImages::new(backend.images.clone(), wall.clone(), args.cache_ttl));
-    backend.secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall, args.cache_ttl));
     let shared = Shared::new();
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -73,8 +66,10 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         prune: args.prune,
         concurrency: args.concurrency,
         sim_speed: args.sim_speed,
+        cache_ttl: args.cache_ttl,
     };
-    let controller = Controller::new(opts, backend, conn.limited.clone(), sim, conn.api_calls_fn(), shared);
+    let controller =
+        Controller::new(opts, conn.backend.clone(), conn.limited.clone(), sim, conn.api_calls_fn(), shared);
     let stop = controller.stop_flag();
     // Polled on this task (not spawned): the loop's futures borrow across awaits and need not be Send.
     let running = controller.run();

@@ -1,5 +1,5 @@
 //! Prometheus metrics of the controller, exposed on `/metrics` (OpenMetrics text). Counters whose labels are
-//! known in advance (reconcile errors by kind) have every series from the start, at 0, so
+//! known in advance (rollbacks by outcome, reconcile errors by kind) have every series from the start, at 0, so
 //! a dashboard or an alert on their rate sees them before the first event.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -88,6 +88,9 @@ impl Metrics {
         registry.register("services", "Managed services by state", m.services.clone());
         registry.register("spec_valid", "1 when the manifests on disk are valid", m.spec_valid.clone());
         registry.register("spec_errors", "Times the manifests on disk were found invalid", m.spec_errors.clone());
+        for outcome in ["started", "failed"] {
+            let _ = m.rollbacks.get_or_create(&OutcomeLabel { outcome: outcome.into() });
+        }
         for kind in ErrorKind::ALL {
             let _ = m.reconcile_errors.get_or_create(&KindLabel { kind: kind.as_str().into() });
         }

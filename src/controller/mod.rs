@@ -2,7 +2,8 @@
 //! beside it, shaped like a kube-runtime controller.
 //!
 //! Each pass reloads the manifests when they changed ([`manifests`]: a broken file keeps the last valid fleet and
-//! is reported, never acted on), resolves with TTL caches, observes every service in batches, settles rollouts in flight
+//! is reported, never acted on), resolves with TTL caches (emptied when a manifest changes, so an edit is resolved
+//! against the registry as it is now), observes every service in batches, settles rollouts in flight
 //! ([`settle`]), and then reconciles each remaining service on its own: the reconcile returns an [`Action`]
 //! (requeue after a while, or wait for a change) or a typed [`ReconcileFailure`], which the error policy
 //! ([`backoff`]) turns into a backoff chosen by the failure's kind (throttled, refused by AWS, spec, transient),
@@ -29,9 +30,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::backend::cache::{CachedImages, CachedSecrets};
 use crate::backend::limits::Limited;
 use crate::backend::sim::{CallStats, Sim};
-use crate::backend::{Backend, ServiceState};
+use crate::backend::{Backend, Clock, Images, Secrets, ServiceState, SystemClock};
 use crate::plan::{Action as PlanAction, Plan, ServicePlan};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
 
@@ -53,12 +55,16 @@ pub struct Options {
     pub concurrency: usize,
     /// On the sim: virtual seconds that pass per real second between passes.
     pub sim_speed: f64,
+    /// How long a resolved digest or secret ARN is reused (until then, or until a manifest changes).
+    pub cache_ttl: Duration,
 }
 
 /// The reconcile loop.
 pub struct Controller {
     opts: Options,
     backend: Backend,
+    images: Arc<CachedImages>,
+    secrets: Arc<CachedSecrets>,
     limited: Arc<Limited>,
     sim: Option<Arc<Sim>>,
     api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
@@ -76,7 +82,8 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// `backend` must already have caches in front of its images and secrets; `limited` is its ECS port.
+    /// `backend` is the plain backend (its ECS port is `limited`); the controller puts TTL caches in front of its
+    /// images and secrets.
     pub fn new(
         opts: Options,
         backend: Backend,
@@ -86,16 +93,24 @@ impl Controller {
         shared: Arc<Shared>,
     ) -> Controller {
         let mut backend = backend;
+        // The TTL is about how soon a moved tag is noticed: real time, even when the sim's clock runs faster.
+        let wall: Arc<dyn Clock> = Arc::new(SystemClock);
+        let images = Arc::new(CachedImages::new(backend.images.clone(), wall.clone(), opts.cache_ttl));
+        let secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall, opts.cache_ttl));
         // Every backend call that returns is progress for /healthz.
         backend.ecs = Arc::new(heartbeat::Beating { inner: backend.ecs, shared: shared.clone() });
-        backend.images = Arc::new(heartbeat::Beating { inner: backend.images, shared: shared.clone() });
-        backend.secrets = Arc::new(heartbeat::Beating { inner: backend.secrets, shared: shared.clone() });
+        let cached_images: Arc<dyn Images> = images.clone();
+        let cached_secrets: Arc<dyn Secrets> = secrets.clone();
+        backend.images = Arc::new(heartbeat::Beating { inner: cached_images, shared: shared.clone() });
+        backend.secrets = Arc::new(heartbeat::Beating { inner: cached_secrets, shared: shared.clone() });
         Controller {
             backing: Backoffs::new(opts.interval),
             schedule: Schedule::new(opts.interval),
             manifests: Manifests::new(opts.paths.clone()),
             opts,
             backend,
+            images,
+            secrets,
             limited,
             sim,
             api_calls,
@@ -186,6 +201,12 @@ impl Controller {
             Reload::Loaded { changed } => {
                 let services = self.manifests.fleet().map_or(0, |f| f.services.len());
                 info!(services, changed = changed.len(), "manifests loaded");
+                if !changed.is_empty() {
+                    // A tag re-pushed since it was cached must not be deployed by its old digest: an edit is
+                    // resolved against the registry and the secret store as they are now.
+                    self.images.forget();
+                    self.secrets.forget();
+                }
                 // An edited service is reconciled at once, whatever its backoff.
                 for key in &changed {
                     self.backing.succeeded(key);
@@ -255,13 +276,25 @@ impl Controller {
         }
 
         let in_flight = self.settle_in_flight(&desired, &observed).await;
-        let (busy, states) = (in_flight.busy, in_flight.states);
+        let (busy, mut states) = (in_flight.busy, in_flight.states);
+        let failed_rollbacks: BTreeSet<String> = in_flight.failed_rollbacks.iter().cloned().collect();
         self.shared.status.lock().expect("status lock").failed_rollbacks = in_flight.failed_rollbacks;
         for d in desired.iter().filter(|d| busy.contains(&d.ecs.name)) {
             self.schedule.record(&(d.ecs.cluster.clone(), d.ecs.name.clone()), Action::Requeue(FAST), started);
         }
 
         let plan = self.plan(&desired, &observed, &busy).await;
+        // A held spec (its rollout failed) is settled, on its last good revision or on the failed deployment, but
+        // it is not what the manifest asks for: the service counts as failed until the spec changes. (A failed
+        // rollback is counted as failed already.)
+        let held = plan
+            .services
+            .iter()
+            .filter(|p| held(p) && !failed_rollbacks.contains(&format!("{}/{}", p.cluster, p.name)))
+            .count() as u64;
+        let converged = states.entry("converged").or_default();
+        *converged = converged.saturating_sub(held);
+        *states.entry("failed").or_default() += held;
 
         let results = self.reconcile_services(&desired, &plan, &observed).await;
         let now = Instant::now();

@@ -216,6 +216,8 @@ fn the_watch_lists_the_files_the_loader_reads_and_reports_what_changed() {
 fn series_with_known_labels_exist_from_the_start() {
     let text = metrics::Metrics::new().encode();
     for series in [
+        "mcpfleet_rollbacks_total{outcome=\"started\"} 0",
+        "mcpfleet_rollbacks_total{outcome=\"failed\"} 0",
         "mcpfleet_reconcile_errors_total{kind=\"throttled\"} 0",
         "mcpfleet_reconcile_errors_total{kind=\"aws_4xx\"} 0",
         "mcpfleet_reconcile_errors_total{kind=\"spec\"} 0",
