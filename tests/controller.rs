@@ -667,3 +667,44 @@ fn a_second_signal_aborts_at_once() {
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(c.log().contains("second signal: aborting"), "{}", c.log());
 }
+
+#[test]
+fn run_refuses_an_interval_below_one_second() {
+    let lab = Lab::new();
+    for interval in ["0s", "500ms"] {
+        let out = common::mcpfleet()
+            .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap()])
+            .args(["run", "-f", lab.manifests().to_str().unwrap(), "--interval", interval])
+            .args(["--listen", "127.0.0.1:0"])
+            // Accepted, it would run until killed: the bound turns that into a failure, not a hang.
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{interval}: {stderr}");
+        assert!(stderr.contains("--interval") && stderr.contains("must be at least 1s"), "{interval}: {stderr}");
+    }
+    assert!(lab.world().services.is_empty(), "a refused controller touched the fleet");
+}
+
+#[test]
+fn sigint_drains_like_sigterm_and_a_second_one_aborts() {
+    let lab = Lab::new();
+    let mut c = Controller::start(&lab);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    c.signal("-INT");
+    let (code, _) = c.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{}", c.log());
+    let log = c.log();
+    assert!(log.contains("\"signal\":\"SIGINT\"") && log.contains("shut down cleanly"), "{log}");
+
+    // A step that never finishes: the first SIGINT waits for it, the second exits at once.
+    let (mut c, _blackhole) = hung_controller(&lab, &["--shutdown-timeout", "60s"]);
+    c.signal("-INT");
+    c.wait_for("the first signal to be handled", || c.log().contains("shutting down: finishing in-flight steps"));
+    assert!(c.child.try_wait().unwrap().is_none(), "the first signal did not wait for the step: {}", c.log());
+    c.signal("-INT");
+    let (code, _) = c.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{}", c.log());
+    assert!(c.log().contains("second signal: aborting"), "{}", c.log());
+}
