@@ -87,13 +87,17 @@ impl Controller {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The first JSON log line (`--log-format json`) whose message is `message`; panics with the log when none is.
+    /// The first JSON log line (`--log-format json`) whose message is `message`, waiting for it: what the line
+    /// reports may be visible in the sim a moment before the line is written.
     fn json_log_line(&self, message: &str) -> Value {
-        let log = self.log();
-        log.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|l| l["fields"]["message"] == message)
-            .unwrap_or_else(|| panic!("no `{message}` line: {log}"))
+        let find = || {
+            self.log()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|l| l["fields"]["message"] == message)
+        };
+        self.wait_for(&format!("a `{message}` log line"), || find().is_some());
+        find().unwrap()
     }
 
     /// The exit code, waiting at most `bound`; panics when it is still running then.
@@ -282,10 +286,12 @@ fn a_failed_rollout_is_rolled_back_and_not_retried() {
     let (_, history) = lab.json(&["history", "search", "--cluster", "mcp-prod", "-o", "json"]);
     assert_eq!(history["revisions"][0]["outcome"], "rolled_back");
     // The reason is what ECS says of the stopped tasks, not only that the deployment failed.
-    let failed = c.log().lines().find(|l| l.contains("rollout failed; rolling back")).map(str::to_string);
+    let failed = c.json_log_line("rollout failed; rolling back");
     assert!(
-        failed.as_deref().is_some_and(|l| l.contains("tasks stopped: Task failed container health checks")),
-        "{failed:?}"
+        failed["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("tasks stopped: Task failed container health checks")),
+        "{failed}"
     );
     // Several more passes: the failed spec is held back each time, no new revision, no new deployment.
     c.wait_for("the failed spec to be held", || c.reached("mcpfleet_reconciles_total{outcome=\"held\"}", 1.0));
@@ -374,17 +380,17 @@ fn a_rollback_whose_own_rollout_fails_is_watched_reported_once_and_not_retried()
     c.wait_for("the failed rollback to be reported", || {
         c.metric("mcpfleet_rollbacks_total{outcome=\"failed\"}") >= 1.0
     });
-    let log = std::fs::read_to_string(&c.log).unwrap();
-    let line = log
-        .lines()
-        .find(|l| l.contains("the rollback to the last good revision failed"))
-        .unwrap_or_else(|| panic!("no failed-rollback line: {log}"));
-    let line: Value = serde_json::from_str(line).unwrap();
+    let line = c.json_log_line(
+        "the rollback to the last good revision failed; the service needs attention (nothing is retried until the spec changes)",
+    );
     assert_eq!(line["level"], "ERROR", "{line}");
     assert_eq!(line["fields"]["service"], "search", "{line}");
-    let (_, body) = c.get("/readyz").unwrap();
-    let body: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["failedRollbacks"], serde_json::json!(["mcp-prod/search"]), "{body}");
+    // Listed on /readyz once the pass that judged it has settled every service.
+    c.wait_for("the failed rollback on /readyz", || {
+        c.get("/readyz")
+            .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
+            .is_some_and(|body| body["failedRollbacks"] == serde_json::json!(["mcp-prod/search"]))
+    });
     c.wait_for("the service counted as failed", || c.metric("mcpfleet_services{state=\"failed\"}") == 1.0);
 
     // Several more passes: reported once, the failed spec is not retried, nothing is redeployed.
@@ -504,6 +510,11 @@ fn prune_removes_services_that_left_the_manifests_but_never_unresolvable_ones() 
     let w = lab.world();
     assert!(w.services["mcp-prod/documents"].state.is_active(), "an unresolvable service is never pruned");
     assert!(w.services["mcp-prod/database"].state.is_active());
+    // The error policy saw a spec error: counted by kind, and the service backs off by the spec policy.
+    assert!(c.metric("mcpfleet_reconcile_errors_total{kind=\"spec\"}") >= 1.0);
+    assert_eq!(c.metric("mcpfleet_reconcile_errors_total{kind=\"transient\"}"), 0.0);
+    let line = c.json_log_line("reconcile failed; backing off");
+    assert_eq!((&line["fields"]["service"], &line["fields"]["kind"]), (&json!("documents"), &json!("spec")), "{line}");
 }
 
 /// `mcpfleet healthcheck --url URL`: (exit code, stderr).
@@ -572,7 +583,8 @@ fn a_manifest_edit_starts_a_pass_at_once_however_long_the_interval() {
     });
     // Nothing else was due within the hour: the edit started the pass, as its log line says.
     assert!(c.log().contains("manifests changed on disk"), "{}", c.log());
-    assert!(c.passes() > passes);
+    // The count is written in the middle of that pass; the pass then completes.
+    c.wait_for("the pass to complete", || c.passes() > passes);
 }
 
 #[test]
