@@ -238,12 +238,8 @@ fn a_tag_change_updates_one_service_and_history_and_rollback_use_real_shapes() {
 
 /// `mcpfleet_api_requests_total` by operation, from the controller's /metrics.
 fn api_requests(port: u16) -> std::collections::BTreeMap<String, f64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
+    common::metrics::scrape(port)
+        .lines()
         .filter_map(|l| l.strip_prefix("mcpfleet_api_requests_total{operation=\""))
         .filter_map(|l| {
             let (op, rest) = l.split_once('"')?;
@@ -270,14 +266,16 @@ fn the_controller_converges_on_moto_and_then_only_describes() {
         }
     }
     let _controller = Kill(cmd.spawn().unwrap());
-    let start = std::time::Instant::now();
-    while lab.dump()["services"].as_object().unwrap().len() < 3 {
-        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the controller did not create the fleet");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let world = || format!("{:#}", lab.dump());
+    common::metrics::wait_until(
+        "the controller to create the fleet",
+        || lab.dump()["services"].as_object().unwrap().len() == 3,
+        world,
+    );
+    // The pass under way may still be writing; the one after it is steady state, and so are the two measured.
+    common::metrics::wait_passes(port, 2, world);
     let before = api_requests(port);
-    std::thread::sleep(std::time::Duration::from_millis(3500));
+    common::metrics::wait_passes(port, 2, world);
     let after = api_requests(port);
     let delta: std::collections::BTreeMap<&str, f64> = after
         .iter()

@@ -1,6 +1,8 @@
 //! Caches in front of the registry and the secret store, for the controller: a digest or secret ARN resolved in
 //! one pass is reused until its TTL runs out, so a steady-state pass over a converged fleet costs only the
-//! batched DescribeServices calls. A tag that moves is picked up within the TTL.
+//! batched DescribeServices calls. A tag that moves is picked up within the TTL, or at once when the manifests
+//! change: the controller makes both caches forget everything then, so an edited manifest is resolved against the
+//! registry as it is now, never against a digest remembered from before the edit.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -43,6 +45,11 @@ impl<K: Ord, V: Clone> TtlMap<K, V> {
         (out, missing)
     }
 
+    /// Empties the map.
+    fn clear(&self) {
+        super::lock(&self.entries).clear();
+    }
+
     /// Stores values looked up at `now`.
     fn store(&self, now: u64, found: impl IntoIterator<Item = (K, V)>) {
         let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
@@ -62,6 +69,11 @@ pub struct CachedImages {
 impl CachedImages {
     pub fn new(inner: Arc<dyn Images>, clock: Arc<dyn Clock>, ttl: Duration) -> CachedImages {
         CachedImages { inner, clock, cache: TtlMap::new(ttl) }
+    }
+
+    /// Forgets every digest: the next lookups ask the registry.
+    pub fn forget(&self) {
+        self.cache.clear();
     }
 }
 
@@ -94,6 +106,11 @@ pub struct CachedSecrets {
 impl CachedSecrets {
     pub fn new(inner: Arc<dyn Secrets>, clock: Arc<dyn Clock>, ttl: Duration) -> CachedSecrets {
         CachedSecrets { inner, clock, cache: TtlMap::new(ttl) }
+    }
+
+    /// Forgets every secret ARN: the next lookups ask the secret store.
+    pub fn forget(&self) {
+        self.cache.clear();
     }
 }
 

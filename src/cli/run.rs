@@ -1,12 +1,14 @@
 //! `mcpfleet run`: the long-running controller, with `/healthz`, `/readyz` and `/metrics` on `--listen`.
+//!
+//! Signals are watched on a task of their own, never through the loop: a pass that keeps the loop's task busy
+//! cannot delay them. The first SIGTERM/SIGINT sets the stop flag (the steps in progress finish, nothing new
+//! starts) and bounds the wait by `--shutdown-timeout`; a second one exits at once.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mcpfleet::backend::cache::{CachedImages, CachedSecrets};
-use mcpfleet::controller::{self, Controller, Options, Shared};
+use mcpfleet::controller::{self, Controller, MIN_GAP, Options, Shared};
 use tracing::{error, info, warn};
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Files};
@@ -15,8 +17,8 @@ use super::{Cli, EXIT_ERROR, EXIT_OK, Files};
 pub struct Args {
     #[command(flatten)]
     pub files: Files,
-    /// Time between reconcile passes (±10 % jitter); a manifest change starts one at once.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    /// Time between reconcile passes (±10 % jitter; at least 1s); a manifest change starts one at once.
+    #[arg(long, default_value = "60s", value_parser = parse_interval)]
     pub interval: Duration,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9090")]
@@ -45,11 +47,6 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         // Other commands (status, sim edit) may use the state between passes.
         sim.release();
     }
-    let mut backend = conn.backend.clone();
-    // The TTL is about how soon a moved tag is noticed: real time, even when the sim's clock runs faster.
-    let wall: Arc<dyn mcpfleet::backend::Clock> = Arc::new(mcpfleet::backend::SystemClock);
-    backend.images = Arc::new(CachedImages::new(backend.images.clone(), wall.clone(), args.cache_ttl));
-    backend.secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall, args.cache_ttl));
     let shared = Shared::new();
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -73,35 +70,48 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         prune: args.prune,
         concurrency: args.concurrency,
         sim_speed: args.sim_speed,
+        cache_ttl: args.cache_ttl,
     };
-    let controller = Controller::new(opts, backend, conn.limited.clone(), sim, conn.api_calls_fn(), shared);
+    let controller =
+        Controller::new(opts, conn.backend.clone(), conn.limited.clone(), sim, conn.api_calls_fn(), shared);
     let stop = controller.stop_flag();
-    // Polled on this task (not spawned): the loop's futures borrow across awaits and need not be Send.
-    let running = controller.run();
-    tokio::pin!(running);
-
     let mut signals = Signals::new()?;
-    tokio::select! {
-        _ = &mut running => return Ok(EXIT_OK),
-        name = signals.next() => {
-            warn!(signal = name, bound_s = args.shutdown_timeout.as_secs(), "shutting down: finishing in-flight steps");
-            stop.store(true, Ordering::SeqCst);
+    let shutdown_timeout = args.shutdown_timeout;
+    tokio::spawn(async move {
+        let name = signals.next().await;
+        warn!(signal = name, bound_s = shutdown_timeout.as_secs(), "shutting down: finishing in-flight steps");
+        stop.store(true, Ordering::SeqCst);
+        tokio::select! {
+            () = tokio::time::sleep(shutdown_timeout) => {
+                error!("in-flight steps did not finish within the shutdown bound; exiting");
+                std::process::exit(EXIT_OK.into());
+            }
+            name = signals.next() => {
+                error!(signal = name, "second signal: aborting");
+                std::process::exit(EXIT_ABORTED.into());
+            }
         }
+    });
+    // Polled on this task (not spawned): the loop's futures borrow across awaits and need not be Send.
+    controller.run().await;
+    info!("shut down cleanly");
+    Ok(EXIT_OK)
+}
+
+/// Exit code after a second signal: 128 + SIGINT, as a shell reports an interrupted command.
+const EXIT_ABORTED: u8 = 130;
+
+/// `--interval`: a duration of at least [`MIN_GAP`]; shorter would make the controller a busy loop against the
+/// AWS APIs.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration (e.g. 30s, 5m): {e}"))?;
+    if d < MIN_GAP {
+        return Err(format!(
+            "must be at least {} (got {s}): a shorter interval would call the AWS APIs in a busy loop",
+            humantime::format_duration(MIN_GAP)
+        ));
     }
-    tokio::select! {
-        _ = &mut running => {
-            info!("shut down cleanly");
-            Ok(EXIT_OK)
-        }
-        _ = tokio::time::sleep(args.shutdown_timeout) => {
-            error!("in-flight steps did not finish within the shutdown bound; exiting");
-            Ok(EXIT_OK)
-        }
-        name = signals.next() => {
-            error!(signal = name, "second signal: aborting");
-            Ok(130)
-        }
-    }
+    Ok(d)
 }
 
 /// SIGTERM and SIGINT, in arrival order.

@@ -1,4 +1,6 @@
-//! Prometheus metrics of the controller, exposed on `/metrics` (OpenMetrics text).
+//! Prometheus metrics of the controller, exposed on `/metrics` (OpenMetrics text). Counters whose labels are
+//! known in advance (rollbacks by outcome, reconcile errors by kind) have every series from the start, at 0, so
+//! a dashboard or an alert on their rate sees them before the first event.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -7,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::backoff::ErrorKind;
 use crate::backend::Op;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,6 +36,11 @@ impl EncodeLabelValue for Op {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -45,6 +53,9 @@ pub struct Metrics {
     pub drift_corrections: Counter,
     /// Automatic rollbacks by outcome: started, failed (the last good revision did not come back either).
     pub rollbacks: Family<OutcomeLabel, Counter>,
+    /// Failed service reconciles (and failed observe passes) by the kind of error: throttled, aws_4xx, spec,
+    /// transient; the kind decides the backoff.
+    pub reconcile_errors: Family<KindLabel, Counter>,
     pub api_requests: Family<OperationLabel, Counter>,
     pub api_throttles: Family<OperationLabel, Counter>,
     /// Seconds per reconcile pass.
@@ -62,6 +73,7 @@ impl Metrics {
             reconciles: Family::default(),
             drift_corrections: Counter::default(),
             rollbacks: Family::default(),
+            reconcile_errors: Family::default(),
             api_requests: Family::default(),
             api_throttles: Family::default(),
             pass_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
@@ -78,6 +90,11 @@ impl Metrics {
             "Rollbacks of failed rollouts to the last good revision, by outcome (started, failed)",
             m.rollbacks.clone(),
         );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciles by error kind (throttled, aws_4xx, spec, transient)",
+            m.reconcile_errors.clone(),
+        );
         registry.register("api_requests", "AWS API requests by operation", m.api_requests.clone());
         registry.register("api_throttles", "AWS API requests refused for rate, by operation", m.api_throttles.clone());
         registry.register("reconcile_duration_seconds", "Duration of a reconcile pass", m.pass_duration.clone());
@@ -85,11 +102,21 @@ impl Metrics {
         registry.register("services", "Managed services by state", m.services.clone());
         registry.register("spec_valid", "1 when the manifests on disk are valid", m.spec_valid.clone());
         registry.register("spec_errors", "Times the manifests on disk were found invalid", m.spec_errors.clone());
+        for outcome in ["started", "failed"] {
+            let _ = m.rollbacks.get_or_create(&OutcomeLabel { outcome: outcome.into() });
+        }
+        for kind in ErrorKind::ALL {
+            let _ = m.reconcile_errors.get_or_create(&KindLabel { kind: kind.as_str().into() });
+        }
         Metrics { registry, ..m }
     }
 
     pub fn reconcile(&self, outcome: &str) {
         self.reconciles.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+    }
+
+    pub fn reconcile_error(&self, kind: ErrorKind) {
+        self.reconcile_errors.get_or_create(&KindLabel { kind: kind.as_str().into() }).inc();
     }
 
     pub fn rollback(&self, outcome: &str) {

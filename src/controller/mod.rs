@@ -1,39 +1,47 @@
 //! The long-running controller (`mcpfleet run`): a reconcile loop with `/healthz`, `/readyz` and `/metrics`
-//! beside it.
+//! beside it, shaped like a kube-runtime controller.
 //!
-//! Each pass reloads the manifests when they changed (a broken file keeps the last valid fleet and is reported,
-//! never acted on), resolves with TTL caches, observes every service in batches, settles rollouts in flight
-//! (last-good on success, rollback on failure — decided from the service's tags and deployments, so a restarted
-//! controller picks up exactly where the last one stopped; a rollback is watched like any rollout, and one that
-//! fails is reported once and left alone), and converges the services that differ. A service
-//! whose convergence fails backs off (jittered exponential, reset on success) without holding the others back,
-//! and a service with a rollout in flight is never reconciled again until it settles. Liveness (`/healthz`) is
-//! measured from the loop's last progress — any backend call, step or idle tick — not from the end of a pass.
+//! Each pass reloads the manifests when they changed ([`manifests`]: a broken file keeps the last valid fleet and
+//! is reported, never acted on), resolves with TTL caches (emptied when a manifest changes, so an edit is resolved
+//! against the registry as it is now), observes every service in batches, settles rollouts in flight
+//! ([`settle`]), and then reconciles each remaining service on its own: the reconcile returns an [`Action`]
+//! (requeue after a while, or wait for a change) or a typed [`ReconcileFailure`], which the error policy
+//! ([`backoff`]) turns into a backoff chosen by the failure's kind (throttled, refused by AWS, spec, transient),
+//! counted by kind in `mcpfleet_reconcile_errors_total`. A service backing off sits passes out until its time,
+//! without holding the others back; [`schedule`] wakes the loop for the earliest requeue, the jittered interval,
+//! or a manifest change. Liveness and readiness live in [`health`]: liveness is measured from the loop's last
+//! progress — any backend call, step or idle tick — not from the end of a pass.
 
+pub mod backoff;
+pub mod health;
 pub mod heartbeat;
 pub mod http;
+pub mod manifests;
 pub mod metrics;
+pub mod schedule;
+mod settle;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use backoff::backoff::Backoff;
+use futures::StreamExt;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::backend::cache::{CachedImages, CachedSecrets};
 use crate::backend::limits::Limited;
 use crate::backend::sim::{CallStats, Sim};
-use crate::backend::{Backend, Op, RolloutState, ServiceState};
-use crate::plan::{self, Action, Plan, PlanReason};
-use crate::reconcile::settle::{self, Pending, pending as unsettled};
-use crate::reconcile::watch::{self, RolloutResult, Target};
+use crate::backend::{Backend, Clock, Images, Op, Secrets, ServiceState, SystemClock};
+use crate::plan::{Action as PlanAction, Plan, PlanReason, ServicePlan};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
-use crate::spec::{self, ValidFleet};
-use crate::state::ServiceTags;
 
-use metrics::{Metrics, OperationLabel, StateLabel};
+pub use self::backoff::{Backoffs, ErrorKind, ReconcileFailure};
+pub use health::{STALL_BOUND, Shared};
+use manifests::{Manifests, Reload};
+use metrics::{OperationLabel, StateLabel};
+pub use schedule::{Action, FAST, Key, MIN_GAP, Schedule};
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -46,164 +54,35 @@ pub struct Options {
     pub concurrency: usize,
     /// On the sim: virtual seconds that pass per real second between passes.
     pub sim_speed: f64,
-}
-
-/// Poll period for manifest changes and for rollouts in flight.
-const FAST: Duration = Duration::from_secs(5);
-
-/// How long the loop may go without any progress (a backend call returning, a step finishing, an idle tick)
-/// before `/healthz` says it is stuck. A single ECS call with throttling retries stays well within it; a pass
-/// over a large fleet makes progress every few seconds however long the pass as a whole takes.
-pub const STALL_BOUND: Duration = Duration::from_secs(180);
-
-/// Health and metrics shared with the HTTP server.
-pub struct Shared {
-    pub metrics: Metrics,
-    status: Mutex<Status>,
-    /// When the loop last made progress (starts at creation, so a first pass that hangs is caught too).
-    progress: Mutex<Instant>,
-}
-
-#[derive(Default)]
-struct Status {
-    observe_error: Option<String>,
-    spec_errors: Vec<String>,
-    has_fleet: bool,
-    observed_once: bool,
-    /// Services whose rollout of their last good revision (a rollback) failed, as `cluster/name`.
-    failed_rollbacks: Vec<String>,
-}
-
-impl Shared {
-    pub fn new() -> Arc<Shared> {
-        Arc::new(Shared {
-            metrics: Metrics::new(),
-            status: Mutex::new(Status::default()),
-            progress: Mutex::new(Instant::now()),
-        })
-    }
-
-    /// Records that the loop made progress.
-    pub fn beat(&self) {
-        self.beat_at(Instant::now());
-    }
-
-    fn beat_at(&self, at: Instant) {
-        let mut p = self.progress.lock().expect("progress lock");
-        if at > *p {
-            *p = at;
-        }
-    }
-
-    /// The loop made progress within [`STALL_BOUND`].
-    pub fn alive(&self) -> bool {
-        self.alive_at(Instant::now())
-    }
-
-    /// Time since the loop last made progress.
-    pub fn since_progress(&self) -> Duration {
-        self.progress.lock().expect("progress lock").elapsed()
-    }
-
-    fn alive_at(&self, now: Instant) -> bool {
-        now.saturating_duration_since(*self.progress.lock().expect("progress lock")) < STALL_BOUND
-    }
-
-    /// Whether the controller is ready, and a JSON body that says why not.
-    pub fn readiness(&self) -> (bool, serde_json::Value) {
-        let s = self.status.lock().expect("status lock");
-        let mut reasons = Vec::new();
-        if !s.has_fleet {
-            reasons.push("no valid manifests loaded yet".to_string());
-        }
-        if !s.spec_errors.is_empty() {
-            reasons.push("the manifests on disk are invalid; still converging to the last valid fleet".to_string());
-        }
-        if let Some(e) = &s.observe_error {
-            reasons.push(format!("the last observe pass failed: {e}"));
-        } else if !s.observed_once {
-            reasons.push("no observe pass has completed yet".to_string());
-        }
-        let ready = reasons.is_empty();
-        // A service whose rollback failed needs an operator, but the controller itself is fine: reported, not
-        // counted against readiness.
-        let body = serde_json::json!({
-            "ready": ready,
-            "reasons": reasons,
-            "specErrors": s.spec_errors,
-            "failedRollbacks": s.failed_rollbacks,
-        });
-        (ready, body)
-    }
-}
-
-/// Per-service backoff after a failed convergence: jittered exponential per service, cleared by any successful
-/// reconcile of that service. One service backing off never delays another.
-pub struct Backoffs {
-    interval: Duration,
-    services: BTreeMap<(String, String), Backing>,
-}
-
-struct Backing {
-    policy: backoff::ExponentialBackoff,
-    until: Instant,
-}
-
-impl Backoffs {
-    pub fn new(interval: Duration) -> Backoffs {
-        Backoffs { interval, services: BTreeMap::new() }
-    }
-
-    /// Records a failed reconcile of `key` at `now`; returns how long the service now waits.
-    pub fn failed(&mut self, key: &(String, String), now: Instant) -> Duration {
-        let interval = self.interval;
-        let b = self
-            .services
-            .entry(key.clone())
-            .or_insert_with(|| Backing { policy: backoff_policy(interval), until: now });
-        let wait = b.policy.next_backoff().unwrap_or(interval);
-        b.until = now + wait;
-        wait
-    }
-
-    /// Records a successful reconcile (any outcome but failed, a no-op included): the backoff starts over.
-    pub fn succeeded(&mut self, key: &(String, String)) {
-        self.services.remove(key);
-    }
-
-    /// Whether `key` is still waiting at `now`.
-    pub fn waiting(&self, key: &(String, String), now: Instant) -> bool {
-        self.services.get(key).is_some_and(|b| b.until > now)
-    }
-
-    /// Services still waiting at `now`.
-    pub fn waiting_count(&self, now: Instant) -> usize {
-        self.services.values().filter(|b| b.until > now).count()
-    }
+    /// How long a resolved digest or secret ARN is reused (until then, or until a manifest changes).
+    pub cache_ttl: Duration,
 }
 
 /// The reconcile loop.
 pub struct Controller {
     opts: Options,
     backend: Backend,
+    images: Arc<CachedImages>,
+    secrets: Arc<CachedSecrets>,
     limited: Arc<Limited>,
     sim: Option<Arc<Sim>>,
     api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
     shared: Arc<Shared>,
-    fleet: Option<ValidFleet>,
-    fingerprint: Vec<(PathBuf, Option<SystemTime>, u64)>,
+    manifests: Manifests,
     backing: Backoffs,
+    schedule: Schedule,
     last_calls: CallStats,
     last_throttles: BTreeMap<Op, u64>,
     last_pass: Instant,
     passes: u64,
     /// Services seen rolling out their last good revision (a rollback), to report when it completes.
-    rollbacks_in_flight: std::collections::BTreeSet<(String, String)>,
+    rollbacks_in_flight: BTreeSet<(String, String)>,
     stop: Arc<AtomicBool>,
 }
 
 impl Controller {
-    /// `backend` must already have caches in front of its images and secrets; `limited` is its ECS port.
+    /// `backend` is the plain backend (its ECS port is `limited`); the controller puts TTL caches in front of its
+    /// images and secrets.
     pub fn new(
         opts: Options,
         backend: Backend,
@@ -213,26 +92,33 @@ impl Controller {
         shared: Arc<Shared>,
     ) -> Controller {
         let mut backend = backend;
-        let interval = opts.interval;
+        // The TTL is about how soon a moved tag is noticed: real time, even when the sim's clock runs faster.
+        let wall: Arc<dyn Clock> = Arc::new(SystemClock);
+        let images = Arc::new(CachedImages::new(backend.images.clone(), wall.clone(), opts.cache_ttl));
+        let secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall, opts.cache_ttl));
         // Every backend call that returns is progress for /healthz.
         backend.ecs = Arc::new(heartbeat::Beating { inner: backend.ecs, shared: shared.clone() });
-        backend.images = Arc::new(heartbeat::Beating { inner: backend.images, shared: shared.clone() });
-        backend.secrets = Arc::new(heartbeat::Beating { inner: backend.secrets, shared: shared.clone() });
+        let cached_images: Arc<dyn Images> = images.clone();
+        let cached_secrets: Arc<dyn Secrets> = secrets.clone();
+        backend.images = Arc::new(heartbeat::Beating { inner: cached_images, shared: shared.clone() });
+        backend.secrets = Arc::new(heartbeat::Beating { inner: cached_secrets, shared: shared.clone() });
         Controller {
+            backing: Backoffs::new(opts.interval),
+            schedule: Schedule::new(opts.interval),
+            manifests: Manifests::new(opts.paths.clone()),
             opts,
             backend,
+            images,
+            secrets,
             limited,
             sim,
             api_calls,
             shared,
-            fleet: None,
-            fingerprint: vec![],
-            backing: Backoffs::new(interval),
             last_calls: CallStats::default(),
             last_throttles: BTreeMap::new(),
             last_pass: Instant::now(),
             passes: 0,
-            rollbacks_in_flight: std::collections::BTreeSet::new(),
+            rollbacks_in_flight: BTreeSet::new(),
             stop: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -245,15 +131,18 @@ impl Controller {
     /// Runs passes until the stop flag is set; the pass in progress finishes first.
     pub async fn run(mut self) {
         while !self.stop.load(Ordering::SeqCst) {
-            let in_flight = self.pass().await;
-            let jitter = 0.9 + 0.2 * fastrand_unit();
-            let wait = if in_flight { FAST.min(self.opts.interval) } else { self.opts.interval.mul_f64(jitter) };
-            let deadline = Instant::now() + wait;
+            self.pass().await;
+            let next = self.schedule.next_pass(Instant::now());
+            self.shared.status.lock().expect("status lock").next_pass = Some(next);
             // Wake early for a manifest change or a stop.
-            while Instant::now() < deadline && !self.stop.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(250).min(deadline - Instant::now())).await;
+            loop {
+                let now = Instant::now();
+                if now >= next || self.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250).min(next - now)).await;
                 self.shared.beat();
-                if self.manifests_changed() {
+                if self.manifests.changed_on_disk() {
                     info!("manifests changed on disk");
                     break;
                 }
@@ -262,39 +151,33 @@ impl Controller {
         info!("stopped");
     }
 
-    fn manifests_changed(&self) -> bool {
-        fingerprint(&self.opts.paths) != self.fingerprint
-    }
-
-    /// One reconcile pass. Returns whether rollouts are in flight.
-    pub async fn pass(&mut self) -> bool {
+    /// One reconcile pass.
+    pub async fn pass(&mut self) {
         self.passes += 1;
         let id = self.passes;
         let span = info_span!("pass", pass = id);
         let started = Instant::now();
-        let in_flight = async {
+        async {
             if let Some(sim) = &self.sim {
                 if let Err(e) = sim.reacquire() {
                     error!(error = %e, "cannot open the sim state");
-                    return false;
+                    return;
                 }
                 // The simulated world moves as fast as real time between passes.
                 let elapsed = self.last_pass.elapsed().mul_f64(self.opts.sim_speed.max(0.0));
                 self.backend.clock.sleep(elapsed).await;
             }
             self.last_pass = Instant::now();
-            let in_flight = self.reconcile_once().await;
+            self.reconcile_once().await;
             if let Some(sim) = &self.sim {
                 sim.release();
             }
-            in_flight
         }
         .instrument(span)
         .await;
         self.shared.metrics.pass_duration.observe(started.elapsed().as_secs_f64());
         self.record_api_calls();
         self.shared.beat();
-        in_flight
     }
 
     /// Moves the request and throttle counters of the backend into the metrics.
@@ -312,22 +195,27 @@ impl Controller {
     }
 
     fn reload_manifests(&mut self) {
-        let fp = fingerprint(&self.opts.paths);
-        if fp == self.fingerprint && self.fleet.is_some() {
-            return;
-        }
-        self.fingerprint = fp;
-        match spec::load_paths(&self.opts.paths) {
-            Ok(fleet) => {
-                info!(services = fleet.services.len(), "manifests loaded");
-                self.fleet = Some(fleet);
+        match self.manifests.reload() {
+            Reload::Unchanged => {}
+            Reload::Loaded { changed } => {
+                let services = self.manifests.fleet().map_or(0, |f| f.services.len());
+                info!(services, changed = changed.len(), "manifests loaded");
+                if !changed.is_empty() {
+                    // A tag re-pushed since it was cached must not be deployed by its old digest: an edit is
+                    // resolved against the registry and the secret store as they are now.
+                    self.images.forget();
+                    self.secrets.forget();
+                }
+                // An edited service is reconciled at once, whatever its backoff.
+                for key in &changed {
+                    self.backing.succeeded(key);
+                }
                 self.shared.metrics.spec_valid.set(1);
                 let mut s = self.shared.status.lock().expect("status lock");
                 s.spec_errors.clear();
                 s.has_fleet = true;
             }
-            Err(diags) => {
-                let lines: Vec<String> = diags.0.iter().map(ToString::to_string).collect();
+            Reload::Invalid(lines) => {
                 for l in &lines {
                     error!(diagnostic = %l, "invalid manifest; keeping the last valid fleet");
                 }
@@ -338,135 +226,87 @@ impl Controller {
         }
     }
 
-    async fn reconcile_once(&mut self) -> bool {
+    async fn reconcile_once(&mut self) {
         self.reload_manifests();
-        let Some(fleet) = self.fleet.clone() else { return false };
+        let Some(fleet) = self.manifests.fleet().cloned() else { return };
         let ecs = self.backend.ecs.clone();
+        let named: BTreeSet<Key> = fleet.services.iter().map(|s| (s.cluster.clone(), s.name.clone())).collect();
+        self.backing.retain(|k| named.contains(k));
+        self.schedule.retain(|k| named.contains(k));
+
+        // A service backing off sits this pass out until its time: not resolved, observed or converged.
+        let started = Instant::now();
+        let mut due = fleet.clone();
+        due.services.retain(|s| !self.backing.waiting(&(s.cluster.clone(), s.name.clone()), started));
 
         // Resolve each service on its own: one missing tag does not stop the rest of the fleet.
         let resolved =
-            match reconcile::resolve::resolve_each(&fleet, self.backend.images.as_ref(), self.backend.secrets.as_ref())
+            match reconcile::resolve::resolve_each(&due, self.backend.images.as_ref(), self.backend.secrets.as_ref())
                 .await
             {
                 Ok(r) => r,
-                Err(e) => return self.observe_failed(&e.to_string()),
+                Err(e) => return self.observe_failed(&e.to_string(), None),
             };
         let mut desired = Vec::new();
-        for (svc, res) in fleet.services.iter().zip(resolved) {
+        for (svc, res) in due.services.iter().zip(resolved) {
             match res {
                 Ok(res) => desired.push(Desired::new(svc, &res)),
                 Err(problems) => {
-                    for p in problems {
+                    for p in &problems {
                         warn!(service = %svc.name, cluster = %svc.cluster, problem = %p, "cannot resolve; service left as it is");
                     }
                     self.shared.metrics.reconcile("unresolved");
+                    let key = (svc.cluster.clone(), svc.name.clone());
+                    self.error_policy(&key, &ReconcileFailure::Unresolved(problems));
                 }
             }
         }
         let extra: Vec<String> = fleet.default_cluster.iter().cloned().collect();
         let mut observed = match reconcile::observe_clusters(&desired, &extra, ecs.as_ref(), self.opts.prune).await {
             Ok(o) => o,
-            Err(e) => return self.observe_failed(&e.to_string()),
+            Err(e) => return self.observe_failed(&e.to_string(), Some(ErrorKind::from(&e))),
         };
-        // A service that is in the manifests but did not resolve this pass is not "gone": never prune it.
-        let named: std::collections::BTreeSet<(&str, &str)> =
-            fleet.services.iter().map(|s| (s.cluster.as_str(), s.name.as_str())).collect();
-        observed.unlisted.retain(|s| !named.contains(&(s.cluster.as_str(), s.name.as_str())));
+        // A service that is in the manifests but did not resolve or is backing off is not "gone": never prune it.
+        observed.unlisted.retain(|s| !named.contains(&(s.cluster.clone(), s.name.clone())));
         {
             let mut s = self.shared.status.lock().expect("status lock");
             s.observe_error = None;
             s.observed_once = true;
         }
 
-        // Settle rollouts in flight; those still moving are left alone this pass.
-        let mut busy = std::collections::BTreeSet::new();
-        let now = self.backend.clock.now_ms();
-        let mut states: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut failed_rollbacks = Vec::new();
-        for d in &desired {
-            let Some(state) =
-                observed.get(&d.ecs.cluster, &d.ecs.name).filter(|s| s.is_active() && plan::is_managed(s))
-            else {
-                continue;
-            };
-            let key = (state.cluster.clone(), state.name.clone());
-            let target = match unsettled(state, d.rollout.progress_deadline_secs) {
-                Pending::Settled => {
-                    // A rollback seen in flight whose deployment has completed since: the service is back.
-                    if self.rollbacks_in_flight.remove(&key)
-                        && state.primary().is_some_and(|p| p.rollout_state == RolloutState::Completed)
-                    {
-                        let revision = ServiceTags::of(state).applied.unwrap_or("-");
-                        let back = ServiceTags::of(state).came_back_from_failure();
-                        let what = if back { "rollback completed" } else { "rollout completed" };
-                        info!(service = %state.name, cluster = %state.cluster, revision, "{what}");
-                    }
-                    *states.entry("converged").or_default() += 1;
-                    continue;
-                }
-                Pending::FailedRollback => {
-                    self.rollbacks_in_flight.remove(&key);
-                    *states.entry("failed").or_default() += 1;
-                    failed_rollbacks.push(format!("{}/{}", state.cluster, state.name));
-                    continue;
-                }
-                Pending::Rollout(target) => {
-                    if ServiceTags::of(state).last_good == Some(target.task_definition.as_str()) {
-                        self.rollbacks_in_flight.insert(key);
-                    }
-                    target
-                }
-            };
-            match watch::judge_explained(ecs.as_ref(), &target, state, now).await {
-                None => {
-                    busy.insert(d.ecs.name.clone());
-                    *states.entry("rolling_out").or_default() += 1;
-                }
-                Some(result) => {
-                    match self.settle(d, state, &target, result).await {
-                        Ok(true) => failed_rollbacks.push(format!("{}/{}", state.cluster, state.name)),
-                        Ok(false) => {}
-                        Err(e) => warn!(service = %d.ecs.name, error = %e, "settling the rollout failed; will retry"),
-                    }
-                    self.shared.beat();
-                    busy.insert(d.ecs.name.clone());
-                    *states.entry("settling").or_default() += 1;
-                }
-            }
+        let in_flight = self.settle_in_flight(&desired, &observed).await;
+        let (busy, mut states) = (in_flight.busy, in_flight.states);
+        let failed_rollbacks: BTreeSet<String> = in_flight.failed_rollbacks.iter().cloned().collect();
+        self.shared.status.lock().expect("status lock").failed_rollbacks = in_flight.failed_rollbacks;
+        for d in desired.iter().filter(|d| busy.contains(&d.ecs.name)) {
+            self.schedule.record(&(d.ecs.cluster.clone(), d.ecs.name.clone()), Action::Requeue(FAST), started);
         }
 
-        self.shared.status.lock().expect("status lock").failed_rollbacks = failed_rollbacks;
-
         let plan = self.plan(&desired, &observed, &busy).await;
-        let outcomes = reconcile::apply(
-            &desired,
-            &plan,
-            &observed,
-            ecs.as_ref(),
-            &ApplyOptions { prune: self.opts.prune, concurrency: self.opts.concurrency, stop: Some(self.stop.clone()) },
-            &|service, step| {
-                self.shared.beat();
-                info!(service, step, "converging");
-            },
-        )
-        .await;
-        for (p, o) in plan.services.iter().zip(&outcomes) {
-            let key = (o.cluster.clone(), o.name.clone());
-            let held = o.outcome == Outcome::Unchanged && p.reason == Some(PlanReason::Held);
-            let outcome = if held { "held" } else { o.outcome.as_str() };
-            self.shared.metrics.reconcile(outcome);
-            if o.outcome == Outcome::Failed {
-                let wait = self.backing.failed(&key, Instant::now());
-                error!(service = %o.name, cluster = %o.cluster, error = %o.message, backoff_s = wait.as_secs_f64(), "reconcile failed; backing off");
-                continue;
-            }
-            self.backing.succeeded(&key);
-            if p.action != Action::Noop {
-                if p.reason == Some(PlanReason::Drift) {
-                    self.shared.metrics.drift_corrections.inc();
-                    warn!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), changes = ?p.changes.iter().map(|c| &c.path).collect::<Vec<_>>(), "drift corrected");
+        // A held spec (its rollout failed) is settled, on its last good revision or on the failed deployment, but
+        // it is not what the manifest asks for: the service counts as failed until the spec changes. (A failed
+        // rollback is counted as failed already.)
+        let held = plan
+            .services
+            .iter()
+            .filter(|p| held(p) && !failed_rollbacks.contains(&format!("{}/{}", p.cluster, p.name)))
+            .count() as u64;
+        let converged = states.entry("converged").or_default();
+        *converged = converged.saturating_sub(held);
+        *states.entry("failed").or_default() += held;
+
+        let results = self.reconcile_services(&desired, &plan, &observed).await;
+        let now = Instant::now();
+        for (key, result) in results {
+            match result {
+                Ok(action) => {
+                    self.backing.succeeded(&key);
+                    self.schedule.record(&key, action, now);
                 }
-                info!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), outcome, "reconciled");
+                Err(e) => {
+                    self.shared.metrics.reconcile(Outcome::Failed.as_str());
+                    self.error_policy(&key, &e);
+                }
             }
         }
         let backing_off = self.backing.waiting_count(Instant::now()) as i64;
@@ -476,24 +316,80 @@ impl Controller {
         }
         self.shared.metrics.services.get_or_create(&StateLabel { state: "backing_off".into() }).set(backing_off);
         self.shared.metrics.passes.get_or_create(&metrics::OutcomeLabel { outcome: "ok".into() }).inc();
-        !busy.is_empty() || outcomes.iter().any(|o| matches!(o.outcome, Outcome::Created | Outcome::Updated))
     }
 
-    fn observe_failed(&self, error: &str) -> bool {
+    /// Reconciles every planned service, `concurrency` at a time; results in plan order.
+    async fn reconcile_services(
+        &self,
+        desired: &[Desired],
+        plan: &Plan,
+        observed: &Observed,
+    ) -> Vec<(Key, Result<Action, ReconcileFailure>)> {
+        let by_key: BTreeMap<(&str, &str), &Desired> =
+            desired.iter().map(|d| ((d.ecs.cluster.as_str(), d.ecs.name.as_str()), d)).collect();
+        let opts =
+            ApplyOptions { prune: self.opts.prune, concurrency: self.opts.concurrency, stop: Some(self.stop.clone()) };
+        let opts = &opts;
+        let steps = plan.services.iter().map(|p| {
+            let d = by_key.get(&(p.cluster.as_str(), p.name.as_str())).copied();
+            let obs = observed.get(&p.cluster, &p.name);
+            async move { ((p.cluster.clone(), p.name.clone()), self.reconcile_service(p, d, obs, opts).await) }
+        });
+        futures::stream::iter(steps).buffered(self.opts.concurrency.max(1)).collect().await
+    }
+
+    /// Converges one service to its plan and says when to look at it again: soon while the rollout it started is
+    /// in flight, otherwise at the next change or periodic pass.
+    async fn reconcile_service(
+        &self,
+        p: &ServicePlan,
+        d: Option<&Desired>,
+        obs: Option<&ServiceState>,
+        opts: &ApplyOptions,
+    ) -> Result<Action, ReconcileFailure> {
+        let progress = |service: &str, step: &str| {
+            self.shared.beat();
+            info!(service, step, "converging");
+        };
+        let o = reconcile::apply_one(p, d, obs, self.backend.ecs.as_ref(), opts, &progress).await?;
+        let outcome = if held(p) { "held" } else { o.outcome.as_str() };
+        self.shared.metrics.reconcile(outcome);
+        if p.action != PlanAction::Noop {
+            if p.reason == Some(PlanReason::Drift) {
+                self.shared.metrics.drift_corrections.inc();
+                warn!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), changes = ?p.changes.iter().map(|c| &c.path).collect::<Vec<_>>(), "drift corrected");
+            }
+            info!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), outcome, "reconciled");
+        }
+        Ok(match o.outcome {
+            Outcome::Created | Outcome::Updated => Action::Requeue(FAST),
+            _ => Action::AwaitChange,
+        })
+    }
+
+    /// The error policy: counts the failure by kind and backs the service off by its kind's policy.
+    fn error_policy(&mut self, key: &Key, failure: &ReconcileFailure) {
+        let kind = failure.kind();
+        self.shared.metrics.reconcile_error(kind);
+        let now = Instant::now();
+        let wait = self.backing.failed(key, kind, now);
+        self.schedule.record(key, Action::Requeue(wait), now);
+        error!(service = %key.1, cluster = %key.0, error = %failure, kind = kind.as_str(), backoff_s = wait.as_secs_f64(), "reconcile failed; backing off");
+    }
+
+    /// A pass that could not resolve or observe at all; `kind` is counted when the failure has one.
+    fn observe_failed(&self, error: &str, kind: Option<ErrorKind>) {
         error!(error, "observe pass failed");
+        if let Some(kind) = kind {
+            self.shared.metrics.reconcile_error(kind);
+        }
         self.shared.status.lock().expect("status lock").observe_error = Some(error.to_string());
         self.shared.metrics.passes.get_or_create(&metrics::OutcomeLabel { outcome: "failed".into() }).inc();
-        false
     }
 
-    /// The plan for services that are neither in flight nor backing off.
-    async fn plan(&self, desired: &[Desired], observed: &Observed, busy: &std::collections::BTreeSet<String>) -> Plan {
-        let free: Vec<Desired> = desired
-            .iter()
-            .filter(|d| !busy.contains(&d.ecs.name))
-            .filter(|d| !self.backing.waiting(&(d.ecs.cluster.clone(), d.ecs.name.clone()), Instant::now()))
-            .cloned()
-            .collect();
+    /// The plan for services that are not in flight.
+    async fn plan(&self, desired: &[Desired], observed: &Observed, busy: &BTreeSet<String>) -> Plan {
+        let free: Vec<Desired> = desired.iter().filter(|d| !busy.contains(&d.ecs.name)).cloned().collect();
         let opts = reconcile::PlanOptions { retry_failed: false, changes: false };
         match reconcile::plan_fleet_with(&free, observed, self.backend.ecs.as_ref(), opts).await {
             Ok(p) => p,
@@ -503,46 +399,11 @@ impl Controller {
             }
         }
     }
+}
 
-    /// Settles a finished rollout (see [`settle::settle_service`]) and reports it. A rollback that starts is
-    /// watched by later passes; a failed rollback is reported once and left alone. Returns whether a rollback
-    /// failed.
-    async fn settle(
-        &self,
-        d: &Desired,
-        state: &ServiceState,
-        target: &Target,
-        result: RolloutResult,
-    ) -> Result<bool, crate::backend::BackendError> {
-        let ecs = self.backend.ecs.as_ref();
-        let td = &target.task_definition;
-        let (service, cluster) = (&state.name, &state.cluster);
-        match settle::settle_service(ecs, state, target, &result, settle::Policy::of(&d.rollout), None).await? {
-            settle::Settled::Completed { rollback: true } => {
-                info!(service, cluster, revision = %td, "rollback completed")
-            }
-            settle::Settled::Completed { rollback: false } => {
-                info!(service, cluster, revision = %td, "rollout completed")
-            }
-            settle::Settled::RollbackFailed { reason } => {
-                self.shared.metrics.rollback("failed");
-                error!(service, cluster, revision = %td, reason, "the rollback to the last good revision failed; the service needs attention (nothing is retried until the spec changes)");
-                return Ok(true);
-            }
-            settle::Settled::RolledBack { reason, to, by_ecs: false } => {
-                self.shared.metrics.rollback("started");
-                error!(service, cluster, revision = %td, reason, rolled_back_to = %to, "rollout failed; rolling back");
-            }
-            settle::Settled::RolledBack { reason, to, by_ecs: true } => {
-                error!(service, cluster, revision = %td, reason, rolled_back_to = %to, "rollout failed; ECS's circuit breaker rolled it back; not retried until the spec changes");
-            }
-            settle::Settled::Held { reason, .. } => {
-                error!(service, cluster, revision = %td, reason, "rollout failed; not retried until the spec changes");
-            }
-            settle::Settled::Waiting => {}
-        }
-        Ok(false)
-    }
+/// Whether a plan holds back a spec whose rollout failed (nothing to do, for a reason).
+fn held(p: &ServicePlan) -> bool {
+    p.action == PlanAction::Noop && p.reason == Some(PlanReason::Held)
 }
 
 fn add_deltas(
@@ -554,45 +415,6 @@ fn add_deltas(
         let delta = n.saturating_sub(before.get(op).copied().unwrap_or(0));
         family.get_or_create(&OperationLabel::from(*op)).inc_by(delta);
     }
-}
-
-fn backoff_policy(interval: Duration) -> backoff::ExponentialBackoff {
-    backoff::ExponentialBackoffBuilder::new()
-        .with_initial_interval(Duration::from_secs(5))
-        .with_max_interval(interval.max(Duration::from_secs(60)) * 10)
-        .with_randomization_factor(0.5)
-        .with_max_elapsed_time(None)
-        .build()
-}
-
-/// A number in [0, 1) from the clock, for interval jitter (no crate needed for this much randomness).
-fn fastrand_unit() -> f64 {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
-}
-
-/// Modification times and sizes of every manifest, to notice edits.
-fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
-    let mut out = Vec::new();
-    for p in paths {
-        let mut files = vec![p.clone()];
-        if p.is_dir() {
-            files = std::fs::read_dir(p)
-                .map(|rd| {
-                    rd.filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-                        .collect()
-                })
-                .unwrap_or_default();
-            files.sort();
-        }
-        for f in files {
-            let meta = std::fs::metadata(&f).ok();
-            out.push((f, meta.as_ref().and_then(|m| m.modified().ok()), meta.map_or(0, |m| m.len())));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

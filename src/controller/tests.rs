@@ -1,10 +1,12 @@
-//! The controller's bookkeeping rules: liveness from progress, per-service backoff, and which rollouts a pass
-//! still watches.
+//! The controller's bookkeeping rules: liveness from progress, the error policy's backoff per kind, when the next
+//! pass runs, and which rollouts a pass still watches.
 
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::backend::ServiceState;
+use crate::backend::{BackendError, ServiceState};
+use crate::reconcile::settle::{Pending, pending as unsettled};
+use crate::reconcile::watch::{self, RolloutResult};
 use crate::state::{TAG_FAILED_SPEC_HASH, TAG_LAST_GOOD, TAG_ROLLBACK_FAILED, TAG_SPEC_HASH, TAG_TASK_DEFINITION};
 
 // ---- liveness ----
@@ -51,7 +53,7 @@ fn a_failing_service_backs_off_with_growing_jittered_delays_and_resets_on_succes
     let now = Instant::now();
     let mut delays = Vec::new();
     for _ in 0..8 {
-        delays.push(b.failed(&key("search"), now));
+        delays.push(b.failed(&key("search"), ErrorKind::Transient, now));
     }
     // Initial 5 s, ×1.5 per failure, ±50 % jitter.
     let mut nominal = 5.0f64;
@@ -74,7 +76,7 @@ fn a_failing_service_backs_off_with_growing_jittered_delays_and_resets_on_succes
     b.succeeded(&key("search"));
     assert!(!b.waiting(&key("search"), now));
     assert_eq!(b.waiting_count(now), 0);
-    let again = b.failed(&key("search"), now);
+    let again = b.failed(&key("search"), ErrorKind::Transient, now);
     assert!(again <= Duration::from_millis(7500), "not reset: {again:?}");
 }
 
@@ -83,12 +85,145 @@ fn backoffs_are_per_service() {
     let mut b = Backoffs::new(Duration::from_secs(60));
     let now = Instant::now();
     for _ in 0..6 {
-        b.failed(&key("search"), now);
+        b.failed(&key("search"), ErrorKind::Transient, now);
     }
-    let first = b.failed(&key("documents"), now);
+    let first = b.failed(&key("documents"), ErrorKind::Transient, now);
     assert!(first <= Duration::from_millis(7500), "another service's failures leaked: {first:?}");
     b.succeeded(&key("documents"));
     assert!(b.waiting(&key("search"), now), "one service's success reset another's backoff");
+}
+
+#[test]
+fn each_error_kind_backs_off_by_its_own_policy() {
+    let interval = Duration::from_secs(60);
+    let now = Instant::now();
+    let secs = |d: Duration| d.as_secs_f64();
+    let first = |kind: ErrorKind| Backoffs::new(interval).failed(&key("search"), kind, now);
+    let mut b = Backoffs::new(interval);
+    let throttled: Vec<f64> = (0..3).map(|_| secs(b.failed(&key("search"), ErrorKind::Throttled, now))).collect();
+    // Throttling steps back further than an outage: 30 s, ×2, ±50 %.
+    for (d, nominal) in throttled.iter().zip([30.0, 60.0, 120.0]) {
+        assert!(*d >= nominal * 0.5 && *d <= nominal * 1.5, "throttled {throttled:?}");
+    }
+    let transient = secs(first(ErrorKind::Transient));
+    assert!((2.5..=7.5).contains(&transient), "transient {transient}");
+    // A refused request waits at least half an interval of 60 s.
+    let refused = secs(first(ErrorKind::Aws4xx));
+    assert!((30.0..=90.0).contains(&refused), "aws_4xx {refused}");
+    // A missing tag or secret is looked for once per interval (±10 %), never less often.
+    let mut b = Backoffs::new(interval);
+    let spec: Vec<f64> = (0..8).map(|_| secs(b.failed(&key("search"), ErrorKind::Spec, now))).collect();
+    assert!(spec.iter().all(|d| (54.0..=66.0).contains(d)), "spec {spec:?}");
+
+    // Another kind of failure starts that kind's policy from its first step.
+    let mut b = Backoffs::new(interval);
+    for _ in 0..6 {
+        b.failed(&key("search"), ErrorKind::Aws4xx, now);
+    }
+    let switched = secs(b.failed(&key("search"), ErrorKind::Transient, now));
+    assert!(switched <= 7.5, "the 4xx backoff carried over: {switched}");
+}
+
+#[test]
+fn failures_are_classified_by_what_went_wrong() {
+    let e =
+        |make: fn(Op, String) -> BackendError| ReconcileFailure::Backend(make(Op::UpdateService, "boom".into())).kind();
+    assert_eq!(e(|operation, message| BackendError::Throttled { operation, message }), ErrorKind::Throttled);
+    assert_eq!(e(|operation, message| BackendError::Invalid { operation, message }), ErrorKind::Aws4xx);
+    assert_eq!(e(|operation, message| BackendError::NotFound { operation, message }), ErrorKind::Aws4xx);
+    assert_eq!(e(|operation, message| BackendError::Unavailable { operation, message }), ErrorKind::Transient);
+    assert_eq!(ReconcileFailure::Backend(BackendError::State("locked".into())).kind(), ErrorKind::Transient);
+    assert_eq!(ReconcileFailure::Unresolved(vec!["tag v9 not found".into()]).kind(), ErrorKind::Spec);
+    let labels: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(labels, ["throttled", "aws_4xx", "spec", "transient"]);
+}
+
+// ---- scheduling ----
+
+#[test]
+fn the_next_pass_comes_at_the_jittered_interval_or_at_the_earliest_requeue() {
+    let interval = Duration::from_secs(60);
+    let mut s = Schedule::new(interval);
+    let now = Instant::now();
+    let waits: Vec<f64> = (0..50).map(|_| (s.next_pass(now) - now).as_secs_f64()).collect();
+    assert!(waits.iter().all(|w| (54.0..=66.0).contains(w)), "not the interval ±10 %: {waits:?}");
+    assert!(waits.iter().any(|w| (w - waits[0]).abs() > 0.01), "no jitter: {waits:?}");
+
+    // A rollout in flight is looked at again soon; a service with nothing pending waits for the interval.
+    s.record(&key("search"), Action::Requeue(FAST), now);
+    s.record(&key("documents"), Action::Requeue(Duration::from_secs(20)), now);
+    assert_eq!(s.next_pass(now), now + FAST);
+    // The pass at `now + FAST` consumed search's requeue; documents' is still ahead.
+    let later = now + FAST;
+    assert_eq!(s.next_pass(later), now + Duration::from_secs(20));
+    s.record(&key("documents"), Action::AwaitChange, later);
+    let w = (s.next_pass(later) - later).as_secs_f64();
+    assert!((54.0..=66.0).contains(&w), "{w}");
+
+    // Whatever asks for sooner, passes are at least MIN_GAP apart: never a busy loop.
+    s.record(&key("search"), Action::Requeue(Duration::ZERO), now);
+    assert_eq!(s.next_pass(now), now + MIN_GAP);
+    // A service that left the manifests asks for nothing any more.
+    s.record(&key("search"), Action::Requeue(FAST), now);
+    s.retain(|k| k.1 != "search");
+    assert!(s.next_pass(now) > now + FAST);
+}
+
+// ---- manifests ----
+
+#[test]
+fn the_watch_lists_the_files_the_loader_reads_and_reports_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    for f in ["fleet.yaml", "search.yaml", "documents.yaml"] {
+        std::fs::copy(repo.join(f), dir.path().join(f)).unwrap();
+    }
+    // Not manifests: a note, and a directory whose name ends in .yaml.
+    std::fs::write(dir.path().join("NOTES.txt"), "x").unwrap();
+    std::fs::create_dir(dir.path().join("old.yaml")).unwrap();
+    let names: Vec<String> = crate::spec::manifest_files(dir.path())
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["documents.yaml", "fleet.yaml", "search.yaml"]);
+
+    let mut m = manifests::Manifests::new(vec![dir.path().to_path_buf()]);
+    let Reload::Loaded { changed } = m.reload() else { panic!("the example manifests did not load") };
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    assert!(matches!(m.reload(), Reload::Unchanged));
+    std::fs::write(dir.path().join("NOTES.txt"), "a longer note").unwrap();
+    assert!(!m.changed_on_disk(), "a file the loader does not read is not watched");
+
+    let search = dir.path().join("search.yaml");
+    let text = std::fs::read_to_string(&search).unwrap();
+    std::fs::write(&search, text.replace("replicas: 1", "replicas: 2")).unwrap();
+    assert!(m.changed_on_disk());
+    let Reload::Loaded { changed } = m.reload() else { panic!("the edit did not load") };
+    assert_eq!(changed, [("mcp-prod".to_string(), "search".to_string())]);
+
+    std::fs::write(&search, text.replace("cpu: 256", "cpu: 300")).unwrap();
+    let Reload::Invalid(lines) = m.reload() else { panic!("a broken file loaded") };
+    assert!(lines.iter().any(|l| l.contains("spec.cpu")), "{lines:?}");
+    let kept = m.fleet().unwrap().services.iter().find(|s| s.name == "search").unwrap();
+    assert_eq!(kept.replicas, 2, "the last valid fleet is kept");
+}
+
+// ---- metrics ----
+
+#[test]
+fn series_with_known_labels_exist_from_the_start() {
+    let text = metrics::Metrics::new().encode();
+    for series in [
+        "mcpfleet_rollbacks_total{outcome=\"started\"} 0",
+        "mcpfleet_rollbacks_total{outcome=\"failed\"} 0",
+        "mcpfleet_reconcile_errors_total{kind=\"throttled\"} 0",
+        "mcpfleet_reconcile_errors_total{kind=\"aws_4xx\"} 0",
+        "mcpfleet_reconcile_errors_total{kind=\"spec\"} 0",
+        "mcpfleet_reconcile_errors_total{kind=\"transient\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == series), "no `{series}`:\n{text}");
+    }
 }
 
 // ---- what a pass watches ----
@@ -176,8 +311,9 @@ async fn every_backend_call_that_returns_is_progress() {
     let shared = Shared::new();
     let sim = crate::backend::sim::Sim::in_memory(crate::backend::sim::World::default());
     let ecs = heartbeat::Beating { inner: sim.backend().ecs, shared: shared.clone() };
-    let before = *shared.progress.lock().unwrap();
-    std::thread::sleep(Duration::from_millis(5));
+    // The last progress a minute ago, so that any beat now is visibly later.
+    let before = Instant::now().checked_sub(Duration::from_secs(60)).unwrap();
+    *shared.progress.lock().unwrap() = before;
     // An error answer is progress too: the loop is moving, just not succeeding.
     let _ = ecs.describe_task_definition("nope").await;
     let after = *shared.progress.lock().unwrap();

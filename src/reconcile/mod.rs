@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TdStatus};
 use crate::plan::moves::Candidate;
-use crate::plan::{self, Action, Plan};
+use crate::plan::{self, Action, Plan, ServicePlan};
 use crate::render::Resolved;
 use crate::render::ecs::{self, EcsService};
 use crate::spec::{ValidFleet, ValidRollout, ValidService};
@@ -272,61 +272,16 @@ pub async fn apply(
         let d = by_key.get(&(p.cluster.as_str(), p.name.as_str())).copied();
         let obs = observed.get(&p.cluster, &p.name);
         async move {
-            let stopping = opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
-            if stopping && !matches!(p.action, Action::Noop | Action::Orphan) {
-                return ServiceOutcome {
+            apply_one(p, d, obs, ecs, opts, progress).await.unwrap_or_else(|e| {
+                progress(&p.name, &format!("failed: {e}"));
+                ServiceOutcome {
                     name: p.name.clone(),
                     cluster: p.cluster.clone(),
-                    outcome: Outcome::Unchanged,
-                    task_definition: obs.map(|o| o.task_definition.clone()),
-                    message: "skipped: shutting down".into(),
-                };
-            }
-            let result = match (p.action, d) {
-                (Action::Noop, _) => Ok((
-                    Outcome::Unchanged,
-                    obs.map(|o| o.task_definition.clone()),
-                    p.reason.as_ref().map(|r| r.to_string()).unwrap_or_default(),
-                )),
-                (Action::Orphan, _) => Ok((Outcome::Unchanged, None, KEPT_ORPHAN.into())),
-                (Action::Delete, _) if !opts.prune => Ok((Outcome::Unchanged, None, KEPT_ORPHAN.into())),
-                (Action::Delete, _) if p.replaced_by.as_ref().is_some_and(|s| !s.healthy) => {
-                    Ok((Outcome::Unchanged, None, p.reason.as_ref().map(|r| r.to_string()).unwrap_or_default()))
+                    outcome: Outcome::Failed,
+                    task_definition: None,
+                    message: e.to_string(),
                 }
-                (Action::Delete, _) => {
-                    progress(&p.name, "deleting");
-                    ecs.delete_service(&p.cluster, &p.name).await.map(|_| (Outcome::Deleted, None, "deleted".into()))
-                }
-                (Action::Create, Some(d)) => {
-                    converge(ecs, d, None, progress).await.map(|td| (Outcome::Created, Some(td), "created".into()))
-                }
-                (Action::Update, Some(d)) if obs.is_some_and(|o| plan::only_labels(&d.ecs, o)) => {
-                    relabel(ecs, d, obs, progress).await.map(|td| (Outcome::Updated, td, "labels updated".into()))
-                }
-                (Action::Update, Some(d)) => converge(ecs, d, obs, progress).await.map(|td| {
-                    (Outcome::Updated, Some(td), p.reason.as_ref().map_or_else(|| "updated".into(), |r| r.to_string()))
-                }),
-                (_, None) => Ok((Outcome::Unchanged, None, String::new())),
-            };
-            match result {
-                Ok((outcome, task_definition, message)) => ServiceOutcome {
-                    name: p.name.clone(),
-                    cluster: p.cluster.clone(),
-                    outcome,
-                    task_definition,
-                    message,
-                },
-                Err(e) => {
-                    progress(&p.name, &format!("failed: {e}"));
-                    ServiceOutcome {
-                        name: p.name.clone(),
-                        cluster: p.cluster.clone(),
-                        outcome: Outcome::Failed,
-                        task_definition: None,
-                        message: e.to_string(),
-                    }
-                }
-            }
+            })
         }
     });
     futures::stream::iter(steps).buffered(opts.concurrency.max(1)).collect().await
@@ -356,6 +311,56 @@ pub async fn delete_replaced(
         }
     }
     Ok(())
+}
+
+/// Executes one service's plan (`d` is its desired state, `obs` what runs). The error stays typed, so a caller
+/// can decide from its kind (the controller backs off differently for throttling, a refused request or an outage);
+/// [`apply`] turns it into a failed outcome.
+pub async fn apply_one(
+    p: &ServicePlan,
+    d: Option<&Desired>,
+    obs: Option<&ServiceState>,
+    ecs: &dyn Ecs,
+    opts: &ApplyOptions,
+    progress: Progress<'_>,
+) -> Result<ServiceOutcome, BackendError> {
+    let stopping = opts.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
+    if stopping && !matches!(p.action, Action::Noop | Action::Orphan) {
+        return Ok(ServiceOutcome {
+            name: p.name.clone(),
+            cluster: p.cluster.clone(),
+            outcome: Outcome::Unchanged,
+            task_definition: obs.map(|o| o.task_definition.clone()),
+            message: "skipped: shutting down".into(),
+        });
+    }
+    let reason = || p.reason.as_ref().map(|r| r.to_string());
+    let (outcome, task_definition, message) = match (p.action, d) {
+        (Action::Noop, _) => (Outcome::Unchanged, obs.map(|o| o.task_definition.clone()), reason().unwrap_or_default()),
+        (Action::Orphan, _) => (Outcome::Unchanged, None, KEPT_ORPHAN.into()),
+        (Action::Delete, _) if !opts.prune => (Outcome::Unchanged, None, KEPT_ORPHAN.into()),
+        (Action::Delete, _) if p.replaced_by.as_ref().is_some_and(|s| !s.healthy) => {
+            (Outcome::Unchanged, None, reason().unwrap_or_default())
+        }
+        (Action::Delete, _) => {
+            progress(&p.name, "deleting");
+            ecs.delete_service(&p.cluster, &p.name).await?;
+            (Outcome::Deleted, None, "deleted".into())
+        }
+        (Action::Create, Some(d)) => {
+            (Outcome::Created, Some(converge(ecs, d, None, progress).await?), "created".into())
+        }
+        (Action::Update, Some(d)) if obs.is_some_and(|o| plan::only_labels(&d.ecs, o)) => {
+            (Outcome::Updated, relabel(ecs, d, obs, progress).await?, "labels updated".into())
+        }
+        (Action::Update, Some(d)) => (
+            Outcome::Updated,
+            Some(converge(ecs, d, obs, progress).await?),
+            reason().unwrap_or_else(|| "updated".into()),
+        ),
+        (_, None) => (Outcome::Unchanged, None, String::new()),
+    };
+    Ok(ServiceOutcome { name: p.name.clone(), cluster: p.cluster.clone(), outcome, task_definition, message })
 }
 
 /// Registers (or reuses) the task definition, then creates or updates the service and records the new state in

@@ -56,16 +56,8 @@ pub fn read_paths(paths: &[PathBuf]) -> (Vec<SourceFile>, Vec<Diagnostic>) {
     for path in paths {
         let mut candidates = Vec::new();
         if path.is_dir() {
-            match std::fs::read_dir(path) {
-                Ok(entries) => {
-                    let mut found: Vec<PathBuf> = entries
-                        .filter_map(Result::ok)
-                        .map(|e| e.path())
-                        .filter(|p| {
-                            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                        })
-                        .collect();
-                    found.sort();
+            match manifest_files(path) {
+                Ok(found) => {
                     if found.is_empty() {
                         diags.push(file_diag(path, Code::NoManifests, "directory has no *.yaml or *.yml files".into()));
                     }
@@ -112,6 +104,19 @@ fn read_manifest(file: &Path) -> Result<String, Diagnostic> {
     }
     String::from_utf8(bytes)
         .map_err(|_| diag(0, Code::Unreadable, "cannot read: stream did not contain valid UTF-8".into()))
+}
+
+/// The manifest files of a directory: its `*.yaml` and `*.yml` files (not recursing), in name order. The one
+/// definition of what `-f DIR` means, shared by the loader and the controller's watch for edits, so the two never
+/// disagree on which files make the fleet.
+pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    found.sort();
+    Ok(found)
 }
 
 /// Reads, parses and validates the manifests under `paths`.

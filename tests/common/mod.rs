@@ -1,9 +1,11 @@
-//! Helpers shared by the integration tests: the binary under test and the test venv's Python.
+//! Helpers shared by the integration tests: the binary under test, the test venv's Python, and reading a
+//! controller's endpoints.
 
 #![allow(dead_code)]
 
 pub mod aws_lab;
 pub mod lab;
+pub mod metrics;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
