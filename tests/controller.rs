@@ -746,8 +746,8 @@ fn run_prune_deletes_a_moved_services_old_copy_only_once_the_new_one_is_healthy(
             .get("mcp-other/search")
             .is_some_and(|s| s.state.tags.contains_key("mcpfleet.io/failed-spec-hash"))
     });
-    let passes = c.metric("mcpfleet_reconcile_passes_total");
-    c.wait_for("two more passes", || c.metric("mcpfleet_reconcile_passes_total") >= passes + 2.0);
+    let passes = c.passes();
+    c.wait_for("two more passes", || c.passes() >= passes + 2.0);
     let w = lab.world();
     let old = &w.services["mcp-prod/search"].state;
     assert!(old.is_active() && old.running_count == old.desired_count, "the old copy keeps serving");
