@@ -48,7 +48,7 @@ impl Shared {
     }
 
     pub(super) fn beat_at(&self, at: Instant) {
-        let mut p = self.progress.lock().expect("progress lock");
+        let mut p = crate::backend::lock(&self.progress);
         if at > *p {
             *p = at;
         }
@@ -61,16 +61,16 @@ impl Shared {
 
     /// Time since the loop last made progress.
     pub fn since_progress(&self) -> Duration {
-        self.progress.lock().expect("progress lock").elapsed()
+        crate::backend::lock(&self.progress).elapsed()
     }
 
     pub(super) fn alive_at(&self, now: Instant) -> bool {
-        now.saturating_duration_since(*self.progress.lock().expect("progress lock")) < STALL_BOUND
+        now.saturating_duration_since(*crate::backend::lock(&self.progress)) < STALL_BOUND
     }
 
     /// Whether the controller is ready, and a JSON body that says why not.
     pub fn readiness(&self) -> (bool, serde_json::Value) {
-        let s = self.status.lock().expect("status lock");
+        let s = crate::backend::lock(&self.status);
         let mut reasons = Vec::new();
         if !s.has_fleet {
             reasons.push("no valid manifests loaded yet".to_string());

@@ -133,7 +133,7 @@ impl Controller {
         while !self.stop.load(Ordering::SeqCst) {
             self.pass().await;
             let next = self.schedule.next_pass(Instant::now());
-            self.shared.status.lock().expect("status lock").next_pass = Some(next);
+            crate::backend::lock(&self.shared.status).next_pass = Some(next);
             // Wake early for a manifest change or a stop.
             loop {
                 let now = Instant::now();
@@ -211,7 +211,7 @@ impl Controller {
                     self.backing.succeeded(key);
                 }
                 self.shared.metrics.spec_valid.set(1);
-                let mut s = self.shared.status.lock().expect("status lock");
+                let mut s = crate::backend::lock(&self.shared.status);
                 s.spec_errors.clear();
                 s.has_fleet = true;
             }
@@ -221,7 +221,7 @@ impl Controller {
                 }
                 self.shared.metrics.spec_valid.set(0);
                 self.shared.metrics.spec_errors.inc();
-                self.shared.status.lock().expect("status lock").spec_errors = lines;
+                crate::backend::lock(&self.shared.status).spec_errors = lines;
             }
         }
     }
@@ -269,7 +269,7 @@ impl Controller {
         // A service that is in the manifests but did not resolve or is backing off is not "gone": never prune it.
         observed.unlisted.retain(|s| !named.contains(&(s.cluster.clone(), s.name.clone())));
         {
-            let mut s = self.shared.status.lock().expect("status lock");
+            let mut s = crate::backend::lock(&self.shared.status);
             s.observe_error = None;
             s.observed_once = true;
         }
@@ -277,7 +277,7 @@ impl Controller {
         let in_flight = self.settle_in_flight(&desired, &observed).await;
         let (busy, mut states) = (in_flight.busy, in_flight.states);
         let failed_rollbacks: BTreeSet<String> = in_flight.failed_rollbacks.iter().cloned().collect();
-        self.shared.status.lock().expect("status lock").failed_rollbacks = in_flight.failed_rollbacks;
+        crate::backend::lock(&self.shared.status).failed_rollbacks = in_flight.failed_rollbacks;
         for d in desired.iter().filter(|d| busy.contains(&d.ecs.name)) {
             self.schedule.record(&(d.ecs.cluster.clone(), d.ecs.name.clone()), Action::Requeue(FAST), started);
         }
@@ -383,7 +383,7 @@ impl Controller {
         if let Some(kind) = kind {
             self.shared.metrics.reconcile_error(kind);
         }
-        self.shared.status.lock().expect("status lock").observe_error = Some(error.to_string());
+        crate::backend::lock(&self.shared.status).observe_error = Some(error.to_string());
         self.shared.metrics.passes.get_or_create(&metrics::OutcomeLabel { outcome: "failed".into() }).inc();
     }
 
