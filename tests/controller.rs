@@ -469,6 +469,30 @@ fn a_broken_manifest_keeps_the_last_valid_fleet_until_fixed() {
 }
 
 #[test]
+fn an_alias_bomb_committed_beside_the_fleet_is_one_error_and_the_controller_keeps_running() {
+    let lab = Lab::new();
+    let mut c = Controller::start(&lab);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    let bomb = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hostile/alias-bomb.yaml"))
+        .unwrap();
+    std::fs::write(lab.manifests().join("laughs.yaml"), bomb).unwrap();
+    c.wait_for("readiness to drop", || c.get("/readyz").is_some_and(|(code, _)| code == 503));
+    let (_, body) = c.get("/readyz").unwrap();
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let errors = body["specErrors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "one located error for the file: {body}");
+    assert!(errors[0].as_str().unwrap().contains("laughs.yaml:"), "{body}");
+    // Whole passes go on over the last valid fleet, and the process stays alive and healthy.
+    let passes = c.passes();
+    c.wait_for("two more passes", || c.passes() >= passes + 2.0);
+    assert!(c.child.try_wait().unwrap().is_none(), "the controller exited: {}", c.log());
+    assert_eq!(c.get("/healthz").map(|(code, _)| code), Some(200));
+    assert_eq!(c.metric("mcpfleet_spec_valid"), 0.0);
+    std::fs::remove_file(lab.manifests().join("laughs.yaml")).unwrap();
+    c.wait_for("readiness to return", || c.get("/readyz").is_some_and(|(code, _)| code == 200));
+}
+
+#[test]
 fn sigterm_during_a_rollout_exits_cleanly_and_a_restart_finishes_it() {
     let lab = Lab::new();
     let mut c = Controller::start(&lab);
