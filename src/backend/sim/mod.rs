@@ -19,14 +19,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use world::{
-    BucketState, Repository, SimImage, SimService, StoppedTask, TASK_SETTLE_MS, TICK_MS, World, breaker_threshold,
+    BucketState, Repository, SIM_LOAD_BALANCER, SimImage, SimService, StoppedTask, TASK_SETTLE_MS, TICK_MS,
+    TargetGroupSpec, World, breaker_threshold,
 };
 
 use super::limits::{self, BucketSpec};
 use super::lock;
 use super::{
-    Backend, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Op, Secrets, ServiceState,
-    ServiceUpdate, TaskDefinition, TdStatus,
+    Backend, BackendError, Clock, DESCRIBE_TARGET_GROUPS_BATCH, Described, Ecs, ImageInfo, ImageSelector, Images,
+    LoadBalancer, Op, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups, TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -187,7 +188,13 @@ impl Sim {
 
     /// The ports over this sim.
     pub fn backend(self: &Arc<Self>) -> Backend {
-        Backend { ecs: self.clone(), images: self.clone(), secrets: self.clone(), clock: self.clone() }
+        Backend {
+            ecs: self.clone(),
+            images: self.clone(),
+            secrets: self.clone(),
+            target_groups: self.clone(),
+            clock: self.clone(),
+        }
     }
 
     /// Runs `f` on the world; `write` says whether it changed and must be persisted.
@@ -360,6 +367,38 @@ impl Images for Sim {
 impl Secrets for Sim {
     async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
         self.call(Op::ListSecrets, |w| Ok(w.resolve_secrets(ids)))
+    }
+}
+
+/// ELBv2's refusal of more than [`DESCRIBE_TARGET_GROUPS_BATCH`] names or ARNs in one request.
+fn check_elb_batch(op: Op, ids: &[String]) -> Result<(), BackendError> {
+    if ids.len() > DESCRIBE_TARGET_GROUPS_BATCH {
+        return Err(BackendError::Invalid {
+            operation: op,
+            message: format!("ValidationError: at most {DESCRIBE_TARGET_GROUPS_BATCH} names or ARNs per request"),
+        });
+    }
+    Ok(())
+}
+
+/// Counted as ELBv2 would be asked: one describe request, then one attributes request per resource found.
+#[async_trait]
+impl TargetGroups for Sim {
+    async fn target_groups(&self, ids: &[String]) -> Result<Vec<TargetGroup>, BackendError> {
+        check_elb_batch(Op::DescribeTargetGroups, ids)?;
+        let found = self.call(Op::DescribeTargetGroups, |w| Ok(w.describe_target_groups(ids)))?;
+        for _ in &found {
+            self.call(Op::DescribeTargetGroupAttributes, |_| Ok(()))?;
+        }
+        Ok(found)
+    }
+    async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError> {
+        check_elb_batch(Op::DescribeLoadBalancers, arns)?;
+        let found = self.call(Op::DescribeLoadBalancers, |w| Ok(w.describe_load_balancers(arns)))?;
+        for _ in &found {
+            self.call(Op::DescribeLoadBalancerAttributes, |_| Ok(()))?;
+        }
+        Ok(found)
     }
 }
 
