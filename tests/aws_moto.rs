@@ -615,11 +615,11 @@ async fn target_groups_are_described_by_name_and_arn_with_their_load_balancer() 
 
     // By ARN: the same answer; the unattached group costs no load balancer request.
     lab.start_recording();
-    let by_arn = elb.describe(&[ip_arn.clone()]).await.unwrap();
+    let by_arn = elb.describe(std::slice::from_ref(&ip_arn)).await.unwrap();
     assert_eq!(elb_requests(&lab), ([1, 1, 1, 1], 4));
     assert_eq!(by_arn, vec![ip.clone()]);
     lab.start_recording();
-    let by_arn = elb.describe(&[instance_arn.clone()]).await.unwrap();
+    let by_arn = elb.describe(std::slice::from_ref(&instance_arn)).await.unwrap();
     assert_eq!(elb_requests(&lab), ([1, 1, 0, 0], 2));
     assert_eq!(by_arn, vec![instance.clone()]);
 

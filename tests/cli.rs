@@ -509,8 +509,8 @@ fn status_usage_shows_both_ways_to_name_services() {
 
 #[tokio::test]
 async fn sim_target_group_prints_an_aws_arn_and_the_sim_describes_it() {
+    use mcpfleet::backend::TargetType;
     use mcpfleet::backend::sim::Sim;
-    use mcpfleet::backend::{TargetGroups, TargetType};
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("sim.json");
     let sim = |args: &[&str]| {

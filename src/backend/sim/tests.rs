@@ -290,7 +290,7 @@ fn target_group_spec(name: &str, path: &str, target_type: crate::backend::Target
 
 #[tokio::test]
 async fn target_groups_are_described_by_name_and_arn_with_their_load_balancer() {
-    use crate::backend::{LoadBalancerType, TargetGroups, TargetProtocol, TargetType};
+    use crate::backend::{LoadBalancerType, TargetProtocol, TargetType};
     let mut w = World::default();
     let docs = w.create_target_group(&target_group_spec("mcp-documents", "/ready", TargetType::Ip, true)).unwrap();
     let legacy = w.create_target_group(&target_group_spec("legacy", "/", TargetType::Instance, false)).unwrap();
