@@ -488,17 +488,24 @@ fn a_removed_label_is_untagged_from_the_service_and_its_revision() {
     assert_eq!(writes(&lab.apply(&[]).1), 0);
 }
 
+/// The SDK configuration of an adapter on its own, pointed at the lab's moto (one attempt per request).
+fn moto_config(lab: &AwsLab) -> aws_config::SdkConfig {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&lab.endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "moto",
+        )))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build()
+}
+
 /// The ECS adapter on its own, pointed at the lab's moto.
 fn moto_ecs(lab: &AwsLab) -> mcpfleet::backend::aws::AwsEcs {
-    use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
-    let config = aws_sdk_ecs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&lab.endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .retry_config(RetryConfig::disabled())
-        .build();
-    mcpfleet::backend::aws::AwsEcs::new(aws_sdk_ecs::Client::from_conf(config))
+    mcpfleet::backend::aws::AwsEcs::new(aws_sdk_ecs::Client::new(&moto_config(lab)))
 }
 
 /// Retention against moto's shapes (ListClusters answers cluster ARNs). moto never completes a deployment (no
@@ -552,15 +559,7 @@ async fn retention_keeps_the_revision_a_moved_services_old_copy_runs() {
 
 /// The ELBv2 adapter on its own, pointed at the lab's moto.
 fn moto_elbv2(lab: &AwsLab) -> mcpfleet::backend::aws::Elbv2 {
-    use aws_sdk_elasticloadbalancingv2::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
-    let config = aws_sdk_elasticloadbalancingv2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&lab.endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .retry_config(RetryConfig::disabled())
-        .build();
-    mcpfleet::backend::aws::Elbv2::new(aws_sdk_elasticloadbalancingv2::Client::from_conf(config))
+    mcpfleet::backend::aws::Elbv2::new(aws_sdk_elasticloadbalancingv2::Client::new(&moto_config(lab)))
 }
 
 /// The ELBv2 requests recorded since the recorder started, in the order DescribeTargetGroups,

@@ -369,29 +369,32 @@ struct LimitedTargetGroups {
 }
 
 impl LimitedTargetGroups {
-    async fn acquire_each(&self, op: Op, ids: &[String]) {
-        for _ in ids {
-            self.limits.acquire(op).await;
-        }
+    /// `describe` (of `ids`) behind the bucket and the retries, with a token per id for its attribute requests.
+    async fn run<T, F, Fut>(&self, describe: Op, attributes: Op, ids: &[String], call: F) -> Result<T, BackendError>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = Result<T, BackendError>> + Send,
+        T: Send,
+    {
+        self.limits
+            .run(describe, || async {
+                for _ in ids {
+                    self.limits.acquire(attributes).await;
+                }
+                call().await
+            })
+            .await
     }
 }
 
 #[async_trait]
 impl TargetGroups for LimitedTargetGroups {
     async fn target_groups(&self, ids: &[String]) -> Result<Vec<TargetGroup>, BackendError> {
-        self.limits
-            .run(Op::DescribeTargetGroups, || async {
-                self.acquire_each(Op::DescribeTargetGroupAttributes, ids).await;
-                self.inner.target_groups(ids).await
-            })
-            .await
+        let (describe, attributes) = (Op::DescribeTargetGroups, Op::DescribeTargetGroupAttributes);
+        self.run(describe, attributes, ids, || self.inner.target_groups(ids)).await
     }
     async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError> {
-        self.limits
-            .run(Op::DescribeLoadBalancers, || async {
-                self.acquire_each(Op::DescribeLoadBalancerAttributes, arns).await;
-                self.inner.load_balancers(arns).await
-            })
-            .await
+        let (describe, attributes) = (Op::DescribeLoadBalancers, Op::DescribeLoadBalancerAttributes);
+        self.run(describe, attributes, arns, || self.inner.load_balancers(arns)).await
     }
 }

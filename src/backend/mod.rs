@@ -573,8 +573,8 @@ pub struct TargetGroupInfo {
 /// Requests per [`TargetGroups::describe`] of `n` ≤ [`DESCRIBE_TARGET_GROUPS_BATCH`] ids finding `t` target groups
 /// on `l` distinct load balancers: one DescribeTargetGroups for the names and one for the ARNs (each only when
 /// there are some), one DescribeTargetGroupAttributes per target group found (the API takes one ARN), one
-/// DescribeLoadBalancers when `l` > 0 (`l` ≤ 20: one target group is on at most a few) and one
-/// DescribeLoadBalancerAttributes per load balancer. One target group behind one ALB by name: 4 requests. When
+/// DescribeLoadBalancers per 20 of the `l` (none when `l` = 0) and one DescribeLoadBalancerAttributes per load
+/// balancer. One target group behind one ALB by name: 4 requests. When
 /// an id is unknown ELBv2 fails the whole request (TargetGroupNotFound), so that request is repeated with each
 /// of its ids alone, which costs one more request per id only on the path that ends in an error anyway.
 #[async_trait]

@@ -50,24 +50,27 @@ impl Elbv2 {
 
     /// A group's `deregistration_delay.timeout_seconds`; `Ok(None)` when the group is gone meanwhile.
     async fn deregistration_delay(&self, arn: &str) -> Result<Option<Option<u32>>, BackendError> {
-        match self.client.describe_target_group_attributes().target_group_arn(arn).send().await {
-            Ok(out) => Ok(Some(attribute(out.attributes().iter().map(|a| (a.key(), a.value())), DEREGISTRATION_DELAY))),
-            Err(e) => match map_err(Op::DescribeTargetGroupAttributes, e) {
-                BackendError::NotFound { .. } => Ok(None),
-                other => Err(other),
-            },
-        }
+        let answer = self.client.describe_target_group_attributes().target_group_arn(arn).send().await;
+        let answer = answer.map_err(|e| map_err(Op::DescribeTargetGroupAttributes, e));
+        unless_gone(
+            answer.map(|a| attribute(a.attributes().iter().map(|a| (a.key(), a.value())), DEREGISTRATION_DELAY)),
+        )
     }
 
     /// A load balancer's `idle_timeout.timeout_seconds`; `Ok(None)` when the load balancer is gone meanwhile.
     async fn idle_timeout(&self, arn: &str) -> Result<Option<Option<u32>>, BackendError> {
-        match self.client.describe_load_balancer_attributes().load_balancer_arn(arn).send().await {
-            Ok(out) => Ok(Some(attribute(out.attributes().iter().map(|a| (a.key(), a.value())), IDLE_TIMEOUT))),
-            Err(e) => match map_err(Op::DescribeLoadBalancerAttributes, e) {
-                BackendError::NotFound { .. } => Ok(None),
-                other => Err(other),
-            },
-        }
+        let answer = self.client.describe_load_balancer_attributes().load_balancer_arn(arn).send().await;
+        let answer = answer.map_err(|e| map_err(Op::DescribeLoadBalancerAttributes, e));
+        unless_gone(answer.map(|a| attribute(a.attributes().iter().map(|a| (a.key(), a.value())), IDLE_TIMEOUT)))
+    }
+}
+
+/// `None` for a resource deleted between the describe request and its attributes request.
+fn unless_gone<T>(answer: Result<T, BackendError>) -> Result<Option<T>, BackendError> {
+    match answer {
+        Ok(v) => Ok(Some(v)),
+        Err(BackendError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -103,18 +106,28 @@ where
     }
 }
 
-/// An answer ELBv2 should never give, as an error rather than a guess.
-fn malformed(op: Op, what: &str) -> BackendError {
-    BackendError::Invalid { operation: op, message: format!("unexpected answer: {what}") }
+/// The ARN and the known type of a resource of `op`'s answer (`what`: "target group", "load balancer"), or an
+/// error for an answer ELBv2 should never give, rather than a guess.
+fn identify<'a, T>(
+    op: Op,
+    what: &str,
+    arn: Option<&'a str>,
+    kind: Option<&str>,
+    parse: fn(&str) -> Option<T>,
+) -> Result<(&'a str, T), BackendError> {
+    let malformed =
+        |message: String| BackendError::Invalid { operation: op, message: format!("unexpected answer: {message}") };
+    let arn = arn.ok_or_else(|| malformed(format!("a {what} without an ARN")))?;
+    let kind = kind.unwrap_or_default();
+    let parsed = parse(kind).ok_or_else(|| malformed(format!("{what} {arn} has an unknown type `{kind}`")))?;
+    Ok((arn, parsed))
 }
 
 /// A target group of the answer, without its attributes.
 fn target_group(g: &elb::TargetGroup) -> Result<TargetGroup, BackendError> {
-    let op = Op::DescribeTargetGroups;
-    let arn = g.target_group_arn().ok_or_else(|| malformed(op, "a target group without an ARN"))?;
-    let kind = g.target_type().map(|t| t.as_str()).unwrap_or_default();
-    let target_type = TargetType::from_elb(kind)
-        .ok_or_else(|| malformed(op, &format!("target group {arn} has an unknown target type `{kind}`")))?;
+    let kind = g.target_type().map(|t| t.as_str());
+    let (arn, target_type) =
+        identify(Op::DescribeTargetGroups, "target group", g.target_group_arn(), kind, TargetType::from_elb)?;
     Ok(TargetGroup {
         arn: arn.to_string(),
         name: g.target_group_name().unwrap_or_default().to_string(),
@@ -128,11 +141,9 @@ fn target_group(g: &elb::TargetGroup) -> Result<TargetGroup, BackendError> {
 
 /// A load balancer of the answer, without its attributes.
 fn load_balancer(b: &elb::LoadBalancer) -> Result<LoadBalancer, BackendError> {
-    let op = Op::DescribeLoadBalancers;
-    let arn = b.load_balancer_arn().ok_or_else(|| malformed(op, "a load balancer without an ARN"))?;
-    let kind = b.r#type().map(|t| t.as_str()).unwrap_or_default();
-    let kind = LoadBalancerType::from_elb(kind)
-        .ok_or_else(|| malformed(op, &format!("load balancer {arn} has an unknown type `{kind}`")))?;
+    let kind = b.r#type().map(|t| t.as_str());
+    let (arn, kind) =
+        identify(Op::DescribeLoadBalancers, "load balancer", b.load_balancer_arn(), kind, LoadBalancerType::from_elb)?;
     Ok(LoadBalancer {
         arn: arn.to_string(),
         name: b.load_balancer_name().unwrap_or_default().to_string(),
@@ -194,7 +205,7 @@ mod tests {
             .target_type(elb::TargetTypeEnum::from("teleport"))
             .build();
         let err = target_group(&g).unwrap_err();
-        assert!(err.to_string().contains("unknown target type `teleport`"), "{err}");
+        assert!(err.to_string().contains("has an unknown type `teleport`"), "{err}");
         let g = elb::TargetGroup::builder().build();
         assert!(target_group(&g).unwrap_err().to_string().contains("without an ARN"));
     }

@@ -370,35 +370,39 @@ impl Secrets for Sim {
     }
 }
 
-/// ELBv2's refusal of more than [`DESCRIBE_TARGET_GROUPS_BATCH`] names or ARNs in one request.
-fn check_elb_batch(op: Op, ids: &[String]) -> Result<(), BackendError> {
-    if ids.len() > DESCRIBE_TARGET_GROUPS_BATCH {
-        return Err(BackendError::Invalid {
-            operation: op,
-            message: format!("ValidationError: at most {DESCRIBE_TARGET_GROUPS_BATCH} names or ARNs per request"),
-        });
+impl Sim {
+    /// One ELBv2 describe request of up to [`DESCRIBE_TARGET_GROUPS_BATCH`] ids, then, counted as ELBv2 would be
+    /// asked, one attributes request per resource found.
+    fn elb_describe<T>(
+        &self,
+        (describe, attributes): (Op, Op),
+        ids: &[String],
+        find: impl FnOnce(&World) -> Vec<T>,
+    ) -> Result<Vec<T>, BackendError> {
+        if ids.len() > DESCRIBE_TARGET_GROUPS_BATCH {
+            return Err(BackendError::Invalid {
+                operation: describe,
+                message: format!("ValidationError: at most {DESCRIBE_TARGET_GROUPS_BATCH} names or ARNs per request"),
+            });
+        }
+        let found = self.call(describe, |w| Ok(find(w)))?;
+        for _ in &found {
+            self.call(attributes, |_| Ok(()))?;
+        }
+        Ok(found)
     }
-    Ok(())
 }
 
-/// Counted as ELBv2 would be asked: one describe request, then one attributes request per resource found.
 #[async_trait]
 impl TargetGroups for Sim {
     async fn target_groups(&self, ids: &[String]) -> Result<Vec<TargetGroup>, BackendError> {
-        check_elb_batch(Op::DescribeTargetGroups, ids)?;
-        let found = self.call(Op::DescribeTargetGroups, |w| Ok(w.describe_target_groups(ids)))?;
-        for _ in &found {
-            self.call(Op::DescribeTargetGroupAttributes, |_| Ok(()))?;
-        }
-        Ok(found)
+        let ops = (Op::DescribeTargetGroups, Op::DescribeTargetGroupAttributes);
+        self.elb_describe(ops, ids, |w| w.describe_target_groups(ids))
     }
     async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError> {
-        check_elb_batch(Op::DescribeLoadBalancers, arns)?;
-        let found = self.call(Op::DescribeLoadBalancers, |w| Ok(w.describe_load_balancers(arns)))?;
-        for _ in &found {
-            self.call(Op::DescribeLoadBalancerAttributes, |_| Ok(()))?;
-        }
-        Ok(found)
+        self.elb_describe((Op::DescribeLoadBalancers, Op::DescribeLoadBalancerAttributes), arns, |w| {
+            w.describe_load_balancers(arns)
+        })
     }
 }
 
