@@ -7,6 +7,11 @@
   moto_world.py ecs --endpoint URL OPERATION JSON
                                       call one ECS operation (boto3 snake_case name, JSON keyword arguments), e.g.
                                       to put a service in a state mcpfleet would not; print its answer
+  moto_world.py load-balancers --endpoint URL
+                                      in the seeded VPC: an ALB `mcp-alb` (idle timeout 120 s) in both subnets with an
+                                      HTTP listener forwarding to the `ip` target group `mcp-documents` (health check
+                                      /ready, deregistration delay 30 s), and an `instance` target group
+                                      `legacy-instances` without a listener; print their ARNs and the ALB's DNS name
   moto_world.py record --endpoint URL start|ops
                                       start moto's request recorder afresh (the server runs with
                                       MOTO_ENABLE_RECORDING=True), or print the requests recorded since, by operation
@@ -14,6 +19,7 @@
 Used by the integration tests (tests/common/aws_lab.rs); it expects a fresh server for `seed`.
 """
 import argparse
+import base64
 import collections
 import hashlib
 import json
@@ -117,6 +123,27 @@ def dump(endpoint):
     return {"services": {s["serviceName"]: s for s in services}, "taskDefinitions": families}
 
 
+def load_balancers(endpoint):
+    ec2 = client("ec2", endpoint)
+    subnets = ec2.describe_subnets(Filters=[{"Name": "cidr-block", "Values": ["10.0.1.0/24", "10.0.2.0/24"]}])["Subnets"]
+    vpc = subnets[0]["VpcId"]
+    elb = client("elbv2", endpoint)
+    lb = elb.create_load_balancer(Name="mcp-alb", Subnets=[s["SubnetId"] for s in subnets], Type="application",
+                                  Scheme="internal")["LoadBalancers"][0]
+    elb.modify_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"],
+                                        Attributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "120"}])
+    ip = elb.create_target_group(Name="mcp-documents", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip",
+                                 HealthCheckPath="/ready")["TargetGroups"][0]["TargetGroupArn"]
+    elb.modify_target_group_attributes(TargetGroupArn=ip,
+                                       Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}])
+    instance = elb.create_target_group(Name="legacy-instances", Protocol="HTTP", Port=80, VpcId=vpc,
+                                       TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
+    elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
+                        DefaultActions=[{"Type": "forward", "TargetGroupArn": ip}])
+    return {"loadBalancer": {"arn": lb["LoadBalancerArn"], "dnsName": lb["DNSName"]},
+            "targetGroups": {"mcp-documents": ip, "legacy-instances": instance}}
+
+
 def recorder(endpoint, action):
     method = "GET" if action == "download-recording" else "POST"
     with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/recorder/{action}", method=method)) as r:
@@ -140,6 +167,10 @@ def record(endpoint, what):
             counts[target.split(".")[-1]] += 1
         else:
             body = entry.get("body") or ""
+            # Query-protocol requests (ELBv2, EC2) carry the action in a form body, which the recorder keeps in
+            # base64 when it arrived as bytes.
+            if entry.get("body_encoded"):
+                body = base64.b64decode(body).decode("utf-8", "replace")
             m = re.search(r"Action=([A-Za-z]+)", body if isinstance(body, str) else "")
             counts[m.group(1) if m else entry.get("uri", "?")] += 1
     return dict(counts)
@@ -147,7 +178,7 @@ def record(endpoint, what):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["seed", "dump", "ecs", "record"])
+    parser.add_argument("command", choices=["seed", "dump", "ecs", "load-balancers", "record"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("args", nargs="*")
     args = parser.parse_intermixed_args()
@@ -156,6 +187,8 @@ def main():
             out = seed(args.endpoint)
         elif args.command == "dump":
             out = dump(args.endpoint)
+        elif args.command == "load-balancers":
+            out = load_balancers(args.endpoint)
         elif args.command == "ecs":
             op, kwargs = args.args
             out = getattr(client("ecs", args.endpoint), op)(**json.loads(kwargs))

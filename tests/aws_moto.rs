@@ -488,17 +488,24 @@ fn a_removed_label_is_untagged_from_the_service_and_its_revision() {
     assert_eq!(writes(&lab.apply(&[]).1), 0);
 }
 
+/// The SDK configuration of an adapter on its own, pointed at the lab's moto (one attempt per request).
+fn moto_config(lab: &AwsLab) -> aws_config::SdkConfig {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&lab.endpoint)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "moto",
+        )))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build()
+}
+
 /// The ECS adapter on its own, pointed at the lab's moto.
 fn moto_ecs(lab: &AwsLab) -> mcpfleet::backend::aws::AwsEcs {
-    use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
-    let config = aws_sdk_ecs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&lab.endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .retry_config(RetryConfig::disabled())
-        .build();
-    mcpfleet::backend::aws::AwsEcs::new(aws_sdk_ecs::Client::from_conf(config))
+    mcpfleet::backend::aws::AwsEcs::new(aws_sdk_ecs::Client::new(&moto_config(lab)))
 }
 
 /// Retention against moto's shapes (ListClusters answers cluster ARNs). moto never completes a deployment (no
@@ -548,4 +555,80 @@ async fn retention_keeps_the_revision_a_moved_services_old_copy_runs() {
     assert_eq!(inactive, [arns[1].clone(), arns[2].clone()]);
     let old = ecs.describe_services("mcp-prod", &["search".into()]).await.unwrap().services.remove(0);
     assert_eq!(old.task_definition, arns[0]);
+}
+
+/// The ELBv2 adapter on its own, pointed at the lab's moto.
+fn moto_elbv2(lab: &AwsLab) -> mcpfleet::backend::aws::Elbv2 {
+    mcpfleet::backend::aws::Elbv2::new(aws_sdk_elasticloadbalancingv2::Client::new(&moto_config(lab)))
+}
+
+/// The ELBv2 requests recorded since the recorder started, in the order DescribeTargetGroups,
+/// DescribeTargetGroupAttributes, DescribeLoadBalancers, DescribeLoadBalancerAttributes, and how many requests
+/// were recorded in all.
+fn elb_requests(lab: &AwsLab) -> ([u64; 4], u64) {
+    let ops = lab.recorded();
+    let each = [
+        "DescribeTargetGroups",
+        "DescribeTargetGroupAttributes",
+        "DescribeLoadBalancers",
+        "DescribeLoadBalancerAttributes",
+    ]
+    .map(|op| op_count(&ops, op));
+    (each, ops.values().sum())
+}
+
+#[tokio::test]
+async fn target_groups_are_described_by_name_and_arn_with_their_load_balancer() {
+    use mcpfleet::backend::{LoadBalancerType, TargetGroups, TargetProtocol, TargetType};
+
+    let lab = AwsLab::new();
+    let world = lab.load_balancers();
+    let ip_arn = world["targetGroups"]["mcp-documents"].as_str().unwrap().to_string();
+    let instance_arn = world["targetGroups"]["legacy-instances"].as_str().unwrap().to_string();
+    let lb_arn = world["loadBalancer"]["arn"].as_str().unwrap();
+    let elb = moto_elbv2(&lab);
+
+    // By name: one DescribeTargetGroups, an attributes request per group, one DescribeLoadBalancers for the one
+    // ALB and its attributes.
+    lab.start_recording();
+    let found = elb.describe(&["mcp-documents".into(), "legacy-instances".into()]).await.unwrap();
+    assert_eq!(elb_requests(&lab), ([1, 2, 1, 1], 5));
+    assert_eq!(found.len(), 2, "{found:?}");
+    let ip = found.iter().find(|f| f.target_group.name == "mcp-documents").unwrap();
+    assert_eq!(ip.target_group.arn, ip_arn);
+    assert_eq!(ip.target_group.target_type, TargetType::Ip);
+    assert_eq!(ip.target_group.protocol, Some(TargetProtocol::Http));
+    assert_eq!(ip.target_group.health_check_path.as_deref(), Some("/ready"));
+    assert_eq!(ip.target_group.deregistration_delay_secs, Some(30));
+    assert_eq!(ip.target_group.load_balancer_arns, [lb_arn]);
+    assert_eq!(ip.load_balancers.len(), 1);
+    let alb = &ip.load_balancers[0];
+    assert_eq!((alb.arn.as_str(), alb.name.as_str(), alb.kind), (lb_arn, "mcp-alb", LoadBalancerType::Application));
+    assert_eq!(alb.dns_name, world["loadBalancer"]["dnsName"].as_str().unwrap());
+    assert_eq!(alb.idle_timeout_secs, Some(120));
+    let instance = found.iter().find(|f| f.target_group.name == "legacy-instances").unwrap();
+    assert_eq!(instance.target_group.arn, instance_arn);
+    assert_eq!(instance.target_group.target_type, TargetType::Instance);
+    assert_eq!(instance.target_group.deregistration_delay_secs, Some(300), "ELB's default");
+    assert!(instance.target_group.load_balancer_arns.is_empty() && instance.load_balancers.is_empty());
+
+    // By ARN: the same answer; the unattached group costs no load balancer request.
+    lab.start_recording();
+    let by_arn = elb.describe(std::slice::from_ref(&ip_arn)).await.unwrap();
+    assert_eq!(elb_requests(&lab), ([1, 1, 1, 1], 4));
+    assert_eq!(by_arn, vec![ip.clone()]);
+    lab.start_recording();
+    let by_arn = elb.describe(std::slice::from_ref(&instance_arn)).await.unwrap();
+    assert_eq!(elb_requests(&lab), ([1, 1, 0, 0], 2));
+    assert_eq!(by_arn, vec![instance.clone()]);
+
+    // Unknown names and ARNs are absent: ELBv2 refuses the whole request, which is then repeated per id.
+    lab.start_recording();
+    let unknown_arn = ip_arn.replace("mcp-documents", "mcp-gone");
+    let ids = ["mcp-documents".into(), "mcp-missing".into(), unknown_arn, instance_arn.clone()];
+    let found = elb.describe(&ids).await.unwrap();
+    let names: Vec<&str> = found.iter().map(|f| f.target_group.name.as_str()).collect();
+    assert_eq!(names, ["mcp-documents", "legacy-instances"]);
+    // Names: 1 refused + 2 alone; ARNs: 1 refused + 2 alone.
+    assert_eq!(elb_requests(&lab), ([6, 2, 1, 1], 10));
 }

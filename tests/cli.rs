@@ -506,3 +506,50 @@ fn status_usage_shows_both_ways_to_name_services() {
         .code(1)
         .stderr(predicate::str::contains("cannot be used with"));
 }
+
+#[tokio::test]
+async fn sim_target_group_prints_an_aws_arn_and_the_sim_describes_it() {
+    use mcpfleet::backend::TargetType;
+    use mcpfleet::backend::sim::Sim;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("sim.json");
+    let sim = |args: &[&str]| {
+        mcpfleet()
+            .args(["--backend", "sim", "--sim-state", state.to_str().unwrap(), "sim", "target-group"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = sim(&["mcp-documents", "--health-path", "/ready"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let arn = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let shape = regex::Regex::new(
+        r"^arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/mcp-documents/[0-9a-f]{16}$",
+    )
+    .unwrap();
+    assert!(shape.is_match(&arn), "{arn}");
+    let again = sim(&["mcp-documents", "--health-path", "/ready"]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), arn, "the same settings answer the same group");
+    let out = sim(&["legacy", "--target-type", "instance", "--no-load-balancer"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let saved = std::fs::read(&state).unwrap();
+    let refused = sim(&["mcp-documents", "--health-path", "/health"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`mcp-documents` exists with other settings"));
+    let refused = sim(&["bad_name"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("target group name `bad_name`"));
+    let refused = sim(&["x", "--target-type", "lambda"]);
+    assert_eq!(refused.status.code(), Some(1), "bad usage");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("possible values: ip, instance"));
+    assert_eq!(std::fs::read(&state).unwrap(), saved, "refused commands change nothing");
+
+    let world = Sim::open(&state).unwrap();
+    let found = world.backend().target_groups.describe(&[arn.clone(), "legacy".into()]).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].target_group.health_check_path.as_deref(), Some("/ready"));
+    assert_eq!(found[0].load_balancers.len(), 1);
+    assert_eq!(found[1].target_group.target_type, TargetType::Instance);
+    assert!(found[1].load_balancers.is_empty());
+}

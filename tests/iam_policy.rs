@@ -27,7 +27,9 @@ fn pascal(snake: &str) -> String {
 fn called_actions() -> BTreeSet<String> {
     let call = regex::Regex::new(r"\.client(?:\([^)]*\))?\s*\.\s*([a-z][a-z0-9_]*)\s*\(").unwrap();
     let mut out = BTreeSet::new();
-    for (file, service) in [("ecs.rs", "ecs"), ("ecr.rs", "ecr"), ("secrets.rs", "secretsmanager")] {
+    for (file, service) in
+        [("ecs.rs", "ecs"), ("ecr.rs", "ecr"), ("secrets.rs", "secretsmanager"), ("elbv2.rs", "elasticloadbalancing")]
+    {
         let path = Path::new(ROOT).join("src/backend/aws").join(file);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for m in call.captures_iter(&text) {

@@ -33,8 +33,8 @@ use backoff::backoff::Backoff;
 
 use super::op::Counts;
 use super::{
-    BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Op, Secrets, ServiceState, ServiceUpdate,
-    Tags, TaskDefinition, TdStatus,
+    BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Op, Secrets, ServiceState,
+    ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 use crate::state::{self, RevisionTags};
@@ -62,7 +62,15 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
         Op::TagResource | Op::UntagResource => ("TagResource", 20, 10.0),
         // Task reads are metered like the other describe-style reads (DescribeServices): 100 burst, 20/s.
         Op::ListTasks | Op::DescribeTasks => ("TaskRead", 100, 20.0),
-        Op::BatchGetImage | Op::ListSecrets | Op::DescribeSecret | Op::ResolveSecrets | Op::ResolveImage => {
+        Op::BatchGetImage
+        | Op::ListSecrets
+        | Op::DescribeSecret
+        | Op::ResolveSecrets
+        | Op::ResolveImage
+        | Op::DescribeTargetGroups
+        | Op::DescribeTargetGroupAttributes
+        | Op::DescribeLoadBalancers
+        | Op::DescribeLoadBalancerAttributes => {
             return None;
         }
     };
@@ -75,10 +83,20 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
 /// tasks, so resolution takes a small share. Secrets Manager's read quotas are far above what resolution needs
 /// (DescribeSecret: 10,000 per second); its bucket only keeps a huge fleet from bursting. One resolution call
 /// (up to 10 secrets: a ListSecrets page or more, DescribeSecret per ARN) takes one token.
+///
+/// Elastic Load Balancing (v2) meters its non-mutating actions (`Describe*`) of an account and region with one
+/// bucket of 40 tokens refilled at 10 per second (its documented request throttling); every ELBv2 request draws
+/// from it, one token each.
 pub fn bucket(op: Op) -> Option<BucketSpec> {
     ecs_bucket(op).or(match op {
         Op::BatchGetImage => Some(BucketSpec { category: "BatchGetImage", burst: 100, per_second: 50.0 }),
         Op::ResolveSecrets => Some(BucketSpec { category: "ResolveSecrets", burst: 50, per_second: 20.0 }),
+        Op::DescribeTargetGroups
+        | Op::DescribeTargetGroupAttributes
+        | Op::DescribeLoadBalancers
+        | Op::DescribeLoadBalancerAttributes => {
+            Some(BucketSpec { category: "Elbv2Describe", burst: 40, per_second: 10.0 })
+        }
         _ => None,
     })
 }
@@ -182,6 +200,11 @@ impl Limited {
     /// `inner` behind the BatchGetImage bucket and the retry policy (counted with this wrapper's retries).
     pub fn images(self: &Arc<Self>, inner: Arc<dyn Images>) -> Arc<dyn Images> {
         Arc::new(LimitedImages { limits: self.clone(), inner })
+    }
+
+    /// `inner` behind ELBv2's `Describe*` bucket and the retry policy (counted with this wrapper's retries).
+    pub fn target_groups(self: &Arc<Self>, inner: Arc<dyn TargetGroups>) -> Arc<dyn TargetGroups> {
+        Arc::new(LimitedTargetGroups { limits: self.clone(), inner })
     }
 
     /// `inner` behind the secret-resolution bucket and the retry policy (counted with this wrapper's retries).
@@ -333,5 +356,45 @@ struct LimitedSecrets {
 impl Secrets for LimitedSecrets {
     async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
         self.limits.run(Op::ResolveSecrets, || self.inner.resolve(ids)).await
+    }
+}
+
+/// Target-group reads behind ELBv2's `Describe*` bucket and [`Limited`]'s retries (read-only, so always safe to
+/// repeat). Each attempt takes a token for the describe request and one per id for the attribute requests that
+/// follow it (one per target group or load balancer found; an unknown id costs its token without a request). A
+/// retry repeats the whole call.
+struct LimitedTargetGroups {
+    limits: Arc<Limited>,
+    inner: Arc<dyn TargetGroups>,
+}
+
+impl LimitedTargetGroups {
+    /// `describe` (of `ids`) behind the bucket and the retries, with a token per id for its attribute requests.
+    async fn run<T, F, Fut>(&self, describe: Op, attributes: Op, ids: &[String], call: F) -> Result<T, BackendError>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = Result<T, BackendError>> + Send,
+        T: Send,
+    {
+        self.limits
+            .run(describe, || async {
+                for _ in ids {
+                    self.limits.acquire(attributes).await;
+                }
+                call().await
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TargetGroups for LimitedTargetGroups {
+    async fn target_groups(&self, ids: &[String]) -> Result<Vec<TargetGroup>, BackendError> {
+        let (describe, attributes) = (Op::DescribeTargetGroups, Op::DescribeTargetGroupAttributes);
+        self.run(describe, attributes, ids, || self.inner.target_groups(ids)).await
+    }
+    async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError> {
+        let (describe, attributes) = (Op::DescribeLoadBalancers, Op::DescribeLoadBalancerAttributes);
+        self.run(describe, attributes, arns, || self.inner.load_balancers(arns)).await
     }
 }

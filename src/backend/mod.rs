@@ -1,7 +1,9 @@
-//! Ports: what reconcile needs from ECS, an image registry, a secret store and a clock, in mcpfleet's own types.
+//! Ports: what reconcile needs from ECS, an image registry, a secret store, Elastic Load Balancing's target groups
+//! and a clock, in mcpfleet's own types.
 //!
-//! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager with a virtual clock, the default
-//! engine of the quickstart and the tests) and `aws` (aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager). SDK
+//! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager/ELB with a virtual clock, the default
+//! engine of the quickstart and the tests) and `aws` (aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager,
+//! aws-sdk-elasticloadbalancingv2). SDK
 //! types never cross this boundary, so reconcile, plan and the CLI are the same code against either. `limits`
 //! wraps the ports in client-side token buckets and the single retry policy.
 
@@ -428,6 +430,187 @@ pub trait Secrets: Send + Sync {
     async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError>;
 }
 
+/// At most this many names or ARNs per DescribeTargetGroups or DescribeLoadBalancers request (ELBv2's limit, and
+/// so the most a [`TargetGroups`] call takes).
+pub const DESCRIBE_TARGET_GROUPS_BATCH: usize = 20;
+
+/// What a target group registers: ECS tasks on Fargate (awsvpc) can only be `ip` targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetType {
+    Ip,
+    Instance,
+    Lambda,
+    /// An Application Load Balancer as the target of a Network Load Balancer.
+    Alb,
+}
+
+impl TargetType {
+    /// ELBv2's word (`ip`, `instance`, `lambda`, `alb`); `None` for one this version does not know.
+    pub fn from_elb(s: &str) -> Option<TargetType> {
+        match s {
+            "ip" => Some(TargetType::Ip),
+            "instance" => Some(TargetType::Instance),
+            "lambda" => Some(TargetType::Lambda),
+            "alb" => Some(TargetType::Alb),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetType::Ip => "ip",
+            TargetType::Instance => "instance",
+            TargetType::Lambda => "lambda",
+            TargetType::Alb => "alb",
+        }
+    }
+}
+
+/// The protocol a target group routes with (an ALB's must be HTTP or HTTPS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetProtocol {
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTPS")]
+    Https,
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "TLS")]
+    Tls,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "TCP_UDP")]
+    TcpUdp,
+    #[serde(rename = "GENEVE")]
+    Geneve,
+    /// A protocol this version does not know, as ELBv2 spelled it.
+    Other(String),
+}
+
+impl TargetProtocol {
+    /// ELBv2's word (`HTTP`, `TCP_UDP`, …).
+    pub fn from_elb(s: &str) -> TargetProtocol {
+        match s {
+            "HTTP" => TargetProtocol::Http,
+            "HTTPS" => TargetProtocol::Https,
+            "TCP" => TargetProtocol::Tcp,
+            "TLS" => TargetProtocol::Tls,
+            "UDP" => TargetProtocol::Udp,
+            "TCP_UDP" => TargetProtocol::TcpUdp,
+            "GENEVE" => TargetProtocol::Geneve,
+            other => TargetProtocol::Other(other.to_string()),
+        }
+    }
+
+    /// Whether an Application Load Balancer can route with it.
+    pub fn is_http(&self) -> bool {
+        matches!(self, TargetProtocol::Http | TargetProtocol::Https)
+    }
+}
+
+/// A target group as DescribeTargetGroups and DescribeTargetGroupAttributes report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetGroup {
+    pub arn: String,
+    pub name: String,
+    pub target_type: TargetType,
+    /// None for a `lambda` target group.
+    pub protocol: Option<TargetProtocol>,
+    /// The path its health check probes (HTTP/HTTPS health checks only).
+    pub health_check_path: Option<String>,
+    /// The load balancers that route to it; empty when no listener or rule forwards to it.
+    pub load_balancer_arns: Vec<String>,
+    /// `deregistration_delay.timeout_seconds`: how long a deregistered target drains (every deployment waits it).
+    pub deregistration_delay_secs: Option<u32>,
+}
+
+/// Application, network or gateway load balancer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadBalancerType {
+    Application,
+    Network,
+    Gateway,
+}
+
+impl LoadBalancerType {
+    /// ELBv2's word; `None` for one this version does not know.
+    pub fn from_elb(s: &str) -> Option<LoadBalancerType> {
+        match s {
+            "application" => Some(LoadBalancerType::Application),
+            "network" => Some(LoadBalancerType::Network),
+            "gateway" => Some(LoadBalancerType::Gateway),
+            _ => None,
+        }
+    }
+}
+
+/// A load balancer as DescribeLoadBalancers and DescribeLoadBalancerAttributes report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    pub arn: String,
+    pub name: String,
+    pub kind: LoadBalancerType,
+    pub dns_name: String,
+    /// `idle_timeout.timeout_seconds` (Application Load Balancers only): an idle connection, such as a quiet SSE
+    /// stream, is cut after it.
+    pub idle_timeout_secs: Option<u32>,
+}
+
+/// A target group with the load balancers that route to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroupInfo {
+    pub target_group: TargetGroup,
+    /// Those of `target_group.load_balancer_arns` that were found, in that order.
+    pub load_balancers: Vec<LoadBalancer>,
+}
+
+/// Elastic Load Balancing (v2) target groups and load balancers, read only.
+///
+/// Requests per [`TargetGroups::describe`] of `n` ≤ [`DESCRIBE_TARGET_GROUPS_BATCH`] ids finding `t` target groups
+/// on `l` distinct load balancers: one DescribeTargetGroups for the names and one for the ARNs (each only when
+/// there are some), one DescribeTargetGroupAttributes per target group found (the API takes one ARN), one
+/// DescribeLoadBalancers per 20 of the `l` (none when `l` = 0) and one DescribeLoadBalancerAttributes per load
+/// balancer. One target group behind one ALB by name: 4 requests. When
+/// an id is unknown ELBv2 fails the whole request (TargetGroupNotFound), so that request is repeated with each
+/// of its ids alone, which costs one more request per id only on the path that ends in an error anyway.
+#[async_trait]
+pub trait TargetGroups: Send + Sync {
+    /// Target groups by name or ARN (up to [`DESCRIBE_TARGET_GROUPS_BATCH`]), with their attributes. Unknown
+    /// ones are absent from the answer.
+    async fn target_groups(&self, ids: &[String]) -> Result<Vec<TargetGroup>, BackendError>;
+    /// Load balancers by ARN (up to [`DESCRIBE_TARGET_GROUPS_BATCH`]), with their attributes. Unknown ones are
+    /// absent from the answer.
+    async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError>;
+
+    /// Target groups by name or ARN (up to [`DESCRIBE_TARGET_GROUPS_BATCH`]) with the load balancers that route
+    /// to them. Unknown ones are absent from the answer.
+    async fn describe(&self, ids: &[String]) -> Result<Vec<TargetGroupInfo>, BackendError> {
+        let groups = self.target_groups(ids).await?;
+        let mut arns: Vec<String> = groups.iter().flat_map(|g| g.load_balancer_arns.iter().cloned()).collect();
+        arns.sort();
+        arns.dedup();
+        let mut balancers = Vec::new();
+        for chunk in arns.chunks(DESCRIBE_TARGET_GROUPS_BATCH) {
+            balancers.extend(self.load_balancers(chunk).await?);
+        }
+        Ok(groups
+            .into_iter()
+            .map(|g| {
+                let load_balancers = g
+                    .load_balancer_arns
+                    .iter()
+                    .filter_map(|arn| balancers.iter().find(|b| &b.arn == arn).cloned())
+                    .collect();
+                TargetGroupInfo { target_group: g, load_balancers }
+            })
+            .collect())
+    }
+}
+
 /// Time as the backend sees it: real for AWS, virtual for the sim (sleeping advances the simulated world).
 #[async_trait]
 pub trait Clock: Send + Sync {
@@ -459,5 +642,6 @@ pub struct Backend {
     pub ecs: Arc<dyn Ecs>,
     pub images: Arc<dyn Images>,
     pub secrets: Arc<dyn Secrets>,
+    pub target_groups: Arc<dyn TargetGroups>,
     pub clock: Arc<dyn Clock>,
 }

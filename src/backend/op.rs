@@ -23,15 +23,18 @@ pub enum Service {
     Ecs,
     Ecr,
     SecretsManager,
+    /// Elastic Load Balancing v2 (Application and Network Load Balancers).
+    Elbv2,
 }
 
 impl Service {
-    /// The IAM action prefix (`ecs`, `ecr`, `secretsmanager`).
+    /// The IAM action prefix (`ecs`, `ecr`, `secretsmanager`, `elasticloadbalancing`).
     pub const fn iam_prefix(self) -> &'static str {
         match self {
             Service::Ecs => "ecs",
             Service::Ecr => "ecr",
             Service::SecretsManager => "secretsmanager",
+            Service::Elbv2 => "elasticloadbalancing",
         }
     }
 }
@@ -57,6 +60,10 @@ pub enum Op {
     BatchGetImage,
     ListSecrets,
     DescribeSecret,
+    DescribeTargetGroups,
+    DescribeTargetGroupAttributes,
+    DescribeLoadBalancers,
+    DescribeLoadBalancerAttributes,
     /// Not a request: one call of secret resolution (ListSecrets pages and DescribeSecret per ARN), which is
     /// metered and retried as a whole.
     ResolveSecrets,
@@ -66,7 +73,7 @@ pub enum Op {
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 19] = [
+    pub const ALL: [Op; 23] = [
         Op::DescribeServices,
         Op::ListServices,
         Op::CreateService,
@@ -84,6 +91,10 @@ impl Op {
         Op::BatchGetImage,
         Op::ListSecrets,
         Op::DescribeSecret,
+        Op::DescribeTargetGroups,
+        Op::DescribeTargetGroupAttributes,
+        Op::DescribeLoadBalancers,
+        Op::DescribeLoadBalancerAttributes,
         Op::ResolveSecrets,
         Op::ResolveImage,
     ];
@@ -108,6 +119,10 @@ impl Op {
             Op::BatchGetImage => "BatchGetImage",
             Op::ListSecrets => "ListSecrets",
             Op::DescribeSecret => "DescribeSecret",
+            Op::DescribeTargetGroups => "DescribeTargetGroups",
+            Op::DescribeTargetGroupAttributes => "DescribeTargetGroupAttributes",
+            Op::DescribeLoadBalancers => "DescribeLoadBalancers",
+            Op::DescribeLoadBalancerAttributes => "DescribeLoadBalancerAttributes",
             Op::ResolveSecrets => "ListSecrets/DescribeSecret",
             Op::ResolveImage => "ResolveImage",
         }
@@ -137,6 +152,10 @@ impl Op {
             | Op::DescribeTasks => Some(Service::Ecs),
             Op::BatchGetImage => Some(Service::Ecr),
             Op::ListSecrets | Op::DescribeSecret => Some(Service::SecretsManager),
+            Op::DescribeTargetGroups
+            | Op::DescribeTargetGroupAttributes
+            | Op::DescribeLoadBalancers
+            | Op::DescribeLoadBalancerAttributes => Some(Service::Elbv2),
             Op::ResolveSecrets | Op::ResolveImage => None,
         }
     }
@@ -256,6 +275,11 @@ mod tests {
         assert_eq!(Op::DescribeServices.iam_action().as_deref(), Some("ecs:DescribeServices"));
         assert_eq!(Op::BatchGetImage.iam_action().as_deref(), Some("ecr:BatchGetImage"));
         assert_eq!(Op::DescribeSecret.iam_action().as_deref(), Some("secretsmanager:DescribeSecret"));
+        assert_eq!(Op::DescribeTargetGroups.iam_action().as_deref(), Some("elasticloadbalancing:DescribeTargetGroups"));
+        assert_eq!(
+            Op::DescribeLoadBalancerAttributes.iam_action().as_deref(),
+            Some("elasticloadbalancing:DescribeLoadBalancerAttributes")
+        );
         assert_eq!(Op::ResolveSecrets.iam_action(), None);
         let writes: Vec<&str> = Op::ALL.into_iter().filter(|op| op.is_write()).map(Op::as_str).collect();
         assert_eq!(

@@ -72,6 +72,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
     backend.ecs = limited.clone();
     backend.images = limited.images(backend.images.clone());
     backend.secrets = limited.secrets(backend.secrets.clone());
+    backend.target_groups = limited.target_groups(backend.target_groups.clone());
     Ok(Connected { backend, limited, counter })
 }
 

@@ -1,7 +1,7 @@
-//! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, out-of-band edits).
+//! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, target groups, out-of-band edits).
 
-use mcpfleet::backend::sim::SimImage;
-use mcpfleet::backend::{MAX_DESIRED_COUNT, ServiceUpdate};
+use mcpfleet::backend::sim::{SimImage, TargetGroupSpec};
+use mcpfleet::backend::{MAX_DESIRED_COUNT, ServiceUpdate, TargetType};
 use mcpfleet::spec::ImageRef;
 
 use super::{Cli, EXIT_OK};
@@ -24,6 +24,20 @@ pub enum Command {
     },
     /// Create a secret and print its ARN (NAME plus a 6-character suffix, as AWS does).
     Secret { name: String },
+    /// Create an ELB target group (HTTP) and print its ARN; unless --no-load-balancer, the sim's ALB routes to it.
+    TargetGroup {
+        /// 1 to 32 letters, digits and hyphens.
+        name: String,
+        /// The path its health check probes.
+        #[arg(long, value_name = "PATH", default_value = "/")]
+        health_path: String,
+        /// What it registers: `ip` (ECS tasks on Fargate) or `instance`.
+        #[arg(long, value_enum, default_value_t = SimTargetType::Ip)]
+        target_type: SimTargetType,
+        /// Leave it unattached: no load balancer routes to it.
+        #[arg(long)]
+        no_load_balancer: bool,
+    },
     /// Change a service out of band, as someone in the console would (drift).
     Edit {
         service: String,
@@ -35,6 +49,13 @@ pub enum Command {
         #[arg(long, value_name = "ARN")]
         task_definition: Option<String>,
     },
+}
+
+/// The target types `sim target-group` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimTargetType {
+    Ip,
+    Instance,
 }
 
 /// `--desired-count`: a whole number up to ECS's quota of tasks per service.
@@ -76,6 +97,19 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
         }
         Command::Secret { name } => {
             let arn = sim.with_world(true, |w| w.create_secret(name))?;
+            println!("{arn}");
+        }
+        Command::TargetGroup { name, health_path, target_type, no_load_balancer } => {
+            let spec = TargetGroupSpec {
+                name: name.clone(),
+                health_check_path: health_path.clone(),
+                target_type: match target_type {
+                    SimTargetType::Ip => TargetType::Ip,
+                    SimTargetType::Instance => TargetType::Instance,
+                },
+                load_balancer: !no_load_balancer,
+            };
+            let arn = sim.with_world(true, |w| w.create_target_group(&spec))?.map_err(anyhow::Error::msg)?;
             println!("{arn}");
         }
         Command::Edit { service, cluster, desired_count, task_definition } => {

@@ -136,6 +136,12 @@ impl AwsLab {
         self.world(&["ecs", operation, &args.to_string()])
     }
 
+    /// An ALB with a listener forwarding to an `ip` target group, and an `instance` target group without one
+    /// (`moto_world.py load-balancers`): their ARNs and the ALB's DNS name.
+    pub fn load_balancers(&self) -> Value {
+        self.world(&["load-balancers"])
+    }
+
     /// Starts moto's request recorder afresh.
     pub fn start_recording(&self) {
         self.world(&["record", "start"]);

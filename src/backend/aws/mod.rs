@@ -1,4 +1,5 @@
-//! The `aws` backend: the ports over aws-sdk-ecs, aws-sdk-ecr and aws-sdk-secretsmanager.
+//! The `aws` backend: the ports over aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager and
+//! aws-sdk-elasticloadbalancingv2.
 //!
 //! Clients come from the standard AWS chain (environment, profiles, SSO, ECS task role, IMDS), `--region`, and
 //! the SDK's own `AWS_ENDPOINT_URL` support, which is how the tests point them at moto on loopback. SDK types
@@ -12,6 +13,7 @@
 
 mod ecr;
 mod ecs;
+mod elbv2;
 mod secrets;
 
 use std::collections::BTreeMap;
@@ -30,6 +32,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 pub use ecr::{Ecr, platforms_of_manifest};
 pub use ecs::AwsEcs;
+pub use elbv2::Elbv2;
 pub use secrets::SecretsManager;
 
 use super::op::Counts;
@@ -106,6 +109,9 @@ pub async fn connect(region: Option<String>) -> Aws {
         ecs: Arc::new(AwsEcs::new(ecs)),
         images: Arc::new(Ecr::new(aws_sdk_ecr::config::Builder::from(&config).interceptor(requests.clone()).build())),
         secrets: Arc::new(SecretsManager::new(secrets)),
+        target_groups: Arc::new(Elbv2::new(aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(&config).interceptor(requests.clone()).build(),
+        ))),
         clock: Arc::new(SystemClock),
     };
     Aws { backend, requests, credentials: config.credentials_provider() }
@@ -188,7 +194,8 @@ where
                 BackendError::Unavailable { operation, message }
             } else if CREDENTIALS_CODES.contains(&code.as_str()) {
                 BackendError::Credentials { reason: format!("AWS refused them ({message})") }
-            } else if code.ends_with("NotFoundException") {
+            } else if code.ends_with("NotFoundException") || code.ends_with("NotFound") {
+                // ELBv2 says `TargetGroupNotFound`, the others `…NotFoundException`.
                 BackendError::NotFound { operation, message }
             } else {
                 BackendError::Invalid { operation, message }

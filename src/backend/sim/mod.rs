@@ -19,14 +19,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use world::{
-    BucketState, Repository, SimImage, SimService, StoppedTask, TASK_SETTLE_MS, TICK_MS, World, breaker_threshold,
+    BucketState, Repository, SIM_LOAD_BALANCER, SimImage, SimService, StoppedTask, TASK_SETTLE_MS, TICK_MS,
+    TargetGroupSpec, World, breaker_threshold,
 };
 
 use super::limits::{self, BucketSpec};
 use super::lock;
 use super::{
-    Backend, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, Op, Secrets, ServiceState,
-    ServiceUpdate, TaskDefinition, TdStatus,
+    Backend, BackendError, Clock, DESCRIBE_TARGET_GROUPS_BATCH, Described, Ecs, ImageInfo, ImageSelector, Images,
+    LoadBalancer, Op, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups, TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -187,7 +188,13 @@ impl Sim {
 
     /// The ports over this sim.
     pub fn backend(self: &Arc<Self>) -> Backend {
-        Backend { ecs: self.clone(), images: self.clone(), secrets: self.clone(), clock: self.clone() }
+        Backend {
+            ecs: self.clone(),
+            images: self.clone(),
+            secrets: self.clone(),
+            target_groups: self.clone(),
+            clock: self.clone(),
+        }
     }
 
     /// Runs `f` on the world; `write` says whether it changed and must be persisted.
@@ -360,6 +367,42 @@ impl Images for Sim {
 impl Secrets for Sim {
     async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
         self.call(Op::ListSecrets, |w| Ok(w.resolve_secrets(ids)))
+    }
+}
+
+impl Sim {
+    /// One ELBv2 describe request of up to [`DESCRIBE_TARGET_GROUPS_BATCH`] ids, then, counted as ELBv2 would be
+    /// asked, one attributes request per resource found.
+    fn elb_describe<T>(
+        &self,
+        (describe, attributes): (Op, Op),
+        ids: &[String],
+        find: impl FnOnce(&World) -> Vec<T>,
+    ) -> Result<Vec<T>, BackendError> {
+        if ids.len() > DESCRIBE_TARGET_GROUPS_BATCH {
+            return Err(BackendError::Invalid {
+                operation: describe,
+                message: format!("ValidationError: at most {DESCRIBE_TARGET_GROUPS_BATCH} names or ARNs per request"),
+            });
+        }
+        let found = self.call(describe, |w| Ok(find(w)))?;
+        for _ in &found {
+            self.call(attributes, |_| Ok(()))?;
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl TargetGroups for Sim {
+    async fn target_groups(&self, ids: &[String]) -> Result<Vec<TargetGroup>, BackendError> {
+        let ops = (Op::DescribeTargetGroups, Op::DescribeTargetGroupAttributes);
+        self.elb_describe(ops, ids, |w| w.describe_target_groups(ids))
+    }
+    async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError> {
+        self.elb_describe((Op::DescribeLoadBalancers, Op::DescribeLoadBalancerAttributes), arns, |w| {
+            w.describe_load_balancers(arns)
+        })
     }
 }
 

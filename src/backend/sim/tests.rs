@@ -283,3 +283,85 @@ fn a_create_repeating_its_client_token_answers_the_service_it_created() {
     assert!(err.to_string().contains("not idempotent"), "{err}");
     assert!(w.create_service(&svc).is_err());
 }
+
+fn target_group_spec(name: &str, path: &str, target_type: crate::backend::TargetType, lb: bool) -> TargetGroupSpec {
+    TargetGroupSpec { name: name.into(), health_check_path: path.into(), target_type, load_balancer: lb }
+}
+
+#[tokio::test]
+async fn target_groups_are_described_by_name_and_arn_with_their_load_balancer() {
+    use crate::backend::{LoadBalancerType, TargetProtocol, TargetType};
+    let mut w = World::default();
+    let docs = w.create_target_group(&target_group_spec("mcp-documents", "/ready", TargetType::Ip, true)).unwrap();
+    let legacy = w.create_target_group(&target_group_spec("legacy", "/", TargetType::Instance, false)).unwrap();
+    let arn = regex::Regex::new(
+        r"^arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/mcp-documents/[0-9a-f]{16}$",
+    )
+    .unwrap();
+    assert!(arn.is_match(&docs), "{docs}");
+    // The same settings again answer the same group; other settings are refused and change nothing.
+    assert_eq!(
+        w.create_target_group(&target_group_spec("mcp-documents", "/ready", TargetType::Ip, true)),
+        Ok(docs.clone())
+    );
+    let before = w.clone();
+    let err = w.create_target_group(&target_group_spec("mcp-documents", "/health", TargetType::Ip, true)).unwrap_err();
+    assert!(err.contains("exists with other settings"), "{err}");
+    assert!(w.create_target_group(&target_group_spec("-bad", "/", TargetType::Ip, true)).unwrap_err().contains("-bad"));
+    assert!(
+        w.create_target_group(&target_group_spec("ok", "ready", TargetType::Ip, true)).unwrap_err().contains("`/`")
+    );
+    assert_eq!(w, before);
+
+    let sim = Sim::in_memory(w);
+    let ids = vec!["mcp-documents".to_string(), legacy.clone(), "missing".to_string(), format!("{docs}0")];
+    let found = sim.backend().target_groups.describe(&ids).await.unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    let d = &found[0];
+    assert_eq!((d.target_group.arn.as_str(), d.target_group.name.as_str()), (docs.as_str(), "mcp-documents"));
+    assert_eq!(d.target_group.target_type, TargetType::Ip);
+    assert_eq!(d.target_group.protocol, Some(TargetProtocol::Http));
+    assert_eq!(d.target_group.health_check_path.as_deref(), Some("/ready"));
+    assert_eq!(d.target_group.deregistration_delay_secs, Some(300));
+    assert_eq!(d.load_balancers.len(), 1);
+    let lb = &d.load_balancers[0];
+    assert_eq!(lb.kind, LoadBalancerType::Application);
+    assert_eq!(lb.idle_timeout_secs, Some(60));
+    assert!(
+        lb.dns_name.starts_with("mcpfleet-sim-") && lb.dns_name.ends_with(".us-east-1.elb.amazonaws.com"),
+        "{lb:?}"
+    );
+    assert!(lb.arn.contains(":loadbalancer/app/mcpfleet-sim/"), "{lb:?}");
+    let l = &found[1];
+    assert_eq!((l.target_group.name.as_str(), l.target_group.target_type), ("legacy", TargetType::Instance));
+    assert!(l.target_group.load_balancer_arns.is_empty() && l.load_balancers.is_empty());
+    // As ELBv2 would be asked: one DescribeTargetGroups, an attributes request per group found, one
+    // DescribeLoadBalancers and its attributes.
+    let stats = sim.stats();
+    let counts: Vec<u64> = [
+        Op::DescribeTargetGroups,
+        Op::DescribeTargetGroupAttributes,
+        Op::DescribeLoadBalancers,
+        Op::DescribeLoadBalancerAttributes,
+    ]
+    .iter()
+    .map(|op| stats.get(op))
+    .collect();
+    assert_eq!(counts, [1, 2, 1, 1]);
+    let too_many: Vec<String> = (0..21).map(|i| format!("tg-{i}")).collect();
+    let err = sim.backend().target_groups.describe(&too_many).await.unwrap_err();
+    assert!(err.to_string().contains("at most 20"), "{err}");
+}
+
+#[test]
+fn a_state_file_from_before_target_groups_loads_and_saves_as_before() {
+    let w = World::default();
+    let text = serde_json::to_string(&w).unwrap();
+    assert!(!text.contains("targetGroups") && !text.contains("loadBalancers"), "{text}");
+    let back: World = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, w);
+    let mut with = World::default();
+    with.create_target_group(&target_group_spec("tg", "/", crate::backend::TargetType::Ip, true)).unwrap();
+    let back: World = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+    assert_eq!(back, with);
+}

@@ -1,5 +1,5 @@
-//! The simulated world: ECS clusters, services and task definitions, an image registry and a secret store, on a
-//! virtual clock. Everything here is plain data plus ECS's rules, so it serializes to the `--sim-state` file.
+//! The simulated world: ECS clusters, services and task definitions, an image registry, a secret store and ELB
+//! target groups (with the load balancer that routes to them), on a virtual clock. Everything here is plain data plus ECS's rules, so it serializes to the `--sim-state` file.
 //!
 //! Deployments progress in ticks of [`TICK_MS`]: a task launched by a deployment becomes healthy (or fails its
 //! health checks, for images pushed with `--unhealthy`) [`TASK_SETTLE_MS`] later; ECS's maximumPercent and
@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{
-    BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, Op, RolloutState, ServiceEvent, ServiceState,
-    ServiceStatus, ServiceUpdate, TaskDefinition, TdStatus,
+    BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, LoadBalancer, LoadBalancerType, Op,
+    RolloutState, ServiceEvent, ServiceState, ServiceStatus, ServiceUpdate, TargetGroup, TargetProtocol, TargetType,
+    TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{CircuitBreaker, DeploymentConfiguration, ServiceInput, TaskDefinitionInput};
 
@@ -118,6 +119,47 @@ pub struct World {
     /// ECS API token buckets by category; empty until first used.
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketState>,
+    /// Target group name → target group (made by `mcpfleet sim target-group`); absent from older state files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_groups: BTreeMap<String, TargetGroup>,
+    /// Load balancer ARN → load balancer: the one ALB that routes to the sim's target groups.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub load_balancers: BTreeMap<String, LoadBalancer>,
+}
+
+/// The ALB the sim's target groups are attached to, made with the first one that wants a load balancer.
+pub const SIM_LOAD_BALANCER: &str = "mcpfleet-sim";
+
+/// What `mcpfleet sim target-group` makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroupSpec {
+    pub name: String,
+    /// The health check's path (ELB's default is `/`).
+    pub health_check_path: String,
+    pub target_type: TargetType,
+    /// Whether the sim's ALB routes to it (a listener forwards to it).
+    pub load_balancer: bool,
+}
+
+/// ELB's rules for a target group name: 1 to 32 letters, digits and hyphens, not starting or ending with a hyphen.
+fn check_target_group_name(name: &str) -> Result<(), String> {
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if name.is_empty() || name.len() > 32 || !ok_chars || name.starts_with('-') || name.ends_with('-') {
+        return Err(format!(
+            "target group name `{name}`: 1 to 32 letters, digits and hyphens, not starting or ending with a hyphen"
+        ));
+    }
+    Ok(())
+}
+
+/// ELB's rule for a health-check path: starts with `/`, at most 1024 printable ASCII characters.
+fn check_health_check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.len() > 1024 || !path.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "health-check path `{path}`: must start with `/` and be at most 1024 printable ASCII characters"
+        ));
+    }
+    Ok(())
 }
 
 impl Default for World {
@@ -150,6 +192,8 @@ impl World {
             repositories: BTreeMap::new(),
             secrets: BTreeMap::new(),
             buckets: BTreeMap::new(),
+            target_groups: BTreeMap::new(),
+            load_balancers: BTreeMap::new(),
         }
     }
 
@@ -216,6 +260,83 @@ impl World {
                 Some((sel.clone(), ImageInfo { digest, platforms: image.platforms.clone() }))
             })
             .collect())
+    }
+
+    /// Creates a target group (HTTP, deregistration delay 300 s, as ELB's defaults) and returns its ARN. Creating
+    /// one that exists with the same settings answers its ARN, as ELB does; other settings are refused.
+    pub fn create_target_group(&mut self, spec: &TargetGroupSpec) -> Result<String, String> {
+        check_target_group_name(&spec.name)?;
+        check_health_check_path(&spec.health_check_path)?;
+        if let Some(existing) = self.target_groups.get(&spec.name) {
+            let same = existing.target_type == spec.target_type
+                && existing.health_check_path.as_deref() == Some(spec.health_check_path.as_str())
+                && existing.load_balancer_arns.is_empty() != spec.load_balancer;
+            return if same {
+                Ok(existing.arn.clone())
+            } else {
+                Err(format!("target group `{}` exists with other settings", spec.name))
+            };
+        }
+        let load_balancer_arns = if spec.load_balancer { vec![self.sim_load_balancer()] } else { Vec::new() };
+        let id = self.hex(&format!("targetgroup/{}", spec.name), 16);
+        let arn =
+            format!("arn:aws:elasticloadbalancing:{}:{}:targetgroup/{}/{id}", self.region, self.account, spec.name);
+        self.target_groups.insert(
+            spec.name.clone(),
+            TargetGroup {
+                arn: arn.clone(),
+                name: spec.name.clone(),
+                target_type: spec.target_type,
+                protocol: Some(TargetProtocol::Http),
+                health_check_path: Some(spec.health_check_path.clone()),
+                load_balancer_arns,
+                deregistration_delay_secs: Some(300),
+            },
+        );
+        Ok(arn)
+    }
+
+    /// The ARN of the sim's ALB ([`SIM_LOAD_BALANCER`], idle timeout 60 s as ELB's default), made on first use.
+    fn sim_load_balancer(&mut self) -> String {
+        if let Some(lb) = self.load_balancers.values().find(|lb| lb.name == SIM_LOAD_BALANCER) {
+            return lb.arn.clone();
+        }
+        let id = self.hex("loadbalancer", 16);
+        let arn = format!(
+            "arn:aws:elasticloadbalancing:{}:{}:loadbalancer/app/{SIM_LOAD_BALANCER}/{id}",
+            self.region, self.account
+        );
+        let number = u64::from_str_radix(&id[..8], 16).unwrap_or_default();
+        let balancer = LoadBalancer {
+            arn: arn.clone(),
+            name: SIM_LOAD_BALANCER.to_string(),
+            kind: LoadBalancerType::Application,
+            dns_name: format!("{SIM_LOAD_BALANCER}-{number}.{}.elb.amazonaws.com", self.region),
+            idle_timeout_secs: Some(60),
+        };
+        self.load_balancers.insert(arn.clone(), balancer);
+        arn
+    }
+
+    /// DescribeTargetGroups: the groups named or whose ARN is given; unknown ones are left out.
+    pub fn describe_target_groups(&self, ids: &[String]) -> Vec<TargetGroup> {
+        let mut out: Vec<TargetGroup> = Vec::new();
+        for id in ids {
+            let found = if id.starts_with("arn:") {
+                self.target_groups.values().find(|g| &g.arn == id)
+            } else {
+                self.target_groups.get(id)
+            };
+            if let Some(g) = found.filter(|g| !out.iter().any(|o| o.arn == g.arn)) {
+                out.push(g.clone());
+            }
+        }
+        out
+    }
+
+    /// DescribeLoadBalancers: the load balancers of these ARNs; unknown ones are left out.
+    pub fn describe_load_balancers(&self, arns: &[String]) -> Vec<LoadBalancer> {
+        arns.iter().filter_map(|arn| self.load_balancers.get(arn).cloned()).collect()
     }
 
     pub fn resolve_secrets(&self, ids: &[String]) -> BTreeMap<String, String> {
