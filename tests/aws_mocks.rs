@@ -112,6 +112,7 @@ async fn a_validation_error_fails_at_once_with_the_aws_message() {
         desired_count: Some(2),
         deployment_configuration: None,
         network_configuration: None,
+        service_connect_configuration: None,
         tagging: None,
     };
     let err = ecs.update_service(&update).await.unwrap_err();
@@ -1032,6 +1033,7 @@ async fn converging_an_update_sends_tag_propagation() {
         desired_count: Some(2),
         deployment_configuration: None,
         network_configuration: None,
+        service_connect_configuration: None,
         tagging: Some(mcpfleet::backend::TagPropagation {
             propagate_tags: "SERVICE".into(),
             enable_ecs_managed_tags: true,

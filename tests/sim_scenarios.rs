@@ -171,6 +171,7 @@ fn prune_deletes_removed_managed_services_only() {
                 network_configuration: input.network_configuration,
                 enable_ecs_managed_tags: false,
                 propagate_tags: "NONE".into(),
+                service_connect_configuration: None,
                 tags: vec![],
             };
             w.create_service(&svc).unwrap();

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
-use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceInput, transport_of};
+use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceConnectConfiguration, ServiceInput, transport_of};
 use crate::render::json_of;
 use crate::state::{self, ServiceTags, TAG_TASK_DEFINITION};
 
@@ -168,6 +168,13 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
             &mut changes,
         );
     }
+    let (observed_sc, wanted_sc) = service_connect_as_sets(
+        observed.service_connect_configuration.as_ref(),
+        want.service_connect_configuration.as_ref(),
+    );
+    if observed_sc != wanted_sc {
+        diff_values("service.serviceConnectConfiguration", &json_of(&observed_sc), &json_of(&wanted_sc), &mut changes);
+    }
     if let Some(applied) = ServiceTags::of(observed).applied
         && applied != observed.task_definition
     {
@@ -189,6 +196,33 @@ fn network_as_sets(n: &NetworkConfiguration) -> NetworkConfiguration {
     out.awsvpc_configuration.subnets = set(&n.awsvpc_configuration.subnets);
     out.awsvpc_configuration.security_groups = set(&n.awsvpc_configuration.security_groups);
     out
+}
+
+/// Service Connect as a comparable value: off and absent are the same, services and client aliases are sets, and
+/// a namespace ECS echoes as an ARN where the manifest names it (or the reverse) is taken as the same one: telling
+/// them apart needs Cloud Map, and a manifest change of the namespace is caught by the spec hash anyway.
+fn service_connect_as_sets(
+    observed: Option<&ServiceConnectConfiguration>,
+    wanted: Option<&ServiceConnectConfiguration>,
+) -> (Option<ServiceConnectConfiguration>, Option<ServiceConnectConfiguration>) {
+    let norm = |c: Option<&ServiceConnectConfiguration>| {
+        let mut c = c.filter(|c| c.enabled)?.clone();
+        for s in &mut c.services {
+            s.client_aliases.sort_unstable();
+            s.client_aliases.dedup();
+        }
+        c.services.sort_unstable();
+        c.services.dedup();
+        Some(c)
+    };
+    let (mut observed, wanted) = (norm(observed), norm(wanted));
+    if let (Some(o), Some(w)) = (&mut observed, &wanted)
+        && let (Some(on), Some(wn)) = (&o.namespace, &w.namespace)
+        && on.starts_with("arn:") != wn.starts_with("arn:")
+    {
+        o.namespace.clone_from(&w.namespace);
+    }
+    (observed, wanted)
 }
 
 fn change(path: &str, from: impl Serialize + Debug, to: impl Serialize + Debug) -> Change {

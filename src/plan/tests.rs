@@ -45,6 +45,7 @@ fn applied(d: &EcsService) -> ServiceState {
         pending_count: 0,
         deployment_configuration: Some(input.deployment_configuration.clone()),
         network_configuration: input.network_configuration.clone(),
+        service_connect_configuration: input.service_connect_configuration.clone(),
         deployments: vec![crate::backend::Deployment {
             id: "ecs-svc/1".into(),
             status: DeploymentStatus::Primary,

@@ -390,6 +390,7 @@ impl World {
             pending_count: 0,
             deployment_configuration: Some(input.deployment_configuration.clone()),
             network_configuration: input.network_configuration.clone(),
+            service_connect_configuration: input.service_connect_configuration.clone().filter(|c| c.enabled),
             deployments: vec![deployment],
             events: vec![ServiceEvent {
                 at_ms: now,
@@ -439,6 +440,10 @@ impl World {
         }
         if let Some(n) = &u.network_configuration {
             s.network_configuration = n.clone();
+        }
+        if let Some(c) = &u.service_connect_configuration {
+            // ECS reports Service Connect per deployment and shows none once it is turned off.
+            s.service_connect_configuration = Some(c.clone()).filter(|c| c.enabled);
         }
         s.desired_count = desired;
         if let Some(d) = deployment {
