@@ -452,4 +452,18 @@ mod tests {
         let f = fleet("", &[("redis", "  env: { REDIS_URL: 'redis://redis:6379/0' }\n")]);
         assert_eq!(document(&f, SecretsMode::Env).unwrap_err(), ComposeError::NameTaken);
     }
+
+    #[test]
+    fn readiness_becomes_a_label_and_service_connect_changes_nothing() {
+        let plain = fleet("", &[("docs", "")]);
+        let exposed = fleet(
+            "  expose: { serviceConnect: { namespace: mcp.internal } }\n",
+            &[("docs", "  readiness: { path: /ready }\n")],
+        );
+        let (plain, exposed) = (files_doc(&plain), files_doc(&exposed));
+        assert_eq!(exposed["services"]["docs"]["labels"][LABEL_READINESS], "/ready");
+        let mut without_label = exposed.clone();
+        without_label["services"]["docs"]["labels"].as_object_mut().unwrap().remove(LABEL_READINESS);
+        assert_eq!(without_label, plain);
+    }
 }

@@ -752,4 +752,46 @@ spec:
         assert!(!td.container_definitions[0].readonly_root_filesystem);
         assert!(td.volumes.is_empty() && td.container_definitions[0].mount_points.is_empty());
     }
+
+    #[test]
+    fn service_connect_renders_a_named_alias_and_joins_the_hash_only_when_on() {
+        let hash =
+            |e: &EcsService| e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).unwrap().value.clone();
+        let plain = service(SVC);
+        let plain = render(&plain, &Resolved::unresolved(&plain));
+        let json = serde_json::to_value(&plain.create_service).unwrap();
+        assert!(json.get("serviceConnectConfiguration").is_none(), "{json:#}");
+        let sc = |body: &str| {
+            let svc = service(&format!("{SVC}  expose:\n    serviceConnect: {body}\n"));
+            render(&svc, &Resolved::unresolved(&svc))
+        };
+        let on = sc("{ namespace: mcp.internal, dnsName: documents }");
+        assert_eq!(
+            serde_json::to_value(&on.create_service).unwrap()["serviceConnectConfiguration"],
+            serde_json::json!({
+                "enabled": true,
+                "namespace": "mcp.internal",
+                "services": [{
+                    "portName": "mcp",
+                    "discoveryName": "documents",
+                    "clientAliases": [{"port": 8080, "dnsName": "documents.mcp.internal"}]
+                }]
+            })
+        );
+        let mapping = &on.register_task_definition.container_definitions[0].port_mappings[0];
+        assert_eq!((mapping.name.as_str(), mapping.app_protocol.as_str()), (PORT_NAME, "http"));
+        // The task definition is the same: Service Connect is a service setting.
+        assert_eq!(task_hash(&on.register_task_definition), task_hash(&plain.register_task_definition));
+        assert_ne!(hash(&on), hash(&plain));
+        let other_port = sc("{ namespace: mcp.internal, dnsName: documents, port: 9090 }");
+        assert_ne!(hash(&other_port), hash(&on));
+        // A namespace ARN has no name to qualify the alias with.
+        let arn =
+            sc("{ namespace: 'arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-abc', dnsName: docs }");
+        let alias = &arn.create_service.service_connect_configuration.as_ref().unwrap().services[0].client_aliases[0];
+        assert_eq!(alias.dns_name.as_deref(), Some("docs"));
+        // Readiness is recorded for later use and is no ECS setting: the hash does not move.
+        let ready = service(&format!("{SVC}  readiness: {{ path: /ready }}\n"));
+        assert_eq!(hash(&render(&ready, &Resolved::unresolved(&ready))), hash(&plain));
+    }
 }
