@@ -216,8 +216,9 @@ pub struct ServiceState {
     /// None when the API did not report it (an emulator that ignores it): then it is not compared.
     pub deployment_configuration: Option<DeploymentConfiguration>,
     pub network_configuration: NetworkConfiguration,
-    /// Service Connect as the PRIMARY deployment runs it (ECS reports it only per deployment); None when off or
-    /// not reported.
+    /// Service Connect as the PRIMARY deployment runs it (ECS reports it only per deployment). None when the
+    /// deployment reports none (an emulator that ignores it, or a service that never had it): then it is not
+    /// compared; `enabled: false` when it was turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     pub deployments: Vec<Deployment>,

@@ -168,11 +168,12 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
             &mut changes,
         );
     }
-    let (observed_sc, wanted_sc) = service_connect_as_sets(
-        observed.service_connect_configuration.as_ref(),
-        want.service_connect_configuration.as_ref(),
-    );
-    if observed_sc != wanted_sc {
+    // Not reported at all (an emulator that ignores it), it is not compared, as the deployment configuration.
+    if let Some(observed_sc) = &observed.service_connect_configuration
+        && let (observed_sc, wanted_sc) =
+            service_connect_as_sets(Some(observed_sc), want.service_connect_configuration.as_ref())
+        && observed_sc != wanted_sc
+    {
         diff_values("service.serviceConnectConfiguration", &json_of(&observed_sc), &json_of(&wanted_sc), &mut changes);
     }
     if let Some(applied) = ServiceTags::of(observed).applied
@@ -291,6 +292,7 @@ pub fn plan_service_with(
     }
     changes.extend(drifted.into_iter().filter(|c| c.path != "service.taskDefinition"));
     changes.extend(transport_change(desired, obs));
+    changes.extend(service_connect_added(desired, obs));
     changes.extend(relabel);
     plan.changes = changes;
     plan
@@ -306,6 +308,17 @@ fn transport_change(desired: &EcsService, observed: &ServiceState) -> Option<Cha
     let want = state::desired_transport(desired)?;
     let have = transport_of(ServiceTags::of(observed).image.transport);
     (have != want).then(|| change("transport", have, want))
+}
+
+/// Service Connect wanted where none is reported: `drift` does not compare an unreported value, yet the update
+/// adds it, so it is shown.
+fn service_connect_added(desired: &EcsService, observed: &ServiceState) -> Option<Change> {
+    let want = desired.create_service.service_connect_configuration.as_ref()?;
+    observed.service_connect_configuration.is_none().then(|| Change {
+        path: "service.serviceConnectConfiguration".into(),
+        from: None,
+        to: Some(json_of(want)),
+    })
 }
 
 /// The delete plans for managed services of `clusters` that no desired service names.

@@ -200,6 +200,10 @@ fn service_connect_changes_are_updates_and_its_echo_is_not_drift() {
     let alias = sc.services[0].client_aliases[0].clone();
     sc.services[0].client_aliases = vec![alias.clone(), alias];
     assert!(drift(&with_sc, &obs).is_empty(), "{:#?}", drift(&with_sc, &obs));
+    // Not reported at all (moto never does), it is not compared.
+    let mut unreported = applied(&with_sc);
+    unreported.service_connect_configuration = None;
+    assert_eq!(plan_service(&with_sc, Some(&unreported), None).action, Action::Noop);
     // Turned off outside mcpfleet: drift, corrected by an update.
     obs.service_connect_configuration = Some(ecs::ServiceConnectConfiguration::disabled());
     let p = plan_service(&with_sc, Some(&obs), None);

@@ -348,7 +348,10 @@ fn service_connect(op: Op, c: &ServiceConnectConfiguration) -> Result<sdk::Servi
 /// mcpfleet sets are read; the defaults ECS echoes (timeouts, ingress port, TLS) are not part of the comparison.
 fn service_connect_of(s: &sdk::Service) -> Option<ServiceConnectConfiguration> {
     let primary = s.deployments().iter().find(|d| d.status() == Some("PRIMARY"))?;
-    let c = primary.service_connect_configuration().filter(|c| c.enabled())?;
+    let c = primary.service_connect_configuration()?;
+    if !c.enabled() {
+        return Some(ServiceConnectConfiguration::disabled());
+    }
     Some(ServiceConnectConfiguration {
         enabled: true,
         namespace: c.namespace().map(String::from),
