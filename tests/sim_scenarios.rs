@@ -520,11 +520,8 @@ fn labels_are_desired_state_and_only_mcpfleets_own_tags_are_removed() {
 
 #[test]
 fn service_connect_is_applied_reported_as_an_endpoint_and_removed_by_an_update() {
+    // The example fleet puts every service in the `mcp.internal` namespace.
     let lab = Lab::new();
-    let fleet = lab.manifests().join("fleet.yaml");
-    let mut text = std::fs::read_to_string(&fleet).unwrap();
-    text.push_str("  expose:\n    serviceConnect: { namespace: mcp.internal }\n");
-    std::fs::write(&fleet, text).unwrap();
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 0, "{doc:#}");
     let w = lab.world();
@@ -559,7 +556,7 @@ fn service_connect_is_applied_reported_as_an_endpoint_and_removed_by_an_update()
     );
 
     // Removing it from the fleet plans an update of every service, and apply turns it off.
-    std::fs::copy("manifests/fleet.yaml", &fleet).unwrap();
+    lab.edit_manifest("fleet.yaml", "  expose:\n    serviceConnect:\n      namespace: mcp.internal\n", "");
     std::fs::copy("manifests/search.yaml", lab.manifests().join("search.yaml")).unwrap();
     let (code, plan) = lab.plan();
     assert_eq!(code, 2, "{plan:#}");
