@@ -112,6 +112,7 @@ async fn a_validation_error_fails_at_once_with_the_aws_message() {
         desired_count: Some(2),
         deployment_configuration: None,
         network_configuration: None,
+        service_connect_configuration: None,
         tagging: None,
     };
     let err = ecs.update_service(&update).await.unwrap_err();
@@ -1032,6 +1033,7 @@ async fn converging_an_update_sends_tag_propagation() {
         desired_count: Some(2),
         deployment_configuration: None,
         network_configuration: None,
+        service_connect_configuration: None,
         tagging: Some(mcpfleet::backend::TagPropagation {
             propagate_tags: "SERVICE".into(),
             enable_ecs_managed_tags: true,
@@ -1085,4 +1087,97 @@ async fn a_missing_ecr_repository_is_not_found_and_refused_credentials_are_one_e
     assert!(text.starts_with("AWS credentials are missing or invalid: AWS refused them (UnrecognizedClientException"));
     assert!(text.contains("--backend sim"), "{text}");
     assert_eq!((rule.num_calls(), clock.now_ms()), (1, 0), "not retried");
+}
+
+/// A Service Connect configuration as ECS reports it on a deployment, with the defaults it echoes.
+fn reported_service_connect(enabled: bool) -> aws_sdk_ecs::types::ServiceConnectConfiguration {
+    use aws_sdk_ecs::types::{
+        ServiceConnectClientAlias, ServiceConnectConfiguration, ServiceConnectService, TimeoutConfiguration,
+    };
+    ServiceConnectConfiguration::builder()
+        .enabled(enabled)
+        .namespace("arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-abcdef0123456789")
+        .services(
+            ServiceConnectService::builder()
+                .port_name("mcp")
+                .discovery_name("documents")
+                .client_aliases(
+                    ServiceConnectClientAlias::builder().port(8080).dns_name("documents.mcp.internal").build().unwrap(),
+                )
+                .ingress_port_override(15000)
+                .timeout(TimeoutConfiguration::builder().idle_timeout_seconds(3600).build())
+                .build()
+                .unwrap(),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn service_connect_is_read_from_the_primary_deployment_and_sent_on_update() {
+    use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
+    use aws_sdk_ecs::types::Deployment;
+    use mcpfleet::render::ecs::{ServiceConnectClientAlias, ServiceConnectConfiguration, ServiceConnectService};
+    let deployment = |status: &str, enabled: bool| {
+        Deployment::builder().status(status).service_connect_configuration(reported_service_connect(enabled)).build()
+    };
+    // ECS reports Service Connect only per deployment: the PRIMARY one's is the service's, whatever the old one ran.
+    let mut svc = service("documents");
+    svc.deployments = Some(vec![deployment("ACTIVE", false), deployment("PRIMARY", true)]);
+    let describe = mock!(Client::describe_services)
+        .then_output(move || DescribeServicesOutput::builder().services(svc.clone()).build());
+    let wanted = ServiceConnectConfiguration {
+        enabled: true,
+        namespace: Some("mcp.internal".into()),
+        services: vec![ServiceConnectService {
+            port_name: "mcp".into(),
+            discovery_name: Some("documents".into()),
+            client_aliases: vec![ServiceConnectClientAlias {
+                port: 8080,
+                dns_name: Some("documents.mcp.internal".into()),
+            }],
+        }],
+    };
+    let update = mock!(Client::update_service)
+        .match_requests(|r| {
+            let Some(c) = r.service_connect_configuration() else { return false };
+            let Some(s) = c.services().first() else { return false };
+            let Some(a) = s.client_aliases().first() else { return false };
+            c.enabled()
+                && c.namespace() == Some("mcp.internal")
+                && (s.port_name(), s.discovery_name()) == ("mcp", Some("documents"))
+                && (a.port(), a.dns_name()) == (8080, Some("documents.mcp.internal"))
+        })
+        .then_output(|| UpdateServiceOutput::builder().service(service("documents")).build());
+    let off = mock!(Client::update_service)
+        .match_requests(|r| {
+            r.service_connect_configuration()
+                .is_some_and(|c| !c.enabled() && c.namespace().is_none() && c.services().is_empty())
+        })
+        .then_output(|| UpdateServiceOutput::builder().service(service("documents")).build());
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &update, &off], no_sdk_retries);
+    let (ecs, _) = limited(client);
+
+    let found = ecs.describe_services("mcp", &["documents".into()]).await.unwrap();
+    let reported = found.services[0].service_connect_configuration.clone().unwrap();
+    assert_eq!(
+        reported.namespace.as_deref(),
+        Some("arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-abcdef0123456789")
+    );
+    // Only the fields mcpfleet sets are read: the echoed ingress port and timeouts are not part of it.
+    assert_eq!(reported.services, wanted.services);
+
+    let mut u = mcpfleet::backend::ServiceUpdate {
+        cluster: "mcp".into(),
+        service: "documents".into(),
+        task_definition: None,
+        desired_count: None,
+        deployment_configuration: None,
+        network_configuration: None,
+        service_connect_configuration: Some(wanted),
+        tagging: None,
+    };
+    ecs.update_service(&u).await.unwrap();
+    u.service_connect_configuration = Some(ServiceConnectConfiguration::disabled());
+    ecs.update_service(&u).await.unwrap();
+    assert_eq!((describe.num_calls(), update.num_calls(), off.num_calls()), (1, 1, 1));
 }

@@ -415,6 +415,7 @@ fn ecs_edit(sim: &mcpfleet::backend::sim::Sim, td: &str) {
         desired_count: None,
         deployment_configuration: None,
         network_configuration: None,
+        service_connect_configuration: None,
         tagging: None,
     };
     sim.with_world(true, |w| w.update_service(&update)).unwrap().unwrap();

@@ -171,6 +171,7 @@ fn prune_deletes_removed_managed_services_only() {
                 network_configuration: input.network_configuration,
                 enable_ecs_managed_tags: false,
                 propagate_tags: "NONE".into(),
+                service_connect_configuration: None,
                 tags: vec![],
             };
             w.create_service(&svc).unwrap();
@@ -515,4 +516,61 @@ fn labels_are_desired_state_and_only_mcpfleets_own_tags_are_removed() {
     assert_eq!(svc.tags["team"], "search");
     assert_eq!(svc.tags["cost-center"], "42", "a tag mcpfleet did not put there stays");
     assert_eq!(lab.plan().0, 0);
+}
+
+#[test]
+fn service_connect_is_applied_reported_as_an_endpoint_and_removed_by_an_update() {
+    // The example fleet puts every service in the `mcp.internal` namespace.
+    let lab = Lab::new();
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let w = lab.world();
+    let sc = w.services["mcp-prod/documents"].state.service_connect_configuration.clone().unwrap();
+    assert!(sc.enabled);
+    assert_eq!(sc.namespace.as_deref(), Some("mcp.internal"));
+    assert_eq!(sc.services[0].port_name, "mcp");
+    assert_eq!(sc.services[0].client_aliases[0].dns_name.as_deref(), Some("documents.mcp.internal"));
+
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 0, "--detailed-exitcode: converged with Service Connect: {plan:#}");
+    let status = lab.ok(&["status", "-f", lab.manifests().to_str().unwrap(), "-o", "json"]);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let docs = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    assert_eq!(
+        docs["endpoints"],
+        serde_json::json!([{"kind": "serviceConnect", "url": "http://documents.mcp.internal:8080"}])
+    );
+    let table = lab.ok(&["status", "-f", lab.manifests().to_str().unwrap()]);
+    assert!(table.lines().next().unwrap().ends_with("ENDPOINT"), "{table}");
+    let row = table.lines().find(|l| l.starts_with("documents ")).unwrap();
+    assert!(row.ends_with(" http://documents.mcp.internal:8080"), "{table}");
+
+    // One service moves to its own alias and port: only it is updated, in place.
+    lab.edit_manifest("search.yaml", "  port: ", "  expose: { serviceConnect: { dnsName: find, port: 80 } }\n  port: ");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let search = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "search").unwrap();
+    assert_eq!(search["action"], "update", "{plan:#}");
+    assert!(
+        plan["services"].as_array().unwrap().iter().filter(|s| s["name"] != "search").all(|s| s["action"] == "noop")
+    );
+
+    // Removing it from the fleet plans an update of every service, and apply turns it off.
+    lab.edit_manifest("fleet.yaml", "  expose:\n    serviceConnect:\n      namespace: mcp.internal\n", "");
+    std::fs::copy("manifests/search.yaml", lab.manifests().join("search.yaml")).unwrap();
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    assert!(plan["services"].as_array().unwrap().iter().all(|s| s["action"] == "update"), "{plan:#}");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let w = lab.world();
+    assert_eq!(
+        w.services["mcp-prod/documents"].state.service_connect_configuration.as_ref().map(|c| c.enabled),
+        Some(false)
+    );
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 0, "{plan:#}");
+    let status = lab.ok(&["status", "-f", lab.manifests().to_str().unwrap(), "-o", "json"]);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert!(status["services"].as_array().unwrap().iter().all(|s| s["endpoints"] == serde_json::json!([])));
 }

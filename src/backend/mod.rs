@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 pub use op::Op;
 
-use crate::render::ecs::{DeploymentConfiguration, NetworkConfiguration, ServiceInput, TaskDefinitionInput};
+use crate::render::ecs::{
+    DeploymentConfiguration, NetworkConfiguration, ServiceConnectConfiguration, ServiceInput, TaskDefinitionInput,
+};
 
 /// Locks `m` even when another thread panicked while holding it. The backends' mutexes guard request counters,
 /// token buckets, caches and the sim's world; none is locked across anything that input or an AWS answer can
@@ -216,6 +218,11 @@ pub struct ServiceState {
     /// None when the API did not report it (an emulator that ignores it): then it is not compared.
     pub deployment_configuration: Option<DeploymentConfiguration>,
     pub network_configuration: NetworkConfiguration,
+    /// Service Connect as the PRIMARY deployment runs it (ECS reports it only per deployment). None when the
+    /// deployment reports none (an emulator that ignores it, or a service that never had it): then it is not
+    /// compared; `enabled: false` when it was turned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     pub deployments: Vec<Deployment>,
     /// Newest first.
     pub events: Vec<ServiceEvent>,
@@ -250,6 +257,8 @@ pub struct ServiceUpdate {
     pub desired_count: Option<u32>,
     pub deployment_configuration: Option<DeploymentConfiguration>,
     pub network_configuration: Option<NetworkConfiguration>,
+    /// Service Connect to set; `enabled: false` turns it off.
+    pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     /// How the service tags its tasks; a service converged by an update propagates tags as one created from the
     /// same input does.
     pub tagging: Option<TagPropagation>,
@@ -274,8 +283,15 @@ impl TagPropagation {
 }
 
 impl ServiceUpdate {
-    /// The update that makes a service match `input` pointing at `task_definition`.
-    pub fn converge(input: &ServiceInput, task_definition: &str) -> ServiceUpdate {
+    /// The update that makes `observed` match `input` pointing at `task_definition`. Service Connect is sent when
+    /// wanted, and turned off only where `observed` runs it: a service that never had it gets no such field.
+    pub fn converge(input: &ServiceInput, task_definition: &str, observed: &ServiceState) -> ServiceUpdate {
+        let running_service_connect = observed.service_connect_configuration.as_ref().is_some_and(|c| c.enabled);
+        let service_connect_configuration = match &input.service_connect_configuration {
+            Some(wanted) => Some(wanted.clone()),
+            None if running_service_connect => Some(ServiceConnectConfiguration::disabled()),
+            None => None,
+        };
         ServiceUpdate {
             cluster: input.cluster.clone(),
             service: input.service_name.clone(),
@@ -283,6 +299,7 @@ impl ServiceUpdate {
             desired_count: Some(input.desired_count),
             deployment_configuration: Some(input.deployment_configuration.clone()),
             network_configuration: Some(input.network_configuration.clone()),
+            service_connect_configuration,
             tagging: Some(TagPropagation::of(input)),
         }
     }

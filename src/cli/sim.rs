@@ -120,6 +120,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
                 desired_count: *desired_count,
                 deployment_configuration: None,
                 network_configuration: None,
+                service_connect_configuration: None,
                 tagging: None,
             };
             let state = sim.with_world(true, |w| w.update_service(&update))??;

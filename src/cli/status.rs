@@ -49,6 +49,39 @@ pub struct Row {
     /// The revision mcpfleet applied, when it is not the one running.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub applied_task_definition: Option<String>,
+    /// Where agents reach the service, as ECS reports it.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// One way to reach a service.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Endpoint {
+    /// A Service Connect client alias: reachable from tasks in the namespace.
+    ServiceConnect { url: String },
+}
+
+impl Endpoint {
+    fn url(&self) -> &str {
+        match self {
+            Endpoint::ServiceConnect { url } => url,
+        }
+    }
+}
+
+/// The Service Connect client aliases the service runs with, as URLs (Service Connect proxies HTTP).
+fn endpoints(s: &ServiceState) -> Vec<Endpoint> {
+    s.service_connect_configuration
+        .iter()
+        .filter(|c| c.enabled)
+        .flat_map(|c| &c.services)
+        .flat_map(|svc| {
+            svc.client_aliases.iter().map(move |a| {
+                let host = a.dns_name.as_deref().or(svc.discovery_name.as_deref()).unwrap_or(&svc.port_name);
+                Endpoint::ServiceConnect { url: format!("http://{host}:{}", a.port) }
+            })
+        })
+        .collect()
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
@@ -91,6 +124,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                         drift: false,
                         held: false,
                         applied_task_definition: None,
+                        endpoints: vec![],
                     });
                 }
             }
@@ -103,14 +137,23 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         }
         Output::Text => {
             println!(
-                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} LAST GOOD",
-                "NAME", "CLUSTER", "TASK DEFINITION", "IMAGE", "DIGEST", "ARCH", "DESIRED", "RUNNING", "ROLLOUT"
+                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {:<26} ENDPOINT",
+                "NAME",
+                "CLUSTER",
+                "TASK DEFINITION",
+                "IMAGE",
+                "DIGEST",
+                "ARCH",
+                "DESIRED",
+                "RUNNING",
+                "ROLLOUT",
+                "LAST GOOD"
             );
             for r in &rows {
                 let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 let digest = r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>());
                 println!(
-                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {}",
+                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {:<26} {}",
                     r.name,
                     r.cluster,
                     r.task_definition.as_deref().map(short_td).unwrap_or("-"),
@@ -120,7 +163,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                     r.desired,
                     r.running,
                     r.rollout_state,
-                    r.last_good.as_deref().map(short_td).unwrap_or("-")
+                    r.last_good.as_deref().map(short_td).unwrap_or("-"),
+                    r.endpoints.first().map_or("-", Endpoint::url)
                 );
             }
             for r in rows.iter().filter(|r| r.held) {
@@ -191,5 +235,6 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
         drift: applied.is_some() && !held,
         held,
         applied_task_definition: applied,
+        endpoints: endpoints(s),
     })
 }

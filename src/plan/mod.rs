@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
-use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceInput, transport_of};
+use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceConnectConfiguration, ServiceInput, transport_of};
 use crate::render::json_of;
 use crate::state::{self, ServiceTags, TAG_TASK_DEFINITION};
 
@@ -168,6 +168,14 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
             &mut changes,
         );
     }
+    // Not reported at all (an emulator that ignores it), it is not compared, as the deployment configuration.
+    if let Some(observed_sc) = &observed.service_connect_configuration
+        && let (observed_sc, wanted_sc) =
+            service_connect_as_sets(Some(observed_sc), want.service_connect_configuration.as_ref())
+        && observed_sc != wanted_sc
+    {
+        diff_values("service.serviceConnectConfiguration", &json_of(&observed_sc), &json_of(&wanted_sc), &mut changes);
+    }
     if let Some(applied) = ServiceTags::of(observed).applied
         && applied != observed.task_definition
     {
@@ -189,6 +197,33 @@ fn network_as_sets(n: &NetworkConfiguration) -> NetworkConfiguration {
     out.awsvpc_configuration.subnets = set(&n.awsvpc_configuration.subnets);
     out.awsvpc_configuration.security_groups = set(&n.awsvpc_configuration.security_groups);
     out
+}
+
+/// Service Connect as a comparable value: off and absent are the same, services and client aliases are sets, and
+/// a namespace ECS echoes as an ARN where the manifest names it (or the reverse) is taken as the same one: telling
+/// them apart needs Cloud Map, and a manifest change of the namespace is caught by the spec hash anyway.
+fn service_connect_as_sets(
+    observed: Option<&ServiceConnectConfiguration>,
+    wanted: Option<&ServiceConnectConfiguration>,
+) -> (Option<ServiceConnectConfiguration>, Option<ServiceConnectConfiguration>) {
+    let norm = |c: Option<&ServiceConnectConfiguration>| {
+        let mut c = c.filter(|c| c.enabled)?.clone();
+        for s in &mut c.services {
+            s.client_aliases.sort_unstable();
+            s.client_aliases.dedup();
+        }
+        c.services.sort_unstable();
+        c.services.dedup();
+        Some(c)
+    };
+    let (mut observed, wanted) = (norm(observed), norm(wanted));
+    if let (Some(o), Some(w)) = (&mut observed, &wanted)
+        && let (Some(on), Some(wn)) = (&o.namespace, &w.namespace)
+        && on.starts_with("arn:") != wn.starts_with("arn:")
+    {
+        o.namespace.clone_from(&w.namespace);
+    }
+    (observed, wanted)
 }
 
 fn change(path: &str, from: impl Serialize + Debug, to: impl Serialize + Debug) -> Change {
@@ -257,6 +292,7 @@ pub fn plan_service_with(
     }
     changes.extend(drifted.into_iter().filter(|c| c.path != "service.taskDefinition"));
     changes.extend(transport_change(desired, obs));
+    changes.extend(service_connect_added(desired, obs));
     changes.extend(relabel);
     plan.changes = changes;
     plan
@@ -272,6 +308,17 @@ fn transport_change(desired: &EcsService, observed: &ServiceState) -> Option<Cha
     let want = state::desired_transport(desired)?;
     let have = transport_of(ServiceTags::of(observed).image.transport);
     (have != want).then(|| change("transport", have, want))
+}
+
+/// Service Connect wanted where none is reported: `drift` does not compare an unreported value, yet the update
+/// adds it, so it is shown.
+fn service_connect_added(desired: &EcsService, observed: &ServiceState) -> Option<Change> {
+    let want = desired.create_service.service_connect_configuration.as_ref()?;
+    observed.service_connect_configuration.is_none().then(|| Change {
+        path: "service.serviceConnectConfiguration".into(),
+        from: None,
+        to: Some(json_of(want)),
+    })
 }
 
 /// The delete plans for managed services of `clusters` that no desired service names.

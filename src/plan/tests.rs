@@ -45,6 +45,7 @@ fn applied(d: &EcsService) -> ServiceState {
         pending_count: 0,
         deployment_configuration: Some(input.deployment_configuration.clone()),
         network_configuration: input.network_configuration.clone(),
+        service_connect_configuration: input.service_connect_configuration.clone(),
         deployments: vec![crate::backend::Deployment {
             id: "ecs-svc/1".into(),
             status: DeploymentStatus::Primary,
@@ -184,4 +185,59 @@ fn reordered_subnets_and_security_groups_are_not_drift() {
     let p = plan_service(&d, Some(&obs), None);
     assert_eq!(p.action, Action::Update);
     assert!(p.changes.iter().all(|c| c.path.starts_with("service.networkConfiguration.awsvpcConfiguration.subnets")));
+}
+
+const SC: &str = "  expose:\n    serviceConnect: { namespace: mcp.internal, dnsName: documents }\n";
+
+#[test]
+fn service_connect_changes_are_updates_and_its_echo_is_not_drift() {
+    let with_sc = desired(&format!("{SVC}{SC}"));
+    let mut obs = applied(&with_sc);
+    assert_eq!(plan_service(&with_sc, Some(&obs), None).action, Action::Noop);
+    // ECS echoes the namespace as its ARN and the lists in any order: the same configuration.
+    let sc = obs.service_connect_configuration.as_mut().unwrap();
+    sc.namespace = Some("arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-abcdef0123456789".into());
+    let alias = sc.services[0].client_aliases[0].clone();
+    sc.services[0].client_aliases = vec![alias.clone(), alias];
+    assert!(drift(&with_sc, &obs).is_empty(), "{:#?}", drift(&with_sc, &obs));
+    // Not reported at all (moto never does), it is not compared.
+    let mut unreported = applied(&with_sc);
+    unreported.service_connect_configuration = None;
+    assert_eq!(plan_service(&with_sc, Some(&unreported), None).action, Action::Noop);
+    // Turned off outside mcpfleet: drift, corrected by an update.
+    obs.service_connect_configuration = Some(ecs::ServiceConnectConfiguration::disabled());
+    let p = plan_service(&with_sc, Some(&obs), None);
+    assert_eq!((p.action, p.reason), (Action::Update, Some(PlanReason::Drift)));
+    assert_eq!(p.changes[0].path, "service.serviceConnectConfiguration");
+    // A service without it, observed with it off, is converged.
+    let without = desired(SVC);
+    let mut plain = applied(&without);
+    plain.service_connect_configuration = Some(ecs::ServiceConnectConfiguration::disabled());
+    assert_eq!(plan_service(&without, Some(&plain), None).action, Action::Noop);
+    // Adding, changing and removing it are updates that show the field.
+    for (from, to) in [
+        (&without, &with_sc),
+        (&with_sc, &desired(&format!("{SVC}{}", SC.replace("documents", "docs")))),
+        (&with_sc, &without),
+    ] {
+        let p = plan_service(to, Some(&applied(from)), None);
+        assert_eq!(p.action, Action::Update);
+        assert!(
+            p.changes.iter().any(|c| c.path.starts_with("service.serviceConnectConfiguration")),
+            "{:#?}",
+            p.changes
+        );
+    }
+}
+
+#[test]
+fn removing_service_connect_sends_it_disabled_and_a_service_without_it_gets_no_field() {
+    let with_sc = desired(&format!("{SVC}{SC}"));
+    let without = desired(SVC);
+    let update = |d: &EcsService, obs: &ServiceState| {
+        crate::backend::ServiceUpdate::converge(&d.create_service, "docs:4", obs).service_connect_configuration
+    };
+    assert_eq!(update(&without, &applied(&with_sc)), Some(ecs::ServiceConnectConfiguration::disabled()));
+    assert_eq!(update(&without, &applied(&without)), None);
+    assert_eq!(update(&with_sc, &applied(&without)), with_sc.create_service.service_connect_configuration);
 }

@@ -385,7 +385,7 @@ async fn converge(
                 progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
             }
             progress(&d.ecs.name, "updating service");
-            ecs.update_service(&ServiceUpdate::converge(&input, &td)).await?;
+            ecs.update_service(&ServiceUpdate::converge(&input, &td, o)).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
             ecs.tag_resource(&o.arn, &tags).await?;
             let gone = plan::labels::removed(&d.ecs, &o.tags);

@@ -75,6 +75,7 @@ pub async fn start_rollback(
             desired_count: None,
             deployment_configuration: None,
             network_configuration: None,
+            service_connect_configuration: None,
             tagging: None,
         })
         .await?;
@@ -294,6 +295,7 @@ mod tests {
                     assign_public_ip: "DISABLED".into(),
                 },
             },
+            service_connect_configuration: None,
             deployments: vec![primary],
             events: vec![],
             tags: Tags::from([

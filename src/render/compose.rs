@@ -24,6 +24,8 @@ pub const DERIVED_PORTS: RangeInclusive<u16> = 20000..=29999;
 /// The shared bridge network.
 pub const NETWORK: &str = "mcp-net";
 const REDIS_URL: &str = "redis://redis:6379/0";
+/// The label that records `spec.readiness.path` in the local stack (Compose has no readiness probe of its own).
+pub const LABEL_READINESS: &str = "mcpfleet.io/readiness";
 
 /// How secrets reach the containers of the local stack.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -244,6 +246,9 @@ pub fn document(fleet: &ValidFleet, mode: SecretsMode) -> Result<(Value, Vec<Por
         // The transport tells a client (or a proxy in front of the stack) how to speak to the server.
         let mut labels = svc.labels.clone();
         labels.insert(crate::state::TAG_TRANSPORT.into(), svc.transport.as_str().into());
+        if let Some(path) = &svc.readiness_path {
+            labels.insert(LABEL_READINESS.into(), path.clone());
+        }
         s.insert("labels".into(), json!(labels));
         services.insert(svc.name.clone(), Value::Object(s));
     }
@@ -446,5 +451,19 @@ mod tests {
         );
         let f = fleet("", &[("redis", "  env: { REDIS_URL: 'redis://redis:6379/0' }\n")]);
         assert_eq!(document(&f, SecretsMode::Env).unwrap_err(), ComposeError::NameTaken);
+    }
+
+    #[test]
+    fn readiness_becomes_a_label_and_service_connect_changes_nothing() {
+        let plain = fleet("", &[("docs", "")]);
+        let exposed = fleet(
+            "  expose: { serviceConnect: { namespace: mcp.internal } }\n",
+            &[("docs", "  readiness: { path: /ready }\n")],
+        );
+        let (plain, exposed) = (files_doc(&plain), files_doc(&exposed));
+        assert_eq!(exposed["services"]["docs"]["labels"][LABEL_READINESS], "/ready");
+        let mut without_label = exposed.clone();
+        without_label["services"]["docs"]["labels"].as_object_mut().unwrap().remove(LABEL_READINESS);
+        assert_eq!(without_label, plain);
     }
 }

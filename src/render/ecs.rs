@@ -7,11 +7,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::Resolved;
-use crate::spec::{HealthProbe, Probe, Transport, ValidRollout, ValidService};
+use crate::spec::{HealthProbe, Probe, Transport, ValidRollout, ValidService, ValidServiceConnect};
 use crate::state::{self, TAG_TRANSPORT};
 
 /// Name of the task-scoped scratch volume mounted at /tmp when the root filesystem is read-only.
 const TMP_VOLUME: &str = "tmp";
+
+/// Name of the container's one port mapping: Service Connect names the port it proxies by it.
+pub const PORT_NAME: &str = "mcp";
 
 /// An AWS resource tag.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -146,8 +149,52 @@ pub struct ServiceInput {
     #[serde(rename = "enableECSManagedTags")]
     pub enable_ecs_managed_tags: bool,
     pub propagate_tags: String,
+    /// Absent without Service Connect, so those services render (and hash) as before it existed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub tags: Vec<Tag>,
+}
+
+/// ECS Service Connect settings of a service (CreateService/UpdateService `serviceConnectConfiguration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceConnectConfiguration {
+    pub enabled: bool,
+    /// Cloud Map namespace name or ARN.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub services: Vec<ServiceConnectService>,
+}
+
+impl ServiceConnectConfiguration {
+    /// What UpdateService takes to turn Service Connect off.
+    pub fn disabled() -> ServiceConnectConfiguration {
+        ServiceConnectConfiguration { enabled: false, namespace: None, services: vec![] }
+    }
+}
+
+/// One port a service offers through Service Connect.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceConnectService {
+    /// The task definition's port mapping name.
+    pub port_name: String,
+    /// The name registered in Cloud Map.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub discovery_name: Option<String>,
+    #[serde(default)]
+    pub client_aliases: Vec<ServiceConnectClientAlias>,
+}
+
+/// The name and port clients reach a Service Connect service by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceConnectClientAlias {
+    pub port: u16,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dns_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,7 +312,7 @@ pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInpu
             port_mappings: vec![PortMapping {
                 container_port: svc.port,
                 protocol: "tcp".into(),
-                name: "mcp".into(),
+                name: PORT_NAME.into(),
                 app_protocol: "http".into(),
             }],
             environment: svc.env.iter().map(|(k, v)| KeyValue { name: k.clone(), value: v.clone() }).collect(),
@@ -315,8 +362,26 @@ pub fn service(svc: &ValidService, task_definition: &str) -> ServiceInput {
         },
         enable_ecs_managed_tags: true,
         propagate_tags: "SERVICE".into(),
+        service_connect_configuration: svc.service_connect.as_ref().map(|sc| ServiceConnectConfiguration {
+            enabled: true,
+            namespace: Some(sc.namespace.clone()),
+            // The alias label doubles as the Cloud Map discovery name: validation made it a DNS label, which Cloud
+            // Map accepts, while a service name may not be one.
+            services: vec![ServiceConnectService {
+                port_name: PORT_NAME.into(),
+                discovery_name: Some(sc.dns_name.clone()),
+                client_aliases: vec![ServiceConnectClientAlias { port: sc.port, dns_name: Some(client_alias(sc)) }],
+            }],
+        }),
         tags: vec![],
     }
+}
+
+/// The name clients resolve: the alias label qualified with the namespace (`documents.mcp.internal`), so the name
+/// is unique beyond the namespace and reads as the endpoint it is. A namespace given as an ARN has no name to
+/// qualify with (finding it needs Cloud Map): the label alone is the alias then.
+pub fn client_alias(sc: &ValidServiceConnect) -> String {
+    if sc.namespace.starts_with("arn:") { sc.dns_name.clone() } else { format!("{}.{}", sc.dns_name, sc.namespace) }
 }
 
 /// The hash of a desired state: the task definition and the service settings, without tags and without the
@@ -371,6 +436,8 @@ struct HashedService<'a> {
     #[serde(rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: bool,
     propagate_tags: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_connect_configuration: Option<&'a ServiceConnectConfiguration>,
 }
 
 impl<'a> HashedService<'a> {
@@ -388,6 +455,7 @@ impl<'a> HashedService<'a> {
             network_configuration,
             enable_ecs_managed_tags,
             propagate_tags,
+            service_connect_configuration,
             tags: _,
         } = svc;
         HashedService {
@@ -402,6 +470,7 @@ impl<'a> HashedService<'a> {
             network_configuration,
             enable_ecs_managed_tags: *enable_ecs_managed_tags,
             propagate_tags,
+            service_connect_configuration: service_connect_configuration.as_ref(),
         }
     }
 }
@@ -682,5 +751,47 @@ spec:
         let td = task_definition(&svc, &Resolved::unresolved(&svc));
         assert!(!td.container_definitions[0].readonly_root_filesystem);
         assert!(td.volumes.is_empty() && td.container_definitions[0].mount_points.is_empty());
+    }
+
+    #[test]
+    fn service_connect_renders_a_named_alias_and_joins_the_hash_only_when_on() {
+        let hash =
+            |e: &EcsService| e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).unwrap().value.clone();
+        let plain = service(SVC);
+        let plain = render(&plain, &Resolved::unresolved(&plain));
+        let json = serde_json::to_value(&plain.create_service).unwrap();
+        assert!(json.get("serviceConnectConfiguration").is_none(), "{json:#}");
+        let sc = |body: &str| {
+            let svc = service(&format!("{SVC}  expose:\n    serviceConnect: {body}\n"));
+            render(&svc, &Resolved::unresolved(&svc))
+        };
+        let on = sc("{ namespace: mcp.internal, dnsName: documents }");
+        assert_eq!(
+            serde_json::to_value(&on.create_service).unwrap()["serviceConnectConfiguration"],
+            serde_json::json!({
+                "enabled": true,
+                "namespace": "mcp.internal",
+                "services": [{
+                    "portName": "mcp",
+                    "discoveryName": "documents",
+                    "clientAliases": [{"port": 8080, "dnsName": "documents.mcp.internal"}]
+                }]
+            })
+        );
+        let mapping = &on.register_task_definition.container_definitions[0].port_mappings[0];
+        assert_eq!((mapping.name.as_str(), mapping.app_protocol.as_str()), (PORT_NAME, "http"));
+        // The task definition is the same: Service Connect is a service setting.
+        assert_eq!(task_hash(&on.register_task_definition), task_hash(&plain.register_task_definition));
+        assert_ne!(hash(&on), hash(&plain));
+        let other_port = sc("{ namespace: mcp.internal, dnsName: documents, port: 9090 }");
+        assert_ne!(hash(&other_port), hash(&on));
+        // A namespace ARN has no name to qualify the alias with.
+        let arn =
+            sc("{ namespace: 'arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-abc', dnsName: docs }");
+        let alias = &arn.create_service.service_connect_configuration.as_ref().unwrap().services[0].client_aliases[0];
+        assert_eq!(alias.dns_name.as_deref(), Some("docs"));
+        // Readiness is recorded for later use and is no ECS setting: the hash does not move.
+        let ready = service(&format!("{SVC}  readiness: {{ path: /ready }}\n"));
+        assert_eq!(hash(&render(&ready, &Resolved::unresolved(&ready))), hash(&plain));
     }
 }

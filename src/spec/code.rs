@@ -132,6 +132,12 @@ codes! {
     // E14xx: local stack (validate::local).
     LocalPortRange = "E1401", "a local host port outside 1024..65535";
     LocalPortTaken = "E1402", "a local host port pinned by two services";
+    // E15xx: readiness and endpoints (validate::expose).
+    ReadinessPath = "E1501", "a readiness path that does not start with `/` or has spaces or quotes";
+    ServiceConnectNamespace = "E1502", "a Service Connect namespace that is not a Cloud Map namespace name or ARN";
+    ServiceConnectNamespaceMissing = "E1503", "Service Connect without a namespace, here or in FleetDefaults";
+    ServiceConnectDnsName = "E1504", "a Service Connect dnsName that is not a DNS label (1-63 `a-z`, `0-9`, `-`)";
+    ServiceConnectPort = "E1505", "a Service Connect port outside 1..65535";
 }
 
 impl fmt::Display for Code {

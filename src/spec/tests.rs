@@ -507,7 +507,7 @@ fn every_wrong_field_of_a_document_is_reported_with_its_line() {
             "m.yaml:5: metadata.colour: unknown field (expected name or labels)",
             "m.yaml:9: spec.cpu: invalid type: string \"lots\", expected a whole number",
             "m.yaml:15: spec.stopTimeout: 500s is above the Fargate maximum of 120s",
-            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem, local)",
+            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose)",
             "m.yaml:17: spec.healthCheck.retries: invalid type: string \"many\", expected a whole number",
         ]
     );
@@ -707,4 +707,91 @@ mod read_paths {
         let text = crate::testkit::fleet_yaml(10_000, 5, 3);
         assert_eq!(load_str("fleet.yaml", &text).map(|f| f.services.len()), Ok(10_000));
     }
+}
+
+/// FleetDefaults naming a Service Connect namespace, followed by `service`.
+fn with_namespace_defaults(namespace: &str, service: &str) -> String {
+    format!(
+        "apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec:\n  expose:\n    serviceConnect: {{ namespace: {namespace} }}\n---\n{service}"
+    )
+}
+
+#[test]
+fn service_connect_defaults_to_the_service_name_port_and_fleet_namespace() {
+    let s = valid(&svc("", &[]));
+    assert_eq!((s.service_connect, s.readiness_path), (None, None));
+    let s = valid(&with_namespace_defaults("mcp.internal", &svc("  readiness: { path: /ready }\n", &[])));
+    assert_eq!(
+        s.service_connect,
+        Some(ValidServiceConnect { namespace: "mcp.internal".into(), dns_name: "svc".into(), port: 8080 })
+    );
+    assert_eq!(s.readiness_path.as_deref(), Some("/ready"));
+    let arn = "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-abcdef0123456789";
+    let own = svc(&format!("  expose:\n    serviceConnect: {{ namespace: {arn}, dnsName: docs-v2, port: 80 }}\n"), &[]);
+    let s = valid(&with_namespace_defaults("mcp.internal", &own));
+    assert_eq!(
+        s.service_connect,
+        Some(ValidServiceConnect { namespace: arn.into(), dns_name: "docs-v2".into(), port: 80 })
+    );
+}
+
+#[test]
+fn service_connect_and_readiness_errors_name_their_field() {
+    let sc = |body: &str| svc(&format!("  expose:\n    serviceConnect: {body}\n"), &[]);
+    one_error(&sc("{}"), "m.yaml:15: spec.expose.serviceConnect.namespace: required");
+    one_error(&sc("{ namespace: 'mcp internal' }"), "spec.expose.serviceConnect.namespace: `mcp internal` is neither");
+    one_error(
+        &sc("{ namespace: 'arn:aws:servicediscovery:us-east-1:1234:namespace/ns-x' }"),
+        "spec.expose.serviceConnect.namespace: `arn:aws:servicediscovery:us-east-1:1234:namespace/ns-x` is neither",
+    );
+    one_error(
+        &sc("{ namespace: mcp.internal, dnsName: Docs }"),
+        "spec.expose.serviceConnect.dnsName: `Docs` is not a DNS label",
+    );
+    one_error(&sc("{ namespace: mcp.internal, dnsName: docs- }"), "`docs-` is not a DNS label");
+    one_error(&sc(&format!("{{ namespace: mcp.internal, dnsName: {} }}", "a".repeat(64))), "is not a DNS label");
+    one_error(
+        &sc("{ namespace: mcp.internal, port: 70000 }"),
+        "spec.expose.serviceConnect.port: 70000 is not a TCP port",
+    );
+    one_error(&sc("{ namespace: mcp.internal, port: 0 }"), "0 is not a TCP port");
+    // A service name that is no DNS label cannot be the default alias.
+    one_error(
+        &with_namespace_defaults("mcp.internal", &svc("", &[("name: svc", "name: Svc_1")])),
+        "the service name `Svc_1` is not a DNS label",
+    );
+    one_error(
+        &svc("  readiness: { path: ready }\n", &[]),
+        "m.yaml:14: spec.readiness.path: `ready` must start with `/`",
+    );
+    // The load-balancer fields are not part of the manifest yet.
+    one_error(&svc("  expose: { loadBalancers: [] }\n", &[]), "spec.expose.loadBalancers: unknown field");
+    one_error(
+        &svc("  expose: { serviceConnect: { namespace: a.b }, healthCheckGracePeriod: 60s }\n", &[]),
+        "spec.expose.healthCheckGracePeriod: unknown field",
+    );
+}
+
+#[test]
+fn fleet_defaults_may_only_name_the_namespace() {
+    let defaults = |expose: &str| {
+        format!(
+            "apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec:\n  expose: {expose}\n---\n{}",
+            svc("", &[])
+        )
+    };
+    one_error(
+        &defaults("{ serviceConnect: { namespace: a.b, dnsName: x } }"),
+        "spec.expose.serviceConnect.dnsName: unknown field",
+    );
+    one_error(
+        &defaults("{ serviceConnect: { namespace: 'a b' } }"),
+        "m.yaml:4: spec.expose.serviceConnect.namespace: `a b` is neither",
+    );
+    // A broken FleetDefaults namespace is reported once, not again as missing for each service.
+    let errs = errors(
+        &defaults("{ serviceConnect: { namespace: 7 } }")
+            .replace(&svc("", &[]), &svc("  expose: { serviceConnect: { port: 80 } }\n", &[])),
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
 }

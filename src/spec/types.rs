@@ -84,6 +84,24 @@ pub struct FleetDefaultsSpec {
     pub read_only_root_filesystem: Option<bool>,
     /// Local stack only: add a Redis session store to the rendered docker-compose.yml.
     pub session_store: Option<SessionStore>,
+    /// How every service is reached; FleetDefaults may only set the Service Connect namespace.
+    pub expose: Option<DefaultsExpose>,
+}
+
+/// `expose` in FleetDefaults: every service joins one Service Connect namespace.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DefaultsExpose {
+    /// Service Connect for every service of the fleet.
+    pub service_connect: Option<DefaultsServiceConnect>,
+}
+
+/// The Service Connect setting FleetDefaults may carry.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DefaultsServiceConnect {
+    /// Cloud Map namespace name (e.g. `mcp.internal`) or `arn:aws:servicediscovery:…:namespace/ns-…` ARN.
+    pub namespace: String,
 }
 
 /// One MCP server, deployed as one ECS service and task-definition family.
@@ -152,6 +170,39 @@ pub struct McpServiceSpec {
     pub read_only_root_filesystem: Option<bool>,
     /// Local stack only (`render --format compose`); ECS ignores it.
     pub local: Option<Local>,
+    /// The readiness probe (dependencies reachable), as opposed to the liveness `healthCheck`.
+    pub readiness: Option<Readiness>,
+    /// How agents reach the service.
+    pub expose: Option<Expose>,
+}
+
+/// Readiness: the HTTP path that answers 2xx only when the server can serve (its dependencies are reachable).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Readiness {
+    /// HTTP path, e.g. `/ready`.
+    pub path: String,
+}
+
+/// How agents reach a service.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Expose {
+    /// ECS Service Connect, for agents inside the VPC.
+    pub service_connect: Option<ServiceConnect>,
+}
+
+/// ECS Service Connect: a client alias in a Cloud Map namespace.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceConnect {
+    /// Cloud Map namespace name or ARN (may come from FleetDefaults).
+    pub namespace: Option<String>,
+    /// Client alias: a DNS label (1-63 lowercase letters, digits, `-`); default the service name.
+    pub dns_name: Option<String>,
+    /// Port clients connect to (1..65535); default `spec.port`.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u32>,
 }
 
 /// How the service runs in the local stack.

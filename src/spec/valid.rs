@@ -63,6 +63,21 @@ pub struct ValidService {
     pub read_only_root_filesystem: bool,
     /// The local stack's host port, when the manifest pins one (`spec.local.port`).
     pub local_port: Option<u16>,
+    /// The readiness path (`spec.readiness.path`), when set.
+    pub readiness_path: Option<String>,
+    /// Service Connect, when the service or FleetDefaults turns it on.
+    pub service_connect: Option<ValidServiceConnect>,
+}
+
+/// Service Connect with its defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidServiceConnect {
+    /// Cloud Map namespace name or ARN, as written.
+    pub namespace: String,
+    /// The client alias (a DNS label).
+    pub dns_name: String,
+    /// The port clients connect to.
+    pub port: u16,
 }
 
 /// A Secrets Manager reference as written (name or ARN), with optional JSON key and version.

@@ -18,7 +18,8 @@ use crate::render::CpuArch;
 use crate::render::ecs::{
     AwsVpcConfiguration, CircuitBreaker, ContainerDefinition, DeploymentConfiguration, HealthCheck, KeyValue,
     LinuxParameters, LogConfiguration, MountPoint, NetworkConfiguration, PortMapping, RuntimePlatform, SecretVar,
-    ServiceInput, TaskDefinitionInput, Volume,
+    ServiceConnectClientAlias, ServiceConnectConfiguration, ServiceConnectService, ServiceInput, TaskDefinitionInput,
+    Volume,
 };
 
 /// The [`Ecs`] port over aws-sdk-ecs.
@@ -53,6 +54,9 @@ impl AwsEcs {
             .network_configuration(network_configuration(OP, &input.network_configuration)?)
             .enable_ecs_managed_tags(input.enable_ecs_managed_tags)
             .propagate_tags(sdk::PropagateTags::from(input.propagate_tags.as_str()))
+            .set_service_connect_configuration(
+                input.service_connect_configuration.as_ref().map(|c| service_connect(OP, c)).transpose()?,
+            )
             .set_tags(Some(sdk_tags(input.tags.iter().map(|t| (t.key.clone(), t.value.clone())))))
             .send()
             .await
@@ -77,6 +81,9 @@ impl AwsEcs {
         }
         if let Some(n) = &u.network_configuration {
             req = req.network_configuration(network_configuration(OP, n)?);
+        }
+        if let Some(c) = &u.service_connect_configuration {
+            req = req.service_connect_configuration(service_connect(OP, c)?);
         }
         if let Some(t) = &u.tagging {
             req = req
@@ -306,6 +313,69 @@ fn network_configuration(op: Op, n: &NetworkConfiguration) -> Result<sdk::Networ
         .build())
 }
 
+fn service_connect(op: Op, c: &ServiceConnectConfiguration) -> Result<sdk::ServiceConnectConfiguration, BackendError> {
+    let services = c
+        .services
+        .iter()
+        .map(|s| {
+            let aliases = s
+                .client_aliases
+                .iter()
+                .map(|a| {
+                    sdk::ServiceConnectClientAlias::builder()
+                        .port(i32::from(a.port))
+                        .set_dns_name(a.dns_name.clone())
+                        .build()
+                        .map_err(|e| build_err(op, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            sdk::ServiceConnectService::builder()
+                .port_name(&s.port_name)
+                .set_discovery_name(s.discovery_name.clone())
+                .set_client_aliases(Some(aliases))
+                .build()
+                .map_err(|e| build_err(op, e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(sdk::ServiceConnectConfiguration::builder()
+        .enabled(c.enabled)
+        .set_namespace(c.namespace.clone())
+        .set_services((!services.is_empty()).then_some(services))
+        .build())
+}
+
+/// Service Connect as ECS reports it: only per deployment, so the PRIMARY one's is the service's. Only the fields
+/// mcpfleet sets are read; the defaults ECS echoes (timeouts, ingress port, TLS) are not part of the comparison.
+fn service_connect_of(s: &sdk::Service) -> Option<ServiceConnectConfiguration> {
+    let primary = s.deployments().iter().find(|d| d.status() == Some("PRIMARY"))?;
+    let c = primary.service_connect_configuration()?;
+    if !c.enabled() {
+        return Some(ServiceConnectConfiguration::disabled());
+    }
+    Some(ServiceConnectConfiguration {
+        enabled: true,
+        namespace: c.namespace().map(String::from),
+        services: c
+            .services()
+            .iter()
+            .map(|s| ServiceConnectService {
+                port_name: s.port_name().into(),
+                discovery_name: s.discovery_name().map(String::from),
+                client_aliases: s
+                    .client_aliases()
+                    .iter()
+                    .filter_map(|a| {
+                        Some(ServiceConnectClientAlias {
+                            port: u16::try_from(a.port()).ok()?,
+                            dns_name: a.dns_name().map(String::from),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
 fn rollout_state(s: Option<&sdk::DeploymentRolloutState>) -> RolloutState {
     match s {
         Some(sdk::DeploymentRolloutState::Completed) => RolloutState::Completed,
@@ -342,6 +412,7 @@ fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
                 assign_public_ip: vpc.and_then(|v| v.assign_public_ip()).map_or("DISABLED", |a| a.as_str()).into(),
             },
         },
+        service_connect_configuration: service_connect_of(s),
         deployments: s
             .deployments()
             .iter()

@@ -93,6 +93,7 @@ fn a_healthy_deployment_completes_within_its_bounds() {
         desired_count: None,
         deployment_configuration: None,
         network_configuration: None,
+        service_connect_configuration: None,
         tagging: None,
     };
     w.update_service(&update).unwrap();
@@ -126,6 +127,7 @@ fn the_circuit_breaker_fails_and_silently_rolls_back() {
         desired_count: None,
         deployment_configuration: None,
         network_configuration: None,
+        service_connect_configuration: None,
         tagging: None,
     };
     w.update_service(&update).unwrap();
@@ -226,6 +228,7 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
         desired_count: None,
         deployment_configuration: None,
         network_configuration: None,
+        service_connect_configuration: None,
         tagging: None,
     })
     .unwrap();
@@ -252,6 +255,7 @@ async fn updates_accept_ecs_tag_propagation_values_only() {
         desired_count: Some(2),
         deployment_configuration: None,
         network_configuration: None,
+        service_connect_configuration: None,
         tagging: None,
     };
     let tagging = |p: &str| crate::backend::TagPropagation { propagate_tags: p.into(), enable_ecs_managed_tags: true };

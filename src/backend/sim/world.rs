@@ -17,7 +17,9 @@ use crate::backend::{
     RolloutState, ServiceEvent, ServiceState, ServiceStatus, ServiceUpdate, TargetGroup, TargetProtocol, TargetType,
     TaskDefinition, TdStatus,
 };
-use crate::render::ecs::{CircuitBreaker, DeploymentConfiguration, ServiceInput, TaskDefinitionInput};
+use crate::render::ecs::{
+    CircuitBreaker, DeploymentConfiguration, ServiceConnectConfiguration, ServiceInput, TaskDefinitionInput,
+};
 
 /// Re-exported where the sim always had it; the rule itself is ECS's and lives with the ports.
 pub use crate::backend::breaker_threshold;
@@ -511,6 +513,7 @@ impl World {
             pending_count: 0,
             deployment_configuration: Some(input.deployment_configuration.clone()),
             network_configuration: input.network_configuration.clone(),
+            service_connect_configuration: input.service_connect_configuration.clone(),
             deployments: vec![deployment],
             events: vec![ServiceEvent {
                 at_ms: now,
@@ -560,6 +563,11 @@ impl World {
         }
         if let Some(n) = &u.network_configuration {
             s.network_configuration = n.clone();
+        }
+        if let Some(c) = &u.service_connect_configuration {
+            // ECS reports Service Connect per deployment; turned off, it reports `enabled: false`.
+            s.service_connect_configuration =
+                Some(if c.enabled { c.clone() } else { ServiceConnectConfiguration::disabled() });
         }
         s.desired_count = desired;
         if let Some(d) = deployment {

@@ -6,7 +6,8 @@ use crate::spec::code::Code;
 use crate::spec::types::{DurationStr, HealthCheck, Probe};
 use crate::spec::valid::{HealthProbe, ValidHealthCheck};
 
-re!(HEALTH_PATH, r"^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$");
+// Shared with `expose` (readiness paths follow the same rule).
+re!(pub(super) HEALTH_PATH, r"^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$");
 
 pub(super) fn check_health(ctx: &mut DocCtx, h: &HealthCheck) -> Option<ValidHealthCheck> {
     let base = p(&["spec", "healthCheck"]);

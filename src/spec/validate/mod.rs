@@ -2,7 +2,7 @@
 //! sees every problem of a fleet in one run.
 //!
 //! One module per concern, each owning its rules, patterns and codes (`super::code`): names, labels, image, task
-//! size, roles, env, secrets, health check, network, logging, rollout, local stack. This module holds what they share (the
+//! size, roles, env, secrets, health check, network, logging, rollout, local stack, readiness and endpoints. This module holds what they share (the
 //! document context, field paths, durations) and walks a service through them.
 //!
 //! Fields inherited from FleetDefaults are checked once, where they are written; a service is checked for the
@@ -22,13 +22,14 @@ use super::yaml::{Node, Seg};
 
 /// A pattern compiled once, on first use.
 macro_rules! re {
-    ($name:ident, $pat:expr) => {
-        static $name: std::sync::LazyLock<regex::Regex> =
+    ($vis:vis $name:ident, $pat:expr) => {
+        $vis static $name: std::sync::LazyLock<regex::Regex> =
             std::sync::LazyLock::new(|| regex::Regex::new($pat).expect("static regex"));
     };
 }
 
 mod env;
+mod expose;
 mod health;
 mod image;
 mod labels;
@@ -150,6 +151,9 @@ pub(super) fn check_defaults(ctx: &mut DocCtx, spec: &FleetDefaultsSpec) {
     }
     if let Some(r) = &spec.rollout {
         rollout::check_rollout(ctx, &p(&["spec", "rollout"]), r);
+    }
+    if let Some(sc) = spec.expose.as_ref().and_then(|e| e.service_connect.as_ref()) {
+        expose::check_namespace(ctx, &p(&["spec", "expose", "serviceConnect", "namespace"]), &sc.namespace);
     }
 }
 
@@ -306,6 +310,14 @@ pub(super) fn check_service(
         rollout::merge_rollout(ctx, s.rollout.as_ref(), d, replicas)
     };
 
+    let readiness_path = s.readiness.as_ref().and_then(|r| expose::check_readiness(ctx, r));
+    let service_connect = if broken("expose") || broken("port") {
+        Err(())
+    } else {
+        let default_namespace = d.spec.expose.as_ref().and_then(|e| e.service_connect.as_ref());
+        expose::merge_service_connect(ctx, s, name, default_namespace.map(|sc| sc.namespace.as_str()), d.lost("expose"))
+    };
+
     if ctx.diags.len() > before || !unparsed.is_empty() {
         return None;
     }
@@ -347,5 +359,7 @@ pub(super) fn check_service(
         rollout: rollout?,
         read_only_root_filesystem: s.read_only_root_filesystem.or(d.spec.read_only_root_filesystem).unwrap_or(true),
         local_port: local_port.map(u16::try_from).transpose().ok()?,
+        readiness_path,
+        service_connect: service_connect.ok()?,
     })
 }
