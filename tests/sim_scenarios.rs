@@ -172,6 +172,8 @@ fn prune_deletes_removed_managed_services_only() {
                 enable_ecs_managed_tags: false,
                 propagate_tags: "NONE".into(),
                 service_connect_configuration: None,
+                load_balancers: vec![],
+                health_check_grace_period_seconds: None,
                 tags: vec![],
             };
             w.create_service(&svc).unwrap();
