@@ -113,6 +113,8 @@ async fn a_validation_error_fails_at_once_with_the_aws_message() {
         deployment_configuration: None,
         network_configuration: None,
         service_connect_configuration: None,
+        load_balancers: None,
+        health_check_grace_period_seconds: None,
         tagging: None,
     };
     let err = ecs.update_service(&update).await.unwrap_err();
@@ -1034,6 +1036,8 @@ async fn converging_an_update_sends_tag_propagation() {
         deployment_configuration: None,
         network_configuration: None,
         service_connect_configuration: None,
+        load_balancers: None,
+        health_check_grace_period_seconds: None,
         tagging: Some(mcpfleet::backend::TagPropagation {
             propagate_tags: "SERVICE".into(),
             enable_ecs_managed_tags: true,
@@ -1174,6 +1178,8 @@ async fn service_connect_is_read_from_the_primary_deployment_and_sent_on_update(
         deployment_configuration: None,
         network_configuration: None,
         service_connect_configuration: Some(wanted),
+        load_balancers: None,
+        health_check_grace_period_seconds: None,
         tagging: None,
     };
     ecs.update_service(&u).await.unwrap();

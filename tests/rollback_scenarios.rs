@@ -416,6 +416,8 @@ fn ecs_edit(sim: &mcpfleet::backend::sim::Sim, td: &str) {
         deployment_configuration: None,
         network_configuration: None,
         service_connect_configuration: None,
+        load_balancers: None,
+        health_check_grace_period_seconds: None,
         tagging: None,
     };
     sim.with_world(true, |w| w.update_service(&update)).unwrap().unwrap();

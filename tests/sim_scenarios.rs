@@ -172,6 +172,8 @@ fn prune_deletes_removed_managed_services_only() {
                 enable_ecs_managed_tags: false,
                 propagate_tags: "NONE".into(),
                 service_connect_configuration: None,
+                load_balancers: vec![],
+                health_check_grace_period_seconds: None,
                 tags: vec![],
             };
             w.create_service(&svc).unwrap();
@@ -573,4 +575,74 @@ fn service_connect_is_applied_reported_as_an_endpoint_and_removed_by_an_update()
     let status = lab.ok(&["status", "-f", lab.manifests().to_str().unwrap(), "-o", "json"]);
     let status: Value = serde_json::from_str(&status).unwrap();
     assert!(status["services"].as_array().unwrap().iter().all(|s| s["endpoints"] == serde_json::json!([])));
+}
+
+#[test]
+fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
+    let lab = Lab::new();
+    let m = lab.manifests();
+    let attach = |tg: &str| {
+        std::fs::copy("manifests/documents.yaml", m.join("documents.yaml")).unwrap();
+        lab.edit_manifest(
+            "documents.yaml",
+            "  readiness:\n",
+            &format!("  expose:\n    loadBalancers:\n      - targetGroup: {tg}\n  readiness:\n"),
+        );
+    };
+    let line = std::fs::read_to_string("manifests/documents.yaml").unwrap().lines().position(|l| l == "  readiness:");
+    let line = line.unwrap() + 3; // the targetGroup line, 1-based
+    lab.ok(&["sim", "target-group", "legacy", "--target-type", "instance"]);
+    lab.ok(&["sim", "target-group", "orphan", "--health-path", "/ready", "--no-load-balancer"]);
+    let before = std::fs::read(lab.state()).unwrap();
+    for (tg, why) in [
+        ("nope", "target group `nope` not found".to_string()),
+        ("legacy", "has target type `instance`; Fargate tasks register only in `ip` target groups".into()),
+        ("orphan", "is not attached to a load balancer".into()),
+    ] {
+        attach(tg);
+        let out = lab.run(&["apply", "-f", m.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{tg}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let at = format!("documents.yaml:{line}): spec.expose.loadBalancers[0].targetGroup: ");
+        assert!(stderr.contains(&at) && stderr.contains(&why), "{tg}: {stderr}");
+        assert!(stderr.contains("nothing was changed"), "{stderr}");
+        assert_eq!(std::fs::read(lab.state()).unwrap(), before, "{tg}: the sim state must be byte-identical");
+    }
+
+    // A target group probing another path than readiness is applied, with a warning.
+    let arn = lab.ok(&["sim", "target-group", "mcp-documents", "--health-path", "/health"]).trim().to_string();
+    attach("mcp-documents");
+    let out = lab.run(&["apply", "-f", m.to_str().unwrap(), "--wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning: service `documents`")
+            && stderr.contains(
+                "target group `mcp-documents` health-checks `/health`, not the service's readiness.path `/ready`"
+            ),
+        "{stderr}"
+    );
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/documents"].state;
+    assert_eq!(svc.load_balancers.len(), 1);
+    assert_eq!(svc.load_balancers[0].target_group_arn, arn);
+    assert_eq!(
+        (svc.load_balancers[0].container_name.as_str(), svc.load_balancers[0].container_port),
+        ("documents", 8080)
+    );
+    assert_eq!(svc.health_check_grace_period_seconds, Some(15), "the health check's startPeriod");
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 0, "converged with a load balancer: {plan:#}");
+
+    // Removing it is an update that detaches it.
+    std::fs::copy("manifests/documents.yaml", m.join("documents.yaml")).unwrap();
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/documents"].state;
+    assert!(svc.load_balancers.is_empty());
+    assert_eq!(svc.health_check_grace_period_seconds, Some(0));
+    assert_eq!(lab.plan().0, 0);
 }

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 pub use op::Op;
 
 use crate::render::ecs::{
-    DeploymentConfiguration, NetworkConfiguration, ServiceConnectConfiguration, ServiceInput, TaskDefinitionInput,
+    DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, NetworkConfiguration, ServiceConnectConfiguration,
+    ServiceInput, TaskDefinitionInput,
 };
 
 /// Locks `m` even when another thread panicked while holding it. The backends' mutexes guard request counters,
@@ -223,6 +224,12 @@ pub struct ServiceState {
     /// compared; `enabled: false` when it was turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
+    /// The target groups the service's tasks register in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<ServiceLoadBalancer>,
+    /// None when the API did not report it (moto drops it): then it is not compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_grace_period_seconds: Option<u32>,
     pub deployments: Vec<Deployment>,
     /// Newest first.
     pub events: Vec<ServiceEvent>,
@@ -259,6 +266,9 @@ pub struct ServiceUpdate {
     pub network_configuration: Option<NetworkConfiguration>,
     /// Service Connect to set; `enabled: false` turns it off.
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
+    /// The target groups to register in; an empty list detaches every load balancer.
+    pub load_balancers: Option<Vec<ServiceLoadBalancer>>,
+    pub health_check_grace_period_seconds: Option<u32>,
     /// How the service tags its tasks; a service converged by an update propagates tags as one created from the
     /// same input does.
     pub tagging: Option<TagPropagation>,
@@ -292,6 +302,16 @@ impl ServiceUpdate {
             None if running_service_connect => Some(ServiceConnectConfiguration::disabled()),
             None => None,
         };
+        // Detached only where attached: a service that never had load balancers gets no such field.
+        let load_balancers = if !input.load_balancers.is_empty() || !observed.load_balancers.is_empty() {
+            Some(input.load_balancers.clone())
+        } else {
+            None
+        };
+        // A grace period no longer wanted is set back to ECS's default, 0.
+        let health_check_grace_period_seconds = input
+            .health_check_grace_period_seconds
+            .or_else(|| observed.health_check_grace_period_seconds.filter(|g| *g != 0).map(|_| 0));
         ServiceUpdate {
             cluster: input.cluster.clone(),
             service: input.service_name.clone(),
@@ -300,6 +320,8 @@ impl ServiceUpdate {
             deployment_configuration: Some(input.deployment_configuration.clone()),
             network_configuration: Some(input.network_configuration.clone()),
             service_connect_configuration,
+            load_balancers,
+            health_check_grace_period_seconds,
             tagging: Some(TagPropagation::of(input)),
         }
     }

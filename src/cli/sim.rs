@@ -121,6 +121,8 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
                 deployment_configuration: None,
                 network_configuration: None,
                 service_connect_configuration: None,
+                load_balancers: None,
+                health_check_grace_period_seconds: None,
                 tagging: None,
             };
             let state = sim.with_world(true, |w| w.update_service(&update))??;

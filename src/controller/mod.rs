@@ -240,13 +240,17 @@ impl Controller {
         due.services.retain(|s| !self.backing.waiting(&(s.cluster.clone(), s.name.clone()), started));
 
         // Resolve each service on its own: one missing tag does not stop the rest of the fleet.
-        let resolved =
-            match reconcile::resolve::resolve_each(&due, self.backend.images.as_ref(), self.backend.secrets.as_ref())
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => return self.observe_failed(&e.to_string(), None),
-            };
+        let resolved = match reconcile::resolve::resolve_each(
+            &due,
+            self.backend.images.as_ref(),
+            self.backend.secrets.as_ref(),
+            self.backend.target_groups.as_ref(),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => return self.observe_failed(&e.to_string(), None),
+        };
         let mut desired = Vec::new();
         for (svc, res) in due.services.iter().zip(resolved) {
             match res {

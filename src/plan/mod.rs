@@ -176,6 +176,21 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
     {
         diff_values("service.serviceConnectConfiguration", &json_of(&observed_sc), &json_of(&wanted_sc), &mut changes);
     }
+    if let (observed_lbs, wanted_lbs) = (as_set(&observed.load_balancers), as_set(&want.load_balancers))
+        && observed_lbs != wanted_lbs
+    {
+        changes.push(change("service.loadBalancers", observed_lbs, wanted_lbs));
+    }
+    // Not reported (moto drops it), it is not compared; ECS's default, 0, is the same as none.
+    if let Some(observed_grace) = observed.health_check_grace_period_seconds
+        && observed_grace != want.health_check_grace_period_seconds.unwrap_or(0)
+    {
+        changes.push(change(
+            "service.healthCheckGracePeriodSeconds",
+            observed_grace,
+            want.health_check_grace_period_seconds.unwrap_or(0),
+        ));
+    }
     if let Some(applied) = ServiceTags::of(observed).applied
         && applied != observed.task_definition
     {
@@ -197,6 +212,14 @@ fn network_as_sets(n: &NetworkConfiguration) -> NetworkConfiguration {
     out.awsvpc_configuration.subnets = set(&n.awsvpc_configuration.subnets);
     out.awsvpc_configuration.security_groups = set(&n.awsvpc_configuration.security_groups);
     out
+}
+
+/// A list ECS treats as a set (load balancers may be echoed in any order), sorted and deduplicated.
+fn as_set<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Service Connect as a comparable value: off and absent are the same, services and client aliases are sets, and

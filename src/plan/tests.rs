@@ -46,6 +46,8 @@ fn applied(d: &EcsService) -> ServiceState {
         deployment_configuration: Some(input.deployment_configuration.clone()),
         network_configuration: input.network_configuration.clone(),
         service_connect_configuration: input.service_connect_configuration.clone(),
+        load_balancers: input.load_balancers.clone(),
+        health_check_grace_period_seconds: input.health_check_grace_period_seconds,
         deployments: vec![crate::backend::Deployment {
             id: "ecs-svc/1".into(),
             status: DeploymentStatus::Primary,

@@ -60,7 +60,9 @@ impl Desired {
 
 /// Resolves and renders the whole fleet.
 pub async fn desired_state(fleet: &ValidFleet, backend: &Backend) -> Result<Vec<Desired>, ReconcileError> {
-    let resolved = resolve::resolve(fleet, backend.images.as_ref(), backend.secrets.as_ref()).await?;
+    let resolved =
+        resolve::resolve(fleet, backend.images.as_ref(), backend.secrets.as_ref(), backend.target_groups.as_ref())
+            .await?;
     Ok(fleet.services.iter().zip(resolved).map(|(svc, res)| Desired::new(svc, &res)).collect())
 }
 

@@ -1,12 +1,17 @@
-//! Resolution: every image tag to its digest and platforms, every secret to its full ARN, for the whole fleet,
-//! before anything is written. Lookups are batched: one image call per repository per 100 references, one
-//! secret call per 10 distinct secrets.
+//! Resolution: every image tag to its digest and platforms, every secret to its full ARN, every load balancer's
+//! target group to its ARN (checked to be one a Fargate service can register in), for the whole fleet, before
+//! anything is written. Lookups are batched: one image call per repository per 100 references, one secret call
+//! per 10 distinct secrets, one target-group describe per 20 distinct target groups.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::backend::{BackendError, IMAGE_BATCH, ImageInfo, ImageSelector, Images, Secrets};
+use crate::backend::{
+    BackendError, DESCRIBE_TARGET_GROUPS_BATCH, IMAGE_BATCH, ImageInfo, ImageSelector, Images, LoadBalancerType,
+    Secrets, TargetGroupInfo, TargetGroups, TargetType,
+};
 use crate::render::{CpuArch, Resolved};
 use crate::spec::{Architecture, ValidFleet, ValidService};
+use crate::spec::{HealthProbe, Transport};
 
 use super::ReconcileError;
 
@@ -28,8 +33,9 @@ pub async fn resolve(
     fleet: &ValidFleet,
     images: &dyn Images,
     secrets: &dyn Secrets,
+    target_groups: &dyn TargetGroups,
 ) -> Result<Vec<Resolved>, ReconcileError> {
-    let each = resolve_each(fleet, images, secrets).await?;
+    let each = resolve_each(fleet, images, secrets, target_groups).await?;
     let problems: Vec<String> = each.iter().filter_map(|r| r.as_ref().err()).flatten().cloned().collect();
     if problems.is_empty() {
         Ok(each.into_iter().flatten().collect())
@@ -44,6 +50,7 @@ pub async fn resolve_each(
     fleet: &ValidFleet,
     images: &dyn Images,
     secrets: &dyn Secrets,
+    target_groups: &dyn TargetGroups,
 ) -> Result<Vec<Result<Resolved, Vec<String>>>, ReconcileError> {
     // Images, grouped by repository.
     let mut by_repo: BTreeMap<String, BTreeSet<ImageSelector>> = BTreeMap::new();
@@ -84,6 +91,18 @@ pub async fn resolve_each(
             Ok(map) => arns.extend(map),
             Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
             Err(e) => problems.push(format!("secrets: {e}")),
+        }
+    }
+    // Target groups, distinct.
+    let ids: BTreeSet<String> =
+        fleet.services.iter().flat_map(|s| s.load_balancers.iter().map(|lb| lb.target_group.clone())).collect();
+    let ids: Vec<String> = ids.into_iter().collect();
+    let mut groups = Vec::new();
+    for chunk in ids.chunks(DESCRIBE_TARGET_GROUPS_BATCH) {
+        match target_groups.describe(chunk).await {
+            Ok(found) => groups.extend(found),
+            Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
+            Err(e) => problems.push(format!("target groups: {e}")),
         }
     }
     if !problems.is_empty() {
@@ -141,21 +160,114 @@ pub async fn resolve_each(
                 }
             }
         }
+        let mut warnings: Vec<String> =
+            moved_tag(svc, &found).map(|w| format!("{}: spec.image: {w}", at(svc.lines.image))).into_iter().collect();
+        let mut target_group_arns = Vec::with_capacity(svc.load_balancers.len());
+        for (i, lb) in svc.load_balancers.iter().enumerate() {
+            let line = svc.lines.target_groups.get(i).copied().unwrap_or(svc.source.line);
+            let field = format!("{}: spec.expose.loadBalancers[{i}].targetGroup", at(line));
+            let info = groups.iter().find(|g| {
+                let tg = &g.target_group;
+                if lb.target_group.starts_with("arn:") { tg.arn == lb.target_group } else { tg.name == lb.target_group }
+            });
+            match info {
+                None => problems.push(format!("{field}: target group `{}` not found", lb.target_group)),
+                Some(info) => {
+                    let judged = judge_target_group(svc, info);
+                    problems.extend(judged.problems.iter().map(|p| format!("{field}: {p}")));
+                    warnings.extend(judged.warnings.iter().map(|w| format!("{field}: {w}")));
+                    target_group_arns.push(info.target_group.arn.clone());
+                }
+            }
+        }
         out.push(match (info, architecture) {
             (Some(info), Some(arch)) if problems.is_empty() => Ok(Resolved {
                 image: svc.image.pinned(&info.digest),
                 digest: Some(info.digest.clone()),
                 architecture: Some(arch),
                 secrets: secret_refs,
-                warnings: moved_tag(svc, &found)
-                    .map(|w| format!("{}: spec.image: {w}", at(svc.lines.image)))
-                    .into_iter()
-                    .collect(),
+                target_groups: target_group_arns,
+                warnings,
             }),
             _ => Err(problems),
         });
     }
     Ok(out)
+}
+
+/// Longest a load balancer may keep an idle SSE stream, or a deregistered task draining, before it is worth a
+/// warning: five minutes.
+const PATIENCE_SECS: u32 = 300;
+
+/// What is wrong (refused) and what is doubtful (warned) about a found target group for one service.
+#[derive(Debug, Default)]
+struct Judged {
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Fargate tasks (awsvpc) register only in `ip` target groups; a target group no load balancer routes to would
+/// take the tasks and send them nothing; an ALB routes only HTTP or HTTPS.
+fn judge_target_group(svc: &ValidService, info: &TargetGroupInfo) -> Judged {
+    let tg = &info.target_group;
+    let mut j = Judged::default();
+    if tg.target_type != TargetType::Ip {
+        j.problems.push(format!(
+            "target group `{}` has target type `{}`; Fargate tasks register only in `ip` target groups",
+            tg.name,
+            tg.target_type.as_str()
+        ));
+    }
+    if tg.load_balancer_arns.is_empty() {
+        j.problems.push(format!(
+            "target group `{}` is not attached to a load balancer (no listener or rule forwards to it)",
+            tg.name
+        ));
+    }
+    let albs = || info.load_balancers.iter().filter(|b| b.kind == LoadBalancerType::Application);
+    if let Some(alb) = albs().next()
+        && !tg.protocol.as_ref().is_some_and(|p| p.is_http())
+    {
+        let protocol = match &tg.protocol {
+            Some(p) => serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_string)),
+            None => None,
+        };
+        j.problems.push(format!(
+            "target group `{}` uses {} behind the Application Load Balancer `{}`, which routes only HTTP or HTTPS",
+            tg.name,
+            protocol.unwrap_or_else(|| "no protocol".into()),
+            alb.name
+        ));
+    }
+    let probed = svc.readiness_path.as_deref().or(match svc.health_check.as_ref().map(|h| &h.probe) {
+        Some(HealthProbe::Http { path, .. }) => Some(path.as_str()),
+        _ => None,
+    });
+    if let (Some(want), Some(have)) = (probed, tg.health_check_path.as_deref())
+        && want != have
+    {
+        let field = if svc.readiness_path.is_some() { "readiness.path" } else { "healthCheck.path" };
+        j.warnings
+            .push(format!("target group `{}` health-checks `{have}`, not the service's {field} `{want}`", tg.name));
+    }
+    if svc.transport == Transport::Sse {
+        for alb in albs() {
+            if let Some(idle) = alb.idle_timeout_secs.filter(|t| *t < PATIENCE_SECS) {
+                j.warnings.push(format!(
+                    "the Application Load Balancer `{}` cuts connections idle for {idle}s, which ends quiet SSE \
+                     streams (raise idle_timeout.timeout_seconds to at least {PATIENCE_SECS})",
+                    alb.name
+                ));
+            }
+        }
+    }
+    if let Some(delay) = tg.deregistration_delay_secs.filter(|d| *d > PATIENCE_SECS) {
+        j.warnings.push(format!(
+            "target group `{}` drains deregistered targets for {delay}s: every deployment waits that long",
+            tg.name
+        ));
+    }
+    j
 }
 
 /// For a `repo:tag@digest` whose tag no longer names that digest: what the tag names now (the digest still wins).
@@ -208,7 +320,7 @@ mod tests {
         fleet.services[0].image.tag = None;
         let sim = Sim::in_memory(seeded_world(1, 1));
         let b = sim.backend();
-        let each = resolve_each(&fleet, b.images.as_ref(), b.secrets.as_ref()).await.unwrap();
+        let each = resolve_each(&fleet, b.images.as_ref(), b.secrets.as_ref(), b.target_groups.as_ref()).await.unwrap();
         let problems = each[0].as_ref().unwrap_err();
         assert_eq!(problems.len(), 1);
         assert!(problems[0].starts_with("service `svc-00000` (fleet.yaml:"), "{problems:?}");

@@ -76,6 +76,8 @@ pub async fn start_rollback(
             deployment_configuration: None,
             network_configuration: None,
             service_connect_configuration: None,
+            load_balancers: None,
+            health_check_grace_period_seconds: None,
             tagging: None,
         })
         .await?;
@@ -296,6 +298,8 @@ mod tests {
                 },
             },
             service_connect_configuration: None,
+            load_balancers: vec![],
+            health_check_grace_period_seconds: None,
             deployments: vec![primary],
             events: vec![],
             tags: Tags::from([

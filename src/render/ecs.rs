@@ -152,8 +152,23 @@ pub struct ServiceInput {
     /// Absent without Service Connect, so those services render (and hash) as before it existed.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
+    /// Absent without load balancers, so those services render (and hash) as before they existed.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub load_balancers: Vec<LoadBalancer>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub health_check_grace_period_seconds: Option<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub tags: Vec<Tag>,
+}
+
+/// A target group the service's tasks register in (CreateService/UpdateService `loadBalancers`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    /// The target group's ARN once resolved; `render` without AWS shows the name as written.
+    pub target_group_arn: String,
+    pub container_name: String,
+    pub container_port: u16,
 }
 
 /// ECS Service Connect settings of a service (CreateService/UpdateService `serviceConnectConfiguration`).
@@ -338,7 +353,7 @@ pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInpu
 }
 
 /// Renders the CreateService input pointing at `task_definition` (a family, family:revision or ARN).
-pub fn service(svc: &ValidService, task_definition: &str) -> ServiceInput {
+pub fn service(svc: &ValidService, res: &Resolved, task_definition: &str) -> ServiceInput {
     ServiceInput {
         cluster: svc.cluster.clone(),
         service_name: svc.name.clone(),
@@ -373,6 +388,17 @@ pub fn service(svc: &ValidService, task_definition: &str) -> ServiceInput {
                 client_aliases: vec![ServiceConnectClientAlias { port: sc.port, dns_name: Some(client_alias(sc)) }],
             }],
         }),
+        load_balancers: svc
+            .load_balancers
+            .iter()
+            .zip(&res.target_groups)
+            .map(|(lb, arn)| LoadBalancer {
+                target_group_arn: arn.clone(),
+                container_name: svc.name.clone(),
+                container_port: lb.container_port,
+            })
+            .collect(),
+        health_check_grace_period_seconds: svc.health_check_grace_period_secs,
         tags: vec![],
     }
 }
@@ -438,6 +464,10 @@ struct HashedService<'a> {
     propagate_tags: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     service_connect_configuration: Option<&'a ServiceConnectConfiguration>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    load_balancers: &'a [LoadBalancer],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check_grace_period_seconds: Option<u32>,
 }
 
 impl<'a> HashedService<'a> {
@@ -456,6 +486,8 @@ impl<'a> HashedService<'a> {
             enable_ecs_managed_tags,
             propagate_tags,
             service_connect_configuration,
+            load_balancers,
+            health_check_grace_period_seconds,
             tags: _,
         } = svc;
         HashedService {
@@ -471,6 +503,8 @@ impl<'a> HashedService<'a> {
             enable_ecs_managed_tags: *enable_ecs_managed_tags,
             propagate_tags,
             service_connect_configuration: service_connect_configuration.as_ref(),
+            load_balancers,
+            health_check_grace_period_seconds: *health_check_grace_period_seconds,
         }
     }
 }
@@ -545,7 +579,7 @@ fn transport_tag(svc: &ValidService) -> Tag {
 /// Both documents of a service, tagged, with the service pointing at the task-definition family.
 pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     let mut td = task_definition(svc, res);
-    let mut service = service(svc, &svc.name);
+    let mut service = service(svc, res, &svc.name);
     // The one tag the spec-hash reads (see `spec_hash_with`); the full set is added once the hash is known.
     service.tags = vec![transport_tag(svc)];
     let td_hash = task_hash(&td);
@@ -646,6 +680,7 @@ spec:
                     .value_from("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/openai-AbCdEf"),
             )]
             .into(),
+            target_groups: vec![],
             warnings: vec![],
         };
         let out = render(&svc, &res);
@@ -677,7 +712,7 @@ spec:
             |e: &EcsService| e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).unwrap().value.clone();
         assert_eq!(hash(&a).len(), 32);
         // The task-definition reference is not part of the desired state.
-        let pointed_elsewhere = super::service(&svc, "docs:7");
+        let pointed_elsewhere = super::service(&svc, &Resolved::unresolved(&svc), "docs:7");
         assert_eq!(spec_hash(&a.register_task_definition, &pointed_elsewhere), hash(&a));
         for change in [
             ("replicas: 2", "replicas: 3"),
@@ -700,7 +735,8 @@ spec:
         assert_eq!(tag(&http), "streamable-http");
         assert!(http.register_task_definition.tags.iter().any(|t| t.key == TAG_TRANSPORT));
         // The default transport leaves the hash as it was before transports were tagged: no fleet-wide update.
-        let untagged = super::service(&service(SVC), "docs");
+        let plain = service(SVC);
+        let untagged = super::service(&plain, &Resolved::unresolved(&plain), "docs");
         assert_eq!(spec_hash(&http.register_task_definition, &untagged), hash(&http));
         let sse = service(&format!("{SVC}  transport: sse\n"));
         let sse = render(&sse, &Resolved::unresolved(&sse));

@@ -52,6 +52,8 @@ pub struct Resolved {
     pub architecture: Option<CpuArch>,
     /// Env var name → ECS `valueFrom`.
     pub secrets: BTreeMap<String, String>,
+    /// The ARN of each `spec.expose.loadBalancers` target group, in manifest order.
+    pub target_groups: Vec<String>,
     /// What resolution noticed but does not refuse (an image `repo:tag@digest` whose tag now points elsewhere).
     pub warnings: Vec<String>,
 }
@@ -68,6 +70,8 @@ impl Resolved {
                 Architecture::Auto => None,
             },
             secrets: svc.secrets.iter().map(|(name, r)| (name.clone(), r.value_from(&r.secret))).collect(),
+            // Like secrets, target groups stay as written: a name is only turned into its ARN by asking ELBv2.
+            target_groups: svc.load_balancers.iter().map(|lb| lb.target_group.clone()).collect(),
             warnings: vec![],
         }
     }

@@ -138,6 +138,11 @@ codes! {
     ServiceConnectNamespaceMissing = "E1503", "Service Connect without a namespace, here or in FleetDefaults";
     ServiceConnectDnsName = "E1504", "a Service Connect dnsName that is not a DNS label (1-63 `a-z`, `0-9`, `-`)";
     ServiceConnectPort = "E1505", "a Service Connect port outside 1..65535";
+    TooManyLoadBalancers = "E1506", "more than 5 load balancers";
+    TargetGroup = "E1507", "a targetGroup that is neither a target group name (1-32 `A-Z`, `a-z`, `0-9`, `-`) nor its ARN";
+    TargetGroupTwice = "E1508", "a target group listed twice";
+    LoadBalancerPort = "E1509", "a load balancer containerPort that is not the container's port (spec.port)";
+    HealthCheckGracePeriod = "E1510", "healthCheckGracePeriod outside 0s..2147483647s";
 }
 
 impl fmt::Display for Code {

@@ -764,12 +764,56 @@ fn service_connect_and_readiness_errors_name_their_field() {
         &svc("  readiness: { path: ready }\n", &[]),
         "m.yaml:14: spec.readiness.path: `ready` must start with `/`",
     );
-    // The load-balancer fields are not part of the manifest yet.
-    one_error(&svc("  expose: { loadBalancers: [] }\n", &[]), "spec.expose.loadBalancers: unknown field");
+}
+
+#[test]
+fn load_balancers_default_their_port_and_the_grace_period_to_the_start_period() {
+    let lb = |body: &str| svc(&format!("  expose:\n    loadBalancers:\n{body}"), &[]);
+    let s = valid(&svc("", &[]));
+    assert_eq!((s.load_balancers.len(), s.health_check_grace_period_secs), (0, None));
+    let s = valid(&lb("      - targetGroup: mcp-docs\n"));
+    assert_eq!(s.load_balancers, vec![ValidLoadBalancer { target_group: "mcp-docs".into(), container_port: 8080 }]);
+    assert_eq!(s.lines.target_groups, vec![16]);
+    let start = valid(&svc(
+        "  healthCheck: { path: /health, startPeriod: 45s }\n  expose:\n    loadBalancers: [{ targetGroup: a }]\n",
+        &[],
+    ));
+    assert_eq!(start.health_check_grace_period_secs, Some(45));
+    let written = valid(&svc("  expose: { loadBalancers: [{ targetGroup: a }], healthCheckGracePeriod: 2m }\n", &[]));
+    assert_eq!(written.health_check_grace_period_secs, Some(120));
+    let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/mcp-docs/0123456789abcdef";
+    let s = valid(&lb(&format!("      - {{ targetGroup: '{arn}', containerPort: 8080 }}\n")));
+    assert_eq!(s.load_balancers[0].target_group, arn);
+}
+
+#[test]
+fn load_balancer_errors_name_their_field() {
+    let lb = |body: &str| svc(&format!("  expose:\n    loadBalancers:\n{body}"), &[]);
     one_error(
-        &svc("  expose: { serviceConnect: { namespace: a.b }, healthCheckGracePeriod: 60s }\n", &[]),
-        "spec.expose.healthCheckGracePeriod: unknown field",
+        &lb("      - targetGroup: -docs\n"),
+        "m.yaml:16: spec.expose.loadBalancers[0].targetGroup: `-docs` is neither",
     );
+    one_error(&lb(&format!("      - targetGroup: {}\n", "a".repeat(33))), "is neither a target group name");
+    one_error(
+        &lb("      - targetGroup: 'arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x/1'\n"),
+        "spec.expose.loadBalancers[0].targetGroup: `arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/x/1` is neither",
+    );
+    one_error(
+        &lb("      - targetGroup: a\n      - targetGroup: a\n"),
+        "m.yaml:17: spec.expose.loadBalancers[1].targetGroup: `a` is listed twice",
+    );
+    one_error(
+        &lb("      - { targetGroup: a, containerPort: 9090 }\n"),
+        "spec.expose.loadBalancers[0].containerPort: 9090 is not a port the container exposes (it exposes spec.port, 8080)",
+    );
+    let six: String = (0..6).map(|i| format!("      - targetGroup: tg{i}\n")).collect();
+    one_error(&lb(&six), "spec.expose.loadBalancers: 6 load balancers; ECS attaches at most 5");
+    one_error(
+        &svc("  expose: { healthCheckGracePeriod: 1500ms }\n", &[]),
+        "spec.expose.healthCheckGracePeriod: `1500ms` is not a whole number of seconds in 0s..2147483647s",
+    );
+    one_error(&svc("  expose: { healthCheckGracePeriod: 2147483648s }\n", &[]), "is not a whole number of seconds");
+    one_error(&svc("  expose: { loadBalancer: [] }\n", &[]), "spec.expose.loadBalancer: unknown field");
 }
 
 #[test]

@@ -188,8 +188,26 @@ pub struct Readiness {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Expose {
+    /// Existing ALB/NLB target groups (made by your IaC) the service's tasks register in, 0..5.
+    #[serde(default)]
+    #[schemars(length(max = 5))]
+    pub load_balancers: Vec<LoadBalancer>,
     /// ECS Service Connect, for agents inside the VPC.
     pub service_connect: Option<ServiceConnect>,
+    /// Time ECS ignores failing load-balancer health checks of a new task, e.g. `60s` (0s..2147483647s); default
+    /// `healthCheck.startPeriod` when a load balancer is attached.
+    pub health_check_grace_period: Option<DurationStr>,
+}
+
+/// One target group the service's tasks register in.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoadBalancer {
+    /// Target group name (resolved to its ARN before deploy) or `arn:aws:elasticloadbalancing:…:targetgroup/NAME/ID`.
+    pub target_group: String,
+    /// The container port the target group routes to; default `spec.port`.
+    #[schemars(range(min = 1, max = 65535))]
+    pub container_port: Option<u32>,
 }
 
 /// ECS Service Connect: a client alias in a Cloud Map namespace.

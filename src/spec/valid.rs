@@ -33,6 +33,8 @@ pub struct FieldLines {
     pub image: usize,
     /// The line of each secret's reference (`spec.secrets.NAME`, or its `secret:` field), by variable name.
     pub secrets: BTreeMap<String, usize>,
+    /// The line of each `spec.expose.loadBalancers[i].targetGroup`, in order.
+    pub target_groups: Vec<usize>,
 }
 
 /// One MCP server, ready to render.
@@ -67,6 +69,19 @@ pub struct ValidService {
     pub readiness_path: Option<String>,
     /// Service Connect, when the service or FleetDefaults turns it on.
     pub service_connect: Option<ValidServiceConnect>,
+    /// The target groups the service's tasks register in, in manifest order.
+    pub load_balancers: Vec<ValidLoadBalancer>,
+    /// `healthCheckGracePeriodSeconds`: as written, else the health check's start period when a load balancer
+    /// is attached, else none.
+    pub health_check_grace_period_secs: Option<u32>,
+}
+
+/// One `spec.expose.loadBalancers` entry with its default port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidLoadBalancer {
+    /// Target group name or ARN, as written (resolution turns a name into its ARN).
+    pub target_group: String,
+    pub container_port: u16,
 }
 
 /// Service Connect with its defaults applied.

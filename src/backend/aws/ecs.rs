@@ -17,9 +17,9 @@ use crate::backend::{
 use crate::render::CpuArch;
 use crate::render::ecs::{
     AwsVpcConfiguration, CircuitBreaker, ContainerDefinition, DeploymentConfiguration, HealthCheck, KeyValue,
-    LinuxParameters, LogConfiguration, MountPoint, NetworkConfiguration, PortMapping, RuntimePlatform, SecretVar,
-    ServiceConnectClientAlias, ServiceConnectConfiguration, ServiceConnectService, ServiceInput, TaskDefinitionInput,
-    Volume,
+    LinuxParameters, LoadBalancer, LogConfiguration, MountPoint, NetworkConfiguration, PortMapping, RuntimePlatform,
+    SecretVar, ServiceConnectClientAlias, ServiceConnectConfiguration, ServiceConnectService, ServiceInput,
+    TaskDefinitionInput, Volume,
 };
 
 /// The [`Ecs`] port over aws-sdk-ecs.
@@ -57,6 +57,10 @@ impl AwsEcs {
             .set_service_connect_configuration(
                 input.service_connect_configuration.as_ref().map(|c| service_connect(OP, c)).transpose()?,
             )
+            .set_load_balancers(
+                (!input.load_balancers.is_empty()).then(|| input.load_balancers.iter().map(load_balancer).collect()),
+            )
+            .set_health_check_grace_period_seconds(input.health_check_grace_period_seconds.map(grace_secs))
             .set_tags(Some(sdk_tags(input.tags.iter().map(|t| (t.key.clone(), t.value.clone())))))
             .send()
             .await
@@ -84,6 +88,13 @@ impl AwsEcs {
         }
         if let Some(c) = &u.service_connect_configuration {
             req = req.service_connect_configuration(service_connect(OP, c)?);
+        }
+        if let Some(lbs) = &u.load_balancers {
+            // An empty list detaches every load balancer.
+            req = req.set_load_balancers(Some(lbs.iter().map(load_balancer).collect()));
+        }
+        if let Some(g) = u.health_check_grace_period_seconds {
+            req = req.health_check_grace_period_seconds(grace_secs(g));
         }
         if let Some(t) = &u.tagging {
             req = req
@@ -384,6 +395,32 @@ fn rollout_state(s: Option<&sdk::DeploymentRolloutState>) -> RolloutState {
     }
 }
 
+fn load_balancer(lb: &LoadBalancer) -> sdk::LoadBalancer {
+    sdk::LoadBalancer::builder()
+        .target_group_arn(&lb.target_group_arn)
+        .container_name(&lb.container_name)
+        .container_port(i32::from(lb.container_port))
+        .build()
+}
+
+/// Validation bounds the grace period to ECS's maximum, `i32::MAX` seconds; a larger one saturates.
+fn grace_secs(secs: u32) -> i32 {
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+fn load_balancers_of(s: &sdk::Service) -> Vec<LoadBalancer> {
+    s.load_balancers()
+        .iter()
+        .filter_map(|lb| {
+            Some(LoadBalancer {
+                target_group_arn: lb.target_group_arn()?.to_string(),
+                container_name: lb.container_name().unwrap_or_default().to_string(),
+                container_port: u16::try_from(lb.container_port()?).ok()?,
+            })
+        })
+        .collect()
+}
+
 fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
     let dc = s.deployment_configuration();
     let breaker = dc.and_then(|d| d.deployment_circuit_breaker());
@@ -413,6 +450,8 @@ fn service_state(cluster: &str, s: &sdk::Service) -> ServiceState {
             },
         },
         service_connect_configuration: service_connect_of(s),
+        load_balancers: load_balancers_of(s),
+        health_check_grace_period_seconds: s.health_check_grace_period_seconds().and_then(|g| u32::try_from(g).ok()),
         deployments: s
             .deployments()
             .iter()

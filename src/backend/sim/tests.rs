@@ -94,6 +94,8 @@ fn a_healthy_deployment_completes_within_its_bounds() {
         deployment_configuration: None,
         network_configuration: None,
         service_connect_configuration: None,
+        load_balancers: None,
+        health_check_grace_period_seconds: None,
         tagging: None,
     };
     w.update_service(&update).unwrap();
@@ -128,6 +130,8 @@ fn the_circuit_breaker_fails_and_silently_rolls_back() {
         deployment_configuration: None,
         network_configuration: None,
         service_connect_configuration: None,
+        load_balancers: None,
+        health_check_grace_period_seconds: None,
         tagging: None,
     };
     w.update_service(&update).unwrap();
@@ -229,6 +233,8 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
         deployment_configuration: None,
         network_configuration: None,
         service_connect_configuration: None,
+        load_balancers: None,
+        health_check_grace_period_seconds: None,
         tagging: None,
     })
     .unwrap();
@@ -256,6 +262,8 @@ async fn updates_accept_ecs_tag_propagation_values_only() {
         deployment_configuration: None,
         network_configuration: None,
         service_connect_configuration: None,
+        load_balancers: None,
+        health_check_grace_period_seconds: None,
         tagging: None,
     };
     let tagging = |p: &str| crate::backend::TagPropagation { propagate_tags: p.into(), enable_ecs_managed_tags: true };

@@ -514,6 +514,8 @@ impl World {
             deployment_configuration: Some(input.deployment_configuration.clone()),
             network_configuration: input.network_configuration.clone(),
             service_connect_configuration: input.service_connect_configuration.clone(),
+            load_balancers: input.load_balancers.clone(),
+            health_check_grace_period_seconds: input.health_check_grace_period_seconds,
             deployments: vec![deployment],
             events: vec![ServiceEvent {
                 at_ms: now,
@@ -568,6 +570,12 @@ impl World {
             // ECS reports Service Connect per deployment; turned off, it reports `enabled: false`.
             s.service_connect_configuration =
                 Some(if c.enabled { c.clone() } else { ServiceConnectConfiguration::disabled() });
+        }
+        if let Some(lbs) = &u.load_balancers {
+            s.load_balancers.clone_from(lbs);
+        }
+        if let Some(g) = u.health_check_grace_period_seconds {
+            s.health_check_grace_period_seconds = Some(g);
         }
         s.desired_count = desired;
         if let Some(d) = deployment {

@@ -1,18 +1,26 @@
 //! `spec.readiness` and `spec.expose`: the readiness path, and ECS Service Connect (a Cloud Map namespace, the
 //! client alias agents resolve and its port). The namespace is checked for form only; it is not looked up, since
 //! ECS accepts a namespace name or ARN and reports one that does not exist at CreateService/UpdateService.
+//! Load balancers' target groups are checked for form here and looked up in the resolve phase, where what they
+//! are (type, protocol, load balancer) can be judged.
 
 use super::health::HEALTH_PATH;
-use super::{DocCtx, fits, p, with};
+use super::{DocCtx, fits, p, with, with_index};
 use crate::spec::code::Code;
-use crate::spec::types::{McpServiceSpec, Readiness};
-use crate::spec::valid::ValidServiceConnect;
+use crate::spec::types::{DurationStr, McpServiceSpec, Readiness};
+use crate::spec::valid::{ValidLoadBalancer, ValidServiceConnect};
 
 // A namespace name is a DNS domain name (Cloud Map's rule for DNS namespaces; HTTP namespaces allow more, but the
 // client alias is qualified with the name, so only names that work as a DNS suffix are accepted). Lengths are
 // checked apart (see `fits`).
 re!(NAMESPACE_NAME, r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$");
 re!(NAMESPACE_ARN, r"^arn:aws[a-z-]*:servicediscovery:[a-z0-9-]+:[0-9]{12}:namespace/ns-[a-z0-9]+$");
+// ELBv2's rule for target group names: letters, digits and `-`, not at either end.
+re!(TARGET_GROUP_NAME, r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$");
+re!(
+    TARGET_GROUP_ARN,
+    r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
+);
 re!(DNS_LABEL, r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$");
 
 /// Longest DNS domain name (Cloud Map's limit for DNS namespace names).
@@ -117,4 +125,88 @@ pub(super) fn merge_service_connect(
     }
     let (Some(namespace), Ok(port)) = (namespace, u16::try_from(port)) else { return Err(()) };
     Ok(Some(ValidServiceConnect { namespace: namespace.to_string(), dns_name: dns_name.to_string(), port }))
+}
+
+/// Most load balancers ECS attaches to one service.
+pub const MAX_LOAD_BALANCERS: usize = 5;
+/// Longest target group name.
+const MAX_TARGET_GROUP_NAME: usize = 32;
+/// Largest `healthCheckGracePeriodSeconds` ECS accepts.
+const MAX_GRACE_SECS: u64 = 2_147_483_647;
+
+/// `spec.expose.loadBalancers`: 0..5 distinct target groups, each routed to the container's port. `Err(())` when a
+/// problem was reported.
+pub(super) fn check_load_balancers(ctx: &mut DocCtx, s: &McpServiceSpec) -> Result<Vec<ValidLoadBalancer>, ()> {
+    let Some(list) = s.expose.as_ref().map(|e| &e.load_balancers).filter(|l| !l.is_empty()) else {
+        return Ok(vec![]);
+    };
+    let base = p(&["spec", "expose", "loadBalancers"]);
+    let before = ctx.diags.len();
+    if list.len() > MAX_LOAD_BALANCERS {
+        ctx.err(
+            Code::TooManyLoadBalancers,
+            &base,
+            format!("{} load balancers; ECS attaches at most {MAX_LOAD_BALANCERS} to a service", list.len()),
+        );
+    }
+    let mut out: Vec<ValidLoadBalancer> = Vec::with_capacity(list.len());
+    for (i, lb) in list.iter().enumerate() {
+        let at = with_index(&base, i);
+        let tg = lb.target_group.as_str();
+        let ok = if tg.starts_with("arn:") {
+            fits(&TARGET_GROUP_ARN, tg, 2048)
+        } else {
+            fits(&TARGET_GROUP_NAME, tg, MAX_TARGET_GROUP_NAME)
+        };
+        if !ok {
+            ctx.err(
+                Code::TargetGroup,
+                &with(&at, "targetGroup"),
+                format!(
+                    "`{tg}` is neither a target group name (1-{MAX_TARGET_GROUP_NAME} letters, digits and `-`, not at \
+                     either end) nor a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)"
+                ),
+            );
+        } else if out.iter().any(|o| o.target_group == tg) {
+            ctx.err(Code::TargetGroupTwice, &with(&at, "targetGroup"), format!("`{tg}` is listed twice"));
+        }
+        let port = lb.container_port.unwrap_or(s.port);
+        // The task has one port mapping, spec.port: a target group can only route there.
+        if port != s.port {
+            ctx.err(
+                Code::LoadBalancerPort,
+                &with(&at, "containerPort"),
+                format!("{port} is not a port the container exposes (it exposes spec.port, {})", s.port),
+            );
+        }
+        if let Ok(container_port) = u16::try_from(port) {
+            out.push(ValidLoadBalancer { target_group: tg.to_string(), container_port });
+        }
+    }
+    if ctx.diags.len() > before { Err(()) } else { Ok(out) }
+}
+
+/// `spec.expose.healthCheckGracePeriod` in seconds, defaulting to the health check's start period when a load
+/// balancer is attached (ECS's own default, 0, would let a starting task fail its target health check). `Err(())`
+/// when a problem was reported.
+pub(super) fn grace_period(
+    ctx: &mut DocCtx,
+    written: Option<&DurationStr>,
+    load_balanced: bool,
+    start_period_secs: Option<u32>,
+) -> Result<Option<u32>, ()> {
+    let Some(written) = written else {
+        return Ok(if load_balanced { Some(start_period_secs.unwrap_or(0)) } else { None });
+    };
+    match written.parse().map(|d| (d.as_secs(), d.subsec_millis())) {
+        Some((secs, 0)) if secs <= MAX_GRACE_SECS => Ok(u32::try_from(secs).ok()),
+        _ => {
+            ctx.err(
+                Code::HealthCheckGracePeriod,
+                &p(&["spec", "expose", "healthCheckGracePeriod"]),
+                format!("`{}` is not a whole number of seconds in 0s..{MAX_GRACE_SECS}s", written.0),
+            );
+            Err(())
+        }
+    }
 }

@@ -317,6 +317,14 @@ pub(super) fn check_service(
         let default_namespace = d.spec.expose.as_ref().and_then(|e| e.service_connect.as_ref());
         expose::merge_service_connect(ctx, s, name, default_namespace.map(|sc| sc.namespace.as_str()), d.lost("expose"))
     };
+    let load_balancers =
+        if broken("expose") || broken("port") { Err(()) } else { expose::check_load_balancers(ctx, s) };
+    let grace_period = expose::grace_period(
+        ctx,
+        s.expose.as_ref().and_then(|e| e.health_check_grace_period.as_ref()),
+        load_balancers.as_ref().is_ok_and(|l| !l.is_empty()),
+        health_check.as_ref().map(|h| h.start_period_secs),
+    );
 
     if ctx.diags.len() > before || !unparsed.is_empty() {
         return None;
@@ -333,6 +341,12 @@ pub(super) fn check_service(
                 .map(|name| {
                     let at = with(&with(&p(&["spec", "secrets"]), name.clone()), "secret");
                     (name.clone(), ctx.root.line_of(&at))
+                })
+                .collect(),
+            target_groups: (0..load_balancers.as_ref().map_or(0, Vec::len))
+                .map(|i| {
+                    let at = with(&with_index(&p(&["spec", "expose", "loadBalancers"]), i), "targetGroup");
+                    ctx.root.line_of(&at)
                 })
                 .collect(),
         },
@@ -361,5 +375,7 @@ pub(super) fn check_service(
         local_port: local_port.map(u16::try_from).transpose().ok()?,
         readiness_path,
         service_connect: service_connect.ok()?,
+        load_balancers: load_balancers.ok()?,
+        health_check_grace_period_secs: grace_period.ok()?,
     })
 }
