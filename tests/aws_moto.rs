@@ -687,6 +687,16 @@ fn a_service_is_created_and_updated_with_its_target_group_and_an_instance_group_
         "{lbs:#}"
     );
 
+    // status names the target group first, with the DNS name of the ALB routing to it.
+    let (code, status) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0, "{status:#}");
+    let docs = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    assert_eq!(
+        docs["endpoints"][0],
+        serde_json::json!({"kind": "loadBalancer", "targetGroupArn": green, "dnsName": world["loadBalancer"]["dnsName"]}),
+        "{status:#}"
+    );
+
     // An `instance` target group is refused before any write: exit 1 and no write request reaches moto.
     expose_documents(&lab, "legacy-instances");
     lab.start_recording();

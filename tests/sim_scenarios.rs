@@ -634,6 +634,27 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
     let (code, plan) = lab.plan();
     assert_eq!(code, 0, "converged with a load balancer: {plan:#}");
 
+    // status: the load balancer comes first among the endpoints, with the DNS name of the ALB routing to it, and
+    // it is what the table shows.
+    let dns = w.load_balancers.values().next().unwrap().dns_name.clone();
+    let (code, status) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0, "{status:#}");
+    let docs = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    assert_eq!(
+        docs["endpoints"],
+        serde_json::json!([
+            {"kind": "loadBalancer", "targetGroupArn": arn, "dnsName": dns},
+            {"kind": "serviceConnect", "url": "http://documents.mcp.internal:8080"},
+        ]),
+        "{status:#}"
+    );
+    assert_eq!(status["apiCalls"]["calls"]["DescribeTargetGroups"], 1, "{:#}", status["apiCalls"]);
+    let table = lab.ok(&["status", "-f", m.to_str().unwrap()]);
+    let line = table.lines().find(|l| l.starts_with("documents ")).unwrap();
+    assert!(line.ends_with(&format!(" {dns}")), "{table}");
+    let line = table.lines().find(|l| l.starts_with("search ")).unwrap();
+    assert!(line.ends_with(" http://search.mcp.internal:3000"), "{table}");
+
     // Removing it is an update that detaches it.
     std::fs::copy("manifests/documents.yaml", m.join("documents.yaml")).unwrap();
     let (code, plan) = lab.plan();
