@@ -633,6 +633,17 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
     assert_eq!(svc.health_check_grace_period_seconds, Some(15), "the health check's startPeriod");
     let (code, plan) = lab.plan();
     assert_eq!(code, 0, "converged with a load balancer: {plan:#}");
+    // -o json lists the warnings printed on stderr.
+    let listed = plan["warnings"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{plan:#}");
+    let listed = listed[0].as_str().unwrap();
+    assert!(
+        listed.starts_with("service `documents` (")
+            && listed.contains("documents.yaml:")
+            && listed.contains("health-checks `/health`, not the service's readiness.path `/ready`"),
+        "{plan:#}"
+    );
+    assert!(stderr.contains(&format!("warning: {listed}")), "the same text as on stderr: {stderr}");
 
     // status: the load balancer comes first among the endpoints, with the DNS name of the ALB routing to it, and
     // it is what the table shows.
@@ -661,6 +672,7 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
     assert_eq!(code, 2, "{plan:#}");
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["warnings"], serde_json::json!([]), "no target group, no warning: {doc:#}");
     let w = lab.world();
     let svc = &w.services["mcp-prod/documents"].state;
     assert!(svc.load_balancers.is_empty());
