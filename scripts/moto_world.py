@@ -10,7 +10,8 @@
   moto_world.py load-balancers --endpoint URL
                                       in the seeded VPC: an ALB `mcp-alb` (idle timeout 120 s) in both subnets with an
                                       HTTP listener forwarding to the `ip` target group `mcp-documents` (health check
-                                      /ready, deregistration delay 30 s), and an `instance` target group
+                                      /ready, deregistration delay 30 s), a second `ip` target group `mcp-documents-green`
+                                      behind a listener on port 8080, and an `instance` target group
                                       `legacy-instances` without a listener; print their ARNs and the ALB's DNS name
   moto_world.py record --endpoint URL start|ops
                                       start moto's request recorder afresh (the server runs with
@@ -140,8 +141,13 @@ def load_balancers(endpoint):
                                        TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
     elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
                         DefaultActions=[{"Type": "forward", "TargetGroupArn": ip}])
+    # A second `ip` group on its own listener: what a service moves to when it switches target groups.
+    green = elb.create_target_group(Name="mcp-documents-green", Protocol="HTTP", Port=8080, VpcId=vpc,
+                                    TargetType="ip", HealthCheckPath="/ready")["TargetGroups"][0]["TargetGroupArn"]
+    elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=8080,
+                        DefaultActions=[{"Type": "forward", "TargetGroupArn": green}])
     return {"loadBalancer": {"arn": lb["LoadBalancerArn"], "dnsName": lb["DNSName"]},
-            "targetGroups": {"mcp-documents": ip, "legacy-instances": instance}}
+            "targetGroups": {"mcp-documents": ip, "mcp-documents-green": green, "legacy-instances": instance}}
 
 
 def recorder(endpoint, action):

@@ -1187,3 +1187,56 @@ async fn service_connect_is_read_from_the_primary_deployment_and_sent_on_update(
     ecs.update_service(&u).await.unwrap();
     assert_eq!((describe.num_calls(), update.num_calls(), off.num_calls()), (1, 1, 1));
 }
+
+/// moto drops `healthCheckGracePeriodSeconds`; ECS echoes it. The adapter reads it (and the target groups) back
+/// from DescribeServices and sends both on UpdateService.
+#[tokio::test]
+async fn the_grace_period_and_target_groups_are_read_back_and_sent_on_update() {
+    use aws_sdk_ecs::operation::update_service::UpdateServiceOutput;
+    use mcpfleet::render::ecs::LoadBalancer;
+
+    const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/mcp-documents/0123456789abcdef";
+    let sdk_lb = || {
+        aws_sdk_ecs::types::LoadBalancer::builder()
+            .target_group_arn(TG)
+            .container_name("docs")
+            .container_port(8080)
+            .build()
+    };
+    let describe = mock!(Client::describe_services).then_output(move || {
+        let mut s = service("docs");
+        s.health_check_grace_period_seconds = Some(45);
+        s.load_balancers = Some(vec![sdk_lb()]);
+        DescribeServicesOutput::builder().services(s).build()
+    });
+    let update = mock!(Client::update_service)
+        .match_requests(move |r| {
+            r.health_check_grace_period_seconds() == Some(90)
+                && r.load_balancers() == [sdk_lb()]
+                && r.service() == Some("docs")
+                && r.cluster() == Some("mcp")
+        })
+        .then_output(|| UpdateServiceOutput::builder().service(service("docs")).build());
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &update], no_sdk_retries);
+    let (ecs, _) = limited(client);
+
+    let read = ecs.describe_services("mcp", &["docs".into()]).await.unwrap().services.remove(0);
+    assert_eq!(read.health_check_grace_period_seconds, Some(45));
+    let lb = LoadBalancer { target_group_arn: TG.into(), container_name: "docs".into(), container_port: 8080 };
+    assert_eq!(read.load_balancers, std::slice::from_ref(&lb));
+
+    let change = mcpfleet::backend::ServiceUpdate {
+        cluster: "mcp".into(),
+        service: "docs".into(),
+        task_definition: None,
+        desired_count: None,
+        deployment_configuration: None,
+        network_configuration: None,
+        service_connect_configuration: None,
+        load_balancers: Some(vec![lb]),
+        health_check_grace_period_seconds: Some(90),
+        tagging: None,
+    };
+    ecs.update_service(&change).await.unwrap();
+    assert_eq!(update.num_calls(), 1, "the request carried the grace period and the target group");
+}

@@ -632,3 +632,87 @@ async fn target_groups_are_described_by_name_and_arn_with_their_load_balancer() 
     // Names: 1 refused + 2 alone; ARNs: 1 refused + 2 alone.
     assert_eq!(elb_requests(&lab), ([6, 2, 1, 1], 10));
 }
+
+/// documents.yaml of the lab exposed through `target_group`.
+fn expose_documents(lab: &AwsLab, target_group: &str) {
+    let path = lab.manifests().join("documents.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = match text.find("  expose:\n    loadBalancers:\n") {
+        Some(at) => {
+            let end = text[at..].find("  readiness:\n").unwrap() + at;
+            format!("{}{}", &text[..at], &text[end..])
+        }
+        None => text,
+    };
+    assert!(text.contains("  readiness:\n"));
+    let with = text.replacen(
+        "  readiness:\n",
+        &format!("  expose:\n    loadBalancers:\n      - targetGroup: {target_group}\n  readiness:\n"),
+        1,
+    );
+    std::fs::write(path, with).unwrap();
+}
+
+#[test]
+fn a_service_is_created_and_updated_with_its_target_group_and_an_instance_group_writes_nothing() {
+    let lab = AwsLab::new();
+    let world = lab.load_balancers();
+    let blue = world["targetGroups"]["mcp-documents"].as_str().unwrap();
+    let green = world["targetGroups"]["mcp-documents-green"].as_str().unwrap();
+
+    // By name: CreateService carries the resolved ARN with the service's container and port.
+    expose_documents(&lab, "mcp-documents");
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let lbs = &lab.dump()["services"]["documents"]["loadBalancers"];
+    assert_eq!(
+        lbs,
+        &serde_json::json!([{"targetGroupArn": blue, "containerName": "documents", "containerPort": 8080}]),
+        "{lbs:#}"
+    );
+    let m = lab.manifests();
+    let (code, plan) = lab.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "no false diff against moto's echo: {plan:#}");
+
+    // Another target group: one UpdateService moves the service to it.
+    expose_documents(&lab, "mcp-documents-green");
+    lab.start_recording();
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(op_count(&lab.recorded(), "UpdateService"), 1, "{doc:#}");
+    let lbs = &lab.dump()["services"]["documents"]["loadBalancers"];
+    assert_eq!(
+        lbs,
+        &serde_json::json!([{"targetGroupArn": green, "containerName": "documents", "containerPort": 8080}]),
+        "{lbs:#}"
+    );
+
+    // status names the target group first, with the DNS name of the ALB routing to it.
+    let (code, status) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0, "{status:#}");
+    let docs = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    assert_eq!(
+        docs["endpoints"][0],
+        serde_json::json!({"kind": "loadBalancer", "targetGroupArn": green, "dnsName": world["loadBalancer"]["dnsName"]}),
+        "{status:#}"
+    );
+
+    // An `instance` target group is refused before any write: exit 1 and no write request reaches moto.
+    expose_documents(&lab, "legacy-instances");
+    lab.start_recording();
+    let out = lab.run(&["apply", "-f", m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.expose.loadBalancers[0].targetGroup")
+            && stderr.contains("has target type `instance`")
+            && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    let ops = lab.recorded();
+    assert!(op_count(&ops, "DescribeTargetGroups") >= 1, "{ops:?}");
+    for op in common::lab::write_ops() {
+        assert_eq!(op_count(&ops, op), 0, "{op} was sent: {ops:?}");
+    }
+    assert_eq!(lab.dump()["services"]["documents"]["loadBalancers"][0]["targetGroupArn"], green);
+}

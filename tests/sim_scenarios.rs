@@ -633,6 +633,38 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
     assert_eq!(svc.health_check_grace_period_seconds, Some(15), "the health check's startPeriod");
     let (code, plan) = lab.plan();
     assert_eq!(code, 0, "converged with a load balancer: {plan:#}");
+    // -o json lists the warnings printed on stderr.
+    let listed = plan["warnings"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{plan:#}");
+    let listed = listed[0].as_str().unwrap();
+    assert!(
+        listed.starts_with("service `documents` (")
+            && listed.contains("documents.yaml:")
+            && listed.contains("health-checks `/health`, not the service's readiness.path `/ready`"),
+        "{plan:#}"
+    );
+    assert!(stderr.contains(&format!("warning: {listed}")), "the same text as on stderr: {stderr}");
+
+    // status: the load balancer comes first among the endpoints, with the DNS name of the ALB routing to it, and
+    // it is what the table shows.
+    let dns = w.load_balancers.values().next().unwrap().dns_name.clone();
+    let (code, status) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0, "{status:#}");
+    let docs = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    assert_eq!(
+        docs["endpoints"],
+        serde_json::json!([
+            {"kind": "loadBalancer", "targetGroupArn": arn, "dnsName": dns},
+            {"kind": "serviceConnect", "url": "http://documents.mcp.internal:8080"},
+        ]),
+        "{status:#}"
+    );
+    assert_eq!(status["apiCalls"]["calls"]["DescribeTargetGroups"], 1, "{:#}", status["apiCalls"]);
+    let table = lab.ok(&["status", "-f", m.to_str().unwrap()]);
+    let line = table.lines().find(|l| l.starts_with("documents ")).unwrap();
+    assert!(line.ends_with(&format!(" {dns}")), "{table}");
+    let line = table.lines().find(|l| l.starts_with("search ")).unwrap();
+    assert!(line.ends_with(" http://search.mcp.internal:3000"), "{table}");
 
     // Removing it is an update that detaches it.
     std::fs::copy("manifests/documents.yaml", m.join("documents.yaml")).unwrap();
@@ -640,6 +672,7 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
     assert_eq!(code, 2, "{plan:#}");
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["warnings"], serde_json::json!([]), "no target group, no warning: {doc:#}");
     let w = lab.world();
     let svc = &w.services["mcp-prod/documents"].state;
     assert!(svc.load_balancers.is_empty());

@@ -32,7 +32,7 @@ pub struct Args {
     /// Services converged at the same time (at least 1).
     #[arg(long, default_value_t = 8, value_parser = super::parse_concurrency)]
     pub concurrency: usize,
-    /// `json` prints {"services": [{name, cluster, outcome, taskDefinition, message}]}.
+    /// `json` prints {"services": [{name, cluster, outcome, taskDefinition, message}], "warnings": [...]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -75,7 +75,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     }
     match args.output {
         Output::Json => {
-            let mut doc = serde_json::json!({ "services": outcomes });
+            let mut doc = serde_json::json!({ "services": outcomes, "warnings": prepared.warnings() });
             doc["apiCalls"] = serde_json::to_value(conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }

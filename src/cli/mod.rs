@@ -245,6 +245,11 @@ impl Prepared {
         Ok(Prepared { conn, desired, extra_clusters: fleet.default_cluster.into_iter().collect() })
     }
 
+    /// Resolution's warnings, as printed on stderr (without the `warning: ` prefix), for `-o json`.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.desired.iter().flat_map(|d| d.warnings.iter().map(String::as_str)).collect()
+    }
+
     /// The desired services as ECS has them, and the other managed services of their clusters.
     pub async fn observe(&self) -> Result<mcpfleet::reconcile::Observed, mcpfleet::backend::BackendError> {
         let ecs = self.conn.backend.ecs.as_ref();

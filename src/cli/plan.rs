@@ -21,7 +21,7 @@ pub struct Args {
     /// Without it they are listed as what --prune would delete and leave the exit code alone.
     #[arg(long)]
     pub prune: bool,
-    /// `json` prints {"services": [{name, cluster, action, changes: [{path, from, to}]}]}.
+    /// `json` prints {"services": [{name, cluster, action, changes: [{path, from, to}]}], "warnings": [...]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -37,6 +37,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         Output::Json => {
             let mut doc = serde_json::to_value(&plan)?;
             doc["prune"] = args.prune.into();
+            doc["warnings"] = serde_json::to_value(prepared.warnings())?;
             doc["apiCalls"] = serde_json::to_value(prepared.conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }

@@ -1,8 +1,9 @@
-//! `mcpfleet status`: per service, the revision, image, architecture, counts, rollout state and last good one.
+//! `mcpfleet status`: per service, the revision, image, architecture, counts, rollout state, last good one and
+//! where agents reach it (its load balancers' DNS names, then its Service Connect aliases).
 
 use std::collections::BTreeMap;
 
-use mcpfleet::backend::{BackendError, Ecs, ServiceState};
+use mcpfleet::backend::{BackendError, DESCRIBE_TARGET_GROUPS_BATCH, Ecs, ServiceState, TargetGroups};
 use mcpfleet::reconcile;
 use mcpfleet::reconcile::rollout::RevisionImage;
 use mcpfleet::state::{self, ServiceTags, TaskDefArn, is_managed, short as short_td};
@@ -57,31 +58,59 @@ pub struct Row {
 #[derive(Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Endpoint {
+    /// A target group the service's tasks register in, and the DNS name of the (first) load balancer routing to
+    /// it; None when ELBv2 no longer knows the group or no load balancer routes to it.
+    #[serde(rename_all = "camelCase")]
+    LoadBalancer { target_group_arn: String, dns_name: Option<String> },
     /// A Service Connect client alias: reachable from tasks in the namespace.
     ServiceConnect { url: String },
 }
 
 impl Endpoint {
-    fn url(&self) -> &str {
+    /// What the table shows: the load balancer's DNS name (the target group when there is none), or the URL.
+    fn shown(&self) -> &str {
         match self {
+            Endpoint::LoadBalancer { target_group_arn, dns_name } => dns_name.as_deref().unwrap_or(target_group_arn),
             Endpoint::ServiceConnect { url } => url,
         }
     }
 }
 
-/// The Service Connect client aliases the service runs with, as URLs (Service Connect proxies HTTP).
-fn endpoints(s: &ServiceState) -> Vec<Endpoint> {
-    s.service_connect_configuration
-        .iter()
-        .filter(|c| c.enabled)
-        .flat_map(|c| &c.services)
-        .flat_map(|svc| {
+/// The service's target groups (with `dns`, the DNS name by target group ARN), then the Service Connect client
+/// aliases it runs with, as URLs (Service Connect proxies HTTP).
+fn endpoints(s: &ServiceState, dns: &BTreeMap<String, String>) -> Vec<Endpoint> {
+    let balanced = s.load_balancers.iter().map(|lb| Endpoint::LoadBalancer {
+        target_group_arn: lb.target_group_arn.clone(),
+        dns_name: dns.get(&lb.target_group_arn).cloned(),
+    });
+    let connected =
+        s.service_connect_configuration.iter().filter(|c| c.enabled).flat_map(|c| &c.services).flat_map(|svc| {
             svc.client_aliases.iter().map(move |a| {
                 let host = a.dns_name.as_deref().or(svc.discovery_name.as_deref()).unwrap_or(&svc.port_name);
                 Endpoint::ServiceConnect { url: format!("http://{host}:{}", a.port) }
             })
-        })
-        .collect()
+        });
+    balanced.chain(connected).collect()
+}
+
+/// The DNS name of the first load balancer routing to each of the services' target groups, by target group ARN:
+/// one [`TargetGroups::describe`] for all of them (per [`DESCRIBE_TARGET_GROUPS_BATCH`]).
+async fn load_balancer_dns<'a>(
+    services: impl Iterator<Item = &'a ServiceState>,
+    target_groups: &dyn TargetGroups,
+) -> Result<BTreeMap<String, String>, BackendError> {
+    let arns: std::collections::BTreeSet<String> =
+        services.flat_map(|s| s.load_balancers.iter().map(|lb| lb.target_group_arn.clone())).collect();
+    let arns: Vec<String> = arns.into_iter().collect();
+    let mut dns = BTreeMap::new();
+    for chunk in arns.chunks(DESCRIBE_TARGET_GROUPS_BATCH) {
+        for info in target_groups.describe(chunk).await? {
+            if let Some(lb) = info.load_balancers.first() {
+                dns.insert(info.target_group.arn, lb.dns_name.clone());
+            }
+        }
+    }
+    Ok(dns)
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
@@ -100,13 +129,17 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let found = reconcile::describe_all(ecs, &wanted).await?;
     let by_key: BTreeMap<(&str, &str), &ServiceState> =
         found.iter().filter(|s| s.is_active()).map(|s| ((s.cluster.as_str(), s.name.as_str()), s)).collect();
+    // With --cluster, services mcpfleet does not manage are not shown.
+    let shown = |s: &ServiceState| args.cluster.is_none() || is_managed(s);
+    let dns =
+        load_balancer_dns(by_key.values().copied().filter(|s| shown(s)), conn.backend.target_groups.as_ref()).await?;
     let mut rows = Vec::new();
     let mut missing = Vec::new();
     for (cluster, names) in &wanted {
         for name in names {
             match by_key.get(&(cluster.as_str(), name.as_str())) {
-                Some(s) if args.cluster.is_some() && !is_managed(s) => {}
-                Some(s) => rows.push(row(s, ecs).await?),
+                Some(s) if !shown(s) => {}
+                Some(s) => rows.push(row(s, ecs, &dns).await?),
                 None => {
                     missing.push(format!("service `{name}` is not running in cluster `{cluster}`"));
                     rows.push(Row {
@@ -164,7 +197,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                     r.running,
                     r.rollout_state,
                     r.last_good.as_deref().map(short_td).unwrap_or("-"),
-                    r.endpoints.first().map_or("-", Endpoint::url)
+                    r.endpoints.first().map_or("-", Endpoint::shown)
                 );
             }
             for r in rows.iter().filter(|r| r.held) {
@@ -196,7 +229,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 /// A service's row. Image, digest and architecture come from its tags, which describe the revision mcpfleet
 /// applied; when the service runs another one (an out-of-band change), that revision alone is described and
 /// its values are shown instead, so a converged fleet costs no DescribeTaskDefinition.
-async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
+async fn row(s: &ServiceState, ecs: &dyn Ecs, dns: &BTreeMap<String, String>) -> Result<Row, BackendError> {
     let tags = ServiceTags::of(s);
     let held = state::applied_spec_held(s);
     let owned = |v: Option<&str>| v.map(String::from);
@@ -235,6 +268,6 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs) -> Result<Row, BackendError> {
         drift: applied.is_some() && !held,
         held,
         applied_task_definition: applied,
-        endpoints: endpoints(s),
+        endpoints: endpoints(s, dns),
     })
 }

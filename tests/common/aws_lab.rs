@@ -136,7 +136,7 @@ impl AwsLab {
         self.world(&["ecs", operation, &args.to_string()])
     }
 
-    /// An ALB with a listener forwarding to an `ip` target group, and an `instance` target group without one
+    /// An ALB with listeners forwarding to two `ip` target groups, and an `instance` target group without one
     /// (`moto_world.py load-balancers`): their ARNs and the ALB's DNS name.
     pub fn load_balancers(&self) -> Value {
         self.world(&["load-balancers"])
