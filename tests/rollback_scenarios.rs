@@ -803,3 +803,52 @@ fn rollback_wait_timeout_exits_4_holds_nothing_more_and_the_rollback_goes_on() {
     assert_eq!(documents["taskDefinition"], rev2.arn.as_str(), "{documents:#}");
     assert_eq!((documents["running"].as_u64(), documents["drift"].as_bool()), (Some(2), Some(false)), "{documents:#}");
 }
+
+#[test]
+fn an_unready_image_fails_elb_health_checks_behind_a_target_group_and_rolls_out_without_one() {
+    let lab = Lab::new();
+    let arn = lab.ok(&["sim", "target-group", "mcp-documents", "--health-path", "/ready"]).trim().to_string();
+    lab.edit_manifest(
+        "documents.yaml",
+        "  readiness:\n",
+        "  expose:\n    loadBalancers:\n      - targetGroup: mcp-documents\n  readiness:\n",
+    );
+    assert_eq!(lab.apply(&["--wait"]).0, 0);
+    let good_digest = lab.world().repositories[&format!("{ECR}/documents")].tags["v1.4.2"].clone();
+    let pushed = lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0"), "--unready"]);
+    assert!(pushed.trim_end().ends_with(", unready)"), "{pushed}");
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.5.0");
+
+    // Behind the target group its tasks never become healthy: ECS stops them as ELB-unhealthy, the circuit
+    // breaker trips and the service goes back to the last good revision.
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let documents = service(&doc, "documents");
+    assert_eq!(documents["outcome"], "rolled_back", "{doc:#}");
+    let message = documents["message"].as_str().unwrap();
+    let elb = format!("Task failed ELB health checks in (target-group {arn})");
+    assert!(message.contains("circuit breaker") && message.contains(&elb), "{message}");
+    assert!(!message.contains("container health checks"), "the container health check passed: {message}");
+
+    let w = lab.world();
+    let sim = &w.services["mcp-prod/documents"];
+    let running = w.families["documents"].iter().find(|td| td.arn == sim.state.task_definition).unwrap();
+    assert!(running.spec.container_definitions[0].image.ends_with(&good_digest), "back on the previous digest");
+    let failed: Vec<_> = sim.stopped.iter().filter(|t| t.stopped_reason == elb).collect();
+    assert!(failed.len() >= 3, "the breaker's minimum of failed tasks: {:#?}", sim.stopped);
+    assert!(failed.iter().all(|t| t.task_definition != sim.state.task_definition && t.container_reason.is_none()));
+    assert_eq!(history(&lab, "documents")[0], (2, "rolled_back".into()));
+
+    // The same image on a service without a load balancer passes its container health check and rolls out.
+    lab.edit_manifest("search.yaml", "mcp/search:v0.9.0", "mcp/documents:v1.5.0");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(service(&doc, "search")["outcome"], "updated", "{doc:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/search"].state;
+    let running = w.families["search"].iter().find(|td| td.arn == svc.task_definition).unwrap();
+    let unready_digest = &w.repositories[&format!("{ECR}/documents")].tags["v1.5.0"];
+    assert!(running.spec.container_definitions[0].image.ends_with(unready_digest.as_str()));
+    assert_eq!(svc.running_count, svc.desired_count);
+    assert!(w.services["mcp-prod/search"].stopped.is_empty(), "no task failed");
+}

@@ -18,6 +18,10 @@ pub enum Command {
         /// Tasks of this image fail their health checks.
         #[arg(long)]
         unhealthy: bool,
+        /// Tasks of this image pass the container health check but fail every target group's (alive, never
+        /// ready): behind a load balancer ECS stops them; without one they run.
+        #[arg(long)]
+        unready: bool,
         /// Its tasks take this long to pass health checks (default 20s), e.g. to exceed a progress deadline.
         #[arg(long, value_parser = humantime::parse_duration)]
         startup: Option<std::time::Duration>,
@@ -70,7 +74,7 @@ fn parse_desired_count(s: &str) -> Result<u32, String> {
 pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
     let sim = super::backend::open_sim(cli)?;
     match cmd {
-        Command::Push { image, platforms, unhealthy, startup } => {
+        Command::Push { image, platforms, unhealthy, unready, startup } => {
             let r = ImageRef::parse(image).map_err(|e| anyhow::anyhow!("{e}"))?;
             let tag = r
                 .tag
@@ -86,13 +90,15 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
                 platforms: platforms.clone(),
                 unhealthy: *unhealthy,
                 startup_ms: startup.map(|d| d.as_millis() as u64),
+                unready: *unready,
             };
             let digest = sim.with_world(true, |w| w.push_image_with(&r.name(), &tag, image))?;
             println!(
-                "{}:{tag} {digest} ({}{})",
+                "{}:{tag} {digest} ({}{}{})",
                 r.name(),
                 platforms.join(", "),
-                if *unhealthy { ", unhealthy" } else { "" }
+                if *unhealthy { ", unhealthy" } else { "" },
+                if *unready { ", unready" } else { "" }
             );
         }
         Command::Secret { name } => {

@@ -377,3 +377,15 @@ fn a_state_file_from_before_target_groups_loads_and_saves_as_before() {
     let back: World = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
     assert_eq!(back, with);
 }
+
+#[test]
+fn an_image_from_a_state_file_before_unready_loads_and_saves_as_before() {
+    let old = r#"{"platforms":["linux/amd64"],"unhealthy":false}"#;
+    let image: SimImage = serde_json::from_str(old).unwrap();
+    assert!(!image.unready);
+    assert_eq!(serde_json::to_string(&image).unwrap(), old);
+    let unready = SimImage { unready: true, ..image };
+    let text = serde_json::to_string(&unready).unwrap();
+    assert!(text.contains(r#""unready":true"#), "{text}");
+    assert_eq!(serde_json::from_str::<SimImage>(&text).unwrap(), unready);
+}

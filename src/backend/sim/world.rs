@@ -2,7 +2,9 @@
 //! target groups (with the load balancer that routes to them), on a virtual clock. Everything here is plain data plus ECS's rules, so it serializes to the `--sim-state` file.
 //!
 //! Deployments progress in ticks of [`TICK_MS`]: a task launched by a deployment becomes healthy (or fails its
-//! health checks, for images pushed with `--unhealthy`) [`TASK_SETTLE_MS`] later; ECS's maximumPercent and
+//! health checks, for images pushed with `--unhealthy`) [`TASK_SETTLE_MS`] later; behind a load balancer it also
+//! has to pass its target group's health check, which tasks of images pushed with `--unready` never do, so ECS
+//! stops them as ELB-unhealthy; ECS's maximumPercent and
 //! minimumHealthyPercent bound how many tasks run during a rollout; the deployment circuit breaker fails a rollout
 //! after half its desired count of failed tasks (min 3, max 200) and, with rollback on, sends the service back to
 //! the last deployment that completed — silently, as ECS does.
@@ -18,7 +20,8 @@ use crate::backend::{
     TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{
-    CircuitBreaker, DeploymentConfiguration, ServiceConnectConfiguration, ServiceInput, TaskDefinitionInput,
+    CircuitBreaker, DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, ServiceConnectConfiguration,
+    ServiceInput, TaskDefinitionInput,
 };
 
 /// Re-exported where the sim always had it; the rule itself is ECS's and lives with the ports.
@@ -42,6 +45,10 @@ pub struct SimImage {
     /// Time its tasks take to pass (or fail) health checks, when not [`TASK_SETTLE_MS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_ms: Option<u64>,
+    /// Its tasks pass the container health check but never a target group's (alive, never ready); absent from
+    /// older state files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unready: bool,
 }
 
 /// A repository: tags point at digests.
@@ -84,9 +91,12 @@ pub struct StoppedTask {
 /// Stopped tasks kept per service (ECS shows stopped tasks for a while, then forgets them).
 const MAX_STOPPED: usize = 100;
 
+/// The sim's verdict on a task of an `--unhealthy` image.
+const CONTAINER_UNHEALTHY: &str = "failed container health checks";
+
 /// ECS's words for a task that stopped for `why` (the sim's health verdict): (stoppedReason, container reason).
 fn stop_reasons(why: &str) -> (String, Option<String>) {
-    if why == "failed container health checks" {
+    if why == CONTAINER_UNHEALTHY {
         ("Task failed container health checks".into(), None)
     } else if why.starts_with("CannotPullContainerError") {
         (why.to_string(), Some(why.to_string()))
@@ -214,7 +224,7 @@ impl World {
 
     /// Pushes a new image for `repository:tag` and returns its digest.
     pub fn push_image(&mut self, repository: &str, tag: &str, platforms: Vec<String>, unhealthy: bool) -> String {
-        self.push_image_with(repository, tag, SimImage { platforms, unhealthy, startup_ms: None })
+        self.push_image_with(repository, tag, SimImage { platforms, unhealthy, startup_ms: None, unready: false })
     }
 
     /// Pushes `image` for `repository:tag` and returns its new digest.
@@ -693,18 +703,23 @@ impl World {
         self.repositories.get(name)?.images.get(&digest).cloned()
     }
 
-    /// Whether tasks of a task definition pass their health checks, and why not.
-    fn task_health(&self, td_arn: &str) -> Result<(), &'static str> {
-        let Some(td) = self.find_task_definition(td_arn) else { return Err("task definition missing") };
+    /// Whether tasks of a task definition pass their health checks, and why not. Behind load balancers (the
+    /// service's target groups, first first) a task must also pass the target group's check, as ECS requires.
+    fn task_health(&self, td_arn: &str, load_balancers: &[ServiceLoadBalancer]) -> Result<(), String> {
+        let Some(td) = self.find_task_definition(td_arn) else { return Err("task definition missing".into()) };
         match self.image_of(td_arn) {
-            None => Err("CannotPullContainerError: image not found"),
-            Some(img) if img.unhealthy => Err("failed container health checks"),
+            None => Err("CannotPullContainerError: image not found".into()),
+            Some(img) if img.unhealthy => Err(CONTAINER_UNHEALTHY.into()),
             Some(img) => {
                 let arch = td.spec.runtime_platform.cpu_architecture.unwrap_or(crate::render::CpuArch::X86_64);
-                if img.platforms.iter().any(|p| p == arch.platform()) {
-                    Ok(())
-                } else {
-                    Err("CannotPullContainerError: no matching manifest for the task's architecture")
+                if !img.platforms.iter().any(|p| p == arch.platform()) {
+                    return Err("CannotPullContainerError: no matching manifest for the task's architecture".into());
+                }
+                match load_balancers.first() {
+                    Some(lb) if img.unready => {
+                        Err(format!("Task failed ELB health checks in (target-group {})", lb.target_group_arn))
+                    }
+                    _ => Ok(()),
                 }
             }
         }
@@ -719,15 +734,13 @@ impl World {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            let health: BTreeMap<String, (Result<(), &'static str>, u64)> = self.services[&key]
-                .state
+            let state = &self.services[&key].state;
+            let health: BTreeMap<String, (Result<(), String>, u64)> = state
                 .deployments
                 .iter()
                 .map(|d| {
-                    (
-                        d.task_definition.clone(),
-                        (self.task_health(&d.task_definition), self.settle_ms(&d.task_definition)),
-                    )
+                    let verdict = self.task_health(&d.task_definition, &state.load_balancers);
+                    (d.task_definition.clone(), (verdict, self.settle_ms(&d.task_definition)))
                 })
                 .collect();
             let seq = self.seq.wrapping_add(1);
@@ -767,7 +780,7 @@ fn is_steady(s: &SimService) -> bool {
 fn tick_service(
     svc: &mut SimService,
     now: u64,
-    health: &BTreeMap<String, (Result<(), &'static str>, u64)>,
+    health: &BTreeMap<String, (Result<(), String>, u64)>,
     seq: u64,
 ) -> bool {
     let name = svc.state.name.clone();
@@ -782,8 +795,10 @@ fn tick_service(
 
     // 1. Tasks launched long enough ago pass or fail their health checks.
     for d in &mut svc.state.deployments {
-        let (healthy, settle) =
-            health.get(&d.task_definition).copied().unwrap_or((Err("task definition missing"), TASK_SETTLE_MS));
+        let (healthy, settle) = health
+            .get(&d.task_definition)
+            .cloned()
+            .unwrap_or_else(|| (Err("task definition missing".into()), TASK_SETTLE_MS));
         let launches = svc.pending.entry(d.id.clone()).or_default();
         let settled = launches.iter().filter(|t| t.saturating_add(settle) <= now).count();
         launches.retain(|t| t.saturating_add(settle) > now);
@@ -791,7 +806,7 @@ fn tick_service(
         match healthy {
             Ok(()) => d.running_count = d.running_count.saturating_add(settled),
             Err(why) => {
-                let (stopped_reason, container_reason) = stop_reasons(why);
+                let (stopped_reason, container_reason) = stop_reasons(&why);
                 let task_prefix =
                     svc.state.arn.rsplit_once('/').map_or("", |(head, _)| head).replace(":service/", ":task/");
                 for n in 0..settled {
