@@ -613,17 +613,19 @@ const SVC: &str = "svc-00000";
 async fn settle_updated(client: Client, desired: &[Desired]) -> (bool, Vec<ServiceOutcome>) {
     let (ecs, clock) = limited(client);
     let mut outcomes = updated_outcome();
-    let failed = mcpfleet::reconcile::rollout::settle(
+    let found = mcpfleet::reconcile::settle::Found::default();
+    let waited = mcpfleet::reconcile::settle::settle_apply(
         &ecs,
         clock.as_ref(),
         desired,
+        &found,
         &mut outcomes,
         Duration::from_secs(600),
         &|_, _| {},
     )
     .await
     .unwrap();
-    (failed, outcomes)
+    (waited.failed, outcomes)
 }
 
 fn updated_outcome() -> Vec<ServiceOutcome> {

@@ -26,8 +26,7 @@ fn an_unhealthy_image_is_rolled_back_and_not_retried_until_fixed() {
     let lab = Lab::new();
     assert_eq!(lab.apply(&["--wait"]).0, 0);
     let good_digest = lab.world().repositories[&format!("{ECR}/search")].tags["v0.9.0"].clone();
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
 
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
@@ -68,8 +67,7 @@ fn an_unhealthy_image_is_rolled_back_and_not_retried_until_fixed() {
 fn retry_failed_redeploys_a_held_back_spec() {
     let lab = Lab::new();
     assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
     assert_eq!(lab.apply(&["--wait"]).0, 3);
     let (code, doc) = lab.apply(&["--retry-failed"]);
     assert_eq!(code, 0);
@@ -157,8 +155,7 @@ fn without_auto_rollback_ecs_rollback_is_still_detected() {
         "  stopTimeout: 20s\n  rollout:\n    autoRollback: false\n",
     );
     assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
     let search = service(&doc, "search");
@@ -216,8 +213,7 @@ fn a_fleet_first_applied_without_wait_still_rolls_back_a_bad_image() {
     let rev1 = lab.world().families["search"][0].arn.clone();
     assert_eq!(lab.world().services["mcp-prod/search"].state.tags.get("mcpfleet.io/last-good"), None);
 
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
     let search = service(&doc, "search");
@@ -239,8 +235,7 @@ fn a_rollout_that_is_never_completed_is_not_recorded_as_good() {
     let lab = Lab::new();
     // Applied without --wait and updated before the first rollout finished: nothing has proven good yet.
     assert_eq!(lab.apply(&[]).0, 0);
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
     let search = service(&doc, "search");
@@ -254,8 +249,7 @@ fn a_failure_without_rollback_is_held_back_not_redeployed_as_drift() {
     let lab = Lab::new();
     search_yaml_with_rollout(&lab, "    autoRollback: false\n");
     assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
     assert_eq!(service(&doc, "search")["outcome"], "rolled_back", "by ECS's circuit breaker");
@@ -326,8 +320,7 @@ fn rollback_wait_exits_3_when_the_rollbacks_own_rollout_fails() {
 fn re_pushing_a_fixed_image_under_the_same_tag_deploys_it() {
     let lab = Lab::new();
     assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
     assert_eq!(lab.apply(&["--wait"]).0, 3);
     let bad = lab.world().repositories[&format!("{ECR}/search")].tags["v1.0.0"].clone();
     // Same tag, new digest: a different resolved spec, so it is not held back.
@@ -495,8 +488,7 @@ fn the_default_timeout_covers_the_longest_progress_deadline() {
 fn a_circuit_breaker_rollback_nobody_watched_is_a_failed_rollout_not_drift() {
     let lab = Lab::new();
     assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
     assert_eq!(lab.apply(&[]).0, 0);
     advance(&lab, 900);
     let w = lab.world();
@@ -535,8 +527,7 @@ fn a_circuit_breaker_rollback_nobody_watched_is_a_failed_rollout_not_drift() {
 fn a_rerun_after_a_crash_after_tagging_watches_and_settles_the_rollout_in_flight() {
     let lab = Lab::new();
     assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
     run_crashing(&lab, "TagResource");
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
@@ -588,8 +579,7 @@ fn status_plan_and_apply_agree_on_a_spec_ecs_rolled_back() {
     let lab = Lab::new();
     search_yaml_with_rollout(&lab, "    autoRollback: false\n");
     assert_eq!(lab.apply(&["--wait"]).0, 0);
-    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
-    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
+    point_search_at_an_unhealthy_tag(&lab);
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 3, "{doc:#}");
     let search = service(&doc, "search");
@@ -851,4 +841,10 @@ fn an_unready_image_fails_elb_health_checks_behind_a_target_group_and_rolls_out_
     assert!(running.spec.container_definitions[0].image.ends_with(unready_digest.as_str()));
     assert_eq!(svc.running_count, svc.desired_count);
     assert!(w.services["mcp-prod/search"].stopped.is_empty(), "no task failed");
+}
+
+/// Pushes `search:v1.0.0` as an image whose tasks fail their health checks, and points search.yaml at it.
+fn point_search_at_an_unhealthy_tag(lab: &Lab) {
+    lab.ok(&["sim", "push", &format!("{ECR}/search:v1.0.0"), "--unhealthy"]);
+    lab.edit_manifest("search.yaml", "search:v0.9.0", "search:v1.0.0");
 }

@@ -86,24 +86,19 @@ pub async fn resolve_each(
         fleet.services.iter().flat_map(|s| s.secrets.values().map(|r| r.secret.clone())).collect();
     let ids: Vec<String> = ids.into_iter().collect();
     let mut arns = BTreeMap::new();
-    for chunk in ids.chunks(SECRET_BATCH) {
-        match secrets.resolve(chunk).await {
-            Ok(map) => arns.extend(map),
-            Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
-            Err(e) => problems.push(format!("secrets: {e}")),
-        }
+    for found in batched(&ids, SECRET_BATCH, "secrets", &mut problems, |chunk| secrets.resolve(chunk)).await? {
+        arns.extend(found);
     }
     // Target groups, distinct.
     let ids: BTreeSet<String> =
         fleet.services.iter().flat_map(|s| s.load_balancers.iter().map(|lb| lb.target_group.clone())).collect();
     let ids: Vec<String> = ids.into_iter().collect();
     let mut groups = Vec::new();
-    for chunk in ids.chunks(DESCRIBE_TARGET_GROUPS_BATCH) {
-        match target_groups.describe(chunk).await {
-            Ok(found) => groups.extend(found),
-            Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
-            Err(e) => problems.push(format!("target groups: {e}")),
-        }
+    let batches = batched(&ids, DESCRIBE_TARGET_GROUPS_BATCH, "target groups", &mut problems, |chunk| {
+        target_groups.describe(chunk)
+    });
+    for found in batches.await? {
+        groups.extend(found);
     }
     if !problems.is_empty() {
         return Err(ReconcileError::Resolution(problems));
@@ -204,6 +199,31 @@ const PATIENCE_SECS: u32 = 300;
 struct Judged {
     problems: Vec<String>,
     warnings: Vec<String>,
+}
+
+/// Asks `call` for `ids` in batches of `batch`: the answers of the batches that succeeded. A failed batch is one
+/// problem (`what: error`) and resolution goes on, so every problem is reported at once; missing or refused
+/// credentials stop it at once instead of repeating for every batch.
+async fn batched<'a, T, F, Fut>(
+    ids: &'a [String],
+    batch: usize,
+    what: &str,
+    problems: &mut Vec<String>,
+    mut call: F,
+) -> Result<Vec<T>, ReconcileError>
+where
+    F: FnMut(&'a [String]) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackendError>>,
+{
+    let mut out = Vec::new();
+    for chunk in ids.chunks(batch.max(1)) {
+        match call(chunk).await {
+            Ok(found) => out.push(found),
+            Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
+            Err(e) => problems.push(format!("{what}: {e}")),
+        }
+    }
+    Ok(out)
 }
 
 /// Fargate tasks (awsvpc) register only in `ip` target groups; a target group no load balancer routes to would

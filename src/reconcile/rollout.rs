@@ -8,19 +8,6 @@ use crate::backend::{BackendError, Ecs, Op, ServiceState, ServiceUpdate, TaskDef
 use crate::spec::ImageRef;
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn, is_managed};
 
-/// [`super::settle::settle_apply`] for rollouts an apply started (none found in flight): whether any failed.
-pub async fn settle(
-    ecs: &dyn Ecs,
-    clock: &dyn crate::backend::Clock,
-    desired: &[super::Desired],
-    outcomes: &mut [super::ServiceOutcome],
-    timeout: std::time::Duration,
-    progress: super::Progress<'_>,
-) -> Result<bool, BackendError> {
-    let found = super::settle::Found::default();
-    Ok(super::settle::settle_apply(ecs, clock, desired, &found, outcomes, timeout, progress).await?.failed)
-}
-
 /// The revision a service has proven good although no one recorded it (it was deployed by `apply` without
 /// `--wait`): its PRIMARY and only deployment is COMPLETED with every task running, on the revision mcpfleet last
 /// asked for, and that revision is not already `last-good`. Not when ECS's circuit breaker silently moved the
