@@ -267,6 +267,7 @@ impl Controller {
                     }
                     self.shared.metrics.reconcile("unresolved");
                     let key = (svc.cluster.clone(), svc.name.clone());
+                    let problems = problems.iter().map(ToString::to_string).collect();
                     self.error_policy(&key, &ReconcileFailure::Unresolved(problems));
                 }
             }
