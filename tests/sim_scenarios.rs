@@ -651,8 +651,9 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
     // A target group probing another path than readiness is applied, with a warning.
     let arn = lab.ok(&["sim", "target-group", "mcp-liveness", "--health-path", "/health"]).trim().to_string();
     attach("mcp-liveness");
-    let out = lab.run(&["apply", "-f", m.to_str().unwrap(), "--wait"]);
+    let out = lab.run(&["apply", "-f", m.to_str().unwrap(), "--wait", "-o", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let applied: Value = serde_json::from_slice(&out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
         stderr.contains("warning: service `documents`")
@@ -683,6 +684,7 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
         "{plan:#}"
     );
     assert!(stderr.contains(&format!("warning: {listed}")), "the same text as on stderr: {stderr}");
+    assert_eq!(applied["warnings"], serde_json::json!([listed]), "apply -o json lists it too: {applied:#}");
 
     // status: the load balancer comes first among the endpoints, with the DNS name of the ALB routing to it, and
     // it is what the table shows.
