@@ -780,5 +780,5 @@ fn run_prune_deletes_a_moved_services_old_copy_only_once_the_new_one_is_healthy(
     lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.2")]);
     lab.edit_manifest("search.yaml", "search:v0.9.1", "search:v0.9.2");
     c.wait_for("the old copy to be deleted", || !lab.world().services["mcp-prod/search"].state.is_active());
-    assert!(mcpfleet::state::runs_what_was_applied(&lab.world().services["mcp-other/search"].state));
+    assert!(mcpfleet::state::runs_what_was_applied(&lab.world().services["mcp-other/search"].state, None));
 }

@@ -86,18 +86,7 @@ fn a_healthy_deployment_completes_within_its_bounds() {
     let mut td = w.find_task_definition(&v1).unwrap().spec.clone();
     td.tags = vec![Tag { key: "x".into(), value: "y".into() }];
     let v3 = w.register_task_definition(&td).arn;
-    let update = ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: Some(v3.clone()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    };
+    let update = ServiceUpdate { task_definition: Some(v3.clone()), ..ServiceUpdate::of("mcp", "docs") };
     w.update_service(&update).unwrap();
     let mut completed = false;
     for _ in 0..40 {
@@ -122,18 +111,7 @@ fn the_circuit_breaker_fails_and_silently_rolls_back() {
     let (mut w, v1) = world_with_service(2, 200, 100);
     w.advance_to(w.now_ms + 60_000);
     let v2 = w.find_task_definition("docs:2").unwrap().arn.clone();
-    let update = ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: Some(v2.clone()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    };
+    let update = ServiceUpdate { task_definition: Some(v2.clone()), ..ServiceUpdate::of("mcp", "docs") };
     w.update_service(&update).unwrap();
     w.advance_to(w.now_ms + 10 * 60_000);
     let s = state(&w);
@@ -350,19 +328,7 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
     let (mut w, v1) = world_with_service(2, 200, 100);
     w.advance_to(w.now_ms + 60_000);
     let v2 = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:2";
-    w.update_service(&ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: Some(v2.into()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    })
-    .unwrap();
+    w.update_service(&ServiceUpdate { task_definition: Some(v2.into()), ..ServiceUpdate::of("mcp", "docs") }).unwrap();
     w.advance_to(w.now_ms + 5 * 60_000);
     let sim = Sim::in_memory(w);
     let reasons = sim.stopped_task_reasons("mcp", "docs", v2).await.unwrap();
@@ -379,18 +345,7 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
 async fn updates_accept_ecs_tag_propagation_values_only() {
     let (w, _) = world_with_service(1, 200, 100);
     let sim = Sim::in_memory(w);
-    let update = ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: None,
-        desired_count: Some(2),
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    };
+    let update = ServiceUpdate { desired_count: Some(2), ..ServiceUpdate::of("mcp", "docs") };
     let tagging = |p: &str| crate::backend::TagPropagation { propagate_tags: p.into(), enable_ecs_managed_tags: true };
     let with = |p: &str| ServiceUpdate { tagging: Some(tagging(p)), ..update.clone() };
     for ok in ["SERVICE", "TASK_DEFINITION", "NONE"] {
