@@ -4,9 +4,16 @@
 //!
 //! State lives in tags (there is no database), so the meaning of a tag is decided here and nowhere else: readers
 //! ask a [`ServiceTags`] or [`RevisionTags`], writers call the functions below, and whether a spec is held back is
-//! answered by [`held_spec`] alone. Pure: no async, no I/O.
+//! answered by [`held_spec`] alone. What was applied is a revision *and* its networking (see [`networking`]): the
+//! service's tags name the revision, and the spec at hand (the manifests' spec with the applied spec-hash), when
+//! the caller has it, says the networking, so a spec that changed only the networking is judged like any other.
+//! Pure: no async, no I/O.
+
+pub mod networking;
 
 use std::fmt;
+
+pub use networking::{Exposure, Networking, TAG_EXPOSURE};
 
 use crate::backend::{DeploymentStatus, RolloutState, ServiceState, Tags};
 use crate::render::ecs::{EcsService, Tag, TaskDefinitionInput};
@@ -240,48 +247,61 @@ pub fn desired_task_hash(td: &TaskDefinitionInput) -> Option<&str> {
     rendered(&td.tags, TAG_TASK_HASH)
 }
 
-/// Whether ECS took the service off the revision mcpfleet applied because that rollout failed (its deployment
-/// circuit breaker rolled back), whether or not anyone watched: the applied revision's deployment is FAILED, or
-/// the PRIMARY deployment is the breaker's rollback (its reason, or ECS's "rolling back to deployment" event,
-/// names it). An out-of-band deployment of another revision is drift, not this.
-pub fn rolled_back_by_ecs(state: &ServiceState) -> bool {
-    let Some(applied) = ServiceTags::of(state).applied else { return false };
-    if applied == state.task_definition {
-        return false;
-    }
-    if state.deployments.iter().any(|d| d.task_definition == applied && d.rollout_state == RolloutState::Failed) {
-        return true;
-    }
+/// The networking of the spec a service was applied with, when `desired` is that spec (its spec-hash is the one
+/// the service's tags record: the manifests still describe what was applied). None otherwise: only the revision
+/// then tells what was applied.
+pub fn applied_networking(state: &ServiceState, desired: Option<&EcsService>) -> Option<Networking> {
+    let applied = ServiceTags::of(state).spec_hash?;
+    desired.filter(|d| desired_spec_hash(d) == applied).map(|d| Networking::of(&d.create_service))
+}
+
+/// Whether the PRIMARY deployment is ECS's circuit breaker going back to the last completed service revision:
+/// its reason, or ECS's "rolling back to deployment" event, names it.
+pub fn breaker_rolled_back(state: &ServiceState) -> bool {
     let Some(p) = state.primary() else { return false };
     let rollback_event = format!("rolling back to deployment {}", p.id);
     p.rollout_state_reason.contains("circuit breaker: rolling back")
         || state.events.iter().any(|e| e.message.contains(&rollback_event))
 }
 
+/// Whether ECS took the service off what mcpfleet applied because that rollout failed (its deployment circuit
+/// breaker rolled back), whether or not anyone watched: off the applied revision, whose deployment is FAILED or
+/// was replaced by the breaker's rollback; or, on the applied revision, the breaker went back to other networking
+/// than `applied` (the applied spec's, when known; see [`applied_networking`]). An out-of-band deployment of
+/// another revision or networking is drift, not this.
+pub fn rolled_back_by_ecs(state: &ServiceState, applied: Option<&Networking>) -> bool {
+    let Some(td) = ServiceTags::of(state).applied else { return false };
+    if td == state.task_definition {
+        return breaker_rolled_back(state) && applied.is_some_and(|n| n.differs_from(state));
+    }
+    state.deployments.iter().any(|d| d.task_definition == td && d.rollout_state == RolloutState::Failed)
+        || breaker_rolled_back(state)
+}
+
 /// The one rule for held-back specs: the spec-hash a service holds back from deployment, if any. That is the
 /// recorded `failed-spec-hash`, or, when ECS's circuit breaker visibly rolled back the spec the service was
 /// applied with and nobody recorded it yet, that spec. A held spec is not deployed again until the manifest
-/// changes (or `apply --retry-failed`).
-pub fn held_spec(state: &ServiceState) -> Option<&str> {
+/// changes (or `apply --retry-failed`). `applied`: the applied spec's networking, when known.
+pub fn held_spec<'a>(state: &'a ServiceState, applied: Option<&Networking>) -> Option<&'a str> {
     let tags = ServiceTags::of(state);
-    if rolled_back_by_ecs(state) { tags.spec_hash.or(tags.failed_spec_hash) } else { tags.failed_spec_hash }
+    if rolled_back_by_ecs(state, applied) { tags.spec_hash.or(tags.failed_spec_hash) } else { tags.failed_spec_hash }
 }
 
 /// Whether `spec_hash` is held back on this service (see [`held_spec`]).
-pub fn holds(state: &ServiceState, spec_hash: &str) -> bool {
-    !spec_hash.is_empty() && held_spec(state) == Some(spec_hash)
+pub fn holds(state: &ServiceState, spec_hash: &str, applied: Option<&Networking>) -> bool {
+    !spec_hash.is_empty() && held_spec(state, applied) == Some(spec_hash)
 }
 
 /// Whether the spec the service was applied with is held back: its rollout failed (recorded, or visibly rolled
 /// back by ECS), so what runs differing from it is not drift to correct.
-pub fn applied_spec_held(state: &ServiceState) -> bool {
-    ServiceTags::of(state).spec_hash.is_some_and(|h| holds(state, h))
+pub fn applied_spec_held(state: &ServiceState, applied: Option<&Networking>) -> bool {
+    ServiceTags::of(state).spec_hash.is_some_and(|h| holds(state, h, applied))
 }
 
 /// Whether the service has settled on what mcpfleet last applied: its PRIMARY and only deployment is COMPLETED
 /// with every task running, on the revision mcpfleet asked for (not one ECS's circuit breaker silently went back
-/// to), and the spec it runs is not held back as failed.
-pub fn runs_what_was_applied(state: &ServiceState) -> bool {
+/// to), and the spec it runs is not held back as failed (nor was its networking taken back by the breaker).
+pub fn runs_what_was_applied(state: &ServiceState, applied: Option<&Networking>) -> bool {
     let td = state.task_definition.as_str();
     let [only] = state.deployments.as_slice() else { return false };
     let settled = only.status == DeploymentStatus::Primary
@@ -290,7 +310,7 @@ pub fn runs_what_was_applied(state: &ServiceState) -> bool {
         && only.running_count == state.desired_count
         && state.running_count == state.desired_count;
     let asked_for = ServiceTags::of(state).applied == Some(td);
-    settled && asked_for && !applied_spec_held(state)
+    settled && asked_for && !applied_spec_held(state, applied)
 }
 
 /// Whether a service is managed by mcpfleet.
@@ -312,6 +332,14 @@ pub fn last_good(arn: &str) -> Tags {
 /// What a revision's rollout came to.
 pub fn outcome(o: Outcome) -> Tags {
     one(TAG_OUTCOME, o.as_str())
+}
+
+/// What a revision's rollout came to, with the exposure the service ran it with (see [`Exposure`]): one tag
+/// request records both on the revision.
+pub fn completed_with(state: &ServiceState) -> Tags {
+    let mut tags = outcome(Outcome::Completed);
+    tags.extend(Exposure::of(state).tag(&state.arn));
+    tags
 }
 
 /// A spec whose rollout failed, held back on the service.
@@ -420,16 +448,62 @@ mod tests {
         let applied = [(TAG_TASK_DEFINITION, "search:2"), (TAG_SPEC_HASH, "h2")];
         let breaker =
             service("search:1", "ECS deployment circuit breaker: rolling back to deployment ecs-svc/2.", &applied);
-        assert!(rolled_back_by_ecs(&breaker));
-        assert_eq!(held_spec(&breaker), Some("h2"));
-        assert!(applied_spec_held(&breaker));
+        assert!(rolled_back_by_ecs(&breaker, None));
+        assert_eq!(held_spec(&breaker, None), Some("h2"));
+        assert!(applied_spec_held(&breaker, None));
         // Someone deployed search:1 by hand: drift, nothing held.
         let drift = service("search:1", "ECS deployment ecs-svc/2 completed.", &applied);
-        assert!(!rolled_back_by_ecs(&drift) && held_spec(&drift).is_none() && !holds(&drift, "h2"));
+        assert!(!rolled_back_by_ecs(&drift, None) && held_spec(&drift, None).is_none() && !holds(&drift, "h2", None));
         let mut recorded = drift.clone();
         recorded.tags.insert(TAG_FAILED_SPEC_HASH.into(), "h2".into());
-        assert!(holds(&recorded, "h2") && ServiceTags::of(&recorded).applied_failure_recorded());
-        assert!(!holds(&recorded, "h3"));
+        assert!(holds(&recorded, "h2", None) && ServiceTags::of(&recorded).applied_failure_recorded());
+        assert!(!holds(&recorded, "h3", None));
+    }
+
+    /// A rendered service behind one target group, and a service that runs it as applied (its spec-hash and
+    /// revision tagged) with `reason` on its PRIMARY deployment.
+    fn behind_a_load_balancer(reason: &str) -> (EcsService, ServiceState) {
+        let text = "apiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: { name: search }\nspec:\n  \
+            cluster: mcp\n  image: nginx@sha256:0000000000000000000000000000000000000000000000000000000000000000\n  \
+            cpu: 256\n  memory: 512\n  port: 8080\n  network: { subnets: [subnet-0abc1234] }\n  expose:\n    \
+            loadBalancers:\n      - targetGroup: arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/0123456789abcdef\n";
+        let svc = crate::spec::load_str("search.yaml", text).expect("valid").services.remove(0);
+        let e = crate::render::ecs::render(&svc, &crate::render::Resolved::unresolved(&svc));
+        let hash = desired_spec_hash(&e).to_string();
+        let mut s = service("search:1", reason, &[(TAG_TASK_DEFINITION, "search:1"), (TAG_SPEC_HASH, &hash)]);
+        s.network_configuration = e.create_service.network_configuration.clone();
+        s.load_balancers = e.create_service.load_balancers.clone();
+        (e, s)
+    }
+
+    #[test]
+    fn a_spec_that_kept_its_revision_is_held_when_the_breaker_took_its_networking_back() {
+        let rolling_back = "ECS deployment circuit breaker: rolling back to deployment ecs-svc/2.";
+        let (e, mut s) = behind_a_load_balancer(rolling_back);
+        let applied = applied_networking(&s, Some(&e));
+        assert!(applied.is_some(), "the manifests' spec is the applied one");
+        // An earlier rollback still PRIMARY, and the service runs the applied networking: nothing was taken back.
+        assert!(!rolled_back_by_ecs(&s, applied.as_ref()) && held_spec(&s, applied.as_ref()).is_none());
+        assert!(runs_what_was_applied(&s, applied.as_ref()));
+
+        // The breaker went back to the revision without the target group: the applied spec is held, and the
+        // service does not run what was applied.
+        s.load_balancers.clear();
+        let hash = desired_spec_hash(&e);
+        assert!(rolled_back_by_ecs(&s, applied.as_ref()));
+        assert_eq!(held_spec(&s, applied.as_ref()), Some(hash));
+        assert!(holds(&s, hash, applied.as_ref()) && !runs_what_was_applied(&s, applied.as_ref()));
+        // Without the spec at hand, the revision alone cannot tell.
+        assert!(!rolled_back_by_ecs(&s, None) && held_spec(&s, None).is_none());
+
+        // The same networking taken off by hand, with no rollback by the breaker: drift, nothing held.
+        let (e, mut drift) = behind_a_load_balancer("ECS deployment ecs-svc/2 completed.");
+        drift.load_balancers.clear();
+        assert!(!rolled_back_by_ecs(&drift, applied_networking(&drift, Some(&e)).as_ref()));
+
+        // A manifest edited since is not the applied spec: its networking says nothing about what was applied.
+        s.tags.insert(TAG_SPEC_HASH.into(), "another".into());
+        assert!(applied_networking(&s, Some(&e)).is_none());
     }
 
     #[test]

@@ -106,16 +106,9 @@ async fn a_validation_error_fails_at_once_with_the_aws_message() {
     let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
     let (ecs, clock) = limited(client);
     let update = mcpfleet::backend::ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
         task_definition: Some("docs:4".into()),
         desired_count: Some(2),
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
+        ..mcpfleet::backend::ServiceUpdate::of("mcp", "docs")
     };
     let err = ecs.update_service(&update).await.unwrap_err();
     assert_eq!(
@@ -195,6 +188,7 @@ fn target(name: &str, rev: &str, deadline_ms: u64) -> mcpfleet::reconcile::watch
         cluster: "mcp".into(),
         name: name.into(),
         task_definition: format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{name}:{rev}"),
+        networking: None,
         deadline_ms,
     }
 }
@@ -1173,16 +1167,8 @@ async fn service_connect_is_read_from_the_primary_deployment_and_sent_on_update(
     assert_eq!(reported.services, wanted.services);
 
     let mut u = mcpfleet::backend::ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "documents".into(),
-        task_definition: None,
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
         service_connect_configuration: Some(wanted),
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
+        ..mcpfleet::backend::ServiceUpdate::of("mcp", "documents")
     };
     ecs.update_service(&u).await.unwrap();
     u.service_connect_configuration = Some(ServiceConnectConfiguration::disabled());
@@ -1228,16 +1214,9 @@ async fn the_grace_period_and_target_groups_are_read_back_and_sent_on_update() {
     assert_eq!(read.load_balancers, std::slice::from_ref(&lb));
 
     let change = mcpfleet::backend::ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: None,
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
         load_balancers: Some(vec![lb]),
         health_check_grace_period_seconds: Some(90),
-        tagging: None,
+        ..mcpfleet::backend::ServiceUpdate::of("mcp", "docs")
     };
     ecs.update_service(&change).await.unwrap();
     assert_eq!(update.num_calls(), 1, "the request carried the grace period and the target group");

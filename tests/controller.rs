@@ -306,6 +306,50 @@ fn a_failed_rollout_is_rolled_back_and_not_retried() {
 }
 
 #[test]
+fn a_failed_load_balancer_attach_is_rolled_back_whole_and_not_retried() {
+    let lab = Lab::new();
+    // database runs an image that is alive but never ready; without a load balancer that converges.
+    lab.ok(&["sim", "push", &format!("{ECR}/database:v2.1.0"), "--platform", "linux/amd64", "--unready"]);
+    lab.edit_manifest("database.yaml", "database:v2.0.1", "database:v2.1.0");
+    lab.ok(&["sim", "target-group", "mcp-database", "--health-path", "/health"]);
+    let c = Controller::start(&lab);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    let before = lab.world().services["mcp-prod/database"].state.clone();
+
+    // Behind a target group its tasks never pass: the same revision goes back to how it last completed, without
+    // the load balancer and with the grace period it had.
+    lab.edit_manifest(
+        "database.yaml",
+        "  stopTimeout: 60s\n",
+        "  expose:\n    loadBalancers:\n      - targetGroup: mcp-database\n  stopTimeout: 60s\n",
+    );
+    c.wait_for("the rollback", || c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}") >= 1.0);
+    c.wait_for("the service back as it last completed", || {
+        let s = lab.world().services["mcp-prod/database"].state.clone();
+        s.load_balancers.is_empty()
+            && s.health_check_grace_period_seconds.unwrap_or(0) == 0
+            && s.running_count == 2
+            && s.primary().is_some_and(|p| p.rollout_state == mcpfleet::backend::RolloutState::Completed)
+    });
+    let failed = c.json_log_line("rollout failed; rolling back");
+    assert!(
+        failed["fields"]["reason"].as_str().is_some_and(|r| r.contains("Task failed ELB health checks")),
+        "{failed}"
+    );
+    // Held on the later passes: no new revision, no new deployment, and the revision is still a good one.
+    c.wait_for("the failed spec to be held", || c.reached("mcpfleet_reconciles_total{outcome=\"held\"}", 1.0));
+    let deployments = lab.world().services["mcp-prod/database"].state.deployments.clone();
+    c.wait_passes(2);
+    let w = lab.world();
+    let s = &w.services["mcp-prod/database"].state;
+    assert_eq!(w.families["database"].len(), 1);
+    assert_eq!(s.task_definition, before.task_definition);
+    assert_eq!(s.deployments, deployments, "no new deployment");
+    assert_eq!(w.families["database"][0].tags["mcpfleet.io/outcome"], "completed");
+    assert_eq!(c.metric("mcpfleet_services{state=\"failed\"}"), 1.0);
+}
+
+#[test]
 fn a_failed_rollout_counts_the_service_as_failed_until_its_spec_changes() {
     let lab = Lab::new();
     let c = Controller::start(&lab);
@@ -780,5 +824,5 @@ fn run_prune_deletes_a_moved_services_old_copy_only_once_the_new_one_is_healthy(
     lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.2")]);
     lab.edit_manifest("search.yaml", "search:v0.9.1", "search:v0.9.2");
     c.wait_for("the old copy to be deleted", || !lab.world().services["mcp-prod/search"].state.is_active());
-    assert!(mcpfleet::state::runs_what_was_applied(&lab.world().services["mcp-other/search"].state));
+    assert!(mcpfleet::state::runs_what_was_applied(&lab.world().services["mcp-other/search"].state, None));
 }

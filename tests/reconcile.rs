@@ -247,6 +247,7 @@ async fn the_watcher_describes_services_in_flight_ten_at_a_time() {
             cluster: o.cluster.clone(),
             name: o.name.clone(),
             task_definition: o.task_definition.clone().unwrap(),
+            networking: None,
             deadline_ms: u64::MAX,
         })
         .collect();

@@ -3,23 +3,8 @@
 
 mod common;
 
-use common::lab::{ECR, Lab, TARGET_GROUP, entry, outcomes, writes};
+use common::lab::{ECR, Lab, TARGET_GROUP, entry, history, outcomes, service, writes};
 use serde_json::Value;
-
-fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
-}
-
-fn history(lab: &Lab, name: &str) -> Vec<(u64, String)> {
-    let (code, doc) = lab.json(&["history", name, "--cluster", "mcp-prod", "-o", "json"]);
-    assert_eq!(code, 0, "{doc:#}");
-    doc["revisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["revision"].as_u64().unwrap(), r["outcome"].as_str().unwrap().to_string()))
-        .collect()
-}
 
 #[test]
 fn an_unhealthy_image_is_rolled_back_and_not_retried_until_fixed() {
@@ -402,16 +387,8 @@ fn observed_td(sim: &mcpfleet::backend::sim::Sim) -> String {
 
 fn ecs_edit(sim: &mcpfleet::backend::sim::Sim, td: &str) {
     let update = mcpfleet::backend::ServiceUpdate {
-        cluster: "bench".into(),
-        service: "svc-00000".into(),
         task_definition: Some(td.into()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
+        ..mcpfleet::backend::ServiceUpdate::of("bench", "svc-00000")
     };
     sim.with_world(true, |w| w.update_service(&update)).unwrap().unwrap();
 }

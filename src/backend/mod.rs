@@ -293,6 +293,22 @@ impl TagPropagation {
 }
 
 impl ServiceUpdate {
+    /// An update of `service` in `cluster` that changes nothing yet: the fields to change are set on it.
+    pub fn of(cluster: &str, service: &str) -> ServiceUpdate {
+        ServiceUpdate {
+            cluster: cluster.to_string(),
+            service: service.to_string(),
+            task_definition: None,
+            desired_count: None,
+            deployment_configuration: None,
+            network_configuration: None,
+            service_connect_configuration: None,
+            load_balancers: None,
+            health_check_grace_period_seconds: None,
+            tagging: None,
+        }
+    }
+
     /// The update that makes `observed` match `input` pointing at `task_definition`. Service Connect is sent when
     /// wanted, and turned off only where `observed` runs it: a service that never had it gets no such field.
     pub fn converge(input: &ServiceInput, task_definition: &str, observed: &ServiceState) -> ServiceUpdate {

@@ -120,16 +120,9 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
         }
         Command::Edit { service, cluster, desired_count, task_definition } => {
             let update = ServiceUpdate {
-                cluster: cluster.clone(),
-                service: service.clone(),
                 task_definition: task_definition.clone(),
                 desired_count: *desired_count,
-                deployment_configuration: None,
-                network_configuration: None,
-                service_connect_configuration: None,
-                load_balancers: None,
-                health_check_grace_period_seconds: None,
-                tagging: None,
+                ..ServiceUpdate::of(cluster, service)
             };
             let state = sim.with_world(true, |w| w.update_service(&update))??;
             println!(

@@ -231,7 +231,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 /// its values are shown instead, so a converged fleet costs no DescribeTaskDefinition.
 async fn row(s: &ServiceState, ecs: &dyn Ecs, dns: &BTreeMap<String, String>) -> Result<Row, BackendError> {
     let tags = ServiceTags::of(s);
-    let held = state::applied_spec_held(s);
+    // status does not resolve the manifests, so the applied spec's networking is not at hand: a spec that changed
+    // only the networking shows held once its failure is recorded (plan, which has the spec, says so at once).
+    let held = state::applied_spec_held(s, None);
     let owned = |v: Option<&str>| v.map(String::from);
     let applied = tags.applied.filter(|td| *td != s.task_definition).map(String::from);
     let (image, digest, architecture) = match &applied {

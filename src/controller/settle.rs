@@ -12,7 +12,7 @@ use crate::plan;
 use crate::reconcile::settle::{self, Pending, pending as unsettled};
 use crate::reconcile::watch::{self, RolloutResult, Target};
 use crate::reconcile::{Desired, Observed};
-use crate::state::ServiceTags;
+use crate::state::{self, ServiceTags};
 
 use super::Controller;
 
@@ -40,7 +40,8 @@ impl Controller {
                 continue;
             };
             let key = (state.cluster.clone(), state.name.clone());
-            let target = match unsettled(state, d.rollout.progress_deadline_secs) {
+            let applied = state::applied_networking(state, Some(&d.ecs));
+            let target = match unsettled(state, d.rollout.progress_deadline_secs, applied.as_ref()) {
                 Pending::Settled => {
                     // A rollback seen in flight whose deployment has completed since: the service is back.
                     if self.rollbacks_in_flight.remove(&key)
@@ -61,7 +62,7 @@ impl Controller {
                     continue;
                 }
                 Pending::Rollout(target) => {
-                    if ServiceTags::of(state).last_good == Some(target.task_definition.as_str()) {
+                    if target.is_rollback(ServiceTags::of(state).last_good) {
                         self.rollbacks_in_flight.insert(key);
                     }
                     target

@@ -388,7 +388,9 @@ async fn converge(
         Some(o) => {
             // The revision running now may have completed without anyone watching (apply without --wait):
             // record it as last-good first, so a failure of the rollout started here can be rolled back.
-            if let Some(good) = rollout::record_proven_good(ecs, o).await? {
+            if let Some(good) =
+                rollout::record_proven_good(ecs, o, state::applied_networking(o, Some(&d.ecs)).as_ref()).await?
+            {
                 progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
             }
             progress(&d.ecs.name, "updating service");

@@ -15,7 +15,7 @@ use super::watch::{self, FailureKind, RolloutResult, Target};
 use super::{Desired, Observed, Outcome, Progress, ServiceOutcome, rollout};
 use crate::backend::{BackendError, Clock, Ecs, RolloutState, ServiceState};
 use crate::spec::ValidRollout;
-use crate::state::{self, ServiceTags, short};
+use crate::state::{self, Networking, ServiceTags, short};
 
 /// What a settle may do: the service's rollout settings, or an operator's rollback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,15 +81,19 @@ pub enum Pending {
 
 /// The rollout a service still owes a verdict on: it was applied with a revision (`task-definition` tag) that is
 /// neither its last good one nor already judged failed — or it is back on its last good revision (a rollback)
-/// whose PRIMARY deployment has not completed yet.
-pub fn pending(state: &ServiceState, progress_deadline_secs: u64) -> Pending {
+/// whose PRIMARY deployment has not completed yet. `applied` is the networking of the spec it was applied with,
+/// when the caller has that spec (see [`state::applied_networking`]): a spec that kept the last good revision and
+/// changed only the networking owes a verdict of its own while its deployment is in flight, or once ECS's circuit
+/// breaker took its networking back.
+pub fn pending(state: &ServiceState, progress_deadline_secs: u64, applied: Option<&Networking>) -> Pending {
     let tags = ServiceTags::of(state);
     let Some(td) = tags.applied else { return Pending::Settled };
-    let target = |started: u64| {
+    let target = |started: u64, networking: Option<&Networking>| {
         Pending::Rollout(Target {
             cluster: state.cluster.clone(),
             name: state.name.clone(),
             task_definition: td.to_string(),
+            networking: networking.cloned().map(Box::new),
             deadline_ms: deadline_ms(started, progress_deadline_secs),
         })
     };
@@ -101,10 +105,12 @@ pub fn pending(state: &ServiceState, progress_deadline_secs: u64) -> Pending {
     }
     if tags.last_good == Some(td) {
         let Some(p) = state.primary() else { return Pending::Settled };
-        if p.task_definition != td || p.rollout_state == RolloutState::Completed {
-            return Pending::Settled;
-        }
-        return target(p.created_at_ms);
+        let in_flight = p.task_definition == td && p.rollout_state != RolloutState::Completed;
+        return match applied.filter(|_| !tags.applied_failure_recorded()) {
+            Some(n) if in_flight || state::rolled_back_by_ecs(state, Some(n)) => target(p.created_at_ms, Some(n)),
+            None if in_flight => target(p.created_at_ms, None),
+            _ => Pending::Settled,
+        };
     }
     if tags.applied_failure_recorded() {
         return Pending::Settled;
@@ -117,7 +123,7 @@ pub fn pending(state: &ServiceState, progress_deadline_secs: u64) -> Pending {
         .max()
         .or_else(|| state.primary().filter(|p| p.rollout_state != RolloutState::Completed).map(|p| p.created_at_ms))
         .unwrap_or(0);
-    target(started)
+    target(started, applied)
 }
 
 /// What settling a rollout did.
@@ -151,11 +157,14 @@ pub async fn settle_service(
 ) -> Result<Settled, BackendError> {
     let tags = ServiceTags::of(state);
     let td = target.task_definition.as_str();
-    let on_last_good = tags.last_good == Some(td);
+    let rollback = target.is_rollback(tags.last_good);
+    // A spec that kept the last good revision and changed only its networking: the revision keeps the outcome it
+    // earned, and going back means its networking as it last completed.
+    let same_revision = !rollback && tags.last_good == Some(td);
     let (kind, reason) = match result {
         RolloutResult::TimedOut => return Ok(Settled::Waiting),
         // Back on the last good revision: it is recorded already.
-        RolloutResult::Completed if on_last_good => {
+        RolloutResult::Completed if rollback => {
             return Ok(Settled::Completed { rollback: tags.came_back_from_failure() });
         }
         RolloutResult::Completed => {
@@ -164,15 +173,17 @@ pub async fn settle_service(
         }
         RolloutResult::Failed { kind, reason } => (*kind, reason.clone()),
     };
-    if on_last_good {
+    if rollback {
         rollback_failed(ecs, state, td).await?;
         return Ok(Settled::RollbackFailed { reason });
     }
     let spec_hash = rolled_out.or(tags.spec_hash).unwrap_or_default();
-    ecs.tag_resource(td, &state::outcome(state::Outcome::Failed)).await?;
-    let last_good = tags.last_good.filter(|lg| *lg != td);
-    let by_ecs =
-        state.task_definition != td && (kind == FailureKind::RolledBackByEcs || state::rolled_back_by_ecs(state));
+    if !same_revision {
+        ecs.tag_resource(td, &state::outcome(state::Outcome::Failed)).await?;
+    }
+    let last_good = tags.last_good.filter(|lg| *lg != td || same_revision);
+    let by_ecs = (state.task_definition != td || same_revision)
+        && (kind == FailureKind::RolledBackByEcs || state::rolled_back_by_ecs(state, target.networking.as_deref()));
     let settled = match last_good {
         Some(lg) if policy.auto_rollback => {
             rollout::start_rollback(ecs, state, lg, td, spec_hash).await?;
@@ -180,7 +191,9 @@ pub async fn settle_service(
         }
         _ if by_ecs => {
             ecs.tag_resource(&state.arn, &state::held(spec_hash)).await?;
-            ecs.tag_resource(td, &state::outcome(state::Outcome::RolledBack)).await?;
+            if !same_revision {
+                ecs.tag_resource(td, &state::outcome(state::Outcome::RolledBack)).await?;
+            }
             Settled::RolledBack { reason, to: state.task_definition.clone(), by_ecs: true }
         }
         _ => {
@@ -200,7 +213,7 @@ async fn rollback_failed(ecs: &dyn Ecs, state: &ServiceState, td: &str) -> Resul
     let mut tags = state::rollback_failed(state.primary().map_or("", |p| p.id.as_str()));
     if state.task_definition != td {
         let running = ecs.describe_task_definition(&state.task_definition).await?;
-        ecs.tag_resource(&running.arn, &state::outcome(state::Outcome::Completed)).await?;
+        ecs.tag_resource(&running.arn, &state::completed_with(state)).await?;
         tags.extend(state::running(&running.arn, &running.tags));
         tags.extend(state::last_good(&running.arn));
     }
@@ -281,7 +294,8 @@ pub async fn settle_found(
             continue;
         };
         let policy = Policy::of(&d.rollout);
-        let Pending::Rollout(target) = pending(s, policy.progress_deadline_secs) else { continue };
+        let applied = state::applied_networking(s, Some(&d.ecs));
+        let Pending::Rollout(target) = pending(s, policy.progress_deadline_secs, applied.as_ref()) else { continue };
         let key = (s.cluster.clone(), s.name.clone());
         match watch::judge_explained(ecs, &target, s, now).await {
             None if wait.is_some() => {
@@ -355,6 +369,7 @@ pub async fn settle_apply(
                 cluster: o.cluster.clone(),
                 name: o.name.clone(),
                 task_definition: o.task_definition.clone()?,
+                networking: Some(Box::new(Networking::of(&d.ecs.create_service))),
                 deadline_ms: deadline_ms(start, d.rollout.progress_deadline_secs),
             })
         })
@@ -432,6 +447,7 @@ async fn watch_back(
         cluster: state.cluster.clone(),
         name: state.name.clone(),
         task_definition: to.to_string(),
+        networking: None,
         deadline_ms: deadline_ms(clock.now_ms(), policy.progress_deadline_secs),
     };
     let result = watch::watch(ecs, clock, std::slice::from_ref(&target), timeout, progress)

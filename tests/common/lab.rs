@@ -110,6 +110,23 @@ impl Lab {
     }
 }
 
+/// One service of a `plan`, `apply` or `status` JSON document, by name (the example fleet has one cluster).
+pub fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
+}
+
+/// `history NAME` in the example fleet's cluster, newest first: (revision, outcome).
+pub fn history(lab: &Lab, name: &str) -> Vec<(u64, String)> {
+    let (code, doc) = lab.json(&["history", name, "--cluster", "mcp-prod", "-o", "json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    doc["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["revision"].as_u64().unwrap(), r["outcome"].as_str().unwrap().to_string()))
+        .collect()
+}
+
 /// One service of a `plan` or `apply` JSON document, by cluster and name.
 pub fn entry<'a>(doc: &'a Value, cluster: &str, name: &str) -> &'a Value {
     let services = doc["services"].as_array().unwrap();

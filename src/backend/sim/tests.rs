@@ -86,18 +86,7 @@ fn a_healthy_deployment_completes_within_its_bounds() {
     let mut td = w.find_task_definition(&v1).unwrap().spec.clone();
     td.tags = vec![Tag { key: "x".into(), value: "y".into() }];
     let v3 = w.register_task_definition(&td).arn;
-    let update = ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: Some(v3.clone()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    };
+    let update = ServiceUpdate { task_definition: Some(v3.clone()), ..ServiceUpdate::of("mcp", "docs") };
     w.update_service(&update).unwrap();
     let mut completed = false;
     for _ in 0..40 {
@@ -122,18 +111,7 @@ fn the_circuit_breaker_fails_and_silently_rolls_back() {
     let (mut w, v1) = world_with_service(2, 200, 100);
     w.advance_to(w.now_ms + 60_000);
     let v2 = w.find_task_definition("docs:2").unwrap().arn.clone();
-    let update = ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: Some(v2.clone()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    };
+    let update = ServiceUpdate { task_definition: Some(v2.clone()), ..ServiceUpdate::of("mcp", "docs") };
     w.update_service(&update).unwrap();
     w.advance_to(w.now_ms + 10 * 60_000);
     let s = state(&w);
@@ -208,6 +186,70 @@ fn new_networking_load_balancers_or_service_connect_roll_the_same_revision_out_a
     let before = state(&w).primary().unwrap().id.clone();
     w.update_service(&ServiceUpdate::converge(&input, &v1, state(&w))).unwrap();
     assert_eq!(state(&w).primary().unwrap().id, before, "a new desired count scales the deployment that runs");
+}
+
+#[test]
+fn the_circuit_breaker_goes_back_to_the_last_completed_service_revision_on_the_same_task_definition() {
+    use crate::backend::TargetType;
+    use crate::render::ecs::{LoadBalancer, ServiceConnectConfiguration};
+    let (mut w, v1) = world_with_service(2, 200, 100);
+    let tg = w.create_target_group(&target_group_spec("docs", "/ready", TargetType::Ip, true)).unwrap();
+    // docs:1 runs an image that is alive but never ready: fine without a load balancer.
+    let digest = w.repositories[ECR].tags["v1"].clone();
+    w.repositories.get_mut(ECR).unwrap().images.get_mut(&digest).unwrap().unready = true;
+    w.advance_to(w.now_ms + 60_000);
+    let before = state(&w).clone();
+    assert_eq!(before.primary().unwrap().rollout_state, RolloutState::Completed);
+
+    // The same revision behind a target group, with a grace period: a new deployment, whose tasks fail ELB's
+    // health checks while the old deployment's tasks, outside the target group, keep serving.
+    let mut input = docs(2, 200, 100).create_service;
+    input.load_balancers =
+        vec![LoadBalancer { target_group_arn: tg.clone(), container_name: "docs".into(), container_port: 8080 }];
+    input.health_check_grace_period_seconds = Some(30);
+    w.update_service(&ServiceUpdate::converge(&input, &v1, &before)).unwrap();
+    let failed = state(&w).primary().unwrap().id.clone();
+    w.advance_to(w.now_ms + 10 * 60_000);
+    let s = state(&w);
+    assert!(s.events.iter().any(|e| e.message.contains(&format!("(deployment {failed}) deployment failed"))));
+    assert!(
+        s.events.iter().any(|e| e.message.contains(&format!("Task failed ELB health checks in (target-group {tg})")))
+    );
+    // Back on the revision that completed: the same task definition without the load balancer; the grace period,
+    // not part of a service revision, stays as set.
+    assert_eq!(s.task_definition, v1);
+    assert!(s.load_balancers.is_empty(), "{s:#?}");
+    assert_eq!(s.network_configuration, before.network_configuration);
+    assert_eq!(s.service_connect_configuration, before.service_connect_configuration);
+    assert_eq!(s.health_check_grace_period_seconds, Some(30));
+    let p = s.primary().unwrap();
+    assert_ne!(p.id, failed);
+    assert_eq!((p.rollout_state, s.running_count, s.deployments.len()), (RolloutState::Completed, 2, 1));
+
+    // Service Connect is part of the revision too: turned on and failing (the image now fails every new task),
+    // it is turned off again by the rollback, whose tasks start once the image is fixed.
+    let sc = ServiceConnectConfiguration::disabled();
+    let mut on = input.clone();
+    on.load_balancers.clear();
+    on.service_connect_configuration = Some(ServiceConnectConfiguration { enabled: true, ..sc });
+    w.repositories.get_mut(ECR).unwrap().images.get_mut(&digest).unwrap().unhealthy = true;
+    w.update_service(&ServiceUpdate::converge(&on, &v1, state(&w))).unwrap();
+    assert!(state(&w).service_connect_configuration.as_ref().is_some_and(|c| c.enabled));
+    while !state(&w).primary().unwrap().rollout_state_reason.contains("rolling back") {
+        w.advance_to(w.now_ms + TICK_MS);
+    }
+    w.repositories.get_mut(ECR).unwrap().images.get_mut(&digest).unwrap().unhealthy = false;
+    w.advance_to(w.now_ms + 5 * 60_000);
+    let s = state(&w);
+    assert_eq!(s.service_connect_configuration, before.service_connect_configuration, "{s:#?}");
+    assert_eq!((s.primary().unwrap().rollout_state, s.running_count), (RolloutState::Completed, 2));
+
+    // A service from a state file written before deployments recorded their networking still loads.
+    let mut old = serde_json::to_value(&w.services["mcp/docs"]).unwrap();
+    let fields = old.as_object_mut().unwrap();
+    assert!(fields.remove("deployed").is_some() && fields.remove("lastCompletedNetworking").is_some());
+    let back: SimService = serde_json::from_value(old).unwrap();
+    assert!(back.deployed.is_empty() && back.last_completed_networking.is_none());
 }
 
 #[test]
@@ -286,19 +328,7 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
     let (mut w, v1) = world_with_service(2, 200, 100);
     w.advance_to(w.now_ms + 60_000);
     let v2 = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:2";
-    w.update_service(&ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: Some(v2.into()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    })
-    .unwrap();
+    w.update_service(&ServiceUpdate { task_definition: Some(v2.into()), ..ServiceUpdate::of("mcp", "docs") }).unwrap();
     w.advance_to(w.now_ms + 5 * 60_000);
     let sim = Sim::in_memory(w);
     let reasons = sim.stopped_task_reasons("mcp", "docs", v2).await.unwrap();
@@ -315,18 +345,7 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
 async fn updates_accept_ecs_tag_propagation_values_only() {
     let (w, _) = world_with_service(1, 200, 100);
     let sim = Sim::in_memory(w);
-    let update = ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: None,
-        desired_count: Some(2),
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    };
+    let update = ServiceUpdate { desired_count: Some(2), ..ServiceUpdate::of("mcp", "docs") };
     let tagging = |p: &str| crate::backend::TagPropagation { propagate_tags: p.into(), enable_ecs_managed_tags: true };
     let with = |p: &str| ServiceUpdate { tagging: Some(tagging(p)), ..update.clone() };
     for ok in ["SERVICE", "TASK_DEFINITION", "NONE"] {

@@ -3,13 +3,15 @@
 //! plus ECS's rules, so it serializes to the `--sim-state` file.
 //!
 //! UpdateService starts a deployment for a new revision, and for new networking on the same one (network
-//! configuration, load balancers, Service Connect), as ECS does. Deployments progress in ticks of [`TICK_MS`]: a
-//! task launched by a deployment becomes healthy (or fails its health checks, for images pushed with
-//! `--unhealthy`) [`TASK_SETTLE_MS`] later; behind a load balancer it also has to pass its target group's health
-//! check, which tasks of images pushed with `--unready` never do, so ECS stops them as ELB-unhealthy; ECS's
-//! maximumPercent and minimumHealthyPercent bound how many tasks run during a rollout; the deployment circuit
-//! breaker fails a rollout after half its desired count of failed tasks (min 3, max 200) and, with rollback on,
-//! sends the service back to the last deployment that completed — silently, as ECS does.
+//! configuration, load balancers, Service Connect), as ECS does. Each deployment records what it deploys: ECS's
+//! *service revision* (the task definition with that networking, see [`Deployed`]). Deployments progress in
+//! ticks of [`TICK_MS`]: a task launched by a deployment becomes healthy (or fails its health checks, for images
+//! pushed with `--unhealthy`) [`TASK_SETTLE_MS`] later; behind its deployment's load balancer it also has to pass
+//! the target group's health check, which tasks of images pushed with `--unready` never do, so ECS stops them as
+//! ELB-unhealthy; ECS's maximumPercent and minimumHealthyPercent bound how many tasks run during a rollout; the
+//! deployment circuit breaker fails a rollout after half its desired count of failed tasks (min 3, max 200) and,
+//! with rollback on, sends the service back to the service revision of the last deployment that completed —
+//! silently, as ECS does, and even when that revision runs the same task definition with other networking.
 
 use std::collections::BTreeMap;
 
@@ -22,8 +24,8 @@ use crate::backend::{
     TaskDefinition, TdStatus,
 };
 use crate::render::ecs::{
-    CircuitBreaker, DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, ServiceConnectConfiguration,
-    ServiceInput, TaskDefinitionInput,
+    CircuitBreaker, DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, NetworkConfiguration,
+    ServiceConnectConfiguration, ServiceInput, TaskDefinitionInput,
 };
 
 /// Re-exported where the sim always had it; the rule itself is ECS's and lives with the ports.
@@ -69,12 +71,55 @@ pub struct SimService {
     pub pending: BTreeMap<String, Vec<u64>>,
     /// The task definition of the last deployment that completed (where the circuit breaker rolls back to).
     pub last_completed: Option<String>,
+    /// The networking of the last deployment that completed, which the circuit breaker restores with its task
+    /// definition; absent from older state files (then the service's networking of the moment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_completed_networking: Option<Deployed>,
+    /// What each listed deployment deploys besides its task definition, by deployment id; a deployment missing
+    /// here (an older state file) runs the service's networking of the moment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployed: BTreeMap<String, Deployed>,
     /// Tasks that stopped, newest first (the last [`MAX_STOPPED`]), as ListTasks/DescribeTasks report them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stopped: Vec<StoppedTask>,
     /// The `clientToken` the service was created with: a CreateService repeating it answers this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
+}
+
+/// The networking a deployment starts its tasks with: with its task definition, ECS's service revision. ECS
+/// "rolls back the service deployment to the last successfully deployed service revision", and a service revision
+/// holds the task definition, the network configuration, the load balancers and Service Connect, but not the
+/// health-check grace period, which is a setting of the service that starts no deployment
+/// (<https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-revision.html>, "Properties included in
+/// an Amazon ECS service revision"; UpdateService's `healthCheckGracePeriodSeconds`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployed {
+    pub network_configuration: NetworkConfiguration,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<ServiceLoadBalancer>,
+    /// As the service reports it for this deployment (`enabled: false` once turned off; absent if never on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_configuration: Option<ServiceConnectConfiguration>,
+}
+
+impl Deployed {
+    /// The networking a service runs now.
+    fn of(s: &ServiceState) -> Deployed {
+        Deployed {
+            network_configuration: s.network_configuration.clone(),
+            load_balancers: s.load_balancers.clone(),
+            service_connect_configuration: s.service_connect_configuration.clone(),
+        }
+    }
+
+    /// Makes it the service's networking, as reported.
+    fn apply_to(&self, s: &mut ServiceState) {
+        s.network_configuration.clone_from(&self.network_configuration);
+        s.load_balancers.clone_from(&self.load_balancers);
+        s.service_connect_configuration.clone_from(&self.service_connect_configuration);
+    }
 }
 
 /// A task that stopped, with ECS's reasons.
@@ -535,12 +580,15 @@ impl World {
             }],
             tags: input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
         };
+        let deployed = state.deployments.iter().map(|d| (d.id.clone(), Deployed::of(&state))).collect();
         self.services.insert(
             key,
             SimService {
                 state: state.clone(),
                 pending: BTreeMap::new(),
                 last_completed: None,
+                last_completed_networking: None,
+                deployed,
                 stopped: Vec::new(),
                 client_token: client_token.map(str::to_string),
             },
@@ -599,6 +647,7 @@ impl World {
                 old.status = DeploymentStatus::Active;
             }
             s.task_definition = d.task_definition.clone();
+            svc.deployed.insert(d.id.clone(), Deployed::of(s));
             s.deployments.insert(0, d);
         }
         if let Some(p) = s.deployments.first_mut() {
@@ -740,13 +789,16 @@ impl World {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            let state = &self.services[&key].state;
-            let health: BTreeMap<String, (Result<(), String>, u64)> = state
+            let svc = &self.services[&key];
+            // Each deployment's tasks register in its own target groups.
+            let health: BTreeMap<String, (Result<(), String>, u64)> = svc
+                .state
                 .deployments
                 .iter()
                 .map(|d| {
-                    let verdict = self.task_health(&d.task_definition, &state.load_balancers);
-                    (d.task_definition.clone(), (verdict, self.settle_ms(&d.task_definition)))
+                    let lbs = svc.deployed.get(&d.id).map_or(&svc.state.load_balancers, |n| &n.load_balancers);
+                    let verdict = self.task_health(&d.task_definition, lbs);
+                    (d.id.clone(), (verdict, self.settle_ms(&d.task_definition)))
                 })
                 .collect();
             let seq = self.seq.wrapping_add(1);
@@ -803,7 +855,8 @@ fn is_steady(s: &SimService) -> bool {
         && st.pending_count == 0
 }
 
-/// One tick of one service. Returns true when it started a rollback deployment (which used sequence `seq`).
+/// One tick of one service (`health`: the verdict on each deployment's tasks and how long they take, by
+/// deployment id). Returns true when it started a rollback deployment (which used sequence `seq`).
 fn tick_service(
     svc: &mut SimService,
     now: u64,
@@ -822,10 +875,8 @@ fn tick_service(
 
     // 1. Tasks launched long enough ago pass or fail their health checks.
     for d in &mut svc.state.deployments {
-        let (healthy, settle) = health
-            .get(&d.task_definition)
-            .cloned()
-            .unwrap_or_else(|| (Err("task definition missing".into()), TASK_SETTLE_MS));
+        let (healthy, settle) =
+            health.get(&d.id).cloned().unwrap_or_else(|| (Err("task definition missing".into()), TASK_SETTLE_MS));
         let launches = svc.pending.entry(d.id.clone()).or_default();
         let settled = launches.iter().filter(|t| t.saturating_add(settle) <= now).count();
         launches.retain(|t| t.saturating_add(settle) > now);
@@ -882,8 +933,16 @@ fn tick_service(
             now,
             format!("(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start."),
         );
+        // The service revision to go back to: the last completed deployment's task definition and networking
+        // (the service's own networking when an older state file did not record it).
+        let current = Deployed::of(&svc.state);
+        let failed_networking = svc.deployed.get(&failed_id).unwrap_or(&current);
+        let back = svc.last_completed.clone().map(|td| {
+            let networking = svc.last_completed_networking.clone().unwrap_or_else(|| current.clone());
+            (td, networking)
+        });
         if breaker.rollback
-            && let Some(prev) = svc.last_completed.clone().filter(|prev| *prev != failed_td)
+            && let Some((prev, networking)) = back.filter(|(td, n)| *td != failed_td || n != failed_networking)
         {
             for d in &mut svc.state.deployments {
                 d.status = DeploymentStatus::Active;
@@ -907,6 +966,8 @@ fn tick_service(
                 },
             );
             svc.state.task_definition = prev;
+            networking.apply_to(&mut svc.state);
+            svc.deployed.insert(id.clone(), networking);
             push_event(&mut svc.state, now, format!("(service {name}) rolling back to deployment {id}."));
             started_rollback = true;
         }
@@ -945,6 +1006,8 @@ fn tick_service(
         }
     }
     svc.state.deployments.retain(|d| d.status == DeploymentStatus::Primary || d.running_count > 0);
+    let listed: Vec<&str> = svc.state.deployments.iter().map(|d| d.id.as_str()).collect();
+    svc.deployed.retain(|id, _| listed.contains(&id.as_str()));
 
     // 4. Counts and completion.
     let pending_total = saturating_sum(svc.pending.values().map(|v| u32::try_from(v.len()).unwrap_or(u32::MAX)));
@@ -965,6 +1028,8 @@ fn tick_service(
         p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
         p.updated_at_ms = now;
         svc.last_completed = Some(p.task_definition.clone());
+        svc.last_completed_networking =
+            Some(svc.deployed.get(&p.id).cloned().unwrap_or_else(|| Deployed::of(&svc.state)));
         push_event(&mut svc.state, now, format!("(service {name}) has reached a steady state."));
     }
     started_rollback
