@@ -365,7 +365,8 @@ fn print_target(t: &Target) {
         println!("  stateful   {stateful}");
     }
     if r.error.is_none() || !r.tools.is_empty() {
-        println!("  tools ({}){}{}", r.tools.len(), if r.tools.is_empty() { "" } else { " " }, r.tools.join(", "));
+        let line = format!("  {:<10} {}", format!("tools ({})", r.tools.len()), r.tools.join(", "));
+        println!("{}", line.trim_end());
     }
     let mut timings: Vec<String> =
         r.timings_ms.iter().filter(|(k, _)| *k != "total").map(|(k, ms)| format!("{k} {ms}ms")).collect();
