@@ -701,13 +701,8 @@ impl Ecs for AwsEcs {
             .collect())
     }
 
-    async fn list_tasks(
-        &self,
-        cluster: &str,
-        service: &str,
-        next_token: Option<&str>,
-    ) -> Result<TaskPage, BackendError> {
-        self.task_page(cluster, service, sdk::DesiredStatus::Running, next_token).await
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError> {
+        self.task_page(cluster, service, sdk::DesiredStatus::Running, token).await
     }
 
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
