@@ -10,7 +10,17 @@ use common::aws_lab::{AwsLab, tags};
 use common::lab::{write_ops, writes};
 
 /// Everything a no-op apply may send: reads of ECS, the registry and secret metadata.
-const NO_OP_ALLOWED: [&str; 5] = ["DescribeServices", "ListServices", "BatchGetImage", "ListSecrets", "DescribeSecret"];
+const NO_OP_ALLOWED: [&str; 9] = [
+    "DescribeServices",
+    "ListServices",
+    "BatchGetImage",
+    "ListSecrets",
+    "DescribeSecret",
+    "DescribeTargetGroups",
+    "DescribeTargetGroupAttributes",
+    "DescribeLoadBalancers",
+    "DescribeLoadBalancerAttributes",
+];
 
 /// search.yaml as another service: `name`, with `from` replaced by `to` in its text.
 fn variant_of_search(lab: &AwsLab, name: &str, edits: &[(&str, &str)]) -> String {
@@ -74,6 +84,10 @@ fn apply_pins_digests_picks_architectures_and_wires_secret_arns() {
     let openai = lab.seed["secrets"]["prod/mcp/openai-key"].as_str().unwrap();
     assert!(openai.rsplit('-').next().unwrap().len() == 6, "moto's ARN has the 6-character suffix: {openai}");
     assert_eq!(docs["secrets"][0]["valueFrom"], format!("{openai}:api_key::"));
+    // documents registers in the seeded target group, which probes its readiness path: no warning.
+    let tg = &lab.load_balancers()["targetGroups"]["mcp-documents"];
+    assert_eq!(ecs["services"]["documents"]["loadBalancers"][0]["targetGroupArn"], *tg);
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{doc:#}");
     assert_eq!(docs["stopTimeout"], 30);
     assert_eq!(docs["healthCheck"]["interval"], 30);
     assert_eq!(docs["healthCheck"]["timeout"], 10);
@@ -102,6 +116,7 @@ fn apply_pins_digests_picks_architectures_and_wires_secret_arns() {
     assert_eq!(calls["DescribeServices"], 1);
     assert_eq!(calls["BatchGetImage"], 3, "one ECR request per repository");
     assert_eq!(calls["ListSecrets"], 1);
+    assert_eq!(calls["DescribeTargetGroups"], 1, "documents' target group, looked up by name");
     assert_eq!(lab.dump()["taskDefinitions"]["documents"].as_array().unwrap().len(), 1);
 
     // Right after apply, plan sees no difference against moto's echo of what was sent.

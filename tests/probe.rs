@@ -309,11 +309,18 @@ fn a_services_running_tasks_are_probed_at_the_address_their_image_serves() {
         arns.push(t["task"].as_str().unwrap().to_string());
     }
     assert_ne!(arns[0], arns[1]);
-    // The fleet's Service Connect alias resolves only inside the namespace's tasks: listed, not probed.
-    let not_probed = doc["notProbed"].as_array().unwrap();
-    assert_eq!(not_probed.len(), 1, "{doc:#}");
-    assert_eq!(not_probed[0]["kind"], "serviceConnect");
-    assert_eq!(not_probed[0]["url"], "http://documents.mcp.internal:8080/mcp");
+    // documents' load balancer and Service Connect alias exist only in the sim's state: listed, not probed.
+    let not_probed: Vec<(&str, &str)> = doc["notProbed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["kind"].as_str().unwrap(), n["url"].as_str().unwrap()))
+        .collect();
+    assert_eq!(not_probed.len(), 2, "{doc:#}");
+    assert_eq!(not_probed[0].0, "loadBalancer");
+    assert!(not_probed[0].1.starts_with("http://mcpfleet-sim-") && not_probed[0].1.ends_with(".elb.amazonaws.com/mcp"));
+    assert_eq!(not_probed[1], ("serviceConnect", "http://documents.mcp.internal:8080/mcp"));
+    assert!(doc["notProbed"][0]["reason"].as_str().unwrap().contains("sim push --serves"), "{doc:#}");
 
     // search is tagged as an sse service: its task is probed with the SSE transport at /sse.
     let (code, doc) = lab.json(&["probe", "search", "--cluster", "mcp-prod", "-o", "json"]);

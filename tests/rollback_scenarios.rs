@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::lab::{ECR, Lab, entry, outcomes, writes};
+use common::lab::{ECR, Lab, TARGET_GROUP, entry, outcomes, writes};
 use serde_json::Value;
 
 fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
@@ -796,14 +796,11 @@ fn rollback_wait_timeout_exits_4_holds_nothing_more_and_the_rollback_goes_on() {
 
 #[test]
 fn an_unready_image_fails_elb_health_checks_behind_a_target_group_and_rolls_out_without_one() {
+    // The example fleet exposes documents through the lab's target group (made again: the same ARN).
     let lab = Lab::new();
-    let arn = lab.ok(&["sim", "target-group", "mcp-documents", "--health-path", "/ready"]).trim().to_string();
-    lab.edit_manifest(
-        "documents.yaml",
-        "  readiness:\n",
-        "  expose:\n    loadBalancers:\n      - targetGroup: mcp-documents\n  readiness:\n",
-    );
+    let arn = lab.ok(&["sim", "target-group", TARGET_GROUP, "--health-path", "/ready"]).trim().to_string();
     assert_eq!(lab.apply(&["--wait"]).0, 0);
+    assert_eq!(lab.world().services["mcp-prod/documents"].state.load_balancers[0].target_group_arn, arn);
     let good_digest = lab.world().repositories[&format!("{ECR}/documents")].tags["v1.4.2"].clone();
     let pushed = lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0"), "--unready"]);
     assert!(pushed.trim_end().ends_with(", unready)"), "{pushed}");

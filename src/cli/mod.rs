@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code for success or "nothing to do".
 pub const EXIT_OK: u8 = 0;
-/// Exit code for any error: invalid spec, unresolvable image or secret, API failure.
+/// Exit code for any error: invalid spec, unresolvable or unusable image, secret or target group, API failure.
 pub const EXIT_ERROR: u8 = 1;
 
 #[derive(Debug, Parser)]
@@ -35,14 +35,14 @@ pub const EXIT_ERROR: u8 = 1;
 definitions and services: images pinned to their digest, ARM64 or X86_64 per service, Secrets Manager ARNs wired \
 in, stopTimeout and health checks set. The same manifests render a local Docker Compose stack.\n\n\
 Start with `mcpfleet validate -f manifests/`, then `mcpfleet render -f manifests/` to see what ECS would receive.",
-    after_help = "Exit codes: 0 success or nothing to do; 1 error (invalid spec, unresolvable image or secret, API failure); \
-2 plan --detailed-exitcode found changes; 3 a rollout failed; 4 --wait stopped at --timeout with a rollout still in progress."
+    after_help = "Exit codes: 0 success or nothing to do; 1 error (invalid spec, unresolvable or unusable image, secret or target group, \
+API failure); 2 plan --detailed-exitcode found changes; 3 a rollout failed; 4 --wait stopped at --timeout with a rollout still in progress."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Where ECS, ECR and Secrets Manager live: real AWS, or the embedded simulator.
+    /// Where ECS, ECR, Secrets Manager and ELB live: real AWS, or the embedded simulator.
     #[arg(long, global = true, value_enum, default_value_t = Backend::Aws, env = "MCPFLEET_BACKEND")]
     pub backend: Backend,
 

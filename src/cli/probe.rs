@@ -225,7 +225,12 @@ async fn probe_service(cli: &Cli, args: &Args, cluster: &str) -> anyhow::Result<
     let mut not_probed = Vec::new();
     let dns = load_balancer_dns(std::iter::once(&service), conn.backend.target_groups.as_ref()).await?;
     for endpoint in endpoints(&service, &dns) {
-        match endpoint_target(&endpoint, &path_of(service_transport)).await {
+        let found = if cli.backend == Backend::Sim {
+            Err(sim_endpoint(&endpoint, &path_of(service_transport)))
+        } else {
+            endpoint_target(&endpoint, &path_of(service_transport)).await
+        };
+        match found {
             Ok((kind, url)) => jobs.push((kind, None, url, service_transport)),
             Err(n) => not_probed.push(n),
         }
@@ -322,6 +327,23 @@ async fn endpoint_target(endpoint: &Endpoint, path: &str) -> Result<(TargetKind,
     }
 }
 
+/// The sim's load balancers and Service Connect names exist only in its state file: nothing answers there, so
+/// they are listed, not probed (its tasks are reached at the address of the URL their image `--serves`).
+fn sim_endpoint(endpoint: &Endpoint, path: &str) -> NotProbed {
+    let (url, kind) = match endpoint {
+        Endpoint::LoadBalancer { dns_name: Some(dns), .. } => (format!("http://{dns}{path}"), TargetKind::LoadBalancer),
+        Endpoint::LoadBalancer { target_group_arn, dns_name: None } => {
+            (target_group_arn.clone(), TargetKind::LoadBalancer)
+        }
+        Endpoint::ServiceConnect { url } => (format!("{url}{path}"), TargetKind::ServiceConnect),
+    };
+    NotProbed {
+        url,
+        kind,
+        reason: "the sim's endpoints are not reachable: only its tasks serve (sim push --serves)".into(),
+    }
+}
+
 fn kind_name(kind: TargetKind) -> &'static str {
     match kind {
         TargetKind::Url => "url",
@@ -375,5 +397,32 @@ fn print_target(t: &Target) {
     }
     if !timings.is_empty() {
         println!("  timings    {}", timings.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn endpoints_are_probed_where_they_can_be_reached() {
+        let lb = Endpoint::LoadBalancer { target_group_arn: "arn:tg".into(), dns_name: Some("lb.example".into()) };
+        assert_eq!(
+            endpoint_target(&lb, "/mcp").await.map_err(|n| n.reason),
+            Ok((TargetKind::LoadBalancer, "http://lb.example/mcp".to_string()))
+        );
+        let orphan = Endpoint::LoadBalancer { target_group_arn: "arn:tg".into(), dns_name: None };
+        let n = endpoint_target(&orphan, "/mcp").await.unwrap_err();
+        assert_eq!((n.url.as_str(), n.kind), ("arn:tg", TargetKind::LoadBalancer));
+        // A Service Connect name that resolves here (as it does inside the namespace's tasks) is probed.
+        let here = Endpoint::ServiceConnect { url: "http://localhost:8080".into() };
+        assert_eq!(
+            endpoint_target(&here, "/sse").await.map_err(|n| n.reason),
+            Ok((TargetKind::ServiceConnect, "http://localhost:8080/sse".to_string()))
+        );
+        // The sim's endpoints are listed, never looked up.
+        let n = sim_endpoint(&lb, "/mcp");
+        assert_eq!((n.url.as_str(), n.kind), ("http://lb.example/mcp", TargetKind::LoadBalancer));
+        assert!(n.reason.contains("sim push --serves"));
     }
 }

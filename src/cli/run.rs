@@ -35,7 +35,7 @@ pub struct Args {
     /// With --backend sim: virtual seconds that pass per real second (deployments progress that much faster).
     #[arg(long, default_value_t = 1.0)]
     pub sim_speed: f64,
-    /// How long a resolved digest or secret ARN is reused.
+    /// How long a resolved digest, secret ARN or target group is reused.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub cache_ttl: Duration,
 }

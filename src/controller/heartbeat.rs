@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use super::Shared;
 use crate::backend::{
-    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate, Tags,
-    TaskDefinition, TaskInfo, TaskPage, TdStatus,
+    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Secrets, ServiceState, ServiceUpdate,
+    Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -99,5 +99,15 @@ impl Images for Beating<dyn Images> {
 impl Secrets for Beating<dyn Secrets> {
     async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
         self.beat(self.inner.resolve(ids).await)
+    }
+}
+
+#[async_trait]
+impl TargetGroups for Beating<dyn TargetGroups> {
+    async fn target_groups(&self, ids: &[String]) -> Result<Vec<TargetGroup>, BackendError> {
+        self.beat(self.inner.target_groups(ids).await)
+    }
+    async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError> {
+        self.beat(self.inner.load_balancers(arns).await)
     }
 }

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::backend::cache::{CachedImages, CachedSecrets};
+use crate::backend::cache::{CachedImages, CachedSecrets, CachedTargetGroups};
 use crate::backend::limits::Limited;
 use crate::backend::sim::{CallStats, Sim};
-use crate::backend::{Backend, Clock, Images, Op, Secrets, ServiceState, SystemClock};
+use crate::backend::{Backend, Clock, Images, Op, Secrets, ServiceState, SystemClock, TargetGroups};
 use crate::plan::{Action as PlanAction, Plan, PlanReason, ServicePlan};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
 
@@ -54,7 +54,7 @@ pub struct Options {
     pub concurrency: usize,
     /// On the sim: virtual seconds that pass per real second between passes.
     pub sim_speed: f64,
-    /// How long a resolved digest or secret ARN is reused (until then, or until a manifest changes).
+    /// How long a resolved digest, secret ARN or target group is reused (until then, or until a manifest changes).
     pub cache_ttl: Duration,
 }
 
@@ -64,6 +64,7 @@ pub struct Controller {
     backend: Backend,
     images: Arc<CachedImages>,
     secrets: Arc<CachedSecrets>,
+    target_groups: Arc<CachedTargetGroups>,
     limited: Arc<Limited>,
     sim: Option<Arc<Sim>>,
     api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
@@ -82,7 +83,7 @@ pub struct Controller {
 
 impl Controller {
     /// `backend` is the plain backend (its ECS port is `limited`); the controller puts TTL caches in front of its
-    /// images and secrets.
+    /// images, secrets and target groups.
     pub fn new(
         opts: Options,
         backend: Backend,
@@ -95,13 +96,16 @@ impl Controller {
         // The TTL is about how soon a moved tag is noticed: real time, even when the sim's clock runs faster.
         let wall: Arc<dyn Clock> = Arc::new(SystemClock);
         let images = Arc::new(CachedImages::new(backend.images.clone(), wall.clone(), opts.cache_ttl));
-        let secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall, opts.cache_ttl));
+        let secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall.clone(), opts.cache_ttl));
+        let target_groups = Arc::new(CachedTargetGroups::new(backend.target_groups.clone(), wall, opts.cache_ttl));
         // Every backend call that returns is progress for /healthz.
         backend.ecs = Arc::new(heartbeat::Beating { inner: backend.ecs, shared: shared.clone() });
         let cached_images: Arc<dyn Images> = images.clone();
         let cached_secrets: Arc<dyn Secrets> = secrets.clone();
         backend.images = Arc::new(heartbeat::Beating { inner: cached_images, shared: shared.clone() });
         backend.secrets = Arc::new(heartbeat::Beating { inner: cached_secrets, shared: shared.clone() });
+        let cached_target_groups: Arc<dyn TargetGroups> = target_groups.clone();
+        backend.target_groups = Arc::new(heartbeat::Beating { inner: cached_target_groups, shared: shared.clone() });
         Controller {
             backing: Backoffs::new(opts.interval),
             schedule: Schedule::new(opts.interval),
@@ -110,6 +114,7 @@ impl Controller {
             backend,
             images,
             secrets,
+            target_groups,
             limited,
             sim,
             api_calls,
@@ -205,6 +210,7 @@ impl Controller {
                     // resolved against the registry and the secret store as they are now.
                     self.images.forget();
                     self.secrets.forget();
+                    self.target_groups.forget();
                 }
                 // An edited service is reconciled at once, whatever its backoff.
                 for key in &changed {
@@ -261,6 +267,7 @@ impl Controller {
                     }
                     self.shared.metrics.reconcile("unresolved");
                     let key = (svc.cluster.clone(), svc.name.clone());
+                    let problems = problems.iter().map(ToString::to_string).collect();
                     self.error_policy(&key, &ReconcileFailure::Unresolved(problems));
                 }
             }

@@ -29,9 +29,14 @@ use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn};
 /// Why a reconcile could not proceed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReconcileError {
-    /// Images or secrets that could not be resolved; nothing was written.
-    #[error("{} image or secret reference(s) could not be resolved; nothing was changed:\n  {}", .0.len(), .0.join("\n  "))]
-    Resolution(Vec<String>),
+    /// Images, secrets or target groups that could not be resolved (or resolved to something the service cannot
+    /// use); nothing was written.
+    #[error(
+        "{}; nothing was changed:\n  {}",
+        resolve::summary(.0),
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    )]
+    Resolution(Vec<resolve::Problem>),
     /// Services that exist under a desired name but are not managed by mcpfleet; nothing was written.
     #[error("{} service(s) exist but are not managed by mcpfleet (tag them mcpfleet.io/managed-by=mcpfleet to adopt); nothing was changed:\n  {}", .0.len(), .0.join("\n  "))]
     Unmanaged(Vec<String>),

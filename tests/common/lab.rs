@@ -8,8 +8,11 @@ use mcpfleet::backend::sim::World;
 use serde_json::Value;
 
 pub const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp";
+/// The target group documents.yaml exposes the service through (the quickstart makes it, health check `/ready`).
+pub const TARGET_GROUP: &str = "mcp-documents";
 
-/// A copy of the example manifests and a fresh sim state, seeded as the quickstart does.
+/// A copy of the example manifests and a fresh sim state, seeded as the quickstart does: images, secrets and
+/// documents' target group.
 pub struct Lab {
     dir: tempfile::TempDir,
 }
@@ -28,6 +31,7 @@ impl Lab {
         for s in ["prod/mcp/openai-key", "prod/mcp/db-password", "prod/mcp/search-api-key"] {
             lab.ok(&["sim", "secret", s]);
         }
+        lab.ok(&["sim", "target-group", TARGET_GROUP, "--health-path", "/ready"]);
         lab
     }
 

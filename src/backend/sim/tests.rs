@@ -150,6 +150,67 @@ fn the_circuit_breaker_fails_and_silently_rolls_back() {
 }
 
 #[test]
+fn new_networking_load_balancers_or_service_connect_roll_the_same_revision_out_again() {
+    use crate::render::ecs::{
+        LoadBalancer, ServiceConnectClientAlias, ServiceConnectConfiguration, ServiceConnectService,
+    };
+    let (mut w, v1) = world_with_service(2, 200, 100);
+    w.advance_to(w.now_ms + 60_000);
+    let mut input = docs(2, 200, 100).create_service;
+    input.task_definition = v1.clone();
+    // Applies `input` as mcpfleet converges a service (every field sent); returns whether a deployment started,
+    // after checking that it rolled the same revision out to completion.
+    let apply = |w: &mut World, input: &ServiceInput| {
+        let before = state(w).primary().unwrap().id.clone();
+        w.update_service(&ServiceUpdate::converge(input, &v1, state(w))).unwrap();
+        let s = state(w);
+        let started = s.primary().unwrap().id != before;
+        if started {
+            assert_eq!((s.deployments.len(), s.primary().unwrap().rollout_state), (2, RolloutState::InProgress));
+            assert_eq!(s.primary().unwrap().task_definition, v1, "the same revision");
+        }
+        w.advance_to(w.now_ms + 60_000);
+        let s = state(w);
+        assert_eq!((s.deployments.len(), s.primary().unwrap().rollout_state), (1, RolloutState::Completed));
+        assert_eq!((s.task_definition.as_str(), s.running_count), (v1.as_str(), 2));
+        started
+    };
+
+    assert!(!apply(&mut w, &input), "everything sent again unchanged starts nothing");
+    input.service_connect_configuration = Some(ServiceConnectConfiguration {
+        enabled: true,
+        namespace: Some("mcp.internal".into()),
+        services: vec![ServiceConnectService {
+            port_name: "mcp".into(),
+            discovery_name: Some("docs".into()),
+            client_aliases: vec![ServiceConnectClientAlias { port: 8080, dns_name: Some("docs.mcp.internal".into()) }],
+        }],
+    });
+    assert!(apply(&mut w, &input), "Service Connect turned on");
+    assert!(!apply(&mut w, &input));
+    input.load_balancers = vec![LoadBalancer {
+        target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/docs/0123456789abcdef"
+            .into(),
+        container_name: "docs".into(),
+        container_port: 8080,
+    }];
+    assert!(apply(&mut w, &input), "a load balancer attached");
+    assert!(!apply(&mut w, &input));
+    input.service_connect_configuration = None;
+    assert!(apply(&mut w, &input), "Service Connect turned off");
+    input.load_balancers.clear();
+    assert!(apply(&mut w, &input), "the load balancer detached");
+    assert!(!apply(&mut w, &input), "nothing to turn off where nothing runs");
+    assert_eq!(state(&w).service_connect_configuration, Some(ServiceConnectConfiguration::disabled()));
+    input.network_configuration.awsvpc_configuration.subnets.push("subnet-0def5678".into());
+    assert!(apply(&mut w, &input), "another subnet");
+    input.desired_count = 3;
+    let before = state(&w).primary().unwrap().id.clone();
+    w.update_service(&ServiceUpdate::converge(&input, &v1, state(&w))).unwrap();
+    assert_eq!(state(&w).primary().unwrap().id, before, "a new desired count scales the deployment that runs");
+}
+
+#[test]
 fn a_new_service_with_a_failing_image_fails_without_rollback_target() {
     let mut w = World::default();
     let e = docs(1, 200, 100);

@@ -1,13 +1,15 @@
 //! The simulated world: ECS clusters, services and task definitions, an image registry, a secret store and ELB
-//! target groups (with the load balancer that routes to them), on a virtual clock. Everything here is plain data plus ECS's rules, so it serializes to the `--sim-state` file.
+//! target groups (with the load balancer that routes to them), on a virtual clock. Everything here is plain data
+//! plus ECS's rules, so it serializes to the `--sim-state` file.
 //!
-//! Deployments progress in ticks of [`TICK_MS`]: a task launched by a deployment becomes healthy (or fails its
-//! health checks, for images pushed with `--unhealthy`) [`TASK_SETTLE_MS`] later; behind a load balancer it also
-//! has to pass its target group's health check, which tasks of images pushed with `--unready` never do, so ECS
-//! stops them as ELB-unhealthy; ECS's maximumPercent and
-//! minimumHealthyPercent bound how many tasks run during a rollout; the deployment circuit breaker fails a rollout
-//! after half its desired count of failed tasks (min 3, max 200) and, with rollback on, sends the service back to
-//! the last deployment that completed — silently, as ECS does.
+//! UpdateService starts a deployment for a new revision, and for new networking on the same one (network
+//! configuration, load balancers, Service Connect), as ECS does. Deployments progress in ticks of [`TICK_MS`]: a
+//! task launched by a deployment becomes healthy (or fails its health checks, for images pushed with
+//! `--unhealthy`) [`TASK_SETTLE_MS`] later; behind a load balancer it also has to pass its target group's health
+//! check, which tasks of images pushed with `--unready` never do, so ECS stops them as ELB-unhealthy; ECS's
+//! maximumPercent and minimumHealthyPercent bound how many tasks run during a rollout; the deployment circuit
+//! breaker fails a rollout after half its desired count of failed tasks (min 3, max 200) and, with rollback on,
+//! sends the service back to the last deployment that completed — silently, as ECS does.
 
 use std::collections::BTreeMap;
 
@@ -629,8 +631,14 @@ impl World {
             return Err(err_not_found(OP, format!("Service not found: {}", u.service)));
         };
         let desired = u.desired_count.unwrap_or(current.desired_count);
-        let changed_td = new_td.as_ref().filter(|td| **td != current.task_definition);
-        let deployment = changed_td.map(|td| self.new_deployment(td, desired));
+        // A new revision starts a deployment, and so does new networking on the same one: its tasks have to be
+        // started again to join other subnets, target groups or a Service Connect mesh.
+        let deploy = match new_td.filter(|td| *td != current.task_definition) {
+            Some(td) => Some(td),
+            None if reconfigures_tasks(current, u) => Some(current.task_definition.clone()),
+            None => None,
+        };
+        let deployment = deploy.map(|td| self.new_deployment(&td, desired));
         let Some(svc) = self.services.get_mut(&key) else {
             return Err(err_not_found(OP, format!("Service not found: {}", u.service)));
         };
@@ -642,9 +650,7 @@ impl World {
             s.network_configuration = n.clone();
         }
         if let Some(c) = &u.service_connect_configuration {
-            // ECS reports Service Connect per deployment; turned off, it reports `enabled: false`.
-            s.service_connect_configuration =
-                Some(if c.enabled { c.clone() } else { ServiceConnectConfiguration::disabled() });
+            s.service_connect_configuration = Some(reported_service_connect(c));
         }
         if let Some(lbs) = &u.load_balancers {
             s.load_balancers.clone_from(lbs);
@@ -858,6 +864,27 @@ impl World {
 /// `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER` of a service's ARN: where its tasks' ARNs start.
 fn task_arn_prefix(service_arn: &str) -> String {
     service_arn.rsplit_once('/').map_or("", |(head, _)| head).replace(":service/", ":task/")
+}
+
+/// Service Connect as a service reports it once `c` is set: ECS reports it per deployment, and one turned off as
+/// `enabled: false` alone.
+fn reported_service_connect(c: &ServiceConnectConfiguration) -> ServiceConnectConfiguration {
+    if c.enabled { c.clone() } else { ServiceConnectConfiguration::disabled() }
+}
+
+/// Whether UpdateService `u` changes what `current`'s tasks were started with besides their task definition: its
+/// network configuration, load balancers or Service Connect. ECS then starts a new deployment, as it does for a
+/// new revision; a field sent again unchanged (or Service Connect turned off where it never ran) starts none.
+fn reconfigures_tasks(current: &ServiceState, u: &ServiceUpdate) -> bool {
+    let network = u.network_configuration.as_ref().is_some_and(|n| *n != current.network_configuration);
+    let load_balancers = u.load_balancers.as_ref().is_some_and(|l| *l != current.load_balancers);
+    let service_connect = u.service_connect_configuration.as_ref().is_some_and(|c| {
+        match current.service_connect_configuration.as_ref().filter(|now| now.enabled) {
+            Some(now) => reported_service_connect(c) != *now,
+            None => c.enabled,
+        }
+    });
+    network || load_balancers || service_connect
 }
 
 fn arn_without_suffix(arn: &str) -> &str {
