@@ -409,6 +409,13 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_can_run_on_any_worker_thread() {
+        // The controller and the rollout gate spawn probes onto the runtime: the future must be Send.
+        fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+        spawnable(async { probe("http://127.0.0.1:1/mcp", &opts(ProbeTransport::Sse)).await });
+    }
+
+    #[test]
     fn missing_tools_are_sorted_and_unique() {
         let expected: Vec<String> = ["b", "a", "c", "a"].map(String::from).to_vec();
         let offered: Vec<String> = ["c"].map(String::from).to_vec();
