@@ -222,10 +222,14 @@ fn a_server_that_hangs_times_out_in_the_step_it_hangs_in() {
     let t = target(&doc);
     assert_eq!(
         t["error"],
-        serde_json::json!({"kind": "timeout", "message": "timed out after 2s during tools/list", "step": "tools/list"})
+        serde_json::json!({"kind": "timeout", "message": "timed out during tools/list", "step": "tools/list"})
     );
     assert_eq!(t["protocolVersion"], "2026-07-28", "what was learnt before the hang is kept");
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "the timeout bounds the probe: {took:?}");
+    let out = mcpfleet().args(["probe", &server.url, "--timeout", "1s"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("result     FAILED: timed out during tools/list (--timeout 1s)"), "{text}");
 
     // A port that accepts connections and never answers at all: the handshake times out.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

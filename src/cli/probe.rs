@@ -144,7 +144,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                 if i > 0 {
                     println!();
                 }
-                print_target(t);
+                print_target(t, args.timeout);
             }
             for n in &not_probed {
                 println!("\nnot probed: {} ({}): {}", n.url, kind_name(n.kind), n.reason);
@@ -353,10 +353,13 @@ fn kind_name(kind: TargetKind) -> &'static str {
     }
 }
 
-fn print_target(t: &Target) {
+fn print_target(t: &Target, timeout: Duration) {
     let r = &t.report;
     let verdict = match &r.error {
         None => "ok".to_string(),
+        Some(e @ ProbeFailure::Timeout { .. }) => {
+            format!("FAILED: {e} (--timeout {})", humantime::format_duration(timeout))
+        }
         Some(e) => format!("FAILED: {e}"),
     };
     match (&t.task, t.kind) {

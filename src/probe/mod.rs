@@ -142,9 +142,9 @@ pub enum ProbeFailure {
     /// unexpected content type, a JSON-RPC error to `initialize`.
     #[error("protocol error: {0}")]
     Protocol(String),
-    /// The probe's time ran out during this step.
-    #[error("timed out after {} during {}", humantime::format_duration(*.after), .step.describe())]
-    Timeout { step: ProbeStep, after: Duration },
+    /// The probe's time ([`ProbeOptions::timeout`]) ran out during this step.
+    #[error("timed out during {}", .step.describe())]
+    Timeout { step: ProbeStep },
     /// The handshake worked but `tools/list` failed (a JSON-RPC error, or an answer that is not a tool list).
     #[error("tools/list failed: {0}")]
     ToolList(String),
@@ -353,7 +353,7 @@ pub async fn probe(url: &str, opts: &ProbeOptions) -> ProbeReport {
     // Time that ran out after the tools were listed (while closing the session) changes nothing.
     let outcome = match (outcome, tracker.listed()) {
         (Err(_), Some(tools)) => Ok(tools),
-        (Err(_), None) => Err(ProbeFailure::Timeout { step: tracker.step(), after: opts.timeout }),
+        (Err(_), None) => Err(ProbeFailure::Timeout { step: tracker.step() }),
         (Ok(result), _) => result,
     };
     let (tools, error) = match outcome {
@@ -425,10 +425,10 @@ mod tests {
 
     #[test]
     fn failures_serialize_with_kind_message_and_fields() {
-        let timeout = ProbeFailure::Timeout { step: ProbeStep::ToolsList, after: Duration::from_secs(2) };
+        let timeout = ProbeFailure::Timeout { step: ProbeStep::ToolsList };
         assert_eq!(
             serde_json::to_value(&timeout).unwrap(),
-            serde_json::json!({"kind": "timeout", "message": "timed out after 2s during tools/list", "step": "tools/list"})
+            serde_json::json!({"kind": "timeout", "message": "timed out during tools/list", "step": "tools/list"})
         );
         let status = ProbeFailure::HttpStatus { status: 404, step: ProbeStep::Initialize, detail: "Not Found".into() };
         assert_eq!(status.to_string(), "HTTP 404 during initialize: Not Found");
