@@ -78,7 +78,7 @@ impl Endpoint {
 
 /// The service's target groups (with `dns`, the DNS name by target group ARN), then the Service Connect client
 /// aliases it runs with, as URLs (Service Connect proxies HTTP).
-fn endpoints(s: &ServiceState, dns: &BTreeMap<String, String>) -> Vec<Endpoint> {
+pub(super) fn endpoints(s: &ServiceState, dns: &BTreeMap<String, String>) -> Vec<Endpoint> {
     let balanced = s.load_balancers.iter().map(|lb| Endpoint::LoadBalancer {
         target_group_arn: lb.target_group_arn.clone(),
         dns_name: dns.get(&lb.target_group_arn).cloned(),
@@ -95,7 +95,7 @@ fn endpoints(s: &ServiceState, dns: &BTreeMap<String, String>) -> Vec<Endpoint> 
 
 /// The DNS name of the first load balancer routing to each of the services' target groups, by target group ARN:
 /// one [`TargetGroups::describe`] for all of them (per [`DESCRIBE_TARGET_GROUPS_BATCH`]).
-async fn load_balancer_dns<'a>(
+pub(super) async fn load_balancer_dns<'a>(
     services: impl Iterator<Item = &'a ServiceState>,
     target_groups: &dyn TargetGroups,
 ) -> Result<BTreeMap<String, String>, BackendError> {
