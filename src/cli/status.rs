@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use mcpfleet::backend::{BackendError, DESCRIBE_TARGET_GROUPS_BATCH, Ecs, ServiceState, TargetGroups};
+use mcpfleet::backend::{BackendError, Ecs, ServiceState};
 use mcpfleet::reconcile;
+use mcpfleet::reconcile::endpoints::{Endpoint, endpoints, load_balancer_dns};
 use mcpfleet::reconcile::rollout::RevisionImage;
 use mcpfleet::state::{self, ServiceTags, TaskDefArn, is_managed, short as short_td};
 use serde::Serialize;
@@ -52,65 +53,6 @@ pub struct Row {
     pub applied_task_definition: Option<String>,
     /// Where agents reach the service, as ECS reports it.
     pub endpoints: Vec<Endpoint>,
-}
-
-/// One way to reach a service.
-#[derive(Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
-pub enum Endpoint {
-    /// A target group the service's tasks register in, and the DNS name of the (first) load balancer routing to
-    /// it; None when ELBv2 no longer knows the group or no load balancer routes to it.
-    #[serde(rename_all = "camelCase")]
-    LoadBalancer { target_group_arn: String, dns_name: Option<String> },
-    /// A Service Connect client alias: reachable from tasks in the namespace.
-    ServiceConnect { url: String },
-}
-
-impl Endpoint {
-    /// What the table shows: the load balancer's DNS name (the target group when there is none), or the URL.
-    fn shown(&self) -> &str {
-        match self {
-            Endpoint::LoadBalancer { target_group_arn, dns_name } => dns_name.as_deref().unwrap_or(target_group_arn),
-            Endpoint::ServiceConnect { url } => url,
-        }
-    }
-}
-
-/// The service's target groups (with `dns`, the DNS name by target group ARN), then the Service Connect client
-/// aliases it runs with, as URLs (Service Connect proxies HTTP).
-fn endpoints(s: &ServiceState, dns: &BTreeMap<String, String>) -> Vec<Endpoint> {
-    let balanced = s.load_balancers.iter().map(|lb| Endpoint::LoadBalancer {
-        target_group_arn: lb.target_group_arn.clone(),
-        dns_name: dns.get(&lb.target_group_arn).cloned(),
-    });
-    let connected =
-        s.service_connect_configuration.iter().filter(|c| c.enabled).flat_map(|c| &c.services).flat_map(|svc| {
-            svc.client_aliases.iter().map(move |a| {
-                let host = a.dns_name.as_deref().or(svc.discovery_name.as_deref()).unwrap_or(&svc.port_name);
-                Endpoint::ServiceConnect { url: format!("http://{host}:{}", a.port) }
-            })
-        });
-    balanced.chain(connected).collect()
-}
-
-/// The DNS name of the first load balancer routing to each of the services' target groups, by target group ARN:
-/// one [`TargetGroups::describe`] for all of them (per [`DESCRIBE_TARGET_GROUPS_BATCH`]).
-async fn load_balancer_dns<'a>(
-    services: impl Iterator<Item = &'a ServiceState>,
-    target_groups: &dyn TargetGroups,
-) -> Result<BTreeMap<String, String>, BackendError> {
-    let arns: std::collections::BTreeSet<String> =
-        services.flat_map(|s| s.load_balancers.iter().map(|lb| lb.target_group_arn.clone())).collect();
-    let arns: Vec<String> = arns.into_iter().collect();
-    let mut dns = BTreeMap::new();
-    for chunk in arns.chunks(DESCRIBE_TARGET_GROUPS_BATCH) {
-        for info in target_groups.describe(chunk).await? {
-            if let Some(lb) = info.load_balancers.first() {
-                dns.insert(info.target_group.arn, lb.dns_name.clone());
-            }
-        }
-    }
-    Ok(dns)
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {

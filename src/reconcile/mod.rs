@@ -6,10 +6,12 @@
 //! the service's tags are written last, so a run interrupted between register and update is finished, not
 //! duplicated, by the next one.
 
+pub mod endpoints;
 pub mod resolve;
 pub mod retention;
 pub mod rollout;
 pub mod settle;
+pub mod verify;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,7 +25,7 @@ use crate::plan::moves::Candidate;
 use crate::plan::{self, Action, Plan, ServicePlan};
 use crate::render::Resolved;
 use crate::render::ecs::{self, EcsService};
-use crate::spec::{ValidFleet, ValidRollout, ValidService};
+use crate::spec::{ValidFleet, ValidMcp, ValidRollout, ValidService};
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn};
 
 /// Why a reconcile could not proceed.
@@ -46,6 +48,8 @@ pub enum ReconcileError {
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub rollout: ValidRollout,
+    /// What a rollout must show MCP clients before it is good.
+    pub mcp: ValidMcp,
     pub ecs: EcsService,
     /// Resolution's warnings about this service (see [`Resolved::warnings`]), for the caller to show.
     pub warnings: Vec<String>,
@@ -54,7 +58,12 @@ pub struct Desired {
 impl Desired {
     /// Renders one service from its spec and resolution.
     pub fn new(svc: &ValidService, res: &Resolved) -> Self {
-        Desired { rollout: svc.rollout.clone(), ecs: ecs::render(svc, res), warnings: res.warnings.clone() }
+        Desired {
+            rollout: svc.rollout.clone(),
+            mcp: svc.mcp.clone(),
+            ecs: ecs::render(svc, res),
+            warnings: res.warnings.clone(),
+        }
     }
 }
 
@@ -382,8 +391,12 @@ async fn converge(
         }
         Some(o) => {
             // The revision running now may have completed without anyone watching (apply without --wait):
-            // record it as last-good first, so a failure of the rollout started here can be rolled back.
-            if let Some(good) = rollout::record_proven_good(ecs, o).await? {
+            // record it as last-good first, so a failure of the rollout started here can be rolled back. A
+            // verified service's revision is good only once the MCP gate passed it, which the settle path did
+            // before planning (see `settle::settle_found`): what it has not recorded is not good.
+            if !d.mcp.verified()
+                && let Some(good) = rollout::record_proven_good(ecs, o).await?
+            {
                 progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
             }
             progress(&d.ecs.name, "updating service");

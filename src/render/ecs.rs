@@ -447,8 +447,8 @@ fn with_rollout_policy(hash: String, r: &ValidRollout) -> String {
 /// The MCP verification settings, which ECS never sees either, join the hash the same way: changing what a
 /// rollout must pass (an expected tool, `allowToolRemoval`) releases a spec held back after a failed verification.
 /// A service without an `mcp` block keeps the hash of its ECS documents.
-fn with_mcp(hash: String, m: &ValidMcp, transport: Transport) -> String {
-    if *m == ValidMcp::unverified(transport) {
+fn with_mcp(hash: String, m: &ValidMcp) -> String {
+    if *m == ValidMcp::unverified(m.transport) {
         return hash;
     }
     let settings = (&m.path, m.verify.as_str(), &m.expect_tools, m.allow_tool_removal, m.timeout_secs);
@@ -594,7 +594,7 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     // The one tag the spec-hash reads (see `spec_hash_with`); the full set is added once the hash is known.
     service.tags = vec![transport_tag(svc)];
     let td_hash = task_hash(&td);
-    let hash = with_mcp(with_rollout_policy(spec_hash_with(&td_hash, &service), &svc.rollout), &svc.mcp, svc.transport);
+    let hash = with_mcp(with_rollout_policy(spec_hash_with(&td_hash, &service), &svc.rollout), &svc.mcp);
     let tags = tags(svc, res, &hash);
     td.tags = tags.clone();
     td.tags.push(state::task_hash(&td_hash));

@@ -858,6 +858,7 @@ fn mcp_defaults_to_no_verification_on_the_transports_path() {
     assert_eq!(
         s.mcp,
         ValidMcp {
+            transport: Transport::StreamableHttp,
             path: "/v1/mcp".into(),
             verify: Verify::Tasks,
             expect_tools: vec!["search_documents".into(), "get.document-2".into()],

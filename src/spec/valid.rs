@@ -81,6 +81,8 @@ pub struct ValidService {
 /// `spec.mcp` merged with FleetDefaults and defaulted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidMcp {
+    /// The transport the server speaks (`spec.transport`): how it is probed.
+    pub transport: Transport,
     /// The MCP endpoint's HTTP path (`/mcp`, or `/sse` for the sse transport, unless written).
     pub path: String,
     pub verify: Verify,
@@ -106,6 +108,7 @@ impl ValidMcp {
     /// No verification, the transport's default path: a service without an `mcp` block.
     pub fn unverified(transport: Transport) -> ValidMcp {
         ValidMcp {
+            transport,
             path: Self::default_path(transport).to_string(),
             verify: Verify::None,
             expect_tools: vec![],

@@ -116,6 +116,7 @@ pub(super) fn merge(ctx: &mut DocCtx, own: Option<&Mcp>, d: &Defaults, c: &Conte
         return None;
     }
     Some(ValidMcp {
+        transport: c.transport,
         path,
         verify,
         expect_tools,
