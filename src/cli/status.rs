@@ -1,5 +1,6 @@
-//! `mcpfleet status`: per service, the revision, image, architecture, counts, rollout state, last good one and
-//! where agents reach it (its load balancers' DNS names, then its Service Connect aliases).
+//! `mcpfleet status`: per service, the revision, image, architecture, counts, rollout state, last good one, its
+//! last MCP verification (result, time, tools) and where agents reach it (its load balancers' DNS names, then its
+//! Service Connect aliases).
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use mcpfleet::backend::{BackendError, Ecs, ServiceState};
 use mcpfleet::reconcile;
 use mcpfleet::reconcile::endpoints::{Endpoint, endpoints, load_balancer_dns};
 use mcpfleet::reconcile::rollout::RevisionImage;
-use mcpfleet::state::{self, ServiceTags, TaskDefArn, is_managed, short as short_td};
+use mcpfleet::state::{self, ServiceTags, TaskDefArn, Verification, is_managed, short as short_td};
 use serde::Serialize;
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
@@ -53,6 +54,36 @@ pub struct Row {
     pub applied_task_definition: Option<String>,
     /// Where agents reach the service, as ECS reports it.
     pub endpoints: Vec<Endpoint>,
+    /// The tools the service offered at its last MCP verification that listed them.
+    pub tools: Option<usize>,
+    /// The last MCP verification (rollout gate or the controller's re-probe); None when it was never verified.
+    pub verification: Option<VerificationRow>,
+}
+
+/// The last MCP verification of a service.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationRow {
+    /// `passed` or `failed`.
+    pub result: &'static str,
+    /// When (RFC 3339): the first time this result was seen for this revision.
+    pub at: String,
+    /// The revision verified (`family:revision`).
+    pub revision: String,
+    /// Why it failed.
+    pub reason: Option<String>,
+}
+
+impl VerificationRow {
+    fn of(v: Verification) -> VerificationRow {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(v.at_ms);
+        VerificationRow {
+            result: if v.passed { "passed" } else { "failed" },
+            at: humantime::format_rfc3339_seconds(at).to_string(),
+            revision: v.revision,
+            reason: Some(v.reason).filter(|r| !r.is_empty()),
+        }
+    }
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
@@ -100,6 +131,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                         held: false,
                         applied_task_definition: None,
                         endpoints: vec![],
+                        tools: None,
+                        verification: None,
                     });
                 }
             }
@@ -112,7 +145,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         }
         Output::Text => {
             println!(
-                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {:<26} ENDPOINT",
+                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {:<26} {:>5}  {:<27} ENDPOINT",
                 "NAME",
                 "CLUSTER",
                 "TASK DEFINITION",
@@ -122,13 +155,16 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                 "DESIRED",
                 "RUNNING",
                 "ROLLOUT",
-                "LAST GOOD"
+                "LAST GOOD",
+                "TOOLS",
+                "VERIFIED"
             );
             for r in &rows {
                 let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 let digest = r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>());
+                let verified = r.verification.as_ref().map(|v| format!("{} {}", v.result, v.at));
                 println!(
-                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {:<26} {}",
+                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {:<26} {:>5}  {:<27} {}",
                     r.name,
                     r.cluster,
                     r.task_definition.as_deref().map(short_td).unwrap_or("-"),
@@ -139,8 +175,15 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                     r.running,
                     r.rollout_state,
                     r.last_good.as_deref().map(short_td).unwrap_or("-"),
+                    r.tools.map_or_else(|| "-".to_string(), |n| n.to_string()),
+                    dash(&verified),
                     r.endpoints.first().map_or("-", Endpoint::shown)
                 );
+            }
+            for (r, v) in rows.iter().filter_map(|r| Some((r, r.verification.as_ref()?))) {
+                if let Some(reason) = &v.reason {
+                    println!("verification: {} failed on {} at {}: {reason}", r.name, v.revision, v.at);
+                }
             }
             for r in rows.iter().filter(|r| r.held) {
                 println!(
@@ -211,5 +254,7 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs, dns: &BTreeMap<String, String>) ->
         held,
         applied_task_definition: applied,
         endpoints: endpoints(s, dns),
+        tools: Verification::parse(&s.tags).and_then(|v| v.tools),
+        verification: Verification::parse(&s.tags).map(VerificationRow::of),
     })
 }
