@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The full test suite, from a fresh clone: installs the test tools into .venv (git-ignored), then runs the
-# formatting and lint gates, every Rust test, and hadolint on the Dockerfile. Exit 0 only when all pass.
+# The full test suite, from a fresh clone: installs the test tools (git-ignored: .venv, .venv-mcp1 and
+# scripts/npm/node_modules), then runs the formatting and lint gates, every Rust test, and hadolint on the
+# Dockerfile. Exit 0 only when all pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,29 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 export MCPFLEET_TEST_PYTHON="$PWD/$venv/bin/python"
+
+# The probe tests also run servers of the MCP SDK's 1.x generation, which cannot share .venv with mcp 2.x.
+venv1=.venv-mcp1
+stamp1="$venv1/.requirements.sha256"
+want1=$(sha256sum requirements-mcp1.txt | cut -d' ' -f1)
+if [ ! -x "$venv1/bin/python" ] || [ "$(cat "$stamp1" 2>/dev/null)" != "$want1" ]; then
+  echo "==> installing mcp 1.x into $venv1 (requirements-mcp1.txt)"
+  python3 -m venv "$venv1"
+  "$venv1/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-mcp1.txt
+  echo "$want1" > "$stamp1"
+fi
+export MCPFLEET_TEST_PYTHON_MCP1="$PWD/$venv1/bin/python"
+
+# ... and the reference MCP server users know, @modelcontextprotocol/server-everything, from the npm registry at
+# the version scripts/npm/package-lock.json pins (into scripts/npm/node_modules, git-ignored).
+npm_stamp=scripts/npm/node_modules/.lock.sha256
+npm_want=$(sha256sum scripts/npm/package-lock.json | cut -d' ' -f1)
+if [ ! -d scripts/npm/node_modules ] || [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then
+  echo "==> installing the reference MCP server into scripts/npm (package-lock.json)"
+  npm ci --prefix scripts/npm --no-audit --no-fund --loglevel=error
+  echo "$npm_want" > "$npm_stamp"
+fi
+export MCPFLEET_TEST_NODE_MODULES="$PWD/scripts/npm/node_modules"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::Shared;
 use crate::backend::{
     BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate, Tags,
-    TaskDefinition, TdStatus,
+    TaskDefinition, TaskInfo, TaskPage, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -75,6 +75,17 @@ impl Ecs for Beating<dyn Ecs> {
         task_definition: &str,
     ) -> Result<Vec<String>, BackendError> {
         self.beat(self.inner.stopped_task_reasons(cluster, service, task_definition).await)
+    }
+    async fn list_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+        next_token: Option<&str>,
+    ) -> Result<TaskPage, BackendError> {
+        self.beat(self.inner.list_tasks(cluster, service, next_token).await)
+    }
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
+        self.beat(self.inner.describe_tasks(cluster, arns).await)
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod aws_lab;
 pub mod lab;
+pub mod mcp;
 pub mod metrics;
 
 use std::path::PathBuf;

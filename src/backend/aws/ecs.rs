@@ -12,7 +12,8 @@ use aws_sdk_ecs::types as sdk;
 use super::map_err;
 use crate::backend::{
     BackendError, Deployment, DeploymentStatus, Described, Ecs, Op, RolloutState, STOPPED_TASKS_BATCH, ServiceEvent,
-    ServiceState, ServiceStatus, ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TdStatus, stopped_task_line,
+    ServiceState, ServiceStatus, ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TaskInfo, TaskPage, TaskStatus,
+    TdStatus, stopped_task_line,
 };
 use crate::render::CpuArch;
 use crate::render::ecs::{
@@ -718,6 +719,61 @@ impl Ecs for AwsEcs {
             })
             .collect())
     }
+
+    async fn list_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+        next_token: Option<&str>,
+    ) -> Result<TaskPage, BackendError> {
+        let out = self
+            .client
+            .list_tasks()
+            .cluster(cluster)
+            .service_name(service)
+            .desired_status(sdk::DesiredStatus::Running)
+            .max_results(STOPPED_TASKS_BATCH as i32)
+            .set_next_token(next_token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| map_err(Op::ListTasks, e))?;
+        Ok(TaskPage { arns: out.task_arns().to_vec(), next_token: out.next_token().map(str::to_string) })
+    }
+
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(arns.to_vec()))
+            .send()
+            .await
+            .map_err(|e| map_err(Op::DescribeTasks, e))?;
+        Ok(out.tasks().iter().filter_map(task_info).collect())
+    }
+}
+
+/// A task as mcpfleet sees it: the private IPv4 address is the `privateIPv4Address` detail of its elastic network
+/// interface attachment (awsvpc).
+fn task_info(t: &sdk::Task) -> Option<TaskInfo> {
+    let private_ipv4 = t
+        .attachments()
+        .iter()
+        .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value())
+        .map(str::to_string);
+    Some(TaskInfo {
+        arn: t.task_arn()?.to_string(),
+        task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
+        last_status: TaskStatus::from_ecs(t.last_status().unwrap_or_default()),
+        private_ipv4,
+        port: None,
+    })
 }
 
 /// `family:revision` of a task-definition ARN (or the id as given).
