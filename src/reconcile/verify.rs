@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 
-use crate::backend::{BackendError, Clock, Ecs, ServiceState, TargetGroups};
+use crate::backend::{BackendError, Clock, Ecs, ServiceState, TargetGroups, TaskStatus};
 use crate::spec::{Transport, ValidMcp, Verify};
 use crate::state::{self, ToolRecord, Verification, short};
 
@@ -80,7 +80,8 @@ const CONCURRENCY: usize = 8;
 pub struct Target {
     /// How messages name it: `<task id> at <ip>:<port>`, or `endpoint <url>`.
     pub name: String,
-    pub url: String,
+    /// None for a task ECS gives no address: it fails without a probe.
+    pub url: Option<String>,
 }
 
 /// What verifying a revision found.
@@ -185,10 +186,14 @@ pub fn judge(mcp: &ValidMcp, contract: Option<&Contract>, probed: &[(Target, Pro
 
 /// Probes `target`, repeating a probe that could not list tools up to [`ATTEMPTS`] times.
 async fn probe_target(prober: &dyn Prober, clock: &dyn Clock, mcp: &ValidMcp, target: &Target) -> Probed {
+    let Some(url) = &target.url else {
+        let why = "unreachable: ECS reports no private IPv4 address for the task".to_string();
+        return Probed { tools: Err(why), stateful: false, latency: Duration::ZERO };
+    };
     let timeout = Duration::from_secs(u64::from(mcp.timeout_secs));
     let mut attempt = 1;
     loop {
-        let p = prober.probe(&target.url, mcp.transport, timeout).await;
+        let p = prober.probe(url, mcp.transport, timeout).await;
         if p.tools.is_ok() || attempt >= ATTEMPTS {
             return p;
         }
@@ -226,11 +231,31 @@ async fn endpoint_target(ports: GatePorts<'_>, mcp: &ValidMcp, s: &ServiceState)
     match first.as_ref().map(|e| (e, e.base_url())) {
         Some((_, Some(base))) => {
             let url = at(&base, mcp);
-            Ok(Target { name: format!("endpoint {url}"), url })
+            Ok(Target { name: format!("endpoint {url}"), url: Some(url) })
         }
         Some((e, None)) => Err(format!("no load balancer routes to target group {} (no DNS name to probe)", e.shown())),
         None => Err("the service reports no load balancer or Service Connect endpoint".into()),
     }
+}
+
+/// What `verify: tasks` probes: every RUNNING task of `td`, at its private IPv4 address and the container's port
+/// (or the port the backend reports for it: the sim's tasks of images pushed with `--serves`). A RUNNING task
+/// without an address is a target that fails: it cannot be reached, so it cannot be verified.
+async fn task_targets(ecs: &dyn Ecs, mcp: &ValidMcp, s: &ServiceState, td: &str) -> Result<Vec<Target>, BackendError> {
+    let tasks = ecs.service_tasks(&s.cluster, &s.name).await?;
+    let running = tasks.iter().filter(|t| t.task_definition == td && t.last_status == TaskStatus::Running);
+    Ok(running
+        .map(|t| {
+            let id = t.arn.rsplit('/').next().unwrap_or(&t.arn);
+            match &t.private_ipv4 {
+                Some(ip) => {
+                    let address = format!("{ip}:{}", t.port.unwrap_or(mcp.port));
+                    Target { name: format!("{id} at {address}"), url: Some(at(&format!("http://{address}"), mcp)) }
+                }
+                None => Target { name: id.to_string(), url: None },
+            }
+        })
+        .collect())
 }
 
 /// What to probe for a service running `td`, or why nothing can be: the RUNNING tasks of that revision, or its
@@ -244,10 +269,7 @@ async fn targets(
     match gate.mcp.verify {
         Verify::None => Ok(Ok(vec![])),
         Verify::Endpoint => Ok(endpoint_target(gate.ports, gate.mcp, s).await.map(|t| vec![t])),
-        Verify::Tasks => {
-            let _ = (ecs, td);
-            Ok(Err("the task read is not wired yet".into()))
-        }
+        Verify::Tasks => Ok(Ok(task_targets(ecs, gate.mcp, s, td).await?)),
     }
 }
 

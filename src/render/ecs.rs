@@ -448,7 +448,7 @@ fn with_rollout_policy(hash: String, r: &ValidRollout) -> String {
 /// rollout must pass (an expected tool, `allowToolRemoval`) releases a spec held back after a failed verification.
 /// A service without an `mcp` block keeps the hash of its ECS documents.
 fn with_mcp(hash: String, m: &ValidMcp) -> String {
-    if *m == ValidMcp::unverified(m.transport) {
+    if *m == ValidMcp::unverified(m.transport, m.port) {
         return hash;
     }
     let settings = (&m.path, m.verify.as_str(), &m.expect_tools, m.allow_tool_removal, m.timeout_secs);

@@ -848,7 +848,7 @@ fn with_mcp_defaults(defaults: &str, service: &str) -> String {
 #[test]
 fn mcp_defaults_to_no_verification_on_the_transports_path() {
     let s = valid(&svc("", &[]));
-    assert_eq!(s.mcp, ValidMcp::unverified(Transport::StreamableHttp));
+    assert_eq!(s.mcp, ValidMcp::unverified(Transport::StreamableHttp, 8080));
     assert_eq!((s.mcp.path.as_str(), s.mcp.verify, s.mcp.timeout_secs), ("/mcp", Verify::None, 10));
     assert_eq!(valid(&svc("  transport: sse\n", &[])).mcp.path, "/sse");
     let s = valid(&svc(
@@ -859,6 +859,7 @@ fn mcp_defaults_to_no_verification_on_the_transports_path() {
         s.mcp,
         ValidMcp {
             transport: Transport::StreamableHttp,
+            port: 8080,
             path: "/v1/mcp".into(),
             verify: Verify::Tasks,
             expect_tools: vec!["search_documents".into(), "get.document-2".into()],

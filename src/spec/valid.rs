@@ -83,6 +83,8 @@ pub struct ValidService {
 pub struct ValidMcp {
     /// The transport the server speaks (`spec.transport`): how it is probed.
     pub transport: Transport,
+    /// The container port it serves on (`spec.port`): where a task is probed.
+    pub port: u16,
     /// The MCP endpoint's HTTP path (`/mcp`, or `/sse` for the sse transport, unless written).
     pub path: String,
     pub verify: Verify,
@@ -106,9 +108,10 @@ impl ValidMcp {
     }
 
     /// No verification, the transport's default path: a service without an `mcp` block.
-    pub fn unverified(transport: Transport) -> ValidMcp {
+    pub fn unverified(transport: Transport, port: u16) -> ValidMcp {
         ValidMcp {
             transport,
+            port,
             path: Self::default_path(transport).to_string(),
             verify: Verify::None,
             expect_tools: vec![],

@@ -19,12 +19,12 @@ fn mcp(expect: &[&str], allow_removal: bool) -> ValidMcp {
         expect_tools: names(expect),
         allow_tool_removal: allow_removal,
         verify: Verify::Tasks,
-        ..ValidMcp::unverified(Transport::StreamableHttp)
+        ..ValidMcp::unverified(Transport::StreamableHttp, 8080)
     }
 }
 
 fn target(name: &str) -> Target {
-    Target { name: name.into(), url: format!("http://{name}/mcp") }
+    Target { name: name.into(), url: Some(format!("http://{name}/mcp")) }
 }
 
 fn listed(tools: &[&str]) -> Probed {
@@ -150,12 +150,14 @@ async fn a_probe_that_cannot_list_tools_is_repeated_before_the_target_fails() {
     };
     let t0 = sim.now_ms();
     let probed =
-        probe_all(&prober, sim.as_ref(), &mcp(&[], false), vec![Target { name: "t".into(), url: url.clone() }]).await;
+        probe_all(&prober, sim.as_ref(), &mcp(&[], false), vec![Target { name: "t".into(), url: Some(url.clone()) }])
+            .await;
     assert_eq!(probed[0].1.tools, Ok(names(&["a"])));
     assert_eq!(sim.now_ms() - t0, RETRY_PAUSE.as_millis() as u64, "one pause, on the sim's clock");
 
     let prober = Scripted { answers: BTreeMap::from([(url.clone(), vec![refused])]), ..Default::default() };
-    let probed = probe_all(&prober, sim.as_ref(), &mcp(&[], false), vec![Target { name: "t".into(), url }]).await;
+    let probed =
+        probe_all(&prober, sim.as_ref(), &mcp(&[], false), vec![Target { name: "t".into(), url: Some(url) }]).await;
     assert!(probed[0].1.tools.is_err());
     assert_eq!(prober.asked.lock().unwrap().len(), ATTEMPTS as usize);
 }

@@ -43,6 +43,8 @@ pub(super) fn default_timeout(m: Option<&DefaultsMcp>) -> Option<u64> {
 /// What else of the service `mcp` depends on.
 pub(super) struct Context {
     pub transport: Transport,
+    /// `spec.port`, when it is a TCP port (else reported where it is written).
+    pub port: Option<u16>,
     /// Whether the service has an endpoint (a load balancer or Service Connect); None when that could not be
     /// judged (a problem there was reported).
     pub has_endpoint: Option<bool>,
@@ -117,6 +119,7 @@ pub(super) fn merge(ctx: &mut DocCtx, own: Option<&Mcp>, d: &Defaults, c: &Conte
     }
     Some(ValidMcp {
         transport: c.transport,
+        port: c.port?,
         path,
         verify,
         expect_tools,

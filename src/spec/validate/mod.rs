@@ -337,6 +337,7 @@ pub(super) fn check_service(
     };
     let mcp_context = mcp::Context {
         transport: s.transport.unwrap_or(Transport::StreamableHttp),
+        port: u16::try_from(s.port).ok().filter(|p| *p > 0),
         has_endpoint,
         labels: doc.metadata.labels.len(),
         defaults_lost: d.lost("mcp"),
