@@ -5,28 +5,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=.venv
-stamp="$venv/.requirements.sha256"
-want=$(sha256sum requirements-test.txt | cut -d' ' -f1)
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "==> installing test tools into $venv (requirements-test.txt)"
-  python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
-  echo "$want" > "$stamp"
-fi
-export MCPFLEET_TEST_PYTHON="$PWD/$venv/bin/python"
+# ensure_venv DIR REQUIREMENTS: (re)creates the venv DIR from REQUIREMENTS when it is missing or they changed.
+ensure_venv() {
+  local venv=$1 requirements=$2
+  local stamp="$venv/.requirements.sha256" want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "==> installing test tools into $venv ($requirements)"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$want" > "$stamp"
+  fi
+}
+
+ensure_venv .venv requirements-test.txt
+export MCPFLEET_TEST_PYTHON="$PWD/.venv/bin/python"
 
 # The probe tests also run servers of the MCP SDK's 1.x generation, which cannot share .venv with mcp 2.x.
-venv1=.venv-mcp1
-stamp1="$venv1/.requirements.sha256"
-want1=$(sha256sum requirements-mcp1.txt | cut -d' ' -f1)
-if [ ! -x "$venv1/bin/python" ] || [ "$(cat "$stamp1" 2>/dev/null)" != "$want1" ]; then
-  echo "==> installing mcp 1.x into $venv1 (requirements-mcp1.txt)"
-  python3 -m venv "$venv1"
-  "$venv1/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-mcp1.txt
-  echo "$want1" > "$stamp1"
-fi
-export MCPFLEET_TEST_PYTHON_MCP1="$PWD/$venv1/bin/python"
+ensure_venv .venv-mcp1 requirements-mcp1.txt
+export MCPFLEET_TEST_PYTHON_MCP1="$PWD/.venv-mcp1/bin/python"
 
 # ... and the reference MCP server users know, @modelcontextprotocol/server-everything, from the npm registry at
 # the version scripts/npm/package-lock.json pins (into scripts/npm/node_modules, git-ignored).
@@ -44,7 +41,7 @@ cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> hadolint Dockerfile, and the Dockerfile's cargo build steps"
-"$venv/bin/hadolint" Dockerfile
+.venv/bin/hadolint Dockerfile
 scripts/check-image-build.sh
 echo "==> cargo test"
 cargo test --all-targets --locked

@@ -109,6 +109,15 @@ fn the_legacy_sse_transport_on_both_sdk_generations() {
         assert_eq!(tools(t), TOOLS);
         assert_eq!(timing_keys(t), ["connect", "initialize", "tools/list", "total"]);
 
+        // A wrong path: the SSE check's GET is answered 404.
+        let (code, doc) = probe_json(&[&server.url.replace("/sse", "/nope"), "--transport", "sse"]);
+        assert_eq!(code, 1);
+        assert_eq!(
+            target(&doc)["error"],
+            serde_json::json!({"kind": "httpStatus", "message": "HTTP 404 during connect: Not Found", "status": 404,
+                               "step": "connect"})
+        );
+
         // The other transport against it is a clear failure, not a hang: the SSE URL does not take POSTs.
         let (code, doc) = probe_json(&[&server.url, "--timeout", "5s"]);
         assert_eq!(code, 1);

@@ -326,13 +326,8 @@ impl Ecs for Limited {
         })
         .await
     }
-    async fn list_tasks(
-        &self,
-        cluster: &str,
-        service: &str,
-        next_token: Option<&str>,
-    ) -> Result<TaskPage, BackendError> {
-        self.run(Op::ListTasks, || self.inner.list_tasks(cluster, service, next_token)).await
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError> {
+        self.run(Op::ListTasks, || self.inner.list_tasks(cluster, service, token)).await
     }
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
         self.run(Op::DescribeTasks, || self.inner.describe_tasks(cluster, arns)).await

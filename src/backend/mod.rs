@@ -402,13 +402,8 @@ pub trait Ecs: Send + Sync {
         task_definition: &str,
     ) -> Result<Vec<String>, BackendError>;
     /// One page (up to [`STOPPED_TASKS_BATCH`]) of the ARNs of a service's tasks whose desired status is RUNNING
-    /// (ListTasks), from `next_token` on.
-    async fn list_tasks(
-        &self,
-        cluster: &str,
-        service: &str,
-        next_token: Option<&str>,
-    ) -> Result<TaskPage, BackendError>;
+    /// (ListTasks), from `token` (the previous page's `next_token`) on.
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError>;
     /// Up to [`STOPPED_TASKS_BATCH`] tasks of a cluster by ARN (DescribeTasks); unknown ones are absent.
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError>;
 

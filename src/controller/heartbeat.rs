@@ -76,13 +76,8 @@ impl Ecs for Beating<dyn Ecs> {
     ) -> Result<Vec<String>, BackendError> {
         self.beat(self.inner.stopped_task_reasons(cluster, service, task_definition).await)
     }
-    async fn list_tasks(
-        &self,
-        cluster: &str,
-        service: &str,
-        next_token: Option<&str>,
-    ) -> Result<TaskPage, BackendError> {
-        self.beat(self.inner.list_tasks(cluster, service, next_token).await)
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError> {
+        self.beat(self.inner.list_tasks(cluster, service, token).await)
     }
     async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
         self.beat(self.inner.describe_tasks(cluster, arns).await)

@@ -20,6 +20,9 @@ use super::{ProbeFailure, ProbeStep, ServerInfo, Tracker, chain, http_client_fai
 /// instead of filling memory until the timeout.
 const MAX_STREAM_BYTES: usize = 32 * 1024 * 1024;
 
+/// How much of an error response's body is read for its message.
+const ERROR_BODY_BYTES: usize = 4096;
+
 type Events = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, sse_stream::Error>> + Send>>;
 
 /// Connect, handshake, then every page of `tools/list`; the tool names in the server's order.
@@ -96,7 +99,16 @@ async fn success(response: reqwest::Response, step: ProbeStep) -> Result<reqwest
     if status.is_success() {
         return Ok(response);
     }
-    let body = response.text().await.unwrap_or_default();
+    // Only the start of the body: an error page can be large, and one line of it is shown.
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= ERROR_BODY_BYTES {
+            break;
+        }
+    }
+    let body = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)]);
     let detail = body.split_whitespace().collect::<Vec<_>>().join(" ");
     let detail = match detail.char_indices().nth(200) {
         Some((i, _)) => format!("{}…", &detail[..i]),

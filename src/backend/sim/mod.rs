@@ -345,13 +345,8 @@ impl Ecs for Sim {
         }
         self.call(Op::DescribeTasks, |w| Ok(w.stopped_task_reasons(cluster, service, &arns, task_definition)))
     }
-    async fn list_tasks(
-        &self,
-        cluster: &str,
-        service: &str,
-        next_token: Option<&str>,
-    ) -> Result<TaskPage, BackendError> {
-        let start = match next_token {
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError> {
+        let start = match token {
             None => 0,
             Some(t) => t.parse::<usize>().map_err(|_| BackendError::Invalid {
                 operation: Op::ListTasks,
