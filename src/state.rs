@@ -309,6 +309,21 @@ pub fn tool_tags(names: &[String], others: usize) -> Tags {
     tags
 }
 
+/// Room on a revision carrying `tags` for `adding` more (keys it does not carry yet): when they would take it
+/// past [`MAX_TAGS`], its tool record shrinks to the count alone, freeing its parts. Returns the header to write and
+/// the parts to remove; None when everything fits as it is (or the parts would not free enough).
+pub fn shrink_tool_record(tags: &Tags, adding: &Tags) -> Option<(Tags, Vec<String>)> {
+    let new = adding.keys().filter(|k| !tags.contains_key(*k) && !k.starts_with("aws:")).count();
+    let have = tags.keys().filter(|k| !k.starts_with("aws:")).count();
+    let parts: Vec<String> = tags.keys().filter(|k| k.starts_with(TAG_TOOLS_PART)).cloned().collect();
+    if have + new <= MAX_TAGS || have + new - parts.len() > MAX_TAGS {
+        return None;
+    }
+    let count = ToolRecord::parse(tags)?.count();
+    let hash = get(tags, TAG_TOOLS)?.rsplit(':').next()?.to_string();
+    Some((one(TAG_TOOLS, &format!("{count}:0:{hash}")), parts))
+}
+
 /// Whether `key` is one of the tool record's tags.
 pub fn is_tool_tag(key: &str) -> bool {
     key == TAG_TOOLS || key.starts_with(TAG_TOOLS_PART)
@@ -747,5 +762,26 @@ mod tests {
         assert_eq!(tags[TAG_VERIFICATION].chars().count(), MAX_TAG_VALUE);
         assert_eq!(Verification::parse(&tags).map(|v| (v.passed, v.tools)), Some((true, None)));
         assert_eq!(Verification::parse(&one(TAG_VERIFICATION, "maybe/2026-01-01T00:05:00Z/docs:3/1/")), None);
+    }
+
+    #[test]
+    fn a_tool_record_shrinks_to_its_count_to_make_room_for_labels() {
+        let many: Vec<String> = (0..250).map(|i| format!("tool_{i:03}")).collect();
+        let mut tags: Tags = (0..30).map(|i| (format!("label-{i}"), "v".to_string())).collect();
+        tags.extend((0..9).map(|i| (format!("{TAG_PREFIX}own-{i}"), "v".to_string())));
+        let record = tool_tags(&many, tags.len() + 1);
+        assert!(record.len() > 5, "{} tags", record.len());
+        tags.extend(record);
+        let add = |n: usize| -> Tags { (30..30 + n).map(|i| (format!("label-{i}"), "v".to_string())).collect() };
+        // Labels it already carries, or few enough new ones, fit as it is.
+        assert_eq!(shrink_tool_record(&tags, &add(0)), None);
+        assert_eq!(shrink_tool_record(&tags, &add(MAX_TAGS - tags.len())), None);
+        let (header, parts) = shrink_tool_record(&tags, &add(8)).unwrap();
+        assert_eq!(parts.len(), tags.keys().filter(|k| k.starts_with(TAG_TOOLS_PART)).count());
+        let mut shrunk = tags.clone();
+        shrunk.retain(|k, _| !parts.contains(k));
+        shrunk.extend(header);
+        assert_eq!(ToolRecord::parse(&shrunk), Some(ToolRecord::Count(250)));
+        assert!(shrunk.len() + 8 <= MAX_TAGS);
     }
 }

@@ -348,3 +348,50 @@ fn the_controller_gates_rollouts_and_reports_a_failing_server_without_rolling_ba
     assert!(s.task_definition.ends_with("documents:1"), "still on the revision it ran");
     assert_eq!(status_of(&lab)["verification"]["result"], "failed");
 }
+
+#[test]
+fn a_long_tool_list_is_recorded_in_parts_and_gives_way_to_labels() {
+    // 250 tools (tool_000 … tool_249, listed over three pages): about 2,250 characters of names.
+    let v1 = McpServer::python(Sdk::V2, &["--behaviour", "paged", "--name", "documents"]);
+    let lab = Lab::new();
+    push_documents(&lab, "v1.4.2", &v1);
+    verify_documents(&lab, "    verify: tasks\n    expectTools: [tool_000, tool_249]\n");
+    let labels: String = (0..30).map(|i| format!("    l{i:02}: v\n")).collect();
+    lab.edit_manifest("documents.yaml", "  labels:\n    team: knowledge\n", &format!("  labels:\n{labels}"));
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(documents(&doc)["message"].as_str().unwrap().ends_with("MCP verification passed (250 tools)"), "{doc:#}");
+    let tags = revision_tags(&lab, 1);
+    let parts = tags.keys().filter(|k| k.starts_with("mcpfleet.io/tools-")).count();
+    assert!(parts >= 9, "{parts} parts: {tags:?}");
+    assert!(tags.len() <= 50, "{} tags", tags.len());
+    let record = tool_record(&lab, 1).unwrap();
+    assert_eq!(record.names().map(<[String]>::len), Some(250));
+
+    // Eight more labels (38, the most a verified service may have) need the room the parts take: the record
+    // shrinks to its count, and the labels are applied to the service and the revision it runs.
+    let more: String = (30..38).map(|i| format!("    l{i:02}: v\n")).collect();
+    lab.edit_manifest("documents.yaml", "    l29: v\n", &format!("    l29: v\n{more}"));
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert!(documents(&doc)["message"].as_str().unwrap().starts_with("labels updated"), "{doc:#}");
+    let tags = revision_tags(&lab, 1);
+    assert_eq!(tags["l37"], "v");
+    assert!(tags.len() <= 50, "{} tags", tags.len());
+    assert_eq!(tool_record(&lab, 1), Some(mcpfleet::state::ToolRecord::Count(250)));
+    assert_eq!(
+        history(&lab)[0]["tools"],
+        serde_json::json!({"count": 250, "comparedTo": null, "added": null, "removed": null})
+    );
+
+    // Held to the count: a revision with fewer tools fails, one with as many passes.
+    let v2 = McpServer::python(Sdk::V2, &["--tools", "tool_000,tool_249", "--name", "documents"]);
+    push_documents(&lab, "v1.5.0", &v2);
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 3, "{doc:#}");
+    let message = documents(&doc)["message"].as_str().unwrap();
+    assert!(
+        message.contains(": offers 2 tools, fewer than the 250 that documents:1 offered (too many to record by name"),
+        "{message}"
+    );
+}

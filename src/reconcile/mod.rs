@@ -402,11 +402,16 @@ async fn converge(
             progress(&d.ecs.name, "updating service");
             ecs.update_service(&ServiceUpdate::converge(&input, &td, o)).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-            ecs.tag_resource(&o.arn, &tags).await?;
-            let gone = plan::labels::removed(&d.ecs, &o.tags);
+            let mut gone = plan::labels::removed(&d.ecs, &o.tags);
+            // A service no longer verified drops its last verification: the tag is room its labels may need.
+            if !d.mcp.verified() && o.tags.contains_key(state::TAG_VERIFICATION) {
+                gone.push(state::TAG_VERIFICATION.to_string());
+            }
+            // Removed first, so a swap of labels at ECS's 50 tags never passes through 51.
             if !gone.is_empty() {
                 ecs.untag_resource(&o.arn, &gone).await?;
             }
+            ecs.tag_resource(&o.arn, &tags).await?;
         }
     }
     Ok(td)
@@ -423,12 +428,17 @@ async fn relabel(
     let Some(o) = observed else { return Ok(None) };
     progress(&d.ecs.name, "updating labels");
     let (tags, gone) = (plan::labels::tags(&d.ecs), plan::labels::removed(&d.ecs, &o.tags));
+    // The revision's tool record (of a verification, now or before) may fill the tags new labels need.
+    if tags.keys().any(|k| !o.tags.contains_key(k)) {
+        verify::make_room(ecs, &o.task_definition, &tags).await?;
+    }
     for arn in [&o.arn, &o.task_definition] {
-        if !tags.is_empty() {
-            ecs.tag_resource(arn, &tags).await?;
-        }
+        // Removed first, so a swap of labels at ECS's 50 tags never passes through 51.
         if !gone.is_empty() {
             ecs.untag_resource(arn, &gone).await?;
+        }
+        if !tags.is_empty() {
+            ecs.tag_resource(arn, &tags).await?;
         }
     }
     Ok(Some(o.task_definition.clone()))

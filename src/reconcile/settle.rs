@@ -430,7 +430,8 @@ pub async fn settle_apply(
         // This apply knows what it rolled out; a rollout found in flight is described by the service's tags.
         let started = matches!(o.outcome, Outcome::Created | Outcome::Updated);
         let rolled_out = started.then(|| crate::plan::spec_hash_of(&d.ecs));
-        if policy.gate.is_some() && *result == RolloutResult::Completed {
+        let new_revision = ServiceTags::of(state).last_good != Some(t.task_definition.as_str());
+        if policy.gate.is_some() && new_revision && *result == RolloutResult::Completed {
             progress(&o.name, "verifying the MCP server");
         }
         let settled = settle_service(ports, state, t, result, policy, rolled_out).await?;

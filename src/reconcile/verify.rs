@@ -334,7 +334,9 @@ pub async fn record(
 ) -> Result<(), BackendError> {
     if let Some(tools) = &verdict.tools {
         let revision = ecs.describe_task_definition(td).await?;
-        let others = revision.tags.keys().filter(|k| !state::is_tool_tag(k)).count();
+        // The revision's outcome is tagged once it is settled: room is kept for it.
+        let outcome = usize::from(!revision.tags.contains_key(state::TAG_OUTCOME));
+        let others = revision.tags.keys().filter(|k| !state::is_tool_tag(k)).count() + outcome;
         let tags = state::tool_tags(tools, others);
         if !tags.is_empty() && ToolRecord::parse(&revision.tags) != ToolRecord::parse(&tags) {
             ecs.tag_resource(&revision.arn, &tags).await?;
@@ -359,6 +361,18 @@ pub async fn record(
         return Ok(());
     }
     ecs.tag_resource(&s.arn, &verification.tags()).await
+}
+
+/// Makes room on revision `arn` for `adding` (labels added to the revision a service runs): a tool record that
+/// would take it past ECS's 50 tags shrinks to its count (the contract then holds the next revision to that many
+/// tools, not to their names). One DescribeTaskDefinition; a write only when room is needed.
+pub async fn make_room(ecs: &dyn Ecs, arn: &str, adding: &crate::backend::Tags) -> Result<(), BackendError> {
+    let revision = ecs.describe_task_definition(arn).await?;
+    if let Some((header, parts)) = state::shrink_tool_record(&revision.tags, adding) {
+        ecs.untag_resource(&revision.arn, &parts).await?;
+        ecs.tag_resource(&revision.arn, &header).await?;
+    }
+    Ok(())
 }
 
 /// The MCP client ([`crate::probe::probe`]) as the gate's prober.
