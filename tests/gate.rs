@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-
+use common::controller::Controller;
 use common::lab::{ECR, Lab, entry};
 use common::mcp::{McpServer, Sdk};
 use common::metrics;
@@ -247,52 +246,15 @@ fn a_task_the_gate_cannot_reach_fails_the_rollout() {
     assert_eq!(documents(&doc)["outcome"], "failed");
 }
 
-/// A running controller over a lab; killed on drop.
-struct Controller {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
+/// The value of `series`, when the controller exports it.
+fn series(c: &Controller, series: &str) -> Option<f64> {
+    metrics::find(&metrics::scrape(c.port), series)
 }
 
-impl Controller {
-    fn start(lab: &Lab) -> Controller {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = lab.manifests().with_file_name(format!("controller-{port}.log"));
-        let child = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
-            .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap(), "--log-format", "json"])
-            .args(["run", "-f", lab.manifests().to_str().unwrap(), "--interval", "1s", "--sim-speed", "10"])
-            .args(["--probe-interval", "1s", "--listen", &format!("127.0.0.1:{port}")])
-            .env_remove("MCPFLEET_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let c = Controller { child, port, log };
-        c.wait_for("the HTTP server", || metrics::get(port, "/healthz").is_some_and(|(code, _)| code == 200));
-        c
-    }
-
-    fn wait_for(&self, what: &str, ok: impl FnMut() -> bool) {
-        metrics::wait_until(what, ok, || {
-            format!("controller log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default())
-        });
-    }
-
-    fn readyz(&self) -> Value {
-        let (_, body) = metrics::get(self.port, "/readyz").expect("/readyz answers");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    fn series(&self, series: &str) -> Option<f64> {
-        metrics::find(&metrics::scrape(self.port), series)
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The controller's `/readyz` document.
+fn readyz(c: &Controller) -> Value {
+    let (_, body) = metrics::get(c.port, "/readyz").expect("/readyz answers");
+    serde_json::from_str(&body).unwrap()
 }
 
 const SUCCESS: &str = r#"mcpfleet_mcp_probe_success{service="documents",cluster="mcp-prod"}"#;
@@ -305,7 +267,7 @@ fn the_controller_gates_rollouts_and_reports_a_failing_server_without_rolling_ba
     let lab = Lab::new();
     push_documents(&lab, "v1.4.2", &v1);
     verify_documents(&lab, "    verify: tasks\n    expectTools: [search_documents, get_document]\n");
-    let c = Controller::start(&lab);
+    let c = Controller::start_with(&lab, &["--probe-interval", "1s"]);
 
     // A verified rollout: last good once the gate passed, its tools on the revision, the series exported.
     c.wait_for("documents verified and good", || {
@@ -313,7 +275,7 @@ fn the_controller_gates_rollouts_and_reports_a_failing_server_without_rolling_ba
         s["lastGood"] == s["taskDefinition"] && s["verification"]["result"] == "passed"
     });
     assert!(tool_record(&lab, 1).is_some_and(|r| r.count() == 2));
-    c.wait_for("the MCP series", || c.series(SUCCESS) == Some(1.0) && c.series(TOOL_COUNT) == Some(2.0));
+    c.wait_for("the MCP series", || series(&c, SUCCESS) == Some(1.0) && series(&c, TOOL_COUNT) == Some(2.0));
     let body = metrics::scrape(c.port);
     assert!(
         body.contains(r#"mcpfleet_mcp_probe_duration_seconds_count{service="documents",cluster="mcp-prod"}"#),
@@ -326,7 +288,7 @@ fn the_controller_gates_rollouts_and_reports_a_failing_server_without_rolling_ba
         let s = service(&lab);
         s.tags.contains_key("mcpfleet.io/failed-spec-hash") && s.task_definition.ends_with("documents:1")
     });
-    c.wait_for("the rollback counted", || c.series(r#"mcpfleet_rollbacks_total{outcome="started"}"#) == Some(1.0));
+    c.wait_for("the rollback counted", || series(&c, r#"mcpfleet_rollbacks_total{outcome="started"}"#) == Some(1.0));
     let log = std::fs::read_to_string(&c.log).unwrap();
     assert!(log.contains("MCP verification failed: ") && log.contains("missing expected tools: get_document"), "{log}");
 
@@ -334,16 +296,16 @@ fn the_controller_gates_rollouts_and_reports_a_failing_server_without_rolling_ba
     c.wait_for("documents settled on documents:1", || status_of(&lab)["rolloutState"] == "COMPLETED");
     drop(v1);
     c.wait_for("the failing probe on /readyz", || {
-        c.readyz()["mcpProbeFailures"]
+        readyz(&c)["mcpProbeFailures"]
             .as_array()
             .is_some_and(|f| f.iter().any(|f| f["service"] == "mcp-prod/documents"))
     });
-    let readyz = c.readyz();
+    let readyz = readyz(&c);
     assert_eq!(readyz["ready"], true, "a failing MCP server is the service's problem, not the controller's: {readyz}");
     let failure = &readyz["mcpProbeFailures"][0];
     assert!(failure["reason"].as_str().unwrap().contains("unreachable"), "{readyz}");
-    c.wait_for("the failing probe in /metrics", || c.series(SUCCESS) == Some(0.0));
-    assert_eq!(c.series(r#"mcpfleet_rollbacks_total{outcome="started"}"#), Some(1.0), "no second rollback");
+    c.wait_for("the failing probe in /metrics", || series(&c, SUCCESS) == Some(0.0));
+    assert_eq!(series(&c, r#"mcpfleet_rollbacks_total{outcome="started"}"#), Some(1.0), "no second rollback");
     let s = service(&lab);
     assert!(s.task_definition.ends_with("documents:1"), "still on the revision it ran");
     assert_eq!(status_of(&lab)["verification"]["result"], "failed");

@@ -145,3 +145,28 @@ impl Controller {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Key {
+        ("mcp-prod".to_string(), name.to_string())
+    }
+
+    #[test]
+    fn a_service_is_probed_at_once_then_every_interval() {
+        let mut p = Probes::new(Duration::from_secs(300));
+        let t0 = Instant::now();
+        assert!(p.due(&key("docs"), t0), "never probed: due at once");
+        assert_eq!(p.next_due(), None);
+        p.probed(&key("docs"), t0);
+        assert!(!p.due(&key("docs"), t0 + Duration::from_secs(299)));
+        assert!(p.due(&key("docs"), t0 + Duration::from_secs(300)));
+        p.probed(&key("search"), t0 + Duration::from_secs(60));
+        assert_eq!(p.next_due(), Some(t0 + Duration::from_secs(300)), "the earliest falls due first");
+        p.retain(|k| k.1 == "search");
+        assert_eq!(p.next_due(), Some(t0 + Duration::from_secs(360)));
+        assert!(p.due(&key("docs"), t0), "forgotten: due again");
+    }
+}
