@@ -296,6 +296,10 @@ pub async fn verify(
     s: &ServiceState,
     td: &str,
 ) -> Result<Verdict, BackendError> {
+    // Scaled to zero, nothing serves and nothing can break an agent: there is nothing to verify.
+    if s.desired_count == 0 {
+        return Ok(Verdict::default());
+    }
     let targets = match targets(ecs, gate, s, td).await? {
         Ok(t) if t.is_empty() => {
             return Ok(Verdict {

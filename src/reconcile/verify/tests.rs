@@ -259,3 +259,14 @@ async fn a_verification_records_the_tools_on_the_revision_and_its_result_on_the_
     assert_eq!(parts.len(), 1, "{parts:?}");
     assert_eq!(ToolRecord::parse(&revision.tags), Some(ToolRecord::Names(names(&["fetch", "search"]))));
 }
+
+#[tokio::test]
+async fn a_service_scaled_to_zero_has_nothing_to_verify() {
+    let (sim, mut state, m) = service_with("{ serviceConnect: { namespace: mcp.internal } }").await;
+    state.desired_count = 0;
+    let prober = Scripted::default();
+    let gate = Gate::of(&m, Some(GatePorts { prober: &prober, target_groups: sim.as_ref() })).unwrap();
+    let v = verify(sim.as_ref(), sim.as_ref(), gate, &state, &state.task_definition).await.unwrap();
+    assert_eq!(v, Verdict::default());
+    assert!(prober.asked.lock().unwrap().is_empty());
+}
