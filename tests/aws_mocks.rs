@@ -684,9 +684,9 @@ async fn settle_updated(client: Client, desired: &[Desired]) -> (bool, Vec<Servi
     let (ecs, clock) = limited(client);
     let mut outcomes = updated_outcome();
     let found = mcpfleet::reconcile::settle::Found::default();
+    let ports = mcpfleet::reconcile::settle::Ports { ecs: &ecs, clock: clock.as_ref(), gate: None };
     let waited = mcpfleet::reconcile::settle::settle_apply(
-        &ecs,
-        clock.as_ref(),
+        ports,
         desired,
         &found,
         &mut outcomes,

@@ -14,8 +14,8 @@ use mcpfleet::render::ecs::transport_of;
 use mcpfleet::state::ImageTags;
 use serde::Serialize;
 
-use super::status::{Endpoint, endpoints, load_balancer_dns};
 use super::{Backend, Cli, EXIT_ERROR, EXIT_OK, Output};
+use mcpfleet::reconcile::endpoints::{Endpoint, endpoints, load_balancer_dns};
 
 /// Probes run at the same time for a service's targets.
 const CONCURRENCY: usize = 8;

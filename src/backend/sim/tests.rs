@@ -540,3 +540,19 @@ fn served_urls_must_be_http_with_an_ipv4_host() {
         .to_string();
     assert!(err.contains("--serves `ftp://x`: must be an http:// URL"), "{err}");
 }
+
+#[test]
+fn a_resource_keeps_at_most_fifty_tags_as_on_ecs() {
+    let (mut w, v1) = world_with_service(1, 200, 100);
+    let have = w.describe_task_definition(&v1).unwrap().tags.len();
+    let tags = |from: usize, n: usize| -> BTreeMap<String, String> {
+        (from..from + n).map(|i| (format!("k{i}"), "v".to_string())).collect()
+    };
+    w.tag_resource(&v1, &tags(0, 50 - have)).unwrap();
+    // Overwriting a tag it has, or an `aws:` one, is no new tag.
+    w.tag_resource(&v1, &tags(0, 1)).unwrap();
+    w.tag_resource(&v1, &BTreeMap::from([("aws:cloudformation:stack-name".to_string(), "s".to_string())])).unwrap();
+    let err = w.tag_resource(&v1, &tags(100, 1)).unwrap_err();
+    assert!(err.to_string().contains("at most 50 tags; this would leave it 51"), "{err}");
+    assert_eq!(w.describe_task_definition(&v1).unwrap().tags.len(), 51, "50 of its users' and the aws: one");
+}

@@ -31,6 +31,9 @@ use crate::render::ecs::{
 /// Re-exported where the sim always had it; the rule itself is ECS's and lives with the ports.
 pub use crate::backend::breaker_threshold;
 
+/// Tags ECS keeps on one resource.
+use crate::state::MAX_TAGS;
+
 /// Granularity of the simulation.
 pub const TICK_MS: u64 = 5_000;
 /// Time from launching a task to it passing (or failing) its health checks.
@@ -808,8 +811,21 @@ impl World {
             .collect()
     }
 
+    /// Adds or overwrites tags, refusing (as ECS does) to leave a resource with more than [`MAX_TAGS`] tags of
+    /// its users (`aws:` ones do not count).
     pub fn tag_resource(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), BackendError> {
         let found = self.tags_of(arn, Op::TagResource)?;
+        let user = |k: &String| !k.starts_with("aws:");
+        let after = found.keys().filter(|k| user(k)).count()
+            + tags.keys().filter(|k| user(k) && !found.contains_key(*k)).count();
+        if after > MAX_TAGS {
+            return Err(err_invalid(
+                Op::TagResource,
+                format!(
+                    "InvalidParameterException: a resource can have at most {MAX_TAGS} tags; this would leave it {after}"
+                ),
+            ));
+        }
         found.extend(tags.clone());
         Ok(())
     }
