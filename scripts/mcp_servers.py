@@ -6,24 +6,31 @@ installed into .venv from requirements-test.txt) and `mcp` 1.x (the handshake on
 scripts/test.sh). Nothing here speaks MCP itself: the SDK's own server and transports answer every request;
 this script only chooses their options and what `tools/list` does.
 
-    python scripts/mcp_servers.py [--transport streamable-http|sse] [--json-response] [--stateless]
-                                  [--tools a,b] [--behaviour list|error|hang|paged] [--port N]
+    python scripts/mcp_servers.py [--transport streamable-http|sse|stdio] [--json-response] [--stateless]
+                                  [--tools a,b] [--behaviour list|error|hang|paged|tools] [--port N]
 
 On a loopback port (--port, default: one the system picks) it prints one line on stdout once the server accepts
 requests, `READY <url>` (the MCP endpoint: .../mcp, or .../sse for the SSE transport), then serves until it is
-killed or its stdin closes (so a test that dies takes its servers with it).
+killed or its stdin closes (so a test that dies takes its servers with it). With `--transport stdio` it speaks MCP
+on stdin/stdout instead (the SDK's stdio transport, as `mcpfleet bridge` runs such servers), prints nothing else
+on stdout, and serves the `tools` behaviour.
 
 Behaviours of `tools/list`:
   list    the tools of --tools (default: search_documents,get_document)
   error   fails with a JSON-RPC error (the handler raises)
   hang    never answers (for probe timeouts)
   paged   250 tools (tool_000 … tool_249), 100 per page with `nextCursor` (pagination)
+  tools   real tools, for the bridge's tests and benchmark (any transport; the default for stdio):
+          echo(message) returns it; whoami() the server's process id; say(text) writes text on stderr;
+          count(steps) reports progress `steps` times; block(path) answers once the file `path` exists;
+          crash(code) ends the process with that exit status
 """
 
 
 import argparse
 import asyncio
 import importlib.metadata
+import os
 import socket
 import sys
 import threading
@@ -39,16 +46,20 @@ PAGED_TOOLS = 250
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
+    p.add_argument("--transport", choices=["streamable-http", "sse", "stdio"], default="streamable-http")
     p.add_argument("--json-response", action="store_true", help="answer POSTs with application/json, not SSE")
     p.add_argument("--stateless", action="store_true", help="issue no Mcp-Session-Id")
     p.add_argument("--tools", default="search_documents,get_document", help="comma-separated tool names")
-    p.add_argument("--behaviour", choices=["list", "error", "hang", "paged"], default="list")
+    p.add_argument("--behaviour", choices=["list", "error", "hang", "paged", "tools"], default=None)
     p.add_argument("--name", default=None, help="server name (default: mcp-test-<behaviour>)")
     p.add_argument("--port", type=int, default=0)
     args = p.parse_args()
-    if args.transport == "sse" and (args.json_response or args.stateless):
+    if args.transport != "streamable-http" and (args.json_response or args.stateless):
         p.error("--json-response and --stateless apply to streamable-http only")
+    if args.behaviour is None:
+        args.behaviour = "tools" if args.transport == "stdio" else "list"
+    if args.transport == "stdio" and args.behaviour != "tools":
+        p.error("--transport stdio serves the tools behaviour")
     return args
 
 
@@ -109,6 +120,65 @@ def app_v1(args: argparse.Namespace, name: str) -> Any:
     return server.sse_app() if args.transport == "sse" else server.streamable_http_app()
 
 
+def tools_server(args: argparse.Namespace, name: str) -> Any:
+    """The high-level server of the SDK in use with the `tools` behaviour's tools."""
+    if SDK_MAJOR >= 2:
+        from mcp.server.mcpserver import Context, MCPServer
+
+        server = MCPServer(name, version=SDK_VERSION)
+    else:
+        from mcp.server.fastmcp import Context, FastMCP
+
+        server = FastMCP(name, json_response=args.json_response, stateless_http=args.stateless)
+        server._mcp_server.version = SDK_VERSION
+
+    @server.tool()
+    def echo(message: str) -> str:
+        """Returns the message."""
+        return message
+
+    @server.tool()
+    def whoami() -> str:
+        """The server's process id."""
+        return str(os.getpid())
+
+    @server.tool()
+    def say(text: str) -> str:
+        """Writes the text on stderr."""
+        print(text, file=sys.stderr, flush=True)
+        return "said"
+
+    @server.tool()
+    async def count(steps: int, ctx: Context) -> str:
+        """Reports progress `steps` times."""
+        for i in range(steps):
+            await ctx.report_progress(i + 1, steps)
+        return f"counted {steps}"
+
+    @server.tool()
+    async def block(path: str) -> str:
+        """Answers once the file `path` exists."""
+        print(f"blocking until {path} exists", file=sys.stderr, flush=True)
+        while not os.path.exists(path):
+            await asyncio.sleep(0.02)
+        return "released"
+
+    @server.tool()
+    def crash(code: int = 3) -> str:
+        """Ends the process with exit status `code`."""
+        print(f"crashing with status {code}", file=sys.stderr, flush=True)
+        os._exit(code)
+
+    return server
+
+
+def tools_app(args: argparse.Namespace, name: str) -> Any:
+    server = tools_server(args, name)
+    if SDK_MAJOR >= 2:
+        return server.streamable_http_app(json_response=args.json_response, stateless_http=args.stateless)
+    return server.streamable_http_app()
+
+
 class ReadyServer(uvicorn.Server):
     """Prints the ready line once uvicorn has started (lifespan done, socket serving)."""
 
@@ -136,7 +206,16 @@ def exit_when_stdin_closes(server: uvicorn.Server) -> None:
 async def main() -> None:
     args = parse_args()
     name = args.name or f"mcp-test-{args.behaviour}"
-    app = app_v2(args, name) if SDK_MAJOR >= 2 else app_v1(args, name)
+    if args.transport == "stdio":
+        server = tools_server(args, name)
+        await server.run_stdio_async()
+        return
+    if args.behaviour == "tools":
+        if args.transport != "streamable-http":
+            raise SystemExit("the tools behaviour is served over stdio or streamable-http")
+        app = tools_app(args, name)
+    else:
+        app = app_v2(args, name) if SDK_MAJOR >= 2 else app_v1(args, name)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))

@@ -4,6 +4,7 @@
 //! exact ECS and Docker Compose documents), and the `mcpfleet` binary's commands (in `src/cli/`).
 
 pub mod backend;
+pub mod bridge;
 pub mod controller;
 pub mod plan;
 pub mod probe;

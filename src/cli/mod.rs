@@ -3,6 +3,7 @@
 
 mod apply;
 mod backend;
+mod bridge;
 mod healthcheck;
 mod history;
 mod plan;
@@ -108,6 +109,11 @@ pub enum Command {
     Run(run::Args),
     /// Exit 0 when the controller's /healthz answers 200 (the container HEALTHCHECK).
     Healthcheck(healthcheck::Args),
+    /// Serve a stdio MCP server over Streamable HTTP (both protocol generations), with /health, /ready and a
+    /// graceful drain: `mcpfleet bridge --port 8080 -- CMD ARGS…`.
+    Bridge(bridge::Args),
+    /// Copy this executable into DIR (how a stdio service's task gets the bridge into any server image).
+    InstallBridge(bridge::InstallArgs),
     /// Print the JSON Schema of the manifests (for editors and CI).
     Schema(schema::Args),
     /// Seed or disturb the simulator (--sim-state): push images, create secrets, edit services.
@@ -133,7 +139,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging(cli.log_format, matches!(cli.command, Command::Run(_)), cli.verbose);
+    init_logging(cli.log_format, matches!(cli.command, Command::Run(_) | Command::Bridge(_)), cli.verbose);
     let result = match &cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Render(args) => render::run(args),
@@ -146,12 +152,9 @@ pub fn main() -> ExitCode {
         Command::Rollback(args) => block_on(rollback::run(&cli, args)),
         Command::Probe(args) => block_on(probe::run(&cli, args)),
         Command::Healthcheck(args) => healthcheck::run(args),
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(run::run(&cli, args))),
+        Command::InstallBridge(args) => bridge::install(args),
+        Command::Bridge(args) => block_on_threads(bridge::run(args)),
+        Command::Run(args) => block_on_threads(run::run(&cli, args)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -199,6 +202,11 @@ pub struct ManifestProblems(pub Vec<mcpfleet::spec::Diagnostic>);
 
 fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f)
+}
+
+/// The long-running commands' runtime: two worker threads, so a busy task never holds up the others.
+fn block_on_threads<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(f)
 }
 
 fn init_logging(format: LogFormat, long_running: bool, verbose: bool) {

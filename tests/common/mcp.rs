@@ -22,7 +22,8 @@ pub enum Sdk {
 }
 
 impl Sdk {
-    fn python(self) -> PathBuf {
+    /// The interpreter of the venv holding this generation of the SDK.
+    pub fn python(self) -> PathBuf {
         match self {
             Sdk::V2 => super::python(),
             Sdk::V1 => {
@@ -83,15 +84,7 @@ impl McpServer {
 
     /// `server-everything streamableHttp` (the reference server) on a free loopback port, once it listens.
     pub fn everything() -> McpServer {
-        let modules = std::env::var_os("MCPFLEET_TEST_NODE_MODULES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/npm/node_modules"));
-        let entry = modules.join("@modelcontextprotocol/server-everything/dist/index.js");
-        assert!(
-            entry.exists(),
-            "{} not found: run `scripts/test.sh` (it runs npm ci in scripts/npm) or set MCPFLEET_TEST_NODE_MODULES",
-            entry.display()
-        );
+        let entry = everything_entry();
         // The server takes its port from PORT and listens on every interface; the probe only goes to loopback.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut child = Command::new("node")
@@ -113,6 +106,21 @@ impl McpServer {
         });
         McpServer { url: format!("http://127.0.0.1:{port}/mcp"), child, _stdin: None }
     }
+}
+
+/// The reference server's entry point, `dist/index.js` of `@modelcontextprotocol/server-everything` in
+/// `MCPFLEET_TEST_NODE_MODULES` (default `scripts/npm/node_modules`); missing, it fails the test.
+pub fn everything_entry() -> PathBuf {
+    let modules = std::env::var_os("MCPFLEET_TEST_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/npm/node_modules"));
+    let entry = modules.join("@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        entry.exists(),
+        "{} not found: run `scripts/test.sh` (it runs npm ci in scripts/npm) or set MCPFLEET_TEST_NODE_MODULES",
+        entry.display()
+    );
+    entry
 }
 
 impl Drop for McpServer {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod aws_lab;
+pub mod bridge;
 pub mod controller;
 pub mod lab;
 pub mod mcp;
