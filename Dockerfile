@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# mcpfleet container image: the release binary on distroless (glibc and libgcc, no shell, non-root).
+# mcpfleet container image: the release binary, statically linked, on distroless (no shell, non-root).
 #
 #   docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=0.1.0 -t mcpfleet:0.1.0 .
 #   (scripts/build-image.sh prints and runs exactly this)
@@ -10,8 +10,11 @@
 # per platform under QEMU also works, but emulated rustc is 5-20x slower and qemu-user is known to crash
 # on big rustc/cargo processes; cross-compiling is fast and deterministic. When target == build platform
 # nothing extra is installed and the native toolchain is used.
-# Both stages are Debian 12 (bookworm), so the binary links against the same glibc (2.36) that
-# distroless/cc-debian12 ships.
+# The binary is linked statically (glibc's crt-static: `-C target-feature=+crt-static`, with --target so build
+# scripts and proc macros stay dynamic): the same executable is the bridge that stdio MCP servers run behind, copied
+# into images of any libc, with or without a shell. Both stages are Debian 12 (bookworm): a static glibc still loads
+# its name-service modules at run time for DNS lookups (the controller's AWS endpoints), and distroless/cc-debian12
+# has the same glibc (2.36) to load them from; the bridge resolves no names.
 
 ARG RUST_VERSION=1.95
 
@@ -44,7 +47,8 @@ ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
     CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
     AR_x86_64_unknown_linux_gnu=x86_64-linux-gnu-ar \
     AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
-    CARGO_TERM_COLOR=never
+    CARGO_TERM_COLOR=never \
+    RUSTFLAGS="-C target-feature=+crt-static"
 
 # Dependency layer: build every dependency against placeholder sources (the bench declared in Cargo.toml
 # gets a placeholder too and keeps it: the image builds only the binary), so this layer (the slow part) is
