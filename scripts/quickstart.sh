@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The quickstart: the example fleet in manifests/ deployed end to end on the embedded sim backend (a simulated
 # ECS, ECR, Secrets Manager and ELB kept in .mcpfleet/quickstart.json), no AWS account needed.
-#   1. seed the simulator with the fleet's images (one x86_64-only), secrets, and the load balancer's target group
-#      that documents is exposed through (your IaC makes it on AWS),
+#   1. seed the simulator with the fleet's images (one x86_64-only, one of a stdio server that runs behind mcpfleet's
+#      bridge), secrets, and the load balancer's target group that documents is exposed through (your IaC makes it
+#      on AWS),
 #   2. plan, then apply --wait (digests pinned, architectures chosen, secret ARNs and the target group wired,
 #      rollouts watched),
 #   3. show status (each service's endpoint: documents' load balancer, Service Connect for the others), and a
@@ -20,6 +21,7 @@ echo "==> seeding the simulator ($state)"
 mcpfleet sim push "$ecr/documents:v1.4.2"                           # multi-arch: auto picks arm64
 mcpfleet sim push "$ecr/database:v2.0.1" --platform linux/amd64     # x86_64 only
 mcpfleet sim push "$ecr/search:v0.9.0"
+mcpfleet sim push "$ecr/everything:2026.8.31"                     # stdio only: runs behind mcpfleet's bridge
 for secret in prod/mcp/openai-key prod/mcp/db-password prod/mcp/search-api-key; do
   mcpfleet sim secret "$secret"
 done

@@ -13,7 +13,7 @@ fn example_manifests_validate() {
         .args(["validate", "-f", "manifests/"])
         .assert()
         .success()
-        .stdout("valid: 3 services (database, documents, search)\n");
+        .stdout("valid: 4 services (database, documents, everything, search)\n");
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn validate_json_lists_diagnostics() {
     );
     let out = mcpfleet().args(["validate", "-o", "json", "-f", "manifests"]).assert().success().get_output().clone();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(doc["services"], serde_json::json!(["database", "documents", "search"]));
+    assert_eq!(doc["services"], serde_json::json!(["database", "documents", "everything", "search"]));
 }
 
 #[test]
@@ -307,6 +307,7 @@ fn manifests_validate_against_the_json_schema_too() {
             "manifests/documents.yaml",
             "manifests/database.yaml",
             "manifests/search.yaml",
+            "manifests/everything.yaml",
             "manifests/controller/mcpfleet.yaml",
             "tests/fixtures/redis-fleet.yaml",
         ],

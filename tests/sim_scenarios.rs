@@ -723,3 +723,43 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
     assert_eq!(svc.health_check_grace_period_seconds, Some(0));
     assert_eq!(lab.plan().0, 0);
 }
+
+#[test]
+fn the_example_stdio_server_rolls_out_with_its_bridge_installer_and_a_new_bridge_image_rolls_it_again() {
+    let lab = Lab::new();
+    std::fs::copy("manifests/everything.yaml", lab.manifests().join("everything.yaml")).unwrap();
+    lab.ok(&["sim", "push", &format!("{ECR}/everything:2026.8.31")]);
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let w = lab.world();
+    let svc = &w.services["mcp-prod/everything"];
+    assert_eq!(svc.state.running_count, 1);
+    let td = &w.families["everything"].iter().find(|t| t.arn == svc.state.task_definition).unwrap().spec;
+    let names: Vec<&str> = td.container_definitions.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["everything", "mcpfleet-bridge"]);
+    assert_eq!(td.container_definitions[0].command, ["node", "/app/dist/index.js", "stdio"]);
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 0, "converged: {plan:#}");
+
+    // A new mcpfleet release (another bridge image) is a new revision of every stdio service, and of nothing else.
+    let new_digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let fleet = std::fs::read_to_string(lab.manifests().join("fleet.yaml")).unwrap();
+    let old = fleet.split("mcpfleet@").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    lab.edit_manifest("fleet.yaml", &old, new_digest);
+    let (code, plan) = lab.plan();
+    assert_eq!(code, 2, "{plan:#}");
+    let changed: Vec<&str> = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] != "noop")
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, ["everything"], "{plan:#}");
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let w = lab.world();
+    let running = &w.services["mcp-prod/everything"].state.task_definition;
+    let td = &w.families["everything"].iter().find(|t| &t.arn == running).unwrap().spec;
+    assert!(td.container_definitions[1].image.ends_with(new_digest), "{td:#?}");
+}

@@ -58,12 +58,12 @@ impl Session {
         Busy(self.clone())
     }
 
-    /// How long the session has been idle: zero while a request is in flight.
-    fn idle_for(&self, now: Instant) -> Duration {
+    /// How long the session has been idle; None while a request is in flight (never idle then).
+    fn idle_for(&self, now: Instant) -> Option<Duration> {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
-            return Duration::ZERO;
+            return None;
         }
-        now.saturating_duration_since(*lock(&self.last_active))
+        Some(now.saturating_duration_since(*lock(&self.last_active)))
     }
 
     /// Opens the session's standalone stream, replacing (closing) one already open: a server message goes to one
@@ -175,7 +175,7 @@ impl Sessions {
         let now = Instant::now();
         let mut map = lock(&self.map);
         let expired: Vec<Arc<str>> =
-            map.iter().filter(|(_, s)| s.idle_for(now) >= idle).map(|(k, _)| k.clone()).collect();
+            map.iter().filter(|(_, s)| s.idle_for(now).is_some_and(|d| d >= idle)).map(|(k, _)| k.clone()).collect();
         expired.iter().filter_map(|id| map.remove(id)).collect()
     }
 

@@ -59,6 +59,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// The mcpfleet image that `transport: stdio` services copy the bridge from, pinned by digest (`repo@sha256:…`),
+    /// when FleetDefaults' spec.bridgeImage names none; a controller passes its own image.
+    #[arg(long, global = true, value_name = "IMAGE", env = "MCPFLEET_BRIDGE_IMAGE", value_parser = mcpfleet::spec::ImageRef::parse_pinned)]
+    pub bridge_image: Option<mcpfleet::spec::ImageRef>,
+
     /// Log mcpfleet's and the AWS SDK's debug lines on stderr (e.g. each credential provider's answer). The
     /// MCPFLEET_LOG or RUST_LOG filter, when set, is used instead.
     #[arg(short, long, global = true)]
@@ -141,8 +146,8 @@ pub fn main() -> ExitCode {
     };
     init_logging(cli.log_format, matches!(cli.command, Command::Run(_) | Command::Bridge(_)), cli.verbose);
     let result = match &cli.command {
-        Command::Validate(args) => validate::run(args),
-        Command::Render(args) => render::run(args),
+        Command::Validate(args) => validate::run(&cli, args),
+        Command::Render(args) => render::run(&cli, args),
         Command::Schema(args) => schema::run(args),
         Command::Sim(cmd) => sim::run(&cli, cmd),
         Command::Plan(args) => block_on(plan::run(&cli, args)),
@@ -252,7 +257,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub async fn new(cli: &Cli, files: &Files) -> anyhow::Result<Prepared> {
-        let fleet = load_fleet(files)?;
+        let fleet = load_fleet(cli, files)?;
         let conn = backend::connect(cli).await?;
         let desired = mcpfleet::reconcile::desired_state(&fleet, &conn.backend).await?;
         for w in desired.iter().flat_map(|d| &d.warnings) {
@@ -273,9 +278,16 @@ impl Prepared {
     }
 }
 
+impl Cli {
+    /// What the command line adds to the manifests.
+    pub fn load_options(&self) -> mcpfleet::spec::LoadOptions {
+        mcpfleet::spec::LoadOptions { bridge_image: self.bridge_image.clone() }
+    }
+}
+
 /// Loads and validates manifests, printing every diagnostic to stderr when there are any.
-pub fn load_fleet(files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
-    match mcpfleet::spec::load_paths(&files.paths) {
+pub fn load_fleet(cli: &Cli, files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
+    match mcpfleet::spec::load_paths_with(&files.paths, &cli.load_options()) {
         Ok(fleet) => {
             tracing::debug!(services = fleet.services.len(), "manifests valid");
             Ok(fleet)

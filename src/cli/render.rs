@@ -4,7 +4,7 @@ use clap::ValueEnum;
 use mcpfleet::render::compose::SecretsMode;
 use mcpfleet::render::{Resolved, compose, ecs};
 
-use super::{EXIT_OK, Files};
+use super::{Cli, EXIT_OK, Files};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -35,11 +35,11 @@ pub struct Args {
     pub secrets: Option<Secrets>,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     if args.format == Format::Ecs && args.secrets.is_some() {
         anyhow::bail!("--secrets applies to --format compose; ECS always passes secrets as Secrets Manager ARNs");
     }
-    let fleet = super::load_fleet(&args.files)?;
+    let fleet = super::load_fleet(cli, &args.files)?;
     match args.format {
         Format::Ecs => {
             let services: Vec<ecs::EcsService> =

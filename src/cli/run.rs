@@ -71,6 +71,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 
     let opts = Options {
         paths: args.files.paths.clone(),
+        load: cli.load_options(),
         interval: args.interval,
         prune: args.prune,
         concurrency: args.concurrency,

@@ -89,7 +89,7 @@ impl VerificationRow {
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if !args.paths.is_empty() {
-        let fleet = super::load_fleet(&super::Files { paths: args.paths.clone() })?;
+        let fleet = super::load_fleet(cli, &super::Files { paths: args.paths.clone() })?;
         for s in &fleet.services {
             wanted.entry(s.cluster.clone()).or_default().push(s.name.clone());
         }

@@ -1,6 +1,6 @@
 //! `mcpfleet validate`: parse and validate manifests, no AWS calls.
 
-use super::{EXIT_ERROR, EXIT_OK, Files, Output, problems};
+use super::{Cli, EXIT_ERROR, EXIT_OK, Files, Output, problems};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,14 +11,14 @@ pub struct Args {
     pub output: Output,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     if args.output == Output::Text {
-        let fleet = super::load_fleet(&args.files)?;
+        let fleet = super::load_fleet(cli, &args.files)?;
         let names: Vec<&str> = fleet.services.iter().map(|s| s.name.as_str()).collect();
         println!("valid: {} service{} ({})", names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
         return Ok(EXIT_OK);
     }
-    let (valid, services, diagnostics) = match mcpfleet::spec::load_paths(&args.files.paths) {
+    let (valid, services, diagnostics) = match mcpfleet::spec::load_paths_with(&args.files.paths, &cli.load_options()) {
         Ok(fleet) => (true, fleet.services.iter().map(|s| s.name.clone()).collect(), vec![]),
         Err(diags) => (false, vec![], diags.0),
     };

@@ -23,13 +23,14 @@ pub enum Reload {
 /// The manifests under `-f`, and the last valid fleet read from them.
 pub struct Manifests {
     paths: Vec<PathBuf>,
+    options: spec::LoadOptions,
     fingerprint: Vec<(PathBuf, Option<SystemTime>, u64)>,
     fleet: Option<ValidFleet>,
 }
 
 impl Manifests {
-    pub fn new(paths: Vec<PathBuf>) -> Manifests {
-        Manifests { paths, fingerprint: vec![], fleet: None }
+    pub fn new(paths: Vec<PathBuf>, options: spec::LoadOptions) -> Manifests {
+        Manifests { paths, options, fingerprint: vec![], fleet: None }
     }
 
     /// The last valid fleet.
@@ -49,7 +50,7 @@ impl Manifests {
             return Reload::Unchanged;
         }
         self.fingerprint = fp;
-        match spec::load_paths(&self.paths) {
+        match spec::load_paths_with(&self.paths, &self.options) {
             Ok(fleet) => {
                 let before: BTreeMap<(&str, &str), &ValidService> = self
                     .fleet

@@ -50,6 +50,8 @@ pub use schedule::{Action, FAST, Key, MIN_GAP, Schedule};
 #[derive(Debug, Clone)]
 pub struct Options {
     pub paths: Vec<PathBuf>,
+    /// What the command line adds to the manifests (`--bridge-image`).
+    pub load: crate::spec::LoadOptions,
     /// Time between passes (±10 % jitter); passes come every few seconds while rollouts are in flight.
     pub interval: Duration,
     /// Delete managed services that leave the manifests.
@@ -121,7 +123,7 @@ impl Controller {
             backing: Backoffs::new(opts.interval),
             schedule: Schedule::new(opts.interval),
             probes: Probes::new(opts.probe_interval),
-            manifests: Manifests::new(opts.paths.clone()),
+            manifests: Manifests::new(opts.paths.clone(), opts.load.clone()),
             opts,
             backend,
             images,

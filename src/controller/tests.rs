@@ -188,7 +188,7 @@ fn the_watch_lists_the_files_the_loader_reads_and_reports_what_changed() {
         .collect();
     assert_eq!(names, ["documents.yaml", "fleet.yaml", "search.yaml"]);
 
-    let mut m = manifests::Manifests::new(vec![dir.path().to_path_buf()]);
+    let mut m = manifests::Manifests::new(vec![dir.path().to_path_buf()], Default::default());
     let Reload::Loaded { changed } = m.reload() else { panic!("the example manifests did not load") };
     assert_eq!(changed.len(), 2, "{changed:?}");
     assert!(matches!(m.reload(), Reload::Unchanged));

@@ -56,6 +56,8 @@ impl From<crate::spec::types::Transport> for ProbeTransport {
         match t {
             crate::spec::types::Transport::StreamableHttp => ProbeTransport::StreamableHttp,
             crate::spec::types::Transport::Sse => ProbeTransport::Sse,
+            // A stdio server is probed through its bridge.
+            crate::spec::types::Transport::Stdio => ProbeTransport::StreamableHttp,
         }
     }
 }

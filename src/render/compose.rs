@@ -15,6 +15,7 @@ use std::ops::RangeInclusive;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::bridge;
 use super::ecs::health_command;
 use crate::spec::{Architecture, SessionStore, ValidFleet, ValidService};
 
@@ -155,6 +156,22 @@ pub fn document(fleet: &ValidFleet, mode: SecretsMode) -> Result<(Value, Vec<Por
         return Err(ComposeError::NameTaken);
     }
     let (ports, shifts) = host_ports(&fleet.services)?;
+    // Stdio servers: one installer for the fleet (its bridge image is the fleet's) fills the named volume they run
+    // the bridge from.
+    let installer = fleet.services.iter().find_map(|s| s.stdio.as_ref()).map(|stdio| {
+        let name = bridge::installer_name(|n| fleet.services.iter().any(|s| s.name == n));
+        let service = json!({
+            "image": stdio.bridge_image.to_string(),
+            "command": bridge::installer_command(),
+            "user": bridge::INSTALLER_USER,
+            "cap_drop": ["ALL"],
+            "read_only": true,
+            // No `restart`: Compose's default ("no") lets it exit for good once the copy is done.
+            "network_mode": "none",
+            "volumes": [format!("{}:{}", bridge::VOLUME, bridge::DIR)],
+        });
+        (name, service)
+    });
     let mut services = Map::new();
     let mut secrets: BTreeMap<String, (String, crate::spec::SecretRef)> = BTreeMap::new();
 
@@ -239,13 +256,23 @@ pub fn document(fleet: &ValidFleet, mode: SecretsMode) -> Result<(Value, Vec<Por
                 "memory": format!("{}M", svc.memory),
             }}}),
         );
+        let mut depends_on = Map::new();
         if wants_redis && env.contains_key("REDIS_URL") {
-            s.insert("depends_on".into(), json!({ "redis": { "condition": "service_healthy" } }));
+            depends_on.insert("redis".into(), json!({ "condition": "service_healthy" }));
+        }
+        if let (Some(stdio), Some((installer, _))) = (&svc.stdio, &installer) {
+            s.insert("entrypoint".into(), json!(bridge::entrypoint(svc, stdio)));
+            s.insert("command".into(), json!(stdio.command.iter().map(|c| literal(c)).collect::<Vec<_>>()));
+            s.insert("volumes".into(), json!([format!("{}:{}:ro", bridge::VOLUME, bridge::DIR)]));
+            depends_on.insert(installer.clone(), json!({ "condition": "service_completed_successfully" }));
+        }
+        if !depends_on.is_empty() {
+            s.insert("depends_on".into(), Value::Object(depends_on));
         }
         s.insert("networks".into(), json!([NETWORK]));
         // The transport tells a client (or a proxy in front of the stack) how to speak to the server.
         let mut labels = svc.labels.clone();
-        labels.insert(crate::state::TAG_TRANSPORT.into(), svc.transport.as_str().into());
+        labels.insert(crate::state::TAG_TRANSPORT.into(), svc.transport.served().as_str().into());
         if let Some(path) = &svc.readiness_path {
             labels.insert(LABEL_READINESS.into(), path.clone());
         }
@@ -253,6 +280,9 @@ pub fn document(fleet: &ValidFleet, mode: SecretsMode) -> Result<(Value, Vec<Por
         services.insert(svc.name.clone(), Value::Object(s));
     }
 
+    if let Some((name, service)) = installer {
+        services.insert(name, service);
+    }
     if wants_redis {
         services.insert(
             "redis".into(),
@@ -269,6 +299,9 @@ pub fn document(fleet: &ValidFleet, mode: SecretsMode) -> Result<(Value, Vec<Por
     doc.insert("name".into(), json!("mcpfleet"));
     doc.insert("services".into(), Value::Object(services));
     doc.insert("networks".into(), json!({ NETWORK: { "driver": "bridge" } }));
+    if fleet.services.iter().any(|s| s.stdio.is_some()) {
+        doc.insert("volumes".into(), json!({ bridge::VOLUME: {} }));
+    }
     if mode == SecretsMode::Files && !secrets.is_empty() {
         let files: Map<String, Value> =
             secrets.keys().map(|name| (name.clone(), json!({ "file": format!("./secrets/{name}") }))).collect();
@@ -451,6 +484,45 @@ mod tests {
         );
         let f = fleet("", &[("redis", "  env: { REDIS_URL: 'redis://redis:6379/0' }\n")]);
         assert_eq!(document(&f, SecretsMode::Env).unwrap_err(), ComposeError::NameTaken);
+    }
+
+    #[test]
+    fn stdio_servers_run_the_bridge_from_a_volume_one_installer_fills() {
+        let bridge =
+            "registry.example.com/mcpfleet@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let f = fleet(
+            &format!("  bridgeImage: '{bridge}'\n  sessionStore: redis\n"),
+            &[
+                ("fetch", "  transport: stdio\n  command: [uvx, mcp-server-fetch, '--user-agent=$UA']\n"),
+                ("time", "  transport: stdio\n  command: [uvx, mcp-server-time]\n"),
+                ("plain", ""),
+            ],
+        );
+        let doc = files_doc(&f);
+        let installer = &doc["services"]["mcpfleet-bridge"];
+        assert_eq!(installer["image"], bridge);
+        assert_eq!(installer["command"], json!(["install-bridge", "/mcpfleet-bridge"]));
+        assert_eq!((installer["user"].as_str(), installer["read_only"].as_bool()), (Some("0"), Some(true)));
+        assert_eq!(installer["volumes"], json!(["mcpfleet-bridge:/mcpfleet-bridge"]));
+        let fetch = &doc["services"]["fetch"];
+        assert_eq!(fetch["entrypoint"][0], "/mcpfleet-bridge/mcpfleet");
+        assert_eq!(fetch["command"], json!(["uvx", "mcp-server-fetch", "--user-agent=$$UA"]));
+        assert_eq!(fetch["volumes"], json!(["mcpfleet-bridge:/mcpfleet-bridge:ro"]));
+        assert_eq!(
+            fetch["depends_on"],
+            json!({ "redis": { "condition": "service_healthy" }, "mcpfleet-bridge": { "condition": "service_completed_successfully" } })
+        );
+        assert_eq!(fetch["healthcheck"]["test"][1], "/mcpfleet-bridge/mcpfleet");
+        assert_eq!(fetch["labels"][LABEL_READINESS], "/ready");
+        assert_eq!(
+            doc["services"]["time"]["depends_on"]["mcpfleet-bridge"]["condition"],
+            "service_completed_successfully"
+        );
+        assert!(doc["services"]["plain"].get("entrypoint").is_none());
+        assert_eq!(doc["volumes"], json!({ "mcpfleet-bridge": {} }));
+        // Without stdio servers, none of it.
+        let doc = files_doc(&fleet("", &[("plain", "")]));
+        assert!(doc.get("volumes").is_none() && doc["services"].get("mcpfleet-bridge").is_none());
     }
 
     #[test]

@@ -6,8 +6,10 @@ use std::io::Write as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::Resolved;
-use crate::spec::{HealthProbe, Probe, Transport, ValidMcp, ValidRollout, ValidService, ValidServiceConnect};
+use super::{Resolved, bridge};
+use crate::spec::{
+    HealthProbe, Probe, Transport, ValidMcp, ValidRollout, ValidService, ValidServiceConnect, ValidStdio,
+};
 use crate::state::{self, TAG_TRANSPORT};
 
 /// Name of the task-scoped scratch volume mounted at /tmp when the root filesystem is read-only.
@@ -44,13 +46,24 @@ pub struct TaskDefinitionInput {
     pub tags: Vec<Tag>,
 }
 
-/// The one essential container of an MCP server task.
+/// A container of an MCP server task: the server's own (essential), and for a stdio server the bridge's installer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerDefinition {
     pub name: String,
     pub image: String,
     pub essential: bool,
+    /// Overrides the image's entrypoint (a stdio server: the bridge).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub entry_point: Vec<String>,
+    /// Overrides the image's command (a stdio server: its own command; the installer: what it runs).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub command: Vec<String>,
+    /// Containers that must have run first (the bridge's installer).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub depends_on: Vec<ContainerDependency>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user: Option<String>,
     pub port_mappings: Vec<PortMapping>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub environment: Vec<KeyValue>,
@@ -116,6 +129,23 @@ pub struct Volume {
 #[serde(rename_all = "camelCase")]
 pub struct LinuxParameters {
     pub init_process_enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub capabilities: Option<KernelCapabilities>,
+}
+
+/// Linux capabilities taken from a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelCapabilities {
+    pub drop: Vec<String>,
+}
+
+/// A container that must reach `condition` before this one starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerDependency {
+    pub container_name: String,
+    /// `START`, `COMPLETE`, `SUCCESS` or `HEALTHY`.
+    pub condition: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +314,7 @@ pub fn health_command(svc: &ValidService) -> Option<Vec<String>> {
     Some(match &h.probe {
         HealthProbe::Http { path, probe } => probe_command(*probe, svc.port, path, h.timeout_secs),
         HealthProbe::Command(cmd) => cmd.clone(),
+        HealthProbe::Bridge => bridge::health_command(svc.port, h.timeout_secs),
     })
 }
 
@@ -307,7 +338,7 @@ pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInpu
         .collect(),
     });
     // A read-only root keeps a compromised server from rewriting itself; MCP servers still need a scratch /tmp.
-    let (volumes, mount_points) = if svc.read_only_root_filesystem {
+    let (mut volumes, mut mount_points) = if svc.read_only_root_filesystem {
         (
             vec![Volume { name: TMP_VOLUME.into() }],
             vec![MountPoint { source_volume: TMP_VOLUME.into(), container_path: "/tmp".into(), read_only: false }],
@@ -315,31 +346,51 @@ pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInpu
     } else {
         (vec![], vec![])
     };
+    let installer = svc.stdio.as_ref().map(|stdio| installer(svc, stdio, log_configuration.clone()));
+    let (entry_point, command, depends_on) = match (&svc.stdio, &installer) {
+        (Some(stdio), Some(installer)) => {
+            volumes.push(Volume { name: bridge::VOLUME.into() });
+            mount_points.push(MountPoint {
+                source_volume: bridge::VOLUME.into(),
+                container_path: bridge::DIR.into(),
+                read_only: true,
+            });
+            let ready = ContainerDependency { container_name: installer.name.clone(), condition: "COMPLETE".into() };
+            (bridge::entrypoint(svc, stdio), stdio.command.clone(), vec![ready])
+        }
+        _ => (vec![], vec![], vec![]),
+    };
+    let server = ContainerDefinition {
+        name: svc.name.clone(),
+        image: res.image.clone(),
+        essential: true,
+        entry_point,
+        command,
+        depends_on,
+        user: None,
+        port_mappings: vec![PortMapping {
+            container_port: svc.port,
+            protocol: "tcp".into(),
+            name: PORT_NAME.into(),
+            app_protocol: "http".into(),
+        }],
+        environment: svc.env.iter().map(|(k, v)| KeyValue { name: k.clone(), value: v.clone() }).collect(),
+        secrets: res.secrets.iter().map(|(k, v)| SecretVar { name: k.clone(), value_from: v.clone() }).collect(),
+        health_check,
+        stop_timeout: svc.stop_timeout_secs,
+        readonly_root_filesystem: svc.read_only_root_filesystem,
+        mount_points,
+        // An init process reaps zombies and forwards SIGTERM, so stopTimeout really drains in-flight calls.
+        linux_parameters: LinuxParameters { init_process_enabled: true, capabilities: None },
+        log_configuration,
+    };
     TaskDefinitionInput {
         family: svc.name.clone(),
         task_role_arn: svc.task_role_arn.clone(),
         execution_role_arn: svc.execution_role_arn.clone(),
         network_mode: "awsvpc".into(),
-        container_definitions: vec![ContainerDefinition {
-            name: svc.name.clone(),
-            image: res.image.clone(),
-            essential: true,
-            port_mappings: vec![PortMapping {
-                container_port: svc.port,
-                protocol: "tcp".into(),
-                name: PORT_NAME.into(),
-                app_protocol: "http".into(),
-            }],
-            environment: svc.env.iter().map(|(k, v)| KeyValue { name: k.clone(), value: v.clone() }).collect(),
-            secrets: res.secrets.iter().map(|(k, v)| SecretVar { name: k.clone(), value_from: v.clone() }).collect(),
-            health_check,
-            stop_timeout: svc.stop_timeout_secs,
-            readonly_root_filesystem: svc.read_only_root_filesystem,
-            mount_points,
-            // An init process reaps zombies and forwards SIGTERM, so stopTimeout really drains in-flight calls.
-            linux_parameters: LinuxParameters { init_process_enabled: true },
-            log_configuration,
-        }],
+        // The server's container first: it is the task's (readers of a revision take the first container's image).
+        container_definitions: std::iter::once(server).chain(installer).collect(),
         volumes,
         requires_compatibilities: vec!["FARGATE".into()],
         cpu: svc.cpu.to_string(),
@@ -349,6 +400,40 @@ pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInpu
             operating_system_family: "LINUX".into(),
         },
         tags: vec![],
+    }
+}
+
+/// The bridge's installer: copies the static executable out of mcpfleet's image into the task's volume and exits
+/// (not essential: its end does not stop the task).
+fn installer(
+    svc: &ValidService,
+    stdio: &ValidStdio,
+    log_configuration: Option<LogConfiguration>,
+) -> ContainerDefinition {
+    ContainerDefinition {
+        name: bridge::installer_name(|n| n == svc.name),
+        image: stdio.bridge_image.to_string(),
+        essential: false,
+        entry_point: vec![],
+        command: bridge::installer_command(),
+        depends_on: vec![],
+        user: Some(bridge::INSTALLER_USER.into()),
+        port_mappings: vec![],
+        environment: vec![],
+        secrets: vec![],
+        health_check: None,
+        stop_timeout: 2,
+        readonly_root_filesystem: true,
+        mount_points: vec![MountPoint {
+            source_volume: bridge::VOLUME.into(),
+            container_path: bridge::DIR.into(),
+            read_only: false,
+        }],
+        linux_parameters: LinuxParameters {
+            init_process_enabled: false,
+            capabilities: Some(KernelCapabilities { drop: vec!["ALL".into()] }),
+        },
+        log_configuration,
     }
 }
 
@@ -564,7 +649,7 @@ pub fn tags(svc: &ValidService, res: &Resolved, spec_hash: &str) -> Vec<Tag> {
     let mut tags: Vec<Tag> = svc.labels.iter().map(|(k, v)| Tag { key: k.clone(), value: v.clone() }).collect();
     let stamp = state::Stamp {
         spec_hash,
-        transport: svc.transport.as_str(),
+        transport: svc.transport.served().as_str(),
         architecture: res.architecture.map(|a| a.as_ecs()),
         image_tag: svc.image.tag.as_deref(),
         image_digest: res.digest.as_deref(),
@@ -584,7 +669,7 @@ pub fn transport_of(tag: Option<&str>) -> &str {
 }
 
 fn transport_tag(svc: &ValidService) -> Tag {
-    state::transport(svc.transport.as_str())
+    state::transport(svc.transport.served().as_str())
 }
 
 /// Both documents of a service, tagged, with the service pointing at the task-definition family.
@@ -639,6 +724,106 @@ spec:
 
     fn service(text: &str) -> ValidService {
         load_str("m.yaml", text).unwrap().services.remove(0)
+    }
+
+    const BRIDGE: &str =
+        "registry.example.com/mcpfleet@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// SVC as a stdio server named `name`, behind the bridge.
+    fn stdio_service(name: &str) -> ValidService {
+        let text = format!(
+            "apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec: {{ bridgeImage: '{BRIDGE}' }}\n---\n{}",
+            SVC.replace("name: docs", &format!("name: {name}"))
+                .replace("  healthCheck: { path: /health, interval: 30s, timeout: 10s, startPeriod: 15s }\n", "")
+                .replace("  port: 8080\n", "  port: 8080\n  transport: stdio\n  command: [uvx, mcp-server-fetch]\n  bridge: { mode: per-session, idleTimeout: 5m }\n")
+        );
+        service(&text)
+    }
+
+    #[test]
+    fn a_stdio_server_runs_the_bridge_copied_in_by_an_installer() {
+        let svc = stdio_service("fetch");
+        let out = render(&svc, &Resolved::unresolved(&svc));
+        let td = &out.register_task_definition;
+        assert_eq!(td.volumes, vec![Volume { name: "tmp".into() }, Volume { name: "mcpfleet-bridge".into() }]);
+        let [server, installer] = &td.container_definitions[..] else { panic!("two containers: {td:#?}") };
+        // The server's container first, running the bridge from the volume it mounts read-only.
+        assert_eq!((server.name.as_str(), server.essential), ("fetch", true));
+        assert_eq!(
+            server.entry_point,
+            [
+                "/mcpfleet-bridge/mcpfleet",
+                "bridge",
+                "--port",
+                "8080",
+                "--path",
+                "/mcp",
+                "--mode",
+                "per-session",
+                "--max-sessions",
+                "32",
+                "--idle-timeout",
+                "300s",
+                "--drain-timeout",
+                "40s",
+                "--child-grace",
+                "3s",
+                "--",
+            ]
+        );
+        assert_eq!(server.command, ["uvx", "mcp-server-fetch"]);
+        assert_eq!(
+            server.depends_on,
+            [ContainerDependency { container_name: "mcpfleet-bridge".into(), condition: "COMPLETE".into() }]
+        );
+        let bridge_mount = MountPoint {
+            source_volume: "mcpfleet-bridge".into(),
+            container_path: "/mcpfleet-bridge".into(),
+            read_only: true,
+        };
+        assert!(server.mount_points.contains(&bridge_mount), "{:?}", server.mount_points);
+        let hc = server.health_check.as_ref().unwrap();
+        assert_eq!(
+            hc.command,
+            [
+                "CMD",
+                "/mcpfleet-bridge/mcpfleet",
+                "healthcheck",
+                "--url",
+                "http://127.0.0.1:8080/health",
+                "--timeout",
+                "4s"
+            ]
+        );
+        assert_eq!((hc.interval, hc.timeout, hc.retries, hc.start_period), (30, 5, 3, 0));
+        // The installer: mcpfleet's image, copying the executable into the volume and exiting.
+        assert_eq!(
+            (installer.name.as_str(), installer.image.as_str(), installer.essential),
+            ("mcpfleet-bridge", BRIDGE, false)
+        );
+        assert_eq!(installer.command, ["install-bridge", "/mcpfleet-bridge"]);
+        assert_eq!(installer.user.as_deref(), Some("0"));
+        assert!(installer.readonly_root_filesystem && installer.port_mappings.is_empty());
+        assert_eq!(installer.mount_points, [MountPoint { read_only: false, ..bridge_mount }]);
+        assert_eq!(installer.linux_parameters.capabilities, Some(KernelCapabilities { drop: vec!["ALL".into()] }));
+        assert_eq!(installer.log_configuration, server.log_configuration);
+        // Clients speak streamable HTTP to it.
+        assert!(td.tags.contains(&Tag { key: TAG_TRANSPORT.into(), value: "streamable-http".into() }));
+        // The bridge image is part of the desired state: a new mcpfleet release rolls the service out.
+        let mut newer = svc.clone();
+        newer.stdio.as_mut().unwrap().bridge_image =
+            crate::spec::ImageRef::parse_pinned(&BRIDGE.replace("0123", "4567")).unwrap();
+        let again = render(&newer, &Resolved::unresolved(&newer));
+        assert_ne!(task_hash(td), task_hash(&again.register_task_definition));
+    }
+
+    #[test]
+    fn the_installer_never_shares_the_servers_name() {
+        let svc = stdio_service("mcpfleet-bridge");
+        let td = render(&svc, &Resolved::unresolved(&svc)).register_task_definition;
+        let names: Vec<&str> = td.container_definitions.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["mcpfleet-bridge", "mcpfleet-bridge-1"]);
+        assert_eq!(td.container_definitions[0].depends_on[0].container_name, "mcpfleet-bridge-1");
     }
 
     #[test]

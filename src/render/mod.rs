@@ -2,8 +2,9 @@
 //!
 //! Pure functions only: no I/O, no clocks, no AWS. `ecs` produces RegisterTaskDefinition and CreateService
 //! inputs (the same types describe what the backends observe, so plan can compare like with like); `compose`
-//! produces the local docker-compose.yml.
+//! produces the local docker-compose.yml; `bridge` holds what both render for a stdio server behind the bridge.
 
+pub mod bridge;
 pub mod compose;
 pub mod ecs;
 

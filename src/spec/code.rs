@@ -151,6 +151,16 @@ codes! {
     McpTimeout = "E1605", "an mcp timeout outside 1s..60s";
     McpUnverified = "E1606", "expectTools or allowToolRemoval on a service that is not verified";
     McpLabels = "E1607", "more than 38 labels on a verified service";
+    // E17xx: stdio servers behind the bridge (validate::stdio).
+    StdioCommandMissing = "E1701", "`transport: stdio` without `command`";
+    StdioOnly = "E1702", "`command` or `bridge` on a service whose transport is not stdio";
+    StdioCommandEmpty = "E1703", "a command without a program (empty, or an empty first word)";
+    BridgeMaxSessions = "E1704", "bridge.maxSessions outside 1..10000";
+    BridgeIdleTimeout = "E1705", "bridge.idleTimeout outside 10s..24h";
+    BridgeImage = "E1706", "a bridgeImage that is malformed or not pinned by digest";
+    BridgeImageMissing = "E1707", "a stdio service without a bridge image (FleetDefaults' bridgeImage or --bridge-image)";
+    StdioPath = "E1708", "a stdio service's health or readiness path that is not the bridge's (/health, /ready), or an mcp path that is one of them";
+    StdioHealthProbe = "E1709", "healthCheck.probe on a stdio service (the bridge probes itself)";
 }
 
 impl fmt::Display for Code {

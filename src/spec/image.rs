@@ -101,6 +101,16 @@ impl ImageRef {
         Ok(ImageRef { registry, repository: parts.join("/"), tag, digest })
     }
 
+    /// Parses a reference that must be pinned by digest (`repo@sha256:…`, a tag beside it allowed): the bridge
+    /// image, which every stdio service's task copies its executable from, must be exactly the one tested.
+    pub fn parse_pinned(s: &str) -> Result<ImageRef, String> {
+        let image = ImageRef::parse(s)?;
+        if image.digest.is_none() {
+            return Err(format!("`{s}` is not pinned by digest: write it `{}@sha256:…`", image.name()));
+        }
+        Ok(image)
+    }
+
     /// The registry and repository without tag or digest.
     pub fn name(&self) -> String {
         match &self.registry {

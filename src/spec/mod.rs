@@ -119,10 +119,23 @@ pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// What the command line adds to the manifests.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--bridge-image`: the bridge image of stdio services when FleetDefaults names none (parsed with
+    /// [`ImageRef::parse_pinned`]).
+    pub bridge_image: Option<ImageRef>,
+}
+
 /// Reads, parses and validates the manifests under `paths`.
 pub fn load_paths(paths: &[PathBuf]) -> Result<ValidFleet, Diagnostics> {
+    load_paths_with(paths, &LoadOptions::default())
+}
+
+/// [`load_paths`] with the command line's additions.
+pub fn load_paths_with(paths: &[PathBuf], opts: &LoadOptions) -> Result<ValidFleet, Diagnostics> {
     let (files, mut diags) = read_paths(paths);
-    match load_sources(&files) {
+    match load_sources_with(&files, opts) {
         Ok(fleet) if diags.is_empty() => Ok(fleet),
         Ok(_) => Err(Diagnostics(diags)),
         Err(Diagnostics(more)) => {
@@ -153,6 +166,11 @@ struct Documents {
 
 /// Parses and validates manifest texts; collects every problem of every file before failing.
 pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
+    load_sources_with(files, &LoadOptions::default())
+}
+
+/// [`load_sources`] with the command line's additions.
+pub fn load_sources_with(files: &[SourceFile], opts: &LoadOptions) -> Result<ValidFleet, Diagnostics> {
     let mut diags = Vec::new();
     let mut docs_of_fleet = Documents::default();
 
@@ -208,7 +226,7 @@ pub fn load_sources(files: &[SourceFile]) -> Result<ValidFleet, Diagnostics> {
     };
     // A FleetDefaults that failed to parse, wholly or in part, has been reported; the fields it could not give
     // are unknown rather than missing, so services are not told, one by one, to set them.
-    let merged = Defaults::new(defaults_spec.clone(), unreadable_defaults, defaults_broken);
+    let merged = Defaults::new(defaults_spec.clone(), unreadable_defaults, defaults_broken, opts.bridge_image.as_ref());
 
     if services.is_empty() && diags.is_empty() && !files.is_empty() {
         diags.push(Diagnostic {

@@ -458,7 +458,10 @@ fn document_level_errors_are_one_located_line() {
     one_error("", "m.yaml:1: empty file");
     one_error("a: [1\n", "m.yaml:2: invalid YAML");
     one_error("a: 1\na: 2\n", "m.yaml:2: invalid YAML: duplicate key `a`");
-    one_error(&svc("  transport: grpc\n", &[]), "spec.transport: `grpc` is not valid; expected streamable-http or sse");
+    one_error(
+        &svc("  transport: grpc\n", &[]),
+        "spec.transport: `grpc` is not valid; expected one of streamable-http, sse, stdio",
+    );
     one_error(&svc("", &[("cpu: 256", "cpu: -1")]), "spec.cpu: invalid value: integer `-1`, expected a whole number");
     one_error(
         &svc("", &[("  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1\n", "")]),
@@ -507,7 +510,7 @@ fn every_wrong_field_of_a_document_is_reported_with_its_line() {
             "m.yaml:5: metadata.colour: unknown field (expected name or labels)",
             "m.yaml:9: spec.cpu: invalid type: string \"lots\", expected a whole number",
             "m.yaml:15: spec.stopTimeout: 500s is above the Fargate maximum of 120s",
-            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose, mcp)",
+            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, command, bridge, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose, mcp)",
             "m.yaml:17: spec.healthCheck.retries: invalid type: string \"many\", expected a whole number",
         ]
     );
@@ -919,4 +922,133 @@ fn a_verified_service_leaves_one_tag_for_its_verification() {
         &labels(39)("  mcp: { verify: tasks }\n"),
         "m.yaml:5: metadata.labels: 39 labels given; a verified service records its last verification in a tag of its own, so at most 38 fit",
     );
+}
+
+const BRIDGE_IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcpfleet@sha256:e1220a2663527a2734e4b06aa3dba3bd16ef08e9c9b8ffa90f484acd82f5bab3";
+
+/// FleetDefaults naming the bridge image, followed by the base service as a stdio server with `extra`.
+fn stdio(extra: &str) -> String {
+    format!(
+        "apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec:\n  bridgeImage: {BRIDGE_IMAGE}\n---\n{}",
+        svc(
+            &format!("  transport: stdio\n  command: [npx, -y, '@modelcontextprotocol/server-everything']\n{extra}"),
+            &[]
+        )
+    )
+}
+
+#[test]
+fn a_stdio_server_gets_the_bridges_defaults_health_check_and_readiness() {
+    let s = valid(&stdio(""));
+    let b = s.stdio.clone().unwrap();
+    assert_eq!(b.command, ["npx", "-y", "@modelcontextprotocol/server-everything"]);
+    assert_eq!(b.bridge_image.to_string(), BRIDGE_IMAGE);
+    assert_eq!((b.mode, b.max_sessions, b.idle_timeout_secs), (BridgeMode::Shared, 1024, 600));
+    let h = s.health_check.clone().unwrap();
+    assert_eq!((h.probe, h.interval_secs, h.timeout_secs, h.retries), (HealthProbe::Bridge, 30, 5, 3));
+    assert_eq!(s.readiness_path.as_deref(), Some("/ready"));
+    assert_eq!(
+        (s.transport, s.transport.served(), s.mcp.path.as_str()),
+        (Transport::Stdio, Transport::StreamableHttp, "/mcp")
+    );
+
+    let s = valid(&stdio(
+        "  bridge: { mode: per-session, idleTimeout: 1m }\n  healthCheck: { path: /health, interval: 10s }\n  readiness: { path: /ready }\n",
+    ));
+    let b = s.stdio.unwrap();
+    assert_eq!((b.mode, b.max_sessions, b.idle_timeout_secs), (BridgeMode::PerSession, 32, 60));
+    assert_eq!(s.health_check.unwrap().interval_secs, 10);
+    // An explicit command is kept as written.
+    let s = valid(&stdio("  healthCheck: { command: [CMD, /bin/true] }\n"));
+    assert_eq!(s.health_check.unwrap().probe, HealthProbe::Command(vec!["CMD".into(), "/bin/true".into()]));
+    // Other transports have none of it.
+    assert_eq!(valid(&svc("", &[])).stdio, None);
+}
+
+#[test]
+fn the_bridge_image_comes_from_fleet_defaults_or_the_command_line() {
+    let without = svc("  transport: stdio\n  command: [server]\n", &[]);
+    one_error(&without, "m.yaml:14: spec.transport: a stdio server runs behind the bridge from mcpfleet's image");
+    let flag = ImageRef::parse_pinned(
+        "registry.example.com/mcpfleet@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
+    let opts = LoadOptions { bridge_image: Some(flag.clone()) };
+    let load = |text: &str| load_sources_with(&[SourceFile { name: "m.yaml".into(), text: text.into() }], &opts);
+    assert_eq!(load(&without).unwrap().services[0].stdio.as_ref().unwrap().bridge_image, flag);
+    // FleetDefaults wins over the flag.
+    assert_eq!(load(&stdio("")).unwrap().services[0].stdio.as_ref().unwrap().bridge_image.to_string(), BRIDGE_IMAGE);
+    // A bad one is reported once, where it is written, and the services are not told again.
+    let tagged = stdio("").replace(BRIDGE_IMAGE, "registry.example.com/mcpfleet:v1");
+    assert_eq!(
+        errors(&tagged),
+        [
+            "m.yaml:4: spec.bridgeImage: `registry.example.com/mcpfleet:v1` is not pinned by digest: write it `registry.example.com/mcpfleet@sha256:…`"
+        ]
+    );
+    one_error(&stdio("").replace(BRIDGE_IMAGE, "Not An Image"), "spec.bridgeImage: `Not An Image` contains whitespace");
+    // The bridge image in ECR needs the execution role even when the server's image does not.
+    let foreign = stdio("").replace("123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1", "ghcr.io/acme/svc:v1");
+    valid(&foreign);
+    one_error(
+        &foreign.replace("  executionRoleArn: arn:aws:iam::123456789012:role/mcp-exec\n", ""),
+        "spec.executionRoleArn: required to pull an ECR image",
+    );
+}
+
+#[test]
+fn stdio_errors_name_their_field() {
+    one_error(
+        &stdio("").replace("  command: [npx, -y, '@modelcontextprotocol/server-everything']\n", ""),
+        "spec.transport: a stdio server needs `command`",
+    );
+    one_error(
+        &stdio("").replace("[npx, -y, '@modelcontextprotocol/server-everything']", "[]"),
+        "spec.command: needs a program as its first word",
+    );
+    one_error(
+        &stdio("").replace("[npx, -y, '@modelcontextprotocol/server-everything']", "['', x]"),
+        "spec.command: needs a program",
+    );
+    one_error(
+        &svc("  command: [x]\n", &[]),
+        "spec.command: command applies to `transport: stdio` only (the transport is streamable-http)",
+    );
+    one_error(
+        &svc("  transport: sse\n  bridge: { mode: shared }\n", &[]),
+        "spec.bridge: bridge applies to `transport: stdio` only (the transport is sse)",
+    );
+    one_error(&stdio("  bridge: { maxSessions: 0 }\n"), "spec.bridge.maxSessions: 0 is outside 1..10000");
+    one_error(&stdio("  bridge: { maxSessions: 10001 }\n"), "spec.bridge.maxSessions: 10001 is outside 1..10000");
+    one_error(
+        &stdio("  bridge: { idleTimeout: 5s }\n"),
+        "spec.bridge.idleTimeout: 5s is below the bridge minimum of 10s",
+    );
+    one_error(
+        &stdio("  bridge: { idleTimeout: 25h }\n"),
+        "spec.bridge.idleTimeout: 25h is above the bridge maximum of 24h",
+    );
+    one_error(&stdio("  bridge: { mode: pooled }\n"), "spec.bridge.mode");
+    one_error(
+        &stdio("  healthCheck: { path: /healthz }\n"),
+        "spec.healthCheck.path: `/healthz`: the bridge answers a stdio server's health check at /health",
+    );
+    one_error(
+        &stdio("  healthCheck: { path: /health, probe: curl }\n"),
+        "spec.healthCheck.probe: the bridge probes its own /health",
+    );
+    one_error(
+        &stdio("  readiness: { path: /readyz }\n"),
+        "spec.readiness.path: `/readyz`: the bridge answers a stdio server's readiness at /ready",
+    );
+    one_error(&stdio("  mcp: { path: /health }\n"), "spec.mcp.path: `/health` is the bridge's own endpoint");
+    // Each problem has its code.
+    let codes: Vec<Code> = match load_str(
+        "m.yaml",
+        &stdio("  bridge: { maxSessions: 0, idleTimeout: 1s }\n  healthCheck: { probe: wget }\n"),
+    ) {
+        Err(d) => d.0.iter().map(|d| d.code).collect(),
+        Ok(_) => panic!("invalid"),
+    };
+    assert_eq!(codes, [Code::BridgeMaxSessions, Code::BridgeIdleTimeout, Code::StdioHealthProbe]);
 }

@@ -88,6 +88,9 @@ pub struct FleetDefaultsSpec {
     pub expose: Option<DefaultsExpose>,
     /// MCP verification for every service: FleetDefaults may set `verify` and `timeout`.
     pub mcp: Option<DefaultsMcp>,
+    /// The mcpfleet image whose static executable bridges `transport: stdio` servers, pinned by digest
+    /// (`repo@sha256:…`); default the controller's `--bridge-image`.
+    pub bridge_image: Option<String>,
 }
 
 /// `mcp` in FleetDefaults: how every service's rollouts are verified, unless a service says otherwise.
@@ -156,8 +159,13 @@ pub struct McpServiceSpec {
     pub replicas: Option<u32>,
     /// Container port the MCP server listens on.
     pub port: u32,
-    /// MCP transport the server speaks (default streamable-http).
+    /// MCP transport the server speaks (default streamable-http); `stdio` runs it behind mcpfleet's bridge.
     pub transport: Option<Transport>,
+    /// `transport: stdio` only: the server's own command in its image, program and arguments (required until the
+    /// image's entrypoint is read from its registry).
+    pub command: Option<Vec<String>>,
+    /// `transport: stdio` only: how the bridge serves the server.
+    pub bridge: Option<Bridge>,
     /// Plain environment variables. Credentials belong in `secrets`.
     #[serde(default)]
     pub env: BTreeMap<String, EnvValue>,
@@ -303,14 +311,55 @@ pub enum Architecture {
 pub enum Transport {
     StreamableHttp,
     Sse,
+    /// The server speaks MCP on stdin/stdout; mcpfleet's bridge serves it as streamable-http.
+    Stdio,
 }
 
 impl Transport {
-    /// The name as written in manifests (and shown in tags and labels).
+    /// The name as written in manifests.
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::StreamableHttp => "streamable-http",
             Transport::Sse => "sse",
+            Transport::Stdio => "stdio",
+        }
+    }
+
+    /// The transport clients connect with (tags, labels, probes): a stdio server is reached through its bridge.
+    pub fn served(self) -> Transport {
+        match self {
+            Transport::Stdio => Transport::StreamableHttp,
+            other => other,
+        }
+    }
+}
+
+/// How mcpfleet's bridge serves a stdio server.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Bridge {
+    /// `shared` (default): one server process for every client; `per-session`: one per MCP session.
+    pub mode: Option<BridgeMode>,
+    /// The most MCP sessions at once, 1..10000 (default 32 per-session, 1024 shared).
+    pub max_sessions: Option<u32>,
+    /// A session without requests for this long is closed (per-session: its process stopped); 10s..24h, default 10m.
+    pub idle_timeout: Option<DurationStr>,
+}
+
+/// How clients map to a stdio server's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BridgeMode {
+    Shared,
+    PerSession,
+}
+
+impl BridgeMode {
+    /// The word as written in manifests and on the bridge's command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BridgeMode::Shared => "shared",
+            BridgeMode::PerSession => "per-session",
         }
     }
 }
@@ -349,7 +398,7 @@ pub struct Logging {
 }
 
 /// Container health check: either `path` (an HTTP probe run inside the container) or `command` in ECS form.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HealthCheck {
     /// HTTP path probed on `localhost:<port>`, e.g. `/health`.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 pub use super::image::ImageRef;
-pub use super::types::{Architecture, Probe, SessionStore, Transport, Verify};
+pub use super::types::{Architecture, BridgeMode, Probe, SessionStore, Transport, Verify};
 
 /// A fleet that passed validation.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +76,33 @@ pub struct ValidService {
     pub health_check_grace_period_secs: Option<u32>,
     /// MCP verification, with its defaults.
     pub mcp: ValidMcp,
+    /// `transport: stdio`: the server's command and how the bridge serves it.
+    pub stdio: Option<ValidStdio>,
+}
+
+/// A stdio server behind mcpfleet's bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidStdio {
+    /// The server's own command in its image, program first.
+    pub command: Vec<String>,
+    /// The mcpfleet image the bridge executable is copied from, pinned by digest.
+    pub bridge_image: ImageRef,
+    pub mode: BridgeMode,
+    pub max_sessions: u32,
+    pub idle_timeout_secs: u32,
+}
+
+impl ValidStdio {
+    /// `bridge.idleTimeout` by default.
+    pub const DEFAULT_IDLE_TIMEOUT_SECS: u32 = 600;
+
+    /// `bridge.maxSessions` by default: processes are dear, shared-mode sessions cheap (the bridge's own default).
+    pub fn default_max_sessions(mode: BridgeMode) -> u32 {
+        match mode {
+            BridgeMode::Shared => 1024,
+            BridgeMode::PerSession => 32,
+        }
+    }
 }
 
 /// `spec.mcp` merged with FleetDefaults and defaulted.
@@ -101,9 +128,9 @@ impl ValidMcp {
 
     /// The endpoint path a transport serves by default.
     pub fn default_path(transport: Transport) -> &'static str {
-        match transport {
-            Transport::StreamableHttp => "/mcp",
+        match transport.served() {
             Transport::Sse => "/sse",
+            Transport::StreamableHttp | Transport::Stdio => "/mcp",
         }
     }
 
@@ -177,6 +204,9 @@ pub enum HealthProbe {
     Http { path: String, probe: Probe },
     /// An explicit ECS command (`CMD …` or `CMD-SHELL …`).
     Command(Vec<String>),
+    /// A stdio service: the bridge's own `/health`, probed by the bridge executable (`mcpfleet healthcheck`), so
+    /// the server image needs no shell, curl or Python.
+    Bridge,
 }
 
 /// A health check with ECS's units (seconds).

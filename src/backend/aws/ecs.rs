@@ -17,10 +17,10 @@ use crate::backend::{
 };
 use crate::render::CpuArch;
 use crate::render::ecs::{
-    AwsVpcConfiguration, CircuitBreaker, ContainerDefinition, DeploymentConfiguration, HealthCheck, KeyValue,
-    LinuxParameters, LoadBalancer, LogConfiguration, MountPoint, NetworkConfiguration, PortMapping, RuntimePlatform,
-    SecretVar, ServiceConnectClientAlias, ServiceConnectConfiguration, ServiceConnectService, ServiceInput,
-    TaskDefinitionInput, Volume,
+    AwsVpcConfiguration, CircuitBreaker, ContainerDefinition, ContainerDependency, DeploymentConfiguration,
+    HealthCheck, KernelCapabilities, KeyValue, LinuxParameters, LoadBalancer, LogConfiguration, MountPoint,
+    NetworkConfiguration, PortMapping, RuntimePlatform, SecretVar, ServiceConnectClientAlias,
+    ServiceConnectConfiguration, ServiceConnectService, ServiceInput, TaskDefinitionInput, Volume,
 };
 
 /// The [`Ecs`] port over aws-sdk-ecs.
@@ -128,6 +128,11 @@ fn millis(t: Option<&aws_smithy_types::DateTime>) -> u64 {
 
 fn container(c: &ContainerDefinition) -> Result<sdk::ContainerDefinition, BackendError> {
     const OP: Op = Op::RegisterTaskDefinition;
+    let capabilities = c
+        .linux_parameters
+        .capabilities
+        .as_ref()
+        .map(|k| sdk::KernelCapabilities::builder().set_drop(Some(k.drop.clone())).build());
     let mut b = sdk::ContainerDefinition::builder()
         .name(&c.name)
         .image(&c.image)
@@ -135,8 +140,23 @@ fn container(c: &ContainerDefinition) -> Result<sdk::ContainerDefinition, Backen
         .stop_timeout(c.stop_timeout as i32)
         .readonly_root_filesystem(c.readonly_root_filesystem)
         .linux_parameters(
-            sdk::LinuxParameters::builder().init_process_enabled(c.linux_parameters.init_process_enabled).build(),
+            sdk::LinuxParameters::builder()
+                .init_process_enabled(c.linux_parameters.init_process_enabled)
+                .set_capabilities(capabilities)
+                .build(),
+        )
+        .set_entry_point((!c.entry_point.is_empty()).then(|| c.entry_point.clone()))
+        .set_command((!c.command.is_empty()).then(|| c.command.clone()))
+        .set_user(c.user.clone());
+    for d in &c.depends_on {
+        b = b.depends_on(
+            sdk::ContainerDependency::builder()
+                .container_name(&d.container_name)
+                .condition(sdk::ContainerCondition::from(d.condition.as_str()))
+                .build()
+                .map_err(|e| build_err(OP, e))?,
         );
+    }
     for p in &c.port_mappings {
         b = b.port_mappings(
             sdk::PortMapping::builder()
@@ -197,6 +217,17 @@ fn spec_of(td: &sdk::TaskDefinition) -> TaskDefinitionInput {
             name: c.name().unwrap_or_default().into(),
             image: c.image().unwrap_or_default().into(),
             essential: c.essential().unwrap_or(true),
+            entry_point: c.entry_point().to_vec(),
+            command: c.command().to_vec(),
+            depends_on: c
+                .depends_on()
+                .iter()
+                .map(|d| ContainerDependency {
+                    container_name: d.container_name().into(),
+                    condition: d.condition().as_str().into(),
+                })
+                .collect(),
+            user: c.user().map(Into::into),
             port_mappings: c
                 .port_mappings()
                 .iter()
@@ -248,6 +279,10 @@ fn spec_of(td: &sdk::TaskDefinition) -> TaskDefinitionInput {
                 .collect(),
             linux_parameters: LinuxParameters {
                 init_process_enabled: c.linux_parameters().and_then(|l| l.init_process_enabled()).unwrap_or(false),
+                capabilities: c
+                    .linux_parameters()
+                    .and_then(|l| l.capabilities())
+                    .map(|k| KernelCapabilities { drop: k.drop().to_vec() }),
             },
             log_configuration: c.log_configuration().map(|l| LogConfiguration {
                 log_driver: l.log_driver().as_str().into(),
@@ -773,4 +808,49 @@ fn task_info(t: &sdk::Task) -> Option<TaskInfo> {
 /// `family:revision` of a task-definition ARN (or the id as given).
 fn short_td(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rendered task definition sent to ECS and read back: every container setting survives the SDK's types both
+    /// ways (a stdio service's two containers carry the most of them).
+    #[test]
+    fn container_settings_survive_the_sdk_both_ways() {
+        let text = "apiVersion: mcpfleet.io/v1alpha1\nkind: McpService\nmetadata: { name: fetch }\nspec:
+  cluster: c\n  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/fetch:v1\n  cpu: 256\n  memory: 512
+  port: 8080\n  transport: stdio\n  command: [uvx, mcp-server-fetch]
+  executionRoleArn: arn:aws:iam::123456789012:role/exec\n  network: { subnets: [subnet-0abc1234] }
+  logging: { group: /mcp/fleet }\n  env: { A: b }\n";
+        let opts = crate::spec::LoadOptions {
+            bridge_image: crate::spec::ImageRef::parse_pinned(
+                "registry.example.com/mcpfleet@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            )
+            .ok(),
+        };
+        let files = [crate::spec::SourceFile { name: "m.yaml".into(), text: text.into() }];
+        let svc = crate::spec::load_sources_with(&files, &opts).unwrap().services.remove(0);
+        let mut td =
+            crate::render::ecs::render(&svc, &crate::render::Resolved::unresolved(&svc)).register_task_definition;
+        td.tags.clear();
+        let containers: Vec<sdk::ContainerDefinition> =
+            td.container_definitions.iter().map(|c| container(c).unwrap()).collect();
+        let volumes: Vec<sdk::Volume> =
+            td.volumes.iter().map(|v| sdk::Volume::builder().name(&v.name).build()).collect();
+        let echoed = sdk::TaskDefinition::builder()
+            .family(&td.family)
+            .set_execution_role_arn(td.execution_role_arn.clone())
+            .network_mode(sdk::NetworkMode::Awsvpc)
+            .set_container_definitions(Some(containers))
+            .set_volumes(Some(volumes))
+            .requires_compatibilities(sdk::Compatibility::Fargate)
+            .cpu(&td.cpu)
+            .memory(&td.memory)
+            .runtime_platform(sdk::RuntimePlatform::builder().operating_system_family(sdk::OsFamily::Linux).build())
+            .build();
+        assert_eq!(spec_of(&echoed), td);
+        assert_eq!(td.container_definitions.len(), 2);
+        assert_eq!(td.container_definitions[0].depends_on[0].condition, "COMPLETE");
+    }
 }

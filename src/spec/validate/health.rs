@@ -9,7 +9,9 @@ use crate::spec::valid::{HealthProbe, ValidHealthCheck};
 // Shared with `expose` (readiness paths follow the same rule).
 re!(pub(super) HEALTH_PATH, r"^/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$");
 
-pub(super) fn check_health(ctx: &mut DocCtx, h: &HealthCheck) -> Option<ValidHealthCheck> {
+/// `stdio`: the service runs behind the bridge, whose own `/health` is the check unless a `command` is written (its
+/// `path` and `probe` are judged by `validate::stdio`).
+pub(super) fn check_health(ctx: &mut DocCtx, h: &HealthCheck, stdio: bool) -> Option<ValidHealthCheck> {
     let base = p(&["spec", "healthCheck"]);
     let before = ctx.diags.len();
     let probe = match (&h.path, &h.command) {
@@ -17,6 +19,7 @@ pub(super) fn check_health(ctx: &mut DocCtx, h: &HealthCheck) -> Option<ValidHea
             ctx.err(Code::HealthPathAndCommand, &base, "set either `path` or `command`, not both");
             None
         }
+        (_, None) if stdio => Some(HealthProbe::Bridge),
         (None, None) => {
             ctx.err(Code::HealthNoProbe, &base, "set `path` (an HTTP probe) or `command`");
             None

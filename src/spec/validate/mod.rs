@@ -3,7 +3,7 @@
 //!
 //! One module per concern, each owning its rules, patterns and codes (`super::code`): names, labels, image, task
 //! size, roles, env, secrets, health check, network, logging, rollout, local stack, readiness and endpoints, MCP
-//! verification. This module holds what they share (the
+//! verification, stdio servers behind the bridge. This module holds what they share (the
 //! document context, field paths, durations) and walks a service through them.
 //!
 //! Fields inherited from FleetDefaults are checked once, where they are written; a service is checked for the
@@ -42,6 +42,7 @@ mod network;
 mod roles;
 mod rollout;
 mod secrets;
+mod stdio;
 mod task;
 
 pub(super) use local::check_unique_local_port;
@@ -160,6 +161,9 @@ pub(super) fn check_defaults(ctx: &mut DocCtx, spec: &FleetDefaultsSpec) {
     if let Some(m) = &spec.mcp {
         mcp::check_defaults(ctx, m);
     }
+    if let Some(image) = &spec.bridge_image {
+        stdio::check_bridge_image(ctx, image);
+    }
 }
 
 /// The defaults after their own validation, with parsed durations, ready to merge into services.
@@ -168,6 +172,8 @@ pub(super) struct Defaults {
     pub spec: FleetDefaultsSpec,
     pub stop_timeout_secs: Option<u64>,
     pub progress_deadline_secs: Option<u64>,
+    /// The bridge image of stdio services: FleetDefaults' `bridgeImage`, else `--bridge-image`.
+    bridge_image: Option<ImageRef>,
     /// A FleetDefaults document was written but could not be read at all.
     unreadable: bool,
     /// Fields of the FleetDefaults (`spec.network`) that were written but did not parse.
@@ -175,15 +181,36 @@ pub(super) struct Defaults {
 }
 
 impl Defaults {
-    pub fn new(spec: FleetDefaultsSpec, unreadable: bool, broken: BTreeSet<String>) -> Defaults {
+    pub fn new(
+        spec: FleetDefaultsSpec,
+        unreadable: bool,
+        broken: BTreeSet<String>,
+        bridge_image: Option<&ImageRef>,
+    ) -> Defaults {
         // Durations were range-checked (with diagnostics) by check_defaults; a bad one simply does not apply.
         let parse = |d: &Option<DurationStr>| d.as_ref().and_then(DurationStr::parse).map(|d| d.as_secs());
+        // A bridgeImage written in FleetDefaults wins over --bridge-image (a bad one was reported where it is
+        // written, and then none applies).
+        let bridge_image = match &spec.bridge_image {
+            Some(written) => ImageRef::parse_pinned(written).ok(),
+            None => bridge_image.cloned(),
+        };
         Defaults {
             stop_timeout_secs: parse(&spec.stop_timeout),
             progress_deadline_secs: parse(&spec.rollout.as_ref().and_then(|r| r.progress_deadline.clone())),
+            bridge_image,
             spec,
             unreadable,
             broken,
+        }
+    }
+
+    /// The fleet's bridge image, as the stdio rules need it.
+    fn bridge_image(&self) -> stdio::BridgeImage<'_> {
+        match &self.bridge_image {
+            Some(image) => stdio::BridgeImage::Known(image),
+            None if self.spec.bridge_image.is_some() || self.lost("bridgeImage") => stdio::BridgeImage::Broken,
+            None => stdio::BridgeImage::None,
         }
     }
 
@@ -251,7 +278,14 @@ pub(super) fn check_service(
     env::check_env(ctx, &env);
     let secrets = secrets::check_secrets(ctx, &s.secrets, &env);
 
-    let health_check = s.health_check.as_ref().and_then(|h| health::check_health(ctx, h));
+    let transport = s.transport.unwrap_or(Transport::StreamableHttp);
+    let stdio = transport == Transport::Stdio;
+    // A stdio server always has the bridge's health check, with the timings written (or ECS's defaults).
+    let health_check = match (&s.health_check, stdio) {
+        (Some(h), _) => health::check_health(ctx, h, stdio),
+        (None, true) => health::check_health(ctx, &HealthCheck::default(), true),
+        (None, false) => None,
+    };
 
     let stop_timeout_secs = match &s.stop_timeout {
         Some(st) => task::stop_timeout(ctx, st),
@@ -297,7 +331,9 @@ pub(super) fn check_service(
 
     if execution_role_arn.is_none() && !unknown("executionRoleArn") {
         let needs = roles::ExecutionNeeds {
-            ecr_image: image.as_ref().is_some_and(|i| i.ecr().is_some()),
+            // A stdio service's task pulls the bridge image too.
+            ecr_image: image.as_ref().is_some_and(|i| i.ecr().is_some())
+                || (stdio && d.bridge_image.as_ref().is_some_and(|i| i.ecr().is_some())),
             secrets: !secrets.is_empty(),
             awslogs: logging.is_some(),
         };
@@ -315,7 +351,11 @@ pub(super) fn check_service(
         rollout::merge_rollout(ctx, s.rollout.as_ref(), d, replicas)
     };
 
-    let readiness_path = s.readiness.as_ref().and_then(|r| expose::check_readiness(ctx, r));
+    let readiness_path = match &s.readiness {
+        Some(r) => expose::check_readiness(ctx, r),
+        None if stdio => Some(stdio::READY.to_string()),
+        None => None,
+    };
     let service_connect = if broken("expose") || broken("port") {
         Err(())
     } else {
@@ -336,13 +376,19 @@ pub(super) fn check_service(
         _ => None,
     };
     let mcp_context = mcp::Context {
-        transport: s.transport.unwrap_or(Transport::StreamableHttp),
+        transport,
         port: u16::try_from(s.port).ok().filter(|p| *p > 0),
         has_endpoint,
         labels: doc.metadata.labels.len(),
         defaults_lost: d.lost("mcp"),
     };
     let mcp = if broken("mcp") { None } else { mcp::merge(ctx, s.mcp.as_ref(), d, &mcp_context) };
+    let mcp_path = s.mcp.as_ref().and_then(|m| m.path.as_deref());
+    let stdio = if broken("command") || broken("bridge") {
+        Err(())
+    } else {
+        stdio::check(ctx, s, transport, d.bridge_image(), mcp_path)
+    };
 
     if ctx.diags.len() > before || !unparsed.is_empty() {
         return None;
@@ -375,7 +421,7 @@ pub(super) fn check_service(
         memory: s.memory,
         replicas,
         port: u16::try_from(s.port).ok()?,
-        transport: s.transport.unwrap_or(Transport::StreamableHttp),
+        transport,
         env,
         secrets,
         health_check,
@@ -396,5 +442,6 @@ pub(super) fn check_service(
         load_balancers: load_balancers.ok()?,
         health_check_grace_period_secs: grace_period.ok()?,
         mcp: mcp?,
+        stdio: stdio.ok()?,
     })
 }
