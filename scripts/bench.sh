@@ -7,12 +7,14 @@
 #                                 wall time, requests, throttled requests and failed deploys of each tool
 #   scripts/bench.sh controller   `mcpfleet run` on the sim: RSS over 1000 services, requests per steady-state pass
 #                                 for 100, time from a manifest edit to the write
-#   scripts/bench.sh              all three
+#   scripts/bench.sh bridge       `mcpfleet bridge`: tools/call round trips through it vs the same Python server over
+#                                 streamable HTTP (1 and 32 clients), its RSS with 32 per-session sessions
+#   scripts/bench.sh              all four
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
 [ $# -gt 0 ] && shift
-cargo build --quiet --release --locked --bin mcpfleet --example fleet_gen
+cargo build --quiet --release --locked --bin mcpfleet --example fleet_gen --example bridge_bench
 bin=$PWD/target/release/mcpfleet
 gen=$PWD/target/release/examples/fleet_gen
 work=$(mktemp -d)
@@ -49,6 +51,10 @@ moto_bench() {
   .venv/bin/python scripts/bench_moto.py --mcpfleet "$bin" --fleet-gen "$gen" --ecs-deploy "$PWD/$venv/bin/ecs" --workdir "$work/moto"
 }
 
+bridge_bench() {
+  target/release/examples/bridge_bench "$bin" "$PWD/.venv/bin/python" 2000
+}
+
 controller_bench() {
   .venv/bin/python scripts/bench_controller.py --mcpfleet "$bin" --fleet-gen "$gen" --workdir "$work/controller"
 }
@@ -57,6 +63,7 @@ case "$mode" in
   sim) sim_bench "$@" ;;
   moto) moto_bench ;;
   controller) controller_bench ;;
-  all) sim_bench; moto_bench; controller_bench ;;
-  *) echo "usage: scripts/bench.sh [sim [N…] | moto | controller]" >&2; exit 2 ;;
+  bridge) bridge_bench ;;
+  all) sim_bench; moto_bench; controller_bench; bridge_bench ;;
+  *) echo "usage: scripts/bench.sh [sim [N…] | moto | controller | bridge]" >&2; exit 2 ;;
 esac

@@ -218,6 +218,10 @@ async def main() -> None:
         app = app_v2(args, name) if SDK_MAJOR >= 2 else app_v1(args, name)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Responses go out in pieces: without TCP_NODELAY (inherited by the accepted connections) every exchange on a
+    # kept-alive connection waits for the client's delayed ACK, some 40 ms, which would swamp any latency measured
+    # against this server (the bridge benchmark's baseline).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", args.port))
     port = sock.getsockname()[1]
     path = "/sse" if args.transport == "sse" else "/mcp"

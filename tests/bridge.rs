@@ -132,6 +132,7 @@ async fn a_long_tool_call_completes_during_the_sigterm_drain_then_the_server_is_
                 .header("accept", "application/json")
                 .header("mcp-protocol-version", "2026-07-28")
                 .header("mcp-method", "tools/call")
+                .header("mcp-name", "block")
                 .body(body.to_string())
                 .send()
                 .await

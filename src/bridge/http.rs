@@ -39,6 +39,7 @@ const KEEPALIVE: Duration = Duration::from_secs(15);
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 const METHOD_HEADER: &str = "mcp-method";
+const NAME_HEADER: &str = "mcp-name";
 
 pub(super) fn router(bridge: Arc<Bridge>) -> Router {
     let path = bridge.config.path.clone();
@@ -211,6 +212,16 @@ fn check_envelope(headers: &HeaderMap, m: &Object) -> Result<(), Value> {
     }
     if header_str(headers, METHOD_HEADER) != Some(jsonrpc::method(m)) {
         let why = "the Mcp-Method header does not match the request's method";
+        return Err(jsonrpc::error(id, code::HEADER_MISMATCH, why));
+    }
+    // A request naming a tool, prompt or resource names it in Mcp-Name too, for what routes or authorizes by
+    // headers: the two must agree.
+    let param = jsonrpc::name_parameter(jsonrpc::method(m));
+    let named = param.and_then(|p| m.get("params")?.get(p)?.as_str());
+    if let (Some(param), Some(named)) = (param, named)
+        && header_str(headers, NAME_HEADER).and_then(jsonrpc::decode_header_value).as_deref() != Some(named)
+    {
+        let why = format!("the Mcp-Name header does not match the request's {param}");
         return Err(jsonrpc::error(id, code::HEADER_MISMATCH, why));
     }
     if !jsonrpc::modern_versions().any(|v| v == version) {
@@ -623,6 +634,21 @@ mod tests {
         assert!(check_envelope(&good, &m).is_ok());
         let wrong_method = headers(&[(VERSION_HEADER, "2026-07-28"), (METHOD_HEADER, "tools/call")]);
         assert_eq!(check_envelope(&wrong_method, &m).unwrap_err()["error"]["code"], code::HEADER_MISMATCH);
+        let call = jsonrpc::object(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }}}),
+        );
+        let named = |name: &'static str| {
+            headers(&[(VERSION_HEADER, "2026-07-28"), (METHOD_HEADER, "tools/call"), (NAME_HEADER, name)])
+        };
+        assert!(check_envelope(&named("echo"), &call).is_ok());
+        assert!(check_envelope(&named("=?base64?ZWNobw==?="), &call).is_ok());
+        let other = check_envelope(&named("crash"), &call).unwrap_err();
+        assert_eq!(other["error"]["message"], "the Mcp-Name header does not match the request's name");
+        let unnamed = headers(&[(VERSION_HEADER, "2026-07-28"), (METHOD_HEADER, "tools/call")]);
+        assert_eq!(check_envelope(&unnamed, &call).unwrap_err()["error"]["code"], code::HEADER_MISMATCH);
         let bare = jsonrpc::object(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
         assert_eq!(check_envelope(&good, &bare).unwrap_err()["error"]["code"], code::INVALID_PARAMS);
         let future = jsonrpc::object(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {

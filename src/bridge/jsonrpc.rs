@@ -117,6 +117,28 @@ pub fn is_handshake_version(version: &str) -> bool {
 pub const CACHEABLE_METHODS: [&str; 6] =
     ["prompts/list", "resources/list", "resources/read", "resources/templates/list", "server/discover", "tools/list"];
 
+/// The methods whose 2026-07-28 requests name their target in the `Mcp-Name` header, and the parameter named.
+pub fn name_parameter(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    }
+}
+
+/// An `Mcp-Name` header's value: as written, or decoded from its `=?base64?…?=` form (names that are not
+/// visible ASCII). None for a base64 form that does not decode to UTF-8.
+pub fn decode_header_value(value: &str) -> Option<String> {
+    use base64::Engine;
+    match value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) {
+        Some(encoded) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(value.to_string()),
+    }
+}
+
 /// The `_meta` keys a 2026-07-28 request carries the client's context in. A stdio server that was initialized
 /// with the handshake has its context from `initialize` and never negotiated these.
 pub const ENVELOPE_PREFIX: &str = "io.modelcontextprotocol/";
@@ -185,6 +207,15 @@ mod tests {
         }}}));
         strip_envelope(&mut m);
         assert_eq!(m["params"], json!({}));
+    }
+
+    #[test]
+    fn header_values_decode_plain_and_base64() {
+        assert_eq!(decode_header_value("echo").as_deref(), Some("echo"));
+        assert_eq!(decode_header_value("=?base64?w6ljaG8=?=").as_deref(), Some("écho"));
+        assert_eq!(decode_header_value("=?base64?not base64?="), None);
+        assert_eq!(name_parameter("resources/read"), Some("uri"));
+        assert_eq!(name_parameter("tools/list"), None);
     }
 
     #[test]
