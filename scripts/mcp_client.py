@@ -37,6 +37,18 @@ def texts(result: Any) -> list[str]:
     return [c.text for c in result.content if getattr(c, "text", None) is not None]
 
 
+async def call(args: argparse.Namespace, call_tool: Any, out: dict[str, Any]) -> None:
+    """Calls --call with --arguments through `call_tool` (either SDK's), recording its text and progress."""
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    result = await call_tool(args.call, json.loads(args.arguments), progress_callback=on_progress)
+    is_error = result.is_error if SDK_MAJOR >= 2 else result.isError
+    out.update(result=texts(result), isError=is_error, progress=progress)
+
+
 async def run_v2(args: argparse.Namespace) -> dict[str, Any]:
     from mcp import Client
 
@@ -46,13 +58,7 @@ async def run_v2(args: argparse.Namespace) -> dict[str, Any]:
         out["server"] = client.server_info.name if client.server_info else None
         out["tools"] = [t.name for t in (await client.list_tools()).tools]
         if args.call:
-            progress: list[float] = []
-
-            async def on_progress(value: float, total: float | None, message: str | None) -> None:
-                progress.append(value)
-
-            result = await client.call_tool(args.call, json.loads(args.arguments), progress_callback=on_progress)
-            out.update(result=texts(result), isError=result.is_error, progress=progress)
+            await call(args, client.call_tool, out)
     return out
 
 
@@ -68,13 +74,7 @@ async def run_v1(args: argparse.Namespace) -> dict[str, Any]:
             out["server"] = init.serverInfo.name
             out["tools"] = [t.name for t in (await session.list_tools()).tools]
             if args.call:
-                progress: list[float] = []
-
-                async def on_progress(value: float, total: float | None, message: str | None) -> None:
-                    progress.append(value)
-
-                result = await session.call_tool(args.call, json.loads(args.arguments), progress_callback=on_progress)
-                out.update(result=texts(result), isError=result.isError, progress=progress)
+                await call(args, session.call_tool, out)
     return out
 
 

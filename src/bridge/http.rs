@@ -373,7 +373,7 @@ async fn open_session(b: &Bridge, m: Object) -> Response {
     tracing::info!(
         session = %session.id,
         pid = session.child.get().map(|c| c.pid),
-        protocol = session.protocol_version(),
+        protocol = %session.protocol_version(),
         "session opened"
     );
     let sid = HeaderValue::from_str(&session.id).ok();

@@ -254,7 +254,7 @@ async fn supervise(
         };
         let reason = match Child::start(&config.command, label.into(), scope, on_exit) {
             Err(e) => {
-                tracing::error!(session = label, "{e}");
+                tracing::error!(session = %label, "{e}");
                 e.to_string()
             }
             Ok(child) => {
@@ -269,14 +269,14 @@ async fn supervise(
                         break;
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(session = label, pid = child.pid, "{e}; stopping it");
+                        tracing::warn!(session = %label, pid = child.pid, "{e}; stopping it");
                         child.terminate(config.child_grace).await;
                         e.to_string()
                     }
                     Some(Ok(init)) => {
                         let name = init.result.get("serverInfo").and_then(|s| s.get("name")).and_then(|n| n.as_str());
                         tracing::info!(
-                            session = label,
+                            session = %label,
                             pid = child.pid,
                             protocol = %init.protocol_version,
                             server = name.unwrap_or("?"),
@@ -298,7 +298,7 @@ async fn supervise(
             backoff.reset();
         }
         let delay = backoff.next_backoff().unwrap_or(Duration::from_secs(30));
-        tracing::warn!(session = label, "{reason}; starting it again in {:.1}s", delay.as_secs_f64());
+        tracing::warn!(session = %label, "{reason}; starting it again in {:.1}s", delay.as_secs_f64());
         state.send_replace(Server::Down {
             reason: format!("{reason}; starting it again in {}s", delay.as_secs().max(1)),
         });

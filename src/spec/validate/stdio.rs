@@ -24,13 +24,7 @@ pub(super) const READY: &str = "/ready";
 
 /// FleetDefaults' `bridgeImage`: a reference pinned by digest.
 pub(super) fn check_bridge_image(ctx: &mut DocCtx, image: &str) -> Option<ImageRef> {
-    match ImageRef::parse_pinned(image) {
-        Ok(i) => Some(i),
-        Err(e) => {
-            ctx.err(Code::BridgeImage, &p(&["spec", "bridgeImage"]), e);
-            None
-        }
-    }
+    super::image::reference(ctx, Code::BridgeImage, &["spec", "bridgeImage"], ImageRef::parse_pinned(image))
 }
 
 /// Where the bridge image of the fleet comes from.
