@@ -66,7 +66,10 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
         | Op::ListSecrets
         | Op::DescribeSecret
         | Op::ResolveSecrets
-        | Op::ResolveImage
+        | Op::RegistryToken
+        | Op::HeadManifest
+        | Op::GetManifest
+        | Op::GetBlob
         | Op::DescribeTargetGroups
         | Op::DescribeTargetGroupAttributes
         | Op::DescribeLoadBalancers

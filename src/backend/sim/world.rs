@@ -700,7 +700,10 @@ impl World {
                 (name, self.repositories.get(name)?.tags.get(tag)?.clone())
             }
         };
-        self.repositories.get(name)?.images.get(&digest).cloned()
+        match self.repositories.get(name) {
+            Some(repo) => repo.images.get(&digest).cloned(),
+            None => outside_ecr(image),
+        }
     }
 
     /// Whether tasks of a task definition pass their health checks, and why not. Behind load balancers (the
@@ -941,4 +944,20 @@ fn tick_service(
         push_event(&mut svc.state, now, format!("(service {name}) has reached a steady state."));
     }
     started_rollback
+}
+
+/// An image of a registry outside Amazon ECR, as the sim's tasks pull it. The sim has no such registry: the image
+/// was resolved (digest and platforms) through the real one, so its tasks start and pass their health checks on
+/// any architecture; only ECR images are the sim's to make unhealthy, slow or unready (`sim push`).
+fn outside_ecr(image: &str) -> Option<SimImage> {
+    let r = crate::spec::ImageRef::parse(image).ok()?;
+    r.ecr().is_none().then(|| SimImage {
+        platforms: vec![
+            crate::render::CpuArch::Arm64.platform().into(),
+            crate::render::CpuArch::X86_64.platform().into(),
+        ],
+        unhealthy: false,
+        startup_ms: None,
+        unready: false,
+    })
 }
