@@ -6,6 +6,7 @@
 pub mod aws_lab;
 pub mod lab;
 pub mod metrics;
+pub mod registry;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

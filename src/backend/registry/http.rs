@@ -73,10 +73,18 @@ impl Answer {
         (200..300).contains(&self.status)
     }
 
-    /// The registry's own words for a failure: the distribution error envelope (`CODE: message`), a token
-    /// service's `details`/`error`, else the start of the body as text, else the status line.
+    /// The status line, and the registry's own words when its body has some: the distribution error envelope
+    /// (`CODE: message`), a token service's `details`/`error`, else the start of the body as text. A wait asked
+    /// for with `Retry-After` is said too.
     pub fn message(&self) -> String {
-        registry_message(&self.body).unwrap_or_else(|| status_line(self.status))
+        let mut text = status_line(self.status);
+        if let Some(words) = registry_message(&self.body) {
+            text = format!("{text}: {words}");
+        }
+        if let Some(wait) = self.retry_after {
+            text = format!("{text} (it asks to retry after {} s)", wait.as_secs());
+        }
+        text
     }
 
     /// The distribution error codes of the body (`MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, …).
@@ -100,7 +108,7 @@ struct ErrorEntry {
 }
 
 /// `404 Not Found`, `401 Unauthorized`, … (the reason phrase when the status has one).
-pub fn status_line(status: u16) -> String {
+fn status_line(status: u16) -> String {
     match reqwest::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()) {
         Some(reason) => format!("{status} {reason}"),
         None => status.to_string(),
@@ -223,7 +231,7 @@ impl Http {
                     true
                 }
                 Ok(a) => a.status >= 500,
-                Err(e) => e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
+                Err(e) => (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()) && !is_tls_failure(e),
             };
             if !retry || attempt >= MAX_RETRIES {
                 return outcome.map_err(|e| transport_error(req, &e));
@@ -289,6 +297,22 @@ impl Http {
     }
 }
 
+/// Whether a transport error is TLS refusing the peer (a certificate it does not trust, or a server that does
+/// not speak TLS at all, as a plain-HTTP registry not named with --insecure-registry): retrying cannot help.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    // TLS failures reach us as an `InvalidData` I/O error, possibly wrapped in another I/O error, whose `source`
+    // skips the wrapped one: I/O errors are looked into with `get_ref`.
+    fn invalid_data(e: &(dyn std::error::Error + 'static)) -> bool {
+        match e.downcast_ref::<std::io::Error>() {
+            Some(io) => {
+                io.kind() == std::io::ErrorKind::InvalidData || io.get_ref().is_some_and(|inner| invalid_data(inner))
+            }
+            None => e.source().is_some_and(invalid_data),
+        }
+    }
+    invalid_data(e)
+}
+
 /// A request that got no HTTP answer: unreachable, timed out, refused TLS, or a redirect we do not follow.
 fn transport_error(req: &Request<'_>, e: &reqwest::Error) -> BackendError {
     // The chain says why (connection refused, certificate unknown, …); the URL is named once, by us.
@@ -312,7 +336,7 @@ fn transport_error(req: &Request<'_>, e: &reqwest::Error) -> BackendError {
     } else {
         format!("{}: {kind}: {}", req.url, why.join(": "))
     };
-    if e.is_redirect() {
+    if e.is_redirect() || is_tls_failure(e) {
         BackendError::Invalid { operation: req.op, message }
     } else {
         BackendError::Unavailable { operation: req.op, message }
@@ -340,7 +364,7 @@ mod tests {
             401,
             br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"repository","Name":"private/x","Action":"pull"}]}]}"#,
         );
-        assert_eq!(a.message(), "UNAUTHORIZED: authentication required");
+        assert_eq!(a.message(), "401 Unauthorized: UNAUTHORIZED: authentication required");
         assert_eq!(
             answer(404, br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#).error_codes(),
             ["MANIFEST_UNKNOWN"]

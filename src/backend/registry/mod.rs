@@ -42,7 +42,7 @@ pub use auth::{Challenge, Credentials, DockerConfig, Stored, config_key, docker_
 pub use http::{IN_FLIGHT, RETRY_AFTER_LIMIT};
 
 use self::auth::Token;
-use self::http::{Answer, Authorization, Http, MAX_BODY, MAX_CONFIG, Method, Request, status_line};
+use self::http::{Answer, Authorization, Http, MAX_BODY, MAX_CONFIG, Method, Request};
 use super::manifest::{ManifestKind, classify, platform_of_config};
 use super::op::Counts;
 use super::sim::CallStats;
@@ -361,7 +361,7 @@ impl Session<'_> {
 
     /// Why a request about `reference` failed, in the registry's words, with what to do about credentials.
     fn refusal(&self, op: Op, reference: &str, answer: &Answer, authorized: &Authorized) -> BackendError {
-        let mut message = format!("{}: {}: {}", self.shown(reference), status_line(answer.status), answer.message());
+        let mut message = format!("{}: {}", self.shown(reference), answer.message());
         if matches!(answer.status, 401 | 403) {
             let hint = if authorized.with_credentials {
                 format!("the credentials for {} in {} were not accepted", self.repo.host, self.config_file())
@@ -411,7 +411,12 @@ impl Session<'_> {
     async fn resolve(&self, selector: &ImageSelector) -> Result<Option<ImageInfo>, BackendError> {
         match selector {
             ImageSelector::Tag(tag) => {
-                let (head, _) = self.request(Op::HeadManifest, Method::Head, &self.manifest_url(tag), 0).await?;
+                let (head, authorized) =
+                    self.request(Op::HeadManifest, Method::Head, &self.manifest_url(tag), 0).await?;
+                if head.status == 429 || head.status >= 500 {
+                    // Still refused after the retries: a GET would only be refused the same way.
+                    return Err(self.refusal(Op::HeadManifest, tag, &head, &authorized));
+                }
                 let digest = head.digest.as_ref().filter(|d| head.ok() && is_sha256(d)).cloned();
                 match digest {
                     Some(digest) => match self.client.known(self.repo, &digest) {
