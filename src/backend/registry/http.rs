@@ -14,7 +14,7 @@ use backoff::backoff::Backoff;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 
 use super::RegistryStats;
-use crate::backend::limits::{INITIAL_BACKOFF, MAX_BACKOFF, MAX_RETRIES};
+use crate::backend::limits::{MAX_BACKOFF, MAX_RETRIES, backoff_policy};
 use crate::backend::manifest::MEDIA_TYPES;
 use crate::backend::{BackendError, Op};
 
@@ -210,13 +210,7 @@ impl Http {
         permits: &tokio::sync::Semaphore,
         stats: &RegistryStats,
     ) -> Result<Answer, BackendError> {
-        let mut policy = backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(INITIAL_BACKOFF)
-            .with_max_interval(MAX_BACKOFF)
-            .with_multiplier(2.0)
-            .with_randomization_factor(0.5)
-            .with_max_elapsed_time(None)
-            .build();
+        let mut policy = backoff_policy();
         let mut attempt = 0;
         loop {
             let outcome = {
@@ -371,12 +365,17 @@ mod tests {
         );
         assert_eq!(
             answer(401, br#"{"details":"incorrect username or password"}"#).message(),
-            "incorrect username or password"
+            "401 Unauthorized: incorrect username or password"
         );
-        assert_eq!(answer(403, b"<html>\n<b>denied</b>\n</html>").message(), "<html> <b>denied</b> </html>");
+        assert_eq!(
+            answer(403, b"<html>\n<b>denied</b>\n</html>").message(),
+            "403 Forbidden: <html> <b>denied</b> </html>"
+        );
         assert_eq!(answer(404, b"").message(), "404 Not Found");
-        assert_eq!(answer(429, b"").message(), "429 Too Many Requests");
+        let throttled = Answer { retry_after: Some(Duration::from_secs(3600)), ..answer(429, b"") };
+        assert_eq!(throttled.message(), "429 Too Many Requests (it asks to retry after 3600 s)");
         let long = answer(500, "x".repeat(1000).as_bytes()).message();
-        assert_eq!(long.chars().count(), 301, "cut at 300 characters and an ellipsis");
+        let words = long.strip_prefix("500 Internal Server Error: ").unwrap();
+        assert_eq!(words.chars().count(), 301, "cut at 300 characters and an ellipsis");
     }
 }
