@@ -106,6 +106,9 @@ pub enum Stored {
     Credentials(Credentials),
     /// No usable `auths` entry, but a credential helper (`docker-credential-NAME`) is configured for it.
     Helper(String),
+    /// An `auths` entry mcpfleet cannot use, and why (an error when the registry asks for credentials; other
+    /// registries are not held back by it).
+    Unusable(String),
     /// Nothing.
     Nothing,
 }
@@ -150,8 +153,8 @@ pub fn config_key(key: &str) -> String {
 }
 
 impl DockerConfig {
-    /// Reads the file at `path`; a missing file is an empty config. An unreadable or malformed file is an error
-    /// naming it (never quoting a credential).
+    /// Reads the file at `path`; a missing file is an empty config. An unreadable file, or one that is not a
+    /// Docker config file, is an error naming it (never quoting a credential).
     pub fn load(path: &Path) -> Result<DockerConfig, String> {
         let text = match std::fs::read(path) {
             Ok(t) => t,
@@ -163,7 +166,8 @@ impl DockerConfig {
         DockerConfig::parse(path, &text)
     }
 
-    /// Parses a Docker config file's text (`path` names it in messages).
+    /// Parses a Docker config file's text (`path` names it in messages). An entry that cannot be used is kept as
+    /// [`Stored::Unusable`], reported only if its registry asks for credentials.
     pub fn parse(path: &Path, text: &[u8]) -> Result<DockerConfig, String> {
         let shown = path.display();
         let file: ConfigFile = serde_json::from_slice(text)
@@ -171,16 +175,17 @@ impl DockerConfig {
         let mut auths = BTreeMap::new();
         for (key, entry) in file.auths {
             let stored = match (&entry.auth, &entry.username, &entry.password) {
-                (Some(auth), _, _) if !auth.is_empty() => Stored::Credentials(decode_auth(auth).ok_or_else(|| {
-                    format!("{shown}: auths.\"{key}\".auth is not the base64 of `username:password`")
-                })?),
+                (Some(auth), _, _) if !auth.is_empty() => match decode_auth(auth) {
+                    Some(c) => Stored::Credentials(c),
+                    None => Stored::Unusable(format!(
+                        "{shown}: auths.\"{key}\".auth is not the base64 of `username:password`"
+                    )),
+                },
                 (_, Some(u), Some(p)) if !u.is_empty() => Stored::Credentials(Credentials::new(u, p)),
-                _ if entry.identitytoken.is_some() => {
-                    return Err(format!(
-                        "{shown}: auths.\"{key}\" holds an identity token, which mcpfleet does not use; write a \
-                         username and password (or `auth`) for that registry"
-                    ));
-                }
+                _ if entry.identitytoken.is_some() => Stored::Unusable(format!(
+                    "{shown}: auths.\"{key}\" holds an identity token, which mcpfleet does not use; write a \
+                     username and password (or `auth`) for that registry"
+                )),
                 // `{}`: written by `docker login` when a credential helper keeps the secret.
                 _ => Stored::Nothing,
             };
@@ -198,7 +203,7 @@ impl DockerConfig {
     /// What the file holds for the registry `host` (as [`config_key`] writes it).
     pub fn lookup(&self, host: &str) -> Stored {
         match self.auths.get(host) {
-            Some(Stored::Credentials(c)) => Stored::Credentials(c.clone()),
+            Some(found @ (Stored::Credentials(_) | Stored::Unusable(_))) => found.clone(),
             _ => match self.helpers.get(host).or(self.store.as_ref()) {
                 Some(helper) => Stored::Helper(helper.clone()),
                 None => Stored::Nothing,
@@ -290,14 +295,23 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_docker_config_is_an_error_that_quotes_no_secret() {
+    fn a_broken_docker_config_or_entry_is_an_error_that_quotes_no_secret() {
         let path = Path::new("/c/config.json");
-        let err = DockerConfig::parse(path, br#"{"auths": {"ghcr.io": {"auth": "bm90LWEtcGFpcg=="}}}"#).unwrap_err();
-        assert_eq!(err, "/c/config.json: auths.\"ghcr.io\".auth is not the base64 of `username:password`");
-        let err = DockerConfig::parse(path, br#"{"auths": {"ghcr.io": {"auth": "%%%"}}}"#).unwrap_err();
-        assert!(err.contains("not the base64"), "{err}");
-        let err = DockerConfig::parse(path, br#"{"auths": {"x.io": {"identitytoken": "tok-123"}}}"#).unwrap_err();
-        assert!(err.contains("identity token") && !err.contains("tok-123"), "{err}");
+        let unusable = |text: &[u8], host: &str| match DockerConfig::parse(path, text).unwrap().lookup(host) {
+            Stored::Unusable(why) => why,
+            other => panic!("{other:?}"),
+        };
+        let text =
+            br#"{"auths": {"ghcr.io": {"auth": "bm90LWEtcGFpcg=="}, "quay.io": {"username": "u", "password": "p"}}}"#;
+        assert_eq!(
+            unusable(text, "ghcr.io"),
+            "/c/config.json: auths.\"ghcr.io\".auth is not the base64 of `username:password`"
+        );
+        let other = DockerConfig::parse(path, text).unwrap().lookup("quay.io");
+        assert_eq!(other, Stored::Credentials(Credentials::new("u", "p")), "other registries are not held back");
+        assert!(unusable(br#"{"auths": {"ghcr.io": {"auth": "%%%"}}}"#, "ghcr.io").contains("not the base64"));
+        let why = unusable(br#"{"auths": {"x.io": {"identitytoken": "tok-123"}}}"#, "x.io");
+        assert!(why.contains("identity token") && !why.contains("tok-123"), "{why}");
         let err = DockerConfig::parse(path, b"{\"auths\": [").unwrap_err();
         assert!(err.starts_with("/c/config.json: not a Docker config file"), "{err}");
         let missing = DockerConfig::load(Path::new("/nonexistent/dir/config.json")).unwrap();

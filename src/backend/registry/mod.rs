@@ -170,8 +170,13 @@ impl Registries {
         loaded.as_ref().map_err(Clone::clone)
     }
 
+    /// What the Docker config file holds for `registry`; an entry it cannot use is an error here, where the
+    /// registry asks for credentials.
     fn stored(&self, op: Op, registry: &str) -> Result<Stored, BackendError> {
-        self.docker().map(|d| d.lookup(registry)).map_err(|message| BackendError::Invalid { operation: op, message })
+        match self.docker().map(|d| d.lookup(registry)) {
+            Ok(Stored::Unusable(message)) | Err(message) => Err(BackendError::Invalid { operation: op, message }),
+            Ok(stored) => Ok(stored),
+        }
     }
 
     fn known(&self, repo: &RegistryRepo, digest: &str) -> Option<Vec<String>> {
@@ -373,6 +378,7 @@ impl Session<'_> {
                         host = self.repo.host,
                         file = self.config_file()
                     ),
+                    Ok(Stored::Unusable(why)) => why,
                     Ok(_) => format!(
                         "no credentials for {} in {} (the repository may be private, or not exist)",
                         self.repo.host,
