@@ -7,7 +7,8 @@
                       wrong credentials get 401
   proxy ...           a stub in front of a registry: strips Docker-Content-Digest (--strip-digest), answers the
                       first N manifest requests with 429 and Retry-After (--throttle N), holds each request for
-                      --delay-ms; GET /_lab/requests says what it saw: {"requests": [...], "maxInFlight": N}
+                      --delay-ms, asks for HTTP Basic credentials USER:PASSWORD (--basic-auth); GET /_lab/requests
+                      says what it saw: {"requests": [...], "maxInFlight": N}
   push ...            pushes an image through the distribution API over plain HTTP: blobs (POST then PUT
                       ?digest=), platform manifests by digest, then the index (or the one manifest) at the tag;
                       prints {"digest", "manifests": {platform: digest}} as JSON
@@ -203,6 +204,11 @@ class ProxyHandler(Quiet):
             time.sleep(st["delay"])
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if st["basic"] and self.headers.get("Authorization") != "Basic " + st["basic"]:
+            self.record(401)
+            envelope = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
+            challenge = ("WWW-Authenticate", 'Basic realm="registry-lab"')
+            return self.reply(401, envelope, [challenge, ("Content-Type", "application/json")])
         with st["lock"]:
             throttle = "/manifests/" in self.path and st["throttle"] > 0
             if throttle:
@@ -233,8 +239,9 @@ class ProxyHandler(Quiet):
             self.wfile.write(data)
 
     def record(self, status):
+        entry = {"method": self.command, "path": self.path, "status": status, "auth": self.headers.get("Authorization", "").split(" ")[0]}
         with self.state["lock"]:
-            self.state["requests"].append({"method": self.command, "path": self.path, "status": status})
+            self.state["requests"].append(entry)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = handle_any
 
@@ -246,6 +253,7 @@ def cmd_proxy(args):
         "throttle": args.throttle,
         "retry_after": args.retry_after,
         "delay": args.delay_ms / 1000.0,
+        "basic": base64.b64encode(args.basic_auth.encode()).decode() if args.basic_auth else None,
         "lock": threading.Lock(),
         "requests": [],
         "in_flight": 0,
@@ -381,6 +389,7 @@ def main():
     p.add_argument("--throttle", type=int, default=0)
     p.add_argument("--retry-after", type=int, default=1)
     p.add_argument("--delay-ms", type=int, default=0)
+    p.add_argument("--basic-auth", metavar="USER:PASSWORD")
     u = sub.add_parser("push")
     u.add_argument("--registry", required=True, help="HOST:PORT, plain HTTP")
     u.add_argument("--repository", required=True)

@@ -151,7 +151,7 @@ async fn token_auth_refuses_anonymous_pulls_with_the_registry_words_and_admits_d
     assert_eq!(calls(&r), counts(&[("GetManifest", 1), ("HeadManifest", 2), ("RegistryToken", 1)]));
 
     // Credentials in the Docker config file: the token service grants the pull.
-    let config = lab.docker_config("good", USER, PASSWORD, "");
+    let config = lab.docker_config("good", &lab.host, USER, PASSWORD);
     let r = client(&[&lab.host], Some(config));
     let info = one(&r, &repo, tag("v1")).await.unwrap().unwrap();
     assert_eq!((info.digest.as_str(), info.platforms.as_slice()), (pushed.as_str(), &["linux/arm64".to_string()][..]));
@@ -164,7 +164,7 @@ async fn token_auth_refuses_anonymous_pulls_with_the_registry_words_and_admits_d
     assert_eq!(calls(&r)["RegistryToken"], 2);
 
     // Wrong credentials: the token service's words, and which file they came from.
-    let config = lab.docker_config("wrong", USER, "not-the-password", "");
+    let config = lab.docker_config("wrong", &lab.host, USER, "not-the-password");
     let err = one(&client(&[&lab.host], Some(config.clone())), &repo, tag("v1")).await.unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("RegistryToken: http://"), "{text}");
@@ -178,6 +178,39 @@ async fn token_auth_refuses_anonymous_pulls_with_the_registry_words_and_admits_d
         "{text}"
     );
     assert!(!text.contains("not-the-password"));
+}
+
+#[tokio::test]
+async fn a_basic_auth_registry_gets_the_docker_config_credentials_with_each_request() {
+    let mut lab = RegistryLab::open();
+    let stub = lab.proxy(&["--basic-auth", "lab:basic-secret"]);
+    let pushed = lab.push("mcp/fetch", "latest", "oci-manifest", &["linux/arm64"]);
+    let repo = format!("{stub}/mcp/fetch");
+    let err = one(&client(&[&stub], None), &repo, tag("latest")).await.unwrap_err().to_string();
+    assert!(
+        err.contains(":latest: 401 Unauthorized: UNAUTHORIZED: authentication required; no credentials for"),
+        "{err}"
+    );
+
+    let config = lab.docker_config("basic", &stub, "lab", "basic-secret");
+    let r = client(&[&stub], Some(config));
+    let info = one(&r, &repo, tag("latest")).await.unwrap().unwrap();
+    assert_eq!((info.digest.as_str(), info.platforms.as_slice()), (pushed.as_str(), &["linux/arm64".to_string()][..]));
+    // The first HEAD learns the scheme; every later request carries the credentials at once, no token involved.
+    assert_eq!(calls(&r), counts(&[("GetBlob", 1), ("GetManifest", 1), ("HeadManifest", 2)]));
+    let seen: Vec<(String, String)> = http_json(&stub, "/_lab/requests")["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["path"].as_str().unwrap().starts_with("/v2/mcp/"))
+        .map(|q| (q["status"].to_string(), q["auth"].as_str().unwrap().to_string()))
+        .collect();
+    let expected = [("401", ""), ("401", ""), ("401", ""), ("200", "Basic"), ("200", "Basic"), ("200", "Basic")];
+    assert_eq!(
+        seen,
+        expected.map(|(s, a)| (s.to_string(), a.to_string())),
+        "anonymous refused (HEAD, GET), then Basic"
+    );
 }
 
 #[tokio::test]
@@ -463,7 +496,7 @@ fn the_binary_takes_registry_credentials_from_docker_config_and_insecure_registr
         registry_service("fetch", &format!("{host}/private/fetch:v1"), ""),
     )
     .unwrap();
-    let config = registry.docker_config("docker", USER, PASSWORD, "");
+    let config = registry.docker_config("docker", &registry.host, USER, PASSWORD);
     let plan = |docker_config: &std::path::Path| {
         let out = common::mcpfleet()
             .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap()])

@@ -212,15 +212,15 @@ impl RegistryLab {
         addr
     }
 
-    /// Writes a Docker config file into a directory of its own with `auths` for the registry (`user:password`
-    /// as base64 `auth`) and `extra` top-level fields; returns its path.
-    pub fn docker_config(&self, name: &str, user: &str, password: &str, extra: &str) -> PathBuf {
+    /// Writes a Docker config file into a directory of its own with `auths` for `host` (`user:password` as
+    /// base64 `auth`); returns its path.
+    pub fn docker_config(&self, name: &str, host: &str, user: &str, password: &str) -> PathBuf {
         use base64::Engine as _;
         let dir = self.dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         let path = dir.join("config.json");
-        std::fs::write(&path, format!(r#"{{"auths": {{"{}": {{"auth": "{auth}"}}}}{extra}}}"#, self.host)).unwrap();
+        std::fs::write(&path, format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#)).unwrap();
         path
     }
 }
