@@ -2,20 +2,21 @@
 """Seed a moto server with the example fleet's AWS world, or dump what mcpfleet made of it.
 
   moto_world.py seed --endpoint URL   create VPC/subnets/security group, the ECS cluster, ECR repositories with
-                                      images (multi-arch and amd64-only OCI indexes) and the secrets; print JSON
+                                      images (multi-arch and amd64-only OCI indexes), the secrets and the load
+                                      balancers below (documents.yaml exposes `mcp-documents`); print JSON
   moto_world.py dump --endpoint URL   print the ECS services and task definitions (with tags) as JSON
   moto_world.py ecs --endpoint URL OPERATION JSON
                                       call one ECS operation (boto3 snake_case name, JSON keyword arguments), e.g.
                                       to put a service in a state mcpfleet would not; print its answer
-  moto_world.py load-balancers --endpoint URL
-                                      in the seeded VPC: an ALB `mcp-alb` (idle timeout 120 s) in both subnets with an
-                                      HTTP listener forwarding to the `ip` target group `mcp-documents` (health check
-                                      /ready, deregistration delay 30 s), a second `ip` target group `mcp-documents-green`
-                                      behind a listener on port 8080, and an `instance` target group
-                                      `legacy-instances` without a listener; print their ARNs and the ALB's DNS name
   moto_world.py record --endpoint URL start|ops
                                       start moto's request recorder afresh (the server runs with
                                       MOTO_ENABLE_RECORDING=True), or print the requests recorded since, by operation
+
+The load balancers `seed` makes, in the seeded VPC (under "loadBalancers" in its JSON: their ARNs and the ALB's DNS
+name): an ALB `mcp-alb` (idle timeout 120 s) in both subnets with an HTTP listener forwarding to the `ip` target
+group `mcp-documents` (health check /ready, deregistration delay 30 s), a second `ip` target group
+`mcp-documents-green` behind a listener on port 8080, and an `instance` target group `legacy-instances` without a
+listener.
 
 Used by the integration tests (tests/common/aws_lab.rs); it expects a fresh server for `seed`.
 """
@@ -106,6 +107,7 @@ def seed(endpoint):
     return {
         "subnets": subnets, "securityGroups": [sg], "account": account,
         "registry": f"{account}.dkr.ecr.{REGION}.amazonaws.com", "images": images, "secrets": secrets,
+        "loadBalancers": load_balancers(endpoint, vpc, subnets),
     }
 
 
@@ -124,12 +126,9 @@ def dump(endpoint):
     return {"services": {s["serviceName"]: s for s in services}, "taskDefinitions": families}
 
 
-def load_balancers(endpoint):
-    ec2 = client("ec2", endpoint)
-    subnets = ec2.describe_subnets(Filters=[{"Name": "cidr-block", "Values": ["10.0.1.0/24", "10.0.2.0/24"]}])["Subnets"]
-    vpc = subnets[0]["VpcId"]
+def load_balancers(endpoint, vpc, subnets):
     elb = client("elbv2", endpoint)
-    lb = elb.create_load_balancer(Name="mcp-alb", Subnets=[s["SubnetId"] for s in subnets], Type="application",
+    lb = elb.create_load_balancer(Name="mcp-alb", Subnets=subnets, Type="application",
                                   Scheme="internal")["LoadBalancers"][0]
     elb.modify_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"],
                                         Attributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "120"}])
@@ -184,7 +183,7 @@ def record(endpoint, what):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["seed", "dump", "ecs", "load-balancers", "record"])
+    parser.add_argument("command", choices=["seed", "dump", "ecs", "record"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("args", nargs="*")
     args = parser.parse_intermixed_args()
@@ -193,8 +192,6 @@ def main():
             out = seed(args.endpoint)
         elif args.command == "dump":
             out = dump(args.endpoint)
-        elif args.command == "load-balancers":
-            out = load_balancers(args.endpoint)
         elif args.command == "ecs":
             op, kwargs = args.args
             out = getattr(client("ecs", args.endpoint), op)(**json.loads(kwargs))

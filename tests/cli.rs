@@ -451,6 +451,8 @@ fn plan_names_the_lines_of_an_unresolvable_tag_and_secrets() {
     ] {
         assert!(stderr.contains(&expected), "expected {expected}:\n{stderr}");
     }
+    let header = "error: 3 problems resolving the fleet's references (1 image, 2 secrets); nothing was changed:\n";
+    assert!(stderr.starts_with(header), "{stderr}");
 }
 
 #[test]

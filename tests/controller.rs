@@ -10,124 +10,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::controller::Controller;
 use common::lab::{ECR, Lab};
-use common::metrics;
 use serde_json::{Value, json};
-
-/// A running controller over a lab; killed on drop.
-struct Controller {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Controller {
-    fn start(lab: &Lab) -> Controller {
-        Controller::start_with(lab, &[])
-    }
-
-    fn start_with(lab: &Lab, extra: &[&str]) -> Controller {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = lab.manifests().with_file_name(format!("controller-{port}.log"));
-        let interval: &[&str] = if extra.contains(&"--interval") { &[] } else { &["--interval", "1s"] };
-        let speed: &[&str] = if extra.contains(&"--sim-speed") { &[] } else { &["--sim-speed", "10"] };
-        let child = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
-            .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap(), "--log-format", "json"])
-            .args(["run", "-f", lab.manifests().to_str().unwrap()])
-            .args(interval)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(speed)
-            .args(extra)
-            .env_remove("MCPFLEET_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let c = Controller { child, port, log };
-        c.wait_for("the HTTP server", || c.get("/healthz").is_some_and(|(code, _)| code == 200));
-        c
-    }
-
-    /// (status, body) of a GET, or None when nothing answers.
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        metrics::get(self.port, path)
-    }
-
-    /// Waits for `ok`, failing with the controller's log after [`metrics::DEADLINE`].
-    fn wait_for(&self, what: &str, ok: impl FnMut() -> bool) {
-        metrics::wait_until(what, ok, || format!("controller log:\n{}", self.log()));
-    }
-
-    /// Waits until the controller has completed `n` more passes (`n = 2`: a whole pass after this call).
-    fn wait_passes(&self, n: u32) {
-        metrics::wait_passes(self.port, n, || format!("controller log:\n{}", self.log()));
-    }
-
-    /// Passes completed so far.
-    fn passes(&self) -> f64 {
-        metrics::passes(self.port)
-    }
-
-    /// Whether `series` is there and at least `min` (a series not there yet is not an error while waiting).
-    fn reached(&self, series: &str, min: f64) -> bool {
-        metrics::find(&metrics::scrape(self.port), series).is_some_and(|v| v >= min)
-    }
-
-    /// `/readyz`'s `nextPassInSeconds`: how long the controller means to stay idle.
-    fn next_pass_in(&self) -> f64 {
-        let (_, body) = self.get("/readyz").expect("/readyz answers");
-        let body: Value = serde_json::from_str(&body).unwrap();
-        body["nextPassInSeconds"].as_f64().unwrap_or_else(|| panic!("no nextPassInSeconds: {body}"))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The first JSON log line (`--log-format json`) whose message is `message`, waiting for it: what the line
-    /// reports may be visible in the sim a moment before the line is written.
-    fn json_log_line(&self, message: &str) -> Value {
-        let find = || {
-            self.log()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|l| l["fields"]["message"] == message)
-        };
-        self.wait_for(&format!("a `{message}` log line"), || find().is_some());
-        find().unwrap()
-    }
-
-    /// The exit code, waiting at most `bound`; panics when it is still running then.
-    fn wait_exit(&mut self, bound: Duration) -> (Option<i32>, Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status.code(), start.elapsed());
-            }
-            assert!(start.elapsed() < bound, "did not exit within {bound:?}: {}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success());
-    }
-
-    /// The value of exactly `series`; fails when it is missing.
-    fn metric(&self, series: &str) -> f64 {
-        metrics::value(self.port, series)
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn status(lab: &Lab) -> Vec<Value> {
     let (_, doc) = lab.json(&["status", "--cluster", "mcp-prod", "-o", "json"]);
@@ -303,6 +191,50 @@ fn a_failed_rollout_is_rolled_back_and_not_retried() {
     assert_eq!(w.services["mcp-prod/search"].state.task_definition, w.families["search"][0].arn);
     assert_eq!(w.services["mcp-prod/search"].state.deployments.len(), deployments, "no new deployment");
     assert!(c.metric("mcpfleet_reconciles_total{outcome=\"held\"}") > held, "the later passes did not hold it");
+}
+
+#[test]
+fn a_failed_load_balancer_attach_is_rolled_back_whole_and_not_retried() {
+    let lab = Lab::new();
+    // database runs an image that is alive but never ready; without a load balancer that converges.
+    lab.ok(&["sim", "push", &format!("{ECR}/database:v2.1.0"), "--platform", "linux/amd64", "--unready"]);
+    lab.edit_manifest("database.yaml", "database:v2.0.1", "database:v2.1.0");
+    lab.ok(&["sim", "target-group", "mcp-database", "--health-path", "/health"]);
+    let c = Controller::start(&lab);
+    c.wait_for("the fleet to converge", || all_completed(&lab));
+    let before = lab.world().services["mcp-prod/database"].state.clone();
+
+    // Behind a target group its tasks never pass: the same revision goes back to how it last completed, without
+    // the load balancer and with the grace period it had.
+    lab.edit_manifest(
+        "database.yaml",
+        "  stopTimeout: 60s\n",
+        "  expose:\n    loadBalancers:\n      - targetGroup: mcp-database\n  stopTimeout: 60s\n",
+    );
+    c.wait_for("the rollback", || c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}") >= 1.0);
+    c.wait_for("the service back as it last completed", || {
+        let s = lab.world().services["mcp-prod/database"].state.clone();
+        s.load_balancers.is_empty()
+            && s.health_check_grace_period_seconds.unwrap_or(0) == 0
+            && s.running_count == 2
+            && s.primary().is_some_and(|p| p.rollout_state == mcpfleet::backend::RolloutState::Completed)
+    });
+    let failed = c.json_log_line("rollout failed; rolling back");
+    assert!(
+        failed["fields"]["reason"].as_str().is_some_and(|r| r.contains("Task failed ELB health checks")),
+        "{failed}"
+    );
+    // Held on the later passes: no new revision, no new deployment, and the revision is still a good one.
+    c.wait_for("the failed spec to be held", || c.reached("mcpfleet_reconciles_total{outcome=\"held\"}", 1.0));
+    let deployments = lab.world().services["mcp-prod/database"].state.deployments.clone();
+    c.wait_passes(2);
+    let w = lab.world();
+    let s = &w.services["mcp-prod/database"].state;
+    assert_eq!(w.families["database"].len(), 1);
+    assert_eq!(s.task_definition, before.task_definition);
+    assert_eq!(s.deployments, deployments, "no new deployment");
+    assert_eq!(w.families["database"][0].tags["mcpfleet.io/outcome"], "completed");
+    assert_eq!(c.metric("mcpfleet_services{state=\"failed\"}"), 1.0);
 }
 
 #[test]
@@ -780,5 +712,5 @@ fn run_prune_deletes_a_moved_services_old_copy_only_once_the_new_one_is_healthy(
     lab.ok(&["sim", "push", &format!("{ECR}/search:v0.9.2")]);
     lab.edit_manifest("search.yaml", "search:v0.9.1", "search:v0.9.2");
     c.wait_for("the old copy to be deleted", || !lab.world().services["mcp-prod/search"].state.is_active());
-    assert!(mcpfleet::state::runs_what_was_applied(&lab.world().services["mcp-other/search"].state));
+    assert!(mcpfleet::state::runs_what_was_applied(&lab.world().services["mcp-other/search"].state, None));
 }

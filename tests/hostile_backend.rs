@@ -171,7 +171,7 @@ fn a_missing_repository_is_reported_as_such_not_as_a_missing_tag() {
     assert!(stderr.contains(&format!("search.yaml:10): spec.image: repository `{ECR}/serch` not found")), "{stderr}");
     assert!(!stderr.contains("tag `"), "{stderr}");
     // The other services resolve: only the one naming the missing repository is reported.
-    assert!(stderr.starts_with("error: 1 image or secret reference(s) could not be resolved"), "{stderr}");
+    assert!(stderr.starts_with("error: 1 problem resolving the fleet's references (1 image)"), "{stderr}");
 }
 
 #[test]

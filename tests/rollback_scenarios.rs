@@ -3,23 +3,8 @@
 
 mod common;
 
-use common::lab::{ECR, Lab, entry, outcomes, writes};
+use common::lab::{ECR, Lab, TARGET_GROUP, entry, history, outcomes, service, writes};
 use serde_json::Value;
-
-fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
-}
-
-fn history(lab: &Lab, name: &str) -> Vec<(u64, String)> {
-    let (code, doc) = lab.json(&["history", name, "--cluster", "mcp-prod", "-o", "json"]);
-    assert_eq!(code, 0, "{doc:#}");
-    doc["revisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["revision"].as_u64().unwrap(), r["outcome"].as_str().unwrap().to_string()))
-        .collect()
-}
 
 #[test]
 fn an_unhealthy_image_is_rolled_back_and_not_retried_until_fixed() {
@@ -402,16 +387,8 @@ fn observed_td(sim: &mcpfleet::backend::sim::Sim) -> String {
 
 fn ecs_edit(sim: &mcpfleet::backend::sim::Sim, td: &str) {
     let update = mcpfleet::backend::ServiceUpdate {
-        cluster: "bench".into(),
-        service: "svc-00000".into(),
         task_definition: Some(td.into()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
+        ..mcpfleet::backend::ServiceUpdate::of("bench", "svc-00000")
     };
     sim.with_world(true, |w| w.update_service(&update)).unwrap().unwrap();
 }
@@ -796,14 +773,11 @@ fn rollback_wait_timeout_exits_4_holds_nothing_more_and_the_rollback_goes_on() {
 
 #[test]
 fn an_unready_image_fails_elb_health_checks_behind_a_target_group_and_rolls_out_without_one() {
+    // The example fleet exposes documents through the lab's target group (made again: the same ARN).
     let lab = Lab::new();
-    let arn = lab.ok(&["sim", "target-group", "mcp-documents", "--health-path", "/ready"]).trim().to_string();
-    lab.edit_manifest(
-        "documents.yaml",
-        "  readiness:\n",
-        "  expose:\n    loadBalancers:\n      - targetGroup: mcp-documents\n  readiness:\n",
-    );
+    let arn = lab.ok(&["sim", "target-group", TARGET_GROUP, "--health-path", "/ready"]).trim().to_string();
     assert_eq!(lab.apply(&["--wait"]).0, 0);
+    assert_eq!(lab.world().services["mcp-prod/documents"].state.load_balancers[0].target_group_arn, arn);
     let good_digest = lab.world().repositories[&format!("{ECR}/documents")].tags["v1.4.2"].clone();
     let pushed = lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.5.0"), "--unready"]);
     assert!(pushed.trim_end().ends_with(", unready)"), "{pushed}");

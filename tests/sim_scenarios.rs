@@ -5,7 +5,7 @@ mod common;
 
 use serde_json::Value;
 
-use common::lab::{ECR, Lab, entry, outcomes, writes};
+use common::lab::{ECR, Lab, TARGET_GROUP, entry, outcomes, writes};
 
 #[test]
 fn apply_from_empty_creates_pinned_services_then_converges() {
@@ -372,7 +372,18 @@ fn a_converged_status_describes_no_task_definition() {
     let (code, doc) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
     assert_eq!(code, 0);
     assert!(doc["services"].as_array().unwrap().iter().all(|s| s["drift"] == false), "{doc:#}");
-    assert_eq!(doc["apiCalls"]["calls"], serde_json::json!({"DescribeServices": 1}), "{doc:#}");
+    // One DescribeServices, and the ELBv2 reads that name the DNS of documents' load balancer.
+    assert_eq!(
+        doc["apiCalls"]["calls"],
+        serde_json::json!({
+            "DescribeServices": 1,
+            "DescribeTargetGroups": 1,
+            "DescribeTargetGroupAttributes": 1,
+            "DescribeLoadBalancers": 1,
+            "DescribeLoadBalancerAttributes": 1,
+        }),
+        "{doc:#}"
+    );
 }
 
 #[test]
@@ -522,11 +533,15 @@ fn labels_are_desired_state_and_only_mcpfleets_own_tags_are_removed() {
 
 #[test]
 fn service_connect_is_applied_reported_as_an_endpoint_and_removed_by_an_update() {
-    // The example fleet puts every service in the `mcp.internal` namespace.
+    // The example fleet puts every service in the `mcp.internal` namespace, and documents behind the target group
+    // the quickstart makes, which probes its readiness path: no warning.
     let lab = Lab::new();
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{doc:#}");
     let w = lab.world();
+    let tg = w.target_groups.values().find(|g| g.name == TARGET_GROUP).unwrap().arn.clone();
+    let dns = w.load_balancers.values().next().unwrap().dns_name.clone();
     let sc = w.services["mcp-prod/documents"].state.service_connect_configuration.clone().unwrap();
     assert!(sc.enabled);
     assert_eq!(sc.namespace.as_deref(), Some("mcp.internal"));
@@ -537,15 +552,24 @@ fn service_connect_is_applied_reported_as_an_endpoint_and_removed_by_an_update()
     assert_eq!(code, 0, "--detailed-exitcode: converged with Service Connect: {plan:#}");
     let status = lab.ok(&["status", "-f", lab.manifests().to_str().unwrap(), "-o", "json"]);
     let status: Value = serde_json::from_str(&status).unwrap();
-    let docs = status["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    let endpoints = |name: &str| {
+        status["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["endpoints"].clone()
+    };
     assert_eq!(
-        docs["endpoints"],
-        serde_json::json!([{"kind": "serviceConnect", "url": "http://documents.mcp.internal:8080"}])
+        endpoints("documents"),
+        serde_json::json!([
+            {"kind": "loadBalancer", "targetGroupArn": tg, "dnsName": dns},
+            {"kind": "serviceConnect", "url": "http://documents.mcp.internal:8080"},
+        ])
+    );
+    assert_eq!(
+        endpoints("search"),
+        serde_json::json!([{"kind": "serviceConnect", "url": "http://search.mcp.internal:3000"}])
     );
     let table = lab.ok(&["status", "-f", lab.manifests().to_str().unwrap()]);
     assert!(table.lines().next().unwrap().ends_with("ENDPOINT"), "{table}");
-    let row = table.lines().find(|l| l.starts_with("documents ")).unwrap();
-    assert!(row.ends_with(" http://documents.mcp.internal:8080"), "{table}");
+    let row = table.lines().find(|l| l.starts_with("database ")).unwrap();
+    assert!(row.ends_with(" http://database.mcp.internal:8080"), "{table}");
 
     // One service moves to its own alias and port: only it is updated, in place.
     lab.edit_manifest("search.yaml", "  port: ", "  expose: { serviceConnect: { dnsName: find, port: 80 } }\n  port: ");
@@ -556,6 +580,17 @@ fn service_connect_is_applied_reported_as_an_endpoint_and_removed_by_an_update()
     assert!(
         plan["services"].as_array().unwrap().iter().filter(|s| s["name"] != "search").all(|s| s["action"] == "noop")
     );
+    // Its tasks are started again on the same revision, as ECS does for new Service Connect settings, and the
+    // rollout is watched like any other.
+    let before = lab.world().services["mcp-prod/search"].state.clone();
+    let (code, doc) = lab.apply(&["--wait"]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(entry(&doc, "mcp-prod", "search")["outcome"], "updated", "{doc:#}");
+    let after = lab.world().services["mcp-prod/search"].state.clone();
+    assert_eq!(after.task_definition, before.task_definition);
+    assert_ne!(after.deployments[0].id, before.deployments[0].id, "a new deployment");
+    assert_eq!((after.deployments.len(), after.running_count), (1, 1));
+    assert_eq!(after.deployments[0].rollout_state, mcpfleet::backend::RolloutState::Completed);
 
     // Removing it from the fleet plans an update of every service, and apply turns it off.
     lab.edit_manifest("fleet.yaml", "  expose:\n    serviceConnect:\n      namespace: mcp.internal\n", "");
@@ -574,23 +609,26 @@ fn service_connect_is_applied_reported_as_an_endpoint_and_removed_by_an_update()
     assert_eq!(code, 0, "{plan:#}");
     let status = lab.ok(&["status", "-f", lab.manifests().to_str().unwrap(), "-o", "json"]);
     let status: Value = serde_json::from_str(&status).unwrap();
-    assert!(status["services"].as_array().unwrap().iter().all(|s| s["endpoints"] == serde_json::json!([])));
+    // Only documents' load balancer is left.
+    for s in status["services"].as_array().unwrap() {
+        let kinds: Vec<&str> = s["endpoints"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        let want: &[&str] = if s["name"] == "documents" { &["loadBalancer"] } else { &[] };
+        assert_eq!(kinds, want, "{status:#}");
+    }
 }
 
 #[test]
 fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
     let lab = Lab::new();
     let m = lab.manifests();
+    // documents.yaml as the example has it, behind target group `tg` instead of the example's.
+    let example_line = format!("      - targetGroup: {TARGET_GROUP}");
     let attach = |tg: &str| {
         std::fs::copy("manifests/documents.yaml", m.join("documents.yaml")).unwrap();
-        lab.edit_manifest(
-            "documents.yaml",
-            "  readiness:\n",
-            &format!("  expose:\n    loadBalancers:\n      - targetGroup: {tg}\n  readiness:\n"),
-        );
+        lab.edit_manifest("documents.yaml", &example_line, &format!("      - targetGroup: {tg}"));
     };
-    let line = std::fs::read_to_string("manifests/documents.yaml").unwrap().lines().position(|l| l == "  readiness:");
-    let line = line.unwrap() + 3; // the targetGroup line, 1-based
+    let example = std::fs::read_to_string("manifests/documents.yaml").unwrap();
+    let line = example.lines().position(|l| l.starts_with(&example_line)).unwrap() + 1;
     lab.ok(&["sim", "target-group", "legacy", "--target-type", "instance"]);
     lab.ok(&["sim", "target-group", "orphan", "--health-path", "/ready", "--no-load-balancer"]);
     let before = std::fs::read(lab.state()).unwrap();
@@ -605,20 +643,22 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
         let stderr = String::from_utf8(out.stderr).unwrap();
         let at = format!("documents.yaml:{line}): spec.expose.loadBalancers[0].targetGroup: ");
         assert!(stderr.contains(&at) && stderr.contains(&why), "{tg}: {stderr}");
-        assert!(stderr.contains("nothing was changed"), "{stderr}");
+        let header = "error: 1 problem resolving the fleet's references (1 target group); nothing was changed:\n";
+        assert!(stderr.starts_with(header), "the header names what failed: {stderr}");
         assert_eq!(std::fs::read(lab.state()).unwrap(), before, "{tg}: the sim state must be byte-identical");
     }
 
     // A target group probing another path than readiness is applied, with a warning.
-    let arn = lab.ok(&["sim", "target-group", "mcp-documents", "--health-path", "/health"]).trim().to_string();
-    attach("mcp-documents");
-    let out = lab.run(&["apply", "-f", m.to_str().unwrap(), "--wait"]);
+    let arn = lab.ok(&["sim", "target-group", "mcp-liveness", "--health-path", "/health"]).trim().to_string();
+    attach("mcp-liveness");
+    let out = lab.run(&["apply", "-f", m.to_str().unwrap(), "--wait", "-o", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let applied: Value = serde_json::from_slice(&out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
         stderr.contains("warning: service `documents`")
             && stderr.contains(
-                "target group `mcp-documents` health-checks `/health`, not the service's readiness.path `/ready`"
+                "target group `mcp-liveness` health-checks `/health`, not the service's readiness.path `/ready`"
             ),
         "{stderr}"
     );
@@ -644,6 +684,7 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
         "{plan:#}"
     );
     assert!(stderr.contains(&format!("warning: {listed}")), "the same text as on stderr: {stderr}");
+    assert_eq!(applied["warnings"], serde_json::json!([listed]), "apply -o json lists it too: {applied:#}");
 
     // status: the load balancer comes first among the endpoints, with the DNS name of the ALB routing to it, and
     // it is what the table shows.
@@ -667,7 +708,10 @@ fn a_load_balancer_is_resolved_checked_before_any_write_and_applied() {
     assert!(line.ends_with(" http://search.mcp.internal:3000"), "{table}");
 
     // Removing it is an update that detaches it.
-    std::fs::copy("manifests/documents.yaml", m.join("documents.yaml")).unwrap();
+    let expose = example.find("  expose:\n").unwrap();
+    let readiness = example.find("  readiness:\n").unwrap();
+    assert!(example[expose..readiness].lines().all(|l| l == "  expose:" || l.starts_with("    ")), "{example}");
+    std::fs::write(m.join("documents.yaml"), format!("{}{}", &example[..expose], &example[readiness..])).unwrap();
     let (code, plan) = lab.plan();
     assert_eq!(code, 2, "{plan:#}");
     let (code, doc) = lab.apply(&["--wait"]);

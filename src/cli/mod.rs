@@ -6,6 +6,7 @@ mod backend;
 mod healthcheck;
 mod history;
 mod plan;
+mod probe;
 mod progress;
 mod render;
 mod rollback;
@@ -22,7 +23,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code for success or "nothing to do".
 pub const EXIT_OK: u8 = 0;
-/// Exit code for any error: invalid spec, unresolvable image or secret, API failure.
+/// Exit code for any error: invalid spec, unresolvable or unusable image, secret or target group, API failure.
 pub const EXIT_ERROR: u8 = 1;
 
 #[derive(Debug, Parser)]
@@ -34,14 +35,14 @@ pub const EXIT_ERROR: u8 = 1;
 definitions and services: images pinned to their digest, ARM64 or X86_64 per service, Secrets Manager ARNs wired \
 in, stopTimeout and health checks set. The same manifests render a local Docker Compose stack.\n\n\
 Start with `mcpfleet validate -f manifests/`, then `mcpfleet render -f manifests/` to see what ECS would receive.",
-    after_help = "Exit codes: 0 success or nothing to do; 1 error (invalid spec, unresolvable image or secret, API failure); \
-2 plan --detailed-exitcode found changes; 3 a rollout failed; 4 --wait stopped at --timeout with a rollout still in progress."
+    after_help = "Exit codes: 0 success or nothing to do; 1 error (invalid spec, unresolvable or unusable image, secret or target group, \
+API failure); 2 plan --detailed-exitcode found changes; 3 a rollout failed; 4 --wait stopped at --timeout with a rollout still in progress."
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Where ECS, ECR and Secrets Manager live: real AWS, or the embedded simulator.
+    /// Where ECS, ECR, Secrets Manager and ELB live: real AWS, or the embedded simulator.
     #[arg(long, global = true, value_enum, default_value_t = Backend::Aws, env = "MCPFLEET_BACKEND")]
     pub backend: Backend,
 
@@ -112,6 +113,9 @@ pub enum Command {
     History(history::Args),
     /// Put a service back on its last known-good revision (or --to-revision N).
     Rollback(rollback::Args),
+    /// Check that MCP servers answer as clients need (handshake, tools/list, expected tools): one URL, or every
+    /// RUNNING task of a service (--cluster) and its endpoints.
+    Probe(probe::Args),
     /// Run the controller: reconcile every interval and on manifest changes; /healthz, /readyz, /metrics.
     Run(run::Args),
     /// Exit 0 when the controller's /healthz answers 200 (the container HEALTHCHECK).
@@ -152,6 +156,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
         Command::Rollback(args) => block_on(rollback::run(&cli, args)),
+        Command::Probe(args) => block_on(probe::run(&cli, args)),
         Command::Healthcheck(args) => healthcheck::run(args),
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -182,6 +187,7 @@ impl Command {
             Command::Apply(args) => args.output,
             Command::Status(args) => args.output,
             Command::History(args) => args.output,
+            Command::Probe(args) => args.output,
             _ => Output::Text,
         }
     }
@@ -209,10 +215,12 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 
 fn init_logging(format: LogFormat, long_running: bool, verbose: bool) {
     // A controller narrates its passes; one-shot commands print their own output and log only warnings.
+    // The MCP client's own lines (a worker that quits on a refused connection logs an error) repeat what the
+    // probe reports; they show with -v.
     let default = match (verbose, long_running) {
-        (true, _) => "info,mcpfleet=debug,aws_config=debug,aws_smithy_runtime=debug",
-        (false, true) => "info",
-        (false, false) => "warn",
+        (true, _) => "info,mcpfleet=debug,aws_config=debug,aws_smithy_runtime=debug,rmcp=debug",
+        (false, true) => "info,rmcp=off",
+        (false, false) => "warn,rmcp=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCPFLEET_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())

@@ -88,7 +88,8 @@ impl From<&BackendError> for ErrorKind {
 /// Why reconciling one service failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileFailure {
-    /// Its image or secrets did not resolve (each problem as reported by resolution); nothing was written.
+    /// Its image, secrets or target groups did not resolve (each problem as reported by resolution); nothing was
+    /// written.
     #[error("cannot resolve: {}", .0.join("; "))]
     Unresolved(Vec<String>),
     /// A call to ECS failed while converging it.

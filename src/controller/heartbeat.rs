@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use super::Shared;
 use crate::backend::{
-    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, Secrets, ServiceState, ServiceUpdate, Tags,
-    TaskDefinition, TdStatus,
+    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Secrets, ServiceState, ServiceUpdate,
+    Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -76,6 +76,12 @@ impl Ecs for Beating<dyn Ecs> {
     ) -> Result<Vec<String>, BackendError> {
         self.beat(self.inner.stopped_task_reasons(cluster, service, task_definition).await)
     }
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError> {
+        self.beat(self.inner.list_tasks(cluster, service, token).await)
+    }
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
+        self.beat(self.inner.describe_tasks(cluster, arns).await)
+    }
 }
 
 #[async_trait]
@@ -93,5 +99,15 @@ impl Images for Beating<dyn Images> {
 impl Secrets for Beating<dyn Secrets> {
     async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
         self.beat(self.inner.resolve(ids).await)
+    }
+}
+
+#[async_trait]
+impl TargetGroups for Beating<dyn TargetGroups> {
+    async fn target_groups(&self, ids: &[String]) -> Result<Vec<TargetGroup>, BackendError> {
+        self.beat(self.inner.target_groups(ids).await)
+    }
+    async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError> {
+        self.beat(self.inner.load_balancers(arns).await)
     }
 }

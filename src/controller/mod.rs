@@ -18,6 +18,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod manifests;
 pub mod metrics;
+pub mod probes;
 pub mod schedule;
 mod settle;
 
@@ -30,17 +31,19 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::backend::cache::{CachedImages, CachedSecrets};
+use crate::backend::cache::{CachedImages, CachedSecrets, CachedTargetGroups};
 use crate::backend::limits::Limited;
 use crate::backend::sim::{CallStats, Sim};
-use crate::backend::{Backend, Clock, Images, Op, Secrets, ServiceState, SystemClock};
+use crate::backend::{Backend, Clock, Images, Op, Secrets, ServiceState, SystemClock, TargetGroups};
 use crate::plan::{Action as PlanAction, Plan, PlanReason, ServicePlan};
+use crate::reconcile::verify::{GatePorts, Prober};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
 
 pub use self::backoff::{Backoffs, ErrorKind, ReconcileFailure};
 pub use health::{STALL_BOUND, Shared};
 use manifests::{Manifests, Reload};
-use metrics::{OperationLabel, StateLabel};
+use metrics::{OperationLabel, ServiceLabel, StateLabel};
+use probes::Probes;
 pub use schedule::{Action, FAST, Key, MIN_GAP, Schedule};
 
 /// How the controller runs.
@@ -54,8 +57,10 @@ pub struct Options {
     pub concurrency: usize,
     /// On the sim: virtual seconds that pass per real second between passes.
     pub sim_speed: f64,
-    /// How long a resolved digest or secret ARN is reused (until then, or until a manifest changes).
+    /// How long a resolved digest, secret ARN or target group is reused (until then, or until a manifest changes).
     pub cache_ttl: Duration,
+    /// Time between probes of a verified service's MCP server outside rollouts.
+    pub probe_interval: Duration,
 }
 
 /// The reconcile loop.
@@ -64,6 +69,7 @@ pub struct Controller {
     backend: Backend,
     images: Arc<CachedImages>,
     secrets: Arc<CachedSecrets>,
+    target_groups: Arc<CachedTargetGroups>,
     limited: Arc<Limited>,
     sim: Option<Arc<Sim>>,
     api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
@@ -78,11 +84,16 @@ pub struct Controller {
     /// Services seen rolling out their last good revision (a rollback), to report when it completes.
     rollbacks_in_flight: BTreeSet<(String, String)>,
     stop: Arc<AtomicBool>,
+    /// The MCP client of the rollout gate and the re-probes.
+    prober: Arc<dyn Prober>,
+    probes: Probes,
+    /// The services whose MCP series exist, so a service no longer verified loses them.
+    probed_labels: BTreeSet<ServiceLabel>,
 }
 
 impl Controller {
     /// `backend` is the plain backend (its ECS port is `limited`); the controller puts TTL caches in front of its
-    /// images and secrets.
+    /// images, secrets and target groups. `prober` is the MCP client verified services are probed with.
     pub fn new(
         opts: Options,
         backend: Backend,
@@ -90,26 +101,32 @@ impl Controller {
         sim: Option<Arc<Sim>>,
         api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
         shared: Arc<Shared>,
+        prober: Arc<dyn Prober>,
     ) -> Controller {
         let mut backend = backend;
         // The TTL is about how soon a moved tag is noticed: real time, even when the sim's clock runs faster.
         let wall: Arc<dyn Clock> = Arc::new(SystemClock);
         let images = Arc::new(CachedImages::new(backend.images.clone(), wall.clone(), opts.cache_ttl));
-        let secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall, opts.cache_ttl));
+        let secrets = Arc::new(CachedSecrets::new(backend.secrets.clone(), wall.clone(), opts.cache_ttl));
+        let target_groups = Arc::new(CachedTargetGroups::new(backend.target_groups.clone(), wall, opts.cache_ttl));
         // Every backend call that returns is progress for /healthz.
         backend.ecs = Arc::new(heartbeat::Beating { inner: backend.ecs, shared: shared.clone() });
         let cached_images: Arc<dyn Images> = images.clone();
         let cached_secrets: Arc<dyn Secrets> = secrets.clone();
         backend.images = Arc::new(heartbeat::Beating { inner: cached_images, shared: shared.clone() });
         backend.secrets = Arc::new(heartbeat::Beating { inner: cached_secrets, shared: shared.clone() });
+        let cached_target_groups: Arc<dyn TargetGroups> = target_groups.clone();
+        backend.target_groups = Arc::new(heartbeat::Beating { inner: cached_target_groups, shared: shared.clone() });
         Controller {
             backing: Backoffs::new(opts.interval),
             schedule: Schedule::new(opts.interval),
+            probes: Probes::new(opts.probe_interval),
             manifests: Manifests::new(opts.paths.clone()),
             opts,
             backend,
             images,
             secrets,
+            target_groups,
             limited,
             sim,
             api_calls,
@@ -120,7 +137,14 @@ impl Controller {
             passes: 0,
             rollbacks_in_flight: BTreeSet::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            prober,
+            probed_labels: BTreeSet::new(),
         }
+    }
+
+    /// What the MCP gate probes with.
+    fn gate_ports(&self) -> GatePorts<'_> {
+        GatePorts { prober: self.prober.as_ref(), target_groups: self.backend.target_groups.as_ref() }
     }
 
     /// The flag that makes the loop stop starting new work.
@@ -132,7 +156,12 @@ impl Controller {
     pub async fn run(mut self) {
         while !self.stop.load(Ordering::SeqCst) {
             self.pass().await;
-            let next = self.schedule.next_pass(Instant::now());
+            let now = Instant::now();
+            let mut next = self.schedule.next_pass(now);
+            // A verified service's probe falling due wakes the loop too (never sooner than the minimum gap).
+            if let Some(probe) = self.probes.next_due() {
+                next = next.min(probe.max(now + MIN_GAP));
+            }
             crate::backend::lock(&self.shared.status).next_pass = Some(next);
             // Wake early for a manifest change or a stop.
             loop {
@@ -205,6 +234,7 @@ impl Controller {
                     // resolved against the registry and the secret store as they are now.
                     self.images.forget();
                     self.secrets.forget();
+                    self.target_groups.forget();
                 }
                 // An edited service is reconciled at once, whatever its backoff.
                 for key in &changed {
@@ -261,6 +291,7 @@ impl Controller {
                     }
                     self.shared.metrics.reconcile("unresolved");
                     let key = (svc.cluster.clone(), svc.name.clone());
+                    let problems = problems.iter().map(ToString::to_string).collect();
                     self.error_policy(&key, &ReconcileFailure::Unresolved(problems));
                 }
             }
@@ -301,7 +332,12 @@ impl Controller {
 
         let results = self.reconcile_services(&desired, &plan, &observed).await;
         let now = Instant::now();
+        // A service this pass changed (or failed to) runs something other than what was observed: not probed.
+        let mut moving = busy;
         for (key, result) in results {
+            if !matches!(result, Ok(Action::AwaitChange)) {
+                moving.insert(key.1.clone());
+            }
             match result {
                 Ok(action) => {
                     self.backing.succeeded(&key);
@@ -313,6 +349,7 @@ impl Controller {
                 }
             }
         }
+        self.reprobe(&desired, &observed, &moving).await;
         let backing_off = self.backing.waiting_count(Instant::now()) as i64;
         for state in ["converged", "rolling_out", "settling", "failed"] {
             let n = states.get(state).copied().unwrap_or(0) as i64;

@@ -12,7 +12,7 @@ use crate::plan;
 use crate::reconcile::settle::{self, Pending, pending as unsettled};
 use crate::reconcile::watch::{self, RolloutResult, Target};
 use crate::reconcile::{Desired, Observed};
-use crate::state::ServiceTags;
+use crate::state::{self, ServiceTags};
 
 use super::Controller;
 
@@ -40,7 +40,8 @@ impl Controller {
                 continue;
             };
             let key = (state.cluster.clone(), state.name.clone());
-            let target = match unsettled(state, d.rollout.progress_deadline_secs) {
+            let applied = state::applied_networking(state, Some(&d.ecs));
+            let target = match unsettled(state, d.rollout.progress_deadline_secs, applied.as_ref()) {
                 Pending::Settled => {
                     // A rollback seen in flight whose deployment has completed since: the service is back.
                     if self.rollbacks_in_flight.remove(&key)
@@ -61,7 +62,7 @@ impl Controller {
                     continue;
                 }
                 Pending::Rollout(target) => {
-                    if ServiceTags::of(state).last_good == Some(target.task_definition.as_str()) {
+                    if target.is_rollback(ServiceTags::of(state).last_good) {
                         self.rollbacks_in_flight.insert(key);
                     }
                     target
@@ -92,7 +93,7 @@ impl Controller {
     /// watched by later passes; a failed rollback is reported once and left alone. Returns whether a rollback
     /// failed.
     async fn settle(
-        &self,
+        &mut self,
         d: &Desired,
         state: &ServiceState,
         target: &Target,
@@ -101,12 +102,22 @@ impl Controller {
         let ecs = self.backend.ecs.as_ref();
         let td = &target.task_definition;
         let (service, cluster) = (&state.name, &state.cluster);
-        match settle::settle_service(ecs, state, target, &result, settle::Policy::of(&d.rollout), None).await? {
-            settle::Settled::Completed { rollback: true } => {
+        let ports = settle::Ports { ecs, clock: self.backend.clock.as_ref(), gate: Some(self.gate_ports()) };
+        let policy = settle::Policy::for_service(d, ports.gate);
+        let settled = settle::settle_service(ports, state, target, &result, policy, None).await?;
+        self.gate_reported(d, &settled);
+        match settled {
+            settle::Settled::Completed { rollback: true, .. } => {
                 info!(service, cluster, revision = %td, "rollback completed")
             }
-            settle::Settled::Completed { rollback: false } => {
+            settle::Settled::Completed { rollback: false, verified: None } => {
                 info!(service, cluster, revision = %td, "rollout completed")
+            }
+            settle::Settled::Completed { rollback: false, verified: Some(passed) } => {
+                info!(service, cluster, revision = %td, tools = passed.tools, "rollout completed; MCP verification passed");
+                if let Some(w) = passed.warning {
+                    warn!(service, cluster, warning = %w, "stateful MCP server behind a load balancer");
+                }
             }
             settle::Settled::RollbackFailed { reason } => {
                 self.shared.metrics.rollback("failed");

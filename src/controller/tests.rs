@@ -267,7 +267,7 @@ fn service(primary_td: &str, state: &str, tags: &[(&str, &str)]) -> ServiceState
 #[test]
 fn a_rollback_in_progress_is_watched_not_counted_as_converged() {
     let s = service(LG, "IN_PROGRESS", &[(TAG_TASK_DEFINITION, LG), (TAG_LAST_GOOD, LG), (TAG_FAILED_SPEC_HASH, "x")]);
-    match unsettled(&s, 600) {
+    match unsettled(&s, 600, None) {
         Pending::Rollout(t) => {
             assert_eq!(t.task_definition, LG);
             assert_eq!(t.deadline_ms, 1_000_000 + 600_000);
@@ -276,33 +276,33 @@ fn a_rollback_in_progress_is_watched_not_counted_as_converged() {
     }
     // Completed: settled.
     let s = service(LG, "COMPLETED", &[(TAG_TASK_DEFINITION, LG), (TAG_LAST_GOOD, LG)]);
-    assert!(matches!(unsettled(&s, 600), Pending::Settled));
+    assert!(matches!(unsettled(&s, 600, None), Pending::Settled));
 }
 
 #[test]
 fn a_failed_rollback_is_judged_once_then_left_alone() {
     let tags = [(TAG_TASK_DEFINITION, LG), (TAG_LAST_GOOD, LG), (TAG_FAILED_SPEC_HASH, "x")];
     let s = service(LG, "FAILED", &tags);
-    let Pending::Rollout(t) = unsettled(&s, 600) else { panic!("a failed rollback is not judged") };
+    let Pending::Rollout(t) = unsettled(&s, 600, None) else { panic!("a failed rollback is not judged") };
     assert!(matches!(watch::judge(&t, &s, 1_000_001), Some(RolloutResult::Failed { .. })));
     let mut reported = s.clone();
     reported.tags.insert(TAG_ROLLBACK_FAILED.into(), "ecs-svc/7".into());
-    assert!(matches!(unsettled(&reported, 600), Pending::FailedRollback));
+    assert!(matches!(unsettled(&reported, 600, None), Pending::FailedRollback));
     // A later deployment of the same revision is watched again.
     reported.tags.insert(TAG_ROLLBACK_FAILED.into(), "ecs-svc/3".into());
-    assert!(matches!(unsettled(&reported, 600), Pending::Rollout(_)));
+    assert!(matches!(unsettled(&reported, 600, None), Pending::Rollout(_)));
 }
 
 #[test]
 fn a_new_revision_is_watched_and_drift_to_another_revision_is_left_to_the_plan() {
     let s = service(NEW, "IN_PROGRESS", &[(TAG_TASK_DEFINITION, NEW), (TAG_LAST_GOOD, LG)]);
-    assert!(matches!(unsettled(&s, 600), Pending::Rollout(t) if t.task_definition == NEW));
+    assert!(matches!(unsettled(&s, 600, None), Pending::Rollout(t) if t.task_definition == NEW));
     // Someone deployed another revision over the last good one: drift, corrected by the plan, not a rollback.
     let s = service(NEW, "IN_PROGRESS", &[(TAG_TASK_DEFINITION, LG), (TAG_LAST_GOOD, LG)]);
-    assert!(matches!(unsettled(&s, 600), Pending::Settled));
+    assert!(matches!(unsettled(&s, 600, None), Pending::Settled));
     // The failed spec of a service without a good revision is settled.
     let s = service(NEW, "FAILED", &[(TAG_TASK_DEFINITION, NEW), (TAG_SPEC_HASH, "h"), (TAG_FAILED_SPEC_HASH, "h")]);
-    assert!(matches!(unsettled(&s, 600), Pending::Settled));
+    assert!(matches!(unsettled(&s, 600, None), Pending::Settled));
 }
 
 #[tokio::test]

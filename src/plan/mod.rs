@@ -15,8 +15,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
-use crate::render::ecs::{EcsService, NetworkConfiguration, ServiceConnectConfiguration, ServiceInput, transport_of};
+use crate::render::ecs::{EcsService, ServiceInput, transport_of};
 use crate::render::json_of;
+use crate::state::networking::{as_set, network_as_sets, service_connect_as_sets};
 use crate::state::{self, ServiceTags, TAG_TASK_DEFINITION};
 
 /// What will happen to a service.
@@ -199,56 +200,6 @@ pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
     changes
 }
 
-/// Subnets and security groups are sets to ECS (it may echo them in any order): sorted and deduplicated here so
-/// only a real difference counts as drift.
-fn network_as_sets(n: &NetworkConfiguration) -> NetworkConfiguration {
-    let set = |v: &[String]| {
-        let mut v = v.to_vec();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let mut out = n.clone();
-    out.awsvpc_configuration.subnets = set(&n.awsvpc_configuration.subnets);
-    out.awsvpc_configuration.security_groups = set(&n.awsvpc_configuration.security_groups);
-    out
-}
-
-/// A list ECS treats as a set (load balancers may be echoed in any order), sorted and deduplicated.
-fn as_set<T: Ord + Clone>(v: &[T]) -> Vec<T> {
-    let mut v = v.to_vec();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
-/// Service Connect as a comparable value: off and absent are the same, services and client aliases are sets, and
-/// a namespace ECS echoes as an ARN where the manifest names it (or the reverse) is taken as the same one: telling
-/// them apart needs Cloud Map, and a manifest change of the namespace is caught by the spec hash anyway.
-fn service_connect_as_sets(
-    observed: Option<&ServiceConnectConfiguration>,
-    wanted: Option<&ServiceConnectConfiguration>,
-) -> (Option<ServiceConnectConfiguration>, Option<ServiceConnectConfiguration>) {
-    let norm = |c: Option<&ServiceConnectConfiguration>| {
-        let mut c = c.filter(|c| c.enabled)?.clone();
-        for s in &mut c.services {
-            s.client_aliases.sort_unstable();
-            s.client_aliases.dedup();
-        }
-        c.services.sort_unstable();
-        c.services.dedup();
-        Some(c)
-    };
-    let (mut observed, wanted) = (norm(observed), norm(wanted));
-    if let (Some(o), Some(w)) = (&mut observed, &wanted)
-        && let (Some(on), Some(wn)) = (&o.namespace, &w.namespace)
-        && on.starts_with("arn:") != wn.starts_with("arn:")
-    {
-        o.namespace.clone_from(&w.namespace);
-    }
-    (observed, wanted)
-}
-
 fn change(path: &str, from: impl Serialize + Debug, to: impl Serialize + Debug) -> Change {
     Change { path: path.into(), from: Some(json_of(&from)), to: Some(json_of(&to)) }
 }
@@ -288,7 +239,7 @@ pub fn plan_service_with(
         plan.changes = relabel;
         return plan;
     }
-    if !retry_failed && state::holds(obs, hash) {
+    if !retry_failed && state::holds(obs, hash, state::applied_networking(obs, Some(desired)).as_ref()) {
         plan.action = Action::Noop;
         plan.reason = Some(PlanReason::Held);
         return plan;

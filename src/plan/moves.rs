@@ -59,9 +59,10 @@ impl Successor {
 }
 
 /// Whether a service serves what mcpfleet last applied to it: its only deployment completed on the revision
-/// mcpfleet asked for, every task running, and not a spec held back as failed.
+/// mcpfleet asked for, every task running, and not a spec held back as failed (as far as the service's own state
+/// tells; a plan also knows the spec, see [`mark_successors`]).
 pub fn is_healthy(state: &ServiceState) -> bool {
-    state.is_active() && state::runs_what_was_applied(state)
+    state.is_active() && state::runs_what_was_applied(state, None)
 }
 
 /// A service that may replace a removed one: a desired service, or one observed under a desired name that this
@@ -86,23 +87,27 @@ impl<'a> Candidate<'a> {
 }
 
 /// Marks each delete in `plans` whose service a candidate replaces (see the module doc). A successor is healthy
-/// when it is planned unchanged and `observe(cluster, name)` reports it healthy; one being created, updated or not
-/// planned this pass (a rollout in flight) is not.
+/// when it is planned unchanged (not held back as failed) and `observe(cluster, name)` reports it healthy; one
+/// being created, updated, held or not planned this pass (a rollout in flight) is not.
 pub fn mark_successors<'a>(
     plans: &mut [ServicePlan],
     candidates: &[Candidate<'_>],
     orphans: &[ServiceState],
     observe: impl Fn(&str, &str) -> Option<&'a ServiceState>,
 ) {
-    let action_of = |plans: &[ServicePlan], cluster: &str, name: &str| {
-        plans.iter().find(|p| p.cluster == cluster && p.name == name).map(|p| p.action)
+    let unchanged = |plans: &[ServicePlan], cluster: &str, name: &str| {
+        plans.iter().any(|p| {
+            p.cluster == cluster
+                && p.name == name
+                && p.action == Action::Noop
+                && p.reason != Some(super::PlanReason::Held)
+        })
     };
     let mut found = Vec::new();
     for (i, p) in plans.iter().enumerate().filter(|(_, p)| p.action == Action::Delete) {
         let Some(orphan) = orphans.iter().find(|o| o.cluster == p.cluster && o.name == p.name) else { continue };
         let Some((c, replacement)) = successor_of(orphan, candidates, orphans) else { continue };
-        let healthy = action_of(plans, c.cluster, c.name) == Some(Action::Noop)
-            && observe(c.cluster, c.name).is_some_and(is_healthy);
+        let healthy = unchanged(plans, c.cluster, c.name) && observe(c.cluster, c.name).is_some_and(is_healthy);
         let (name, cluster) = (c.name.to_string(), c.cluster.to_string());
         found.push((i, Successor { name, cluster, replacement, healthy }));
     }

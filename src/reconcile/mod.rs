@@ -6,10 +6,12 @@
 //! the service's tags are written last, so a run interrupted between register and update is finished, not
 //! duplicated, by the next one.
 
+pub mod endpoints;
 pub mod resolve;
 pub mod retention;
 pub mod rollout;
 pub mod settle;
+pub mod verify;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,15 +25,20 @@ use crate::plan::moves::Candidate;
 use crate::plan::{self, Action, Plan, ServicePlan};
 use crate::render::Resolved;
 use crate::render::ecs::{self, EcsService};
-use crate::spec::{ValidFleet, ValidRollout, ValidService};
+use crate::spec::{ValidFleet, ValidMcp, ValidRollout, ValidService};
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn};
 
 /// Why a reconcile could not proceed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReconcileError {
-    /// Images or secrets that could not be resolved; nothing was written.
-    #[error("{} image or secret reference(s) could not be resolved; nothing was changed:\n  {}", .0.len(), .0.join("\n  "))]
-    Resolution(Vec<String>),
+    /// Images, secrets or target groups that could not be resolved (or resolved to something the service cannot
+    /// use); nothing was written.
+    #[error(
+        "{}; nothing was changed:\n  {}",
+        resolve::summary(.0),
+        .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    )]
+    Resolution(Vec<resolve::Problem>),
     /// Services that exist under a desired name but are not managed by mcpfleet; nothing was written.
     #[error("{} service(s) exist but are not managed by mcpfleet (tag them mcpfleet.io/managed-by=mcpfleet to adopt); nothing was changed:\n  {}", .0.len(), .0.join("\n  "))]
     Unmanaged(Vec<String>),
@@ -46,6 +53,8 @@ pub enum ReconcileError {
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub rollout: ValidRollout,
+    /// What a rollout must show MCP clients before it is good.
+    pub mcp: ValidMcp,
     pub ecs: EcsService,
     /// Resolution's warnings about this service (see [`Resolved::warnings`]), for the caller to show.
     pub warnings: Vec<String>,
@@ -54,7 +63,12 @@ pub struct Desired {
 impl Desired {
     /// Renders one service from its spec and resolution.
     pub fn new(svc: &ValidService, res: &Resolved) -> Self {
-        Desired { rollout: svc.rollout.clone(), ecs: ecs::render(svc, res), warnings: res.warnings.clone() }
+        Desired {
+            rollout: svc.rollout.clone(),
+            mcp: svc.mcp.clone(),
+            ecs: ecs::render(svc, res),
+            warnings: res.warnings.clone(),
+        }
     }
 }
 
@@ -382,18 +396,28 @@ async fn converge(
         }
         Some(o) => {
             // The revision running now may have completed without anyone watching (apply without --wait):
-            // record it as last-good first, so a failure of the rollout started here can be rolled back.
-            if let Some(good) = rollout::record_proven_good(ecs, o).await? {
+            // record it as last-good first, so a failure of the rollout started here can be rolled back. A
+            // verified service's revision is good only once the MCP gate passed it, which the settle path did
+            // before planning (see `settle::settle_found`): what it has not recorded is not good.
+            if !d.mcp.verified()
+                && let Some(good) =
+                    rollout::record_proven_good(ecs, o, state::applied_networking(o, Some(&d.ecs)).as_ref()).await?
+            {
                 progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
             }
             progress(&d.ecs.name, "updating service");
             ecs.update_service(&ServiceUpdate::converge(&input, &td, o)).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-            ecs.tag_resource(&o.arn, &tags).await?;
-            let gone = plan::labels::removed(&d.ecs, &o.tags);
+            let mut gone = plan::labels::removed(&d.ecs, &o.tags);
+            // A service no longer verified drops its last verification: the tag is room its labels may need.
+            if !d.mcp.verified() && o.tags.contains_key(state::TAG_VERIFICATION) {
+                gone.push(state::TAG_VERIFICATION.to_string());
+            }
+            // Removed first, so a swap of labels at ECS's 50 tags never passes through 51.
             if !gone.is_empty() {
                 ecs.untag_resource(&o.arn, &gone).await?;
             }
+            ecs.tag_resource(&o.arn, &tags).await?;
         }
     }
     Ok(td)
@@ -410,12 +434,17 @@ async fn relabel(
     let Some(o) = observed else { return Ok(None) };
     progress(&d.ecs.name, "updating labels");
     let (tags, gone) = (plan::labels::tags(&d.ecs), plan::labels::removed(&d.ecs, &o.tags));
+    // The revision's tool record (of a verification, now or before) may fill the tags new labels need.
+    if tags.keys().any(|k| !o.tags.contains_key(k)) {
+        verify::make_room(ecs, &o.task_definition, &tags).await?;
+    }
     for arn in [&o.arn, &o.task_definition] {
-        if !tags.is_empty() {
-            ecs.tag_resource(arn, &tags).await?;
-        }
+        // Removed first, so a swap of labels at ECS's 50 tags never passes through 51.
         if !gone.is_empty() {
             ecs.untag_resource(arn, &gone).await?;
+        }
+        if !tags.is_empty() {
+            ecs.tag_resource(arn, &tags).await?;
         }
     }
     Ok(Some(o.task_definition.clone()))

@@ -26,6 +26,64 @@ pub const SECRET_BATCH: usize = 10;
 /// Image repositories looked up at the same time (each registry outside ECR also limits its own requests).
 pub const REPOSITORIES_AT_ONCE: usize = 8;
 
+/// What a resolution problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reference {
+    /// `spec.image`: its repository, tag or digest, or the architecture its platforms allow.
+    Image,
+    /// A secret of `spec.secrets`, or `spec.registryCredentials`.
+    Secret,
+    /// A target group of `spec.expose.loadBalancers`.
+    TargetGroup,
+}
+
+impl Reference {
+    /// The noun for `n` of them.
+    pub fn noun(self, n: usize) -> &'static str {
+        match (self, n) {
+            (Reference::Image, 1) => "image",
+            (Reference::Image, _) => "images",
+            (Reference::Secret, 1) => "secret",
+            (Reference::Secret, _) => "secrets",
+            (Reference::TargetGroup, 1) => "target group",
+            (Reference::TargetGroup, _) => "target groups",
+        }
+    }
+}
+
+/// A reference that could not be resolved, or that resolved to something the service cannot use: the located
+/// message a user reads, and what it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub about: Reference,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(about: Reference, message: String) -> Problem {
+        Problem { about, message }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The error's header: how many problems, and how many of each kind (`3 problems resolving the fleet's references
+/// (1 image, 2 target groups)`).
+pub fn summary(problems: &[Problem]) -> String {
+    let mut counts: BTreeMap<Reference, usize> = BTreeMap::new();
+    for p in problems {
+        *counts.entry(p.about).or_default() += 1;
+    }
+    let counts: Vec<String> = counts.into_iter().map(|(about, n)| format!("{n} {}", about.noun(n))).collect();
+    let n = problems.len();
+    let noun = if n == 1 { "problem" } else { "problems" };
+    format!("{n} {noun} resolving the fleet's references ({})", counts.join(", "))
+}
+
 /// What to look the image up by: its digest when pinned, else its tag. `None` only for a reference with neither,
 /// which validation refuses, but a `ValidService` built by hand could hold one: that service then fails alone.
 fn selector(svc: &ValidService) -> Option<ImageSelector> {
@@ -44,7 +102,7 @@ pub async fn resolve(
     target_groups: &dyn TargetGroups,
 ) -> Result<Vec<Resolved>, ReconcileError> {
     let each = resolve_each(fleet, images, secrets, target_groups).await?;
-    let problems: Vec<String> = each.iter().filter_map(|r| r.as_ref().err()).flatten().cloned().collect();
+    let problems: Vec<Problem> = each.iter().filter_map(|r| r.as_ref().err()).flatten().cloned().collect();
     if problems.is_empty() {
         Ok(each.into_iter().flatten().collect())
     } else {
@@ -60,7 +118,7 @@ pub async fn resolve_each(
     images: &dyn Images,
     secrets: &dyn Secrets,
     target_groups: &dyn TargetGroups,
-) -> Result<Vec<Result<Resolved, Vec<String>>>, ReconcileError> {
+) -> Result<Vec<Result<Resolved, Vec<Problem>>>, ReconcileError> {
     // Images, grouped by repository.
     let mut by_repo: BTreeMap<String, BTreeSet<ImageSelector>> = BTreeMap::new();
     for svc in &fleet.services {
@@ -94,7 +152,7 @@ pub async fn resolve_each(
             }
             // Every other call would fail the same way: one error, not one per repository and secret.
             Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
-            Err(e) => problems.push(format!("image repository {repo}: {e}")),
+            Err(e) => problems.push(Problem::new(Reference::Image, format!("image repository {repo}: {e}"))),
         }
     }
 
@@ -106,7 +164,7 @@ pub async fn resolve_each(
         .collect();
     let ids: Vec<String> = ids.into_iter().collect();
     let mut arns = BTreeMap::new();
-    for found in batched(&ids, SECRET_BATCH, "secrets", &mut problems, |chunk| secrets.resolve(chunk)).await? {
+    for found in batched(&ids, SECRET_BATCH, Reference::Secret, &mut problems, |chunk| secrets.resolve(chunk)).await? {
         arns.extend(found);
     }
     // Target groups, distinct.
@@ -114,7 +172,7 @@ pub async fn resolve_each(
         fleet.services.iter().flat_map(|s| s.load_balancers.iter().map(|lb| lb.target_group.clone())).collect();
     let ids: Vec<String> = ids.into_iter().collect();
     let mut groups = Vec::new();
-    let batches = batched(&ids, DESCRIBE_TARGET_GROUPS_BATCH, "target groups", &mut problems, |chunk| {
+    let batches = batched(&ids, DESCRIBE_TARGET_GROUPS_BATCH, Reference::TargetGroup, &mut problems, |chunk| {
         target_groups.describe(chunk)
     });
     for found in batches.await? {
@@ -127,13 +185,14 @@ pub async fn resolve_each(
     let mut out = Vec::with_capacity(fleet.services.len());
     for svc in &fleet.services {
         let mut problems = Vec::new();
+        let image = |message| Problem::new(Reference::Image, message);
         // Only a problem needs the service's location: the field's line where the spec kept it.
         let at = |line: usize| format!("service `{}` ({}:{line})", svc.name, svc.source.file);
         let Some(selector) = selector(svc) else {
             let image = &svc.image;
-            out.push(Err(vec![format!(
-                "{}: spec.image: `{image}` has neither a tag nor a digest",
-                at(svc.lines.image)
+            out.push(Err(vec![Problem::new(
+                Reference::Image,
+                format!("{}: spec.image: `{image}` has neither a tag nor a digest", at(svc.lines.image)),
             )]));
             continue;
         };
@@ -141,11 +200,12 @@ pub async fn resolve_each(
         let name = svc.image.name();
         let architecture = match info {
             None if let Some(why) = missing_repos.get(name.as_str()) => {
-                problems.push(format!("{}: spec.image: repository `{name}` not found ({why})", at(svc.lines.image)));
+                problems
+                    .push(image(format!("{}: spec.image: repository `{name}` not found ({why})", at(svc.lines.image))));
                 None
             }
             None if let Some(why) = refused_repos.get(name.as_str()) => {
-                problems.push(format!("{}: spec.image: {why}", at(svc.lines.image)));
+                problems.push(image(format!("{}: spec.image: {why}", at(svc.lines.image))));
                 None
             }
             None => {
@@ -153,13 +213,14 @@ pub async fn resolve_each(
                     ImageSelector::Tag(t) => format!("tag `{t}`"),
                     ImageSelector::Digest(d) => format!("digest `{d}`"),
                 };
-                problems.push(format!("{}: spec.image: {what} not found in {}", at(svc.lines.image), svc.image.name()));
+                let name = svc.image.name();
+                problems.push(image(format!("{}: spec.image: {what} not found in {name}", at(svc.lines.image))));
                 None
             }
             Some(info) => match pick_architecture(svc.architecture, &info.platforms) {
                 Ok(a) => Some(a),
                 Err(e) => {
-                    problems.push(format!("{}: spec.architecture: {e}", at(svc.source.line)));
+                    problems.push(image(format!("{}: spec.architecture: {e}", at(svc.source.line))));
                     None
                 }
             },
@@ -172,7 +233,8 @@ pub async fn resolve_each(
                 }
                 None => {
                     let line = svc.lines.secrets.get(env).copied().unwrap_or(svc.source.line);
-                    problems.push(format!("{}: spec.secrets.{env}: secret `{}` not found", at(line), r.secret))
+                    let message = format!("{}: spec.secrets.{env}: secret `{}` not found", at(line), r.secret);
+                    problems.push(Problem::new(Reference::Secret, message));
                 }
             }
         }
@@ -180,13 +242,17 @@ pub async fn resolve_each(
             let arn = arns.get(id).cloned();
             if arn.is_none() {
                 let line = svc.lines.registry_credentials;
-                problems.push(format!("{}: spec.registryCredentials: secret `{id}` not found", at(line)));
+                problems.push(Problem::new(
+                    Reference::Secret,
+                    format!("{}: spec.registryCredentials: secret `{id}` not found", at(line)),
+                ));
             }
             arn
         });
         let mut warnings: Vec<String> =
             moved_tag(svc, &found).map(|w| format!("{}: spec.image: {w}", at(svc.lines.image))).into_iter().collect();
         let mut target_group_arns = Vec::with_capacity(svc.load_balancers.len());
+        let target_group = |message| Problem::new(Reference::TargetGroup, message);
         for (i, lb) in svc.load_balancers.iter().enumerate() {
             let line = svc.lines.target_groups.get(i).copied().unwrap_or(svc.source.line);
             let field = format!("{}: spec.expose.loadBalancers[{i}].targetGroup", at(line));
@@ -195,10 +261,10 @@ pub async fn resolve_each(
                 if lb.target_group.starts_with("arn:") { tg.arn == lb.target_group } else { tg.name == lb.target_group }
             });
             match info {
-                None => problems.push(format!("{field}: target group `{}` not found", lb.target_group)),
+                None => problems.push(target_group(format!("{field}: target group `{}` not found", lb.target_group))),
                 Some(info) => {
                     let judged = judge_target_group(svc, info);
-                    problems.extend(judged.problems.iter().map(|p| format!("{field}: {p}")));
+                    problems.extend(judged.problems.iter().map(|p| target_group(format!("{field}: {p}"))));
                     warnings.extend(judged.warnings.iter().map(|w| format!("{field}: {w}")));
                     target_group_arns.push(info.target_group.arn.clone());
                 }
@@ -231,14 +297,14 @@ struct Judged {
     warnings: Vec<String>,
 }
 
-/// Asks `call` for `ids` in batches of `batch`: the answers of the batches that succeeded. A failed batch is one
-/// problem (`what: error`) and resolution goes on, so every problem is reported at once; missing or refused
+/// Asks `call` for `ids` (of `about`) in batches of `batch`: the answers of the batches that succeeded. A failed
+/// batch is one problem (`secrets: error`) and resolution goes on, so every problem is reported at once; missing or refused
 /// credentials stop it at once instead of repeating for every batch.
 async fn batched<'a, T, F, Fut>(
     ids: &'a [String],
     batch: usize,
-    what: &str,
-    problems: &mut Vec<String>,
+    about: Reference,
+    problems: &mut Vec<Problem>,
     mut call: F,
 ) -> Result<Vec<T>, ReconcileError>
 where
@@ -250,7 +316,7 @@ where
         match call(chunk).await {
             Ok(found) => out.push(found),
             Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
-            Err(e) => problems.push(format!("{what}: {e}")),
+            Err(e) => problems.push(Problem::new(about, format!("{}: {e}", about.noun(2)))),
         }
     }
     Ok(out)
@@ -373,9 +439,10 @@ mod tests {
         let each = resolve_each(&fleet, b.images.as_ref(), b.secrets.as_ref(), b.target_groups.as_ref()).await.unwrap();
         let problems = each[0].as_ref().unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].starts_with("service `svc-00000` (fleet.yaml:"), "{problems:?}");
+        assert_eq!(problems[0].about, Reference::Image);
+        assert!(problems[0].message.starts_with("service `svc-00000` (fleet.yaml:"), "{problems:?}");
         assert!(
-            problems[0].ends_with(
+            problems[0].message.ends_with(
                 "spec.image: `123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/repo-0` has neither a tag nor a digest"
             ),
             "{problems:?}"

@@ -2,7 +2,9 @@
 //! backoff) until each rollout completed, failed, or ran out of time.
 //!
 //! Success means the PRIMARY deployment is COMPLETED **and** the service runs the task definition that was
-//! asked for: a circuit-breaker rollback also ends in a COMPLETED deployment, of the old revision.
+//! asked for: a circuit-breaker rollback also ends in a COMPLETED deployment, of the old revision — or of the same
+//! revision with its old networking, when the rollout changed only the networking (the target then knows the
+//! networking it deploys).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::backend::{Clock, Ecs, RolloutState, ServiceState, breaker_threshold};
-use crate::state::short;
+use crate::state::{Networking, breaker_rolled_back, short};
 
 use super::{POLL_MAX, POLL_MIN, Progress};
 
@@ -20,8 +22,19 @@ pub struct Target {
     pub cluster: String,
     pub name: String,
     pub task_definition: String,
+    /// The networking a spec's rollout deploys with its task definition, when the spec is at hand; None for a
+    /// rollback (it goes back to a revision as that last completed) or a rollout whose spec is not known.
+    pub networking: Option<Box<Networking>>,
     /// Epoch ms after which the rollout counts as failed.
     pub deadline_ms: u64,
+}
+
+impl Target {
+    /// Whether it is the way back to the service's last good revision (`last_good`), as that last completed: not
+    /// the rollout of a spec, which may deploy the last good revision with new networking.
+    pub fn is_rollback(&self, last_good: Option<&str>) -> bool {
+        self.networking.is_none() && last_good == Some(self.task_definition.as_str())
+    }
 }
 
 /// How a rollout ended, or that waiting for it stopped first.
@@ -56,6 +69,8 @@ pub enum FailureKind {
     TasksFailed,
     /// `rollout.progressDeadline` passed before the rollout completed.
     DeadlineExceeded,
+    /// ECS completed the rollout, but the MCP gate failed it (see `reconcile::verify`).
+    VerificationFailed,
 }
 
 impl RolloutResult {
@@ -100,6 +115,17 @@ fn judge_with(t: &Target, s: &ServiceState, now_ms: u64, why_stopped: &str) -> O
             (FailureKind::Replaced, "another deployment replaced it, moving the service")
         };
         return failed(kind, format!("{who} to {}{}", short(&p.task_definition), why_stopped));
+    }
+    // The same revision, but the breaker went back to the networking it last completed with.
+    if t.networking.as_ref().is_some_and(|n| breaker_rolled_back(s) && n.differs_from(s)) {
+        return failed(
+            FailureKind::RolledBackByEcs,
+            format!(
+                "ECS's deployment circuit breaker rolled the service back to {} with the networking it last completed with{}",
+                short(&p.task_definition),
+                why_stopped
+            ),
+        );
     }
     match p.rollout_state {
         RolloutState::Completed if p.running_count == s.desired_count => Some(RolloutResult::Completed),

@@ -144,6 +144,14 @@ codes! {
     TargetGroupTwice = "E1508", "a target group listed twice";
     LoadBalancerPort = "E1509", "a load balancer containerPort that is not the container's port (spec.port)";
     HealthCheckGracePeriod = "E1510", "healthCheckGracePeriod outside 0s..2147483647s";
+    // E16xx: MCP verification (validate::mcp).
+    McpPath = "E1601", "an mcp path that does not start with `/` or has spaces or quotes";
+    McpEndpointMissing = "E1602", "`verify: endpoint` without a load balancer or Service Connect in `expose`";
+    McpToolName = "E1603", "an expected tool name that is not 1-128 letters, digits, `_`, `-` or `.`";
+    McpToolTwice = "E1604", "an expected tool listed twice";
+    McpTimeout = "E1605", "an mcp timeout outside 1s..60s";
+    McpUnverified = "E1606", "expectTools or allowToolRemoval on a service that is not verified";
+    McpLabels = "E1607", "more than 38 labels on a verified service";
 }
 
 impl fmt::Display for Code {

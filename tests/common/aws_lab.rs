@@ -18,7 +18,8 @@ pub struct AwsLab {
 }
 
 impl AwsLab {
-    /// A fresh moto, seeded, with the example manifests copied and pointed at its subnets and security group.
+    /// A fresh moto, seeded (images, secrets, and the load balancers of [`AwsLab::load_balancers`]), with the
+    /// example manifests copied and pointed at its subnets and security group.
     pub fn new() -> AwsLab {
         let python = super::python();
         let moto_server = python.with_file_name("moto_server");
@@ -136,10 +137,11 @@ impl AwsLab {
         self.world(&["ecs", operation, &args.to_string()])
     }
 
-    /// An ALB with listeners forwarding to two `ip` target groups, and an `instance` target group without one
-    /// (`moto_world.py load-balancers`): their ARNs and the ALB's DNS name.
-    pub fn load_balancers(&self) -> Value {
-        self.world(&["load-balancers"])
+    /// The seeded ALB with listeners forwarding to two `ip` target groups (`mcp-documents`, which documents.yaml
+    /// names, and `mcp-documents-green`), and an `instance` target group without one: their ARNs and the ALB's
+    /// DNS name.
+    pub fn load_balancers(&self) -> &Value {
+        &self.seed["loadBalancers"]
     }
 
     /// Starts moto's request recorder afresh.

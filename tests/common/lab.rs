@@ -8,8 +8,11 @@ use mcpfleet::backend::sim::World;
 use serde_json::Value;
 
 pub const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp";
+/// The target group documents.yaml exposes the service through (the quickstart makes it, health check `/ready`).
+pub const TARGET_GROUP: &str = "mcp-documents";
 
-/// A copy of the example manifests and a fresh sim state, seeded as the quickstart does.
+/// A copy of the example manifests and a fresh sim state, seeded as the quickstart does: images, secrets and
+/// documents' target group.
 pub struct Lab {
     dir: tempfile::TempDir,
 }
@@ -28,6 +31,7 @@ impl Lab {
         for s in ["prod/mcp/openai-key", "prod/mcp/db-password", "prod/mcp/search-api-key"] {
             lab.ok(&["sim", "secret", s]);
         }
+        lab.ok(&["sim", "target-group", TARGET_GROUP, "--health-path", "/ready"]);
         lab
     }
 
@@ -104,6 +108,23 @@ impl Lab {
         assert!(text.contains(from));
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
     }
+}
+
+/// One service of a `plan`, `apply` or `status` JSON document, by name (the example fleet has one cluster).
+pub fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["services"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
+}
+
+/// `history NAME` in the example fleet's cluster, newest first: (revision, outcome).
+pub fn history(lab: &Lab, name: &str) -> Vec<(u64, String)> {
+    let (code, doc) = lab.json(&["history", name, "--cluster", "mcp-prod", "-o", "json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    doc["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["revision"].as_u64().unwrap(), r["outcome"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 /// One service of a `plan` or `apply` JSON document, by cluster and name.

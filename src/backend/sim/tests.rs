@@ -86,18 +86,7 @@ fn a_healthy_deployment_completes_within_its_bounds() {
     let mut td = w.find_task_definition(&v1).unwrap().spec.clone();
     td.tags = vec![Tag { key: "x".into(), value: "y".into() }];
     let v3 = w.register_task_definition(&td).arn;
-    let update = ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: Some(v3.clone()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    };
+    let update = ServiceUpdate { task_definition: Some(v3.clone()), ..ServiceUpdate::of("mcp", "docs") };
     w.update_service(&update).unwrap();
     let mut completed = false;
     for _ in 0..40 {
@@ -122,18 +111,7 @@ fn the_circuit_breaker_fails_and_silently_rolls_back() {
     let (mut w, v1) = world_with_service(2, 200, 100);
     w.advance_to(w.now_ms + 60_000);
     let v2 = w.find_task_definition("docs:2").unwrap().arn.clone();
-    let update = ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: Some(v2.clone()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    };
+    let update = ServiceUpdate { task_definition: Some(v2.clone()), ..ServiceUpdate::of("mcp", "docs") };
     w.update_service(&update).unwrap();
     w.advance_to(w.now_ms + 10 * 60_000);
     let s = state(&w);
@@ -147,6 +125,131 @@ fn the_circuit_breaker_fails_and_silently_rolls_back() {
     assert_eq!(breaker_threshold(2), 3);
     assert_eq!(breaker_threshold(100), 50);
     assert_eq!(breaker_threshold(1000), 200);
+}
+
+#[test]
+fn new_networking_load_balancers_or_service_connect_roll_the_same_revision_out_again() {
+    use crate::render::ecs::{
+        LoadBalancer, ServiceConnectClientAlias, ServiceConnectConfiguration, ServiceConnectService,
+    };
+    let (mut w, v1) = world_with_service(2, 200, 100);
+    w.advance_to(w.now_ms + 60_000);
+    let mut input = docs(2, 200, 100).create_service;
+    input.task_definition = v1.clone();
+    // Applies `input` as mcpfleet converges a service (every field sent); returns whether a deployment started,
+    // after checking that it rolled the same revision out to completion.
+    let apply = |w: &mut World, input: &ServiceInput| {
+        let before = state(w).primary().unwrap().id.clone();
+        w.update_service(&ServiceUpdate::converge(input, &v1, state(w))).unwrap();
+        let s = state(w);
+        let started = s.primary().unwrap().id != before;
+        if started {
+            assert_eq!((s.deployments.len(), s.primary().unwrap().rollout_state), (2, RolloutState::InProgress));
+            assert_eq!(s.primary().unwrap().task_definition, v1, "the same revision");
+        }
+        w.advance_to(w.now_ms + 60_000);
+        let s = state(w);
+        assert_eq!((s.deployments.len(), s.primary().unwrap().rollout_state), (1, RolloutState::Completed));
+        assert_eq!((s.task_definition.as_str(), s.running_count), (v1.as_str(), 2));
+        started
+    };
+
+    assert!(!apply(&mut w, &input), "everything sent again unchanged starts nothing");
+    input.service_connect_configuration = Some(ServiceConnectConfiguration {
+        enabled: true,
+        namespace: Some("mcp.internal".into()),
+        services: vec![ServiceConnectService {
+            port_name: "mcp".into(),
+            discovery_name: Some("docs".into()),
+            client_aliases: vec![ServiceConnectClientAlias { port: 8080, dns_name: Some("docs.mcp.internal".into()) }],
+        }],
+    });
+    assert!(apply(&mut w, &input), "Service Connect turned on");
+    assert!(!apply(&mut w, &input));
+    input.load_balancers = vec![LoadBalancer {
+        target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/docs/0123456789abcdef"
+            .into(),
+        container_name: "docs".into(),
+        container_port: 8080,
+    }];
+    assert!(apply(&mut w, &input), "a load balancer attached");
+    assert!(!apply(&mut w, &input));
+    input.service_connect_configuration = None;
+    assert!(apply(&mut w, &input), "Service Connect turned off");
+    input.load_balancers.clear();
+    assert!(apply(&mut w, &input), "the load balancer detached");
+    assert!(!apply(&mut w, &input), "nothing to turn off where nothing runs");
+    assert_eq!(state(&w).service_connect_configuration, Some(ServiceConnectConfiguration::disabled()));
+    input.network_configuration.awsvpc_configuration.subnets.push("subnet-0def5678".into());
+    assert!(apply(&mut w, &input), "another subnet");
+    input.desired_count = 3;
+    let before = state(&w).primary().unwrap().id.clone();
+    w.update_service(&ServiceUpdate::converge(&input, &v1, state(&w))).unwrap();
+    assert_eq!(state(&w).primary().unwrap().id, before, "a new desired count scales the deployment that runs");
+}
+
+#[test]
+fn the_circuit_breaker_goes_back_to_the_last_completed_service_revision_on_the_same_task_definition() {
+    use crate::backend::TargetType;
+    use crate::render::ecs::{LoadBalancer, ServiceConnectConfiguration};
+    let (mut w, v1) = world_with_service(2, 200, 100);
+    let tg = w.create_target_group(&target_group_spec("docs", "/ready", TargetType::Ip, true)).unwrap();
+    // docs:1 runs an image that is alive but never ready: fine without a load balancer.
+    let digest = w.repositories[ECR].tags["v1"].clone();
+    w.repositories.get_mut(ECR).unwrap().images.get_mut(&digest).unwrap().unready = true;
+    w.advance_to(w.now_ms + 60_000);
+    let before = state(&w).clone();
+    assert_eq!(before.primary().unwrap().rollout_state, RolloutState::Completed);
+
+    // The same revision behind a target group, with a grace period: a new deployment, whose tasks fail ELB's
+    // health checks while the old deployment's tasks, outside the target group, keep serving.
+    let mut input = docs(2, 200, 100).create_service;
+    input.load_balancers =
+        vec![LoadBalancer { target_group_arn: tg.clone(), container_name: "docs".into(), container_port: 8080 }];
+    input.health_check_grace_period_seconds = Some(30);
+    w.update_service(&ServiceUpdate::converge(&input, &v1, &before)).unwrap();
+    let failed = state(&w).primary().unwrap().id.clone();
+    w.advance_to(w.now_ms + 10 * 60_000);
+    let s = state(&w);
+    assert!(s.events.iter().any(|e| e.message.contains(&format!("(deployment {failed}) deployment failed"))));
+    assert!(
+        s.events.iter().any(|e| e.message.contains(&format!("Task failed ELB health checks in (target-group {tg})")))
+    );
+    // Back on the revision that completed: the same task definition without the load balancer; the grace period,
+    // not part of a service revision, stays as set.
+    assert_eq!(s.task_definition, v1);
+    assert!(s.load_balancers.is_empty(), "{s:#?}");
+    assert_eq!(s.network_configuration, before.network_configuration);
+    assert_eq!(s.service_connect_configuration, before.service_connect_configuration);
+    assert_eq!(s.health_check_grace_period_seconds, Some(30));
+    let p = s.primary().unwrap();
+    assert_ne!(p.id, failed);
+    assert_eq!((p.rollout_state, s.running_count, s.deployments.len()), (RolloutState::Completed, 2, 1));
+
+    // Service Connect is part of the revision too: turned on and failing (the image now fails every new task),
+    // it is turned off again by the rollback, whose tasks start once the image is fixed.
+    let sc = ServiceConnectConfiguration::disabled();
+    let mut on = input.clone();
+    on.load_balancers.clear();
+    on.service_connect_configuration = Some(ServiceConnectConfiguration { enabled: true, ..sc });
+    w.repositories.get_mut(ECR).unwrap().images.get_mut(&digest).unwrap().unhealthy = true;
+    w.update_service(&ServiceUpdate::converge(&on, &v1, state(&w))).unwrap();
+    assert!(state(&w).service_connect_configuration.as_ref().is_some_and(|c| c.enabled));
+    while !state(&w).primary().unwrap().rollout_state_reason.contains("rolling back") {
+        w.advance_to(w.now_ms + TICK_MS);
+    }
+    w.repositories.get_mut(ECR).unwrap().images.get_mut(&digest).unwrap().unhealthy = false;
+    w.advance_to(w.now_ms + 5 * 60_000);
+    let s = state(&w);
+    assert_eq!(s.service_connect_configuration, before.service_connect_configuration, "{s:#?}");
+    assert_eq!((s.primary().unwrap().rollout_state, s.running_count), (RolloutState::Completed, 2));
+
+    // A service from a state file written before deployments recorded their networking still loads.
+    let mut old = serde_json::to_value(&w.services["mcp/docs"]).unwrap();
+    let fields = old.as_object_mut().unwrap();
+    assert!(fields.remove("deployed").is_some() && fields.remove("lastCompletedNetworking").is_some());
+    let back: SimService = serde_json::from_value(old).unwrap();
+    assert!(back.deployed.is_empty() && back.last_completed_networking.is_none());
 }
 
 #[test]
@@ -225,19 +328,7 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
     let (mut w, v1) = world_with_service(2, 200, 100);
     w.advance_to(w.now_ms + 60_000);
     let v2 = "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:2";
-    w.update_service(&ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: Some(v2.into()),
-        desired_count: None,
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    })
-    .unwrap();
+    w.update_service(&ServiceUpdate { task_definition: Some(v2.into()), ..ServiceUpdate::of("mcp", "docs") }).unwrap();
     w.advance_to(w.now_ms + 5 * 60_000);
     let sim = Sim::in_memory(w);
     let reasons = sim.stopped_task_reasons("mcp", "docs", v2).await.unwrap();
@@ -254,18 +345,7 @@ async fn stopped_tasks_of_a_revision_report_ecs_reasons() {
 async fn updates_accept_ecs_tag_propagation_values_only() {
     let (w, _) = world_with_service(1, 200, 100);
     let sim = Sim::in_memory(w);
-    let update = ServiceUpdate {
-        cluster: "mcp".into(),
-        service: "docs".into(),
-        task_definition: None,
-        desired_count: Some(2),
-        deployment_configuration: None,
-        network_configuration: None,
-        service_connect_configuration: None,
-        load_balancers: None,
-        health_check_grace_period_seconds: None,
-        tagging: None,
-    };
+    let update = ServiceUpdate { desired_count: Some(2), ..ServiceUpdate::of("mcp", "docs") };
     let tagging = |p: &str| crate::backend::TagPropagation { propagate_tags: p.into(), enable_ecs_managed_tags: true };
     let with = |p: &str| ServiceUpdate { tagging: Some(tagging(p)), ..update.clone() };
     for ok in ["SERVICE", "TASK_DEFINITION", "NONE"] {
@@ -388,4 +468,91 @@ fn an_image_from_a_state_file_before_unready_loads_and_saves_as_before() {
     let text = serde_json::to_string(&unready).unwrap();
     assert!(text.contains(r#""unready":true"#), "{text}");
     assert_eq!(serde_json::from_str::<SimImage>(&text).unwrap(), unready);
+}
+
+#[tokio::test]
+async fn running_tasks_have_ids_statuses_and_the_address_of_the_url_their_image_serves() {
+    let (mut w, v1) = world_with_service(3, 200, 100);
+    // One tick launches v1's tasks; they are still starting: listed as PENDING, without an address yet.
+    w.advance_to(w.now_ms + TICK_MS);
+    let sim = Sim::in_memory(w.clone());
+    let tasks = sim.service_tasks("mcp", "docs").await.unwrap();
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
+    assert!(tasks.iter().all(|t| t.last_status == crate::backend::TaskStatus::Pending && t.private_ipv4.is_none()));
+
+    w.advance_to(w.now_ms + 60_000);
+    let sim = Sim::in_memory(w.clone());
+    let running = sim.service_tasks("mcp", "docs").await.unwrap();
+    assert_eq!(running.len(), 3);
+    assert!(running.iter().all(|t| t.last_status == crate::backend::TaskStatus::Running && t.task_definition == v1));
+    assert!(running.iter().all(|t| t.arn.starts_with("arn:aws:ecs:us-east-1:123456789012:task/mcp/")), "{running:?}");
+    let pending_arns: Vec<&String> = tasks.iter().map(|t| &t.arn).collect();
+    let running_arns: Vec<&String> = running.iter().map(|t| &t.arn).collect();
+    assert_eq!(pending_arns, running_arns, "a launch that settles keeps its ARN");
+    assert!(running.iter().all(|t| t.private_ipv4.is_none() && t.port.is_none()), "v1 serves nothing: no address");
+    assert_eq!((sim.stats().get("ListTasks"), sim.stats().get("DescribeTasks")), (1, 1));
+
+    // An image pushed with --serves: its tasks report the URL's host and port.
+    let served = ServedUrl::parse("http://127.0.0.1:45678/mcp").unwrap();
+    let repo = w.repositories.get_mut(ECR).unwrap();
+    let digest = repo.tags["v1"].clone();
+    repo.images.get_mut(&digest).unwrap().serves = Some(served);
+    let sim = Sim::in_memory(w);
+    let served = sim.service_tasks("mcp", "docs").await.unwrap();
+    assert!(
+        served.iter().all(|t| t.private_ipv4.as_deref() == Some("127.0.0.1") && t.port == Some(45678)),
+        "{served:?}"
+    );
+    let one =
+        sim.describe_tasks("mcp", &[served[1].arn.clone(), "arn:aws:ecs:x:1:task/mcp/nope".into()]).await.unwrap();
+    assert_eq!(one, vec![served[1].clone()], "DescribeTasks answers the known ARNs");
+    assert!(sim.describe_tasks("other", &[served[1].arn.clone()]).await.unwrap().is_empty(), "another cluster's");
+}
+
+#[tokio::test]
+async fn list_tasks_pages_a_hundred_at_a_time() {
+    let (mut w, _) = world_with_service(250, 200, 100);
+    w.advance_to(w.now_ms + 60_000);
+    let sim = Sim::in_memory(w);
+    sim.set_throttling(false);
+    let first = sim.list_tasks("mcp", "docs", None).await.unwrap();
+    assert_eq!((first.arns.len(), first.next_token.as_deref()), (100, Some("100")));
+    let tasks = sim.service_tasks("mcp", "docs").await.unwrap();
+    assert_eq!(tasks.len(), 250);
+    assert_eq!(tasks.iter().map(|t| &t.arn).collect::<std::collections::BTreeSet<_>>().len(), 250, "unique ARNs");
+    // One page was listed above; service_tasks lists 3 and describes 3 batches.
+    assert_eq!((sim.stats().get("ListTasks"), sim.stats().get("DescribeTasks")), (4, 3));
+    let err = sim.list_tasks("mcp", "docs", Some("x")).await.unwrap_err();
+    assert!(err.to_string().contains("invalid nextToken"), "{err}");
+}
+
+#[test]
+fn served_urls_must_be_http_with_an_ipv4_host() {
+    let ok = ServedUrl::parse("http://127.0.0.1:8081/mcp").unwrap();
+    assert_eq!((ok.ip().to_string(), ok.port()), ("127.0.0.1".to_string(), 8081));
+    assert_eq!(ServedUrl::parse("http://127.0.0.1/mcp").unwrap().port(), 80);
+    for bad in ["https://127.0.0.1:8081/mcp", "http://localhost:8081/mcp", "127.0.0.1:8081", "http://[::1]:1/"] {
+        assert!(ServedUrl::parse(bad).is_err(), "{bad}");
+    }
+    // A hand-edited state file with a bad URL is an error naming it, not a crash.
+    let err = serde_json::from_str::<SimImage>(r#"{"platforms":[],"unhealthy":false,"serves":"ftp://x"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--serves `ftp://x`: must be an http:// URL"), "{err}");
+}
+
+#[test]
+fn a_resource_keeps_at_most_fifty_tags_as_on_ecs() {
+    let (mut w, v1) = world_with_service(1, 200, 100);
+    let have = w.describe_task_definition(&v1).unwrap().tags.len();
+    let tags = |from: usize, n: usize| -> BTreeMap<String, String> {
+        (from..from + n).map(|i| (format!("k{i}"), "v".to_string())).collect()
+    };
+    w.tag_resource(&v1, &tags(0, 50 - have)).unwrap();
+    // Overwriting a tag it has, or an `aws:` one, is no new tag.
+    w.tag_resource(&v1, &tags(0, 1)).unwrap();
+    w.tag_resource(&v1, &BTreeMap::from([("aws:cloudformation:stack-name".to_string(), "s".to_string())])).unwrap();
+    let err = w.tag_resource(&v1, &tags(100, 1)).unwrap_err();
+    assert!(err.to_string().contains("at most 50 tags; this would leave it 51"), "{err}");
+    assert_eq!(w.describe_task_definition(&v1).unwrap().tags.len(), 51, "50 of its users' and the aws: one");
 }

@@ -1,13 +1,17 @@
 //! The simulated world: ECS clusters, services and task definitions, an image registry, a secret store and ELB
-//! target groups (with the load balancer that routes to them), on a virtual clock. Everything here is plain data plus ECS's rules, so it serializes to the `--sim-state` file.
+//! target groups (with the load balancer that routes to them), on a virtual clock. Everything here is plain data
+//! plus ECS's rules, so it serializes to the `--sim-state` file.
 //!
-//! Deployments progress in ticks of [`TICK_MS`]: a task launched by a deployment becomes healthy (or fails its
-//! health checks, for images pushed with `--unhealthy`) [`TASK_SETTLE_MS`] later; behind a load balancer it also
-//! has to pass its target group's health check, which tasks of images pushed with `--unready` never do, so ECS
-//! stops them as ELB-unhealthy; ECS's maximumPercent and
-//! minimumHealthyPercent bound how many tasks run during a rollout; the deployment circuit breaker fails a rollout
-//! after half its desired count of failed tasks (min 3, max 200) and, with rollback on, sends the service back to
-//! the last deployment that completed — silently, as ECS does.
+//! UpdateService starts a deployment for a new revision, and for new networking on the same one (network
+//! configuration, load balancers, Service Connect), as ECS does. Each deployment records what it deploys: ECS's
+//! *service revision* (the task definition with that networking, see [`Deployed`]). Deployments progress in
+//! ticks of [`TICK_MS`]: a task launched by a deployment becomes healthy (or fails its health checks, for images
+//! pushed with `--unhealthy`) [`TASK_SETTLE_MS`] later; behind its deployment's load balancer it also has to pass
+//! the target group's health check, which tasks of images pushed with `--unready` never do, so ECS stops them as
+//! ELB-unhealthy; ECS's maximumPercent and minimumHealthyPercent bound how many tasks run during a rollout; the
+//! deployment circuit breaker fails a rollout after half its desired count of failed tasks (min 3, max 200) and,
+//! with rollback on, sends the service back to the service revision of the last deployment that completed —
+//! silently, as ECS does, and even when that revision runs the same task definition with other networking.
 
 use std::collections::BTreeMap;
 
@@ -17,15 +21,18 @@ use sha2::{Digest, Sha256};
 use crate::backend::{
     BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, LoadBalancer, LoadBalancerType, Op,
     RolloutState, ServiceEvent, ServiceState, ServiceStatus, ServiceUpdate, TargetGroup, TargetProtocol, TargetType,
-    TaskDefinition, TdStatus,
+    TaskDefinition, TaskInfo, TaskStatus, TdStatus,
 };
 use crate::render::ecs::{
-    CircuitBreaker, DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, ServiceConnectConfiguration,
-    ServiceInput, TaskDefinitionInput,
+    CircuitBreaker, DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, NetworkConfiguration,
+    ServiceConnectConfiguration, ServiceInput, TaskDefinitionInput,
 };
 
 /// Re-exported where the sim always had it; the rule itself is ECS's and lives with the ports.
 pub use crate::backend::breaker_threshold;
+
+/// Tags ECS keeps on one resource.
+use crate::state::MAX_TAGS;
 
 /// Granularity of the simulation.
 pub const TICK_MS: u64 = 5_000;
@@ -49,6 +56,67 @@ pub struct SimImage {
     /// older state files.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unready: bool,
+    /// The real MCP endpoint its running tasks stand for (`sim push --serves`): their private IPv4 address and
+    /// port are its host and port. Tasks of other images have no address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serves: Option<ServedUrl>,
+}
+
+/// The URL of a real MCP server that tasks of a sim image stand for. The sim never answers MCP itself: it only
+/// reports the URL's host and port as its tasks' address, so a probe of a task reaches the real server. Only
+/// `http://` with an IPv4 host qualifies, since that is what ECS reports of a task (`privateIPv4Address`) and how
+/// mcpfleet reaches one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServedUrl {
+    url: String,
+    ip: std::net::Ipv4Addr,
+    port: u16,
+}
+
+impl ServedUrl {
+    pub fn parse(text: &str) -> Result<ServedUrl, String> {
+        let url = reqwest::Url::parse(text).map_err(|e| format!("--serves `{text}`: {e}"))?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "--serves `{text}`: must be an http:// URL (tasks are reached over plain HTTP at their private address)"
+            ));
+        }
+        let Some(ip) = url.host_str().and_then(|h| h.parse::<std::net::Ipv4Addr>().ok()) else {
+            return Err(format!(
+                "--serves `{text}`: the host must be an IPv4 address such as 127.0.0.1 (it becomes the tasks' \
+                 privateIPv4Address)"
+            ));
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        Ok(ServedUrl { url: text.to_string(), ip, port })
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    pub fn ip(&self) -> std::net::Ipv4Addr {
+        self.ip
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl TryFrom<String> for ServedUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<ServedUrl, String> {
+        ServedUrl::parse(&s)
+    }
+}
+
+impl From<ServedUrl> for String {
+    fn from(s: ServedUrl) -> String {
+        s.url
+    }
 }
 
 /// A repository: tags point at digests.
@@ -67,12 +135,55 @@ pub struct SimService {
     pub pending: BTreeMap<String, Vec<u64>>,
     /// The task definition of the last deployment that completed (where the circuit breaker rolls back to).
     pub last_completed: Option<String>,
+    /// The networking of the last deployment that completed, which the circuit breaker restores with its task
+    /// definition; absent from older state files (then the service's networking of the moment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_completed_networking: Option<Deployed>,
+    /// What each listed deployment deploys besides its task definition, by deployment id; a deployment missing
+    /// here (an older state file) runs the service's networking of the moment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployed: BTreeMap<String, Deployed>,
     /// Tasks that stopped, newest first (the last [`MAX_STOPPED`]), as ListTasks/DescribeTasks report them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stopped: Vec<StoppedTask>,
     /// The `clientToken` the service was created with: a CreateService repeating it answers this service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
+}
+
+/// The networking a deployment starts its tasks with: with its task definition, ECS's service revision. ECS
+/// "rolls back the service deployment to the last successfully deployed service revision", and a service revision
+/// holds the task definition, the network configuration, the load balancers and Service Connect, but not the
+/// health-check grace period, which is a setting of the service that starts no deployment
+/// (<https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-revision.html>, "Properties included in
+/// an Amazon ECS service revision"; UpdateService's `healthCheckGracePeriodSeconds`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployed {
+    pub network_configuration: NetworkConfiguration,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<ServiceLoadBalancer>,
+    /// As the service reports it for this deployment (`enabled: false` once turned off; absent if never on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_configuration: Option<ServiceConnectConfiguration>,
+}
+
+impl Deployed {
+    /// The networking a service runs now.
+    fn of(s: &ServiceState) -> Deployed {
+        Deployed {
+            network_configuration: s.network_configuration.clone(),
+            load_balancers: s.load_balancers.clone(),
+            service_connect_configuration: s.service_connect_configuration.clone(),
+        }
+    }
+
+    /// Makes it the service's networking, as reported.
+    fn apply_to(&self, s: &mut ServiceState) {
+        s.network_configuration.clone_from(&self.network_configuration);
+        s.load_balancers.clone_from(&self.load_balancers);
+        s.service_connect_configuration.clone_from(&self.service_connect_configuration);
+    }
 }
 
 /// A task that stopped, with ECS's reasons.
@@ -224,7 +335,11 @@ impl World {
 
     /// Pushes a new image for `repository:tag` and returns its digest.
     pub fn push_image(&mut self, repository: &str, tag: &str, platforms: Vec<String>, unhealthy: bool) -> String {
-        self.push_image_with(repository, tag, SimImage { platforms, unhealthy, startup_ms: None, unready: false })
+        self.push_image_with(
+            repository,
+            tag,
+            SimImage { platforms, unhealthy, startup_ms: None, unready: false, serves: None },
+        )
     }
 
     /// Pushes `image` for `repository:tag` and returns its new digest.
@@ -533,12 +648,15 @@ impl World {
             }],
             tags: input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect(),
         };
+        let deployed = state.deployments.iter().map(|d| (d.id.clone(), Deployed::of(&state))).collect();
         self.services.insert(
             key,
             SimService {
                 state: state.clone(),
                 pending: BTreeMap::new(),
                 last_completed: None,
+                last_completed_networking: None,
+                deployed,
                 stopped: Vec::new(),
                 client_token: client_token.map(str::to_string),
             },
@@ -564,8 +682,14 @@ impl World {
             return Err(err_not_found(OP, format!("Service not found: {}", u.service)));
         };
         let desired = u.desired_count.unwrap_or(current.desired_count);
-        let changed_td = new_td.as_ref().filter(|td| **td != current.task_definition);
-        let deployment = changed_td.map(|td| self.new_deployment(td, desired));
+        // A new revision starts a deployment, and so does new networking on the same one: its tasks have to be
+        // started again to join other subnets, target groups or a Service Connect mesh.
+        let deploy = match new_td.filter(|td| *td != current.task_definition) {
+            Some(td) => Some(td),
+            None if reconfigures_tasks(current, u) => Some(current.task_definition.clone()),
+            None => None,
+        };
+        let deployment = deploy.map(|td| self.new_deployment(&td, desired));
         let Some(svc) = self.services.get_mut(&key) else {
             return Err(err_not_found(OP, format!("Service not found: {}", u.service)));
         };
@@ -577,9 +701,7 @@ impl World {
             s.network_configuration = n.clone();
         }
         if let Some(c) = &u.service_connect_configuration {
-            // ECS reports Service Connect per deployment; turned off, it reports `enabled: false`.
-            s.service_connect_configuration =
-                Some(if c.enabled { c.clone() } else { ServiceConnectConfiguration::disabled() });
+            s.service_connect_configuration = Some(reported_service_connect(c));
         }
         if let Some(lbs) = &u.load_balancers {
             s.load_balancers.clone_from(lbs);
@@ -593,6 +715,7 @@ impl World {
                 old.status = DeploymentStatus::Active;
             }
             s.task_definition = d.task_definition.clone();
+            svc.deployed.insert(d.id.clone(), Deployed::of(s));
             s.deployments.insert(0, d);
         }
         if let Some(p) = s.deployments.first_mut() {
@@ -650,8 +773,59 @@ impl World {
             .collect()
     }
 
+    /// The tasks ECS keeps running for a service (desired status RUNNING), deployment by deployment: its running
+    /// tasks, then its launches that have not settled yet (PENDING, no address yet). A task's id follows its place
+    /// in its deployment, so the launch that settles keeps its ARN.
+    pub fn service_tasks(&self, cluster: &str, name: &str) -> Vec<TaskInfo> {
+        let Some(svc) = self.services.get(&service_key(cluster, name)).filter(|s| s.state.is_active()) else {
+            return Vec::new();
+        };
+        let mut tasks = Vec::new();
+        for d in &svc.state.deployments {
+            let serves = self.image_of(&d.task_definition).and_then(|i| i.serves);
+            let pending = svc.pending.get(&d.id).map_or(0, Vec::len);
+            let running = d.running_count as usize;
+            for i in 0..running.saturating_add(pending) {
+                let id = Sha256::digest(format!("{}/task/{i}", d.id).as_bytes());
+                let id: String = id.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                let up = i < running;
+                tasks.push(TaskInfo {
+                    arn: format!("{}/{id}", task_arn_prefix(&svc.state.arn)),
+                    task_definition: d.task_definition.clone(),
+                    last_status: if up { TaskStatus::Running } else { TaskStatus::Pending },
+                    private_ipv4: serves.as_ref().filter(|_| up).map(|s| s.ip().to_string()),
+                    port: serves.as_ref().filter(|_| up).map(ServedUrl::port),
+                });
+            }
+        }
+        tasks
+    }
+
+    /// The tasks of a cluster's services by ARN (DescribeTasks); unknown ARNs are absent.
+    pub fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Vec<TaskInfo> {
+        self.services
+            .values()
+            .filter(|s| s.state.cluster == cluster)
+            .flat_map(|s| self.service_tasks(cluster, &s.state.name))
+            .filter(|t| arns.contains(&t.arn))
+            .collect()
+    }
+
+    /// Adds or overwrites tags, refusing (as ECS does) to leave a resource with more than [`MAX_TAGS`] tags of
+    /// its users (`aws:` ones do not count).
     pub fn tag_resource(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), BackendError> {
         let found = self.tags_of(arn, Op::TagResource)?;
+        let user = |k: &String| !k.starts_with("aws:");
+        let after = found.keys().filter(|k| user(k)).count()
+            + tags.keys().filter(|k| user(k) && !found.contains_key(*k)).count();
+        if after > MAX_TAGS {
+            return Err(err_invalid(
+                Op::TagResource,
+                format!(
+                    "InvalidParameterException: a resource can have at most {MAX_TAGS} tags; this would leave it {after}"
+                ),
+            ));
+        }
         found.extend(tags.clone());
         Ok(())
     }
@@ -693,17 +867,20 @@ impl World {
     fn image_of(&self, td_arn: &str) -> Option<SimImage> {
         let td = self.find_task_definition(td_arn)?;
         let image = td.spec.container_definitions.first()?.image.as_str();
-        let (name, digest) = match image.split_once('@') {
-            Some((name, digest)) => (name, digest.to_string()),
+        let (name, tag, digest) = match image.split_once('@') {
+            Some((name, digest)) => (name, None, Some(digest)),
             None => {
                 let (name, tag) = image.rsplit_once(':')?;
-                (name, self.repositories.get(name)?.tags.get(tag)?.clone())
+                (name, Some(tag), None)
             }
         };
-        match self.repositories.get(name) {
-            Some(repo) => repo.images.get(&digest).cloned(),
-            None => outside_ecr(image),
-        }
+        let Some(repo) = self.repositories.get(name) else { return outside_ecr(image) };
+        let digest = match (digest, tag) {
+            (Some(digest), _) => digest,
+            (None, Some(tag)) => repo.tags.get(tag)?.as_str(),
+            (None, None) => return None,
+        };
+        repo.images.get(digest).cloned()
     }
 
     /// Whether tasks of a task definition pass their health checks, and why not. Behind load balancers (the
@@ -737,13 +914,16 @@ impl World {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            let state = &self.services[&key].state;
-            let health: BTreeMap<String, (Result<(), String>, u64)> = state
+            let svc = &self.services[&key];
+            // Each deployment's tasks register in its own target groups.
+            let health: BTreeMap<String, (Result<(), String>, u64)> = svc
+                .state
                 .deployments
                 .iter()
                 .map(|d| {
-                    let verdict = self.task_health(&d.task_definition, &state.load_balancers);
-                    (d.task_definition.clone(), (verdict, self.settle_ms(&d.task_definition)))
+                    let lbs = svc.deployed.get(&d.id).map_or(&svc.state.load_balancers, |n| &n.load_balancers);
+                    let verdict = self.task_health(&d.task_definition, lbs);
+                    (d.id.clone(), (verdict, self.settle_ms(&d.task_definition)))
                 })
                 .collect();
             let seq = self.seq.wrapping_add(1);
@@ -753,6 +933,32 @@ impl World {
             }
         }
     }
+}
+
+/// `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER` of a service's ARN: where its tasks' ARNs start.
+fn task_arn_prefix(service_arn: &str) -> String {
+    service_arn.rsplit_once('/').map_or("", |(head, _)| head).replace(":service/", ":task/")
+}
+
+/// Service Connect as a service reports it once `c` is set: ECS reports it per deployment, and one turned off as
+/// `enabled: false` alone.
+fn reported_service_connect(c: &ServiceConnectConfiguration) -> ServiceConnectConfiguration {
+    if c.enabled { c.clone() } else { ServiceConnectConfiguration::disabled() }
+}
+
+/// Whether UpdateService `u` changes what `current`'s tasks were started with besides their task definition: its
+/// network configuration, load balancers or Service Connect. ECS then starts a new deployment, as it does for a
+/// new revision; a field sent again unchanged (or Service Connect turned off where it never ran) starts none.
+fn reconfigures_tasks(current: &ServiceState, u: &ServiceUpdate) -> bool {
+    let network = u.network_configuration.as_ref().is_some_and(|n| *n != current.network_configuration);
+    let load_balancers = u.load_balancers.as_ref().is_some_and(|l| *l != current.load_balancers);
+    let service_connect = u.service_connect_configuration.as_ref().is_some_and(|c| {
+        match current.service_connect_configuration.as_ref().filter(|now| now.enabled) {
+            Some(now) => reported_service_connect(c) != *now,
+            None => c.enabled,
+        }
+    });
+    network || load_balancers || service_connect
 }
 
 fn arn_without_suffix(arn: &str) -> &str {
@@ -779,7 +985,8 @@ fn is_steady(s: &SimService) -> bool {
         && st.pending_count == 0
 }
 
-/// One tick of one service. Returns true when it started a rollback deployment (which used sequence `seq`).
+/// One tick of one service (`health`: the verdict on each deployment's tasks and how long they take, by
+/// deployment id). Returns true when it started a rollback deployment (which used sequence `seq`).
 fn tick_service(
     svc: &mut SimService,
     now: u64,
@@ -798,10 +1005,8 @@ fn tick_service(
 
     // 1. Tasks launched long enough ago pass or fail their health checks.
     for d in &mut svc.state.deployments {
-        let (healthy, settle) = health
-            .get(&d.task_definition)
-            .cloned()
-            .unwrap_or_else(|| (Err("task definition missing".into()), TASK_SETTLE_MS));
+        let (healthy, settle) =
+            health.get(&d.id).cloned().unwrap_or_else(|| (Err("task definition missing".into()), TASK_SETTLE_MS));
         let launches = svc.pending.entry(d.id.clone()).or_default();
         let settled = launches.iter().filter(|t| t.saturating_add(settle) <= now).count();
         launches.retain(|t| t.saturating_add(settle) > now);
@@ -810,8 +1015,7 @@ fn tick_service(
             Ok(()) => d.running_count = d.running_count.saturating_add(settled),
             Err(why) => {
                 let (stopped_reason, container_reason) = stop_reasons(&why);
-                let task_prefix =
-                    svc.state.arn.rsplit_once('/').map_or("", |(head, _)| head).replace(":service/", ":task/");
+                let task_prefix = task_arn_prefix(&svc.state.arn);
                 for n in 0..settled {
                     let id = Sha256::digest(format!("{}/{}", d.id, d.failed_tasks.wrapping_add(n)).as_bytes());
                     let id: String = id.iter().take(16).map(|b| format!("{b:02x}")).collect();
@@ -858,8 +1062,16 @@ fn tick_service(
             now,
             format!("(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start."),
         );
+        // The service revision to go back to: the last completed deployment's task definition and networking
+        // (the service's own networking when an older state file did not record it).
+        let current = Deployed::of(&svc.state);
+        let failed_networking = svc.deployed.get(&failed_id).unwrap_or(&current);
+        let back = svc.last_completed.clone().map(|td| {
+            let networking = svc.last_completed_networking.clone().unwrap_or_else(|| current.clone());
+            (td, networking)
+        });
         if breaker.rollback
-            && let Some(prev) = svc.last_completed.clone().filter(|prev| *prev != failed_td)
+            && let Some((prev, networking)) = back.filter(|(td, n)| *td != failed_td || n != failed_networking)
         {
             for d in &mut svc.state.deployments {
                 d.status = DeploymentStatus::Active;
@@ -883,6 +1095,8 @@ fn tick_service(
                 },
             );
             svc.state.task_definition = prev;
+            networking.apply_to(&mut svc.state);
+            svc.deployed.insert(id.clone(), networking);
             push_event(&mut svc.state, now, format!("(service {name}) rolling back to deployment {id}."));
             started_rollback = true;
         }
@@ -921,6 +1135,8 @@ fn tick_service(
         }
     }
     svc.state.deployments.retain(|d| d.status == DeploymentStatus::Primary || d.running_count > 0);
+    let listed: Vec<&str> = svc.state.deployments.iter().map(|d| d.id.as_str()).collect();
+    svc.deployed.retain(|id, _| listed.contains(&id.as_str()));
 
     // 4. Counts and completion.
     let pending_total = saturating_sum(svc.pending.values().map(|v| u32::try_from(v.len()).unwrap_or(u32::MAX)));
@@ -941,6 +1157,8 @@ fn tick_service(
         p.rollout_state_reason = format!("ECS deployment {} completed.", p.id);
         p.updated_at_ms = now;
         svc.last_completed = Some(p.task_definition.clone());
+        svc.last_completed_networking =
+            Some(svc.deployed.get(&p.id).cloned().unwrap_or_else(|| Deployed::of(&svc.state)));
         push_event(&mut svc.state, now, format!("(service {name}) has reached a steady state."));
     }
     started_rollback
@@ -959,5 +1177,6 @@ fn outside_ecr(image: &str) -> Option<SimImage> {
         unhealthy: false,
         startup_ms: None,
         unready: false,
+        serves: None,
     })
 }
