@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use common::aws_lab::{AwsLab, tags};
 use common::lab::{write_ops, writes};
+use common::registry::RegistryLab;
 
 /// Everything a no-op apply may send: reads of ECS, the registry and secret metadata.
 const NO_OP_ALLOWED: [&str; 9] = [
@@ -447,37 +448,49 @@ fn the_region_flag_wins_over_the_environment() {
 }
 
 #[test]
-fn images_outside_ecr_need_a_digest_and_secrets_resolve_by_arn() {
+fn images_outside_ecr_resolve_through_their_registry_and_secrets_resolve_by_arn() {
     let lab = AwsLab::new();
-    let image = format!("docker.io/library/python@sha256:{}", "ab".repeat(32));
+    let registry = RegistryLab::open();
+    let digest = registry.push("library/python", "3.12-slim", "oci-index", &["linux/amd64"]);
+    let host = registry.host.clone();
+    let image = format!("{host}/library/python@{digest}");
     let db_arn = lab.seed["secrets"]["prod/mcp/db-password"].as_str().unwrap().to_string();
     let text = variant_of_search(
         &lab,
         "tools",
         &[
             ("image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/search:v0.9.0", &format!("image: {image}")),
+            ("architecture: arm64", "architecture: auto"),
             ("SEARCH_API_KEY: prod/mcp/search-api-key", &format!("SEARCH_API_KEY: {db_arn}")),
             // The log region cannot come from a registry outside ECR.
-            ("  cpu: 256\n", "  logging:\n    region: us-east-1\n  cpu: 256\n"),
+            (
+                "  cpu: 256\n",
+                "  logging:\n    region: us-east-1\n  registryCredentials: prod/mcp/db-password\n  cpu: 256\n",
+            ),
         ],
     );
     lab.add_manifest("tools.yaml", &text);
     lab.start_recording();
-    let (code, doc) = lab.apply(&[]);
+    let (code, doc) = lab.apply(&["--insecure-registry", &host]);
     let ops = lab.recorded();
     assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["apiCalls"]["calls"]["GetManifest"], 1, "the digest read from the registry: {doc:#}");
     let td = &lab.dump()["taskDefinitions"]["tools"][0];
     let c = &td["containerDefinitions"][0];
-    assert_eq!(c["image"], image, "a digest outside ECR is used as is");
+    assert_eq!(c["image"], image, "a digest outside ECR deploys as written");
+    assert_eq!(td["runtimePlatform"]["cpuArchitecture"], "X86_64", "the registry's index has only linux/amd64");
     assert_eq!(c["secrets"][0]["valueFrom"], db_arn.as_str(), "the full ARN, as DescribeSecret answered it");
+    assert_eq!(c["repositoryCredentials"]["credentialsParameter"], db_arn.as_str(), "resolved by name, value unread");
     assert!(op_count(&ops, "DescribeSecret") >= 1, "{ops:?}");
     assert_eq!(op_count(&ops, "GetSecretValue"), 0);
 
-    lab.edit_manifest("tools.yaml", &image, "docker.io/library/python:3.12-slim");
-    let out = lab.run(&["apply", "-f", lab.manifests().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("python:3.12-slim") && stderr.contains("pin this image by digest"), "{stderr}");
+    // The tag resolves through the registry to the same digest.
+    lab.edit_manifest("tools.yaml", &image, &format!("{host}/library/python:3.12-slim"));
+    let (code, doc) = lab.apply(&["--insecure-registry", &host]);
+    assert_eq!(code, 0, "{doc:#}");
+    let tds = &lab.dump()["taskDefinitions"]["tools"];
+    let latest = &tds.as_array().unwrap().last().unwrap()["containerDefinitions"][0];
+    assert_eq!(latest["image"], image, "pinned to the digest the tag names");
 }
 
 #[test]

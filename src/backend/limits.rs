@@ -66,7 +66,10 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
         | Op::ListSecrets
         | Op::DescribeSecret
         | Op::ResolveSecrets
-        | Op::ResolveImage
+        | Op::RegistryToken
+        | Op::HeadManifest
+        | Op::GetManifest
+        | Op::GetBlob
         | Op::DescribeTargetGroups
         | Op::DescribeTargetGroupAttributes
         | Op::DescribeLoadBalancers
@@ -110,6 +113,18 @@ pub const MAX_RETRIES: u32 = 8;
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest backoff wait before jitter.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The waits between attempts of one call: [`INITIAL_BACKOFF`] doubling to [`MAX_BACKOFF`], each jittered by
+/// ±50 %, with no bound on the total (the bound is [`MAX_RETRIES`]). Shared with the registry client's retries.
+pub fn backoff_policy() -> backoff::ExponentialBackoff {
+    backoff::ExponentialBackoffBuilder::new()
+        .with_initial_interval(INITIAL_BACKOFF)
+        .with_max_interval(MAX_BACKOFF)
+        .with_multiplier(2.0)
+        .with_randomization_factor(0.5)
+        .with_max_elapsed_time(None)
+        .build()
+}
 
 /// A CreateService `clientToken`: unique per logical create, ≤ 36 printable ASCII characters.
 fn client_token(name: &str) -> String {
@@ -218,13 +233,7 @@ impl Limited {
         Fut: std::future::Future<Output = Result<T, BackendError>> + Send,
         T: Send,
     {
-        let mut policy = backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(INITIAL_BACKOFF)
-            .with_max_interval(MAX_BACKOFF)
-            .with_multiplier(2.0)
-            .with_randomization_factor(0.5)
-            .with_max_elapsed_time(None)
-            .build();
+        let mut policy = backoff_policy();
         let mut attempt = 0;
         loop {
             self.acquire(op).await;

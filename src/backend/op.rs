@@ -67,13 +67,19 @@ pub enum Op {
     /// Not a request: one call of secret resolution (ListSecrets pages and DescribeSecret per ARN), which is
     /// metered and retried as a whole.
     ResolveSecrets,
-    /// Not a request: resolving an image outside Amazon ECR (a digest is used as is; a tag cannot be resolved).
-    ResolveImage,
+    /// A registry's token endpoint (distribution token auth): a bearer token for one repository scope.
+    RegistryToken,
+    /// `HEAD /v2/<name>/manifests/<reference>` of a registry: the digest, without counting as a pull.
+    HeadManifest,
+    /// `GET /v2/<name>/manifests/<reference>` of a registry: the manifest itself.
+    GetManifest,
+    /// `GET /v2/<name>/blobs/<digest>` of a registry: a single manifest's config (its platform).
+    GetBlob,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 23] = [
+    pub const ALL: [Op; 26] = [
         Op::DescribeServices,
         Op::ListServices,
         Op::CreateService,
@@ -96,7 +102,10 @@ impl Op {
         Op::DescribeLoadBalancers,
         Op::DescribeLoadBalancerAttributes,
         Op::ResolveSecrets,
-        Op::ResolveImage,
+        Op::RegistryToken,
+        Op::HeadManifest,
+        Op::GetManifest,
+        Op::GetBlob,
     ];
 
     /// The AWS name (`DescribeServices`), or for mcpfleet's own steps the name they are reported under.
@@ -124,7 +133,10 @@ impl Op {
             Op::DescribeLoadBalancers => "DescribeLoadBalancers",
             Op::DescribeLoadBalancerAttributes => "DescribeLoadBalancerAttributes",
             Op::ResolveSecrets => "ListSecrets/DescribeSecret",
-            Op::ResolveImage => "ResolveImage",
+            Op::RegistryToken => "RegistryToken",
+            Op::HeadManifest => "HeadManifest",
+            Op::GetManifest => "GetManifest",
+            Op::GetBlob => "GetBlob",
         }
     }
 
@@ -133,7 +145,7 @@ impl Op {
         Op::ALL.into_iter().find(|op| op.as_str() == name)
     }
 
-    /// The AWS service the request goes to; `None` for mcpfleet's own steps.
+    /// The AWS service the request goes to; `None` for mcpfleet's own steps and registry requests.
     pub const fn service(self) -> Option<Service> {
         match self {
             Op::DescribeServices
@@ -156,11 +168,13 @@ impl Op {
             | Op::DescribeTargetGroupAttributes
             | Op::DescribeLoadBalancers
             | Op::DescribeLoadBalancerAttributes => Some(Service::Elbv2),
-            Op::ResolveSecrets | Op::ResolveImage => None,
+            // mcpfleet's own steps, and requests to container registries outside AWS.
+            Op::ResolveSecrets | Op::RegistryToken | Op::HeadManifest | Op::GetManifest | Op::GetBlob => None,
         }
     }
 
-    /// The IAM action the request needs (`ecs:DescribeServices`); `None` for mcpfleet's own steps.
+    /// The IAM action the request needs (`ecs:DescribeServices`); `None` for mcpfleet's own steps and registry
+    /// requests.
     pub fn iam_action(self) -> Option<String> {
         self.service().map(|s| format!("{}:{}", s.iam_prefix(), self.as_str()))
     }

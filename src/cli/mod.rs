@@ -58,6 +58,18 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// A registry spoken to over plain HTTP instead of HTTPS (a local or test registry), as image references write
+    /// it: HOST:PORT. Repeatable; MCPFLEET_INSECURE_REGISTRIES takes a comma-separated list.
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        value_name = "HOST:PORT",
+        env = "MCPFLEET_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_parser = mcpfleet::backend::registry::parse_insecure_registry
+    )]
+    pub insecure_registries: Vec<String>,
+
     /// Log mcpfleet's and the AWS SDK's debug lines on stderr (e.g. each credential provider's answer). The
     /// MCPFLEET_LOG or RUST_LOG filter, when set, is used instead.
     #[arg(short, long, global = true)]

@@ -8,7 +8,8 @@ use super::{Cli, EXIT_OK};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Push a new digest for IMAGE:TAG (platforms default to linux/amd64 and linux/arm64).
+    /// Push a new digest for IMAGE:TAG of an Amazon ECR repository (platforms default to linux/amd64 and
+    /// linux/arm64). Images of other registries are resolved through the registry itself.
     Push {
         /// Image reference with a tag, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/documents:v1.4.2
         image: String,
@@ -81,6 +82,14 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
     match cmd {
         Command::Push { image, platforms, unhealthy, unready, startup, serves } => {
             let r = ImageRef::parse(image).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if r.ecr().is_none() {
+                anyhow::bail!(
+                    "`{image}` is not in Amazon ECR: the sim holds only ECR repositories \
+                     (ACCOUNT.dkr.ecr.REGION.amazonaws.com/…); images of other registries are resolved through the \
+                     registry itself, with either backend (push them there; a local registry is named with \
+                     --insecure-registry HOST:PORT)"
+                );
+            }
             let tag = r
                 .tag
                 .clone()

@@ -1,9 +1,14 @@
-//! Resolution: every image tag to its digest and platforms, every secret to its full ARN, every load balancer's
-//! target group to its ARN (checked to be one a Fargate service can register in), for the whole fleet, before
-//! anything is written. Lookups are batched: one image call per repository per 100 references, one secret call
-//! per 10 distinct secrets, one target-group describe per 20 distinct target groups.
+//! Resolution: every image tag to its digest and platforms, every secret (registry credentials included) to its
+//! full ARN, every load balancer's target group to its ARN (checked to be one a Fargate service can register
+//! in), for the whole fleet, before anything is written. Lookups are batched: one image call per repository per
+//! 100 references (up to [`REPOSITORIES_AT_ONCE`] repositories at a time), one secret call per 10 distinct
+//! secrets, one target-group describe per 20 distinct target groups. A registry that refuses a repository (401,
+//! 403, an unknown repository) fails the services of its images, each with the registry's words; one that
+//! cannot be reached fails resolution as a whole.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt as _;
 
 use crate::backend::{
     BackendError, DESCRIBE_TARGET_GROUPS_BATCH, IMAGE_BATCH, ImageInfo, ImageSelector, Images, LoadBalancerType,
@@ -18,12 +23,15 @@ use super::ReconcileError;
 /// Secrets resolved per call.
 pub const SECRET_BATCH: usize = 10;
 
+/// Image repositories looked up at the same time (each registry outside ECR also limits its own requests).
+pub const REPOSITORIES_AT_ONCE: usize = 8;
+
 /// What a resolution problem is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reference {
     /// `spec.image`: its repository, tag or digest, or the architecture its platforms allow.
     Image,
-    /// A secret of `spec.secrets`.
+    /// A secret of `spec.secrets`, or `spec.registryCredentials`.
     Secret,
     /// A target group of `spec.expose.loadBalancers`.
     TargetGroup,
@@ -102,8 +110,9 @@ pub async fn resolve(
     }
 }
 
-/// Resolves each service on its own (the controller converges what it can): a lookup that fails outright fails
-/// the whole call; a tag, secret or architecture that does not resolve fails only its service.
+/// Resolves each service on its own (the controller converges what it can): a lookup that cannot be made
+/// (unreachable, throttled past the retries) fails the whole call; a repository the registry refuses or lacks,
+/// and a tag, secret or architecture that does not resolve, fails only its services.
 pub async fn resolve_each(
     fleet: &ValidFleet,
     images: &dyn Images,
@@ -120,28 +129,39 @@ pub async fn resolve_each(
             wanted.insert(ImageSelector::Tag(tag.clone()));
         }
     }
-    let mut found: BTreeMap<(String, ImageSelector), ImageInfo> = BTreeMap::new();
-    // Repositories the registry does not have (ECR's RepositoryNotFoundException): their services fail alone.
-    let mut missing_repos = BTreeSet::new();
-    let mut problems = Vec::new();
-    for (repo, selectors) in &by_repo {
+    let lookups = by_repo.iter().flat_map(|(repo, selectors)| {
         let selectors: Vec<ImageSelector> = selectors.iter().cloned().collect();
-        for chunk in selectors.chunks(IMAGE_BATCH) {
-            match images.lookup(repo, chunk).await {
-                Ok(map) => found.extend(map.into_iter().map(|(sel, info)| ((repo.clone(), sel), info))),
-                Err(BackendError::NotFound { .. }) => {
-                    missing_repos.insert(repo.as_str());
-                }
-                // Every other call would fail the same way: one error, not one per repository and secret.
-                Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
-                Err(e) => problems.push(Problem::new(Reference::Image, format!("image repository {repo}: {e}"))),
+        let chunks: Vec<Vec<ImageSelector>> = selectors.chunks(IMAGE_BATCH).map(<[_]>::to_vec).collect();
+        chunks.into_iter().map(move |chunk| async move { (repo.as_str(), images.lookup(repo, &chunk).await) })
+    });
+    let answers: Vec<_> = futures::stream::iter(lookups).buffered(REPOSITORIES_AT_ONCE).collect().await;
+    let mut found: BTreeMap<(String, ImageSelector), ImageInfo> = BTreeMap::new();
+    // Repositories the registry does not have (ECR's RepositoryNotFoundException, a registry's NAME_UNKNOWN)
+    // and those it refused: their services fail alone, with the registry's words.
+    let mut missing_repos: BTreeMap<&str, String> = BTreeMap::new();
+    let mut refused_repos: BTreeMap<&str, String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (repo, answer) in answers {
+        match answer {
+            Ok(map) => found.extend(map.into_iter().map(|(sel, info)| ((repo.to_string(), sel), info))),
+            Err(BackendError::NotFound { message, .. }) => {
+                missing_repos.insert(repo, message);
             }
+            Err(e @ BackendError::Invalid { .. }) => {
+                refused_repos.insert(repo, e.to_string());
+            }
+            // Every other call would fail the same way: one error, not one per repository and secret.
+            Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
+            Err(e) => problems.push(Problem::new(Reference::Image, format!("image repository {repo}: {e}"))),
         }
     }
 
     // Secrets, distinct.
-    let ids: BTreeSet<String> =
-        fleet.services.iter().flat_map(|s| s.secrets.values().map(|r| r.secret.clone())).collect();
+    let ids: BTreeSet<String> = fleet
+        .services
+        .iter()
+        .flat_map(|s| s.secrets.values().map(|r| r.secret.clone()).chain(s.registry_credentials.clone()))
+        .collect();
     let ids: Vec<String> = ids.into_iter().collect();
     let mut arns = BTreeMap::new();
     for found in batched(&ids, SECRET_BATCH, Reference::Secret, &mut problems, |chunk| secrets.resolve(chunk)).await? {
@@ -177,13 +197,15 @@ pub async fn resolve_each(
             continue;
         };
         let info = found.get(&(svc.image.name(), selector.clone()));
+        let name = svc.image.name();
         let architecture = match info {
-            None if missing_repos.contains(svc.image.name().as_str()) => {
-                problems.push(image(format!(
-                    "{}: spec.image: repository `{}` not found",
-                    at(svc.lines.image),
-                    svc.image.name()
-                )));
+            None if let Some(why) = missing_repos.get(name.as_str()) => {
+                problems
+                    .push(image(format!("{}: spec.image: repository `{name}` not found ({why})", at(svc.lines.image))));
+                None
+            }
+            None if let Some(why) = refused_repos.get(name.as_str()) => {
+                problems.push(image(format!("{}: spec.image: {why}", at(svc.lines.image))));
                 None
             }
             None => {
@@ -216,6 +238,17 @@ pub async fn resolve_each(
                 }
             }
         }
+        let registry_credentials = svc.registry_credentials.as_ref().and_then(|id| {
+            let arn = arns.get(id).cloned();
+            if arn.is_none() {
+                let line = svc.lines.registry_credentials;
+                problems.push(Problem::new(
+                    Reference::Secret,
+                    format!("{}: spec.registryCredentials: secret `{id}` not found", at(line)),
+                ));
+            }
+            arn
+        });
         let mut warnings: Vec<String> =
             moved_tag(svc, &found).map(|w| format!("{}: spec.image: {w}", at(svc.lines.image))).into_iter().collect();
         let mut target_group_arns = Vec::with_capacity(svc.load_balancers.len());
@@ -244,6 +277,7 @@ pub async fn resolve_each(
                 architecture: Some(arch),
                 secrets: secret_refs,
                 target_groups: target_group_arns,
+                registry_credentials,
                 warnings,
             }),
             _ => Err(problems),
@@ -367,8 +401,8 @@ fn moved_tag(svc: &ValidService, found: &BTreeMap<(String, ImageSelector), Image
 }
 
 /// `auto` prefers Graviton when the image has it; an explicit architecture must be in the image. An image
-/// whose platforms are unknown (a single manifest, or a digest outside ECR) runs where asked, and `auto` runs it
-/// on X86_64, ECS's default.
+/// whose platforms are unknown (a single manifest in ECR, whose answer carries no config) runs where asked, and
+/// `auto` runs it on X86_64, ECS's default.
 pub fn pick_architecture(wanted: Architecture, platforms: &[String]) -> Result<CpuArch, String> {
     if platforms.is_empty() {
         return Ok(match wanted {

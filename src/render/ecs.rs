@@ -50,6 +50,10 @@ pub struct TaskDefinitionInput {
 pub struct ContainerDefinition {
     pub name: String,
     pub image: String,
+    /// The secret ECS pulls a private registry's image with; absent otherwise, so those containers render (and
+    /// hash) as before the field existed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repository_credentials: Option<RepositoryCredentials>,
     pub essential: bool,
     pub port_mappings: Vec<PortMapping>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -65,6 +69,14 @@ pub struct ContainerDefinition {
     pub linux_parameters: LinuxParameters,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub log_configuration: Option<LogConfiguration>,
+}
+
+/// A container's `repositoryCredentials`: the Secrets Manager secret (ARN) with the registry's username and
+/// password, read by ECS with the execution role when it pulls the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryCredentials {
+    pub credentials_parameter: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -323,6 +335,10 @@ pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInpu
         container_definitions: vec![ContainerDefinition {
             name: svc.name.clone(),
             image: res.image.clone(),
+            repository_credentials: res
+                .registry_credentials
+                .as_ref()
+                .map(|arn| RepositoryCredentials { credentials_parameter: arn.clone() }),
             essential: true,
             port_mappings: vec![PortMapping {
                 container_port: svc.port,
@@ -692,6 +708,7 @@ spec:
             )]
             .into(),
             target_groups: vec![],
+            registry_credentials: None,
             warnings: vec![],
         };
         let out = render(&svc, &res);

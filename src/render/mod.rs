@@ -54,6 +54,8 @@ pub struct Resolved {
     pub secrets: BTreeMap<String, String>,
     /// The ARN of each `spec.expose.loadBalancers` target group, in manifest order.
     pub target_groups: Vec<String>,
+    /// The ARN of the `spec.registryCredentials` secret (as written before resolution).
+    pub registry_credentials: Option<String>,
     /// What resolution noticed but does not refuse (an image `repo:tag@digest` whose tag now points elsewhere).
     pub warnings: Vec<String>,
 }
@@ -72,6 +74,7 @@ impl Resolved {
             secrets: svc.secrets.iter().map(|(name, r)| (name.clone(), r.value_from(&r.secret))).collect(),
             // Like secrets, target groups stay as written: a name is only turned into its ARN by asking ELBv2.
             target_groups: svc.load_balancers.iter().map(|lb| lb.target_group.clone()).collect(),
+            registry_credentials: svc.registry_credentials.clone(),
             warnings: vec![],
         }
     }

@@ -81,7 +81,7 @@ codes! {
     StopTimeout = "E0605", "stopTimeout outside Fargate's 2s..120s";
     // E07xx: IAM roles (validate::roles).
     RoleArn = "E0701", "not an IAM role ARN";
-    ExecutionRoleMissing = "E0702", "no executionRoleArn where ECS needs one (ECR image, secrets, awslogs)";
+    ExecutionRoleMissing = "E0702", "no executionRoleArn where ECS needs one (ECR image, secrets, registry credentials, awslogs)";
     // E08xx: env (validate::env).
     EnvName = "E0801", "an env variable name that is not letters, digits and `_`";
     EnvReserved = "E0802", "an env variable ECS sets itself";
@@ -97,6 +97,7 @@ codes! {
     SecretVersionStage = "E0907", "not a version stage";
     SecretVersionId = "E0908", "not a version id";
     SecretStageAndId = "E0909", "both versionStage and versionId";
+    RegistryCredentialsEcr = "E0910", "registryCredentials for an Amazon ECR image (ECS pulls those with the execution role)";
     // E10xx: health check (validate::health).
     HealthPathAndCommand = "E1001", "a health check with both `path` and `command`";
     HealthNoProbe = "E1002", "a health check with neither `path` nor `command`";

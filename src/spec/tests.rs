@@ -507,7 +507,7 @@ fn every_wrong_field_of_a_document_is_reported_with_its_line() {
             "m.yaml:5: metadata.colour: unknown field (expected name or labels)",
             "m.yaml:9: spec.cpu: invalid type: string \"lots\", expected a whole number",
             "m.yaml:15: spec.stopTimeout: 500s is above the Fargate maximum of 120s",
-            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose, mcp)",
+            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, registryCredentials, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose, mcp)",
             "m.yaml:17: spec.healthCheck.retries: invalid type: string \"many\", expected a whole number",
         ]
     );
@@ -918,5 +918,54 @@ fn a_verified_service_leaves_one_tag_for_its_verification() {
     one_error(
         &labels(39)("  mcp: { verify: tasks }\n"),
         "m.yaml:5: metadata.labels: 39 labels given; a verified service records its last verification in a tag of its own, so at most 38 fit",
+    );
+}
+
+#[test]
+fn registry_credentials_name_a_secret_for_an_image_outside_ecr() {
+    let ghcr = ("image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1", "image: ghcr.io/acme/svc:v1");
+    let s = valid(&svc("  registryCredentials: prod/registry/ghcr\n", &[ghcr]));
+    assert_eq!(s.registry_credentials.as_deref(), Some("prod/registry/ghcr"));
+    assert_eq!(s.lines.registry_credentials, 14);
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/registry/ghcr-AbCdEf";
+    assert_eq!(
+        valid(&svc(&format!("  registryCredentials: {arn}\n"), &[ghcr])).registry_credentials.as_deref(),
+        Some(arn)
+    );
+    assert_eq!(valid(&svc("", &[ghcr])).registry_credentials, None);
+
+    let coded = |text: &str| -> Vec<String> {
+        load_str("m.yaml", text).unwrap_err().0.iter().map(|d| d.coded().to_string()).collect()
+    };
+    assert_eq!(
+        coded(&svc("  registryCredentials: prod/registry/ghcr\n", &[])),
+        [
+            "m.yaml:14: spec.registryCredentials: `123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc` is in Amazon ECR, \
+          which ECS pulls from with the execution role; registryCredentials are for private registries outside ECR [E0910]"
+        ]
+    );
+    for (value, code) in [
+        ("arn:aws:ssm:us-east-1:123456789012:parameter/registry", "E0903"),
+        ("arn:aws:secretsmanager:us-east-1:123:secret:x", "E0904"),
+        ("'arn:aws:secretsmanager:us-east-1:123456789012:secret:x:username::'", "E0904"),
+        ("'prod registry'", "E0905"),
+    ] {
+        let errs = coded(&svc(&format!("  registryCredentials: {value}\n"), &[ghcr]));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].starts_with("m.yaml:14: spec.registryCredentials: ") && errs[0].ends_with(&format!("[{code}]")),
+            "{errs:#?}"
+        );
+        assert!(!errs[0].contains("use {secret, key"), "no JSON-key hint for registryCredentials: {errs:#?}");
+    }
+    let no_role = svc(
+        "  registryCredentials: prod/registry/ghcr\n",
+        &[ghcr, ("  executionRoleArn: arn:aws:iam::123456789012:role/mcp-exec\n", "")],
+    );
+    assert_eq!(
+        coded(&no_role),
+        [
+            "m.yaml:5: spec.executionRoleArn: required to read the registry credentials: set it here or in FleetDefaults [E0702]"
+        ]
     );
 }

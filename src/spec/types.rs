@@ -172,6 +172,10 @@ pub struct McpServiceSpec {
     pub task_role_arn: Option<String>,
     /// IAM role ECS uses to pull the image, read secrets and write logs.
     pub execution_role_arn: Option<String>,
+    /// Credentials ECS pulls an image of a private registry outside Amazon ECR with: a Secrets Manager secret
+    /// (name or ARN; resolved to its ARN, its value never read) holding `{"username": …, "password": …}`,
+    /// rendered as the container's `repositoryCredentials`. The execution role must be allowed to read it.
+    pub registry_credentials: Option<String>,
     /// awsvpc networking (replaces FleetDefaults' network as a whole).
     pub network: Option<Network>,
     /// CloudWatch Logs settings (merged field by field with FleetDefaults).

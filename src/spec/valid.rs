@@ -35,6 +35,8 @@ pub struct FieldLines {
     pub secrets: BTreeMap<String, usize>,
     /// The line of each `spec.expose.loadBalancers[i].targetGroup`, in order.
     pub target_groups: Vec<usize>,
+    /// The line of `spec.registryCredentials`.
+    pub registry_credentials: usize,
 }
 
 /// One MCP server, ready to render.
@@ -59,6 +61,8 @@ pub struct ValidService {
     pub stop_timeout_secs: u32,
     pub task_role_arn: Option<String>,
     pub execution_role_arn: Option<String>,
+    /// The Secrets Manager secret (name or ARN, as written) ECS pulls the image of a private registry with.
+    pub registry_credentials: Option<String>,
     pub network: ValidNetwork,
     pub logging: Option<ValidLogging>,
     pub rollout: ValidRollout,

@@ -18,9 +18,9 @@ use crate::backend::{
 use crate::render::CpuArch;
 use crate::render::ecs::{
     AwsVpcConfiguration, CircuitBreaker, ContainerDefinition, DeploymentConfiguration, HealthCheck, KeyValue,
-    LinuxParameters, LoadBalancer, LogConfiguration, MountPoint, NetworkConfiguration, PortMapping, RuntimePlatform,
-    SecretVar, ServiceConnectClientAlias, ServiceConnectConfiguration, ServiceConnectService, ServiceInput,
-    TaskDefinitionInput, Volume,
+    LinuxParameters, LoadBalancer, LogConfiguration, MountPoint, NetworkConfiguration, PortMapping,
+    RepositoryCredentials, RuntimePlatform, SecretVar, ServiceConnectClientAlias, ServiceConnectConfiguration,
+    ServiceConnectService, ServiceInput, TaskDefinitionInput, Volume,
 };
 
 /// The [`Ecs`] port over aws-sdk-ecs.
@@ -136,6 +136,17 @@ fn container(c: &ContainerDefinition) -> Result<sdk::ContainerDefinition, Backen
         .readonly_root_filesystem(c.readonly_root_filesystem)
         .linux_parameters(
             sdk::LinuxParameters::builder().init_process_enabled(c.linux_parameters.init_process_enabled).build(),
+        )
+        .set_repository_credentials(
+            c.repository_credentials
+                .as_ref()
+                .map(|r| {
+                    sdk::RepositoryCredentials::builder()
+                        .credentials_parameter(&r.credentials_parameter)
+                        .build()
+                        .map_err(|e| build_err(OP, e))
+                })
+                .transpose()?,
         );
     for p in &c.port_mappings {
         b = b.port_mappings(
@@ -196,6 +207,9 @@ fn spec_of(td: &sdk::TaskDefinition) -> TaskDefinitionInput {
         .map(|c| ContainerDefinition {
             name: c.name().unwrap_or_default().into(),
             image: c.image().unwrap_or_default().into(),
+            repository_credentials: c
+                .repository_credentials()
+                .map(|r| RepositoryCredentials { credentials_parameter: r.credentials_parameter().into() }),
             essential: c.essential().unwrap_or(true),
             port_mappings: c
                 .port_mappings()

@@ -30,7 +30,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-pub use ecr::{Ecr, platforms_of_manifest};
+pub use ecr::Ecr;
 pub use ecs::AwsEcs;
 pub use elbv2::Elbv2;
 pub use secrets::SecretsManager;

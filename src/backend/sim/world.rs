@@ -867,14 +867,20 @@ impl World {
     fn image_of(&self, td_arn: &str) -> Option<SimImage> {
         let td = self.find_task_definition(td_arn)?;
         let image = td.spec.container_definitions.first()?.image.as_str();
-        let (name, digest) = match image.split_once('@') {
-            Some((name, digest)) => (name, digest.to_string()),
+        let (name, tag, digest) = match image.split_once('@') {
+            Some((name, digest)) => (name, None, Some(digest)),
             None => {
                 let (name, tag) = image.rsplit_once(':')?;
-                (name, self.repositories.get(name)?.tags.get(tag)?.clone())
+                (name, Some(tag), None)
             }
         };
-        self.repositories.get(name)?.images.get(&digest).cloned()
+        let Some(repo) = self.repositories.get(name) else { return outside_ecr(image) };
+        let digest = match (digest, tag) {
+            (Some(digest), _) => digest,
+            (None, Some(tag)) => repo.tags.get(tag)?.as_str(),
+            (None, None) => return None,
+        };
+        repo.images.get(digest).cloned()
     }
 
     /// Whether tasks of a task definition pass their health checks, and why not. Behind load balancers (the
@@ -1156,4 +1162,21 @@ fn tick_service(
         push_event(&mut svc.state, now, format!("(service {name}) has reached a steady state."));
     }
     started_rollback
+}
+
+/// An image of a registry outside Amazon ECR, as the sim's tasks pull it. The sim has no such registry: the image
+/// was resolved (digest and platforms) through the real one, so its tasks start and pass their health checks on
+/// any architecture; only ECR images are the sim's to make unhealthy, slow or unready (`sim push`).
+fn outside_ecr(image: &str) -> Option<SimImage> {
+    let r = crate::spec::ImageRef::parse(image).ok()?;
+    r.ecr().is_none().then(|| SimImage {
+        platforms: vec![
+            crate::render::CpuArch::Arm64.platform().into(),
+            crate::render::CpuArch::X86_64.platform().into(),
+        ],
+        unhealthy: false,
+        startup_ms: None,
+        unready: false,
+        serves: None,
+    })
 }

@@ -265,6 +265,9 @@ pub(super) fn check_service(
         roles::check_role(ctx, "executionRoleArn", arn);
     }
     let execution_role_arn = s.execution_role_arn.clone().or_else(|| d.spec.execution_role_arn.clone());
+    if let Some(id) = &s.registry_credentials {
+        secrets::check_registry_credentials(ctx, id, image.as_ref());
+    }
     let task_role_arn = s.task_role_arn.clone().or_else(|| d.spec.task_role_arn.clone());
 
     let network = match (&s.network, &d.spec.network) {
@@ -299,6 +302,7 @@ pub(super) fn check_service(
         let needs = roles::ExecutionNeeds {
             ecr_image: image.as_ref().is_some_and(|i| i.ecr().is_some()),
             secrets: !secrets.is_empty(),
+            registry_credentials: s.registry_credentials.is_some(),
             awslogs: logging.is_some(),
         };
         roles::require_execution_role(ctx, needs);
@@ -367,6 +371,7 @@ pub(super) fn check_service(
                     ctx.root.line_of(&at)
                 })
                 .collect(),
+            registry_credentials: ctx.root.line_of(&p(&["spec", "registryCredentials"])),
         },
         cluster,
         image: image?,
@@ -382,6 +387,7 @@ pub(super) fn check_service(
         stop_timeout_secs: u32::try_from(stop_timeout_secs?).ok()?,
         task_role_arn,
         execution_role_arn,
+        registry_credentials: s.registry_credentials.clone(),
         network: ValidNetwork {
             subnets: network.subnets,
             security_groups: network.security_groups,
