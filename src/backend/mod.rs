@@ -1,9 +1,9 @@
-//! Ports: what reconcile needs from ECS, an image registry, a secret store, Elastic Load Balancing's target groups
-//! and a clock, in mcpfleet's own types.
+//! Ports: what reconcile needs from ECS, an image registry, a secret store, Elastic Load Balancing's target groups,
+//! Application Auto Scaling (`scaling`) and a clock, in mcpfleet's own types.
 //!
-//! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager/ELB with a virtual clock, the default
-//! engine of the quickstart and the tests) and `aws` (aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager,
-//! aws-sdk-elasticloadbalancingv2). SDK
+//! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager/ELB/Application Auto Scaling with a
+//! virtual clock, the default engine of the quickstart and the tests) and `aws` (aws-sdk-ecs, aws-sdk-ecr,
+//! aws-sdk-secretsmanager, aws-sdk-elasticloadbalancingv2, aws-sdk-applicationautoscaling). SDK
 //! types never cross this boundary, so reconcile, plan and the CLI are the same code against either. `limits`
 //! wraps the ports in client-side token buckets and the single retry policy.
 
@@ -11,6 +11,7 @@ pub mod aws;
 pub mod cache;
 pub mod limits;
 pub mod op;
+pub mod scaling;
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use op::Op;
+pub use scaling::{Autoscaling, SCALABLE_TARGETS_BATCH, ScalableTarget, ScalingPolicy};
 
 use crate::render::ecs::{
     DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, NetworkConfiguration, ServiceConnectConfiguration,
@@ -698,5 +700,6 @@ pub struct Backend {
     pub images: Arc<dyn Images>,
     pub secrets: Arc<dyn Secrets>,
     pub target_groups: Arc<dyn TargetGroups>,
+    pub autoscaling: Arc<dyn Autoscaling>,
     pub clock: Arc<dyn Clock>,
 }

@@ -1,5 +1,5 @@
 //! Builds the ports the global flags ask for, with the client-side rate limits and the one retry policy
-//! (`backend::limits`) in front of ECS, the registry and the secret store.
+//! (`backend::limits`) in front of ECS, the registry, the secret store, ELB and Application Auto Scaling.
 
 use std::sync::Arc;
 
@@ -73,6 +73,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
     backend.images = limited.images(backend.images.clone());
     backend.secrets = limited.secrets(backend.secrets.clone());
     backend.target_groups = limited.target_groups(backend.target_groups.clone());
+    backend.autoscaling = limited.autoscaling(backend.autoscaling.clone());
     Ok(Connected { backend, limited, counter })
 }
 

@@ -220,6 +220,7 @@ pub async fn resolve_each(
             moved_tag(svc, &found).map(|w| format!("{}: spec.image: {w}", at(svc.lines.image))).into_iter().collect();
         let mut target_group_arns = Vec::with_capacity(svc.load_balancers.len());
         let target_group = |message| Problem::new(Reference::TargetGroup, message);
+        let mut first_group = None;
         for (i, lb) in svc.load_balancers.iter().enumerate() {
             let line = svc.lines.target_groups.get(i).copied().unwrap_or(svc.source.line);
             let field = format!("{}: spec.expose.loadBalancers[{i}].targetGroup", at(line));
@@ -230,6 +231,7 @@ pub async fn resolve_each(
             match info {
                 None => problems.push(target_group(format!("{field}: target group `{}` not found", lb.target_group))),
                 Some(info) => {
+                    first_group = first_group.or((i == 0).then_some(info));
                     let judged = judge_target_group(svc, info);
                     problems.extend(judged.problems.iter().map(|p| target_group(format!("{field}: {p}"))));
                     warnings.extend(judged.warnings.iter().map(|w| format!("{field}: {w}")));
@@ -237,6 +239,14 @@ pub async fn resolve_each(
                 }
             }
         }
+        let request_count_label = match request_count_label(svc, first_group) {
+            Ok(label) => label,
+            Err(why) => {
+                let line = svc.lines.requests_per_target.unwrap_or(svc.source.line);
+                problems.push(target_group(format!("{}: spec.autoscaling.requestsPerTarget: {why}", at(line))));
+                None
+            }
+        };
         out.push(match (info, architecture) {
             (Some(info), Some(arch)) if problems.is_empty() => Ok(Resolved {
                 image: svc.image.pinned(&info.digest),
@@ -245,6 +255,7 @@ pub async fn resolve_each(
                 secrets: secret_refs,
                 target_groups: target_group_arns,
                 warnings,
+                request_count_label,
             }),
             _ => Err(problems),
         });
@@ -350,6 +361,27 @@ fn judge_target_group(svc: &ValidService, info: &TargetGroupInfo) -> Judged {
         ));
     }
     j
+}
+
+/// The resource label `autoscaling.requestsPerTarget` follows: the service's first target group (`first`, when it
+/// was found) with the first Application Load Balancer routing to it. Ok(None) without a requests target; Err
+/// (why) when no ALB routes to that group, so requests cannot be counted per target.
+fn request_count_label(svc: &ValidService, first: Option<&TargetGroupInfo>) -> Result<Option<String>, String> {
+    if svc.autoscaling.as_ref().and_then(|a| a.requests_per_target).is_none() {
+        return Ok(None);
+    }
+    // A first target group that was not found is reported on its own field.
+    let Some(info) = first else { return Ok(None) };
+    let tg = &info.target_group;
+    let alb = info.load_balancers.iter().find(|b| b.kind == LoadBalancerType::Application);
+    match alb.and_then(|alb| crate::render::autoscaling::request_count_label(&alb.arn, &tg.arn)) {
+        Some(label) => Ok(Some(label)),
+        None => Err(format!(
+            "no Application Load Balancer routes to target group `{}` (the first of expose.loadBalancers), so \
+             ALBRequestCountPerTarget has no requests to count",
+            tg.name
+        )),
+    }
 }
 
 /// For a `repo:tag@digest` whose tag no longer names that digest: what the tag names now (the digest still wins).

@@ -143,6 +143,14 @@ codes! {
     TargetGroupTwice = "E1508", "a target group listed twice";
     LoadBalancerPort = "E1509", "a load balancer containerPort that is not the container's port (spec.port)";
     HealthCheckGracePeriod = "E1510", "healthCheckGracePeriod outside 0s..2147483647s";
+    // E16xx: autoscaling (validate::autoscaling).
+    AutoscalingNoTarget = "E1601", "autoscaling without a target (targetCpu, targetMemory or requestsPerTarget)";
+    AutoscalingBounds = "E1602", "autoscaling min or max outside 1..5000, or min above max";
+    AutoscalingReplicas = "E1603", "replicas outside the autoscaling bounds [min, max]";
+    AutoscalingTarget = "E1604", "targetCpu or targetMemory outside 1..100, or requestsPerTarget below 1";
+    AutoscalingNoLoadBalancer = "E1605", "requestsPerTarget without a load balancer in expose.loadBalancers";
+    AutoscalingCooldown = "E1606", "a scale-in or scale-out cooldown outside 0s..1h";
+    AutoscalingName = "E1607", "a service name too long for its scaling policies' names (`NAME-METRIC`, at most 256 characters)";
 }
 
 impl fmt::Display for Code {

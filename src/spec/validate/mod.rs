@@ -28,6 +28,7 @@ macro_rules! re {
     };
 }
 
+mod autoscaling;
 mod env;
 mod expose;
 mod health;
@@ -234,7 +235,8 @@ pub(super) fn check_service(
         task::check_fargate_size(ctx, s.cpu, s.memory);
     }
 
-    let replicas = s.replicas.unwrap_or(1);
+    // With autoscaling, a new service starts with its minimum unless replicas says otherwise.
+    let replicas = s.replicas.or(s.autoscaling.as_ref().map(|a| a.min)).unwrap_or(1);
     task::check_replicas(ctx, replicas);
     if !broken("port") {
         task::check_port(ctx, s.port);
@@ -325,6 +327,21 @@ pub(super) fn check_service(
         load_balancers.as_ref().is_ok_and(|l| !l.is_empty()),
         health_check.as_ref().map(|h| h.start_period_secs),
     );
+    let scaling = match &s.autoscaling {
+        Some(a) if !broken("autoscaling") => {
+            // A load balancer list that did not parse cannot be judged; one that parsed but has a problem still
+            // says whether there is one.
+            let listed = s.expose.as_ref().is_some_and(|e| !e.load_balancers.is_empty());
+            let around = autoscaling::Context {
+                name,
+                replicas: s.replicas.filter(|_| !broken("replicas")),
+                load_balanced: (!broken("expose")).then_some(listed),
+            };
+            autoscaling::check_autoscaling(ctx, a, &around).map(Some)
+        }
+        Some(_) => Err(()),
+        None => Ok(None),
+    };
 
     if ctx.diags.len() > before || !unparsed.is_empty() {
         return None;
@@ -349,6 +366,11 @@ pub(super) fn check_service(
                     ctx.root.line_of(&at)
                 })
                 .collect(),
+            requests_per_target: s
+                .autoscaling
+                .as_ref()
+                .and_then(|a| a.requests_per_target)
+                .map(|_| ctx.root.line_of(&p(&["spec", "autoscaling", "requestsPerTarget"]))),
         },
         cluster,
         image: image?,
@@ -377,5 +399,6 @@ pub(super) fn check_service(
         service_connect: service_connect.ok()?,
         load_balancers: load_balancers.ok()?,
         health_check_grace_period_secs: grace_period.ok()?,
+        autoscaling: scaling.ok()?,
     })
 }
