@@ -448,3 +448,60 @@ mod tests {
         assert!(each[1].is_ok(), "{:?}", each[1]);
     }
 }
+
+#[cfg(test)]
+mod request_count_tests {
+    use super::*;
+    use crate::backend::TargetType;
+    use crate::backend::sim::{Sim, TargetGroupSpec};
+    use crate::spec::load_str;
+    use crate::testkit::{fleet_yaml, seeded_world};
+
+    /// The first service of the test fleet exposed through `tg` with a requests target.
+    fn fleet_with_requests(tg: &str) -> ValidFleet {
+        let text = fleet_yaml(1, 1, 1).replacen(
+            "  stopTimeout: 20s\n",
+            &format!(
+                "  stopTimeout: 20s\n  expose: {{ loadBalancers: [{{ targetGroup: {tg} }}] }}\n  autoscaling:\n    min: 1\n    max: 4\n    requestsPerTarget: 500\n"
+            ),
+            1,
+        );
+        load_str("fleet.yaml", &text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_per_target_follows_the_first_target_group_behind_an_alb() {
+        let mut world = seeded_world(1, 1);
+        let spec = |name: &str, load_balancer: bool| TargetGroupSpec {
+            name: name.into(),
+            health_check_path: "/".into(),
+            target_type: TargetType::Ip,
+            load_balancer,
+        };
+        let tg = world.create_target_group(&spec("docs", true)).unwrap();
+        world.create_target_group(&spec("lonely", false)).unwrap();
+        let alb = world.target_groups["docs"].load_balancer_arns[0].clone();
+        let sim = Sim::in_memory(world);
+        let b = sim.backend();
+        let resolved =
+            resolve(&fleet_with_requests("docs"), b.images.as_ref(), b.secrets.as_ref(), b.target_groups.as_ref())
+                .await
+                .unwrap();
+        let label = resolved[0].request_count_label.clone().unwrap();
+        assert_eq!(Some(label.clone()), crate::render::autoscaling::request_count_label(&alb, &tg));
+        assert!(label.starts_with("app/mcpfleet-sim/") && label.contains("/targetgroup/docs/"), "{label}");
+
+        // A target group no load balancer routes to: no requests to count, refused with the field's line.
+        let err =
+            resolve(&fleet_with_requests("lonely"), b.images.as_ref(), b.secrets.as_ref(), b.target_groups.as_ref())
+                .await
+                .unwrap_err();
+        let ReconcileError::Resolution(problems) = err else { panic!("{err:?}") };
+        let requests: Vec<&Problem> =
+            problems.iter().filter(|p| p.message.contains("spec.autoscaling.requestsPerTarget")).collect();
+        assert_eq!(requests.len(), 1, "{problems:#?}");
+        assert!(requests[0].message.starts_with("service `svc-00000` (fleet.yaml:"), "{}", requests[0].message);
+        assert!(requests[0].message.contains("no Application Load Balancer routes to target group `lonely`"));
+        assert_eq!(requests[0].about, Reference::TargetGroup);
+    }
+}

@@ -839,3 +839,108 @@ fn fleet_defaults_may_only_name_the_namespace() {
     );
     assert_eq!(errs.len(), 1, "{errs:#?}");
 }
+
+/// The base service with `body` under `spec.autoscaling` (and `extra` after it).
+fn scaled(body: &str, extra: &str) -> String {
+    svc(&format!("  autoscaling:\n{body}{extra}"), &[])
+}
+
+/// Every diagnostic as (line, code, field path).
+fn coded(text: &str) -> Vec<(usize, &'static str, String)> {
+    match load_str("m.yaml", text) {
+        Ok(_) => vec![],
+        Err(d) => d.0.iter().map(|d| (d.line, d.code.as_str(), d.path.clone())).collect(),
+    }
+}
+
+#[test]
+fn autoscaling_starts_new_services_at_min_with_the_default_cooldowns() {
+    let s = valid(&scaled("    min: 2\n    max: 20\n    targetCpu: 60\n", ""));
+    assert_eq!(s.replicas, 2, "replicas defaults to min");
+    let a = s.autoscaling.expect("autoscaling");
+    assert_eq!((a.min, a.max, a.target_cpu, a.target_memory, a.requests_per_target), (2, 20, Some(60), None, None));
+    assert_eq!((a.scale_in_cooldown_secs, a.scale_out_cooldown_secs), (300, 60));
+    let s = valid(&svc(
+        "  replicas: 5\n  autoscaling: { min: 1, max: 5, targetMemory: 75, scaleInCooldown: 10m, scaleOutCooldown: 0s }\n",
+        &[],
+    ));
+    assert_eq!(s.replicas, 5);
+    let a = s.autoscaling.unwrap();
+    assert_eq!((a.target_memory, a.scale_in_cooldown_secs, a.scale_out_cooldown_secs), (Some(75), 600, 0));
+    // requestsPerTarget follows the first load balancer; its line is kept for resolution's messages.
+    let s = valid(&svc(
+        "  expose: { loadBalancers: [{ targetGroup: docs }] }\n  autoscaling:\n    min: 1\n    max: 3\n    requestsPerTarget: 500\n",
+        &[],
+    ));
+    assert_eq!(s.autoscaling.unwrap().requests_per_target, Some(500));
+    assert_eq!(s.lines.requests_per_target, Some(18));
+    assert!(valid(&svc("", &[])).autoscaling.is_none());
+}
+
+#[test]
+fn autoscaling_errors_name_their_field_line_and_code() {
+    let one = |text: &str| {
+        let c = coded(text);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        c.into_iter().next().unwrap()
+    };
+    assert_eq!(one(&scaled("    min: 1\n    max: 2\n", "")), (14, "E1601", "spec.autoscaling".into()));
+    assert_eq!(
+        one(&scaled("    min: 0\n    max: 2\n    targetCpu: 50\n", "")),
+        (15, "E1602", "spec.autoscaling.min".into())
+    );
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 5001\n    targetCpu: 50\n", "")),
+        (16, "E1602", "spec.autoscaling.max".into())
+    );
+    assert_eq!(
+        one(&scaled("    min: 3\n    max: 2\n    targetCpu: 50\n", "")),
+        (15, "E1602", "spec.autoscaling.min".into())
+    );
+    let text = svc("  replicas: 9\n  autoscaling: { min: 2, max: 4, targetCpu: 50 }\n", &[]);
+    assert_eq!(one(&text), (14, "E1603", "spec.replicas".into()));
+    assert!(errors(&text)[0].contains("9 is outside the autoscaling bounds 2..4"), "{:?}", errors(&text));
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 2\n    targetCpu: 101\n", "")),
+        (17, "E1604", "spec.autoscaling.targetCpu".into())
+    );
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 2\n    targetMemory: 0\n", "")),
+        (17, "E1604", "spec.autoscaling.targetMemory".into())
+    );
+    let no_lb = scaled("    min: 1\n    max: 2\n    requestsPerTarget: 100\n", "");
+    assert_eq!(one(&no_lb), (17, "E1605", "spec.autoscaling.requestsPerTarget".into()));
+    assert!(errors(&no_lb)[0].contains("list one in spec.expose.loadBalancers"), "{:?}", errors(&no_lb));
+    let zero = svc(
+        "  expose: { loadBalancers: [{ targetGroup: a }] }\n  autoscaling: { min: 1, max: 2, requestsPerTarget: 0 }\n",
+        &[],
+    );
+    assert_eq!(one(&zero), (15, "E1604", "spec.autoscaling.requestsPerTarget".into()));
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 2\n    targetCpu: 50\n    scaleInCooldown: 2h\n", "")),
+        (18, "E1606", "spec.autoscaling.scaleInCooldown".into())
+    );
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 2\n    targetCpu: 50\n    scaleOutCooldown: 1500ms\n", "")),
+        (18, "E0209", "spec.autoscaling.scaleOutCooldown".into())
+    );
+    let long = svc(
+        "  autoscaling: { min: 1, max: 2, targetMemory: 50 }\n",
+        &[("name: svc", &format!("name: {}", "s".repeat(250)))],
+    );
+    assert_eq!(one(&long), (4, "E1607", "metadata.name".into()));
+    // A name that fits with `-cpu` but not with `-requests` is judged by the targets it has.
+    let fits = "s".repeat(251);
+    assert!(
+        valid(&svc("  autoscaling: { min: 1, max: 2, targetCpu: 50 }\n", &[("name: svc", &format!("name: {fits}"))]))
+            .autoscaling
+            .is_some()
+    );
+    // Every problem at once, and the types and unknown fields of the schema.
+    let all = coded(&scaled("    min: 0\n    max: 2\n    targetCpu: 200\n    scaleInCooldown: 5h\n", ""));
+    let codes: Vec<&str> = all.iter().map(|c| c.1).collect();
+    assert_eq!(codes, ["E1602", "E1604", "E1606"], "{all:#?}");
+    assert_eq!(one(&scaled("    min: 1\n    max: 2\n    targetCPU: 50\n", "")).1, "E0205");
+    assert_eq!(one(&scaled("    max: 2\n    targetCpu: 50\n", "")).1, "E0206");
+    assert_eq!(one(&scaled("    min: one\n    max: 2\n    targetCpu: 50\n", "")).1, "E0207");
+}
