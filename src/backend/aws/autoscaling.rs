@@ -88,61 +88,53 @@ impl Autoscaling for ApplicationAutoScaling {
         if resource_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_scalable_targets()
-                .service_namespace(namespace())
-                .scalable_dimension(dimension())
-                .set_resource_ids(Some(resource_ids.to_vec()))
-                .max_results(crate::backend::SCALABLE_TARGETS_BATCH as i32)
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| aas_err(Op::DescribeScalableTargets, e))?;
-            out.extend(page.scalable_targets().iter().filter(|t| *t.scalable_dimension() == dimension()).map(|t| {
-                ScalableTarget {
-                    resource_id: t.resource_id().to_string(),
-                    min_capacity: count(t.min_capacity()),
-                    max_capacity: count(t.max_capacity()),
-                }
-            }));
-            match page.next_token().filter(|t| !t.is_empty()) {
-                Some(token) => next = Some(token.to_string()),
-                None => return Ok(out),
-            }
-        }
+        let found = self
+            .client
+            .describe_scalable_targets()
+            .service_namespace(namespace())
+            .scalable_dimension(dimension())
+            .set_resource_ids(Some(resource_ids.to_vec()))
+            .max_results(crate::backend::SCALABLE_TARGETS_BATCH as i32)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aas_err(Op::DescribeScalableTargets, e))?;
+        Ok(found
+            .iter()
+            .filter(|t| *t.scalable_dimension() == dimension())
+            .map(|t| ScalableTarget {
+                resource_id: t.resource_id().to_string(),
+                min_capacity: count(t.min_capacity()),
+                max_capacity: count(t.max_capacity()),
+            })
+            .collect())
     }
 
     async fn scaling_policies(&self, resource_id: &str) -> Result<Vec<ScalingPolicy>, BackendError> {
-        let mut out = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_scaling_policies()
-                .service_namespace(namespace())
-                .resource_id(resource_id)
-                .scalable_dimension(dimension())
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(|e| aas_err(Op::DescribeScalingPolicies, e))?;
-            // The filter is the API's; an answer about another resource is not this one's policy.
-            out.extend(page.scaling_policies().iter().filter(|p| p.resource_id() == resource_id).map(|p| {
-                ScalingPolicy {
-                    policy_name: p.policy_name().to_string(),
-                    resource_id: p.resource_id().to_string(),
-                    target_tracking: target_tracking(p),
-                }
-            }));
-            match page.next_token().filter(|t| !t.is_empty()) {
-                Some(token) => next = Some(token.to_string()),
-                None => return Ok(out),
-            }
-        }
+        let found = self
+            .client
+            .describe_scaling_policies()
+            .service_namespace(namespace())
+            .resource_id(resource_id)
+            .scalable_dimension(dimension())
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| aas_err(Op::DescribeScalingPolicies, e))?;
+        // The filter is the API's; an answer about another resource is not this one's policy.
+        Ok(found
+            .iter()
+            .filter(|p| p.resource_id() == resource_id)
+            .map(|p| ScalingPolicy {
+                policy_name: p.policy_name().to_string(),
+                resource_id: p.resource_id().to_string(),
+                target_tracking: target_tracking(p),
+            })
+            .collect())
     }
 
     async fn register_scalable_target(&self, input: &ScalableTargetInput) -> Result<(), BackendError> {
