@@ -151,7 +151,7 @@ fn autoscaling_changes_are_planned_and_applied_without_touching_the_service_and_
         docs["changes"],
         json!([
             {"path": "autoscaling.max", "from": 6, "to": 8},
-            {"path": "autoscaling.policies.documents-cpu.targetValue", "from": 60.0, "to": 50.0}
+            {"path": "autoscaling.policies.documents-cpu.TargetValue", "from": 60.0, "to": 50.0}
         ])
     );
     let text = lab.plan_text();
@@ -279,4 +279,47 @@ fn a_rollout_that_completed_unwatched_is_not_failed_while_the_autoscaler_adds_ta
     let svc = documents(&lab.world()).clone();
     assert!(svc.task_definition.ends_with("documents:2"), "not rolled back: {svc:#?}");
     assert!(!svc.tags.contains_key("mcpfleet.io/failed-spec-hash"), "{:?}", svc.tags);
+}
+
+#[test]
+fn render_shows_the_autoscaling_documents_as_application_auto_scaling_takes_them() {
+    let lab = Lab::new();
+    lab.edit_manifest("documents.yaml", "  replicas: 2\n", SCALED);
+    let out = lab.run(&["render", "-f", lab.manifests().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let scaling = &service(&doc, "documents")["autoscaling"];
+    assert_eq!(
+        scaling["registerScalableTarget"],
+        json!({"ServiceNamespace": "ecs", "ResourceId": "service/mcp-prod/documents",
+               "ScalableDimension": "ecs:service:DesiredCount", "MinCapacity": 2, "MaxCapacity": 6})
+    );
+    let requests = &scaling["putScalingPolicies"][1];
+    assert_eq!(requests["PolicyName"], "documents-requests");
+    assert_eq!(
+        requests["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"],
+        json!({"PredefinedMetricType": "ALBRequestCountPerTarget", "ResourceLabel": "mcp-documents"}),
+        "without AWS the label is the target group as written"
+    );
+    assert_eq!(service(&doc, "search").get("autoscaling"), None);
+    let (ok, report) = common::run_python_script("scripts/check_ecs_shapes.py", &["-"], &out.stdout);
+    assert!(ok, "botocore rejected the rendered Application Auto Scaling input:\n{report}");
+
+    // The checker catches what Application Auto Scaling would refuse, or the check above proves nothing.
+    let mut bad = doc.clone();
+    let docs = bad["services"].as_array_mut().unwrap().iter_mut().find(|s| s["name"] == "documents").unwrap();
+    docs["autoscaling"]["registerScalableTarget"]["ScalableDimension"] = json!("ecs:service:Count");
+    docs["autoscaling"]["putScalingPolicies"][0]["PolicyType"] = json!("TargetTracking");
+    docs["autoscaling"]["putScalingPolicies"][0]["Cooldown"] = json!(60);
+    docs["autoscaling"]["putScalingPolicies"][1]["ResourceId"] = json!("service/mcp-prod/search");
+    let (ok, report) = common::run_python_script("scripts/check_ecs_shapes.py", &["-"], bad.to_string().as_bytes());
+    assert!(!ok, "{report}");
+    for expected in [
+        "autoscaling.registerScalableTarget: ScalableDimension: 'ecs:service:Count' is not one of",
+        "autoscaling.putScalingPolicies[0]: PolicyType: 'TargetTracking' is not one of",
+        "Cooldown",
+        "autoscaling.putScalingPolicies[1].ResourceId 'service/mcp-prod/search' is not 'service/mcp-prod/documents'",
+    ] {
+        assert!(report.contains(expected), "{expected:?} not in:\n{report}");
+    }
 }

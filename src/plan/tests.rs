@@ -338,7 +338,7 @@ fn autoscaling_is_planned_field_by_field() {
         changes.iter().map(|c| (c.path.as_str(), c.from.clone(), c.to.clone())).collect();
     assert_eq!(paths[0], ("autoscaling.min", Some(json!(2)), Some(json!(1))));
     assert_eq!(paths[1], ("autoscaling.max", Some(json!(20)), Some(json!(30))));
-    assert_eq!(paths[2], ("autoscaling.policies.docs-cpu.targetValue", Some(json!(60.0)), Some(json!(50.0))));
+    assert_eq!(paths[2], ("autoscaling.policies.docs-cpu.TargetValue", Some(json!(60.0)), Some(json!(50.0))));
     assert_eq!(paths[3].0, "autoscaling.policies.docs-memory");
     assert_eq!(paths[3].2, None);
     assert_eq!(paths.len(), 4, "{paths:#?}");

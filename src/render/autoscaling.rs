@@ -1,5 +1,6 @@
 //! Application Auto Scaling documents for one service: the RegisterScalableTarget and PutScalingPolicy inputs, in
-//! the API's JSON shape (camelCase), rendered from the validated spec and its resolution.
+//! the API's JSON shape (its members are PascalCase, unlike ECS's), rendered from the validated spec and its
+//! resolution.
 //!
 //! ECS services scale in namespace `ecs` on the dimension `ecs:service:DesiredCount` of the resource
 //! `service/<cluster>/<service>`; each target of the manifest becomes one target tracking policy named after the
@@ -99,7 +100,7 @@ pub fn target_json(v: f64) -> serde_json::Value {
 
 /// RegisterScalableTarget input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct ScalableTargetInput {
     pub service_namespace: String,
     pub resource_id: String,
@@ -110,7 +111,7 @@ pub struct ScalableTargetInput {
 
 /// The predefined metric of a target tracking policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct PredefinedMetricSpecification {
     pub predefined_metric_type: Metric,
     /// For `ALBRequestCountPerTarget`: `app/<load-balancer>/<id>/targetgroup/<target-group>/<id>`.
@@ -120,7 +121,7 @@ pub struct PredefinedMetricSpecification {
 
 /// A target tracking policy's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct TargetTracking {
     /// Percent for CPU and memory; requests per minute per target for `ALBRequestCountPerTarget`.
     pub target_value: f64,
@@ -134,7 +135,7 @@ pub struct TargetTracking {
 
 /// PutScalingPolicy input: one target tracking policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "PascalCase")]
 pub struct ScalingPolicyInput {
     pub policy_name: String,
     pub service_namespace: String,
