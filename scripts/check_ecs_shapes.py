@@ -61,6 +61,15 @@ def check_limits(value, shape, path):
     return problems
 
 
+def against_model(label, params, model, operation, validator):
+    """Return the problems of params as the input of operation in model, each line starting with label."""
+    shape = model.operation_model(operation).input_shape
+    report = validator.validate(params, shape)
+    problems = report.generate_report().splitlines() if report.has_errors() else []
+    problems += check_limits(params, shape, "")
+    return [f"{label}: {line}" for line in problems]
+
+
 def check_autoscaling(name, entry, validator):
     """Return the problems of an entry's Application Auto Scaling documents, one line each."""
     scaling = entry["autoscaling"]
@@ -80,11 +89,7 @@ def check_autoscaling(name, entry, validator):
         if not isinstance(params, dict):
             problems.append(f"{name}: autoscaling.{path} must be an object")
             continue
-        shape = model.operation_model(operation).input_shape
-        report = validator.validate(params, shape)
-        if report.has_errors():
-            problems += [f"{name}: autoscaling.{path}: {line}" for line in report.generate_report().splitlines()]
-        problems += [f"{name}: autoscaling.{path}: {line}" for line in check_limits(params, shape, "")]
+        problems += against_model(f"{name}: autoscaling.{path}", params, model, operation, validator)
         if params.get("ResourceId") != resource:
             problems.append(f"{name}: autoscaling.{path}.ResourceId {params.get('ResourceId')!r} is not {resource!r}")
     return problems
@@ -120,11 +125,7 @@ def check(payload):
             params = entry.get(key)
             if not isinstance(params, dict):
                 continue
-            shape = model.operation_model(operation).input_shape
-            report = validator.validate(params, shape)
-            if report.has_errors():
-                problems += [f"{name}: {key}: {line}" for line in report.generate_report().splitlines()]
-            problems += [f"{name}: {key}: {line}" for line in check_limits(params, shape, "")]
+            problems += against_model(f"{name}: {key}", params, model, operation, validator)
 
         task_definition, service = entry.get("registerTaskDefinition"), entry.get("createService")
         if isinstance(task_definition, dict) and task_definition.get("family") != entry.get("name"):
