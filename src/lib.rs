@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod controller;
 pub mod plan;
+pub mod probe;
 pub mod reconcile;
 pub mod render;
 pub mod spec;

@@ -53,6 +53,17 @@ pub const TAG_LABELS: &str = "mcpfleet.io/labels";
 pub const TAG_AUTOSCALING: &str = "mcpfleet.io/autoscaling";
 /// Value of the managed-by tag.
 pub const MANAGED_BY: &str = "mcpfleet";
+/// Revision tag: the tools the revision was seen offering when it was verified, as `<count>:<parts>:<hash>` (see
+/// [`ToolRecord`]); the names themselves are in [`TAG_TOOLS_PART`]`1`…`<parts>`.
+pub const TAG_TOOLS: &str = "mcpfleet.io/tools";
+/// Prefix of the revision tags that hold the encoded tool names, 256 characters each: `mcpfleet.io/tools-1`, ….
+pub const TAG_TOOLS_PART: &str = "mcpfleet.io/tools-";
+/// Service tag: the last MCP verification of the service (see [`Verification`]).
+pub const TAG_VERIFICATION: &str = "mcpfleet.io/verification";
+/// Tags ECS keeps on one resource (user tags; `aws:` ones do not count).
+pub const MAX_TAGS: usize = 50;
+/// Characters in one tag value.
+pub const MAX_TAG_VALUE: usize = 256;
 
 /// What a revision's rollout came to, recorded on the task definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +233,230 @@ impl<'a> RevisionTags<'a> {
             outcome: get(tags, TAG_OUTCOME).and_then(Outcome::parse),
         }
     }
+}
+
+// ---- the tool contract ----
+//
+// A verified revision records the tools it offered, so that the next revision can be held to them (the tool
+// contract) and `history` can show what changed, whoever asks later: a restarted controller, another CI run.
+// ECS allows 50 tags of at most 256 characters per resource, so the names are encoded compactly and split:
+//
+// - the names, sorted and without repeats, are joined with `/`; in a name, the characters the MCP specification
+//   allows (`A-Z a-z 0-9 _ - .`) stand for themselves and every other byte is written `=XX` (hex), so any name a
+//   server offers survives and the value holds only characters AWS tag values allow;
+// - that text is cut into 256-character parts, `mcpfleet.io/tools-1` … `-N`;
+// - `mcpfleet.io/tools` holds `<count>:<N>:<hash>`, the hash being the first 16 hex digits of the SHA-256 of the
+//   text, so a part that went missing or was edited is detected rather than read as a shorter list.
+//
+// The parts use the tags the revision has left (50 minus mcpfleet's own and the labels: 38 or more with few
+// labels, i.e. about 9,000 characters, several hundred tool names). A list that does not fit is recorded as
+// `<count>:0:<hash>` alone: the contract then knows how many tools there were, not which (see `ToolRecord`).
+
+/// The tools a revision was seen offering, as its tags record them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolRecord {
+    /// Every name, sorted, without repeats.
+    Names(Vec<String>),
+    /// Only how many there were: the names did not fit in the revision's tags, or a part of them is missing.
+    Count(usize),
+}
+
+impl ToolRecord {
+    /// The record a revision's tags hold, if any.
+    pub fn parse(tags: &Tags) -> Option<ToolRecord> {
+        let mut header = get(tags, TAG_TOOLS)?.splitn(3, ':');
+        let count: usize = header.next()?.parse().ok()?;
+        let parts: usize = header.next()?.parse().ok()?;
+        let hash = header.next()?;
+        let names = (parts > 0 || count == 0)
+            .then(|| {
+                let text: String = (1..=parts)
+                    .map(|i| tags.get(&format!("{TAG_TOOLS_PART}{i}")).map(String::as_str))
+                    .collect::<Option<_>>()?;
+                let names = decode_tools(&text, count)?;
+                (text_hash(&text) == hash && names.len() == count).then_some(names)
+            })
+            .flatten();
+        Some(names.map_or(ToolRecord::Count(count), ToolRecord::Names))
+    }
+
+    /// How many tools were recorded.
+    pub fn count(&self) -> usize {
+        match self {
+            ToolRecord::Names(names) => names.len(),
+            ToolRecord::Count(n) => *n,
+        }
+    }
+
+    /// The names, when they were recorded.
+    pub fn names(&self) -> Option<&[String]> {
+        match self {
+            ToolRecord::Names(names) => Some(names),
+            ToolRecord::Count(_) => None,
+        }
+    }
+}
+
+/// The tags that record `names` on a revision whose other tags (not the tool record's own) number `others`: the
+/// header and as many parts as the names need, or the header alone when they need more tags than are left. Empty
+/// when not even the header fits. Names are sorted and repeats dropped.
+pub fn tool_tags(names: &[String], others: usize) -> Tags {
+    let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let text = encode_tools(&sorted);
+    let free = MAX_TAGS.saturating_sub(others);
+    if free == 0 {
+        return Tags::new();
+    }
+    // The text is ASCII: characters and bytes are the same, so it may be cut anywhere.
+    let parts: Vec<&str> = text.as_bytes().chunks(MAX_TAG_VALUE).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    let fits = parts.len() < free;
+    let mut tags = Tags::new();
+    let recorded = if fits { parts.len() } else { 0 };
+    tags.insert(TAG_TOOLS.into(), format!("{}:{recorded}:{}", sorted.len(), text_hash(&text)));
+    if fits {
+        for (i, part) in parts.iter().enumerate() {
+            tags.insert(format!("{TAG_TOOLS_PART}{}", i + 1), (*part).to_string());
+        }
+    }
+    tags
+}
+
+/// Room on a revision carrying `tags` for `adding` more (keys it does not carry yet): when they would take it
+/// past [`MAX_TAGS`], its tool record shrinks to the count alone, freeing its parts. Returns the header to write and
+/// the parts to remove; None when everything fits as it is (or the parts would not free enough).
+pub fn shrink_tool_record(tags: &Tags, adding: &Tags) -> Option<(Tags, Vec<String>)> {
+    let new = adding.keys().filter(|k| !tags.contains_key(*k) && !k.starts_with("aws:")).count();
+    let have = tags.keys().filter(|k| !k.starts_with("aws:")).count();
+    let parts: Vec<String> = tags.keys().filter(|k| k.starts_with(TAG_TOOLS_PART)).cloned().collect();
+    if have + new <= MAX_TAGS || have + new - parts.len() > MAX_TAGS {
+        return None;
+    }
+    let count = ToolRecord::parse(tags)?.count();
+    let hash = get(tags, TAG_TOOLS)?.rsplit(':').next()?.to_string();
+    Some((one(TAG_TOOLS, &format!("{count}:0:{hash}")), parts))
+}
+
+/// Whether `key` is one of the tool record's tags.
+pub fn is_tool_tag(key: &str) -> bool {
+    key == TAG_TOOLS || key.starts_with(TAG_TOOLS_PART)
+}
+
+/// The record's parts that `tags` carries beyond those `new` writes: left from a longer record, to remove.
+pub fn stale_tool_parts(tags: &Tags, new: &Tags) -> Vec<String> {
+    tags.keys().filter(|k| k.starts_with(TAG_TOOLS_PART) && !new.contains_key(*k)).cloned().collect()
+}
+
+/// Whether a byte stands for itself in the encoding: the characters the MCP specification allows in tool names.
+fn plain(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+fn encode_tools(names: &[&str]) -> String {
+    let mut out = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        for b in name.bytes() {
+            if plain(b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("={b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// The `count` names of an encoded text; None when it is not one [`encode_tools`] wrote.
+fn decode_tools(text: &str, count: usize) -> Option<Vec<String>> {
+    if count == 0 {
+        return text.is_empty().then(Vec::new);
+    }
+    text.split('/')
+        .map(|name| {
+            let mut bytes = Vec::with_capacity(name.len());
+            let mut rest = name.as_bytes();
+            while let Some((&b, tail)) = rest.split_first() {
+                if b == b'=' {
+                    let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+                    bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                    rest = &tail[2..];
+                } else if plain(b) {
+                    bytes.push(b);
+                    rest = tail;
+                } else {
+                    return None;
+                }
+            }
+            String::from_utf8(bytes).ok()
+        })
+        .collect()
+}
+
+fn text_hash(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The result of a service's last MCP verification, as its `mcpfleet.io/verification` tag records it:
+/// `passed|failed/<RFC 3339 time>/<revision>/<tool count or ->/<reason>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub passed: bool,
+    /// Milliseconds since the Unix epoch (whole seconds).
+    pub at_ms: u64,
+    /// The revision verified, `family:revision`.
+    pub revision: String,
+    /// The tools it offered, when they were listed.
+    pub tools: Option<usize>,
+    /// Why it failed (characters AWS tags do not allow become spaces, runs of blanks one, and it is cut to fit);
+    /// empty when it passed.
+    pub reason: String,
+}
+
+impl Verification {
+    /// The record a service's tags hold, if any.
+    pub fn parse(tags: &Tags) -> Option<Verification> {
+        let mut fields = get(tags, TAG_VERIFICATION)?.splitn(5, '/');
+        let passed = match fields.next()? {
+            "passed" => true,
+            "failed" => false,
+            _ => return None,
+        };
+        let at = humantime::parse_rfc3339(fields.next()?).ok()?;
+        let at_ms = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        let revision = fields.next()?.to_string();
+        let tools = match fields.next()? {
+            "-" => None,
+            n => Some(n.parse().ok()?),
+        };
+        let reason = fields.next().unwrap_or_default().to_string();
+        Some(Verification { passed, at_ms: u64::try_from(at_ms).ok()?, revision, tools, reason })
+    }
+
+    /// The service tag that records it.
+    pub fn tags(&self) -> Tags {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.at_ms);
+        let head = format!(
+            "{}/{}/{}/{}/",
+            if self.passed { "passed" } else { "failed" },
+            humantime::format_rfc3339_seconds(at),
+            short(&self.revision),
+            self.tools.map_or_else(|| "-".to_string(), |n| n.to_string()),
+        );
+        let room = MAX_TAG_VALUE.saturating_sub(head.chars().count());
+        let safe: String = self.reason.chars().map(tag_char).collect();
+        let reason: String = safe.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(room).collect();
+        one(TAG_VERIFICATION, &format!("{head}{}", reason.trim_end()))
+    }
+}
+
+/// `c` when AWS tag values allow it (letters, digits, spaces and `_ . : / = + - @`), else a space.
+fn tag_char(c: char) -> char {
+    if c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c) { c } else { ' ' }
 }
 
 /// The value of `key` among rendered tags.
@@ -525,5 +760,113 @@ mod tests {
         assert_eq!(Outcome::parse("superseded"), None);
         let tags = Tags::from([(TAG_LAST_GOOD.to_string(), String::new())]);
         assert_eq!(ServiceTags::parse(&tags).last_good, None);
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn tool_records_round_trip_any_names_in_tag_sized_values() {
+        let odd = names(&["search_documents", "get.document-2", "ns/tool", "a=b", "día", "with space", "", "😀"]);
+        for list in [vec![], names(&["one"]), odd.clone()] {
+            let tags = tool_tags(&list, 9);
+            let mut want = list.clone();
+            want.sort();
+            assert_eq!(ToolRecord::parse(&tags), Some(ToolRecord::Names(want)), "{tags:?}");
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "_.:/=+-@".contains(c);
+            assert!(tags.values().all(|v| v.chars().count() <= MAX_TAG_VALUE && v.chars().all(allowed)), "{tags:?}");
+        }
+        // Repeats are recorded once.
+        assert_eq!(
+            ToolRecord::parse(&tool_tags(&names(&["b", "a", "b"]), 9)),
+            Some(ToolRecord::Names(names(&["a", "b"])))
+        );
+    }
+
+    #[test]
+    fn a_long_tool_list_is_split_across_tags_and_falls_back_to_its_count_when_it_does_not_fit() {
+        let many: Vec<String> = (0..600).map(|i| format!("tool_number_{i:04}")).collect();
+        let tags = tool_tags(&many, 9);
+        let parts = tags.keys().filter(|k| k.starts_with(TAG_TOOLS_PART)).count();
+        assert!(parts > 30 && parts < MAX_TAGS - 9, "{parts} parts");
+        assert_eq!(ToolRecord::parse(&tags).and_then(|r| r.names().map(<[String]>::len)), Some(600));
+        // Beside 48 other tags there is room for the header alone: the count is kept, not the names.
+        let crowded = tool_tags(&many, 48);
+        assert_eq!(crowded.len(), 1);
+        assert_eq!(ToolRecord::parse(&crowded), Some(ToolRecord::Count(600)));
+        assert!(tool_tags(&many, MAX_TAGS).is_empty());
+        // Two tags left: the header and one part, when one part is enough.
+        assert_eq!(ToolRecord::parse(&tool_tags(&names(&["a", "b"]), 48)), Some(ToolRecord::Names(names(&["a", "b"]))));
+    }
+
+    #[test]
+    fn a_tool_record_with_a_lost_or_edited_part_is_only_a_count() {
+        let many: Vec<String> = (0..100).map(|i| format!("tool_{i}")).collect();
+        let tags = tool_tags(&many, 9);
+        let mut lost = tags.clone();
+        lost.remove(&format!("{TAG_TOOLS_PART}2"));
+        assert_eq!(ToolRecord::parse(&lost), Some(ToolRecord::Count(100)));
+        let mut edited = tags.clone();
+        edited.insert(format!("{TAG_TOOLS_PART}1"), "tool_0/tool_1".into());
+        assert_eq!(ToolRecord::parse(&edited), Some(ToolRecord::Count(100)));
+        let mut garbled = tags.clone();
+        garbled.insert(TAG_TOOLS.into(), "many:1:x".into());
+        assert_eq!(ToolRecord::parse(&garbled), None);
+        assert_eq!(ToolRecord::parse(&Tags::new()), None);
+        // A shorter record written over a longer one leaves parts to remove.
+        let short = tool_tags(&names(&["a"]), 9);
+        let stale = stale_tool_parts(&tags, &short);
+        assert!(
+            !stale.is_empty()
+                && stale.iter().all(|k| k.starts_with(TAG_TOOLS_PART) && k != &format!("{TAG_TOOLS_PART}1"))
+        );
+        let mut rewritten = tags.clone();
+        rewritten.extend(short);
+        assert_eq!(ToolRecord::parse(&rewritten), Some(ToolRecord::Names(names(&["a"]))), "extra parts are ignored");
+    }
+
+    #[test]
+    fn verifications_round_trip_with_their_reason_made_tag_safe() {
+        let v = Verification {
+            passed: false,
+            at_ms: 1_767_225_900_000,
+            revision: "arn:aws:ecs:us-east-1:123456789012:task-definition/docs:3".into(),
+            tools: Some(12),
+            reason: "10.0.1.7:8080: missing tools: get_document (expected); \"quoted\"".into(),
+        };
+        let tags = v.tags();
+        assert_eq!(
+            tags[TAG_VERIFICATION],
+            "failed/2026-01-01T00:05:00Z/docs:3/12/10.0.1.7:8080: missing tools: get_document expected quoted"
+        );
+        let back = Verification::parse(&tags).unwrap();
+        assert_eq!((back.passed, back.at_ms, back.revision.as_str(), back.tools), (false, v.at_ms, "docs:3", Some(12)));
+        let long = Verification { reason: "x".repeat(1000), tools: None, passed: true, ..v };
+        let tags = long.tags();
+        assert_eq!(tags[TAG_VERIFICATION].chars().count(), MAX_TAG_VALUE);
+        assert_eq!(Verification::parse(&tags).map(|v| (v.passed, v.tools)), Some((true, None)));
+        assert_eq!(Verification::parse(&one(TAG_VERIFICATION, "maybe/2026-01-01T00:05:00Z/docs:3/1/")), None);
+    }
+
+    #[test]
+    fn a_tool_record_shrinks_to_its_count_to_make_room_for_labels() {
+        let many: Vec<String> = (0..250).map(|i| format!("tool_{i:03}")).collect();
+        let mut tags: Tags = (0..30).map(|i| (format!("label-{i}"), "v".to_string())).collect();
+        tags.extend((0..9).map(|i| (format!("{TAG_PREFIX}own-{i}"), "v".to_string())));
+        let record = tool_tags(&many, tags.len() + 1);
+        assert!(record.len() > 5, "{} tags", record.len());
+        tags.extend(record);
+        let add = |n: usize| -> Tags { (30..30 + n).map(|i| (format!("label-{i}"), "v".to_string())).collect() };
+        // Labels it already carries, or few enough new ones, fit as it is.
+        assert_eq!(shrink_tool_record(&tags, &add(0)), None);
+        assert_eq!(shrink_tool_record(&tags, &add(MAX_TAGS - tags.len())), None);
+        let (header, parts) = shrink_tool_record(&tags, &add(8)).unwrap();
+        assert_eq!(parts.len(), tags.keys().filter(|k| k.starts_with(TAG_TOOLS_PART)).count());
+        let mut shrunk = tags.clone();
+        shrunk.retain(|k, _| !parts.contains(k));
+        shrunk.extend(header);
+        assert_eq!(ToolRecord::parse(&shrunk), Some(ToolRecord::Count(250)));
+        assert!(shrunk.len() + 8 <= MAX_TAGS);
     }
 }

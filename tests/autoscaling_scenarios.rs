@@ -217,7 +217,7 @@ fn requests_per_target_without_an_alb_is_refused_before_any_write() {
     assert!(
         stderr.contains(
             "spec.autoscaling.requestsPerTarget: requests are counted by an Application Load Balancer's target group"
-        ) && stderr.contains("[E1605]"),
+        ) && stderr.contains("[E1705]"),
         "{stderr}"
     );
     // Behind a target group no load balancer routes to: refused at resolution, nothing written.

@@ -418,6 +418,82 @@ async fn a_throttled_list_tasks_is_retried() {
     assert_eq!(ecs.retries()["ListTasks"], 1);
 }
 
+// ---- a service's running tasks: ListTasks pages + DescribeTasks, with the ENI's private address ----
+
+/// A Fargate task of `docs:4` with `status`, and its ENI attachment when it has an address, as ECS answers it.
+fn running_task(id: &str, status: &str, ip: Option<&str>) -> Task {
+    use aws_sdk_ecs::types::{Attachment, KeyValuePair};
+    let detail = |name: &str, value: &str| KeyValuePair::builder().name(name).value(value).build();
+    let mut task = Task::builder()
+        .task_arn(task_arn(id))
+        .task_definition_arn(td_arn("docs", 4))
+        .last_status(status)
+        .desired_status("RUNNING")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate);
+    if let Some(ip) = ip {
+        task = task.attachments(
+            Attachment::builder()
+                .id("eni-attachment-1")
+                .r#type("ElasticNetworkInterface")
+                .status("ATTACHED")
+                .details(detail("subnetId", "subnet-0abc"))
+                .details(detail("networkInterfaceId", "eni-0abc"))
+                .details(detail("privateDnsName", "ip-10-0-1-23.ec2.internal"))
+                .details(detail("privateIPv4Address", ip))
+                .build(),
+        );
+    }
+    task.build()
+}
+
+#[tokio::test]
+async fn service_tasks_follow_next_token_and_read_the_eni_address() {
+    use mcpfleet::backend::{TaskInfo, TaskStatus};
+    let first = mock!(Client::list_tasks)
+        .match_requests(|r| {
+            r.cluster() == Some("mcp")
+                && r.service_name() == Some("docs")
+                && r.desired_status() == Some(&DesiredStatus::Running)
+                && r.next_token().is_none()
+        })
+        .then_output(|| ListTasksOutput::builder().task_arns(task_arn("a1")).next_token("page-2").build());
+    let second = mock!(Client::list_tasks)
+        .match_requests(|r| r.next_token() == Some("page-2"))
+        .then_output(|| ListTasksOutput::builder().task_arns(task_arn("b2")).build());
+    let describe = mock!(Client::describe_tasks)
+        .match_requests(|r| r.cluster() == Some("mcp") && r.tasks() == [task_arn("a1"), task_arn("b2")])
+        .then_output(|| {
+            DescribeTasksOutput::builder()
+                // Answered out of order, as DescribeTasks may: the result keeps ListTasks' order.
+                .tasks(running_task("b2", "PROVISIONING", None))
+                .tasks(running_task("a1", "RUNNING", Some("10.0.1.23")))
+                .build()
+        });
+    let client = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&first, &second, &describe], no_sdk_retries);
+    let (ecs, _) = limited(client);
+    let tasks = ecs.service_tasks("mcp", "docs").await.unwrap();
+    assert_eq!(
+        tasks,
+        [
+            TaskInfo {
+                arn: task_arn("a1"),
+                task_definition: td_arn("docs", 4),
+                last_status: TaskStatus::Running,
+                private_ipv4: Some("10.0.1.23".into()),
+                port: None,
+            },
+            TaskInfo {
+                arn: task_arn("b2"),
+                task_definition: td_arn("docs", 4),
+                last_status: TaskStatus::Provisioning,
+                private_ipv4: None,
+                port: None,
+            },
+        ]
+    );
+    assert_eq!((first.num_calls(), second.num_calls(), describe.num_calls()), (1, 1, 1));
+}
+
 /// A service whose PRIMARY deployment of `docs:rev` is in `state` with `failed` failed tasks, with real ECS
 /// event text, tagged as mcpfleet leaves it (last good: docs:3).
 fn docs_service(rev: u32, state: DeploymentRolloutState, running: i32, failed: i32) -> Service {
@@ -608,9 +684,9 @@ async fn settle_updated(client: Client, desired: &[Desired]) -> (bool, Vec<Servi
     let (ecs, clock) = limited(client);
     let mut outcomes = updated_outcome();
     let found = mcpfleet::reconcile::settle::Found::default();
+    let ports = mcpfleet::reconcile::settle::Ports { ecs: &ecs, clock: clock.as_ref(), gate: None };
     let waited = mcpfleet::reconcile::settle::settle_apply(
-        &ecs,
-        clock.as_ref(),
+        ports,
         desired,
         &found,
         &mut outcomes,

@@ -857,3 +857,52 @@ fn autoscaling_is_registered_compared_changed_and_removed_on_moto() {
     let (code, plan) = lab.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{plan:#}");
 }
+
+/// A service's tasks as the adapter reads them from moto: ListTasks (desired status RUNNING), then DescribeTasks
+/// a hundred at a time. What moto 5.2.5 gives: it runs no task for a service, and RunTask of an awsvpc task fails
+/// inside moto (HTTP 500: its ENI has no `private_dns_name`), so the tasks here are RunTask's of a bridge-mode
+/// revision, which have no elastic network interface and so no private address (the ENI's `privateIPv4Address` is
+/// read in tests/aws_mocks.rs); moto answers ListTasks in one page whatever the count, and ignores its
+/// serviceName filter, so the lab's cluster holds only these tasks.
+#[tokio::test]
+async fn a_services_tasks_are_listed_and_described_a_hundred_at_a_time() {
+    use mcpfleet::backend::{Ecs, TaskStatus};
+
+    let lab = AwsLab::new();
+    assert_eq!(lab.apply(&[]).0, 0);
+    // moto's RunTask also adds up container-level memory, which Fargate revisions need not have.
+    let rendered = &lab.dump()["taskDefinitions"]["documents"][0];
+    let mut container = rendered["containerDefinitions"][0].clone();
+    container["memory"] = serde_json::json!(1024);
+    let registered = lab.ecs(
+        "register_task_definition",
+        serde_json::json!({"family": "documents", "networkMode": "bridge", "containerDefinitions": [container]}),
+    );
+    let td = registered["taskDefinition"]["taskDefinitionArn"].as_str().unwrap().to_string();
+    // (ECS starts at most 10 tasks per RunTask; moto has no such limit.)
+    let run = lab.ecs(
+        "run_task",
+        serde_json::json!({"cluster": "mcp-prod", "taskDefinition": td, "count": 105, "launchType": "FARGATE",
+                           "startedBy": "ecs-svc/documents"}),
+    );
+    let started = run["tasks"].as_array().unwrap();
+    assert_eq!(started.len(), 105, "{run:#}");
+
+    let ecs = moto_ecs(&lab);
+    lab.start_recording();
+    let tasks = ecs.service_tasks("mcp-prod", "documents").await.unwrap();
+    let ops = lab.recorded();
+    assert_eq!((op_count(&ops, "ListTasks"), op_count(&ops, "DescribeTasks")), (1, 2), "{ops:?}");
+    let listed: Vec<&str> = tasks.iter().map(|t| t.arn.as_str()).collect();
+    let sent: Vec<&str> = started.iter().map(|t| t["taskArn"].as_str().unwrap()).collect();
+    assert_eq!(listed, sent, "every task, in ListTasks' order");
+    for task in &tasks {
+        assert_eq!(task.task_definition, td);
+        // moto's state manager moves a task on (RUNNING, DEACTIVATING, STOPPING, …) each time it is described:
+        // every status it reports is one of ECS's.
+        assert!(!matches!(task.last_status, TaskStatus::Other(_)), "{task:?}");
+        assert_eq!((task.private_ipv4.as_deref(), task.port), (None, None), "no ENI, no address: {task:?}");
+    }
+    assert!(ecs.describe_tasks("mcp-prod", &[]).await.unwrap().is_empty(), "no request for no ARN");
+    assert_eq!(op_count(&lab.recorded(), "DescribeTasks"), 2);
+}

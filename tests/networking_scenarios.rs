@@ -298,7 +298,8 @@ async fn mcpfleets_own_rollback_puts_the_networking_back_in_the_same_update_as_t
 
     sim.reset_stats();
     let failed = RolloutResult::Failed { kind: FailureKind::DeadlineExceeded, reason: "too slow".into() };
-    let settled = settle_service(ecs, &state, &target, &failed, Policy::of(&d.rollout), None).await.unwrap();
+    let ports = mcpfleet::reconcile::settle::Ports { ecs, clock: backend.clock.as_ref(), gate: None };
+    let settled = settle_service(ports, &state, &target, &failed, Policy::of(&d.rollout), None).await.unwrap();
     assert_eq!(settled, Settled::RolledBack { reason: "too slow".into(), to: rev1.clone(), by_ecs: false });
     assert_eq!(sim.stats().get("UpdateService"), 1, "{:?}", sim.stats());
     let back = ecs.describe_services("mcp-prod", &["database".into()]).await.unwrap().services.remove(0);

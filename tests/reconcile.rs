@@ -240,6 +240,21 @@ async fn the_watcher_describes_services_in_flight_ten_at_a_time() {
         ) -> Result<Vec<String>, mcpfleet::backend::BackendError> {
             self.0.inner.stopped_task_reasons(c, s, t).await
         }
+        async fn list_tasks(
+            &self,
+            c: &str,
+            s: &str,
+            t: Option<&str>,
+        ) -> Result<mcpfleet::backend::TaskPage, mcpfleet::backend::BackendError> {
+            self.0.inner.list_tasks(c, s, t).await
+        }
+        async fn describe_tasks(
+            &self,
+            c: &str,
+            a: &[String],
+        ) -> Result<Vec<mcpfleet::backend::TaskInfo>, mcpfleet::backend::BackendError> {
+            self.0.inner.describe_tasks(c, a).await
+        }
     }
     let targets: Vec<Target> = outcomes
         .iter()

@@ -34,7 +34,7 @@ use backoff::backoff::Backoff;
 use super::op::Counts;
 use super::{
     Autoscaling, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Op, Secrets,
-    ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TdStatus,
+    ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage, TdStatus,
 };
 use super::{ScalableTarget, ScalingPolicy};
 use crate::render::autoscaling::{ScalableTargetInput, ScalingPolicyInput};
@@ -360,6 +360,12 @@ impl Ecs for Limited {
             self.inner.stopped_task_reasons(cluster, service, task_definition).await
         })
         .await
+    }
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError> {
+        self.run(Op::ListTasks, || self.inner.list_tasks(cluster, service, token)).await
+    }
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
+        self.run(Op::DescribeTasks, || self.inner.describe_tasks(cluster, arns)).await
     }
 }
 

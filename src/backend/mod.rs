@@ -419,10 +419,117 @@ pub trait Ecs: Send + Sync {
         service: &str,
         task_definition: &str,
     ) -> Result<Vec<String>, BackendError>;
+    /// One page (up to [`STOPPED_TASKS_BATCH`]) of the ARNs of a service's tasks whose desired status is RUNNING
+    /// (ListTasks), from `token` (the previous page's `next_token`) on.
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError>;
+    /// Up to [`STOPPED_TASKS_BATCH`] tasks of a cluster by ARN (DescribeTasks); unknown ones are absent.
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError>;
+
+    /// Every task of a service that ECS keeps running (desired status RUNNING, whatever its last status), in
+    /// ListTasks' order: one ListTasks per page and one DescribeTasks per [`STOPPED_TASKS_BATCH`] of them.
+    async fn service_tasks(&self, cluster: &str, service: &str) -> Result<Vec<TaskInfo>, BackendError> {
+        let mut arns: Vec<String> = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list_tasks(cluster, service, token.as_deref()).await?;
+            arns.extend(page.arns);
+            match page.next_token {
+                // A token that repeats would page forever.
+                Some(next) if token.as_ref() != Some(&next) => token = Some(next),
+                _ => break,
+            }
+        }
+        let mut tasks = Vec::with_capacity(arns.len());
+        for chunk in arns.chunks(STOPPED_TASKS_BATCH) {
+            let mut found = self.describe_tasks(cluster, chunk).await?;
+            found.sort_by_key(|t| chunk.iter().position(|a| *a == t.arn));
+            tasks.extend(found);
+        }
+        Ok(tasks)
+    }
 }
 
 /// At most this many tasks per ListTasks page and DescribeTasks call (ECS limits).
 pub const STOPPED_TASKS_BATCH: usize = 100;
+
+/// A task's `lastStatus`: where it is in its lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    Provisioning,
+    Pending,
+    Activating,
+    /// Its containers run: the only status in which it serves.
+    Running,
+    Deactivating,
+    Stopping,
+    Deprovisioning,
+    Stopped,
+    /// A status this version does not know, as ECS spelled it.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl TaskStatus {
+    /// ECS's word (`RUNNING`, …).
+    pub fn from_ecs(s: &str) -> TaskStatus {
+        match s {
+            "PROVISIONING" => TaskStatus::Provisioning,
+            "PENDING" => TaskStatus::Pending,
+            "ACTIVATING" => TaskStatus::Activating,
+            "RUNNING" => TaskStatus::Running,
+            "DEACTIVATING" => TaskStatus::Deactivating,
+            "STOPPING" => TaskStatus::Stopping,
+            "DEPROVISIONING" => TaskStatus::Deprovisioning,
+            "STOPPED" => TaskStatus::Stopped,
+            other => TaskStatus::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            TaskStatus::Provisioning => "PROVISIONING",
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Activating => "ACTIVATING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Deactivating => "DEACTIVATING",
+            TaskStatus::Stopping => "STOPPING",
+            TaskStatus::Deprovisioning => "DEPROVISIONING",
+            TaskStatus::Stopped => "STOPPED",
+            TaskStatus::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A task of a service, as DescribeTasks reports it: where to reach it and what it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskInfo {
+    pub arn: String,
+    /// The task definition (ARN) the task runs.
+    pub task_definition: String,
+    pub last_status: TaskStatus,
+    /// The `privateIPv4Address` of its elastic network interface (awsvpc); None before the interface is attached.
+    pub private_ipv4: Option<String>,
+    /// The port it serves on, when the backend knows it: only the sim's tasks of images pushed with `--serves`
+    /// (the port of the URL they serve). ECS reports none for awsvpc tasks: the task definition's container port
+    /// applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// One ListTasks page: task ARNs and the token of the next page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskPage {
+    pub arns: Vec<String>,
+    pub next_token: Option<String>,
+}
 
 /// One container of a stopped task, as far as explaining the stop goes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

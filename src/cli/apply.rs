@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use mcpfleet::reconcile::verify::{GatePorts, McpProber};
 use mcpfleet::reconcile::{self, ApplyOptions, Outcome, settle};
 use mcpfleet::state::short as short_td;
 
@@ -50,7 +51,10 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let progress = |service: &str, what: &str| reporter.report(service, what);
     let mut observed = prepared.observe().await?;
     // Rollouts of earlier applies that finished unwatched (or, with --wait, are still in flight) first.
-    let found = settle::settle_found(ecs, clock, desired, &observed, wait, &progress).await?;
+    let prober = McpProber;
+    let gate = GatePorts { prober: &prober, target_groups: conn.backend.target_groups.as_ref() };
+    let ports = settle::Ports { ecs, clock, gate: Some(gate) };
+    let found = settle::settle_found(ports, desired, &observed, wait, &progress).await?;
     if found.changed {
         observed = prepared.observe().await?;
     }
@@ -66,7 +70,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let found_failed = settle::report_found(&found, &mut outcomes);
 
     let waited = match wait {
-        Some(timeout) => settle::settle_apply(ecs, clock, desired, &found, &mut outcomes, timeout, &progress).await?,
+        Some(timeout) => settle::settle_apply(ports, desired, &found, &mut outcomes, timeout, &progress).await?,
         None => settle::Waited::default(),
     };
     if args.wait && args.prune {
@@ -78,9 +82,15 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             progress(&o.name, &format!("done: {}", o.outcome.as_str()));
         }
     }
+    // What the MCP gate saw in the rollouts it passed: printed as resolution's warnings are, and listed with them.
+    let gate_warnings: Vec<&str> = found.warnings.iter().chain(&waited.warnings).map(String::as_str).collect();
+    for w in &gate_warnings {
+        eprintln!("warning: {w}");
+    }
     match args.output {
         Output::Json => {
-            let mut doc = serde_json::json!({ "services": outcomes, "warnings": prepared.warnings() });
+            let warnings: Vec<&str> = prepared.warnings().into_iter().chain(gate_warnings).collect();
+            let mut doc = serde_json::json!({ "services": outcomes, "warnings": warnings });
             doc["apiCalls"] = serde_json::to_value(conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }

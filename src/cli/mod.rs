@@ -6,6 +6,7 @@ mod backend;
 mod healthcheck;
 mod history;
 mod plan;
+mod probe;
 mod progress;
 mod render;
 mod rollback;
@@ -100,6 +101,9 @@ pub enum Command {
     History(history::Args),
     /// Put a service back on its last known-good revision (or --to-revision N).
     Rollback(rollback::Args),
+    /// Check that MCP servers answer as clients need (handshake, tools/list, expected tools): one URL, or every
+    /// RUNNING task of a service (--cluster) and its endpoints.
+    Probe(probe::Args),
     /// Run the controller: reconcile every interval and on manifest changes; /healthz, /readyz, /metrics.
     Run(run::Args),
     /// Exit 0 when the controller's /healthz answers 200 (the container HEALTHCHECK).
@@ -140,6 +144,7 @@ pub fn main() -> ExitCode {
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
         Command::Rollback(args) => block_on(rollback::run(&cli, args)),
+        Command::Probe(args) => block_on(probe::run(&cli, args)),
         Command::Healthcheck(args) => healthcheck::run(args),
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -170,6 +175,7 @@ impl Command {
             Command::Apply(args) => args.output,
             Command::Status(args) => args.output,
             Command::History(args) => args.output,
+            Command::Probe(args) => args.output,
             _ => Output::Text,
         }
     }
@@ -197,10 +203,12 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
 
 fn init_logging(format: LogFormat, long_running: bool, verbose: bool) {
     // A controller narrates its passes; one-shot commands print their own output and log only warnings.
+    // The MCP client's own lines (a worker that quits on a refused connection logs an error) repeat what the
+    // probe reports; they show with -v.
     let default = match (verbose, long_running) {
-        (true, _) => "info,mcpfleet=debug,aws_config=debug,aws_smithy_runtime=debug",
-        (false, true) => "info",
-        (false, false) => "warn",
+        (true, _) => "info,mcpfleet=debug,aws_config=debug,aws_smithy_runtime=debug,rmcp=debug",
+        (false, true) => "info,rmcp=off",
+        (false, false) => "warn,rmcp=off",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MCPFLEET_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())

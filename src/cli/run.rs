@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mcpfleet::controller::{self, Controller, MIN_GAP, Options, Shared};
+use mcpfleet::reconcile::verify::McpProber;
 use tracing::{error, info, warn};
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Files};
@@ -38,6 +39,10 @@ pub struct Args {
     /// How long a resolved digest, secret ARN or target group is reused.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub cache_ttl: Duration,
+    /// Time between probes of each verified service's MCP server outside rollouts (`mcp.verify`); a failing probe
+    /// is reported (metrics, log, /readyz), never rolled back.
+    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    pub probe_interval: Duration,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
@@ -71,9 +76,17 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         concurrency: args.concurrency,
         sim_speed: args.sim_speed,
         cache_ttl: args.cache_ttl,
+        probe_interval: args.probe_interval,
     };
-    let controller =
-        Controller::new(opts, conn.backend.clone(), conn.limited.clone(), sim, conn.api_calls_fn(), shared);
+    let controller = Controller::new(
+        opts,
+        conn.backend.clone(),
+        conn.limited.clone(),
+        sim,
+        conn.api_calls_fn(),
+        shared,
+        std::sync::Arc::new(McpProber),
+    );
     let stop = controller.stop_flag();
     let mut signals = Signals::new()?;
     let shutdown_timeout = args.shutdown_timeout;

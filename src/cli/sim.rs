@@ -1,7 +1,7 @@
 //! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, target groups, out-of-band edits, the
 //! load its Application Auto Scaling follows).
 
-use mcpfleet::backend::sim::{LoadSpec, SimImage, TargetGroupSpec};
+use mcpfleet::backend::sim::{LoadSpec, ServedUrl, SimImage, TargetGroupSpec};
 use mcpfleet::backend::{MAX_DESIRED_COUNT, ServiceUpdate, TargetType};
 use mcpfleet::spec::ImageRef;
 
@@ -26,6 +26,11 @@ pub enum Command {
         /// Its tasks take this long to pass health checks (default 20s), e.g. to exceed a progress deadline.
         #[arg(long, value_parser = humantime::parse_duration)]
         startup: Option<std::time::Duration>,
+        /// A real MCP server its running tasks stand for, e.g. http://127.0.0.1:8081/mcp: they report the URL's
+        /// host and port as their private IPv4 address and port, so `probe` of them reaches it (at the service's
+        /// MCP path). The sim never answers MCP itself.
+        #[arg(long, value_name = "URL", value_parser = ServedUrl::parse)]
+        serves: Option<ServedUrl>,
     },
     /// Create a secret and print its ARN (NAME plus a 6-character suffix, as AWS does).
     Secret { name: String },
@@ -92,7 +97,7 @@ fn parse_desired_count(s: &str) -> Result<u32, String> {
 pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
     let sim = super::backend::open_sim(cli)?;
     match cmd {
-        Command::Push { image, platforms, unhealthy, unready, startup } => {
+        Command::Push { image, platforms, unhealthy, unready, startup, serves } => {
             let r = ImageRef::parse(image).map_err(|e| anyhow::anyhow!("{e}"))?;
             let tag = r
                 .tag
@@ -109,14 +114,16 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
                 unhealthy: *unhealthy,
                 startup_ms: startup.map(|d| d.as_millis() as u64),
                 unready: *unready,
+                serves: serves.clone(),
             };
             let digest = sim.with_world(true, |w| w.push_image_with(&r.name(), &tag, image))?;
             println!(
-                "{}:{tag} {digest} ({}{}{})",
+                "{}:{tag} {digest} ({}{}{}{})",
                 r.name(),
                 platforms.join(", "),
                 if *unhealthy { ", unhealthy" } else { "" },
-                if *unready { ", unready" } else { "" }
+                if *unready { ", unready" } else { "" },
+                serves.as_ref().map(|s| format!(", serves {}", s.as_str())).unwrap_or_default()
             );
         }
         Command::Secret { name } => {

@@ -1,16 +1,15 @@
 //! `mcpfleet status`: per service, the revision, image, architecture, counts (with the autoscaling bounds of a
-//! service that autoscales), rollout state, last good one and where agents reach it (its load balancers' DNS
-//! names, then its Service Connect aliases).
+//! service that autoscales), rollout state, last good one, its last MCP verification (result, time, tools) and
+//! where agents reach it (its load balancers' DNS names, then its Service Connect aliases).
 
 use std::collections::BTreeMap;
 
-use mcpfleet::backend::{
-    Autoscaling, BackendError, DESCRIBE_TARGET_GROUPS_BATCH, Ecs, SCALABLE_TARGETS_BATCH, ServiceState, TargetGroups,
-};
+use mcpfleet::backend::{Autoscaling, BackendError, Ecs, SCALABLE_TARGETS_BATCH, ServiceState};
 use mcpfleet::reconcile;
+use mcpfleet::reconcile::endpoints::{Endpoint, endpoints, load_balancer_dns};
 use mcpfleet::reconcile::rollout::RevisionImage;
 use mcpfleet::render::autoscaling::{owned_metric, resource_id, target_json};
-use mcpfleet::state::{self, ServiceTags, TaskDefArn, is_managed, short as short_td};
+use mcpfleet::state::{self, ServiceTags, TaskDefArn, Verification, is_managed, short as short_td};
 use serde::Serialize;
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
@@ -56,6 +55,10 @@ pub struct Row {
     pub applied_task_definition: Option<String>,
     /// Where agents reach the service, as ECS reports it.
     pub endpoints: Vec<Endpoint>,
+    /// The tools the service offered at its last MCP verification that listed them.
+    pub tools: Option<usize>,
+    /// The last MCP verification (rollout gate or the controller's re-probe); None when it was never verified.
+    pub verification: Option<VerificationRow>,
     /// The bounds Application Auto Scaling keeps `desired` in, and (with `-o json`) the targets of mcpfleet's
     /// policies, by the manifest's field; only for a service whose autoscaling mcpfleet applied.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,63 +112,30 @@ async fn scaling_of<'a>(
     Ok(out)
 }
 
-/// One way to reach a service.
+/// The last MCP verification of a service.
 #[derive(Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
-pub enum Endpoint {
-    /// A target group the service's tasks register in, and the DNS name of the (first) load balancer routing to
-    /// it; None when ELBv2 no longer knows the group or no load balancer routes to it.
-    #[serde(rename_all = "camelCase")]
-    LoadBalancer { target_group_arn: String, dns_name: Option<String> },
-    /// A Service Connect client alias: reachable from tasks in the namespace.
-    ServiceConnect { url: String },
+#[serde(rename_all = "camelCase")]
+pub struct VerificationRow {
+    /// `passed` or `failed`.
+    pub result: &'static str,
+    /// When (RFC 3339): the first time this result was seen for this revision.
+    pub at: String,
+    /// The revision verified (`family:revision`).
+    pub revision: String,
+    /// Why it failed.
+    pub reason: Option<String>,
 }
 
-impl Endpoint {
-    /// What the table shows: the load balancer's DNS name (the target group when there is none), or the URL.
-    fn shown(&self) -> &str {
-        match self {
-            Endpoint::LoadBalancer { target_group_arn, dns_name } => dns_name.as_deref().unwrap_or(target_group_arn),
-            Endpoint::ServiceConnect { url } => url,
+impl VerificationRow {
+    fn of(v: Verification) -> VerificationRow {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(v.at_ms);
+        VerificationRow {
+            result: if v.passed { "passed" } else { "failed" },
+            at: humantime::format_rfc3339_seconds(at).to_string(),
+            revision: v.revision,
+            reason: Some(v.reason).filter(|r| !r.is_empty()),
         }
     }
-}
-
-/// The service's target groups (with `dns`, the DNS name by target group ARN), then the Service Connect client
-/// aliases it runs with, as URLs (Service Connect proxies HTTP).
-fn endpoints(s: &ServiceState, dns: &BTreeMap<String, String>) -> Vec<Endpoint> {
-    let balanced = s.load_balancers.iter().map(|lb| Endpoint::LoadBalancer {
-        target_group_arn: lb.target_group_arn.clone(),
-        dns_name: dns.get(&lb.target_group_arn).cloned(),
-    });
-    let connected =
-        s.service_connect_configuration.iter().filter(|c| c.enabled).flat_map(|c| &c.services).flat_map(|svc| {
-            svc.client_aliases.iter().map(move |a| {
-                let host = a.dns_name.as_deref().or(svc.discovery_name.as_deref()).unwrap_or(&svc.port_name);
-                Endpoint::ServiceConnect { url: format!("http://{host}:{}", a.port) }
-            })
-        });
-    balanced.chain(connected).collect()
-}
-
-/// The DNS name of the first load balancer routing to each of the services' target groups, by target group ARN:
-/// one [`TargetGroups::describe`] for all of them (per [`DESCRIBE_TARGET_GROUPS_BATCH`]).
-async fn load_balancer_dns<'a>(
-    services: impl Iterator<Item = &'a ServiceState>,
-    target_groups: &dyn TargetGroups,
-) -> Result<BTreeMap<String, String>, BackendError> {
-    let arns: std::collections::BTreeSet<String> =
-        services.flat_map(|s| s.load_balancers.iter().map(|lb| lb.target_group_arn.clone())).collect();
-    let arns: Vec<String> = arns.into_iter().collect();
-    let mut dns = BTreeMap::new();
-    for chunk in arns.chunks(DESCRIBE_TARGET_GROUPS_BATCH) {
-        for info in target_groups.describe(chunk).await? {
-            if let Some(lb) = info.load_balancers.first() {
-                dns.insert(info.target_group.arn, lb.dns_name.clone());
-            }
-        }
-    }
-    Ok(dns)
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
@@ -220,6 +190,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                         held: false,
                         applied_task_definition: None,
                         endpoints: vec![],
+                        tools: None,
+                        verification: None,
                         autoscaling: None,
                     });
                 }
@@ -235,7 +207,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             // An autoscaled service's count comes with its bounds, which widens the column only then.
             let w = rows.iter().map(|r| r.desired_shown().chars().count()).max().unwrap_or(0).max(7);
             println!(
-                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>w$} {:>7}  {:<11} {:<26} ENDPOINT",
+                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>w$} {:>7}  {:<11} {:<26} {:>5}  {:<27} ENDPOINT",
                 "NAME",
                 "CLUSTER",
                 "TASK DEFINITION",
@@ -245,13 +217,16 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                 "DESIRED",
                 "RUNNING",
                 "ROLLOUT",
-                "LAST GOOD"
+                "LAST GOOD",
+                "TOOLS",
+                "VERIFIED"
             );
             for r in &rows {
                 let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 let digest = r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>());
+                let verified = r.verification.as_ref().map(|v| format!("{} {}", v.result, v.at));
                 println!(
-                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>w$} {:>7}  {:<11} {:<26} {}",
+                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>w$} {:>7}  {:<11} {:<26} {:>5}  {:<27} {}",
                     r.name,
                     r.cluster,
                     r.task_definition.as_deref().map(short_td).unwrap_or("-"),
@@ -262,8 +237,15 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                     r.running,
                     r.rollout_state,
                     r.last_good.as_deref().map(short_td).unwrap_or("-"),
+                    r.tools.map_or_else(|| "-".to_string(), |n| n.to_string()),
+                    dash(&verified),
                     r.endpoints.first().map_or("-", Endpoint::shown)
                 );
+            }
+            for (r, v) in rows.iter().filter_map(|r| Some((r, r.verification.as_ref()?))) {
+                if let Some(reason) = &v.reason {
+                    println!("verification: {} failed on {} at {}: {reason}", r.name, v.revision, v.at);
+                }
             }
             for r in rows.iter().filter(|r| r.held) {
                 println!(
@@ -336,6 +318,8 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs, dns: &BTreeMap<String, String>) ->
         held,
         applied_task_definition: applied,
         endpoints: endpoints(s, dns),
+        tools: Verification::parse(&s.tags).and_then(|v| v.tools),
+        verification: Verification::parse(&s.tags).map(VerificationRow::of),
         autoscaling: None,
     })
 }

@@ -31,6 +31,8 @@ pub(super) struct Status {
     pub(super) failed_rollbacks: Vec<String>,
     /// When the next pass is due (unless a manifest changes first).
     pub(super) next_pass: Option<Instant>,
+    /// Verified services whose last re-probe failed, as `cluster/name` → why.
+    pub(super) mcp_failures: std::collections::BTreeMap<String, String>,
 }
 
 impl Shared {
@@ -84,13 +86,19 @@ impl Shared {
             reasons.push("no observe pass has completed yet".to_string());
         }
         let ready = reasons.is_empty();
-        // A service whose rollback failed needs an operator, but the controller itself is fine: reported, not
-        // counted against readiness.
+        // A service whose rollback failed, or whose MCP server fails its probes, needs an operator, but the
+        // controller itself is fine: reported, not counted against readiness.
+        let mcp_failures: Vec<serde_json::Value> = s
+            .mcp_failures
+            .iter()
+            .map(|(service, reason)| serde_json::json!({ "service": service, "reason": reason }))
+            .collect();
         let mut body = serde_json::json!({
             "ready": ready,
             "reasons": reasons,
             "specErrors": s.spec_errors,
             "failedRollbacks": s.failed_rollbacks,
+            "mcpProbeFailures": mcp_failures,
         });
         // When the controller looks again without a manifest change: tells "idle until then" from "stuck".
         if let Some(at) = s.next_pass {

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use super::Shared;
 use crate::backend::{
     Autoscaling, BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, ScalableTarget,
-    ScalingPolicy, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TdStatus,
+    ScalingPolicy, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
+    TaskPage, TdStatus,
 };
 use crate::render::autoscaling::{ScalableTargetInput, ScalingPolicyInput};
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
@@ -76,6 +77,12 @@ impl Ecs for Beating<dyn Ecs> {
         task_definition: &str,
     ) -> Result<Vec<String>, BackendError> {
         self.beat(self.inner.stopped_task_reasons(cluster, service, task_definition).await)
+    }
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError> {
+        self.beat(self.inner.list_tasks(cluster, service, token).await)
+    }
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
+        self.beat(self.inner.describe_tasks(cluster, arns).await)
     }
 }
 

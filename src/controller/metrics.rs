@@ -45,6 +45,24 @@ pub struct StateLabel {
     pub state: String,
 }
 
+/// A service of the fleet: its name, and its cluster (the same name may run in two clusters while it moves).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct ServiceLabel {
+    pub service: String,
+    pub cluster: String,
+}
+
+impl ServiceLabel {
+    pub fn of(cluster: &str, service: &str) -> ServiceLabel {
+        ServiceLabel { service: service.into(), cluster: cluster.into() }
+    }
+}
+
+/// A histogram of probe latencies, in seconds: 10 ms to about 40 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 13))
+}
+
 /// Every metric, registered once.
 pub struct Metrics {
     pub registry: Registry,
@@ -64,6 +82,12 @@ pub struct Metrics {
     pub services: Family<StateLabel, Gauge>,
     pub spec_valid: Gauge,
     pub spec_errors: Counter,
+    /// 1 when the last MCP verification of a verified service passed, 0 when it failed.
+    pub mcp_probe_success: Family<ServiceLabel, Gauge>,
+    /// The tools a verified service offered at its last verification that listed them.
+    pub mcp_tools: Family<ServiceLabel, Gauge>,
+    /// Seconds an MCP verification's slowest probe took.
+    pub mcp_probe_duration: Family<ServiceLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -81,6 +105,9 @@ impl Metrics {
             services: Family::default(),
             spec_valid: Gauge::default(),
             spec_errors: Counter::default(),
+            mcp_probe_success: Family::default(),
+            mcp_tools: Family::default(),
+            mcp_probe_duration: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
         registry.register("reconciles", "Service reconciles by outcome", m.reconciles.clone());
@@ -102,6 +129,21 @@ impl Metrics {
         registry.register("services", "Managed services by state", m.services.clone());
         registry.register("spec_valid", "1 when the manifests on disk are valid", m.spec_valid.clone());
         registry.register("spec_errors", "Times the manifests on disk were found invalid", m.spec_errors.clone());
+        registry.register(
+            "mcp_probe_success",
+            "1 when the last MCP verification of a verified service passed, else 0",
+            m.mcp_probe_success.clone(),
+        );
+        registry.register(
+            "mcp_tools",
+            "Tools a verified service offered at its last verification",
+            m.mcp_tools.clone(),
+        );
+        registry.register(
+            "mcp_probe_duration_seconds",
+            "Duration of the slowest probe of an MCP verification",
+            m.mcp_probe_duration.clone(),
+        );
         for outcome in ["started", "failed"] {
             let _ = m.rollbacks.get_or_create(&OutcomeLabel { outcome: outcome.into() });
         }

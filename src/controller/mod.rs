@@ -18,6 +18,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod manifests;
 pub mod metrics;
+pub mod probes;
 pub mod schedule;
 mod settle;
 
@@ -35,12 +36,14 @@ use crate::backend::limits::Limited;
 use crate::backend::sim::{CallStats, Sim};
 use crate::backend::{Backend, Clock, Images, Op, Secrets, ServiceState, SystemClock, TargetGroups};
 use crate::plan::{Action as PlanAction, Plan, PlanReason, ServicePlan};
+use crate::reconcile::verify::{GatePorts, Prober};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
 
 pub use self::backoff::{Backoffs, ErrorKind, ReconcileFailure};
 pub use health::{STALL_BOUND, Shared};
 use manifests::{Manifests, Reload};
-use metrics::{OperationLabel, StateLabel};
+use metrics::{OperationLabel, ServiceLabel, StateLabel};
+use probes::Probes;
 pub use schedule::{Action, FAST, Key, MIN_GAP, Schedule};
 
 /// How the controller runs.
@@ -56,6 +59,8 @@ pub struct Options {
     pub sim_speed: f64,
     /// How long a resolved digest, secret ARN or target group is reused (until then, or until a manifest changes).
     pub cache_ttl: Duration,
+    /// Time between probes of a verified service's MCP server outside rollouts.
+    pub probe_interval: Duration,
 }
 
 /// The reconcile loop.
@@ -79,11 +84,16 @@ pub struct Controller {
     /// Services seen rolling out their last good revision (a rollback), to report when it completes.
     rollbacks_in_flight: BTreeSet<(String, String)>,
     stop: Arc<AtomicBool>,
+    /// The MCP client of the rollout gate and the re-probes.
+    prober: Arc<dyn Prober>,
+    probes: Probes,
+    /// The services whose MCP series exist, so a service no longer verified loses them.
+    probed_labels: BTreeSet<ServiceLabel>,
 }
 
 impl Controller {
     /// `backend` is the plain backend (its ECS port is `limited`); the controller puts TTL caches in front of its
-    /// images, secrets and target groups.
+    /// images, secrets and target groups. `prober` is the MCP client verified services are probed with.
     pub fn new(
         opts: Options,
         backend: Backend,
@@ -91,6 +101,7 @@ impl Controller {
         sim: Option<Arc<Sim>>,
         api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
         shared: Arc<Shared>,
+        prober: Arc<dyn Prober>,
     ) -> Controller {
         let mut backend = backend;
         // The TTL is about how soon a moved tag is noticed: real time, even when the sim's clock runs faster.
@@ -110,6 +121,7 @@ impl Controller {
         Controller {
             backing: Backoffs::new(opts.interval),
             schedule: Schedule::new(opts.interval),
+            probes: Probes::new(opts.probe_interval),
             manifests: Manifests::new(opts.paths.clone()),
             opts,
             backend,
@@ -126,7 +138,14 @@ impl Controller {
             passes: 0,
             rollbacks_in_flight: BTreeSet::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            prober,
+            probed_labels: BTreeSet::new(),
         }
+    }
+
+    /// What the MCP gate probes with.
+    fn gate_ports(&self) -> GatePorts<'_> {
+        GatePorts { prober: self.prober.as_ref(), target_groups: self.backend.target_groups.as_ref() }
     }
 
     /// The flag that makes the loop stop starting new work.
@@ -138,7 +157,12 @@ impl Controller {
     pub async fn run(mut self) {
         while !self.stop.load(Ordering::SeqCst) {
             self.pass().await;
-            let next = self.schedule.next_pass(Instant::now());
+            let now = Instant::now();
+            let mut next = self.schedule.next_pass(now);
+            // A verified service's probe falling due wakes the loop too (never sooner than the minimum gap).
+            if let Some(probe) = self.probes.next_due() {
+                next = next.min(probe.max(now + MIN_GAP));
+            }
             crate::backend::lock(&self.shared.status).next_pass = Some(next);
             // Wake early for a manifest change or a stop.
             loop {
@@ -312,7 +336,12 @@ impl Controller {
 
         let results = self.reconcile_services(&desired, &plan, &observed).await;
         let now = Instant::now();
+        // A service this pass changed (or failed to) runs something other than what was observed: not probed.
+        let mut moving = busy;
         for (key, result) in results {
+            if !matches!(result, Ok(Action::AwaitChange)) {
+                moving.insert(key.1.clone());
+            }
             match result {
                 Ok(action) => {
                     self.backing.succeeded(&key);
@@ -324,6 +353,7 @@ impl Controller {
                 }
             }
         }
+        self.reprobe(&desired, &observed, &moving).await;
         let backing_off = self.backing.waiting_count(Instant::now()) as i64;
         for state in ["converged", "rolling_out", "settling", "failed"] {
             let n = states.get(state).copied().unwrap_or(0) as i64;

@@ -93,7 +93,7 @@ impl Controller {
     /// watched by later passes; a failed rollback is reported once and left alone. Returns whether a rollback
     /// failed.
     async fn settle(
-        &self,
+        &mut self,
         d: &Desired,
         state: &ServiceState,
         target: &Target,
@@ -102,12 +102,22 @@ impl Controller {
         let ecs = self.backend.ecs.as_ref();
         let td = &target.task_definition;
         let (service, cluster) = (&state.name, &state.cluster);
-        match settle::settle_service(ecs, state, target, &result, settle::Policy::of(&d.rollout), None).await? {
-            settle::Settled::Completed { rollback: true } => {
+        let ports = settle::Ports { ecs, clock: self.backend.clock.as_ref(), gate: Some(self.gate_ports()) };
+        let policy = settle::Policy::for_service(d, ports.gate);
+        let settled = settle::settle_service(ports, state, target, &result, policy, None).await?;
+        self.gate_reported(d, &settled);
+        match settled {
+            settle::Settled::Completed { rollback: true, .. } => {
                 info!(service, cluster, revision = %td, "rollback completed")
             }
-            settle::Settled::Completed { rollback: false } => {
+            settle::Settled::Completed { rollback: false, verified: None } => {
                 info!(service, cluster, revision = %td, "rollout completed")
+            }
+            settle::Settled::Completed { rollback: false, verified: Some(passed) } => {
+                info!(service, cluster, revision = %td, tools = passed.tools, "rollout completed; MCP verification passed");
+                if let Some(w) = passed.warning {
+                    warn!(service, cluster, warning = %w, "stateful MCP server behind a load balancer");
+                }
             }
             settle::Settled::RollbackFailed { reason } => {
                 self.shared.metrics.rollback("failed");

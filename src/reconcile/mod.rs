@@ -6,11 +6,13 @@
 //! the service's tags are written last, so a run interrupted between register and update is finished, not
 //! duplicated, by the next one.
 
+pub mod endpoints;
 pub mod resolve;
 pub mod retention;
 pub mod rollout;
 pub mod scaling;
 pub mod settle;
+pub mod verify;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +30,7 @@ use crate::plan::{self, Action, Plan, PlanReason, ServicePlan};
 use crate::render::Resolved;
 use crate::render::autoscaling::resource_id;
 use crate::render::ecs::{self, EcsService};
-use crate::spec::{ValidFleet, ValidRollout, ValidService};
+use crate::spec::{ValidFleet, ValidMcp, ValidRollout, ValidService};
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn};
 
 /// Why a reconcile could not proceed.
@@ -56,6 +58,8 @@ pub enum ReconcileError {
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub rollout: ValidRollout,
+    /// What a rollout must show MCP clients before it is good.
+    pub mcp: ValidMcp,
     pub ecs: EcsService,
     /// Resolution's warnings about this service (see [`Resolved::warnings`]), for the caller to show.
     pub warnings: Vec<String>,
@@ -64,7 +68,12 @@ pub struct Desired {
 impl Desired {
     /// Renders one service from its spec and resolution.
     pub fn new(svc: &ValidService, res: &Resolved) -> Self {
-        Desired { rollout: svc.rollout.clone(), ecs: ecs::render(svc, res), warnings: res.warnings.clone() }
+        Desired {
+            rollout: svc.rollout.clone(),
+            mcp: svc.mcp.clone(),
+            ecs: ecs::render(svc, res),
+            warnings: res.warnings.clone(),
+        }
     }
 }
 
@@ -450,9 +459,12 @@ async fn converge(
         }
         Some(o) => {
             // The revision running now may have completed without anyone watching (apply without --wait):
-            // record it as last-good first, so a failure of the rollout started here can be rolled back.
-            if let Some(good) =
-                rollout::record_proven_good(ecs, o, state::applied_networking(o, Some(&d.ecs)).as_ref()).await?
+            // record it as last-good first, so a failure of the rollout started here can be rolled back. A
+            // verified service's revision is good only once the MCP gate passed it, which the settle path did
+            // before planning (see `settle::settle_found`): what it has not recorded is not good.
+            if !d.mcp.verified()
+                && let Some(good) =
+                    rollout::record_proven_good(ecs, o, state::applied_networking(o, Some(&d.ecs)).as_ref()).await?
             {
                 progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
             }
@@ -465,11 +477,16 @@ async fn converge(
             }
             ecs.update_service(&update).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
-            ecs.tag_resource(&o.arn, &tags).await?;
-            let gone = plan::labels::removed(&d.ecs, &o.tags);
+            let mut gone = plan::labels::removed(&d.ecs, &o.tags);
+            // A service no longer verified drops its last verification: the tag is room its labels may need.
+            if !d.mcp.verified() && o.tags.contains_key(state::TAG_VERIFICATION) {
+                gone.push(state::TAG_VERIFICATION.to_string());
+            }
+            // Removed first, so a swap of labels at ECS's 50 tags never passes through 51.
             if !gone.is_empty() {
                 ecs.untag_resource(&o.arn, &gone).await?;
             }
+            ecs.tag_resource(&o.arn, &tags).await?;
             o.arn.clone()
         }
     };
@@ -510,12 +527,17 @@ async fn relabel(ecs: &dyn Ecs, d: &Desired, o: &ServiceState, progress: Progres
     }
     progress(&d.ecs.name, "updating labels");
     let (tags, gone) = (plan::labels::tags(&d.ecs), plan::labels::removed(&d.ecs, &o.tags));
+    // The revision's tool record (of a verification, now or before) may fill the tags new labels need.
+    if tags.keys().any(|k| !o.tags.contains_key(k)) {
+        verify::make_room(ecs, &o.task_definition, &tags).await?;
+    }
     for arn in [&o.arn, &o.task_definition] {
-        if !tags.is_empty() {
-            ecs.tag_resource(arn, &tags).await?;
-        }
+        // Removed first, so a swap of labels at ECS's 50 tags never passes through 51.
         if !gone.is_empty() {
             ecs.untag_resource(arn, &gone).await?;
+        }
+        if !tags.is_empty() {
+            ecs.tag_resource(arn, &tags).await?;
         }
     }
     Ok(true)

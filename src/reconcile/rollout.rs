@@ -9,7 +9,7 @@ use crate::backend::{BackendError, Ecs, Op, ServiceState, ServiceUpdate, TaskDef
 use crate::render::ecs::ServiceConnectConfiguration;
 use crate::spec::ImageRef;
 use crate::state::networking::{as_set, service_connect_as_sets};
-use crate::state::{self, Exposure, Networking, RevisionTags, ServiceTags, TaskDefArn, is_managed};
+use crate::state::{self, Exposure, Networking, RevisionTags, ServiceTags, TaskDefArn, ToolRecord, is_managed};
 
 /// The revision a service has proven good: its PRIMARY and only deployment is COMPLETED with every task running,
 /// on the revision mcpfleet last asked for. Not when ECS's circuit breaker silently moved the service to another
@@ -222,6 +222,35 @@ impl RevisionImage {
     }
 }
 
+/// The tools a revision offered when it was verified, and how they differ from those of the last good revision
+/// before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionTools {
+    pub count: usize,
+    /// The newest older revision that completed and recorded its tools, compared with; None when there is none
+    /// (every tool then counts as added).
+    pub compared_to: Option<String>,
+    /// Tools it offered that the compared revision did not (sorted); None when either list is known only by its
+    /// count (too many to record by name).
+    pub added: Option<Vec<String>>,
+    /// Tools the compared revision offered that it did not (sorted); None likewise.
+    pub removed: Option<Vec<String>>,
+}
+
+impl RevisionTools {
+    /// `record`'s tools compared with `before` (a revision and its record).
+    pub fn compare(record: &ToolRecord, before: Option<(&str, &ToolRecord)>) -> RevisionTools {
+        let diff = |a: &[String], b: &[String]| a.iter().filter(|t| !b.contains(t)).cloned().collect::<Vec<_>>();
+        let (added, removed) = match (record.names(), before.map(|(_, r)| r.names())) {
+            (Some(now), None) => (Some(now.to_vec()), Some(vec![])),
+            (Some(now), Some(Some(then))) => (Some(diff(now, then)), Some(diff(then, now))),
+            _ => (None, None),
+        };
+        RevisionTools { count: record.count(), compared_to: before.map(|(r, _)| r.to_string()), added, removed }
+    }
+}
+
 /// One revision in `history`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -237,6 +266,8 @@ pub struct Revision {
     pub outcome: String,
     /// Deregistered (by retention or by hand): kept in the history, but ECS cannot run it again.
     pub inactive: bool,
+    /// What an MCP verification saw it offer; None when it was never verified.
+    pub tools: Option<RevisionTools>,
 }
 
 /// The revisions of a service's family, newest first, with what became of each.
@@ -254,18 +285,37 @@ pub async fn history(ecs: &dyn Ecs, state: &ServiceState) -> Result<Vec<Revision
             tags.outcome.map_or("superseded", state::Outcome::as_str).to_string()
         };
         let RevisionImage { tag: image_tag, digest, architecture } = RevisionImage::of(&td);
-        out.push(Revision {
-            revision: td.revision,
-            image_tag,
-            digest,
-            architecture,
-            registered_at: td.registered_at_ms,
-            outcome,
-            inactive: td.status == TdStatus::Inactive,
-            task_definition: td.arn,
-        });
+        let record = ToolRecord::parse(&td.tags);
+        let good = tags.outcome == Some(state::Outcome::Completed);
+        out.push((
+            Revision {
+                revision: td.revision,
+                image_tag,
+                digest,
+                architecture,
+                registered_at: td.registered_at_ms,
+                outcome,
+                inactive: td.status == TdStatus::Inactive,
+                task_definition: td.arn,
+                tools: None,
+            },
+            record,
+            good,
+        ));
     }
-    out.sort_by_key(|r| std::cmp::Reverse(r.revision));
+    out.sort_by_key(|(r, ..)| r.revision);
+    // Oldest first: each verified revision is compared with the newest good (completed) one before it.
+    let mut last_good: Option<(String, ToolRecord)> = None;
+    for (r, record, good) in &mut out {
+        if let Some(record) = record.as_ref() {
+            r.tools = Some(RevisionTools::compare(record, last_good.as_ref().map(|(rev, rec)| (rev.as_str(), rec))));
+        }
+        if let (true, Some(record)) = (*good, record.take()) {
+            last_good = Some((state::short(&r.task_definition).to_string(), record));
+        }
+    }
+    let mut out: Vec<Revision> = out.into_iter().map(|(r, ..)| r).collect();
+    out.reverse();
     Ok(out)
 }
 

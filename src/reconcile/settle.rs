@@ -3,48 +3,68 @@
 //!
 //! [`pending`] decides from a service's tags and deployments whether a rollout still owes a verdict (so a rerun
 //! after a crash, or a restarted controller, picks up exactly where the last one stopped); [`settle_service`]
-//! records the verdict: a completed rollout becomes last good; a failed one holds back the spec that was rolled
-//! out (the service's `spec-hash` tag, never the manifest of the moment: a manifest edited mid-rollout must not
+//! records the verdict: a completed rollout becomes last good once it passed the MCP gate when the service's
+//! rollouts are verified ([`super::verify`]: a failed verification is a failed rollout); a failed one holds back
+//! the spec that was rolled out (the service's `spec-hash` tag, never the manifest of the moment: a manifest edited mid-rollout must not
 //! hold a spec that was never tried) and goes back to the last good revision when `autoRollback` is on; a failed
 //! rollback is reported once. Callers only wait and report. `--timeout` only ever stops the waiting.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::verify::{self, Gate, GatePorts};
 use super::watch::{self, FailureKind, RolloutResult, Target};
 use super::{Desired, Observed, Outcome, Progress, ServiceOutcome, rollout};
 use crate::backend::{BackendError, Clock, Ecs, RolloutState, ServiceState};
 use crate::spec::ValidRollout;
 use crate::state::{self, Networking, ServiceTags, short};
 
-/// What a settle may do: the service's rollout settings, or an operator's rollback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+/// What settling talks to: ECS, the clock, and the MCP gate's ports (None: no rollout is verified, e.g. an
+/// operator's `rollback`, which reads no manifests).
+#[derive(Clone, Copy)]
+pub struct Ports<'a> {
+    pub ecs: &'a dyn Ecs,
+    pub clock: &'a dyn Clock,
+    pub gate: Option<GatePorts<'a>>,
+}
+
+/// What a settle may do: the service's rollout settings (with its MCP gate), or an operator's rollback.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
     /// Roll a failed rollout back to the last good revision.
     pub auto_rollback: bool,
     /// ACTIVE revisions kept after a completed rollout.
     pub history_limit: u32,
     /// How long a rollout may take before it has failed.
     pub progress_deadline_secs: u64,
+    /// The MCP gate a completed rollout must pass before it is good; None when rollouts are not verified.
+    pub gate: Option<Gate<'a>>,
 }
 
-impl Policy {
-    /// A service's own settings.
-    pub fn of(r: &ValidRollout) -> Policy {
+impl<'a> Policy<'a> {
+    /// A service's own rollout settings, without a gate.
+    pub fn of(r: &ValidRollout) -> Policy<'a> {
         Policy {
             auto_rollback: r.auto_rollback,
             history_limit: r.history_limit,
             progress_deadline_secs: r.progress_deadline_secs,
+            gate: None,
         }
+    }
+
+    /// A desired service's settings, with its gate when its rollouts are verified and `ports` can probe.
+    pub fn for_service(d: &'a Desired, ports: Option<GatePorts<'a>>) -> Policy<'a> {
+        Policy { gate: Gate::of(&d.mcp, ports), ..Policy::of(&d.rollout) }
     }
 
     /// An operator's `rollback`, made without the manifests: the default progress deadline, and no retention
     /// (the manifests' `historyLimit` is not known).
-    pub fn operator() -> Policy {
+    pub fn operator() -> Policy<'a> {
         Policy {
             auto_rollback: false,
             history_limit: u32::MAX,
             progress_deadline_secs: ValidRollout::DEFAULT_PROGRESS_DEADLINE_SECS,
+            gate: None,
         }
     }
 }
@@ -130,7 +150,8 @@ pub fn pending(state: &ServiceState, progress_deadline_secs: u64, applied: Optio
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
     /// The rollout completed and its revision is last good. `rollback`: it was the way back from a failed spec.
-    Completed { rollback: bool },
+    /// `verified`: what the MCP gate found, when the service's rollouts are verified.
+    Completed { rollback: bool, verified: Option<verify::Passed> },
     /// The rollout failed and its spec is held; the service goes back to `to`: a rollback mcpfleet started
     /// (`by_ecs: false`), or where ECS's circuit breaker already put it (`by_ecs: true`, with autoRollback off).
     RolledBack { reason: String, to: String, by_ecs: bool },
@@ -146,15 +167,17 @@ pub enum Settled {
 /// Records the result of `target`'s rollout on a service (`state`, as observed when the result was known).
 /// `rolled_out` is the spec-hash that rollout deployed when the caller started it itself; otherwise the
 /// service's `spec-hash` tag says what was rolled out. Either way the spec that was tried is what is held back
-/// on failure, never the manifest of the moment.
+/// on failure, never the manifest of the moment. A completed rollout of a verified service is good only once
+/// it passed the MCP gate; one that fails it is failed like any other (kind [`FailureKind::VerificationFailed`]).
 pub async fn settle_service(
-    ecs: &dyn Ecs,
+    ports: Ports<'_>,
     state: &ServiceState,
     target: &Target,
     result: &RolloutResult,
-    policy: Policy,
+    policy: Policy<'_>,
     rolled_out: Option<&str>,
 ) -> Result<Settled, BackendError> {
+    let ecs = ports.ecs;
     let tags = ServiceTags::of(state);
     let td = target.task_definition.as_str();
     let rollback = target.is_rollback(tags.last_good);
@@ -163,14 +186,32 @@ pub async fn settle_service(
     let same_revision = !rollback && tags.last_good == Some(td);
     let (kind, reason) = match result {
         RolloutResult::TimedOut => return Ok(Settled::Waiting),
-        // Back on the last good revision: it is recorded already.
+        // Back on the last good revision: it is recorded already (and was verified when it became good).
         RolloutResult::Completed if rollback => {
-            return Ok(Settled::Completed { rollback: tags.came_back_from_failure() });
+            return Ok(Settled::Completed { rollback: tags.came_back_from_failure(), verified: None });
         }
-        RolloutResult::Completed => {
-            rollout::record_success(ecs, state, td, policy.history_limit).await?;
-            return Ok(Settled::Completed { rollback: false });
-        }
+        RolloutResult::Completed => match policy.gate {
+            None => {
+                rollout::record_success(ecs, state, td, policy.history_limit).await?;
+                return Ok(Settled::Completed { rollback: false, verified: None });
+            }
+            Some(gate) => {
+                let verdict = verify::verify(ecs, ports.clock, gate, state, td).await?;
+                verify::record(ecs, ports.clock, state, td, &verdict).await?;
+                match &verdict.failure {
+                    None => {
+                        rollout::record_success(ecs, state, td, policy.history_limit).await?;
+                        let passed = verify::Passed {
+                            tools: verdict.tools.as_ref().map(Vec::len),
+                            latency: verdict.latency,
+                            warning: verify::session_warning(state, &verdict),
+                        };
+                        return Ok(Settled::Completed { rollback: false, verified: Some(passed) });
+                    }
+                    Some(why) => (FailureKind::VerificationFailed, format!("MCP verification failed: {why}")),
+                }
+            }
+        },
         RolloutResult::Failed { kind, reason } => (*kind, reason.clone()),
     };
     if rollback {
@@ -271,65 +312,67 @@ pub struct Found {
     in_flight: Vec<Target>,
     /// Something was recorded: the services must be observed again before planning.
     pub changed: bool,
+    /// What the MCP gate warned about in the rollouts settled (see [`Settled::Completed`]).
+    pub warnings: Vec<String>,
 }
 
 /// Judges the rollouts the observed services still owe a verdict on (see [`pending`]). A failure is settled at
 /// once, whoever started the rollout, so its spec is held before it is planned again (a rollout that ECS's
-/// circuit breaker rolled back while nobody watched is a failure, not drift); with `wait` (the `--timeout`), the
-/// rollback that starts is watched, a completed rollout is settled too and one in flight is kept for watching.
-/// Another deployment over ours is drift: left to the plan.
+/// circuit breaker rolled back while nobody watched is a failure, not drift); so is a completed rollout of a
+/// verified service, which is good only once it passed the MCP gate (nobody may record it good unverified
+/// later). With `wait` (the `--timeout`), the rollback that starts is watched, any completed rollout is settled
+/// and one in flight is kept for watching. Another deployment over ours is drift: left to the plan.
 pub async fn settle_found(
-    ecs: &dyn Ecs,
-    clock: &dyn Clock,
+    ports: Ports<'_>,
     desired: &[Desired],
     observed: &Observed,
     wait: Option<Duration>,
     progress: Progress<'_>,
 ) -> Result<Found, BackendError> {
     let mut found = Found::default();
-    let now = clock.now_ms();
+    let now = ports.clock.now_ms();
     for d in desired {
         let Some(s) = observed.get(&d.ecs.cluster, &d.ecs.name).filter(|s| s.is_active() && state::is_managed(s))
         else {
             continue;
         };
-        let policy = Policy::of(&d.rollout);
+        let policy = Policy::for_service(d, ports.gate);
         let applied = state::applied_networking(s, Some(&d.ecs));
         let Pending::Rollout(target) = pending(s, policy.progress_deadline_secs, applied.as_ref()) else { continue };
         let key = (s.cluster.clone(), s.name.clone());
-        match watch::judge_explained(ecs, &target, s, now).await {
+        let result = match watch::judge_explained(ports.ecs, &target, s, now).await {
             None if wait.is_some() => {
                 found.reports.insert(key, (Outcome::Unchanged, "a rollout in flight was watched".into()));
                 found.in_flight.push(target);
+                continue;
             }
-            Some(RolloutResult::Completed) if wait.is_some() => {
-                settle_service(ecs, s, &target, &RolloutResult::Completed, policy, None).await?;
-                found.changed = true;
+            Some(RolloutResult::Completed) if wait.is_some() || policy.gate.is_some() => RolloutResult::Completed,
+            Some(r @ RolloutResult::Failed { kind, .. }) if kind != FailureKind::Replaced => r,
+            _ => continue,
+        };
+        let settled = settle_service(ports, s, &target, &result, policy, None).await?;
+        found.changed = true;
+        found.warnings.extend(warning(&settled));
+        let back = match (&settled, wait) {
+            (Settled::RolledBack { to, by_ecs: false, .. }, Some(timeout)) => {
+                Some(watch_back(ports, s, to, policy, timeout, progress).await?)
             }
-            Some(r @ RolloutResult::Failed { kind, .. }) if kind != FailureKind::Replaced => {
-                let settled = settle_service(ecs, s, &target, &r, policy, None).await?;
-                let back = match (&settled, wait) {
-                    (Settled::RolledBack { to, by_ecs: false, .. }, Some(timeout)) => {
-                        Some(watch_back(ecs, clock, s, to, policy, timeout, progress).await?)
-                    }
-                    _ => None,
-                };
-                found.reports.extend(report(&settled, back.as_ref()).map(|r| (key, r)));
-                found.changed = true;
-            }
-            _ => {}
-        }
+            _ => None,
+        };
+        found.reports.extend(report(&settled, back.as_ref()).map(|r| (key, r)));
     }
     Ok(found)
 }
 
 /// How an apply's waiting ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Waited {
     /// A rollout failed (exit 3).
     pub failed: bool,
     /// `--timeout` ran out with rollouts still in flight (exit 4 when none failed).
     pub timed_out: bool,
+    /// What the MCP gate warned about in the rollouts settled (see [`Settled::Completed`]).
+    pub warnings: Vec<String>,
 }
 
 /// Puts what [`settle_found`] settled on the outcomes of services the plan left unchanged. Returns whether any
@@ -349,14 +392,14 @@ pub fn report_found(found: &Found, outcomes: &mut [ServiceOutcome]) -> bool {
 /// `apply --wait`: watches the rollouts the apply started and those it found in flight, and settles each (see
 /// [`settle_service`]); a rollback it starts is watched too. Updates `outcomes` in place.
 pub async fn settle_apply(
-    ecs: &dyn Ecs,
-    clock: &dyn Clock,
+    ports: Ports<'_>,
     desired: &[Desired],
     found: &Found,
     outcomes: &mut [ServiceOutcome],
     timeout: Duration,
     progress: Progress<'_>,
 ) -> Result<Waited, BackendError> {
+    let (ecs, clock) = (ports.ecs, ports.clock);
     let by_name: BTreeMap<(&str, &str), &Desired> =
         desired.iter().map(|d| ((d.ecs.cluster.as_str(), d.ecs.name.as_str()), d)).collect();
     let start = clock.now_ms();
@@ -398,16 +441,21 @@ pub async fn settle_apply(
         ) else {
             continue;
         };
-        let policy = Policy::of(&d.rollout);
+        let policy = Policy::for_service(d, ports.gate);
         // This apply knows what it rolled out; a rollout found in flight is described by the service's tags.
         let started = matches!(o.outcome, Outcome::Created | Outcome::Updated);
         let rolled_out = started.then(|| crate::plan::spec_hash_of(&d.ecs));
-        let settled = settle_service(ecs, state, t, result, policy, rolled_out).await?;
+        let new_revision = ServiceTags::of(state).last_good != Some(t.task_definition.as_str());
+        if policy.gate.is_some() && new_revision && *result == RolloutResult::Completed {
+            progress(&o.name, "verifying the MCP server");
+        }
+        let settled = settle_service(ports, state, t, result, policy, rolled_out).await?;
+        waited.warnings.extend(warning(&settled));
         let back = match &settled {
             Settled::RolledBack { to, by_ecs: false, .. } => {
                 progress(&o.name, &format!("rollout failed; rolling back to {}", short(to)));
                 let remaining = timeout.saturating_sub(Duration::from_millis(clock.now_ms().saturating_sub(start)));
-                Some(watch_back(ecs, clock, state, to, policy, remaining, progress).await?)
+                Some(watch_back(ports, state, to, policy, remaining, progress).await?)
             }
             _ => None,
         };
@@ -427,22 +475,41 @@ pub async fn settle_apply(
                     o.message
                 );
             }
-            None => o.message = format!("{}; rollout completed", o.message),
+            None => o.message = format!("{}; rollout completed{}", o.message, verified_note(&settled)),
         }
     }
     Ok(waited)
 }
 
+/// What the gate warned about, when a settled rollout passed it with a warning.
+fn warning(settled: &Settled) -> Option<String> {
+    match settled {
+        Settled::Completed { verified: Some(passed), .. } => passed.warning.clone(),
+        _ => None,
+    }
+}
+
+/// `; MCP verification passed (N tools)` after a completed rollout that the gate verified.
+fn verified_note(settled: &Settled) -> String {
+    match settled {
+        Settled::Completed { verified: Some(passed), .. } => match passed.tools {
+            Some(n) => format!("; MCP verification passed ({n} tool{})", if n == 1 { "" } else { "s" }),
+            None => "; MCP verification passed".to_string(),
+        },
+        _ => String::new(),
+    }
+}
+
 /// Watches the way back to `to` (a rollback just started) and settles it.
 async fn watch_back(
-    ecs: &dyn Ecs,
-    clock: &dyn Clock,
+    ports: Ports<'_>,
     state: &ServiceState,
     to: &str,
-    policy: Policy,
+    policy: Policy<'_>,
     timeout: Duration,
     progress: Progress<'_>,
 ) -> Result<Settled, BackendError> {
+    let (ecs, clock) = (ports.ecs, ports.clock);
     let target = Target {
         cluster: state.cluster.clone(),
         name: state.name.clone(),
@@ -464,7 +531,7 @@ async fn watch_back(
     let mut state = state.clone();
     // The rollback's own tags (last good = the target) are what it is settled against.
     state.tags.extend(state::last_good(to));
-    settle_service(ecs, &state, &target, &result, policy, None).await
+    settle_service(ports, &state, &target, &result, policy, None).await
 }
 
 /// An operator's rollback: puts the service on `target` (see [`rollout::start_rollback`]), holding back the spec
@@ -481,7 +548,8 @@ pub async fn rollback_to(
 ) -> Result<Option<Settled>, BackendError> {
     let td = rollout::start_rollback(ecs, state, target, &state.task_definition, abandoned_spec_hash).await?;
     let Some(timeout) = wait else { return Ok(None) };
-    watch_back(ecs, clock, state, &td.arn, Policy::operator(), timeout, progress).await.map(Some)
+    let ports = Ports { ecs, clock, gate: None };
+    watch_back(ports, state, &td.arn, Policy::operator(), timeout, progress).await.map(Some)
 }
 
 async fn current_states(

@@ -69,6 +69,8 @@ pub enum FailureKind {
     TasksFailed,
     /// `rollout.progressDeadline` passed before the rollout completed.
     DeadlineExceeded,
+    /// ECS completed the rollout, but the MCP gate failed it (see `reconcile::verify`).
+    VerificationFailed,
 }
 
 impl RolloutResult {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::Resolved;
-use crate::spec::{HealthProbe, Probe, Transport, ValidRollout, ValidService, ValidServiceConnect};
+use crate::spec::{HealthProbe, Probe, Transport, ValidMcp, ValidRollout, ValidService, ValidServiceConnect};
 use crate::state::{self, TAG_TRANSPORT};
 
 /// Name of the task-scoped scratch volume mounted at /tmp when the root filesystem is read-only.
@@ -447,6 +447,17 @@ fn with_rollout_policy(hash: String, r: &ValidRollout) -> String {
     if policy == defaults { hash } else { hash_json(&(hash, policy)) }
 }
 
+/// The MCP verification settings, which ECS never sees either, join the hash the same way: changing what a
+/// rollout must pass (an expected tool, `allowToolRemoval`) releases a spec held back after a failed verification.
+/// A service without an `mcp` block keeps the hash of its ECS documents.
+fn with_mcp(hash: String, m: &ValidMcp) -> String {
+    if *m == ValidMcp::unverified(m.transport, m.port) {
+        return hash;
+    }
+    let settings = (&m.path, m.verify.as_str(), &m.expect_tools, m.allow_tool_removal, m.timeout_secs);
+    hash_json(&(hash, settings))
+}
+
 /// A [`ServiceInput`] as the spec hash sees it: every field in the same order and JSON shape, but an empty
 /// task-definition reference and no tags. Borrowed, so hashing copies nothing; the test
 /// `hashed_service_serializes_as_the_cleared_input` keeps it in step with [`ServiceInput`].
@@ -586,7 +597,10 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     // The one tag the spec-hash reads (see `spec_hash_with`); the full set is added once the hash is known.
     service.tags = vec![transport_tag(svc)];
     let td_hash = task_hash(&td);
-    let hash = with_rollout_policy(autoscaled_hash(&td_hash, &service, svc.autoscaling.is_some()), &svc.rollout);
+    let hash = with_mcp(
+        with_rollout_policy(autoscaled_hash(&td_hash, &service, svc.autoscaling.is_some()), &svc.rollout),
+        &svc.mcp,
+    );
     let tags = tags(svc, res, &hash);
     td.tags = tags.clone();
     td.tags.push(state::task_hash(&td_hash));
@@ -847,5 +861,25 @@ spec:
         // Readiness is recorded for later use and is no ECS setting: the hash does not move.
         let ready = service(&format!("{SVC}  readiness: {{ path: /ready }}\n"));
         assert_eq!(hash(&render(&ready, &Resolved::unresolved(&ready))), hash(&plain));
+    }
+
+    #[test]
+    fn mcp_verification_settings_join_the_spec_hash_but_not_the_task_definition() {
+        let hash =
+            |e: &EcsService| e.create_service.tags.iter().find(|t| t.key == TAG_SPEC_HASH).unwrap().value.clone();
+        let rendered = |mcp: &str| {
+            let svc = service(&format!("{SVC}{mcp}"));
+            render(&svc, &Resolved::unresolved(&svc))
+        };
+        let plain = rendered("");
+        // Writing the defaults changes nothing: the hashes of services without verification stay what they were.
+        assert_eq!(hash(&rendered("  mcp: { path: /mcp, verify: none, timeout: 10s }\n")), hash(&plain));
+        let verified = rendered("  mcp: { verify: tasks, expectTools: [search] }\n");
+        let allowed = rendered("  mcp: { verify: tasks, expectTools: [search], allowToolRemoval: true }\n");
+        let another_tool = rendered("  mcp: { verify: tasks, expectTools: [search, fetch] }\n");
+        let hashes = [hash(&plain), hash(&verified), hash(&allowed), hash(&another_tool)];
+        assert_eq!(hashes.iter().collect::<std::collections::BTreeSet<_>>().len(), 4, "{hashes:?}");
+        // What runs is the same revision: a changed contract releases a held spec without a new task definition.
+        assert_eq!(task_hash(&allowed.register_task_definition), task_hash(&plain.register_task_definition));
     }
 }

@@ -507,7 +507,7 @@ fn every_wrong_field_of_a_document_is_reported_with_its_line() {
             "m.yaml:5: metadata.colour: unknown field (expected name or labels)",
             "m.yaml:9: spec.cpu: invalid type: string \"lots\", expected a whole number",
             "m.yaml:15: spec.stopTimeout: 500s is above the Fargate maximum of 120s",
-            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose, autoscaling)",
+            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose, mcp, autoscaling)",
             "m.yaml:17: spec.healthCheck.retries: invalid type: string \"many\", expected a whole number",
         ]
     );
@@ -884,41 +884,41 @@ fn autoscaling_errors_name_their_field_line_and_code() {
         assert_eq!(c.len(), 1, "{c:#?}");
         c.into_iter().next().unwrap()
     };
-    assert_eq!(one(&scaled("    min: 1\n    max: 2\n", "")), (14, "E1601", "spec.autoscaling".into()));
+    assert_eq!(one(&scaled("    min: 1\n    max: 2\n", "")), (14, "E1701", "spec.autoscaling".into()));
     assert_eq!(
         one(&scaled("    min: 0\n    max: 2\n    targetCpu: 50\n", "")),
-        (15, "E1602", "spec.autoscaling.min".into())
+        (15, "E1702", "spec.autoscaling.min".into())
     );
     assert_eq!(
         one(&scaled("    min: 1\n    max: 5001\n    targetCpu: 50\n", "")),
-        (16, "E1602", "spec.autoscaling.max".into())
+        (16, "E1702", "spec.autoscaling.max".into())
     );
     assert_eq!(
         one(&scaled("    min: 3\n    max: 2\n    targetCpu: 50\n", "")),
-        (15, "E1602", "spec.autoscaling.min".into())
+        (15, "E1702", "spec.autoscaling.min".into())
     );
     let text = svc("  replicas: 9\n  autoscaling: { min: 2, max: 4, targetCpu: 50 }\n", &[]);
-    assert_eq!(one(&text), (14, "E1603", "spec.replicas".into()));
+    assert_eq!(one(&text), (14, "E1703", "spec.replicas".into()));
     assert!(errors(&text)[0].contains("9 is outside the autoscaling bounds 2..4"), "{:?}", errors(&text));
     assert_eq!(
         one(&scaled("    min: 1\n    max: 2\n    targetCpu: 101\n", "")),
-        (17, "E1604", "spec.autoscaling.targetCpu".into())
+        (17, "E1704", "spec.autoscaling.targetCpu".into())
     );
     assert_eq!(
         one(&scaled("    min: 1\n    max: 2\n    targetMemory: 0\n", "")),
-        (17, "E1604", "spec.autoscaling.targetMemory".into())
+        (17, "E1704", "spec.autoscaling.targetMemory".into())
     );
     let no_lb = scaled("    min: 1\n    max: 2\n    requestsPerTarget: 100\n", "");
-    assert_eq!(one(&no_lb), (17, "E1605", "spec.autoscaling.requestsPerTarget".into()));
+    assert_eq!(one(&no_lb), (17, "E1705", "spec.autoscaling.requestsPerTarget".into()));
     assert!(errors(&no_lb)[0].contains("list one in spec.expose.loadBalancers"), "{:?}", errors(&no_lb));
     let zero = svc(
         "  expose: { loadBalancers: [{ targetGroup: a }] }\n  autoscaling: { min: 1, max: 2, requestsPerTarget: 0 }\n",
         &[],
     );
-    assert_eq!(one(&zero), (15, "E1604", "spec.autoscaling.requestsPerTarget".into()));
+    assert_eq!(one(&zero), (15, "E1704", "spec.autoscaling.requestsPerTarget".into()));
     assert_eq!(
         one(&scaled("    min: 1\n    max: 2\n    targetCpu: 50\n    scaleInCooldown: 2h\n", "")),
-        (18, "E1606", "spec.autoscaling.scaleInCooldown".into())
+        (18, "E1706", "spec.autoscaling.scaleInCooldown".into())
     );
     assert_eq!(
         one(&scaled("    min: 1\n    max: 2\n    targetCpu: 50\n    scaleOutCooldown: 1500ms\n", "")),
@@ -928,7 +928,7 @@ fn autoscaling_errors_name_their_field_line_and_code() {
         "  autoscaling: { min: 1, max: 2, targetMemory: 50 }\n",
         &[("name: svc", &format!("name: {}", "s".repeat(250)))],
     );
-    assert_eq!(one(&long), (4, "E1607", "metadata.name".into()));
+    assert_eq!(one(&long), (4, "E1707", "metadata.name".into()));
     // A name that fits with `-cpu` but not with `-requests` is judged by the targets it has.
     let fits = "s".repeat(251);
     assert!(
@@ -939,8 +939,111 @@ fn autoscaling_errors_name_their_field_line_and_code() {
     // Every problem at once, and the types and unknown fields of the schema.
     let all = coded(&scaled("    min: 0\n    max: 2\n    targetCpu: 200\n    scaleInCooldown: 5h\n", ""));
     let codes: Vec<&str> = all.iter().map(|c| c.1).collect();
-    assert_eq!(codes, ["E1602", "E1604", "E1606"], "{all:#?}");
+    assert_eq!(codes, ["E1702", "E1704", "E1706"], "{all:#?}");
     assert_eq!(one(&scaled("    min: 1\n    max: 2\n    targetCPU: 50\n", "")).1, "E0205");
     assert_eq!(one(&scaled("    max: 2\n    targetCpu: 50\n", "")).1, "E0206");
     assert_eq!(one(&scaled("    min: one\n    max: 2\n    targetCpu: 50\n", "")).1, "E0207");
+}
+
+/// FleetDefaults with `mcp: {defaults}`, followed by `service`.
+fn with_mcp_defaults(defaults: &str, service: &str) -> String {
+    format!("apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec:\n  mcp: {defaults}\n---\n{service}")
+}
+
+#[test]
+fn mcp_defaults_to_no_verification_on_the_transports_path() {
+    let s = valid(&svc("", &[]));
+    assert_eq!(s.mcp, ValidMcp::unverified(Transport::StreamableHttp, 8080));
+    assert_eq!((s.mcp.path.as_str(), s.mcp.verify, s.mcp.timeout_secs), ("/mcp", Verify::None, 10));
+    assert_eq!(valid(&svc("  transport: sse\n", &[])).mcp.path, "/sse");
+    let s = valid(&svc(
+        "  mcp:\n    path: /v1/mcp\n    verify: tasks\n    expectTools: [search_documents, get.document-2]\n    allowToolRemoval: true\n    timeout: 30s\n",
+        &[],
+    ));
+    assert_eq!(
+        s.mcp,
+        ValidMcp {
+            transport: Transport::StreamableHttp,
+            port: 8080,
+            path: "/v1/mcp".into(),
+            verify: Verify::Tasks,
+            expect_tools: vec!["search_documents".into(), "get.document-2".into()],
+            allow_tool_removal: true,
+            timeout_secs: 30,
+        }
+    );
+}
+
+#[test]
+fn mcp_verify_and_timeout_come_from_fleet_defaults_unless_the_service_says_otherwise() {
+    let s = valid(&with_mcp_defaults("{ verify: tasks, timeout: 20s }", &svc("  mcp: { expectTools: [a] }\n", &[])));
+    assert_eq!((s.mcp.verify, s.mcp.timeout_secs, s.mcp.expect_tools), (Verify::Tasks, 20, vec!["a".to_string()]));
+    let s = valid(&with_mcp_defaults("{ verify: tasks }", &svc("  mcp: { verify: none, timeout: 5s }\n", &[])));
+    assert_eq!((s.mcp.verify, s.mcp.timeout_secs), (Verify::None, 5));
+    // A bad default timeout is reported once, where it is written.
+    let errs = errors(&with_mcp_defaults("{ verify: tasks, timeout: 90s }", &svc("", &[])));
+    assert_eq!(errs, ["m.yaml:4: spec.mcp.timeout: 90s is above the mcpfleet maximum of 60s"]);
+    one_error(&with_mcp_defaults("{ path: /x }", &svc("", &[])), "m.yaml:4: spec.mcp.path: unknown field");
+}
+
+#[test]
+fn mcp_errors_name_their_field() {
+    let mcp = |body: &str| svc(&format!("  mcp: {body}\n"), &[]);
+    one_error(&mcp("{ path: mcp }"), "m.yaml:14: spec.mcp.path: `mcp` must start with `/` and contain no spaces");
+    one_error(&mcp("{ verify: always }"), "spec.mcp.verify");
+    one_error(
+        &mcp("{ verify: endpoint }"),
+        "spec.mcp.verify: `endpoint` verifies the service's load balancer or Service Connect URL, and `expose` has neither",
+    );
+    valid(&mcp("{ verify: endpoint }").replace("  mcp:", "  expose: { loadBalancers: [{ targetGroup: a }] }\n  mcp:"));
+    valid(&with_namespace_defaults("mcp.internal", &mcp("{ verify: endpoint }")));
+    one_error(&mcp("{ verify: tasks, expectTools: [a, ''] }"), "spec.mcp.expectTools[1]: `` is not a tool name");
+    one_error(&mcp("{ verify: tasks, expectTools: ['get document'] }"), "`get document` is not a tool name");
+    one_error(&mcp(&format!("{{ verify: tasks, expectTools: [{}] }}", "t".repeat(129))), "is not a tool name");
+    valid(&mcp(&format!("{{ verify: tasks, expectTools: [{}] }}", "t".repeat(128))));
+    one_error(&mcp("{ verify: tasks, expectTools: [a, b, a] }"), "spec.mcp.expectTools[2]: `a` is listed twice");
+    one_error(&mcp("{ verify: tasks, timeout: 0s }"), "spec.mcp.timeout: 0s is below the mcpfleet minimum of 1s");
+    one_error(&mcp("{ verify: tasks, timeout: 61s }"), "spec.mcp.timeout: 61s is above the mcpfleet maximum of 60s");
+    one_error(&mcp("{ verify: tasks, timeout: 1500ms }"), "spec.mcp.timeout: 1500ms is not a whole number of seconds");
+    one_error(
+        &mcp("{ expectTools: [a] }"),
+        "spec.mcp.expectTools: expectTools only applies to verified rollouts: set `verify: tasks` or `verify: endpoint`",
+    );
+    one_error(&mcp("{ verify: none, allowToolRemoval: true }"), "spec.mcp.allowToolRemoval: allowToolRemoval only");
+}
+
+#[test]
+fn a_verified_service_leaves_one_tag_for_its_verification() {
+    let labels = |n: usize| {
+        let body: String = (0..n).map(|i| format!("    l{i}: v\n")).collect();
+        move |mcp: &str| svc(mcp, &[("  name: svc\n", &format!("  name: svc\n  labels:\n{body}"))])
+    };
+    valid(&labels(39)(""));
+    valid(&labels(38)("  mcp: { verify: tasks }\n"));
+    one_error(
+        &labels(39)("  mcp: { verify: tasks }\n"),
+        "m.yaml:5: metadata.labels: 39 labels given; a verified service records its last verification in a tag of its own, so at most 38 fit",
+    );
+}
+
+#[test]
+fn an_autoscaled_service_leaves_one_tag_for_its_autoscaling() {
+    let labels = |n: usize| {
+        let body: String = (0..n).map(|i| format!("    l{i}: v\n")).collect();
+        move |extra: &str| svc(extra, &[("  name: svc\n", &format!("  name: svc\n  labels:\n{body}"))])
+    };
+    let scaled = "  autoscaling: { min: 1, max: 2, targetCpu: 50 }\n";
+    let both = "  autoscaling: { min: 1, max: 2, targetCpu: 50 }\n  mcp: { verify: tasks }\n";
+    valid(&labels(38)(scaled));
+    valid(&labels(37)(both));
+    let c = coded(&labels(39)(scaled));
+    assert_eq!(c, [(5, "E1708", "metadata.labels".to_string())]);
+    one_error(
+        &labels(39)(scaled),
+        "m.yaml:5: metadata.labels: 39 labels given; an autoscaled service records its autoscaling in a tag of its own, so at most 38 fit beside mcpfleet's tags",
+    );
+    one_error(&labels(38)(both), "so at most 37 fit beside mcpfleet's tags and its last verification");
+    // Beyond what verification allows, its own rule tells it, once.
+    assert_eq!(coded(&labels(39)(both)).iter().map(|c| c.1).collect::<Vec<_>>(), ["E1607"]);
+    assert_eq!(coded(&labels(40)(scaled)).iter().map(|c| c.1).collect::<Vec<_>>(), ["E0401"]);
 }

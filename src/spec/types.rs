@@ -86,6 +86,18 @@ pub struct FleetDefaultsSpec {
     pub session_store: Option<SessionStore>,
     /// How every service is reached; FleetDefaults may only set the Service Connect namespace.
     pub expose: Option<DefaultsExpose>,
+    /// MCP verification for every service: FleetDefaults may set `verify` and `timeout`.
+    pub mcp: Option<DefaultsMcp>,
+}
+
+/// `mcp` in FleetDefaults: how every service's rollouts are verified, unless a service says otherwise.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DefaultsMcp {
+    /// `none`, `tasks` or `endpoint`.
+    pub verify: Option<Verify>,
+    /// Time one probe may take (1s..60s, default 10s).
+    pub timeout: Option<DurationStr>,
 }
 
 /// `expose` in FleetDefaults: every service joins one Service Connect namespace.
@@ -174,6 +186,8 @@ pub struct McpServiceSpec {
     pub readiness: Option<Readiness>,
     /// How agents reach the service.
     pub expose: Option<Expose>,
+    /// What MCP clients need of the server, checked before a rollout counts as good.
+    pub mcp: Option<Mcp>,
     /// Application Auto Scaling: the desired count moves within [min, max] to keep the targets.
     pub autoscaling: Option<Autoscaling>,
 }
@@ -204,6 +218,48 @@ pub struct Autoscaling {
     pub scale_in_cooldown: Option<DurationStr>,
     /// Time after a scale-out before the next one, e.g. `60s` (0s..1h, default 60s).
     pub scale_out_cooldown: Option<DurationStr>,
+}
+
+/// MCP-aware verification: the server's endpoint, and what a rollout must show MCP clients before it is good.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Mcp {
+    /// HTTP path of the MCP endpoint; default `/mcp` for streamable-http, `/sse` for sse.
+    pub path: Option<String>,
+    /// What a rollout must pass besides ECS's own checks: `none` (default), `tasks` (every RUNNING task of the
+    /// new revision, at its private IP) or `endpoint` (the service's load balancer or Service Connect URL). May
+    /// come from FleetDefaults.
+    pub verify: Option<Verify>,
+    /// Tool names the server must offer (`tools/list`).
+    #[serde(default)]
+    pub expect_tools: Vec<String>,
+    /// Accept a revision that no longer offers a tool the last good revision offered (default false).
+    pub allow_tool_removal: Option<bool>,
+    /// Time one probe may take (1s..60s, default 10s).
+    pub timeout: Option<DurationStr>,
+}
+
+/// Where a rollout's MCP verification connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Verify {
+    /// No MCP verification: ECS's checks alone decide.
+    None,
+    /// Every RUNNING task of the new revision, at its private IP and `spec.port`.
+    Tasks,
+    /// The service's endpoint: its load balancer's DNS name, else its Service Connect URL.
+    Endpoint,
+}
+
+impl Verify {
+    /// The word as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verify::None => "none",
+            Verify::Tasks => "tasks",
+            Verify::Endpoint => "endpoint",
+        }
+    }
 }
 
 /// Readiness: the HTTP path that answers 2xx only when the server can serve (its dependencies are reachable).

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 pub use super::image::ImageRef;
-pub use super::types::{Architecture, Probe, SessionStore, Transport};
+pub use super::types::{Architecture, Probe, SessionStore, Transport, Verify};
 
 /// A fleet that passed validation.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +76,8 @@ pub struct ValidService {
     /// `healthCheckGracePeriodSeconds`: as written, else the health check's start period when a load balancer
     /// is attached, else none.
     pub health_check_grace_period_secs: Option<u32>,
+    /// MCP verification, with its defaults.
+    pub mcp: ValidMcp,
     /// Application Auto Scaling, when on: `replicas` is then only the count a new service starts with.
     pub autoscaling: Option<ValidAutoscaling>,
 }
@@ -100,6 +102,54 @@ impl ValidAutoscaling {
     pub const DEFAULT_SCALE_IN_COOLDOWN_SECS: u32 = 300;
     /// `scaleOutCooldown` when the manifest does not set one.
     pub const DEFAULT_SCALE_OUT_COOLDOWN_SECS: u32 = 60;
+}
+
+/// `spec.mcp` merged with FleetDefaults and defaulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidMcp {
+    /// The transport the server speaks (`spec.transport`): how it is probed.
+    pub transport: Transport,
+    /// The container port it serves on (`spec.port`): where a task is probed.
+    pub port: u16,
+    /// The MCP endpoint's HTTP path (`/mcp`, or `/sse` for the sse transport, unless written).
+    pub path: String,
+    pub verify: Verify,
+    /// Tool names every verified target must offer, in manifest order, without repeats.
+    pub expect_tools: Vec<String>,
+    pub allow_tool_removal: bool,
+    /// Time one probe may take.
+    pub timeout_secs: u32,
+}
+
+impl ValidMcp {
+    /// `mcp.timeout` when neither the service nor FleetDefaults sets one.
+    pub const DEFAULT_TIMEOUT_SECS: u32 = 10;
+
+    /// The endpoint path a transport serves by default.
+    pub fn default_path(transport: Transport) -> &'static str {
+        match transport {
+            Transport::StreamableHttp => "/mcp",
+            Transport::Sse => "/sse",
+        }
+    }
+
+    /// No verification, the transport's default path: a service without an `mcp` block.
+    pub fn unverified(transport: Transport, port: u16) -> ValidMcp {
+        ValidMcp {
+            transport,
+            port,
+            path: Self::default_path(transport).to_string(),
+            verify: Verify::None,
+            expect_tools: vec![],
+            allow_tool_removal: false,
+            timeout_secs: Self::DEFAULT_TIMEOUT_SECS,
+        }
+    }
+
+    /// Whether rollouts of the service are verified.
+    pub fn verified(&self) -> bool {
+        self.verify != Verify::None
+    }
 }
 
 /// One `spec.expose.loadBalancers` entry with its default port.

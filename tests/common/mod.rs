@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod aws_lab;
+pub mod controller;
 pub mod lab;
+pub mod mcp;
 pub mod metrics;
 
 use std::path::PathBuf;

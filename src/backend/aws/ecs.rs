@@ -12,7 +12,8 @@ use aws_sdk_ecs::types as sdk;
 use super::map_err;
 use crate::backend::{
     BackendError, Deployment, DeploymentStatus, Described, Ecs, Op, RolloutState, STOPPED_TASKS_BATCH, ServiceEvent,
-    ServiceState, ServiceStatus, ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TdStatus, stopped_task_line,
+    ServiceState, ServiceStatus, ServiceUpdate, StoppedContainer, Tags, TaskDefinition, TaskInfo, TaskPage, TaskStatus,
+    TdStatus, stopped_task_line,
 };
 use crate::render::CpuArch;
 use crate::render::ecs::{
@@ -676,31 +677,12 @@ impl Ecs for AwsEcs {
         task_definition: &str,
     ) -> Result<Vec<String>, BackendError> {
         // One page of the most recent stopped tasks is enough to explain a rollout; ECS forgets old ones anyway.
-        let listed = self
-            .client
-            .list_tasks()
-            .cluster(cluster)
-            .service_name(service)
-            .desired_status(sdk::DesiredStatus::Stopped)
-            .max_results(STOPPED_TASKS_BATCH as i32)
-            .send()
-            .await
-            .map_err(|e| map_err(Op::ListTasks, e))?;
-        let arns: Vec<String> = listed.task_arns().iter().take(STOPPED_TASKS_BATCH).cloned().collect();
-        if arns.is_empty() {
-            return Ok(Vec::new());
-        }
-        let described = self
-            .client
-            .describe_tasks()
-            .cluster(cluster)
-            .set_tasks(Some(arns))
-            .send()
-            .await
-            .map_err(|e| map_err(Op::DescribeTasks, e))?;
+        let listed = self.task_page(cluster, service, sdk::DesiredStatus::Stopped, None).await?;
+        let newest = &listed.arns[..listed.arns.len().min(STOPPED_TASKS_BATCH)];
+        let described = self.sdk_tasks(cluster, newest).await?;
         let wanted = short_td(task_definition);
         let mut tasks: Vec<&sdk::Task> =
-            described.tasks().iter().filter(|t| t.task_definition_arn().map(short_td) == Some(wanted)).collect();
+            described.iter().filter(|t| t.task_definition_arn().map(short_td) == Some(wanted)).collect();
         tasks.sort_by_key(|t| std::cmp::Reverse(millis(t.stopped_at())));
         Ok(tasks
             .iter()
@@ -718,6 +700,74 @@ impl Ecs for AwsEcs {
             })
             .collect())
     }
+
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError> {
+        self.task_page(cluster, service, sdk::DesiredStatus::Running, token).await
+    }
+
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
+        Ok(self.sdk_tasks(cluster, arns).await?.iter().filter_map(task_info).collect())
+    }
+}
+
+impl AwsEcs {
+    /// One ListTasks page (at most [`STOPPED_TASKS_BATCH`]) of a service's tasks whose desired status is `desired`.
+    async fn task_page(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: sdk::DesiredStatus,
+        next_token: Option<&str>,
+    ) -> Result<TaskPage, BackendError> {
+        let out = self
+            .client
+            .list_tasks()
+            .cluster(cluster)
+            .service_name(service)
+            .desired_status(desired)
+            .max_results(STOPPED_TASKS_BATCH as i32)
+            .set_next_token(next_token.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| map_err(Op::ListTasks, e))?;
+        Ok(TaskPage { arns: out.task_arns().to_vec(), next_token: out.next_token().map(str::to_string) })
+    }
+
+    /// DescribeTasks of up to [`STOPPED_TASKS_BATCH`] tasks, as the SDK answers; no request when none is asked.
+    async fn sdk_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<sdk::Task>, BackendError> {
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(arns.to_vec()))
+            .send()
+            .await
+            .map_err(|e| map_err(Op::DescribeTasks, e))?;
+        Ok(out.tasks.unwrap_or_default())
+    }
+}
+
+/// A task as mcpfleet sees it: the private IPv4 address is the `privateIPv4Address` detail of its elastic network
+/// interface attachment (awsvpc).
+fn task_info(t: &sdk::Task) -> Option<TaskInfo> {
+    let private_ipv4 = t
+        .attachments()
+        .iter()
+        .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value())
+        .map(str::to_string);
+    Some(TaskInfo {
+        arn: t.task_arn()?.to_string(),
+        task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
+        last_status: TaskStatus::from_ecs(t.last_status().unwrap_or_default()),
+        private_ipv4,
+        port: None,
+    })
 }
 
 /// `family:revision` of a task-definition ARN (or the id as given).

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 
 pub use scaling::{EVALUATION_MS, Load, LoadSpec, SimScalableTarget};
 pub use world::{
-    BucketState, Repository, SIM_LOAD_BALANCER, SimImage, SimService, StoppedTask, TASK_SETTLE_MS, TICK_MS,
+    BucketState, Repository, SIM_LOAD_BALANCER, ServedUrl, SimImage, SimService, StoppedTask, TASK_SETTLE_MS, TICK_MS,
     TargetGroupSpec, World, breaker_threshold,
 };
 
@@ -30,7 +30,8 @@ use super::limits::{self, BucketSpec};
 use super::lock;
 use super::{
     Backend, BackendError, Clock, DESCRIBE_TARGET_GROUPS_BATCH, Described, Ecs, ImageInfo, ImageSelector, Images,
-    LoadBalancer, Op, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups, TaskDefinition, TdStatus,
+    LoadBalancer, Op, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
+    TaskPage, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -347,6 +348,30 @@ impl Ecs for Sim {
             return Ok(Vec::new());
         }
         self.call(Op::DescribeTasks, |w| Ok(w.stopped_task_reasons(cluster, service, &arns, task_definition)))
+    }
+    async fn list_tasks(&self, cluster: &str, service: &str, token: Option<&str>) -> Result<TaskPage, BackendError> {
+        let start = match token {
+            None => 0,
+            Some(t) => t.parse::<usize>().map_err(|_| BackendError::Invalid {
+                operation: Op::ListTasks,
+                message: format!("InvalidParameterException: invalid nextToken `{t}`"),
+            })?,
+        };
+        self.call(Op::ListTasks, |w| {
+            let arns: Vec<String> = w.service_tasks(cluster, service).into_iter().map(|t| t.arn).collect();
+            let end = start.saturating_add(super::STOPPED_TASKS_BATCH).min(arns.len());
+            let next_token = (end < arns.len()).then(|| end.to_string());
+            Ok(TaskPage { arns: arns.get(start..end).map(<[String]>::to_vec).unwrap_or_default(), next_token })
+        })
+    }
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
+        if arns.len() > super::STOPPED_TASKS_BATCH {
+            return Err(BackendError::Invalid {
+                operation: Op::DescribeTasks,
+                message: "InvalidParameterException: tasks can have at most 100 items".into(),
+            });
+        }
+        self.call(Op::DescribeTasks, |w| Ok(w.describe_tasks(cluster, arns)))
     }
 }
 

@@ -611,3 +611,90 @@ fn registering_puts_the_count_inside_the_bounds_and_policies_need_a_target() {
     };
     assert!(matches!(w.register_scalable_target(&target), Err(BackendError::Invalid { .. })));
 }
+
+#[tokio::test]
+async fn running_tasks_have_ids_statuses_and_the_address_of_the_url_their_image_serves() {
+    let (mut w, v1) = world_with_service(3, 200, 100);
+    // One tick launches v1's tasks; they are still starting: listed as PENDING, without an address yet.
+    w.advance_to(w.now_ms + TICK_MS);
+    let sim = Sim::in_memory(w.clone());
+    let tasks = sim.service_tasks("mcp", "docs").await.unwrap();
+    assert_eq!(tasks.len(), 3, "{tasks:?}");
+    assert!(tasks.iter().all(|t| t.last_status == crate::backend::TaskStatus::Pending && t.private_ipv4.is_none()));
+
+    w.advance_to(w.now_ms + 60_000);
+    let sim = Sim::in_memory(w.clone());
+    let running = sim.service_tasks("mcp", "docs").await.unwrap();
+    assert_eq!(running.len(), 3);
+    assert!(running.iter().all(|t| t.last_status == crate::backend::TaskStatus::Running && t.task_definition == v1));
+    assert!(running.iter().all(|t| t.arn.starts_with("arn:aws:ecs:us-east-1:123456789012:task/mcp/")), "{running:?}");
+    let pending_arns: Vec<&String> = tasks.iter().map(|t| &t.arn).collect();
+    let running_arns: Vec<&String> = running.iter().map(|t| &t.arn).collect();
+    assert_eq!(pending_arns, running_arns, "a launch that settles keeps its ARN");
+    assert!(running.iter().all(|t| t.private_ipv4.is_none() && t.port.is_none()), "v1 serves nothing: no address");
+    assert_eq!((sim.stats().get("ListTasks"), sim.stats().get("DescribeTasks")), (1, 1));
+
+    // An image pushed with --serves: its tasks report the URL's host and port.
+    let served = ServedUrl::parse("http://127.0.0.1:45678/mcp").unwrap();
+    let repo = w.repositories.get_mut(ECR).unwrap();
+    let digest = repo.tags["v1"].clone();
+    repo.images.get_mut(&digest).unwrap().serves = Some(served);
+    let sim = Sim::in_memory(w);
+    let served = sim.service_tasks("mcp", "docs").await.unwrap();
+    assert!(
+        served.iter().all(|t| t.private_ipv4.as_deref() == Some("127.0.0.1") && t.port == Some(45678)),
+        "{served:?}"
+    );
+    let one =
+        sim.describe_tasks("mcp", &[served[1].arn.clone(), "arn:aws:ecs:x:1:task/mcp/nope".into()]).await.unwrap();
+    assert_eq!(one, vec![served[1].clone()], "DescribeTasks answers the known ARNs");
+    assert!(sim.describe_tasks("other", &[served[1].arn.clone()]).await.unwrap().is_empty(), "another cluster's");
+}
+
+#[tokio::test]
+async fn list_tasks_pages_a_hundred_at_a_time() {
+    let (mut w, _) = world_with_service(250, 200, 100);
+    w.advance_to(w.now_ms + 60_000);
+    let sim = Sim::in_memory(w);
+    sim.set_throttling(false);
+    let first = sim.list_tasks("mcp", "docs", None).await.unwrap();
+    assert_eq!((first.arns.len(), first.next_token.as_deref()), (100, Some("100")));
+    let tasks = sim.service_tasks("mcp", "docs").await.unwrap();
+    assert_eq!(tasks.len(), 250);
+    assert_eq!(tasks.iter().map(|t| &t.arn).collect::<std::collections::BTreeSet<_>>().len(), 250, "unique ARNs");
+    // One page was listed above; service_tasks lists 3 and describes 3 batches.
+    assert_eq!((sim.stats().get("ListTasks"), sim.stats().get("DescribeTasks")), (4, 3));
+    let err = sim.list_tasks("mcp", "docs", Some("x")).await.unwrap_err();
+    assert!(err.to_string().contains("invalid nextToken"), "{err}");
+}
+
+#[test]
+fn served_urls_must_be_http_with_an_ipv4_host() {
+    let ok = ServedUrl::parse("http://127.0.0.1:8081/mcp").unwrap();
+    assert_eq!((ok.ip().to_string(), ok.port()), ("127.0.0.1".to_string(), 8081));
+    assert_eq!(ServedUrl::parse("http://127.0.0.1/mcp").unwrap().port(), 80);
+    for bad in ["https://127.0.0.1:8081/mcp", "http://localhost:8081/mcp", "127.0.0.1:8081", "http://[::1]:1/"] {
+        assert!(ServedUrl::parse(bad).is_err(), "{bad}");
+    }
+    // A hand-edited state file with a bad URL is an error naming it, not a crash.
+    let err = serde_json::from_str::<SimImage>(r#"{"platforms":[],"unhealthy":false,"serves":"ftp://x"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--serves `ftp://x`: must be an http:// URL"), "{err}");
+}
+
+#[test]
+fn a_resource_keeps_at_most_fifty_tags_as_on_ecs() {
+    let (mut w, v1) = world_with_service(1, 200, 100);
+    let have = w.describe_task_definition(&v1).unwrap().tags.len();
+    let tags = |from: usize, n: usize| -> BTreeMap<String, String> {
+        (from..from + n).map(|i| (format!("k{i}"), "v".to_string())).collect()
+    };
+    w.tag_resource(&v1, &tags(0, 50 - have)).unwrap();
+    // Overwriting a tag it has, or an `aws:` one, is no new tag.
+    w.tag_resource(&v1, &tags(0, 1)).unwrap();
+    w.tag_resource(&v1, &BTreeMap::from([("aws:cloudformation:stack-name".to_string(), "s".to_string())])).unwrap();
+    let err = w.tag_resource(&v1, &tags(100, 1)).unwrap_err();
+    assert!(err.to_string().contains("at most 50 tags; this would leave it 51"), "{err}");
+    assert_eq!(w.describe_task_definition(&v1).unwrap().tags.len(), 51, "50 of its users' and the aws: one");
+}

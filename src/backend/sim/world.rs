@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::backend::{
     BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, LoadBalancer, LoadBalancerType, Op,
     RolloutState, ServiceEvent, ServiceState, ServiceStatus, ServiceUpdate, TargetGroup, TargetProtocol, TargetType,
-    TaskDefinition, TdStatus,
+    TaskDefinition, TaskInfo, TaskStatus, TdStatus,
 };
 use crate::render::ecs::{
     CircuitBreaker, DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, NetworkConfiguration,
@@ -31,6 +31,9 @@ use crate::render::ecs::{
 
 /// Re-exported where the sim always had it; the rule itself is ECS's and lives with the ports.
 pub use crate::backend::breaker_threshold;
+
+/// Tags ECS keeps on one resource.
+use crate::state::MAX_TAGS;
 
 /// Granularity of the simulation.
 pub const TICK_MS: u64 = 5_000;
@@ -54,6 +57,67 @@ pub struct SimImage {
     /// older state files.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unready: bool,
+    /// The real MCP endpoint its running tasks stand for (`sim push --serves`): their private IPv4 address and
+    /// port are its host and port. Tasks of other images have no address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serves: Option<ServedUrl>,
+}
+
+/// The URL of a real MCP server that tasks of a sim image stand for. The sim never answers MCP itself: it only
+/// reports the URL's host and port as its tasks' address, so a probe of a task reaches the real server. Only
+/// `http://` with an IPv4 host qualifies, since that is what ECS reports of a task (`privateIPv4Address`) and how
+/// mcpfleet reaches one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServedUrl {
+    url: String,
+    ip: std::net::Ipv4Addr,
+    port: u16,
+}
+
+impl ServedUrl {
+    pub fn parse(text: &str) -> Result<ServedUrl, String> {
+        let url = reqwest::Url::parse(text).map_err(|e| format!("--serves `{text}`: {e}"))?;
+        if url.scheme() != "http" {
+            return Err(format!(
+                "--serves `{text}`: must be an http:// URL (tasks are reached over plain HTTP at their private address)"
+            ));
+        }
+        let Some(ip) = url.host_str().and_then(|h| h.parse::<std::net::Ipv4Addr>().ok()) else {
+            return Err(format!(
+                "--serves `{text}`: the host must be an IPv4 address such as 127.0.0.1 (it becomes the tasks' \
+                 privateIPv4Address)"
+            ));
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        Ok(ServedUrl { url: text.to_string(), ip, port })
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    pub fn ip(&self) -> std::net::Ipv4Addr {
+        self.ip
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl TryFrom<String> for ServedUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<ServedUrl, String> {
+        ServedUrl::parse(&s)
+    }
+}
+
+impl From<ServedUrl> for String {
+    fn from(s: ServedUrl) -> String {
+        s.url
+    }
 }
 
 /// A repository: tags point at digests.
@@ -281,7 +345,11 @@ impl World {
 
     /// Pushes a new image for `repository:tag` and returns its digest.
     pub fn push_image(&mut self, repository: &str, tag: &str, platforms: Vec<String>, unhealthy: bool) -> String {
-        self.push_image_with(repository, tag, SimImage { platforms, unhealthy, startup_ms: None, unready: false })
+        self.push_image_with(
+            repository,
+            tag,
+            SimImage { platforms, unhealthy, startup_ms: None, unready: false, serves: None },
+        )
     }
 
     /// Pushes `image` for `repository:tag` and returns its new digest.
@@ -715,8 +783,59 @@ impl World {
             .collect()
     }
 
+    /// The tasks ECS keeps running for a service (desired status RUNNING), deployment by deployment: its running
+    /// tasks, then its launches that have not settled yet (PENDING, no address yet). A task's id follows its place
+    /// in its deployment, so the launch that settles keeps its ARN.
+    pub fn service_tasks(&self, cluster: &str, name: &str) -> Vec<TaskInfo> {
+        let Some(svc) = self.services.get(&service_key(cluster, name)).filter(|s| s.state.is_active()) else {
+            return Vec::new();
+        };
+        let mut tasks = Vec::new();
+        for d in &svc.state.deployments {
+            let serves = self.image_of(&d.task_definition).and_then(|i| i.serves);
+            let pending = svc.pending.get(&d.id).map_or(0, Vec::len);
+            let running = d.running_count as usize;
+            for i in 0..running.saturating_add(pending) {
+                let id = Sha256::digest(format!("{}/task/{i}", d.id).as_bytes());
+                let id: String = id.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                let up = i < running;
+                tasks.push(TaskInfo {
+                    arn: format!("{}/{id}", task_arn_prefix(&svc.state.arn)),
+                    task_definition: d.task_definition.clone(),
+                    last_status: if up { TaskStatus::Running } else { TaskStatus::Pending },
+                    private_ipv4: serves.as_ref().filter(|_| up).map(|s| s.ip().to_string()),
+                    port: serves.as_ref().filter(|_| up).map(ServedUrl::port),
+                });
+            }
+        }
+        tasks
+    }
+
+    /// The tasks of a cluster's services by ARN (DescribeTasks); unknown ARNs are absent.
+    pub fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Vec<TaskInfo> {
+        self.services
+            .values()
+            .filter(|s| s.state.cluster == cluster)
+            .flat_map(|s| self.service_tasks(cluster, &s.state.name))
+            .filter(|t| arns.contains(&t.arn))
+            .collect()
+    }
+
+    /// Adds or overwrites tags, refusing (as ECS does) to leave a resource with more than [`MAX_TAGS`] tags of
+    /// its users (`aws:` ones do not count).
     pub fn tag_resource(&mut self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), BackendError> {
         let found = self.tags_of(arn, Op::TagResource)?;
+        let user = |k: &String| !k.starts_with("aws:");
+        let after = found.keys().filter(|k| user(k)).count()
+            + tags.keys().filter(|k| user(k) && !found.contains_key(*k)).count();
+        if after > MAX_TAGS {
+            return Err(err_invalid(
+                Op::TagResource,
+                format!(
+                    "InvalidParameterException: a resource can have at most {MAX_TAGS} tags; this would leave it {after}"
+                ),
+            ));
+        }
         found.extend(tags.clone());
         Ok(())
     }
@@ -822,6 +941,11 @@ impl World {
     }
 }
 
+/// `arn:aws:ecs:REGION:ACCOUNT:task/CLUSTER` of a service's ARN: where its tasks' ARNs start.
+fn task_arn_prefix(service_arn: &str) -> String {
+    service_arn.rsplit_once('/').map_or("", |(head, _)| head).replace(":service/", ":task/")
+}
+
 /// Service Connect as a service reports it once `c` is set: ECS reports it per deployment, and one turned off as
 /// `enabled: false` alone.
 fn reported_service_connect(c: &ServiceConnectConfiguration) -> ServiceConnectConfiguration {
@@ -897,8 +1021,7 @@ fn tick_service(
             Ok(()) => d.running_count = d.running_count.saturating_add(settled),
             Err(why) => {
                 let (stopped_reason, container_reason) = stop_reasons(&why);
-                let task_prefix =
-                    svc.state.arn.rsplit_once('/').map_or("", |(head, _)| head).replace(":service/", ":task/");
+                let task_prefix = task_arn_prefix(&svc.state.arn);
                 for n in 0..settled {
                     let id = Sha256::digest(format!("{}/{}", d.id, d.failed_tasks.wrapping_add(n)).as_bytes());
                     let id: String = id.iter().take(16).map(|b| format!("{b:02x}")).collect();

@@ -22,7 +22,16 @@ pub(super) struct Context<'a> {
     /// Whether `spec.expose.loadBalancers` lists a target group; None when it could not be judged (it did not
     /// parse), so a requests target is not refused for it.
     pub load_balanced: Option<bool>,
+    /// How many labels the service has.
+    pub labels: usize,
+    /// Whether its rollouts are MCP-verified (its last verification takes a tag too); None when `mcp` had a
+    /// problem of its own, so the labels are not judged against it.
+    pub verified: Option<bool>,
 }
+
+/// Labels an autoscaled service may carry: the record of its autoscaling takes one of the tags beside mcpfleet's
+/// own (see `labels::MAX_LABELS`), and a verified service's last verification one more.
+pub const MAX_AUTOSCALED_LABELS: usize = 38;
 
 /// Checks `spec.autoscaling`. `Err(())` when a problem was reported.
 pub(super) fn check_autoscaling(ctx: &mut DocCtx, a: &Autoscaling, around: &Context) -> Result<ValidAutoscaling, ()> {
@@ -107,6 +116,22 @@ pub(super) fn check_autoscaling(ctx: &mut DocCtx, a: &Autoscaling, around: &Cont
                  takes at most {MAX_POLICY_NAME}",
                 long.chars().take(32).collect::<String>(),
                 long.len()
+            ),
+        );
+    }
+    // More than 39 labels, or more than 38 on a verified service, are told by their own rules already.
+    let verified = around.verified.unwrap_or(false);
+    let limit = MAX_AUTOSCALED_LABELS - usize::from(verified);
+    let told = if verified { super::mcp::MAX_VERIFIED_LABELS } else { super::labels::MAX_LABELS };
+    if around.verified.is_some() && around.labels > limit && around.labels <= told {
+        ctx.err(
+            Code::AutoscalingLabels,
+            &p(&["metadata", "labels"]),
+            format!(
+                "{} labels given; an autoscaled service records its autoscaling in a tag of its own, so at most \
+                 {limit} fit beside mcpfleet's tags{}",
+                around.labels,
+                if verified { " and its last verification" } else { "" }
             ),
         );
     }

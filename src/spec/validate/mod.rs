@@ -2,7 +2,8 @@
 //! sees every problem of a fleet in one run.
 //!
 //! One module per concern, each owning its rules, patterns and codes (`super::code`): names, labels, image, task
-//! size, roles, env, secrets, health check, network, logging, rollout, local stack, readiness and endpoints. This module holds what they share (the
+//! size, roles, env, secrets, health check, network, logging, rollout, local stack, readiness and endpoints, MCP
+//! verification. This module holds what they share (the
 //! document context, field paths, durations) and walks a service through them.
 //!
 //! Fields inherited from FleetDefaults are checked once, where they are written; a service is checked for the
@@ -36,6 +37,7 @@ mod image;
 mod labels;
 mod local;
 mod logging;
+mod mcp;
 mod names;
 mod network;
 mod roles;
@@ -155,6 +157,9 @@ pub(super) fn check_defaults(ctx: &mut DocCtx, spec: &FleetDefaultsSpec) {
     }
     if let Some(sc) = spec.expose.as_ref().and_then(|e| e.service_connect.as_ref()) {
         expose::check_namespace(ctx, &p(&["spec", "expose", "serviceConnect", "namespace"]), &sc.namespace);
+    }
+    if let Some(m) = &spec.mcp {
+        mcp::check_defaults(ctx, m);
     }
 }
 
@@ -327,6 +332,18 @@ pub(super) fn check_service(
         load_balancers.as_ref().is_ok_and(|l| !l.is_empty()),
         health_check.as_ref().map(|h| h.start_period_secs),
     );
+    let has_endpoint = match (&load_balancers, &service_connect) {
+        (Ok(lbs), Ok(sc)) => Some(!lbs.is_empty() || sc.is_some()),
+        _ => None,
+    };
+    let mcp_context = mcp::Context {
+        transport: s.transport.unwrap_or(Transport::StreamableHttp),
+        port: u16::try_from(s.port).ok().filter(|p| *p > 0),
+        has_endpoint,
+        labels: doc.metadata.labels.len(),
+        defaults_lost: d.lost("mcp"),
+    };
+    let mcp = if broken("mcp") { None } else { mcp::merge(ctx, s.mcp.as_ref(), d, &mcp_context) };
     let scaling = match &s.autoscaling {
         Some(a) if !broken("autoscaling") => {
             // A load balancer list that did not parse cannot be judged; one that parsed but has a problem still
@@ -336,6 +353,8 @@ pub(super) fn check_service(
                 name,
                 replicas: s.replicas.filter(|_| !broken("replicas")),
                 load_balanced: (!broken("expose")).then_some(listed),
+                labels: doc.metadata.labels.len(),
+                verified: mcp.as_ref().map(|m| m.verified()),
             };
             autoscaling::check_autoscaling(ctx, a, &around).map(Some)
         }
@@ -399,6 +418,7 @@ pub(super) fn check_service(
         service_connect: service_connect.ok()?,
         load_balancers: load_balancers.ok()?,
         health_check_grace_period_secs: grace_period.ok()?,
+        mcp: mcp?,
         autoscaling: scaling.ok()?,
     })
 }
