@@ -1,12 +1,12 @@
-//! Ports: what reconcile needs from ECS, an image registry, a secret store, Elastic Load Balancing's target groups
-//! and a clock, in mcpfleet's own types.
+//! Ports: what reconcile needs from ECS, an image registry, a secret store, Elastic Load Balancing's target groups,
+//! Application Auto Scaling (`scaling`) and a clock, in mcpfleet's own types.
 //!
-//! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager/ELB with a virtual clock, the default
-//! engine of the quickstart and the tests) and `aws` (aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager,
-//! aws-sdk-elasticloadbalancingv2). Images outside Amazon ECR are resolved, with either, by `registry` (the OCI
-//! distribution API over reqwest), which `route` puts beside the backend's ECR. SDK and HTTP types never cross
-//! this boundary, so reconcile, plan and the CLI are the same code against either. `limits` wraps the ports in
-//! client-side token buckets and the single retry policy.
+//! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager/ELB/Application Auto Scaling with a
+//! virtual clock, the default engine of the quickstart and the tests) and `aws` (aws-sdk-ecs, aws-sdk-ecr,
+//! aws-sdk-secretsmanager, aws-sdk-elasticloadbalancingv2, aws-sdk-applicationautoscaling). Images outside Amazon
+//! ECR are resolved, with either, by `registry` (the OCI distribution API over reqwest), which `route` puts beside
+//! the backend's ECR. SDK and HTTP types never cross this boundary, so reconcile, plan and the CLI are the same
+//! code against either. `limits` wraps the ports in client-side token buckets and the single retry policy.
 
 pub mod aws;
 pub mod cache;
@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod op;
 pub mod registry;
 pub mod route;
+pub mod scaling;
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use op::Op;
+pub use scaling::{Autoscaling, SCALABLE_TARGETS_BATCH, ScalableTarget, ScalingPolicy};
 
 use crate::render::ecs::{
     DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, NetworkConfiguration, ServiceConnectConfiguration,
@@ -809,5 +811,6 @@ pub struct Backend {
     pub images: Arc<dyn Images>,
     pub secrets: Arc<dyn Secrets>,
     pub target_groups: Arc<dyn TargetGroups>,
+    pub autoscaling: Arc<dyn Autoscaling>,
     pub clock: Arc<dyn Clock>,
 }

@@ -1,6 +1,7 @@
 //! Builds the ports the global flags ask for, with the client-side rate limits and the one retry policy
-//! (`backend::limits`) in front of ECS, ECR and the secret store, and the distribution-API client
-//! (`backend::registry`, its own limits and retries) for images outside ECR, with either backend.
+//! (`backend::limits`) in front of ECS, ECR, the secret store, ELB and Application Auto Scaling, and the
+//! distribution-API client (`backend::registry`, its own limits and retries) for images outside ECR, with either
+//! backend.
 
 use std::sync::Arc;
 
@@ -88,6 +89,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
     backend.images = Arc::new(ByRegistry { ecr: limited.images(backend.images.clone()), registry: registries.clone() });
     backend.secrets = limited.secrets(backend.secrets.clone());
     backend.target_groups = limited.target_groups(backend.target_groups.clone());
+    backend.autoscaling = limited.autoscaling(backend.autoscaling.clone());
     Ok(Connected { backend, limited, counter, registries })
 }
 

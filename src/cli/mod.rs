@@ -270,10 +270,15 @@ impl Prepared {
         self.desired.iter().flat_map(|d| d.warnings.iter().map(String::as_str)).collect()
     }
 
-    /// The desired services as ECS has them, and the other managed services of their clusters.
+    /// The desired services as ECS has them, and the other managed services of their clusters, with what
+    /// Application Auto Scaling has for those that have or want autoscaling.
     pub async fn observe(&self) -> Result<mcpfleet::reconcile::Observed, mcpfleet::backend::BackendError> {
         let ecs = self.conn.backend.ecs.as_ref();
-        mcpfleet::reconcile::observe_clusters(&self.desired, &self.extra_clusters, ecs, true).await
+        let mut observed =
+            mcpfleet::reconcile::observe_clusters(&self.desired, &self.extra_clusters, ecs, true).await?;
+        let autoscaling = self.conn.backend.autoscaling.as_ref();
+        mcpfleet::reconcile::scaling::observe(&self.desired, &mut observed, autoscaling).await?;
+        Ok(observed)
     }
 }
 

@@ -1,6 +1,7 @@
-//! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, target groups, out-of-band edits).
+//! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, target groups, out-of-band edits, the
+//! load its Application Auto Scaling follows).
 
-use mcpfleet::backend::sim::{ServedUrl, SimImage, TargetGroupSpec};
+use mcpfleet::backend::sim::{LoadSpec, ServedUrl, SimImage, TargetGroupSpec};
 use mcpfleet::backend::{MAX_DESIRED_COUNT, ServiceUpdate, TargetType};
 use mcpfleet::spec::ImageRef;
 
@@ -58,6 +59,23 @@ pub enum Command {
         desired_count: Option<u32>,
         #[arg(long, value_name = "ARN")]
         task_definition: Option<String>,
+    },
+    /// Set a service's load as its tasks report it now; the sim's Application Auto Scaling follows it every
+    /// virtual minute (the work stays the same as tasks are added, so their utilisation falls).
+    #[command(group(clap::ArgGroup::new("metrics").required(true).multiple(true).args(["cpu", "memory", "requests"])))]
+    Load {
+        service: String,
+        #[arg(long)]
+        cluster: String,
+        /// Average CPU utilisation of its tasks, percent (ECSServiceAverageCPUUtilization).
+        #[arg(long, value_name = "PERCENT")]
+        cpu: Option<u32>,
+        /// Average memory utilisation of its tasks, percent (ECSServiceAverageMemoryUtilization).
+        #[arg(long, value_name = "PERCENT")]
+        memory: Option<u32>,
+        /// Requests per minute per task (ALBRequestCountPerTarget).
+        #[arg(long, value_name = "N")]
+        requests: Option<u32>,
     },
 }
 
@@ -145,6 +163,16 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
                 "{} in {}: desired {} on {}",
                 state.name, state.cluster, state.desired_count, state.task_definition
             );
+        }
+        Command::Load { service, cluster, cpu, memory, requests } => {
+            let spec = LoadSpec { cpu: *cpu, memory: *memory, requests: *requests };
+            let tasks = sim.with_world(true, |w| w.set_load(cluster, service, spec))?.map_err(anyhow::Error::msg)?;
+            let shown: Vec<String> =
+                [("cpu", cpu, "%"), ("memory", memory, "%"), ("requests", requests, "/min per task")]
+                    .into_iter()
+                    .filter_map(|(what, v, unit)| v.map(|v| format!("{what} {v}{unit}")))
+                    .collect();
+            println!("{service} in {cluster}: {} on {tasks} task(s)", shown.join(", "));
         }
     }
     Ok(EXIT_OK)

@@ -253,6 +253,7 @@ pub async fn resolve_each(
             moved_tag(svc, &found).map(|w| format!("{}: spec.image: {w}", at(svc.lines.image))).into_iter().collect();
         let mut target_group_arns = Vec::with_capacity(svc.load_balancers.len());
         let target_group = |message| Problem::new(Reference::TargetGroup, message);
+        let mut first_group = None;
         for (i, lb) in svc.load_balancers.iter().enumerate() {
             let line = svc.lines.target_groups.get(i).copied().unwrap_or(svc.source.line);
             let field = format!("{}: spec.expose.loadBalancers[{i}].targetGroup", at(line));
@@ -263,6 +264,7 @@ pub async fn resolve_each(
             match info {
                 None => problems.push(target_group(format!("{field}: target group `{}` not found", lb.target_group))),
                 Some(info) => {
+                    first_group = first_group.or((i == 0).then_some(info));
                     let judged = judge_target_group(svc, info);
                     problems.extend(judged.problems.iter().map(|p| target_group(format!("{field}: {p}"))));
                     warnings.extend(judged.warnings.iter().map(|w| format!("{field}: {w}")));
@@ -270,6 +272,14 @@ pub async fn resolve_each(
                 }
             }
         }
+        let request_count_label = match request_count_label(svc, first_group) {
+            Ok(label) => label,
+            Err(why) => {
+                let line = svc.lines.requests_per_target.unwrap_or(svc.source.line);
+                problems.push(target_group(format!("{}: spec.autoscaling.requestsPerTarget: {why}", at(line))));
+                None
+            }
+        };
         out.push(match (info, architecture) {
             (Some(info), Some(arch)) if problems.is_empty() => Ok(Resolved {
                 image: svc.image.pinned(&info.digest),
@@ -279,6 +289,7 @@ pub async fn resolve_each(
                 target_groups: target_group_arns,
                 registry_credentials,
                 warnings,
+                request_count_label,
             }),
             _ => Err(problems),
         });
@@ -386,6 +397,27 @@ fn judge_target_group(svc: &ValidService, info: &TargetGroupInfo) -> Judged {
     j
 }
 
+/// The resource label `autoscaling.requestsPerTarget` follows: the service's first target group (`first`, when it
+/// was found) with the first Application Load Balancer routing to it. Ok(None) without a requests target; Err
+/// (why) when no ALB routes to that group, so requests cannot be counted per target.
+fn request_count_label(svc: &ValidService, first: Option<&TargetGroupInfo>) -> Result<Option<String>, String> {
+    if svc.autoscaling.as_ref().and_then(|a| a.requests_per_target).is_none() {
+        return Ok(None);
+    }
+    // A first target group that was not found is reported on its own field.
+    let Some(info) = first else { return Ok(None) };
+    let tg = &info.target_group;
+    let alb = info.load_balancers.iter().find(|b| b.kind == LoadBalancerType::Application);
+    match alb.and_then(|alb| crate::render::autoscaling::request_count_label(&alb.arn, &tg.arn)) {
+        Some(label) => Ok(Some(label)),
+        None => Err(format!(
+            "no Application Load Balancer routes to target group `{}` (the first of expose.loadBalancers), so \
+             ALBRequestCountPerTarget has no requests to count",
+            tg.name
+        )),
+    }
+}
+
 /// For a `repo:tag@digest` whose tag no longer names that digest: what the tag names now (the digest still wins).
 fn moved_tag(svc: &ValidService, found: &BTreeMap<(String, ImageSelector), ImageInfo>) -> Option<String> {
     let (Some(pinned), Some(tag)) = (&svc.image.digest, &svc.image.tag) else { return None };
@@ -448,5 +480,62 @@ mod tests {
             "{problems:?}"
         );
         assert!(each[1].is_ok(), "{:?}", each[1]);
+    }
+}
+
+#[cfg(test)]
+mod request_count_tests {
+    use super::*;
+    use crate::backend::TargetType;
+    use crate::backend::sim::{Sim, TargetGroupSpec};
+    use crate::spec::load_str;
+    use crate::testkit::{fleet_yaml, seeded_world};
+
+    /// The first service of the test fleet exposed through `tg` with a requests target.
+    fn fleet_with_requests(tg: &str) -> ValidFleet {
+        let text = fleet_yaml(1, 1, 1).replacen(
+            "  stopTimeout: 20s\n",
+            &format!(
+                "  stopTimeout: 20s\n  expose: {{ loadBalancers: [{{ targetGroup: {tg} }}] }}\n  autoscaling:\n    min: 1\n    max: 4\n    requestsPerTarget: 500\n"
+            ),
+            1,
+        );
+        load_str("fleet.yaml", &text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_per_target_follows_the_first_target_group_behind_an_alb() {
+        let mut world = seeded_world(1, 1);
+        let spec = |name: &str, load_balancer: bool| TargetGroupSpec {
+            name: name.into(),
+            health_check_path: "/".into(),
+            target_type: TargetType::Ip,
+            load_balancer,
+        };
+        let tg = world.create_target_group(&spec("docs", true)).unwrap();
+        world.create_target_group(&spec("lonely", false)).unwrap();
+        let alb = world.target_groups["docs"].load_balancer_arns[0].clone();
+        let sim = Sim::in_memory(world);
+        let b = sim.backend();
+        let resolved =
+            resolve(&fleet_with_requests("docs"), b.images.as_ref(), b.secrets.as_ref(), b.target_groups.as_ref())
+                .await
+                .unwrap();
+        let label = resolved[0].request_count_label.clone().unwrap();
+        assert_eq!(Some(label.clone()), crate::render::autoscaling::request_count_label(&alb, &tg));
+        assert!(label.starts_with("app/mcpfleet-sim/") && label.contains("/targetgroup/docs/"), "{label}");
+
+        // A target group no load balancer routes to: no requests to count, refused with the field's line.
+        let err =
+            resolve(&fleet_with_requests("lonely"), b.images.as_ref(), b.secrets.as_ref(), b.target_groups.as_ref())
+                .await
+                .unwrap_err();
+        let ReconcileError::Resolution(problems) = err else { panic!("{err:?}") };
+        let requests: Vec<&Problem> =
+            problems.iter().filter(|p| p.message.contains("spec.autoscaling.requestsPerTarget")).collect();
+        assert_eq!(requests.len(), 1, "{problems:#?}");
+        assert!(requests[0].message.starts_with("service `svc-00000` (fleet.yaml:"), "{}", requests[0].message);
+        assert!(requests[0].message.contains("no Application Load Balancer routes to target group `lonely`"));
+        assert_eq!(requests[0].about, Reference::TargetGroup);
     }
 }

@@ -259,7 +259,7 @@ pub struct AwsVpcConfiguration {
     pub assign_public_ip: String,
 }
 
-/// Both documents of one service.
+/// Both documents of one service, and its Application Auto Scaling documents when it autoscales.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsService {
@@ -267,6 +267,9 @@ pub struct EcsService {
     pub cluster: String,
     pub register_task_definition: TaskDefinitionInput,
     pub create_service: ServiceInput,
+    /// Absent without `spec.autoscaling`, so those services render as before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<super::autoscaling::ScalingDocs>,
 }
 
 /// The in-container HTTP probe for a `path` health check. The probe's own timeout stays a second under ECS's so
@@ -548,7 +551,7 @@ pub fn task_hash(td: &TaskDefinitionInput) -> String {
 
 /// The first 16 bytes of the SHA-256 of the value's compact JSON, in hex. The JSON is streamed into the hasher
 /// through a small buffer rather than built in memory first.
-fn hash_json(value: &(impl Serialize + std::fmt::Debug)) -> String {
+pub(crate) fn hash_json(value: &(impl Serialize + std::fmt::Debug)) -> String {
     let mut out = std::io::BufWriter::with_capacity(1024, HashWriter(Sha256::new()));
     let streamed = serde_json::to_writer(&mut out, value).map_err(std::io::Error::from).and_then(|()| out.flush());
     let (HashWriter(mut hasher), _) = out.into_parts();
@@ -610,7 +613,10 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     // The one tag the spec-hash reads (see `spec_hash_with`); the full set is added once the hash is known.
     service.tags = vec![transport_tag(svc)];
     let td_hash = task_hash(&td);
-    let hash = with_mcp(with_rollout_policy(spec_hash_with(&td_hash, &service), &svc.rollout), &svc.mcp);
+    let hash = with_mcp(
+        with_rollout_policy(autoscaled_hash(&td_hash, &service, svc.autoscaling.is_some()), &svc.rollout),
+        &svc.mcp,
+    );
     let tags = tags(svc, res, &hash);
     td.tags = tags.clone();
     td.tags.push(state::task_hash(&td_hash));
@@ -621,7 +627,21 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
         cluster: svc.cluster.clone(),
         register_task_definition: td,
         create_service: service,
+        autoscaling: super::autoscaling::render(svc, res),
     }
+}
+
+/// The spec hash of a service that autoscales leaves its count out: the count is the autoscaler's, and `replicas`
+/// only says what a new service starts with, so editing it changes nothing that runs. (The autoscaling settings
+/// themselves are recorded apart, in the `mcpfleet.io/autoscaling` tag.) Services without autoscaling hash as
+/// before it existed.
+fn autoscaled_hash(td_hash: &str, service: &ServiceInput, autoscaled: bool) -> String {
+    if !autoscaled {
+        return spec_hash_with(td_hash, service);
+    }
+    let mut uncounted = service.clone();
+    uncounted.desired_count = 0;
+    hash_json(&(spec_hash_with(td_hash, &uncounted), "autoscaled"))
 }
 
 #[cfg(test)]
@@ -710,6 +730,7 @@ spec:
             target_groups: vec![],
             registry_credentials: None,
             warnings: vec![],
+            request_count_label: None,
         };
         let out = render(&svc, &res);
         let c = &out.register_task_definition.container_definitions[0];

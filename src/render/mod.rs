@@ -4,6 +4,7 @@
 //! inputs (the same types describe what the backends observe, so plan can compare like with like); `compose`
 //! produces the local docker-compose.yml.
 
+pub mod autoscaling;
 pub mod compose;
 pub mod ecs;
 
@@ -58,6 +59,9 @@ pub struct Resolved {
     pub registry_credentials: Option<String>,
     /// What resolution noticed but does not refuse (an image `repo:tag@digest` whose tag now points elsewhere).
     pub warnings: Vec<String>,
+    /// The resource label of the target group `autoscaling.requestsPerTarget` follows (its Application Load
+    /// Balancer's and its own ARN, see [`autoscaling::request_count_label`]), once resolved.
+    pub request_count_label: Option<String>,
 }
 
 impl Resolved {
@@ -76,6 +80,7 @@ impl Resolved {
             target_groups: svc.load_balancers.iter().map(|lb| lb.target_group.clone()).collect(),
             registry_credentials: svc.registry_credentials.clone(),
             warnings: vec![],
+            request_count_label: None,
         }
     }
 }

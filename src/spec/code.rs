@@ -152,6 +152,15 @@ codes! {
     McpTimeout = "E1605", "an mcp timeout outside 1s..60s";
     McpUnverified = "E1606", "expectTools or allowToolRemoval on a service that is not verified";
     McpLabels = "E1607", "more than 38 labels on a verified service";
+    // E17xx: autoscaling (validate::autoscaling).
+    AutoscalingNoTarget = "E1701", "autoscaling without a target (targetCpu, targetMemory or requestsPerTarget)";
+    AutoscalingBounds = "E1702", "autoscaling min or max outside 1..5000, or min above max";
+    AutoscalingReplicas = "E1703", "replicas outside the autoscaling bounds [min, max]";
+    AutoscalingTarget = "E1704", "targetCpu or targetMemory outside 1..100, or requestsPerTarget below 1";
+    AutoscalingNoLoadBalancer = "E1705", "requestsPerTarget without a load balancer in expose.loadBalancers";
+    AutoscalingCooldown = "E1706", "a scale-in or scale-out cooldown outside 0s..1h";
+    AutoscalingName = "E1707", "a service name too long for its scaling policies' names (`NAME-METRIC`, at most 256 characters)";
+    AutoscalingLabels = "E1708", "more than 38 labels on an autoscaled service (37 if it is also verified)";
 }
 
 impl fmt::Display for Code {

@@ -37,6 +37,8 @@ pub struct FieldLines {
     pub target_groups: Vec<usize>,
     /// The line of `spec.registryCredentials`.
     pub registry_credentials: usize,
+    /// The line of `spec.autoscaling.requestsPerTarget`, when set (its target group is judged at resolution).
+    pub requests_per_target: Option<usize>,
 }
 
 /// One MCP server, ready to render.
@@ -80,6 +82,30 @@ pub struct ValidService {
     pub health_check_grace_period_secs: Option<u32>,
     /// MCP verification, with its defaults.
     pub mcp: ValidMcp,
+    /// Application Auto Scaling, when on: `replicas` is then only the count a new service starts with.
+    pub autoscaling: Option<ValidAutoscaling>,
+}
+
+/// `spec.autoscaling` with its defaults applied: at least one target, 1 <= min <= max <= 5000.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidAutoscaling {
+    pub min: u32,
+    pub max: u32,
+    /// Percent.
+    pub target_cpu: Option<u32>,
+    /// Percent.
+    pub target_memory: Option<u32>,
+    /// Requests per minute per task, on the first target group of `load_balancers`.
+    pub requests_per_target: Option<u32>,
+    pub scale_in_cooldown_secs: u32,
+    pub scale_out_cooldown_secs: u32,
+}
+
+impl ValidAutoscaling {
+    /// `scaleInCooldown` when the manifest does not set one.
+    pub const DEFAULT_SCALE_IN_COOLDOWN_SECS: u32 = 300;
+    /// `scaleOutCooldown` when the manifest does not set one.
+    pub const DEFAULT_SCALE_OUT_COOLDOWN_SECS: u32 = 60;
 }
 
 /// `spec.mcp` merged with FleetDefaults and defaulted.

@@ -29,6 +29,7 @@ macro_rules! re {
     };
 }
 
+mod autoscaling;
 mod env;
 mod expose;
 mod health;
@@ -239,7 +240,8 @@ pub(super) fn check_service(
         task::check_fargate_size(ctx, s.cpu, s.memory);
     }
 
-    let replicas = s.replicas.unwrap_or(1);
+    // With autoscaling, a new service starts with its minimum unless replicas says otherwise.
+    let replicas = s.replicas.or(s.autoscaling.as_ref().map(|a| a.min)).unwrap_or(1);
     task::check_replicas(ctx, replicas);
     if !broken("port") {
         task::check_port(ctx, s.port);
@@ -334,7 +336,6 @@ pub(super) fn check_service(
         load_balancers.as_ref().is_ok_and(|l| !l.is_empty()),
         health_check.as_ref().map(|h| h.start_period_secs),
     );
-
     let has_endpoint = match (&load_balancers, &service_connect) {
         (Ok(lbs), Ok(sc)) => Some(!lbs.is_empty() || sc.is_some()),
         _ => None,
@@ -347,6 +348,23 @@ pub(super) fn check_service(
         defaults_lost: d.lost("mcp"),
     };
     let mcp = if broken("mcp") { None } else { mcp::merge(ctx, s.mcp.as_ref(), d, &mcp_context) };
+    let scaling = match &s.autoscaling {
+        Some(a) if !broken("autoscaling") => {
+            // A load balancer list that did not parse cannot be judged; one that parsed but has a problem still
+            // says whether there is one.
+            let listed = s.expose.as_ref().is_some_and(|e| !e.load_balancers.is_empty());
+            let around = autoscaling::Context {
+                name,
+                replicas: s.replicas.filter(|_| !broken("replicas")),
+                load_balanced: (!broken("expose")).then_some(listed),
+                labels: doc.metadata.labels.len(),
+                verified: mcp.as_ref().map(|m| m.verified()),
+            };
+            autoscaling::check_autoscaling(ctx, a, &around).map(Some)
+        }
+        Some(_) => Err(()),
+        None => Ok(None),
+    };
 
     if ctx.diags.len() > before || !unparsed.is_empty() {
         return None;
@@ -372,6 +390,11 @@ pub(super) fn check_service(
                 })
                 .collect(),
             registry_credentials: ctx.root.line_of(&p(&["spec", "registryCredentials"])),
+            requests_per_target: s
+                .autoscaling
+                .as_ref()
+                .and_then(|a| a.requests_per_target)
+                .map(|_| ctx.root.line_of(&p(&["spec", "autoscaling", "requestsPerTarget"]))),
         },
         cluster,
         image: image?,
@@ -402,5 +425,6 @@ pub(super) fn check_service(
         load_balancers: load_balancers.ok()?,
         health_check_grace_period_secs: grace_period.ok()?,
         mcp: mcp?,
+        autoscaling: scaling.ok()?,
     })
 }
