@@ -3,9 +3,11 @@
 
 Usage: check_ecs_shapes.py [FILE|-]   (default: standard input; FILE is the output of `mcpfleet render`)
 
-Input: {"services": [{"name", "cluster", "registerTaskDefinition": {...}, "createService": {...}}]}
+Input: {"services": [{"name", "cluster", "registerTaskDefinition": {...}, "createService": {...},
+                      "autoscaling"?: {"registerScalableTarget": {...}, "putScalingPolicies": [{...}]}}]}
 Each registerTaskDefinition is validated against the RegisterTaskDefinition input shape and each createService
-against the CreateService input shape: unknown parameters, wrong types, missing required members, values
+against the CreateService input shape (and an autoscaled service's documents against Application Auto Scaling's
+RegisterScalableTarget and PutScalingPolicy input shapes, naming the service's own resource): unknown parameters, wrong types, missing required members, values
 outside an enum and values (or string and list lengths) outside the model's min/max are all problems. So are an empty services list, a missing or unexpected key in a service entry,
 and documents that disagree with their entry (family and serviceName must equal name, cluster must match).
 Prints one line per problem, naming the service. Exit 0 when there is none, 1 otherwise. No network access:
@@ -18,7 +20,9 @@ import botocore.session
 from botocore.validate import ParamValidator
 
 ENTRY_KEYS = {"name": str, "cluster": str, "registerTaskDefinition": dict, "createService": dict}
+OPTIONAL_KEYS = {"autoscaling": dict}
 OPERATIONS = {"registerTaskDefinition": "RegisterTaskDefinition", "createService": "CreateService"}
+AUTOSCALING_KEYS = {"registerScalableTarget": "RegisterScalableTarget", "putScalingPolicies": "PutScalingPolicy"}
 
 
 def check_limits(value, shape, path):
@@ -57,6 +61,40 @@ def check_limits(value, shape, path):
     return problems
 
 
+def against_model(label, params, model, operation, validator):
+    """Return the problems of params as the input of operation in model, each line starting with label."""
+    shape = model.operation_model(operation).input_shape
+    report = validator.validate(params, shape)
+    problems = report.generate_report().splitlines() if report.has_errors() else []
+    problems += check_limits(params, shape, "")
+    return [f"{label}: {line}" for line in problems]
+
+
+def check_autoscaling(name, entry, validator):
+    """Return the problems of an entry's Application Auto Scaling documents, one line each."""
+    scaling = entry["autoscaling"]
+    if not isinstance(scaling, dict):
+        return [f"{name}: autoscaling must be an object"]
+    problems = [f"{name}: autoscaling: unexpected key {key!r}" for key in sorted(set(scaling) - set(AUTOSCALING_KEYS))]
+    model = botocore.session.get_session().get_service_model("application-autoscaling")
+    resource = f"service/{entry.get('cluster')}/{entry.get('name')}"
+    documents = [("registerScalableTarget", scaling.get("registerScalableTarget"))]
+    policies = scaling.get("putScalingPolicies")
+    if not isinstance(policies, list) or not policies:
+        problems.append(f"{name}: autoscaling.putScalingPolicies must be a non-empty list")
+        policies = []
+    documents += [(f"putScalingPolicies[{i}]", p) for i, p in enumerate(policies)]
+    for path, params in documents:
+        operation = AUTOSCALING_KEYS[path.split("[")[0]]
+        if not isinstance(params, dict):
+            problems.append(f"{name}: autoscaling.{path} must be an object")
+            continue
+        problems += against_model(f"{name}: autoscaling.{path}", params, model, operation, validator)
+        if params.get("ResourceId") != resource:
+            problems.append(f"{name}: autoscaling.{path}.ResourceId {params.get('ResourceId')!r} is not {resource!r}")
+    return problems
+
+
 def check(payload):
     """Return the list of problems in a rendered payload, one line each."""
     if not isinstance(payload, dict) or not isinstance(payload.get("services"), list):
@@ -78,17 +116,16 @@ def check(payload):
                 problems.append(f"{name}: missing {key}")
             elif not isinstance(entry[key], kind):
                 problems.append(f"{name}: {key} must be a {kind.__name__ if kind is str else 'object'}")
-        problems += [f"{name}: unexpected key {key!r}" for key in sorted(set(entry) - set(ENTRY_KEYS))]
+        extra = sorted(set(entry) - set(ENTRY_KEYS) - set(OPTIONAL_KEYS))
+        problems += [f"{name}: unexpected key {key!r}" for key in extra]
+        if "autoscaling" in entry:
+            problems += check_autoscaling(name, entry, validator)
 
         for key, operation in OPERATIONS.items():
             params = entry.get(key)
             if not isinstance(params, dict):
                 continue
-            shape = model.operation_model(operation).input_shape
-            report = validator.validate(params, shape)
-            if report.has_errors():
-                problems += [f"{name}: {key}: {line}" for line in report.generate_report().splitlines()]
-            problems += [f"{name}: {key}: {line}" for line in check_limits(params, shape, "")]
+            problems += against_model(f"{name}: {key}", params, model, operation, validator)
 
         task_definition, service = entry.get("registerTaskDefinition"), entry.get("createService")
         if isinstance(task_definition, dict) and task_definition.get("family") != entry.get("name"):

@@ -8,6 +8,9 @@
   moto_world.py ecs --endpoint URL OPERATION JSON
                                       call one ECS operation (boto3 snake_case name, JSON keyword arguments), e.g.
                                       to put a service in a state mcpfleet would not; print its answer
+  moto_world.py aas --endpoint URL OPERATION JSON
+                                      the same for Application Auto Scaling (namespace `ecs`): read or change
+                                      scalable targets and scaling policies behind mcpfleet's back
   moto_world.py record --endpoint URL start|ops
                                       start moto's request recorder afresh (the server runs with
                                       MOTO_ENABLE_RECORDING=True), or print the requests recorded since, by operation
@@ -183,7 +186,7 @@ def record(endpoint, what):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["seed", "dump", "ecs", "record"])
+    parser.add_argument("command", choices=["seed", "dump", "ecs", "aas", "record"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("args", nargs="*")
     args = parser.parse_intermixed_args()
@@ -192,9 +195,10 @@ def main():
             out = seed(args.endpoint)
         elif args.command == "dump":
             out = dump(args.endpoint)
-        elif args.command == "ecs":
+        elif args.command in ("ecs", "aas"):
             op, kwargs = args.args
-            out = getattr(client("ecs", args.endpoint), op)(**json.loads(kwargs))
+            service = "ecs" if args.command == "ecs" else "application-autoscaling"
+            out = getattr(client(service, args.endpoint), op)(**json.loads(kwargs))
             out.pop("ResponseMetadata", None)
         else:
             out = record(args.endpoint, *args.args)

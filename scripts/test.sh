@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh clone: installs the test tools (git-ignored: .venv, .venv-mcp1 and
-# scripts/npm/node_modules), then runs the formatting and lint gates, every Rust test, and hadolint on the
-# Dockerfile. Exit 0 only when all pass.
+# scripts/npm/node_modules) and the distribution registry (apt, when missing), then runs the formatting and lint
+# gates, every Rust test, and hadolint on the Dockerfile. Exit 0 only when all pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +35,16 @@ if [ ! -d scripts/npm/node_modules ] || [ "$(cat "$npm_stamp" 2>/dev/null)" != "
   echo "$npm_want" > "$npm_stamp"
 fi
 export MCPFLEET_TEST_NODE_MODULES="$PWD/scripts/npm/node_modules"
+
+# The CNCF distribution registry, which the registry tests start on loopback ports (tests/common/registry.rs).
+if ! command -v docker-registry >/dev/null 2>&1; then
+  echo "==> installing the distribution registry (Debian package docker-registry)"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry
+  fi
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -47,6 +47,10 @@ pub const TAG_ROLLBACK_FAILED: &str = "mcpfleet.io/rollback-failed";
 /// The keys of the user's labels that mcpfleet put on a resource, comma-separated (a character label keys cannot
 /// hold): only these are removed when a label leaves the manifests, so tags that others add stay.
 pub const TAG_LABELS: &str = "mcpfleet.io/labels";
+/// The hash of the Application Auto Scaling documents last applied to the service (see
+/// `render::autoscaling::ScalingDocs::hash`), written once its target and every policy are in place: while it
+/// matches the spec's and the target's bounds are as wanted, the policies are not read again.
+pub const TAG_AUTOSCALING: &str = "mcpfleet.io/autoscaling";
 /// Value of the managed-by tag.
 pub const MANAGED_BY: &str = "mcpfleet";
 /// Revision tag: the tools the revision was seen offering when it was verified, as `<count>:<parts>:<hash>` (see
@@ -149,6 +153,8 @@ pub struct ServiceTags<'a> {
     pub image: ImageTags<'a>,
     /// The deployment whose failed rollback was reported.
     pub rollback_failed: Option<&'a str>,
+    /// The hash of the autoscaling applied (absent: mcpfleet applied none, or removed it).
+    pub autoscaling: Option<&'a str>,
 }
 
 fn get<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
@@ -165,6 +171,7 @@ impl<'a> ServiceTags<'a> {
             failed_spec_hash: get(tags, TAG_FAILED_SPEC_HASH),
             image: ImageTags::parse(tags),
             rollback_failed: get(tags, TAG_ROLLBACK_FAILED),
+            autoscaling: get(tags, TAG_AUTOSCALING),
         }
     }
 
@@ -534,16 +541,15 @@ pub fn applied_spec_held(state: &ServiceState, applied: Option<&Networking>) -> 
 }
 
 /// Whether the service has settled on what mcpfleet last applied: its PRIMARY and only deployment is COMPLETED
-/// with every task running, on the revision mcpfleet asked for (not one ECS's circuit breaker silently went back
-/// to), and the spec it runs is not held back as failed (nor was its networking taken back by the breaker).
+/// on the revision mcpfleet asked for (not one ECS's circuit breaker silently went back to), and the spec it runs
+/// is not held back as failed (nor was its networking taken back by the breaker). ECS completes a deployment once
+/// every task of it ran; the count is not compared after that, since an autoscaler may be moving it.
 pub fn runs_what_was_applied(state: &ServiceState, applied: Option<&Networking>) -> bool {
     let td = state.task_definition.as_str();
     let [only] = state.deployments.as_slice() else { return false };
     let settled = only.status == DeploymentStatus::Primary
         && only.rollout_state == RolloutState::Completed
-        && only.task_definition == td
-        && only.running_count == state.desired_count
-        && state.running_count == state.desired_count;
+        && only.task_definition == td;
     let asked_for = ServiceTags::of(state).applied == Some(td);
     settled && asked_for && !applied_spec_held(state, applied)
 }
@@ -580,6 +586,11 @@ pub fn completed_with(state: &ServiceState) -> Tags {
 /// A spec whose rollout failed, held back on the service.
 pub fn held(spec_hash: &str) -> Tags {
     one(TAG_FAILED_SPEC_HASH, spec_hash)
+}
+
+/// The autoscaling whose documents hash to `hash` is in place on the service.
+pub fn autoscaling(hash: &str) -> Tags {
+    one(TAG_AUTOSCALING, hash)
 }
 
 /// The failed rollback of this deployment was reported.

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 
 use common::aws_lab::{AwsLab, tags};
 use common::lab::{write_ops, writes};
+use common::registry::RegistryLab;
 
-/// Everything a no-op apply may send: reads of ECS, the registry and secret metadata.
-const NO_OP_ALLOWED: [&str; 9] = [
+/// Everything a no-op apply may send: reads of ECS, the registry, secret metadata, ELB and Application Auto
+/// Scaling.
+const NO_OP_ALLOWED: [&str; 11] = [
     "DescribeServices",
     "ListServices",
     "BatchGetImage",
@@ -20,6 +22,8 @@ const NO_OP_ALLOWED: [&str; 9] = [
     "DescribeTargetGroupAttributes",
     "DescribeLoadBalancers",
     "DescribeLoadBalancerAttributes",
+    "DescribeScalableTargets",
+    "DescribeScalingPolicies",
 ];
 
 /// search.yaml as another service: `name`, with `from` replaced by `to` in its text.
@@ -447,37 +451,49 @@ fn the_region_flag_wins_over_the_environment() {
 }
 
 #[test]
-fn images_outside_ecr_need_a_digest_and_secrets_resolve_by_arn() {
+fn images_outside_ecr_resolve_through_their_registry_and_secrets_resolve_by_arn() {
     let lab = AwsLab::new();
-    let image = format!("docker.io/library/python@sha256:{}", "ab".repeat(32));
+    let registry = RegistryLab::open();
+    let digest = registry.push("library/python", "3.12-slim", "oci-index", &["linux/amd64"]);
+    let host = registry.host.clone();
+    let image = format!("{host}/library/python@{digest}");
     let db_arn = lab.seed["secrets"]["prod/mcp/db-password"].as_str().unwrap().to_string();
     let text = variant_of_search(
         &lab,
         "tools",
         &[
             ("image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/search:v0.9.0", &format!("image: {image}")),
+            ("architecture: arm64", "architecture: auto"),
             ("SEARCH_API_KEY: prod/mcp/search-api-key", &format!("SEARCH_API_KEY: {db_arn}")),
             // The log region cannot come from a registry outside ECR.
-            ("  cpu: 256\n", "  logging:\n    region: us-east-1\n  cpu: 256\n"),
+            (
+                "  cpu: 256\n",
+                "  logging:\n    region: us-east-1\n  registryCredentials: prod/mcp/db-password\n  cpu: 256\n",
+            ),
         ],
     );
     lab.add_manifest("tools.yaml", &text);
     lab.start_recording();
-    let (code, doc) = lab.apply(&[]);
+    let (code, doc) = lab.apply(&["--insecure-registry", &host]);
     let ops = lab.recorded();
     assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["apiCalls"]["calls"]["GetManifest"], 1, "the digest read from the registry: {doc:#}");
     let td = &lab.dump()["taskDefinitions"]["tools"][0];
     let c = &td["containerDefinitions"][0];
-    assert_eq!(c["image"], image, "a digest outside ECR is used as is");
+    assert_eq!(c["image"], image, "a digest outside ECR deploys as written");
+    assert_eq!(td["runtimePlatform"]["cpuArchitecture"], "X86_64", "the registry's index has only linux/amd64");
     assert_eq!(c["secrets"][0]["valueFrom"], db_arn.as_str(), "the full ARN, as DescribeSecret answered it");
+    assert_eq!(c["repositoryCredentials"]["credentialsParameter"], db_arn.as_str(), "resolved by name, value unread");
     assert!(op_count(&ops, "DescribeSecret") >= 1, "{ops:?}");
     assert_eq!(op_count(&ops, "GetSecretValue"), 0);
 
-    lab.edit_manifest("tools.yaml", &image, "docker.io/library/python:3.12-slim");
-    let out = lab.run(&["apply", "-f", lab.manifests().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("python:3.12-slim") && stderr.contains("pin this image by digest"), "{stderr}");
+    // The tag resolves through the registry to the same digest.
+    lab.edit_manifest("tools.yaml", &image, &format!("{host}/library/python:3.12-slim"));
+    let (code, doc) = lab.apply(&["--insecure-registry", &host]);
+    assert_eq!(code, 0, "{doc:#}");
+    let tds = &lab.dump()["taskDefinitions"]["tools"];
+    let latest = &tds.as_array().unwrap().last().unwrap()["containerDefinitions"][0];
+    assert_eq!(latest["image"], image, "pinned to the digest the tag names");
 }
 
 #[test]
@@ -730,6 +746,129 @@ fn a_service_is_created_and_updated_with_its_target_group_and_an_instance_group_
         assert_eq!(op_count(&ops, op), 0, "{op} was sent: {ops:?}");
     }
     assert_eq!(lab.dump()["services"]["documents"]["loadBalancers"][0]["targetGroupArn"], green);
+}
+
+/// documents.yaml of the lab autoscaling within 2..6 on CPU at 60 % and 500 requests per task.
+const DOCUMENTS_SCALED: &str =
+    "  replicas: 2\n  autoscaling:\n    min: 2\n    max: 6\n    targetCpu: 60\n    requestsPerTarget: 500\n";
+
+/// Application Auto Scaling as moto has it for documents: its scalable targets and its policies by name.
+fn documents_scaling(lab: &AwsLab) -> (Vec<serde_json::Value>, BTreeMap<String, serde_json::Value>) {
+    let ids = serde_json::json!(["service/mcp-prod/documents"]);
+    let targets =
+        lab.aas("describe_scalable_targets", serde_json::json!({"ServiceNamespace": "ecs", "ResourceIds": ids}));
+    let policies = lab.aas(
+        "describe_scaling_policies",
+        serde_json::json!({"ServiceNamespace": "ecs", "ResourceId": "service/mcp-prod/documents"}),
+    );
+    let policies = policies["ScalingPolicies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["PolicyName"].as_str().unwrap().to_string(), p.clone()))
+        .collect();
+    (targets["ScalableTargets"].as_array().unwrap().clone(), policies)
+}
+
+#[test]
+fn autoscaling_is_registered_compared_changed_and_removed_on_moto() {
+    let lab = AwsLab::new();
+    lab.edit_manifest("documents.yaml", "  replicas: 2\n", DOCUMENTS_SCALED);
+    lab.start_recording();
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let ops = lab.recorded();
+    assert_eq!((op_count(&ops, "RegisterScalableTarget"), op_count(&ops, "PutScalingPolicy")), (1, 2), "{ops:?}");
+    let (targets, policies) = documents_scaling(&lab);
+    assert_eq!(targets.len(), 1, "{targets:#?}");
+    assert_eq!(
+        (&targets[0]["MinCapacity"], &targets[0]["MaxCapacity"]),
+        (&serde_json::json!(2), &serde_json::json!(6))
+    );
+    assert_eq!(targets[0]["ScalableDimension"], "ecs:service:DesiredCount");
+    let cpu = &policies["documents-cpu"]["TargetTrackingScalingPolicyConfiguration"];
+    assert_eq!(cpu["PredefinedMetricSpecification"]["PredefinedMetricType"], "ECSServiceAverageCPUUtilization");
+    assert_eq!(
+        (cpu["TargetValue"].as_f64(), cpu["ScaleInCooldown"].as_u64(), cpu["ScaleOutCooldown"].as_u64()),
+        (Some(60.0), Some(300), Some(60))
+    );
+    // The label of documents' target group behind the seeded ALB, from the two ARNs.
+    let world = lab.load_balancers();
+    let lb = world["loadBalancer"]["arn"].as_str().unwrap().split_once(":loadbalancer/").unwrap().1.to_string();
+    let tg =
+        world["targetGroups"]["mcp-documents"].as_str().unwrap().split_once(":targetgroup/").unwrap().1.to_string();
+    let requests = &policies["documents-requests"]["TargetTrackingScalingPolicyConfiguration"];
+    assert_eq!(requests["PredefinedMetricSpecification"]["PredefinedMetricType"], "ALBRequestCountPerTarget");
+    assert_eq!(requests["PredefinedMetricSpecification"]["ResourceLabel"], format!("{lb}/targetgroup/{tg}"));
+    assert!(lb.starts_with("app/mcp-alb/"), "{lb}");
+    assert!(tags(&lab.dump()["services"]["documents"]).contains_key("mcpfleet.io/autoscaling"));
+
+    // A no-op apply: reads only, one DescribeScalableTargets for the fleet, no policy read, no write.
+    lab.start_recording();
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let ops = lab.recorded();
+    for op in ops.keys() {
+        assert!(NO_OP_ALLOWED.contains(&op.as_str()), "a no-op apply sent {op}: {ops:?}");
+    }
+    assert_eq!(writes(&doc), 0, "{:#}", doc["apiCalls"]);
+    assert_eq!(
+        (op_count(&ops, "DescribeScalableTargets"), op_count(&ops, "DescribeScalingPolicies")),
+        (1, 0),
+        "{ops:?}"
+    );
+    let m = lab.manifests();
+    let (code, plan) = lab.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "no false diff against moto's echo: {plan:#}");
+    let (code, status) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0, "{status:#}");
+    let row = status["services"].as_array().unwrap().iter().find(|r| r["name"] == "documents").unwrap();
+    assert_eq!(
+        row["autoscaling"],
+        serde_json::json!({"min": 2, "max": 6, "targets": {"targetCpu": 60, "requestsPerTarget": 500}})
+    );
+
+    // Bounds changed behind mcpfleet's back are planned field by field and registered again; the policies, read
+    // to compare, are as wanted and are not put again.
+    lab.aas(
+        "register_scalable_target",
+        serde_json::json!({"ServiceNamespace": "ecs", "ResourceId": "service/mcp-prod/documents",
+            "ScalableDimension": "ecs:service:DesiredCount", "MinCapacity": 3, "MaxCapacity": 9}),
+    );
+    let (code, plan) = lab.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{plan:#}");
+    let planned = plan["services"].as_array().unwrap().iter().find(|s| s["name"] == "documents").unwrap();
+    assert_eq!(
+        planned["changes"],
+        serde_json::json!([{"path": "autoscaling.min", "from": 3, "to": 2}, {"path": "autoscaling.max", "from": 9, "to": 6}])
+    );
+    lab.start_recording();
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let ops = lab.recorded();
+    assert_eq!(op_count(&ops, "RegisterScalableTarget"), 1, "{ops:?}");
+    assert_eq!(op_count(&ops, "DescribeScalingPolicies"), 1, "{ops:?}");
+    for op in ["PutScalingPolicy", "UpdateService", "RegisterTaskDefinition", "TagResource"] {
+        assert_eq!(op_count(&ops, op), 0, "{op}: {ops:?}");
+    }
+    assert_eq!(documents_scaling(&lab).0[0]["MinCapacity"], 2);
+
+    // Removed: mcpfleet's policies, then the target, then the service's fixed count.
+    let text = std::fs::read_to_string(m.join("documents.yaml")).unwrap();
+    std::fs::write(m.join("documents.yaml"), text.replace(DOCUMENTS_SCALED, "  replicas: 3\n")).unwrap();
+    lab.start_recording();
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let ops = lab.recorded();
+    assert_eq!((op_count(&ops, "DeleteScalingPolicy"), op_count(&ops, "DeregisterScalableTarget")), (2, 1), "{ops:?}");
+    assert_eq!(op_count(&ops, "UpdateService"), 1, "{ops:?}");
+    let (targets, policies) = documents_scaling(&lab);
+    assert!(targets.is_empty() && policies.is_empty(), "{targets:#?} {policies:#?}");
+    let svc = &lab.dump()["services"]["documents"];
+    assert_eq!(svc["desiredCount"], 3);
+    assert!(!tags(svc).contains_key("mcpfleet.io/autoscaling"));
+    let (code, plan) = lab.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{plan:#}");
 }
 
 /// A service's tasks as the adapter reads them from moto: ListTasks (desired status RUNNING), then DescribeTasks

@@ -714,3 +714,54 @@ fn run_prune_deletes_a_moved_services_old_copy_only_once_the_new_one_is_healthy(
     c.wait_for("the old copy to be deleted", || !lab.world().services["mcp-prod/search"].state.is_active());
     assert!(mcpfleet::state::runs_what_was_applied(&lab.world().services["mcp-other/search"].state, None));
 }
+
+/// documents.yaml autoscaling within 2..6 on CPU at 60 % (the count starts at replicas, 2).
+fn autoscale_documents(lab: &Lab) {
+    lab.edit_manifest(
+        "documents.yaml",
+        "  replicas: 2\n",
+        "  replicas: 2\n  autoscaling: { min: 2, max: 6, targetCpu: 60 }\n",
+    );
+}
+
+fn documents_count(lab: &Lab) -> u32 {
+    lab.world().services["mcp-prod/documents"].state.desired_count
+}
+
+#[test]
+fn the_controller_leaves_the_autoscalers_count_alone_and_corrects_one_outside_the_bounds() {
+    let lab = Lab::new();
+    autoscale_documents(&lab);
+    let c = Controller::start(&lab);
+    c.wait_for("the fleet to converge, documents autoscaled", || {
+        all_completed(&lab) && lab.world().scalable_targets.contains_key("service/mcp-prod/documents")
+    });
+
+    // Below the bounds (someone in the console): corrected to the nearest bound, as drift.
+    lab.ok(&["sim", "edit", "documents", "--cluster", "mcp-prod", "--desired-count", "1"]);
+    c.wait_for("the count to be put back to min", || documents_count(&lab) == 2);
+    let line = c.json_log_line("drift corrected");
+    assert_eq!(line["fields"]["service"], "documents", "{line}");
+    let corrections = c.metric("mcpfleet_drift_corrections_total");
+    assert!(corrections >= 1.0);
+
+    // Load rises: the autoscaler grows the count (ceil(2 × 150 / 60) = 5), and whole passes later the
+    // controller has corrected nothing.
+    lab.ok(&["sim", "load", "documents", "--cluster", "mcp-prod", "--cpu", "150"]);
+    c.wait_for("the autoscaler to add tasks", || documents_count(&lab) == 5);
+    c.wait_passes(3);
+    assert_eq!(documents_count(&lab), 5, "the autoscaler's count stays");
+    assert_eq!(c.metric("mcpfleet_drift_corrections_total"), corrections, "nothing was corrected:\n{}", c.log());
+
+    // A rollout while the autoscaler holds 5 tasks completes on the new revision, with no rollback.
+    lab.ok(&["sim", "push", &format!("{ECR}/documents:v1.4.3"), "--startup", "40s"]);
+    lab.edit_manifest("documents.yaml", "documents:v1.4.2", "documents:v1.4.3");
+    c.wait_for("the new revision to complete", || {
+        let w = lab.world();
+        let s = &w.services["mcp-prod/documents"].state;
+        s.task_definition.ends_with("documents:2") && s.tags.get("mcpfleet.io/last-good") == Some(&s.task_definition)
+    });
+    assert_eq!(documents_count(&lab), 5);
+    assert_eq!(c.metric("mcpfleet_rollbacks_total{outcome=\"started\"}"), 0.0, "{}", c.log());
+    assert_eq!(c.metric("mcpfleet_drift_corrections_total"), corrections);
+}

@@ -83,12 +83,7 @@ fn a_verified_rollout_records_its_tools_and_warns_of_a_stateful_server_behind_a_
     let lab = Lab::new();
     push_documents(&lab, "v1.4.2", &v1);
     verify_documents(&lab, "    verify: tasks\n    expectTools: [search_documents, get_document]\n");
-    lab.ok(&["sim", "target-group", "mcp-documents", "--health-path", "/health"]);
-    lab.edit_manifest(
-        "documents.yaml",
-        "  readiness:",
-        "  expose:\n    loadBalancers: [{ targetGroup: mcp-documents }]\n  readiness:",
-    );
+    // The example fleet's documents already sits behind the lab's `mcp-documents` target group.
 
     let (code, doc) = lab.apply(&["--wait"]);
     assert_eq!(code, 0, "{doc:#}");

@@ -27,9 +27,13 @@ fn pascal(snake: &str) -> String {
 fn called_actions() -> BTreeSet<String> {
     let call = regex::Regex::new(r"\.client(?:\([^)]*\))?\s*\.\s*([a-z][a-z0-9_]*)\s*\(").unwrap();
     let mut out = BTreeSet::new();
-    for (file, service) in
-        [("ecs.rs", "ecs"), ("ecr.rs", "ecr"), ("secrets.rs", "secretsmanager"), ("elbv2.rs", "elasticloadbalancing")]
-    {
+    for (file, service) in [
+        ("ecs.rs", "ecs"),
+        ("ecr.rs", "ecr"),
+        ("secrets.rs", "secretsmanager"),
+        ("elbv2.rs", "elasticloadbalancing"),
+        ("autoscaling.rs", "application-autoscaling"),
+    ] {
         let path = Path::new(ROOT).join("src/backend/aws").join(file);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for m in call.captures_iter(&text) {
@@ -42,6 +46,12 @@ fn called_actions() -> BTreeSet<String> {
 /// The IAM actions of every AWS request in [`Op`]'s list.
 fn needed_actions() -> BTreeSet<String> {
     Op::ALL.into_iter().filter_map(Op::iam_action).collect()
+}
+
+/// The actions AWS checks the caller holds when it serves those requests ([`Op::caller_checks`]: Application Auto
+/// Scaling's permission validation on the ECS service and the target tracking alarms).
+fn checked_actions() -> BTreeSet<String> {
+    Op::ALL.into_iter().flat_map(|op| op.caller_checks().iter().map(|a| a.to_string())).collect()
 }
 
 fn policy() -> serde_json::Value {
@@ -68,6 +78,8 @@ fn granted_actions(policy: &serde_json::Value) -> BTreeSet<String> {
 fn the_policy_grants_exactly_the_actions_the_adapters_call() {
     let needed = needed_actions();
     assert!(needed.contains("ecs:DescribeServices") && needed.contains("secretsmanager:ListSecrets"), "{needed:?}");
+    let needed: BTreeSet<String> = needed.union(&checked_actions()).cloned().collect();
+    assert!(needed.contains("cloudwatch:PutMetricAlarm"), "{needed:?}");
     let granted: BTreeSet<String> = granted_actions(&policy()).into_iter().filter(|a| !a.starts_with("iam:")).collect();
     let unused: Vec<_> = granted.difference(&needed).collect();
     let missing: Vec<_> = needed.difference(&granted).collect();
@@ -103,4 +115,25 @@ fn the_policy_never_grants_secret_values_or_wildcards() {
         .cloned()
         .expect("a PassRole statement");
     assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], "ecs-tasks.amazonaws.com");
+}
+
+#[test]
+fn ecs_autoscaling_may_create_only_its_own_service_linked_role() {
+    let policy = policy();
+    let statements: Vec<&serde_json::Value> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Action"].as_str().is_some_and(|a| a.starts_with("iam:")))
+        .collect();
+    let iam: BTreeSet<&str> = statements.iter().map(|s| s["Action"].as_str().unwrap()).collect();
+    assert_eq!(iam, BTreeSet::from(["iam:CreateServiceLinkedRole", "iam:PassRole"]), "no other IAM action");
+    let slr = statements.iter().find(|s| s["Action"] == "iam:CreateServiceLinkedRole").unwrap();
+    assert_eq!(
+        slr["Resource"],
+        "arn:aws:iam::123456789012:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService"
+    );
+    assert_eq!(slr["Condition"]["StringLike"]["iam:AWSServiceName"], "ecs.application-autoscaling.amazonaws.com");
+    // Only an adapter that registers scalable targets needs it.
+    assert!(called_actions().contains("application-autoscaling:RegisterScalableTarget"));
 }

@@ -277,3 +277,40 @@ async fn the_watcher_describes_services_in_flight_ten_at_a_time() {
         assert_eq!(poll, &[10, 10, 5], "25 services in flight: ⌈25/10⌉ = 3 calls per poll");
     }
 }
+
+/// [`apply_once`] with Application Auto Scaling read and written, as the binary and the controller do.
+async fn apply_scaled(text: &str, backend: &Backend) -> Vec<reconcile::ServiceOutcome> {
+    let fleet = load_str("fleet.yaml", text).unwrap();
+    let desired = reconcile::desired_state(&fleet, backend).await.unwrap();
+    let mut observed = reconcile::observe(&desired, backend.ecs.as_ref(), true).await.unwrap();
+    reconcile::scaling::observe(&desired, &mut observed, backend.autoscaling.as_ref()).await.unwrap();
+    let plan = reconcile::plan_fleet(&desired, &observed, backend.ecs.as_ref()).await.unwrap();
+    let opts = ApplyOptions { autoscaling: Some(backend.autoscaling.clone()), ..ApplyOptions::default() };
+    reconcile::apply(&desired, &plan, &observed, backend.ecs.as_ref(), &opts, &|_, _| {}).await
+}
+
+#[tokio::test]
+async fn a_noop_apply_of_autoscaled_services_reads_one_target_batch_per_50_services_and_no_policy() {
+    for n in [10usize, 50, 51, 120] {
+        let sim = Sim::in_memory(seeded_world(5, 3));
+        let backend = limited(&sim);
+        let text = fleet_yaml(n, 5, 3).replace(
+            "  stopTimeout: 20s\n",
+            "  stopTimeout: 20s\n  autoscaling: { min: 1, max: 4, targetCpu: 60, targetMemory: 75 }\n",
+        );
+        let first = apply_scaled(&text, &backend).await;
+        assert!(first.iter().all(|o| o.outcome == Outcome::Created), "{first:?}");
+        let stats = sim.stats();
+        assert_eq!((stats.get("RegisterScalableTarget"), stats.get("PutScalingPolicy")), (n as u64, 2 * n as u64));
+        assert_eq!(sim.snapshot().scalable_targets.len(), n);
+        sim.reset_stats();
+        let second = apply_scaled(&text, &backend).await;
+        assert!(second.iter().all(|o| o.outcome == Outcome::Unchanged), "{second:?}");
+        let stats = sim.stats();
+        println!("no-op apply of {n} autoscaled services: {:?}", stats.calls);
+        assert_eq!(stats.writes(), 0, "{:?}", stats.calls);
+        assert_eq!(stats.get("DescribeScalableTargets"), n.div_ceil(50) as u64);
+        assert_eq!(stats.get("DescribeScalingPolicies"), 0, "a converged service's policies are not read");
+        assert_eq!(stats.get("DescribeServices"), n.div_ceil(10) as u64);
+    }
+}

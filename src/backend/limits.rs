@@ -33,9 +33,11 @@ use backoff::backoff::Backoff;
 
 use super::op::Counts;
 use super::{
-    BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Op, Secrets, ServiceState,
-    ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage, TdStatus,
+    Autoscaling, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Op, Secrets,
+    ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage, TdStatus,
 };
+use super::{ScalableTarget, ScalingPolicy};
+use crate::render::autoscaling::{ScalableTargetInput, ScalingPolicyInput};
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 use crate::state::{self, RevisionTags};
 
@@ -66,11 +68,20 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
         | Op::ListSecrets
         | Op::DescribeSecret
         | Op::ResolveSecrets
-        | Op::ResolveImage
+        | Op::RegistryToken
+        | Op::HeadManifest
+        | Op::GetManifest
+        | Op::GetBlob
         | Op::DescribeTargetGroups
         | Op::DescribeTargetGroupAttributes
         | Op::DescribeLoadBalancers
-        | Op::DescribeLoadBalancerAttributes => {
+        | Op::DescribeLoadBalancerAttributes
+        | Op::DescribeScalableTargets
+        | Op::DescribeScalingPolicies
+        | Op::RegisterScalableTarget
+        | Op::PutScalingPolicy
+        | Op::DeleteScalingPolicy
+        | Op::DeregisterScalableTarget => {
             return None;
         }
     };
@@ -87,6 +98,13 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
 /// Elastic Load Balancing (v2) meters its non-mutating actions (`Describe*`) of an account and region with one
 /// bucket of 40 tokens refilled at 10 per second (its documented request throttling); every ELBv2 request draws
 /// from it, one token each.
+///
+/// Application Auto Scaling publishes no request rates: its quotas are resource counts (3,000 ECS scalable targets
+/// per region, 50 scaling policies per target), which a fleet meets long before. Its buckets here are therefore
+/// mcpfleet's own, modest and in ELB's proportions: reads (DescribeScalableTargets, DescribeScalingPolicies) 40
+/// burst and 10/s, writes (RegisterScalableTarget, PutScalingPolicy, DeleteScalingPolicy,
+/// DeregisterScalableTarget) 20 burst and 5/s — as ECS's service writes are paced. A throttled request gets the
+/// retry policy like any other.
 pub fn bucket(op: Op) -> Option<BucketSpec> {
     ecs_bucket(op).or(match op {
         Op::BatchGetImage => Some(BucketSpec { category: "BatchGetImage", burst: 100, per_second: 50.0 }),
@@ -96,6 +114,12 @@ pub fn bucket(op: Op) -> Option<BucketSpec> {
         | Op::DescribeLoadBalancers
         | Op::DescribeLoadBalancerAttributes => {
             Some(BucketSpec { category: "Elbv2Describe", burst: 40, per_second: 10.0 })
+        }
+        Op::DescribeScalableTargets | Op::DescribeScalingPolicies => {
+            Some(BucketSpec { category: "AutoscalingRead", burst: 40, per_second: 10.0 })
+        }
+        Op::RegisterScalableTarget | Op::PutScalingPolicy | Op::DeleteScalingPolicy | Op::DeregisterScalableTarget => {
+            Some(BucketSpec { category: "AutoscalingWrite", burst: 20, per_second: 5.0 })
         }
         _ => None,
     })
@@ -110,6 +134,18 @@ pub const MAX_RETRIES: u32 = 8;
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest backoff wait before jitter.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The waits between attempts of one call: [`INITIAL_BACKOFF`] doubling to [`MAX_BACKOFF`], each jittered by
+/// ±50 %, with no bound on the total (the bound is [`MAX_RETRIES`]). Shared with the registry client's retries.
+pub fn backoff_policy() -> backoff::ExponentialBackoff {
+    backoff::ExponentialBackoffBuilder::new()
+        .with_initial_interval(INITIAL_BACKOFF)
+        .with_max_interval(MAX_BACKOFF)
+        .with_multiplier(2.0)
+        .with_randomization_factor(0.5)
+        .with_max_elapsed_time(None)
+        .build()
+}
 
 /// A CreateService `clientToken`: unique per logical create, ≤ 36 printable ASCII characters.
 fn client_token(name: &str) -> String {
@@ -207,9 +243,34 @@ impl Limited {
         Arc::new(LimitedTargetGroups { limits: self.clone(), inner })
     }
 
+    /// `inner` behind Application Auto Scaling's buckets and the retry policy (counted with this wrapper's retries).
+    pub fn autoscaling(self: &Arc<Self>, inner: Arc<dyn Autoscaling>) -> Arc<dyn Autoscaling> {
+        Arc::new(LimitedAutoscaling { limits: self.clone(), inner })
+    }
+
     /// `inner` behind the secret-resolution bucket and the retry policy (counted with this wrapper's retries).
     pub fn secrets(self: &Arc<Self>, inner: Arc<dyn Secrets>) -> Arc<dyn Secrets> {
         Arc::new(LimitedSecrets { limits: self.clone(), inner })
+    }
+
+    /// A removal behind the bucket and the retries: an error that `gone` recognises on a retry means the first
+    /// attempt did it (its answer was lost), so the retry counts as done.
+    async fn run_removal<F, Fut>(&self, op: Op, gone: fn(&BackendError) -> bool, call: F) -> Result<(), BackendError>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: std::future::Future<Output = Result<(), BackendError>> + Send,
+    {
+        let retried = AtomicBool::new(false);
+        self.run(op, || async {
+            match call().await {
+                Err(e) if retried.load(Ordering::SeqCst) && gone(&e) => Ok(()),
+                other => {
+                    retried.store(true, Ordering::SeqCst);
+                    other
+                }
+            }
+        })
+        .await
     }
 
     async fn run<T, F, Fut>(&self, op: Op, f: F) -> Result<T, BackendError>
@@ -218,13 +279,7 @@ impl Limited {
         Fut: std::future::Future<Output = Result<T, BackendError>> + Send,
         T: Send,
     {
-        let mut policy = backoff::ExponentialBackoffBuilder::new()
-            .with_initial_interval(INITIAL_BACKOFF)
-            .with_max_interval(MAX_BACKOFF)
-            .with_multiplier(2.0)
-            .with_randomization_factor(0.5)
-            .with_max_elapsed_time(None)
-            .build();
+        let mut policy = backoff_policy();
         let mut attempt = 0;
         loop {
             self.acquire(op).await;
@@ -289,23 +344,12 @@ impl Ecs for Limited {
         self.run(Op::UpdateService, || self.inner.update_service(update)).await
     }
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
-        let retried = AtomicBool::new(false);
-        self.run(Op::DeleteService, || async {
-            match self.inner.delete_service(cluster, name).await {
-                // A retry of a delete whose answer was lost: the first attempt did it.
-                Err(BackendError::NotFound { .. }) if retried.load(Ordering::SeqCst) => Ok(()),
-                Err(BackendError::Invalid { message, .. })
-                    if retried.load(Ordering::SeqCst) && message.starts_with("ServiceNotActiveException") =>
-                {
-                    Ok(())
-                }
-                other => {
-                    retried.store(true, Ordering::SeqCst);
-                    other
-                }
-            }
-        })
-        .await
+        let gone = |e: &BackendError| match e {
+            BackendError::NotFound { .. } => true,
+            BackendError::Invalid { message, .. } => message.starts_with("ServiceNotActiveException"),
+            _ => false,
+        };
+        self.run_removal(Op::DeleteService, gone, || self.inner.delete_service(cluster, name)).await
     }
     async fn tag_resource(&self, arn: &str, tags: &Tags) -> Result<(), BackendError> {
         self.run(Op::TagResource, || self.inner.tag_resource(arn, tags)).await
@@ -402,5 +446,42 @@ impl TargetGroups for LimitedTargetGroups {
     async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError> {
         let (describe, attributes) = (Op::DescribeLoadBalancers, Op::DescribeLoadBalancerAttributes);
         self.run(describe, attributes, arns, || self.inner.load_balancers(arns)).await
+    }
+}
+
+/// Application Auto Scaling behind [`Limited`]'s buckets and retries. Reads are safe to repeat; so are
+/// RegisterScalableTarget and PutScalingPolicy, which converge to the same target and policy. A delete or
+/// deregistration repeated after an answer was lost finds the thing gone: that retry counts as done.
+struct LimitedAutoscaling {
+    limits: Arc<Limited>,
+    inner: Arc<dyn Autoscaling>,
+}
+
+/// A deletion or deregistration whose target is gone.
+fn not_found(e: &BackendError) -> bool {
+    matches!(e, BackendError::NotFound { .. })
+}
+
+#[async_trait]
+impl Autoscaling for LimitedAutoscaling {
+    async fn scalable_targets(&self, resource_ids: &[String]) -> Result<Vec<ScalableTarget>, BackendError> {
+        self.limits.run(Op::DescribeScalableTargets, || self.inner.scalable_targets(resource_ids)).await
+    }
+    async fn scaling_policies(&self, resource_id: &str) -> Result<Vec<ScalingPolicy>, BackendError> {
+        self.limits.run(Op::DescribeScalingPolicies, || self.inner.scaling_policies(resource_id)).await
+    }
+    async fn register_scalable_target(&self, input: &ScalableTargetInput) -> Result<(), BackendError> {
+        self.limits.run(Op::RegisterScalableTarget, || self.inner.register_scalable_target(input)).await
+    }
+    async fn put_scaling_policy(&self, input: &ScalingPolicyInput) -> Result<(), BackendError> {
+        self.limits.run(Op::PutScalingPolicy, || self.inner.put_scaling_policy(input)).await
+    }
+    async fn delete_scaling_policy(&self, resource_id: &str, policy_name: &str) -> Result<(), BackendError> {
+        let call = || self.inner.delete_scaling_policy(resource_id, policy_name);
+        self.limits.run_removal(Op::DeleteScalingPolicy, not_found, call).await
+    }
+    async fn deregister_scalable_target(&self, resource_id: &str) -> Result<(), BackendError> {
+        let call = || self.inner.deregister_scalable_target(resource_id);
+        self.limits.run_removal(Op::DeregisterScalableTarget, not_found, call).await
     }
 }

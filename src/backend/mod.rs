@@ -1,16 +1,21 @@
-//! Ports: what reconcile needs from ECS, an image registry, a secret store, Elastic Load Balancing's target groups
-//! and a clock, in mcpfleet's own types.
+//! Ports: what reconcile needs from ECS, an image registry, a secret store, Elastic Load Balancing's target groups,
+//! Application Auto Scaling (`scaling`) and a clock, in mcpfleet's own types.
 //!
-//! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager/ELB with a virtual clock, the default
-//! engine of the quickstart and the tests) and `aws` (aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager,
-//! aws-sdk-elasticloadbalancingv2). SDK
-//! types never cross this boundary, so reconcile, plan and the CLI are the same code against either. `limits`
-//! wraps the ports in client-side token buckets and the single retry policy.
+//! Two adapters implement them: `sim` (an in-memory ECS/ECR/Secrets Manager/ELB/Application Auto Scaling with a
+//! virtual clock, the default engine of the quickstart and the tests) and `aws` (aws-sdk-ecs, aws-sdk-ecr,
+//! aws-sdk-secretsmanager, aws-sdk-elasticloadbalancingv2, aws-sdk-applicationautoscaling). Images outside Amazon
+//! ECR are resolved, with either, by `registry` (the OCI distribution API over reqwest), which `route` puts beside
+//! the backend's ECR. SDK and HTTP types never cross this boundary, so reconcile, plan and the CLI are the same
+//! code against either. `limits` wraps the ports in client-side token buckets and the single retry policy.
 
 pub mod aws;
 pub mod cache;
 pub mod limits;
+pub mod manifest;
 pub mod op;
+pub mod registry;
+pub mod route;
+pub mod scaling;
 pub mod sim;
 
 use std::collections::BTreeMap;
@@ -21,6 +26,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use op::Op;
+pub use scaling::{Autoscaling, SCALABLE_TARGETS_BATCH, ScalableTarget, ScalingPolicy};
 
 use crate::render::ecs::{
     DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, NetworkConfiguration, ServiceConnectConfiguration,
@@ -560,9 +566,9 @@ pub fn stopped_task_line(stopped_reason: Option<&str>, containers: &[StoppedCont
 pub struct ImageInfo {
     /// `sha256:…` of the manifest or index.
     pub digest: String,
-    /// `os/architecture` platforms an image index lists (`linux/amd64`, `linux/arm64`; one entry for a
-    /// one-platform index). Empty when unknown: a single (non-index) manifest records its platform only in its
-    /// config blob, and a digest outside ECR is not looked up.
+    /// `os/architecture` platforms: those an image index lists (`linux/amd64`, `linux/arm64`; one entry for a
+    /// one-platform index), or the one a single manifest's config blob records (read for registries outside
+    /// ECR). Empty when unknown: ECR's BatchGetImage answers a single manifest without its config.
     pub platforms: Vec<String>,
 }
 
@@ -805,5 +811,6 @@ pub struct Backend {
     pub images: Arc<dyn Images>,
     pub secrets: Arc<dyn Secrets>,
     pub target_groups: Arc<dyn TargetGroups>,
+    pub autoscaling: Arc<dyn Autoscaling>,
     pub clock: Arc<dyn Clock>,
 }

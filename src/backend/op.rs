@@ -25,16 +25,19 @@ pub enum Service {
     SecretsManager,
     /// Elastic Load Balancing v2 (Application and Network Load Balancers).
     Elbv2,
+    /// Application Auto Scaling (scalable targets and scaling policies of ECS services).
+    ApplicationAutoScaling,
 }
 
 impl Service {
-    /// The IAM action prefix (`ecs`, `ecr`, `secretsmanager`, `elasticloadbalancing`).
+    /// The IAM action prefix (`ecs`, `ecr`, `secretsmanager`, `elasticloadbalancing`, `application-autoscaling`).
     pub const fn iam_prefix(self) -> &'static str {
         match self {
             Service::Ecs => "ecs",
             Service::Ecr => "ecr",
             Service::SecretsManager => "secretsmanager",
             Service::Elbv2 => "elasticloadbalancing",
+            Service::ApplicationAutoScaling => "application-autoscaling",
         }
     }
 }
@@ -64,16 +67,28 @@ pub enum Op {
     DescribeTargetGroupAttributes,
     DescribeLoadBalancers,
     DescribeLoadBalancerAttributes,
+    DescribeScalableTargets,
+    DescribeScalingPolicies,
+    RegisterScalableTarget,
+    PutScalingPolicy,
+    DeleteScalingPolicy,
+    DeregisterScalableTarget,
     /// Not a request: one call of secret resolution (ListSecrets pages and DescribeSecret per ARN), which is
     /// metered and retried as a whole.
     ResolveSecrets,
-    /// Not a request: resolving an image outside Amazon ECR (a digest is used as is; a tag cannot be resolved).
-    ResolveImage,
+    /// A registry's token endpoint (distribution token auth): a bearer token for one repository scope.
+    RegistryToken,
+    /// `HEAD /v2/<name>/manifests/<reference>` of a registry: the digest, without counting as a pull.
+    HeadManifest,
+    /// `GET /v2/<name>/manifests/<reference>` of a registry: the manifest itself.
+    GetManifest,
+    /// `GET /v2/<name>/blobs/<digest>` of a registry: a single manifest's config (its platform).
+    GetBlob,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 23] = [
+    pub const ALL: [Op; 32] = [
         Op::DescribeServices,
         Op::ListServices,
         Op::CreateService,
@@ -95,8 +110,17 @@ impl Op {
         Op::DescribeTargetGroupAttributes,
         Op::DescribeLoadBalancers,
         Op::DescribeLoadBalancerAttributes,
+        Op::DescribeScalableTargets,
+        Op::DescribeScalingPolicies,
+        Op::RegisterScalableTarget,
+        Op::PutScalingPolicy,
+        Op::DeleteScalingPolicy,
+        Op::DeregisterScalableTarget,
         Op::ResolveSecrets,
-        Op::ResolveImage,
+        Op::RegistryToken,
+        Op::HeadManifest,
+        Op::GetManifest,
+        Op::GetBlob,
     ];
 
     /// The AWS name (`DescribeServices`), or for mcpfleet's own steps the name they are reported under.
@@ -123,8 +147,17 @@ impl Op {
             Op::DescribeTargetGroupAttributes => "DescribeTargetGroupAttributes",
             Op::DescribeLoadBalancers => "DescribeLoadBalancers",
             Op::DescribeLoadBalancerAttributes => "DescribeLoadBalancerAttributes",
+            Op::DescribeScalableTargets => "DescribeScalableTargets",
+            Op::DescribeScalingPolicies => "DescribeScalingPolicies",
+            Op::RegisterScalableTarget => "RegisterScalableTarget",
+            Op::PutScalingPolicy => "PutScalingPolicy",
+            Op::DeleteScalingPolicy => "DeleteScalingPolicy",
+            Op::DeregisterScalableTarget => "DeregisterScalableTarget",
             Op::ResolveSecrets => "ListSecrets/DescribeSecret",
-            Op::ResolveImage => "ResolveImage",
+            Op::RegistryToken => "RegistryToken",
+            Op::HeadManifest => "HeadManifest",
+            Op::GetManifest => "GetManifest",
+            Op::GetBlob => "GetBlob",
         }
     }
 
@@ -133,7 +166,7 @@ impl Op {
         Op::ALL.into_iter().find(|op| op.as_str() == name)
     }
 
-    /// The AWS service the request goes to; `None` for mcpfleet's own steps.
+    /// The AWS service the request goes to; `None` for mcpfleet's own steps and registry requests.
     pub const fn service(self) -> Option<Service> {
         match self {
             Op::DescribeServices
@@ -156,13 +189,37 @@ impl Op {
             | Op::DescribeTargetGroupAttributes
             | Op::DescribeLoadBalancers
             | Op::DescribeLoadBalancerAttributes => Some(Service::Elbv2),
-            Op::ResolveSecrets | Op::ResolveImage => None,
+            // mcpfleet's own steps, and requests to container registries outside AWS.
+            Op::ResolveSecrets | Op::RegistryToken | Op::HeadManifest | Op::GetManifest | Op::GetBlob => None,
+            Op::DescribeScalableTargets
+            | Op::DescribeScalingPolicies
+            | Op::RegisterScalableTarget
+            | Op::PutScalingPolicy
+            | Op::DeleteScalingPolicy
+            | Op::DeregisterScalableTarget => Some(Service::ApplicationAutoScaling),
         }
     }
 
-    /// The IAM action the request needs (`ecs:DescribeServices`); `None` for mcpfleet's own steps.
+    /// The IAM action the request needs (`ecs:DescribeServices`); `None` for mcpfleet's own steps and registry
+    /// requests.
     pub fn iam_action(self) -> Option<String> {
         self.service().map(|s| format!("{}:{}", s.iam_prefix(), self.as_str()))
+    }
+
+    /// IAM actions AWS checks that the caller holds when it serves this request, besides [`Op::iam_action`].
+    /// Application Auto Scaling validates the caller's permissions on the resources a request acts on before it
+    /// proceeds ("Permissions validation for Application Auto Scaling API calls on target resources"): the ECS
+    /// service whose count it will set (ecs:DescribeServices and ecs:UpdateService, which mcpfleet holds for its
+    /// own requests anyway) and the CloudWatch alarms a target tracking policy creates, replaces or deletes.
+    pub const fn caller_checks(self) -> &'static [&'static str] {
+        match self {
+            Op::RegisterScalableTarget => &["ecs:DescribeServices", "ecs:UpdateService"],
+            Op::PutScalingPolicy => {
+                &["cloudwatch:DescribeAlarms", "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"]
+            }
+            Op::DeleteScalingPolicy => &["cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+            _ => &[],
+        }
     }
 
     /// Whether the operation changes state.
@@ -176,6 +233,10 @@ impl Op {
                 | Op::DeleteService
                 | Op::TagResource
                 | Op::UntagResource
+                | Op::RegisterScalableTarget
+                | Op::PutScalingPolicy
+                | Op::DeleteScalingPolicy
+                | Op::DeregisterScalableTarget
         )
     }
 
@@ -280,6 +341,7 @@ mod tests {
             Op::DescribeLoadBalancerAttributes.iam_action().as_deref(),
             Some("elasticloadbalancing:DescribeLoadBalancerAttributes")
         );
+        assert_eq!(Op::PutScalingPolicy.iam_action().as_deref(), Some("application-autoscaling:PutScalingPolicy"));
         assert_eq!(Op::ResolveSecrets.iam_action(), None);
         let writes: Vec<&str> = Op::ALL.into_iter().filter(|op| op.is_write()).map(Op::as_str).collect();
         assert_eq!(
@@ -291,7 +353,11 @@ mod tests {
                 "RegisterTaskDefinition",
                 "DeregisterTaskDefinition",
                 "TagResource",
-                "UntagResource"
+                "UntagResource",
+                "RegisterScalableTarget",
+                "PutScalingPolicy",
+                "DeleteScalingPolicy",
+                "DeregisterScalableTarget"
             ]
         );
     }

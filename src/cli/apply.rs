@@ -60,7 +60,12 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     }
     let opts = reconcile::PlanOptions { retry_failed: args.retry_failed, changes: false };
     let plan = reconcile::plan_fleet_with(desired, &observed, ecs, opts).await?;
-    let opts = ApplyOptions { prune: args.prune, concurrency: args.concurrency, stop: None };
+    let opts = ApplyOptions {
+        prune: args.prune,
+        concurrency: args.concurrency,
+        stop: None,
+        autoscaling: Some(conn.backend.autoscaling.clone()),
+    };
     let mut outcomes = reconcile::apply(desired, &plan, &observed, ecs, &opts, &progress).await;
     let found_failed = settle::report_found(&found, &mut outcomes);
 
@@ -69,7 +74,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         None => settle::Waited::default(),
     };
     if args.wait && args.prune {
-        reconcile::delete_replaced(ecs, &plan, &mut outcomes, &progress).await?;
+        reconcile::delete_replaced(ecs, &plan, &mut outcomes, &opts, &progress).await?;
     }
 
     for o in &outcomes {

@@ -1,11 +1,15 @@
 //! Builds the ports the global flags ask for, with the client-side rate limits and the one retry policy
-//! (`backend::limits`) in front of ECS, the registry and the secret store.
+//! (`backend::limits`) in front of ECS, ECR, the secret store, ELB and Application Auto Scaling, and the
+//! distribution-API client (`backend::registry`, its own limits and retries) for images outside ECR, with either
+//! backend.
 
 use std::sync::Arc;
 
 use mcpfleet::backend::Backend;
 use mcpfleet::backend::aws::{self, RequestCounter};
 use mcpfleet::backend::limits::Limited;
+use mcpfleet::backend::registry::{Registries, RegistryConfig};
+use mcpfleet::backend::route::ByRegistry;
 use mcpfleet::backend::sim::{CallStats, Sim};
 
 use super::{Backend as BackendKind, Cli};
@@ -17,6 +21,7 @@ pub struct Connected {
     /// feed the controller's metrics).
     pub limited: Arc<Limited>,
     counter: Counter,
+    registries: Arc<Registries>,
 }
 
 enum Counter {
@@ -35,25 +40,34 @@ impl Connected {
 
     /// A function that reads the request counts (for the controller's metrics).
     pub fn api_calls_fn(&self) -> Box<dyn Fn() -> CallStats + Send + Sync> {
+        let registries = self.registries.clone();
         match &self.counter {
             Counter::Sim(sim) => {
                 let sim = sim.clone();
-                Box::new(move || sim.stats())
+                Box::new(move || merged(sim.stats(), registries.stats()))
             }
             Counter::Aws(requests) => {
                 let requests = requests.clone();
-                Box::new(move || requests.stats())
+                Box::new(move || merged(requests.stats(), registries.stats()))
             }
         }
     }
 
-    /// API requests made so far, by operation.
+    /// API requests made so far, by operation: those to AWS (or the sim) and those to container registries.
     pub fn api_calls(&self) -> CallStats {
-        match &self.counter {
+        let backend = match &self.counter {
             Counter::Sim(sim) => sim.stats(),
             Counter::Aws(requests) => requests.stats(),
-        }
+        };
+        merged(backend, self.registries.stats())
     }
+}
+
+/// The backend's counts and the registry client's, in one (their operations are distinct).
+fn merged(mut backend: CallStats, registries: CallStats) -> CallStats {
+    backend.calls.extend(registries.calls);
+    backend.throttled.extend(registries.throttled);
+    backend
 }
 
 pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
@@ -69,11 +83,14 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
         }
     };
     let limited = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()));
+    let registries = Arc::new(Registries::new(RegistryConfig::from_env(cli.insecure_registries.clone()))?);
     backend.ecs = limited.clone();
-    backend.images = limited.images(backend.images.clone());
+    // ECR behind ECR's bucket and the retry policy; other registries retry each request themselves.
+    backend.images = Arc::new(ByRegistry { ecr: limited.images(backend.images.clone()), registry: registries.clone() });
     backend.secrets = limited.secrets(backend.secrets.clone());
     backend.target_groups = limited.target_groups(backend.target_groups.clone());
-    Ok(Connected { backend, limited, counter })
+    backend.autoscaling = limited.autoscaling(backend.autoscaling.clone());
+    Ok(Connected { backend, limited, counter, registries })
 }
 
 /// Opens the sim state directly (the `sim` subcommands act on it whatever `--backend` says).

@@ -64,6 +64,18 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "IMAGE", env = "MCPFLEET_BRIDGE_IMAGE", value_parser = mcpfleet::spec::ImageRef::parse_pinned)]
     pub bridge_image: Option<mcpfleet::spec::ImageRef>,
 
+    /// A registry spoken to over plain HTTP instead of HTTPS (a local or test registry), as image references write
+    /// it: HOST:PORT. Repeatable; MCPFLEET_INSECURE_REGISTRIES takes a comma-separated list.
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        value_name = "HOST:PORT",
+        env = "MCPFLEET_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_parser = mcpfleet::backend::registry::parse_insecure_registry
+    )]
+    pub insecure_registries: Vec<String>,
+
     /// Log mcpfleet's and the AWS SDK's debug lines on stderr (e.g. each credential provider's answer). The
     /// MCPFLEET_LOG or RUST_LOG filter, when set, is used instead.
     #[arg(short, long, global = true)]
@@ -271,10 +283,15 @@ impl Prepared {
         self.desired.iter().flat_map(|d| d.warnings.iter().map(String::as_str)).collect()
     }
 
-    /// The desired services as ECS has them, and the other managed services of their clusters.
+    /// The desired services as ECS has them, and the other managed services of their clusters, with what
+    /// Application Auto Scaling has for those that have or want autoscaling.
     pub async fn observe(&self) -> Result<mcpfleet::reconcile::Observed, mcpfleet::backend::BackendError> {
         let ecs = self.conn.backend.ecs.as_ref();
-        mcpfleet::reconcile::observe_clusters(&self.desired, &self.extra_clusters, ecs, true).await
+        let mut observed =
+            mcpfleet::reconcile::observe_clusters(&self.desired, &self.extra_clusters, ecs, true).await?;
+        let autoscaling = self.conn.backend.autoscaling.as_ref();
+        mcpfleet::reconcile::scaling::observe(&self.desired, &mut observed, autoscaling).await?;
+        Ok(observed)
     }
 }
 

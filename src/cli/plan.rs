@@ -101,7 +101,16 @@ mod tests {
     use super::*;
 
     fn service(name: &str, action: Action, reason: Option<PlanReason>, changes: Vec<Change>) -> ServicePlan {
-        ServicePlan { name: name.into(), cluster: "mcp-prod".into(), action, changes, reason, replaced_by: None }
+        let scaling = Default::default();
+        ServicePlan {
+            name: name.into(),
+            cluster: "mcp-prod".into(),
+            action,
+            changes,
+            reason,
+            replaced_by: None,
+            scaling,
+        }
     }
 
     fn sample() -> Plan {

@@ -1,6 +1,7 @@
-//! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, target groups, out-of-band edits).
+//! `mcpfleet sim`: seed and disturb the simulator's world (images, secrets, target groups, out-of-band edits, the
+//! load its Application Auto Scaling follows).
 
-use mcpfleet::backend::sim::{ServedUrl, SimImage, TargetGroupSpec};
+use mcpfleet::backend::sim::{LoadSpec, ServedUrl, SimImage, TargetGroupSpec};
 use mcpfleet::backend::{MAX_DESIRED_COUNT, ServiceUpdate, TargetType};
 use mcpfleet::spec::ImageRef;
 
@@ -8,7 +9,8 @@ use super::{Cli, EXIT_OK};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Push a new digest for IMAGE:TAG (platforms default to linux/amd64 and linux/arm64).
+    /// Push a new digest for IMAGE:TAG of an Amazon ECR repository (platforms default to linux/amd64 and
+    /// linux/arm64). Images of other registries are resolved through the registry itself.
     Push {
         /// Image reference with a tag, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/documents:v1.4.2
         image: String,
@@ -58,6 +60,23 @@ pub enum Command {
         #[arg(long, value_name = "ARN")]
         task_definition: Option<String>,
     },
+    /// Set a service's load as its tasks report it now; the sim's Application Auto Scaling follows it every
+    /// virtual minute (the work stays the same as tasks are added, so their utilisation falls).
+    #[command(group(clap::ArgGroup::new("metrics").required(true).multiple(true).args(["cpu", "memory", "requests"])))]
+    Load {
+        service: String,
+        #[arg(long)]
+        cluster: String,
+        /// Average CPU utilisation of its tasks, percent (ECSServiceAverageCPUUtilization).
+        #[arg(long, value_name = "PERCENT")]
+        cpu: Option<u32>,
+        /// Average memory utilisation of its tasks, percent (ECSServiceAverageMemoryUtilization).
+        #[arg(long, value_name = "PERCENT")]
+        memory: Option<u32>,
+        /// Requests per minute per task (ALBRequestCountPerTarget).
+        #[arg(long, value_name = "N")]
+        requests: Option<u32>,
+    },
 }
 
 /// The target types `sim target-group` makes.
@@ -81,6 +100,14 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
     match cmd {
         Command::Push { image, platforms, unhealthy, unready, startup, serves } => {
             let r = ImageRef::parse(image).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if r.ecr().is_none() {
+                anyhow::bail!(
+                    "`{image}` is not in Amazon ECR: the sim holds only ECR repositories \
+                     (ACCOUNT.dkr.ecr.REGION.amazonaws.com/…); images of other registries are resolved through the \
+                     registry itself, with either backend (push them there; a local registry is named with \
+                     --insecure-registry HOST:PORT)"
+                );
+            }
             let tag = r
                 .tag
                 .clone()
@@ -136,6 +163,16 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
                 "{} in {}: desired {} on {}",
                 state.name, state.cluster, state.desired_count, state.task_definition
             );
+        }
+        Command::Load { service, cluster, cpu, memory, requests } => {
+            let spec = LoadSpec { cpu: *cpu, memory: *memory, requests: *requests };
+            let tasks = sim.with_world(true, |w| w.set_load(cluster, service, spec))?.map_err(anyhow::Error::msg)?;
+            let shown: Vec<String> =
+                [("cpu", cpu, "%"), ("memory", memory, "%"), ("requests", requests, "/min per task")]
+                    .into_iter()
+                    .filter_map(|(what, v, unit)| v.map(|v| format!("{what} {v}{unit}")))
+                    .collect();
+            println!("{service} in {cluster}: {} on {tasks} task(s)", shown.join(", "));
         }
     }
     Ok(EXIT_OK)

@@ -1,13 +1,14 @@
-//! `mcpfleet status`: per service, the revision, image, architecture, counts, rollout state, last good one, its
-//! last MCP verification (result, time, tools) and where agents reach it (its load balancers' DNS names, then its
-//! Service Connect aliases).
+//! `mcpfleet status`: per service, the revision, image, architecture, counts (with the autoscaling bounds of a
+//! service that autoscales), rollout state, last good one, its last MCP verification (result, time, tools) and
+//! where agents reach it (its load balancers' DNS names, then its Service Connect aliases).
 
 use std::collections::BTreeMap;
 
-use mcpfleet::backend::{BackendError, Ecs, ServiceState};
+use mcpfleet::backend::{Autoscaling, BackendError, Ecs, SCALABLE_TARGETS_BATCH, ServiceState};
 use mcpfleet::reconcile;
 use mcpfleet::reconcile::endpoints::{Endpoint, endpoints, load_balancer_dns};
 use mcpfleet::reconcile::rollout::RevisionImage;
+use mcpfleet::render::autoscaling::{owned_metric, resource_id, target_json};
 use mcpfleet::state::{self, ServiceTags, TaskDefArn, Verification, is_managed, short as short_td};
 use serde::Serialize;
 
@@ -58,6 +59,57 @@ pub struct Row {
     pub tools: Option<usize>,
     /// The last MCP verification (rollout gate or the controller's re-probe); None when it was never verified.
     pub verification: Option<VerificationRow>,
+    /// The bounds Application Auto Scaling keeps `desired` in, and (with `-o json`) the targets of mcpfleet's
+    /// policies, by the manifest's field; only for a service whose autoscaling mcpfleet applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Scaling>,
+}
+
+/// A service's autoscaling as Application Auto Scaling has it.
+#[derive(Debug, Serialize)]
+pub struct Scaling {
+    pub min: u32,
+    pub max: u32,
+    pub targets: BTreeMap<&'static str, serde_json::Value>,
+}
+
+impl Row {
+    /// The DESIRED column: the count, and `(min–max)` when it autoscales.
+    fn desired_shown(&self) -> String {
+        match &self.autoscaling {
+            Some(a) => format!("{} ({}–{})", self.desired, a.min, a.max),
+            None => self.desired.to_string(),
+        }
+    }
+}
+
+/// The autoscaling of the services whose autoscaling mcpfleet applied (the `mcpfleet.io/autoscaling` tag), by
+/// resource id: one DescribeScalableTargets per 50 of them and, with `targets`, one DescribeScalingPolicies each.
+async fn scaling_of<'a>(
+    services: impl Iterator<Item = &'a ServiceState>,
+    autoscaling: &dyn Autoscaling,
+    targets: bool,
+) -> Result<BTreeMap<String, Scaling>, BackendError> {
+    let scaled: Vec<(&str, String)> = services
+        .filter(|s| ServiceTags::of(s).autoscaling.is_some())
+        .map(|s| (s.name.as_str(), resource_id(&s.cluster, &s.name)))
+        .collect();
+    let ids: Vec<String> = scaled.iter().map(|(_, id)| id.clone()).collect();
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(SCALABLE_TARGETS_BATCH) {
+        for t in autoscaling.scalable_targets(chunk).await? {
+            out.insert(t.resource_id, Scaling { min: t.min_capacity, max: t.max_capacity, targets: BTreeMap::new() });
+        }
+    }
+    for (name, id) in scaled.iter().filter(|_| targets) {
+        let Some(scaling) = out.get_mut(id) else { continue };
+        for p in autoscaling.scaling_policies(id).await? {
+            if let (Some(metric), Some(tt)) = (owned_metric(name, &p.policy_name), &p.target_tracking) {
+                scaling.targets.insert(metric.field(), target_json(tt.target_value));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The last MCP verification of a service.
@@ -106,13 +158,20 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let shown = |s: &ServiceState| args.cluster.is_none() || is_managed(s);
     let dns =
         load_balancer_dns(by_key.values().copied().filter(|s| shown(s)), conn.backend.target_groups.as_ref()).await?;
+    let json = args.output == Output::Json;
+    let mut scaling =
+        scaling_of(by_key.values().copied().filter(|s| shown(s)), conn.backend.autoscaling.as_ref(), json).await?;
     let mut rows = Vec::new();
     let mut missing = Vec::new();
     for (cluster, names) in &wanted {
         for name in names {
             match by_key.get(&(cluster.as_str(), name.as_str())) {
                 Some(s) if !shown(s) => {}
-                Some(s) => rows.push(row(s, ecs, &dns).await?),
+                Some(s) => {
+                    let mut r = row(s, ecs, &dns).await?;
+                    r.autoscaling = scaling.remove(&resource_id(&s.cluster, &s.name));
+                    rows.push(r);
+                }
                 None => {
                     missing.push(format!("service `{name}` is not running in cluster `{cluster}`"));
                     rows.push(Row {
@@ -133,6 +192,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                         endpoints: vec![],
                         tools: None,
                         verification: None,
+                        autoscaling: None,
                     });
                 }
             }
@@ -144,8 +204,10 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Output::Text => {
+            // An autoscaled service's count comes with its bounds, which widens the column only then.
+            let w = rows.iter().map(|r| r.desired_shown().chars().count()).max().unwrap_or(0).max(7);
             println!(
-                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {:<26} {:>5}  {:<27} ENDPOINT",
+                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>w$} {:>7}  {:<11} {:<26} {:>5}  {:<27} ENDPOINT",
                 "NAME",
                 "CLUSTER",
                 "TASK DEFINITION",
@@ -164,14 +226,14 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                 let digest = r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>());
                 let verified = r.verification.as_ref().map(|v| format!("{} {}", v.result, v.at));
                 println!(
-                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>7} {:>7}  {:<11} {:<26} {:>5}  {:<27} {}",
+                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>w$} {:>7}  {:<11} {:<26} {:>5}  {:<27} {}",
                     r.name,
                     r.cluster,
                     r.task_definition.as_deref().map(short_td).unwrap_or("-"),
                     dash(&r.image),
                     dash(&digest),
                     dash(&r.architecture),
-                    r.desired,
+                    r.desired_shown(),
                     r.running,
                     r.rollout_state,
                     r.last_good.as_deref().map(short_td).unwrap_or("-"),
@@ -258,5 +320,6 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs, dns: &BTreeMap<String, String>) ->
         endpoints: endpoints(s, dns),
         tools: Verification::parse(&s.tags).and_then(|v| v.tools),
         verification: Verification::parse(&s.tags).map(VerificationRow::of),
+        autoscaling: None,
     })
 }

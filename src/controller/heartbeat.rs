@@ -8,9 +8,11 @@ use async_trait::async_trait;
 
 use super::Shared;
 use crate::backend::{
-    BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Secrets, ServiceState, ServiceUpdate,
-    Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage, TdStatus,
+    Autoscaling, BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, ScalableTarget,
+    ScalingPolicy, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
+    TaskPage, TdStatus,
 };
+use crate::render::autoscaling::{ScalableTargetInput, ScalingPolicyInput};
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
 /// A port that records progress on [`Shared`] whenever one of its calls returns.
@@ -109,5 +111,27 @@ impl TargetGroups for Beating<dyn TargetGroups> {
     }
     async fn load_balancers(&self, arns: &[String]) -> Result<Vec<LoadBalancer>, BackendError> {
         self.beat(self.inner.load_balancers(arns).await)
+    }
+}
+
+#[async_trait]
+impl Autoscaling for Beating<dyn Autoscaling> {
+    async fn scalable_targets(&self, resource_ids: &[String]) -> Result<Vec<ScalableTarget>, BackendError> {
+        self.beat(self.inner.scalable_targets(resource_ids).await)
+    }
+    async fn scaling_policies(&self, resource_id: &str) -> Result<Vec<ScalingPolicy>, BackendError> {
+        self.beat(self.inner.scaling_policies(resource_id).await)
+    }
+    async fn register_scalable_target(&self, input: &ScalableTargetInput) -> Result<(), BackendError> {
+        self.beat(self.inner.register_scalable_target(input).await)
+    }
+    async fn put_scaling_policy(&self, input: &ScalingPolicyInput) -> Result<(), BackendError> {
+        self.beat(self.inner.put_scaling_policy(input).await)
+    }
+    async fn delete_scaling_policy(&self, resource_id: &str, policy_name: &str) -> Result<(), BackendError> {
+        self.beat(self.inner.delete_scaling_policy(resource_id, policy_name).await)
+    }
+    async fn deregister_scalable_target(&self, resource_id: &str) -> Result<(), BackendError> {
+        self.beat(self.inner.deregister_scalable_target(resource_id).await)
     }
 }

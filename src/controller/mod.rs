@@ -119,6 +119,7 @@ impl Controller {
         backend.secrets = Arc::new(heartbeat::Beating { inner: cached_secrets, shared: shared.clone() });
         let cached_target_groups: Arc<dyn TargetGroups> = target_groups.clone();
         backend.target_groups = Arc::new(heartbeat::Beating { inner: cached_target_groups, shared: shared.clone() });
+        backend.autoscaling = Arc::new(heartbeat::Beating { inner: backend.autoscaling, shared: shared.clone() });
         Controller {
             backing: Backoffs::new(opts.interval),
             schedule: Schedule::new(opts.interval),
@@ -305,6 +306,9 @@ impl Controller {
         };
         // A service that is in the manifests but did not resolve or is backing off is not "gone": never prune it.
         observed.unlisted.retain(|s| !named.contains(&(s.cluster.clone(), s.name.clone())));
+        if let Err(e) = reconcile::scaling::observe(&desired, &mut observed, self.backend.autoscaling.as_ref()).await {
+            return self.observe_failed(&e.to_string(), Some(ErrorKind::from(&e)));
+        }
         {
             let mut s = crate::backend::lock(&self.shared.status);
             s.observe_error = None;
@@ -370,8 +374,12 @@ impl Controller {
     ) -> Vec<(Key, Result<Action, ReconcileFailure>)> {
         let by_key: BTreeMap<(&str, &str), &Desired> =
             desired.iter().map(|d| ((d.ecs.cluster.as_str(), d.ecs.name.as_str()), d)).collect();
-        let opts =
-            ApplyOptions { prune: self.opts.prune, concurrency: self.opts.concurrency, stop: Some(self.stop.clone()) };
+        let opts = ApplyOptions {
+            prune: self.opts.prune,
+            concurrency: self.opts.concurrency,
+            stop: Some(self.stop.clone()),
+            autoscaling: Some(self.backend.autoscaling.clone()),
+        };
         let opts = &opts;
         let steps = plan.services.iter().map(|p| {
             let d = by_key.get(&(p.cluster.as_str(), p.name.as_str())).copied();

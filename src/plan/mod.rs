@@ -7,6 +7,7 @@
 
 pub mod labels;
 pub mod moves;
+pub mod scaling;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::{ServiceState, TaskDefinition};
+use crate::render::autoscaling as scaling_docs;
 use crate::render::ecs::{EcsService, ServiceInput, transport_of};
 use crate::render::json_of;
 use crate::state::networking::{as_set, network_as_sets, service_connect_as_sets};
@@ -55,6 +57,9 @@ pub struct ServicePlan {
     /// delete waits for it.
     #[serde(rename = "replacedBy", skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<moves::Successor>,
+    /// What converging the service's autoscaling takes (its changes are among `changes`).
+    #[serde(skip)]
+    pub scaling: scaling::ScalingSteps,
 }
 
 /// Why a service's action was chosen, when it is not obvious. Shown (and serialized) as a sentence.
@@ -144,8 +149,14 @@ pub fn spec_hash_of(e: &EcsService) -> &str {
 pub fn drift(desired: &EcsService, observed: &ServiceState) -> Vec<Change> {
     let mut changes = Vec::new();
     let want = &desired.create_service;
-    if observed.desired_count != want.desired_count {
-        changes.push(change("service.desiredCount", observed.desired_count, want.desired_count));
+    // With autoscaling the count is the autoscaler's: only a count outside its bounds is drift, corrected to the
+    // nearest bound.
+    let wanted_count = match &desired.autoscaling {
+        Some(a) => a.bounds().correction(observed.desired_count),
+        None => Some(want.desired_count).filter(|c| *c != observed.desired_count),
+    };
+    if let Some(count) = wanted_count {
+        changes.push(change("service.desiredCount", observed.desired_count, count));
     }
     if let Some(observed_config) = &observed.deployment_configuration
         && *observed_config != want.deployment_configuration
@@ -228,6 +239,7 @@ pub fn plan_service_with(
         changes: vec![],
         reason: None,
         replaced_by: None,
+        scaling: scaling::ScalingSteps::default(),
     };
     let Some(obs) = observed.filter(|o| o.is_active()) else { return plan };
     let hash = spec_hash_of(desired);
@@ -272,7 +284,27 @@ pub fn plan_service_with(
     plan
 }
 
-/// Whether all an update of `observed` changes is labels (tags only: no revision, no deployment).
+/// Adds the autoscaling steps and changes of a service to its plan (see [`scaling::plan`]): a service whose ECS
+/// side is converged, or held, becomes an update when its autoscaling has something to do.
+pub fn with_scaling(
+    plan: &mut ServicePlan,
+    desired: Option<&scaling_docs::ScalingDocs>,
+    observed: &scaling::ObservedScaling,
+    recorded: Option<&str>,
+) {
+    let (steps, changes) = scaling::plan(&plan.name, desired, observed, recorded);
+    if steps.is_empty() {
+        return;
+    }
+    if plan.action == Action::Noop {
+        plan.action = Action::Update;
+    }
+    plan.changes.extend(changes);
+    plan.scaling = steps;
+}
+
+/// Whether all an update of `observed` changes is labels or autoscaling (tags and Application Auto Scaling only:
+/// no revision, no deployment, no UpdateService).
 pub fn only_labels(desired: &EcsService, observed: &ServiceState) -> bool {
     ServiceTags::of(observed).spec_hash == Some(spec_hash_of(desired)) && drift(desired, observed).is_empty()
 }
@@ -311,6 +343,7 @@ pub fn plan_deletes<'a, 'd>(
             changes: vec![],
             reason: Some(PlanReason::Orphan),
             replaced_by: None,
+            scaling: scaling::ScalingSteps::default(),
         })
         .collect()
 }

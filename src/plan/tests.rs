@@ -243,3 +243,126 @@ fn removing_service_connect_sends_it_disabled_and_a_service_without_it_gets_no_f
     assert_eq!(update(&without, &applied(&without)), None);
     assert_eq!(update(&with_sc, &applied(&without)), with_sc.create_service.service_connect_configuration);
 }
+
+/// docs with `spec.autoscaling` set to `body` (a flow mapping).
+fn scaled(body: &str) -> EcsService {
+    desired(&format!("{SVC}  autoscaling: {body}\n"))
+}
+
+/// What Application Auto Scaling reports after `d`'s autoscaling was applied, with `extra` foreign policies.
+fn scaling_applied(d: &EcsService, extra: &[&str]) -> scaling::ObservedScaling {
+    let docs = d.autoscaling.as_ref().unwrap();
+    let t = &docs.register_scalable_target;
+    let mut policies: Vec<crate::backend::ScalingPolicy> = docs
+        .put_scaling_policies
+        .iter()
+        .map(|p| crate::backend::ScalingPolicy {
+            policy_name: p.policy_name.clone(),
+            resource_id: p.resource_id.clone(),
+            target_tracking: Some(p.target_tracking_scaling_policy_configuration.clone()),
+        })
+        .collect();
+    policies.extend(extra.iter().map(|name| crate::backend::ScalingPolicy {
+        policy_name: name.to_string(),
+        resource_id: t.resource_id.clone(),
+        target_tracking: None,
+    }));
+    scaling::ObservedScaling {
+        target: Some(crate::backend::ScalableTarget {
+            resource_id: t.resource_id.clone(),
+            min_capacity: t.min_capacity,
+            max_capacity: t.max_capacity,
+        }),
+        policies: Some(policies),
+    }
+}
+
+#[test]
+fn a_count_inside_the_autoscaling_bounds_is_never_drift_and_one_outside_goes_to_the_nearest_bound() {
+    let d = scaled("{ min: 2, max: 20, targetCpu: 60 }");
+    let mut obs = applied(&d);
+    for count in [2, 7, 20] {
+        obs.desired_count = count;
+        assert_eq!(plan_service(&d, Some(&obs), None).action, Action::Noop, "{count} is the autoscaler's");
+    }
+    for (count, bound) in [(21, 20), (1, 2), (0, 2)] {
+        obs.desired_count = count;
+        let p = plan_service(&d, Some(&obs), None);
+        assert_eq!((p.action, p.reason.clone()), (Action::Update, Some(PlanReason::Drift)));
+        assert_eq!(p.changes[0].path, "service.desiredCount");
+        assert_eq!((p.changes[0].from.clone(), p.changes[0].to.clone()), (Some(json!(count)), Some(json!(bound))));
+    }
+    // Editing replicas changes nothing that runs while autoscaling is on: the spec hash leaves the count out.
+    let started_at_5 = scaled("{ min: 2, max: 20, targetCpu: 60 }").create_service.tags.clone();
+    let mut text = format!("{SVC}  autoscaling: {{ min: 2, max: 20, targetCpu: 60 }}\n");
+    text = text.replace("replicas: 2", "replicas: 5");
+    assert_eq!(desired(&text).create_service.tags, started_at_5);
+    assert_ne!(desired(SVC).create_service.tags, started_at_5, "turning autoscaling on is a change");
+}
+
+#[test]
+fn autoscaling_is_planned_field_by_field() {
+    let d = scaled("{ min: 2, max: 20, targetCpu: 60, targetMemory: 75 }");
+    let docs = d.autoscaling.as_ref().unwrap();
+    let hash = docs.hash();
+
+    // Nothing yet: register, both policies, then the tag.
+    let (steps, changes) = scaling::plan("docs", Some(docs), &scaling::ObservedScaling::default(), None);
+    assert_eq!(steps.register.as_ref().map(|t| (t.min_capacity, t.max_capacity)), Some((2, 20)));
+    let put: Vec<&str> = steps.put.iter().map(|p| p.policy_name.as_str()).collect();
+    assert_eq!(put, ["docs-cpu", "docs-memory"]);
+    assert_eq!(steps.record, scaling::Record::Set(hash.clone()));
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].to, Some(json!({"min": 2, "max": 20, "targetCpu": 60, "targetMemory": 75})));
+
+    // Converged, its policies not read (the tag records these documents): nothing to do.
+    let mut seen = scaling_applied(&d, &["someone-elses-step-policy"]);
+    seen.policies = None;
+    let (steps, changes) = scaling::plan("docs", Some(docs), &seen, Some(&hash));
+    assert!(steps.is_empty() && changes.is_empty(), "{steps:?} {changes:?}");
+    assert!(!scaling::needs_policies(Some(docs), seen.target.as_ref(), Some(&hash)));
+    assert!(scaling::needs_policies(Some(docs), seen.target.as_ref(), Some("an older hash")));
+
+    // New bounds and a new CPU target, memory dropped: register, put cpu, delete memory; the foreign policy stays.
+    let changed = scaled("{ min: 1, max: 30, targetCpu: 50 }");
+    let seen = scaling_applied(&d, &["someone-elses-step-policy"]);
+    let want = changed.autoscaling.as_ref().unwrap();
+    assert!(scaling::needs_policies(Some(want), seen.target.as_ref(), Some(&hash)));
+    let (steps, changes) = scaling::plan("docs", Some(want), &seen, Some(&hash));
+    assert_eq!(steps.register.as_ref().map(|t| (t.min_capacity, t.max_capacity)), Some((1, 30)));
+    assert_eq!(steps.put.iter().map(|p| p.policy_name.as_str()).collect::<Vec<_>>(), ["docs-cpu"]);
+    assert_eq!(steps.delete, ["docs-memory"]);
+    assert!(!steps.deregister);
+    assert_eq!(steps.record, scaling::Record::Set(want.hash()));
+    let paths: Vec<(&str, Option<serde_json::Value>, Option<serde_json::Value>)> =
+        changes.iter().map(|c| (c.path.as_str(), c.from.clone(), c.to.clone())).collect();
+    assert_eq!(paths[0], ("autoscaling.min", Some(json!(2)), Some(json!(1))));
+    assert_eq!(paths[1], ("autoscaling.max", Some(json!(20)), Some(json!(30))));
+    assert_eq!(paths[2], ("autoscaling.policies.docs-cpu.TargetValue", Some(json!(60.0)), Some(json!(50.0))));
+    assert_eq!(paths[3].0, "autoscaling.policies.docs-memory");
+    assert_eq!(paths[3].2, None);
+    assert_eq!(paths.len(), 4, "{paths:#?}");
+
+    // Autoscaling removed: mcpfleet's policies deleted, then the target deregistered, and the tag removed.
+    let (steps, changes) = scaling::plan("docs", None, &seen, Some(&hash));
+    assert_eq!(steps.delete, ["docs-cpu", "docs-memory"]);
+    assert!(steps.deregister && steps.removes() && steps.register.is_none() && steps.put.is_empty());
+    assert_eq!(steps.record, scaling::Record::Remove);
+    assert_eq!(changes[0].path, "autoscaling");
+    assert_eq!(changes[0].to, None);
+    // Without autoscaling wanted or recorded, nothing.
+    assert!(scaling::plan("docs", None, &scaling::ObservedScaling::default(), None).0.is_empty());
+}
+
+#[test]
+fn an_autoscaling_change_makes_a_converged_or_held_service_an_update() {
+    let d = scaled("{ min: 2, max: 20, targetCpu: 60 }");
+    let obs = applied(&d);
+    let mut p = plan_service(&d, Some(&obs), None);
+    assert_eq!(p.action, Action::Noop);
+    with_scaling(&mut p, d.autoscaling.as_ref(), &scaling::ObservedScaling::default(), None);
+    assert_eq!(p.action, Action::Update);
+    assert!(only_labels(&d, &obs), "nothing of the ECS service changes");
+    assert_eq!(p.changes[0].path, "autoscaling");
+    assert!(!p.scaling.is_empty());
+}

@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod resolve;
 pub mod retention;
 pub mod rollout;
+pub mod scaling;
 pub mod settle;
 pub mod verify;
 pub mod watch;
@@ -20,10 +21,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, ServiceState, ServiceUpdate, TdStatus};
+use crate::backend::{
+    Autoscaling, Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, Op, ServiceState, ServiceUpdate, TdStatus,
+};
 use crate::plan::moves::Candidate;
-use crate::plan::{self, Action, Plan, ServicePlan};
+use crate::plan::scaling::ObservedScaling;
+use crate::plan::{self, Action, Plan, PlanReason, ServicePlan};
 use crate::render::Resolved;
+use crate::render::autoscaling::resource_id;
 use crate::render::ecs::{self, EcsService};
 use crate::spec::{ValidFleet, ValidMcp, ValidRollout, ValidService};
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn};
@@ -81,16 +86,24 @@ pub async fn desired_state(fleet: &ValidFleet, backend: &Backend) -> Result<Vec<
 }
 
 /// What ECS has: the desired services that exist, and managed services of the same clusters that no desired
-/// service names (candidates for `--prune`).
+/// service names (candidates for `--prune`); and what Application Auto Scaling has for those that have or want
+/// autoscaling (filled by [`scaling::observe`]).
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub services: BTreeMap<(String, String), ServiceState>,
     pub unlisted: Vec<ServiceState>,
+    /// By (cluster, name); a service absent here was not read and plans no autoscaling step.
+    pub scaling: BTreeMap<(String, String), ObservedScaling>,
 }
 
 impl Observed {
     pub fn get(&self, cluster: &str, name: &str) -> Option<&ServiceState> {
         self.services.get(&(cluster.to_string(), name.to_string()))
+    }
+
+    /// What Application Auto Scaling has for a service, when it was read.
+    pub fn scaling_of(&self, cluster: &str, name: &str) -> Option<&ObservedScaling> {
+        self.scaling.get(&(cluster.to_string(), name.to_string()))
     }
 }
 
@@ -198,9 +211,20 @@ pub async fn plan_fleet_with(
             let current = ecs.describe_task_definition(&o.task_definition).await.ok();
             p = plan::plan_service_with(&d.ecs, obs, current.as_ref(), retry_failed);
         }
+        if let Some(scaling) = observed.scaling_of(&d.ecs.cluster, &d.ecs.name) {
+            let recorded = obs.filter(|o| o.is_active()).and_then(|o| state::ServiceTags::of(o).autoscaling);
+            plan::with_scaling(&mut p, d.ecs.autoscaling.as_ref(), scaling, recorded);
+        }
         plans.push(p);
     }
-    plans.extend(plan::plan_deletes(desired.iter().map(|d| &d.ecs), &observed.unlisted));
+    let mut deletes = plan::plan_deletes(desired.iter().map(|d| &d.ecs), &observed.unlisted);
+    for p in &mut deletes {
+        let unlisted = observed.unlisted.iter().find(|s| s.cluster == p.cluster && s.name == p.name);
+        if let (Some(scaling), Some(s)) = (observed.scaling_of(&p.cluster, &p.name), unlisted) {
+            plan::with_scaling(p, None, scaling, state::ServiceTags::of(s).autoscaling);
+        }
+    }
+    plans.extend(deletes);
     let planned: BTreeSet<(&str, &str)> =
         desired.iter().map(|d| (d.ecs.cluster.as_str(), d.ecs.name.as_str())).collect();
     let unplanned = observed.services.values().filter(|s| !planned.contains(&(s.cluster.as_str(), s.name.as_str())));
@@ -251,7 +275,7 @@ pub struct ServiceOutcome {
 }
 
 /// How apply runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApplyOptions {
     /// Delete managed services that are no longer in the manifests.
     pub prune: bool,
@@ -259,11 +283,25 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     /// Set when shutting down: steps not yet started are skipped; started ones finish.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Where a plan's autoscaling steps go. A plan only has such steps when Application Auto Scaling was read
+    /// ([`scaling::observe`]); without the port, a service that has some fails rather than half-converges.
+    pub autoscaling: Option<std::sync::Arc<dyn Autoscaling>>,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { prune: false, concurrency: 8, stop: None }
+        ApplyOptions { prune: false, concurrency: 8, stop: None, autoscaling: None }
+    }
+}
+
+impl std::fmt::Debug for ApplyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyOptions")
+            .field("prune", &self.prune)
+            .field("concurrency", &self.concurrency)
+            .field("stop", &self.stop)
+            .field("autoscaling", &self.autoscaling.is_some())
+            .finish()
     }
 }
 
@@ -310,6 +348,7 @@ pub async fn delete_replaced(
     ecs: &dyn Ecs,
     plan: &Plan,
     outcomes: &mut [ServiceOutcome],
+    opts: &ApplyOptions,
     progress: Progress<'_>,
 ) -> Result<(), BackendError> {
     for (p, o) in plan.services.iter().zip(outcomes.iter_mut()) {
@@ -318,6 +357,7 @@ pub async fn delete_replaced(
         };
         let now = ecs.describe_services(&successor.cluster, std::slice::from_ref(&successor.name)).await?;
         if now.services.iter().any(|s| s.name == successor.name && plan::moves::is_healthy(s)) {
+            run_scaling(p, None, ecs, opts, progress).await?;
             progress(&p.name, "deleting");
             ecs.delete_service(&p.cluster, &p.name).await?;
             o.outcome = Outcome::Deleted;
@@ -359,40 +399,63 @@ pub async fn apply_one(
             (Outcome::Unchanged, None, reason().unwrap_or_default())
         }
         (Action::Delete, _) => {
+            // Its autoscaling goes first, so the autoscaler does not act on a service being deleted.
+            run_scaling(p, None, ecs, opts, progress).await?;
             progress(&p.name, "deleting");
             ecs.delete_service(&p.cluster, &p.name).await?;
             (Outcome::Deleted, None, "deleted".into())
         }
         (Action::Create, Some(d)) => {
-            (Outcome::Created, Some(converge(ecs, d, None, progress).await?), "created".into())
+            let (td, arn) = converge(ecs, d, None, progress).await?;
+            run_scaling(p, Some(&arn), ecs, opts, progress).await?;
+            (Outcome::Created, Some(td), "created".into())
         }
-        (Action::Update, Some(d)) if obs.is_some_and(|o| plan::only_labels(&d.ecs, o)) => {
-            (Outcome::Updated, relabel(ecs, d, obs, progress).await?, "labels updated".into())
+        (Action::Update, Some(d)) if let Some(o) = obs.filter(|o| held(p) || plan::only_labels(&d.ecs, o)) => {
+            let relabelled = relabel(ecs, d, o, progress).await?;
+            run_scaling(p, Some(&o.arn), ecs, opts, progress).await?;
+            let what = match (relabelled, !p.scaling.is_empty()) {
+                (true, true) => "labels and autoscaling updated",
+                (true, false) => "labels updated",
+                _ => "autoscaling updated",
+            };
+            // A held spec stays held: the revision it runs is not one this apply rolled out, so it is not watched.
+            match held(p) {
+                true => (Outcome::Updated, None, format!("{what}; {}", reason().unwrap_or_default())),
+                false => (Outcome::Updated, Some(o.task_definition.clone()), what.into()),
+            }
         }
-        (Action::Update, Some(d)) => (
-            Outcome::Updated,
-            Some(converge(ecs, d, obs, progress).await?),
-            reason().unwrap_or_else(|| "updated".into()),
-        ),
+        (Action::Update, Some(d)) => {
+            // Autoscaling taken away goes before the update that sets the fixed count; added or changed
+            // autoscaling follows the update.
+            let removes = p.scaling.removes();
+            if removes {
+                run_scaling(p, obs.map(|o| o.arn.as_str()), ecs, opts, progress).await?;
+            }
+            let (td, arn) = converge(ecs, d, obs, progress).await?;
+            if !removes {
+                run_scaling(p, Some(&arn), ecs, opts, progress).await?;
+            }
+            (Outcome::Updated, Some(td), reason().unwrap_or_else(|| "updated".into()))
+        }
         (_, None) => (Outcome::Unchanged, None, String::new()),
     };
     Ok(ServiceOutcome { name: p.name.clone(), cluster: p.cluster.clone(), outcome, task_definition, message })
 }
 
 /// Registers (or reuses) the task definition, then creates or updates the service and records the new state in
-/// its tags. Returns the task-definition ARN.
+/// its tags. Returns the task-definition ARN and the service's.
 async fn converge(
     ecs: &dyn Ecs,
     d: &Desired,
     observed: Option<&ServiceState>,
     progress: Progress<'_>,
-) -> Result<String, BackendError> {
+) -> Result<(String, String), BackendError> {
     let td = ensure_task_definition(ecs, &d.ecs, observed, progress).await?;
     let input = plan::service_with_revision(&d.ecs.create_service, &td);
-    match observed.filter(|o| o.is_active()) {
+    let arn = match observed.filter(|o| o.is_active()) {
         None => {
             progress(&d.ecs.name, "creating service");
-            ecs.create_service(&input, None).await?;
+            ecs.create_service(&input, None).await?.arn
         }
         Some(o) => {
             // The revision running now may have completed without anyone watching (apply without --wait):
@@ -406,7 +469,13 @@ async fn converge(
                 progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
             }
             progress(&d.ecs.name, "updating service");
-            ecs.update_service(&ServiceUpdate::converge(&input, &td, o)).await?;
+            let mut update = ServiceUpdate::converge(&input, &td, o);
+            // While autoscaling is on the count is the autoscaler's: only one outside its bounds is set (to the
+            // nearest bound).
+            if let Some(a) = &d.ecs.autoscaling {
+                update.desired_count = a.bounds().correction(o.desired_count);
+            }
+            ecs.update_service(&update).await?;
             let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
             let mut gone = plan::labels::removed(&d.ecs, &o.tags);
             // A service no longer verified drops its last verification: the tag is room its labels may need.
@@ -418,20 +487,44 @@ async fn converge(
                 ecs.untag_resource(&o.arn, &gone).await?;
             }
             ecs.tag_resource(&o.arn, &tags).await?;
+            o.arn.clone()
         }
+    };
+    Ok((td, arn))
+}
+
+/// Whether a plan holds its spec back (a failed rollout): only its labels and autoscaling may change.
+fn held(p: &ServicePlan) -> bool {
+    p.reason == Some(PlanReason::Held)
+}
+
+/// A plan's autoscaling steps on the service `arn` (None for a service being deleted: its tag goes with it).
+async fn run_scaling(
+    p: &ServicePlan,
+    arn: Option<&str>,
+    ecs: &dyn Ecs,
+    opts: &ApplyOptions,
+    progress: Progress<'_>,
+) -> Result<(), BackendError> {
+    if p.scaling.is_empty() {
+        return Ok(());
     }
-    Ok(td)
+    let Some(port) = opts.autoscaling.as_deref() else {
+        return Err(BackendError::Invalid {
+            operation: Op::RegisterScalableTarget,
+            message: format!("{}: autoscaling steps were planned without Application Auto Scaling", p.name),
+        });
+    };
+    scaling::converge(port, ecs, &p.name, &resource_id(&p.cluster, &p.name), arn, &p.scaling, progress).await
 }
 
 /// A change of labels alone: the service and the revision it runs are retagged (labels added or changed, those
-/// mcpfleet owns and no longer wants removed); nothing is registered or deployed. Returns the revision.
-async fn relabel(
-    ecs: &dyn Ecs,
-    d: &Desired,
-    observed: Option<&ServiceState>,
-    progress: Progress<'_>,
-) -> Result<Option<String>, BackendError> {
-    let Some(o) = observed else { return Ok(None) };
+/// mcpfleet owns and no longer wants removed); nothing is registered or deployed. Returns whether the labels
+/// changed (an update of autoscaling alone leaves them).
+async fn relabel(ecs: &dyn Ecs, d: &Desired, o: &ServiceState, progress: Progress<'_>) -> Result<bool, BackendError> {
+    if plan::labels::changes(&d.ecs, &o.tags).is_empty() {
+        return Ok(false);
+    }
     progress(&d.ecs.name, "updating labels");
     let (tags, gone) = (plan::labels::tags(&d.ecs), plan::labels::removed(&d.ecs, &o.tags));
     // The revision's tool record (of a verification, now or before) may fill the tags new labels need.
@@ -447,7 +540,7 @@ async fn relabel(
             ecs.tag_resource(arn, &tags).await?;
         }
     }
-    Ok(Some(o.task_definition.clone()))
+    Ok(true)
 }
 
 /// The ARN of a revision with exactly the desired content, else a new one. Looked for, in order: the family's

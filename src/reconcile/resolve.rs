@@ -1,9 +1,14 @@
-//! Resolution: every image tag to its digest and platforms, every secret to its full ARN, every load balancer's
-//! target group to its ARN (checked to be one a Fargate service can register in), for the whole fleet, before
-//! anything is written. Lookups are batched: one image call per repository per 100 references, one secret call
-//! per 10 distinct secrets, one target-group describe per 20 distinct target groups.
+//! Resolution: every image tag to its digest and platforms, every secret (registry credentials included) to its
+//! full ARN, every load balancer's target group to its ARN (checked to be one a Fargate service can register
+//! in), for the whole fleet, before anything is written. Lookups are batched: one image call per repository per
+//! 100 references (up to [`REPOSITORIES_AT_ONCE`] repositories at a time), one secret call per 10 distinct
+//! secrets, one target-group describe per 20 distinct target groups. A registry that refuses a repository (401,
+//! 403, an unknown repository) fails the services of its images, each with the registry's words; one that
+//! cannot be reached fails resolution as a whole.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt as _;
 
 use crate::backend::{
     BackendError, DESCRIBE_TARGET_GROUPS_BATCH, IMAGE_BATCH, ImageInfo, ImageSelector, Images, LoadBalancerType,
@@ -18,12 +23,15 @@ use super::ReconcileError;
 /// Secrets resolved per call.
 pub const SECRET_BATCH: usize = 10;
 
+/// Image repositories looked up at the same time (each registry outside ECR also limits its own requests).
+pub const REPOSITORIES_AT_ONCE: usize = 8;
+
 /// What a resolution problem is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reference {
     /// `spec.image`: its repository, tag or digest, or the architecture its platforms allow.
     Image,
-    /// A secret of `spec.secrets`.
+    /// A secret of `spec.secrets`, or `spec.registryCredentials`.
     Secret,
     /// A target group of `spec.expose.loadBalancers`.
     TargetGroup,
@@ -102,8 +110,9 @@ pub async fn resolve(
     }
 }
 
-/// Resolves each service on its own (the controller converges what it can): a lookup that fails outright fails
-/// the whole call; a tag, secret or architecture that does not resolve fails only its service.
+/// Resolves each service on its own (the controller converges what it can): a lookup that cannot be made
+/// (unreachable, throttled past the retries) fails the whole call; a repository the registry refuses or lacks,
+/// and a tag, secret or architecture that does not resolve, fails only its services.
 pub async fn resolve_each(
     fleet: &ValidFleet,
     images: &dyn Images,
@@ -120,28 +129,39 @@ pub async fn resolve_each(
             wanted.insert(ImageSelector::Tag(tag.clone()));
         }
     }
-    let mut found: BTreeMap<(String, ImageSelector), ImageInfo> = BTreeMap::new();
-    // Repositories the registry does not have (ECR's RepositoryNotFoundException): their services fail alone.
-    let mut missing_repos = BTreeSet::new();
-    let mut problems = Vec::new();
-    for (repo, selectors) in &by_repo {
+    let lookups = by_repo.iter().flat_map(|(repo, selectors)| {
         let selectors: Vec<ImageSelector> = selectors.iter().cloned().collect();
-        for chunk in selectors.chunks(IMAGE_BATCH) {
-            match images.lookup(repo, chunk).await {
-                Ok(map) => found.extend(map.into_iter().map(|(sel, info)| ((repo.clone(), sel), info))),
-                Err(BackendError::NotFound { .. }) => {
-                    missing_repos.insert(repo.as_str());
-                }
-                // Every other call would fail the same way: one error, not one per repository and secret.
-                Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
-                Err(e) => problems.push(Problem::new(Reference::Image, format!("image repository {repo}: {e}"))),
+        let chunks: Vec<Vec<ImageSelector>> = selectors.chunks(IMAGE_BATCH).map(<[_]>::to_vec).collect();
+        chunks.into_iter().map(move |chunk| async move { (repo.as_str(), images.lookup(repo, &chunk).await) })
+    });
+    let answers: Vec<_> = futures::stream::iter(lookups).buffered(REPOSITORIES_AT_ONCE).collect().await;
+    let mut found: BTreeMap<(String, ImageSelector), ImageInfo> = BTreeMap::new();
+    // Repositories the registry does not have (ECR's RepositoryNotFoundException, a registry's NAME_UNKNOWN)
+    // and those it refused: their services fail alone, with the registry's words.
+    let mut missing_repos: BTreeMap<&str, String> = BTreeMap::new();
+    let mut refused_repos: BTreeMap<&str, String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (repo, answer) in answers {
+        match answer {
+            Ok(map) => found.extend(map.into_iter().map(|(sel, info)| ((repo.to_string(), sel), info))),
+            Err(BackendError::NotFound { message, .. }) => {
+                missing_repos.insert(repo, message);
             }
+            Err(e @ BackendError::Invalid { .. }) => {
+                refused_repos.insert(repo, e.to_string());
+            }
+            // Every other call would fail the same way: one error, not one per repository and secret.
+            Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
+            Err(e) => problems.push(Problem::new(Reference::Image, format!("image repository {repo}: {e}"))),
         }
     }
 
     // Secrets, distinct.
-    let ids: BTreeSet<String> =
-        fleet.services.iter().flat_map(|s| s.secrets.values().map(|r| r.secret.clone())).collect();
+    let ids: BTreeSet<String> = fleet
+        .services
+        .iter()
+        .flat_map(|s| s.secrets.values().map(|r| r.secret.clone()).chain(s.registry_credentials.clone()))
+        .collect();
     let ids: Vec<String> = ids.into_iter().collect();
     let mut arns = BTreeMap::new();
     for found in batched(&ids, SECRET_BATCH, Reference::Secret, &mut problems, |chunk| secrets.resolve(chunk)).await? {
@@ -177,13 +197,15 @@ pub async fn resolve_each(
             continue;
         };
         let info = found.get(&(svc.image.name(), selector.clone()));
+        let name = svc.image.name();
         let architecture = match info {
-            None if missing_repos.contains(svc.image.name().as_str()) => {
-                problems.push(image(format!(
-                    "{}: spec.image: repository `{}` not found",
-                    at(svc.lines.image),
-                    svc.image.name()
-                )));
+            None if let Some(why) = missing_repos.get(name.as_str()) => {
+                problems
+                    .push(image(format!("{}: spec.image: repository `{name}` not found ({why})", at(svc.lines.image))));
+                None
+            }
+            None if let Some(why) = refused_repos.get(name.as_str()) => {
+                problems.push(image(format!("{}: spec.image: {why}", at(svc.lines.image))));
                 None
             }
             None => {
@@ -216,10 +238,22 @@ pub async fn resolve_each(
                 }
             }
         }
+        let registry_credentials = svc.registry_credentials.as_ref().and_then(|id| {
+            let arn = arns.get(id).cloned();
+            if arn.is_none() {
+                let line = svc.lines.registry_credentials;
+                problems.push(Problem::new(
+                    Reference::Secret,
+                    format!("{}: spec.registryCredentials: secret `{id}` not found", at(line)),
+                ));
+            }
+            arn
+        });
         let mut warnings: Vec<String> =
             moved_tag(svc, &found).map(|w| format!("{}: spec.image: {w}", at(svc.lines.image))).into_iter().collect();
         let mut target_group_arns = Vec::with_capacity(svc.load_balancers.len());
         let target_group = |message| Problem::new(Reference::TargetGroup, message);
+        let mut first_group = None;
         for (i, lb) in svc.load_balancers.iter().enumerate() {
             let line = svc.lines.target_groups.get(i).copied().unwrap_or(svc.source.line);
             let field = format!("{}: spec.expose.loadBalancers[{i}].targetGroup", at(line));
@@ -230,6 +264,7 @@ pub async fn resolve_each(
             match info {
                 None => problems.push(target_group(format!("{field}: target group `{}` not found", lb.target_group))),
                 Some(info) => {
+                    first_group = first_group.or((i == 0).then_some(info));
                     let judged = judge_target_group(svc, info);
                     problems.extend(judged.problems.iter().map(|p| target_group(format!("{field}: {p}"))));
                     warnings.extend(judged.warnings.iter().map(|w| format!("{field}: {w}")));
@@ -237,6 +272,14 @@ pub async fn resolve_each(
                 }
             }
         }
+        let request_count_label = match request_count_label(svc, first_group) {
+            Ok(label) => label,
+            Err(why) => {
+                let line = svc.lines.requests_per_target.unwrap_or(svc.source.line);
+                problems.push(target_group(format!("{}: spec.autoscaling.requestsPerTarget: {why}", at(line))));
+                None
+            }
+        };
         out.push(match (info, architecture) {
             (Some(info), Some(arch)) if problems.is_empty() => Ok(Resolved {
                 image: svc.image.pinned(&info.digest),
@@ -244,7 +287,9 @@ pub async fn resolve_each(
                 architecture: Some(arch),
                 secrets: secret_refs,
                 target_groups: target_group_arns,
+                registry_credentials,
                 warnings,
+                request_count_label,
             }),
             _ => Err(problems),
         });
@@ -352,6 +397,27 @@ fn judge_target_group(svc: &ValidService, info: &TargetGroupInfo) -> Judged {
     j
 }
 
+/// The resource label `autoscaling.requestsPerTarget` follows: the service's first target group (`first`, when it
+/// was found) with the first Application Load Balancer routing to it. Ok(None) without a requests target; Err
+/// (why) when no ALB routes to that group, so requests cannot be counted per target.
+fn request_count_label(svc: &ValidService, first: Option<&TargetGroupInfo>) -> Result<Option<String>, String> {
+    if svc.autoscaling.as_ref().and_then(|a| a.requests_per_target).is_none() {
+        return Ok(None);
+    }
+    // A first target group that was not found is reported on its own field.
+    let Some(info) = first else { return Ok(None) };
+    let tg = &info.target_group;
+    let alb = info.load_balancers.iter().find(|b| b.kind == LoadBalancerType::Application);
+    match alb.and_then(|alb| crate::render::autoscaling::request_count_label(&alb.arn, &tg.arn)) {
+        Some(label) => Ok(Some(label)),
+        None => Err(format!(
+            "no Application Load Balancer routes to target group `{}` (the first of expose.loadBalancers), so \
+             ALBRequestCountPerTarget has no requests to count",
+            tg.name
+        )),
+    }
+}
+
 /// For a `repo:tag@digest` whose tag no longer names that digest: what the tag names now (the digest still wins).
 fn moved_tag(svc: &ValidService, found: &BTreeMap<(String, ImageSelector), ImageInfo>) -> Option<String> {
     let (Some(pinned), Some(tag)) = (&svc.image.digest, &svc.image.tag) else { return None };
@@ -367,8 +433,8 @@ fn moved_tag(svc: &ValidService, found: &BTreeMap<(String, ImageSelector), Image
 }
 
 /// `auto` prefers Graviton when the image has it; an explicit architecture must be in the image. An image
-/// whose platforms are unknown (a single manifest, or a digest outside ECR) runs where asked, and `auto` runs it
-/// on X86_64, ECS's default.
+/// whose platforms are unknown (a single manifest in ECR, whose answer carries no config) runs where asked, and
+/// `auto` runs it on X86_64, ECS's default.
 pub fn pick_architecture(wanted: Architecture, platforms: &[String]) -> Result<CpuArch, String> {
     if platforms.is_empty() {
         return Ok(match wanted {
@@ -414,5 +480,62 @@ mod tests {
             "{problems:?}"
         );
         assert!(each[1].is_ok(), "{:?}", each[1]);
+    }
+}
+
+#[cfg(test)]
+mod request_count_tests {
+    use super::*;
+    use crate::backend::TargetType;
+    use crate::backend::sim::{Sim, TargetGroupSpec};
+    use crate::spec::load_str;
+    use crate::testkit::{fleet_yaml, seeded_world};
+
+    /// The first service of the test fleet exposed through `tg` with a requests target.
+    fn fleet_with_requests(tg: &str) -> ValidFleet {
+        let text = fleet_yaml(1, 1, 1).replacen(
+            "  stopTimeout: 20s\n",
+            &format!(
+                "  stopTimeout: 20s\n  expose: {{ loadBalancers: [{{ targetGroup: {tg} }}] }}\n  autoscaling:\n    min: 1\n    max: 4\n    requestsPerTarget: 500\n"
+            ),
+            1,
+        );
+        load_str("fleet.yaml", &text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_per_target_follows_the_first_target_group_behind_an_alb() {
+        let mut world = seeded_world(1, 1);
+        let spec = |name: &str, load_balancer: bool| TargetGroupSpec {
+            name: name.into(),
+            health_check_path: "/".into(),
+            target_type: TargetType::Ip,
+            load_balancer,
+        };
+        let tg = world.create_target_group(&spec("docs", true)).unwrap();
+        world.create_target_group(&spec("lonely", false)).unwrap();
+        let alb = world.target_groups["docs"].load_balancer_arns[0].clone();
+        let sim = Sim::in_memory(world);
+        let b = sim.backend();
+        let resolved =
+            resolve(&fleet_with_requests("docs"), b.images.as_ref(), b.secrets.as_ref(), b.target_groups.as_ref())
+                .await
+                .unwrap();
+        let label = resolved[0].request_count_label.clone().unwrap();
+        assert_eq!(Some(label.clone()), crate::render::autoscaling::request_count_label(&alb, &tg));
+        assert!(label.starts_with("app/mcpfleet-sim/") && label.contains("/targetgroup/docs/"), "{label}");
+
+        // A target group no load balancer routes to: no requests to count, refused with the field's line.
+        let err =
+            resolve(&fleet_with_requests("lonely"), b.images.as_ref(), b.secrets.as_ref(), b.target_groups.as_ref())
+                .await
+                .unwrap_err();
+        let ReconcileError::Resolution(problems) = err else { panic!("{err:?}") };
+        let requests: Vec<&Problem> =
+            problems.iter().filter(|p| p.message.contains("spec.autoscaling.requestsPerTarget")).collect();
+        assert_eq!(requests.len(), 1, "{problems:#?}");
+        assert!(requests[0].message.starts_with("service `svc-00000` (fleet.yaml:"), "{}", requests[0].message);
+        assert!(requests[0].message.contains("no Application Load Balancer routes to target group `lonely`"));
+        assert_eq!(requests[0].about, Reference::TargetGroup);
     }
 }

@@ -2,7 +2,7 @@
 //! backoff) until each rollout completed, failed, or ran out of time.
 //!
 //! Success means the PRIMARY deployment is COMPLETED **and** the service runs the task definition that was
-//! asked for: a circuit-breaker rollback also ends in a COMPLETED deployment, of the old revision — or of the same
+//! asked for — judged on the revision, never on a task count that an autoscaler may move meanwhile: a circuit-breaker rollback also ends in a COMPLETED deployment, of the old revision — or of the same
 //! revision with its old networking, when the rollout changed only the networking (the target then knows the
 //! networking it deploys).
 
@@ -128,7 +128,9 @@ fn judge_with(t: &Target, s: &ServiceState, now_ms: u64, why_stopped: &str) -> O
         );
     }
     match p.rollout_state {
-        RolloutState::Completed if p.running_count == s.desired_count => Some(RolloutResult::Completed),
+        // ECS completes a deployment once it reached steady state on its revision; the count may move after that
+        // (an autoscaler's to move), so it is not judged again.
+        RolloutState::Completed => Some(RolloutResult::Completed),
         RolloutState::Failed => {
             failed(FailureKind::DeploymentFailed, format!("{}{}", p.rollout_state_reason, why_stopped))
         }

@@ -52,6 +52,10 @@ pub struct TaskDefinitionInput {
 pub struct ContainerDefinition {
     pub name: String,
     pub image: String,
+    /// The secret ECS pulls a private registry's image with; absent otherwise, so those containers render (and
+    /// hash) as before the field existed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repository_credentials: Option<RepositoryCredentials>,
     pub essential: bool,
     /// Overrides the image's entrypoint (a stdio server: the bridge).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -78,6 +82,14 @@ pub struct ContainerDefinition {
     pub linux_parameters: LinuxParameters,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub log_configuration: Option<LogConfiguration>,
+}
+
+/// A container's `repositoryCredentials`: the Secrets Manager secret (ARN) with the registry's username and
+/// password, read by ECS with the execution role when it pulls the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositoryCredentials {
+    pub credentials_parameter: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,7 +289,7 @@ pub struct AwsVpcConfiguration {
     pub assign_public_ip: String,
 }
 
-/// Both documents of one service.
+/// Both documents of one service, and its Application Auto Scaling documents when it autoscales.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsService {
@@ -285,6 +297,9 @@ pub struct EcsService {
     pub cluster: String,
     pub register_task_definition: TaskDefinitionInput,
     pub create_service: ServiceInput,
+    /// Absent without `spec.autoscaling`, so those services render as before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<super::autoscaling::ScalingDocs>,
 }
 
 /// The in-container HTTP probe for a `path` health check. The probe's own timeout stays a second under ECS's so
@@ -363,6 +378,10 @@ pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInpu
     let server = ContainerDefinition {
         name: svc.name.clone(),
         image: res.image.clone(),
+        repository_credentials: res
+            .registry_credentials
+            .as_ref()
+            .map(|arn| RepositoryCredentials { credentials_parameter: arn.clone() }),
         essential: true,
         entry_point,
         command,
@@ -413,6 +432,8 @@ fn installer(
     ContainerDefinition {
         name: bridge::installer_name(|n| n == svc.name),
         image: stdio.bridge_image.to_string(),
+        // A private bridge image outside ECR is not supported: ECR (the execution role pulls it) or a public registry.
+        repository_credentials: None,
         essential: false,
         entry_point: vec![],
         command: bridge::installer_command(),
@@ -617,7 +638,7 @@ pub fn task_hash(td: &TaskDefinitionInput) -> String {
 
 /// The first 16 bytes of the SHA-256 of the value's compact JSON, in hex. The JSON is streamed into the hasher
 /// through a small buffer rather than built in memory first.
-fn hash_json(value: &(impl Serialize + std::fmt::Debug)) -> String {
+pub(crate) fn hash_json(value: &(impl Serialize + std::fmt::Debug)) -> String {
     let mut out = std::io::BufWriter::with_capacity(1024, HashWriter(Sha256::new()));
     let streamed = serde_json::to_writer(&mut out, value).map_err(std::io::Error::from).and_then(|()| out.flush());
     let (HashWriter(mut hasher), _) = out.into_parts();
@@ -679,7 +700,10 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     // The one tag the spec-hash reads (see `spec_hash_with`); the full set is added once the hash is known.
     service.tags = vec![transport_tag(svc)];
     let td_hash = task_hash(&td);
-    let hash = with_mcp(with_rollout_policy(spec_hash_with(&td_hash, &service), &svc.rollout), &svc.mcp);
+    let hash = with_mcp(
+        with_rollout_policy(autoscaled_hash(&td_hash, &service, svc.autoscaling.is_some()), &svc.rollout),
+        &svc.mcp,
+    );
     let tags = tags(svc, res, &hash);
     td.tags = tags.clone();
     td.tags.push(state::task_hash(&td_hash));
@@ -690,7 +714,21 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
         cluster: svc.cluster.clone(),
         register_task_definition: td,
         create_service: service,
+        autoscaling: super::autoscaling::render(svc, res),
     }
+}
+
+/// The spec hash of a service that autoscales leaves its count out: the count is the autoscaler's, and `replicas`
+/// only says what a new service starts with, so editing it changes nothing that runs. (The autoscaling settings
+/// themselves are recorded apart, in the `mcpfleet.io/autoscaling` tag.) Services without autoscaling hash as
+/// before it existed.
+fn autoscaled_hash(td_hash: &str, service: &ServiceInput, autoscaled: bool) -> String {
+    if !autoscaled {
+        return spec_hash_with(td_hash, service);
+    }
+    let mut uncounted = service.clone();
+    uncounted.desired_count = 0;
+    hash_json(&(spec_hash_with(td_hash, &uncounted), "autoscaled"))
 }
 
 #[cfg(test)]
@@ -877,7 +915,9 @@ spec:
             )]
             .into(),
             target_groups: vec![],
+            registry_credentials: None,
             warnings: vec![],
+            request_count_label: None,
         };
         let out = render(&svc, &res);
         let c = &out.register_task_definition.container_definitions[0];

@@ -4,6 +4,7 @@
 //! inputs (the same types describe what the backends observe, so plan can compare like with like); `compose`
 //! produces the local docker-compose.yml; `bridge` holds what both render for a stdio server behind the bridge.
 
+pub mod autoscaling;
 pub mod bridge;
 pub mod compose;
 pub mod ecs;
@@ -55,8 +56,13 @@ pub struct Resolved {
     pub secrets: BTreeMap<String, String>,
     /// The ARN of each `spec.expose.loadBalancers` target group, in manifest order.
     pub target_groups: Vec<String>,
+    /// The ARN of the `spec.registryCredentials` secret (as written before resolution).
+    pub registry_credentials: Option<String>,
     /// What resolution noticed but does not refuse (an image `repo:tag@digest` whose tag now points elsewhere).
     pub warnings: Vec<String>,
+    /// The resource label of the target group `autoscaling.requestsPerTarget` follows (its Application Load
+    /// Balancer's and its own ARN, see [`autoscaling::request_count_label`]), once resolved.
+    pub request_count_label: Option<String>,
 }
 
 impl Resolved {
@@ -73,7 +79,9 @@ impl Resolved {
             secrets: svc.secrets.iter().map(|(name, r)| (name.clone(), r.value_from(&r.secret))).collect(),
             // Like secrets, target groups stay as written: a name is only turned into its ARN by asking ELBv2.
             target_groups: svc.load_balancers.iter().map(|lb| lb.target_group.clone()).collect(),
+            registry_credentials: svc.registry_credentials.clone(),
             warnings: vec![],
+            request_count_label: None,
         }
     }
 }

@@ -81,7 +81,7 @@ codes! {
     StopTimeout = "E0605", "stopTimeout outside Fargate's 2s..120s";
     // E07xx: IAM roles (validate::roles).
     RoleArn = "E0701", "not an IAM role ARN";
-    ExecutionRoleMissing = "E0702", "no executionRoleArn where ECS needs one (ECR image, secrets, awslogs)";
+    ExecutionRoleMissing = "E0702", "no executionRoleArn where ECS needs one (ECR image, secrets, registry credentials, awslogs)";
     // E08xx: env (validate::env).
     EnvName = "E0801", "an env variable name that is not letters, digits and `_`";
     EnvReserved = "E0802", "an env variable ECS sets itself";
@@ -97,6 +97,7 @@ codes! {
     SecretVersionStage = "E0907", "not a version stage";
     SecretVersionId = "E0908", "not a version id";
     SecretStageAndId = "E0909", "both versionStage and versionId";
+    RegistryCredentialsEcr = "E0910", "registryCredentials for an Amazon ECR image (ECS pulls those with the execution role)";
     // E10xx: health check (validate::health).
     HealthPathAndCommand = "E1001", "a health check with both `path` and `command`";
     HealthNoProbe = "E1002", "a health check with neither `path` nor `command`";
@@ -151,16 +152,25 @@ codes! {
     McpTimeout = "E1605", "an mcp timeout outside 1s..60s";
     McpUnverified = "E1606", "expectTools or allowToolRemoval on a service that is not verified";
     McpLabels = "E1607", "more than 38 labels on a verified service";
-    // E17xx: stdio servers behind the bridge (validate::stdio).
-    StdioCommandMissing = "E1701", "`transport: stdio` without `command`";
-    StdioOnly = "E1702", "`command` or `bridge` on a service whose transport is not stdio";
-    StdioCommandEmpty = "E1703", "a command without a program (empty, or an empty first word)";
-    BridgeMaxSessions = "E1704", "bridge.maxSessions outside 1..10000";
-    BridgeIdleTimeout = "E1705", "bridge.idleTimeout outside 10s..24h";
-    BridgeImage = "E1706", "a bridgeImage that is malformed or not pinned by digest";
-    BridgeImageMissing = "E1707", "a stdio service without a bridge image (FleetDefaults' bridgeImage or --bridge-image)";
-    StdioPath = "E1708", "a stdio service's health or readiness path that is not the bridge's (/health, /ready), or an mcp path that is one of them";
-    StdioHealthProbe = "E1709", "healthCheck.probe on a stdio service (the bridge probes itself)";
+    // E17xx: autoscaling (validate::autoscaling).
+    AutoscalingNoTarget = "E1701", "autoscaling without a target (targetCpu, targetMemory or requestsPerTarget)";
+    AutoscalingBounds = "E1702", "autoscaling min or max outside 1..5000, or min above max";
+    AutoscalingReplicas = "E1703", "replicas outside the autoscaling bounds [min, max]";
+    AutoscalingTarget = "E1704", "targetCpu or targetMemory outside 1..100, or requestsPerTarget below 1";
+    AutoscalingNoLoadBalancer = "E1705", "requestsPerTarget without a load balancer in expose.loadBalancers";
+    AutoscalingCooldown = "E1706", "a scale-in or scale-out cooldown outside 0s..1h";
+    AutoscalingName = "E1707", "a service name too long for its scaling policies' names (`NAME-METRIC`, at most 256 characters)";
+    AutoscalingLabels = "E1708", "more than 38 labels on an autoscaled service (37 if it is also verified)";
+    // E18xx: stdio servers behind the bridge (validate::stdio).
+    StdioCommandMissing = "E1801", "`transport: stdio` without `command`";
+    StdioOnly = "E1802", "`command` or `bridge` on a service whose transport is not stdio";
+    StdioCommandEmpty = "E1803", "a command without a program (empty, or an empty first word)";
+    BridgeMaxSessions = "E1804", "bridge.maxSessions outside 1..10000";
+    BridgeIdleTimeout = "E1805", "bridge.idleTimeout outside 10s..24h";
+    BridgeImage = "E1806", "a bridgeImage that is malformed or not pinned by digest";
+    BridgeImageMissing = "E1807", "a stdio service without a bridge image (FleetDefaults' bridgeImage or --bridge-image)";
+    StdioPath = "E1808", "a stdio service's health or readiness path that is not the bridge's (/health, /ready), or an mcp path that is one of them";
+    StdioHealthProbe = "E1809", "healthCheck.probe on a stdio service (the bridge probes itself)";
 }
 
 impl fmt::Display for Code {

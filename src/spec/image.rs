@@ -1,8 +1,9 @@
-//! Container image references: parsing, ECR recognition and digest pinning.
+//! Container image references: parsing, where each is resolved (Amazon ECR or a registry's distribution API, with
+//! Docker Hub's short names normalised) and digest pinning.
 //!
 //! The grammar is the distribution project's reference grammar (the one Docker and ECS accept), restricted to
 //! `sha256` digests. Parsing lives in the spec layer because a malformed reference is a validation error, but the
-//! type is shared by render (pinning) and the backends (ECR lookups).
+//! types are shared by render (pinning) and the backends (ECR lookups, registry requests).
 
 use std::fmt;
 use std::sync::LazyLock;
@@ -28,6 +29,49 @@ pub struct EcrRepo {
     pub account: String,
     pub region: String,
     pub repository: String,
+}
+
+/// Where an image's tags and digests are looked up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ImageSource {
+    /// A private Amazon ECR registry (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`), pull-through-cache repositories
+    /// included: ECR's own API (BatchGetImage) answers with the manifest.
+    Ecr(EcrRepo),
+    /// Any other registry: the OCI distribution API (`/v2/…`).
+    Registry(RegistryRepo),
+}
+
+/// A repository of a registry spoken to through the OCI distribution API, normalised as Docker normalises it: no
+/// registry (or `index.docker.io`) means Docker Hub, whose one-component names live under `library/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegistryRepo {
+    /// The registry as written (`ghcr.io`, `127.0.0.1:5000`), lowercased; `docker.io` for Docker Hub.
+    pub host: String,
+    /// The repository path inside it (`library/python`, `org/tool`).
+    pub repository: String,
+}
+
+/// Docker Hub's canonical name; the API it names lives at [`DOCKER_HUB_API`].
+pub const DOCKER_HUB: &str = "docker.io";
+/// Docker Hub's distribution API host.
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+impl RegistryRepo {
+    /// The host the distribution API is served from (`registry-1.docker.io` for Docker Hub).
+    pub fn api_host(&self) -> &str {
+        if self.host == DOCKER_HUB { DOCKER_HUB_API } else { &self.host }
+    }
+}
+
+impl fmt::Display for RegistryRepo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.repository)
+    }
+}
+
+/// The names Docker Hub is written by, in references and in Docker config files.
+pub fn is_docker_hub(host: &str) -> bool {
+    matches!(host.to_ascii_lowercase().as_str(), "docker.io" | "index.docker.io" | "registry-1.docker.io")
 }
 
 static DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
@@ -73,32 +117,18 @@ impl ImageRef {
                 "`{s}`: tag `{tag}` is not valid (letters, digits, `_`, `.`, `-`; at most 128, not starting with `.` or `-`)"
             ));
         }
-        let mut parts: Vec<&str> = name.split('/').collect();
-        let registry = if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
-            let host = parts.remove(0);
-            if !DOMAIN.is_match(host) {
-                return Err(format!("`{s}`: registry `{host}` is not a valid host[:port]"));
-            }
-            Some(host.to_string())
-        } else {
-            None
-        };
-        for part in &parts {
-            if !PATH_COMPONENT.is_match(part) {
-                return Err(format!(
-                    "`{s}`: repository component `{part}` must be lowercase letters and digits separated by `.`, `_`, `__` or `-`"
-                ));
-            }
-        }
-        if name.len() > 255 {
-            return Err(format!("`{s}`: repository name is longer than 255 characters"));
-        }
+        let (registry, repository) = split_name(name).map_err(|e| format!("`{s}`: {e}"))?;
         if tag.is_none() && digest.is_none() {
             return Err(format!(
                 "`{s}` has neither a tag nor a digest; pin a tag (resolved to its digest at deploy) or `@sha256:…`"
             ));
         }
-        Ok(ImageRef { registry, repository: parts.join("/"), tag, digest })
+        Ok(ImageRef { registry, repository, tag, digest })
+    }
+
+    /// Where the image is looked up: ECR's API for a private ECR registry, else the registry's distribution API.
+    pub fn source(&self) -> ImageSource {
+        source_of(self.registry.as_deref(), &self.repository)
     }
 
     /// Parses a reference that must be pinned by digest (`repo@sha256:…`, a tag beside it allowed): the bridge
@@ -121,14 +151,67 @@ impl ImageRef {
 
     /// ECR coordinates when the registry is an ECR host.
     pub fn ecr(&self) -> Option<EcrRepo> {
-        let caps = ECR_HOST.captures(self.registry.as_deref()?)?;
-        Some(EcrRepo { account: caps[1].to_string(), region: caps[2].to_string(), repository: self.repository.clone() })
+        match self.source() {
+            ImageSource::Ecr(ecr) => Some(ecr),
+            ImageSource::Registry(_) => None,
+        }
     }
 
     /// The reference pinned to `digest`: `name@sha256:…` (the tag is kept in mcpfleet's tags, not in the image).
     pub fn pinned(&self, digest: &str) -> String {
         format!("{}@{digest}", self.name())
     }
+}
+
+/// Where the repository `name` (`[registry/]repository`, as [`ImageRef::name`] writes it) is looked up.
+pub fn source_of_name(name: &str) -> Result<ImageSource, String> {
+    let (registry, repository) = split_name(name).map_err(|e| format!("`{name}`: {e}"))?;
+    Ok(source_of(registry.as_deref(), &repository))
+}
+
+fn source_of(registry: Option<&str>, repository: &str) -> ImageSource {
+    if let Some(caps) = registry.and_then(|r| ECR_HOST.captures(r)) {
+        return ImageSource::Ecr(EcrRepo {
+            account: caps[1].to_string(),
+            region: caps[2].to_string(),
+            repository: repository.to_string(),
+        });
+    }
+    match registry {
+        Some(host) if !is_docker_hub(host) => {
+            ImageSource::Registry(RegistryRepo { host: host.to_ascii_lowercase(), repository: repository.to_string() })
+        }
+        // Docker Hub: official images are `library/NAME`.
+        _ => ImageSource::Registry(RegistryRepo {
+            host: DOCKER_HUB.to_string(),
+            repository: if repository.contains('/') { repository.to_string() } else { format!("library/{repository}") },
+        }),
+    }
+}
+
+/// `[registry/]repository` → the registry (when the first component names a host) and the repository path.
+fn split_name(name: &str) -> Result<(Option<String>, String), String> {
+    let mut parts: Vec<&str> = name.split('/').collect();
+    let registry = if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        let host = parts.remove(0);
+        if !DOMAIN.is_match(host) {
+            return Err(format!("registry `{host}` is not a valid host[:port]"));
+        }
+        Some(host.to_string())
+    } else {
+        None
+    };
+    for part in &parts {
+        if !PATH_COMPONENT.is_match(part) {
+            return Err(format!(
+                "repository component `{part}` must be lowercase letters and digits separated by `.`, `_`, `__` or `-`"
+            ));
+        }
+    }
+    if name.len() > 255 {
+        return Err("repository name is longer than 255 characters".into());
+    }
+    Ok((registry, parts.join("/")))
 }
 
 impl fmt::Display for ImageRef {
@@ -169,6 +252,73 @@ mod tests {
         let r = ImageRef::parse("python:3.12-slim").unwrap();
         assert_eq!((r.registry, r.repository.as_str()), (None, "python"));
         assert_eq!(ImageRef::parse("ghcr.io/org/img:1").unwrap().to_string(), "ghcr.io/org/img:1");
+    }
+
+    fn registry(image: &str) -> RegistryRepo {
+        match ImageRef::parse(image).unwrap().source() {
+            ImageSource::Registry(r) => r,
+            ImageSource::Ecr(e) => panic!("{image} is in ECR: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn docker_hub_names_are_normalised_as_docker_does() {
+        for (written, repository) in [
+            ("python:3.12-slim", "library/python"),
+            ("docker.io/python:3.12", "library/python"),
+            ("docker.io/library/python:3.12", "library/python"),
+            ("index.docker.io/python:3.12", "library/python"),
+            ("registry-1.docker.io/library/python:3.12", "library/python"),
+            ("mcp/fetch:latest", "mcp/fetch"),
+            ("docker.io/mcp/fetch:latest", "mcp/fetch"),
+            (&format!("mcp/fetch@{D}"), "mcp/fetch"),
+        ] {
+            let r = registry(written);
+            assert_eq!((r.host.as_str(), r.repository.as_str()), (DOCKER_HUB, repository), "{written}");
+            assert_eq!(r.api_host(), "registry-1.docker.io");
+        }
+        // Pinning keeps the reference as written: ECS normalises it the same way.
+        let r = ImageRef::parse("mcp/fetch:latest").unwrap();
+        assert_eq!(r.pinned(D), format!("mcp/fetch@{D}"));
+    }
+
+    #[test]
+    fn other_registries_keep_their_host_and_path() {
+        for (written, host, repository) in [
+            ("ghcr.io/github/github-mcp-server:v0.4", "ghcr.io", "github/github-mcp-server"),
+            ("public.ecr.aws/acme/tools:1", "public.ecr.aws", "acme/tools"),
+            ("quay.io/org/img:1", "quay.io", "org/img"),
+            ("GHCR.io/org/img:1", "ghcr.io", "org/img"),
+            ("localhost:5000/single:1", "localhost:5000", "single"),
+            ("127.0.0.1:5000/a/b/c:1", "127.0.0.1:5000", "a/b/c"),
+            ("registry.example.com/tool:1", "registry.example.com", "tool"),
+        ] {
+            let r = registry(written);
+            assert_eq!((r.host.as_str(), r.repository.as_str()), (host, repository), "{written}");
+            assert_eq!(r.api_host(), host);
+        }
+        // `localhost` alone is a repository name on Docker Hub, as Docker reads it.
+        assert_eq!(registry("localhost:1").repository, "library/localhost");
+    }
+
+    #[test]
+    fn private_ecr_and_its_pull_through_cache_keep_the_ecr_path() {
+        for image in [
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/documents:v1",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/python:3.12",
+            "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/x:1",
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/x:1",
+        ] {
+            assert!(matches!(ImageRef::parse(image).unwrap().source(), ImageSource::Ecr(_)), "{image}");
+        }
+        let name = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/python";
+        let ImageSource::Ecr(ecr) = source_of_name(name).unwrap() else { panic!("{name}") };
+        assert_eq!((ecr.region.as_str(), ecr.repository.as_str()), ("eu-west-1", "docker-hub/library/python"));
+        assert_eq!(
+            source_of_name("public.ecr.aws/acme/x").unwrap(),
+            ImageSource::Registry(registry("public.ecr.aws/acme/x:1"))
+        );
+        assert!(source_of_name("bad_host.example.com/x").is_err());
     }
 
     #[test]

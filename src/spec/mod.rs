@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 
 pub use code::Code;
 pub use diag::{Diagnostic, Diagnostics};
-pub use image::{EcrRepo, ImageRef};
+pub use image::{
+    DOCKER_HUB, DOCKER_HUB_API, EcrRepo, ImageRef, ImageSource, RegistryRepo, is_docker_hub, source_of_name,
+};
 pub use valid::*;
 
 use types::{

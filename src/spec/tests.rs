@@ -510,7 +510,7 @@ fn every_wrong_field_of_a_document_is_reported_with_its_line() {
             "m.yaml:5: metadata.colour: unknown field (expected name or labels)",
             "m.yaml:9: spec.cpu: invalid type: string \"lots\", expected a whole number",
             "m.yaml:15: spec.stopTimeout: 500s is above the Fargate maximum of 120s",
-            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, command, bridge, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose, mcp)",
+            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, command, bridge, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, registryCredentials, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose, mcp, autoscaling)",
             "m.yaml:17: spec.healthCheck.retries: invalid type: string \"many\", expected a whole number",
         ]
     );
@@ -843,6 +843,111 @@ fn fleet_defaults_may_only_name_the_namespace() {
     assert_eq!(errs.len(), 1, "{errs:#?}");
 }
 
+/// The base service with `body` under `spec.autoscaling` (and `extra` after it).
+fn scaled(body: &str, extra: &str) -> String {
+    svc(&format!("  autoscaling:\n{body}{extra}"), &[])
+}
+
+/// Every diagnostic as (line, code, field path).
+fn coded(text: &str) -> Vec<(usize, &'static str, String)> {
+    match load_str("m.yaml", text) {
+        Ok(_) => vec![],
+        Err(d) => d.0.iter().map(|d| (d.line, d.code.as_str(), d.path.clone())).collect(),
+    }
+}
+
+#[test]
+fn autoscaling_starts_new_services_at_min_with_the_default_cooldowns() {
+    let s = valid(&scaled("    min: 2\n    max: 20\n    targetCpu: 60\n", ""));
+    assert_eq!(s.replicas, 2, "replicas defaults to min");
+    let a = s.autoscaling.expect("autoscaling");
+    assert_eq!((a.min, a.max, a.target_cpu, a.target_memory, a.requests_per_target), (2, 20, Some(60), None, None));
+    assert_eq!((a.scale_in_cooldown_secs, a.scale_out_cooldown_secs), (300, 60));
+    let s = valid(&svc(
+        "  replicas: 5\n  autoscaling: { min: 1, max: 5, targetMemory: 75, scaleInCooldown: 10m, scaleOutCooldown: 0s }\n",
+        &[],
+    ));
+    assert_eq!(s.replicas, 5);
+    let a = s.autoscaling.unwrap();
+    assert_eq!((a.target_memory, a.scale_in_cooldown_secs, a.scale_out_cooldown_secs), (Some(75), 600, 0));
+    // requestsPerTarget follows the first load balancer; its line is kept for resolution's messages.
+    let s = valid(&svc(
+        "  expose: { loadBalancers: [{ targetGroup: docs }] }\n  autoscaling:\n    min: 1\n    max: 3\n    requestsPerTarget: 500\n",
+        &[],
+    ));
+    assert_eq!(s.autoscaling.unwrap().requests_per_target, Some(500));
+    assert_eq!(s.lines.requests_per_target, Some(18));
+    assert!(valid(&svc("", &[])).autoscaling.is_none());
+}
+
+#[test]
+fn autoscaling_errors_name_their_field_line_and_code() {
+    let one = |text: &str| {
+        let c = coded(text);
+        assert_eq!(c.len(), 1, "{c:#?}");
+        c.into_iter().next().unwrap()
+    };
+    assert_eq!(one(&scaled("    min: 1\n    max: 2\n", "")), (14, "E1701", "spec.autoscaling".into()));
+    assert_eq!(
+        one(&scaled("    min: 0\n    max: 2\n    targetCpu: 50\n", "")),
+        (15, "E1702", "spec.autoscaling.min".into())
+    );
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 5001\n    targetCpu: 50\n", "")),
+        (16, "E1702", "spec.autoscaling.max".into())
+    );
+    assert_eq!(
+        one(&scaled("    min: 3\n    max: 2\n    targetCpu: 50\n", "")),
+        (15, "E1702", "spec.autoscaling.min".into())
+    );
+    let text = svc("  replicas: 9\n  autoscaling: { min: 2, max: 4, targetCpu: 50 }\n", &[]);
+    assert_eq!(one(&text), (14, "E1703", "spec.replicas".into()));
+    assert!(errors(&text)[0].contains("9 is outside the autoscaling bounds 2..4"), "{:?}", errors(&text));
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 2\n    targetCpu: 101\n", "")),
+        (17, "E1704", "spec.autoscaling.targetCpu".into())
+    );
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 2\n    targetMemory: 0\n", "")),
+        (17, "E1704", "spec.autoscaling.targetMemory".into())
+    );
+    let no_lb = scaled("    min: 1\n    max: 2\n    requestsPerTarget: 100\n", "");
+    assert_eq!(one(&no_lb), (17, "E1705", "spec.autoscaling.requestsPerTarget".into()));
+    assert!(errors(&no_lb)[0].contains("list one in spec.expose.loadBalancers"), "{:?}", errors(&no_lb));
+    let zero = svc(
+        "  expose: { loadBalancers: [{ targetGroup: a }] }\n  autoscaling: { min: 1, max: 2, requestsPerTarget: 0 }\n",
+        &[],
+    );
+    assert_eq!(one(&zero), (15, "E1704", "spec.autoscaling.requestsPerTarget".into()));
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 2\n    targetCpu: 50\n    scaleInCooldown: 2h\n", "")),
+        (18, "E1706", "spec.autoscaling.scaleInCooldown".into())
+    );
+    assert_eq!(
+        one(&scaled("    min: 1\n    max: 2\n    targetCpu: 50\n    scaleOutCooldown: 1500ms\n", "")),
+        (18, "E0209", "spec.autoscaling.scaleOutCooldown".into())
+    );
+    let long = svc(
+        "  autoscaling: { min: 1, max: 2, targetMemory: 50 }\n",
+        &[("name: svc", &format!("name: {}", "s".repeat(250)))],
+    );
+    assert_eq!(one(&long), (4, "E1707", "metadata.name".into()));
+    // A name that fits with `-cpu` but not with `-requests` is judged by the targets it has.
+    let fits = "s".repeat(251);
+    assert!(
+        valid(&svc("  autoscaling: { min: 1, max: 2, targetCpu: 50 }\n", &[("name: svc", &format!("name: {fits}"))]))
+            .autoscaling
+            .is_some()
+    );
+    // Every problem at once, and the types and unknown fields of the schema.
+    let all = coded(&scaled("    min: 0\n    max: 2\n    targetCpu: 200\n    scaleInCooldown: 5h\n", ""));
+    let codes: Vec<&str> = all.iter().map(|c| c.1).collect();
+    assert_eq!(codes, ["E1702", "E1704", "E1706"], "{all:#?}");
+    assert_eq!(one(&scaled("    min: 1\n    max: 2\n    targetCPU: 50\n", "")).1, "E0205");
+    assert_eq!(one(&scaled("    max: 2\n    targetCpu: 50\n", "")).1, "E0206");
+    assert_eq!(one(&scaled("    min: one\n    max: 2\n    targetCpu: 50\n", "")).1, "E0207");
+}
+
 /// FleetDefaults with `mcp: {defaults}`, followed by `service`.
 fn with_mcp_defaults(defaults: &str, service: &str) -> String {
     format!("apiVersion: mcpfleet.io/v1alpha1\nkind: FleetDefaults\nspec:\n  mcp: {defaults}\n---\n{service}")
@@ -922,6 +1027,77 @@ fn a_verified_service_leaves_one_tag_for_its_verification() {
         &labels(39)("  mcp: { verify: tasks }\n"),
         "m.yaml:5: metadata.labels: 39 labels given; a verified service records its last verification in a tag of its own, so at most 38 fit",
     );
+}
+
+#[test]
+fn registry_credentials_name_a_secret_for_an_image_outside_ecr() {
+    let ghcr = ("image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1", "image: ghcr.io/acme/svc:v1");
+    let s = valid(&svc("  registryCredentials: prod/registry/ghcr\n", &[ghcr]));
+    assert_eq!(s.registry_credentials.as_deref(), Some("prod/registry/ghcr"));
+    assert_eq!(s.lines.registry_credentials, 14);
+    let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/registry/ghcr-AbCdEf";
+    assert_eq!(
+        valid(&svc(&format!("  registryCredentials: {arn}\n"), &[ghcr])).registry_credentials.as_deref(),
+        Some(arn)
+    );
+    assert_eq!(valid(&svc("", &[ghcr])).registry_credentials, None);
+
+    let coded = |text: &str| -> Vec<String> {
+        load_str("m.yaml", text).unwrap_err().0.iter().map(|d| d.coded().to_string()).collect()
+    };
+    assert_eq!(
+        coded(&svc("  registryCredentials: prod/registry/ghcr\n", &[])),
+        [
+            "m.yaml:14: spec.registryCredentials: `123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc` is in Amazon ECR, \
+          which ECS pulls from with the execution role; registryCredentials are for private registries outside ECR [E0910]"
+        ]
+    );
+    for (value, code) in [
+        ("arn:aws:ssm:us-east-1:123456789012:parameter/registry", "E0903"),
+        ("arn:aws:secretsmanager:us-east-1:123:secret:x", "E0904"),
+        ("'arn:aws:secretsmanager:us-east-1:123456789012:secret:x:username::'", "E0904"),
+        ("'prod registry'", "E0905"),
+    ] {
+        let errs = coded(&svc(&format!("  registryCredentials: {value}\n"), &[ghcr]));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].starts_with("m.yaml:14: spec.registryCredentials: ") && errs[0].ends_with(&format!("[{code}]")),
+            "{errs:#?}"
+        );
+        assert!(!errs[0].contains("use {secret, key"), "no JSON-key hint for registryCredentials: {errs:#?}");
+    }
+    let no_role = svc(
+        "  registryCredentials: prod/registry/ghcr\n",
+        &[ghcr, ("  executionRoleArn: arn:aws:iam::123456789012:role/mcp-exec\n", "")],
+    );
+    assert_eq!(
+        coded(&no_role),
+        [
+            "m.yaml:5: spec.executionRoleArn: required to read the registry credentials: set it here or in FleetDefaults [E0702]"
+        ]
+    );
+}
+
+#[test]
+fn an_autoscaled_service_leaves_one_tag_for_its_autoscaling() {
+    let labels = |n: usize| {
+        let body: String = (0..n).map(|i| format!("    l{i}: v\n")).collect();
+        move |extra: &str| svc(extra, &[("  name: svc\n", &format!("  name: svc\n  labels:\n{body}"))])
+    };
+    let scaled = "  autoscaling: { min: 1, max: 2, targetCpu: 50 }\n";
+    let both = "  autoscaling: { min: 1, max: 2, targetCpu: 50 }\n  mcp: { verify: tasks }\n";
+    valid(&labels(38)(scaled));
+    valid(&labels(37)(both));
+    let c = coded(&labels(39)(scaled));
+    assert_eq!(c, [(5, "E1708", "metadata.labels".to_string())]);
+    one_error(
+        &labels(39)(scaled),
+        "m.yaml:5: metadata.labels: 39 labels given; an autoscaled service records its autoscaling in a tag of its own, so at most 38 fit beside mcpfleet's tags",
+    );
+    one_error(&labels(38)(both), "so at most 37 fit beside mcpfleet's tags and its last verification");
+    // Beyond what verification allows, its own rule tells it, once.
+    assert_eq!(coded(&labels(39)(both)).iter().map(|c| c.1).collect::<Vec<_>>(), ["E1607"]);
+    assert_eq!(coded(&labels(40)(scaled)).iter().map(|c| c.1).collect::<Vec<_>>(), ["E0401"]);
 }
 
 const BRIDGE_IMAGE: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mcpfleet@sha256:e1220a2663527a2734e4b06aa3dba3bd16ef08e9c9b8ffa90f484acd82f5bab3";

@@ -180,6 +180,10 @@ pub struct McpServiceSpec {
     pub task_role_arn: Option<String>,
     /// IAM role ECS uses to pull the image, read secrets and write logs.
     pub execution_role_arn: Option<String>,
+    /// Credentials ECS pulls an image of a private registry outside Amazon ECR with: a Secrets Manager secret
+    /// (name or ARN; resolved to its ARN, its value never read) holding `{"username": …, "password": …}`,
+    /// rendered as the container's `repositoryCredentials`. The execution role must be allowed to read it.
+    pub registry_credentials: Option<String>,
     /// awsvpc networking (replaces FleetDefaults' network as a whole).
     pub network: Option<Network>,
     /// CloudWatch Logs settings (merged field by field with FleetDefaults).
@@ -196,6 +200,36 @@ pub struct McpServiceSpec {
     pub expose: Option<Expose>,
     /// What MCP clients need of the server, checked before a rollout counts as good.
     pub mcp: Option<Mcp>,
+    /// Application Auto Scaling: the desired count moves within [min, max] to keep the targets.
+    pub autoscaling: Option<Autoscaling>,
+}
+
+/// Target tracking on the service's desired count: Application Auto Scaling adds tasks when a metric is above its
+/// target and removes them when it is below, within [min, max]. While it is on, the count is the autoscaler's:
+/// `replicas` is only the count a new service starts with.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Autoscaling {
+    /// The fewest tasks (1..5000).
+    #[schemars(range(min = 1, max = 5000))]
+    pub min: u32,
+    /// The most tasks (min..5000).
+    #[schemars(range(min = 1, max = 5000))]
+    pub max: u32,
+    /// Average CPU utilisation to keep, percent (1..100): ECSServiceAverageCPUUtilization.
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu: Option<u32>,
+    /// Average memory utilisation to keep, percent (1..100): ECSServiceAverageMemoryUtilization.
+    #[schemars(range(min = 1, max = 100))]
+    pub target_memory: Option<u32>,
+    /// Requests per minute per task to keep: ALBRequestCountPerTarget of the first target group in
+    /// `expose.loadBalancers` (which an Application Load Balancer must route to).
+    #[schemars(range(min = 1))]
+    pub requests_per_target: Option<u32>,
+    /// Time after a scale-in before the next one, e.g. `300s` (0s..1h, default 300s).
+    pub scale_in_cooldown: Option<DurationStr>,
+    /// Time after a scale-out before the next one, e.g. `60s` (0s..1h, default 60s).
+    pub scale_out_cooldown: Option<DurationStr>,
 }
 
 /// MCP-aware verification: the server's endpoint, and what a rollout must show MCP clients before it is good.

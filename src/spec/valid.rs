@@ -35,6 +35,10 @@ pub struct FieldLines {
     pub secrets: BTreeMap<String, usize>,
     /// The line of each `spec.expose.loadBalancers[i].targetGroup`, in order.
     pub target_groups: Vec<usize>,
+    /// The line of `spec.registryCredentials`.
+    pub registry_credentials: usize,
+    /// The line of `spec.autoscaling.requestsPerTarget`, when set (its target group is judged at resolution).
+    pub requests_per_target: Option<usize>,
 }
 
 /// One MCP server, ready to render.
@@ -59,6 +63,8 @@ pub struct ValidService {
     pub stop_timeout_secs: u32,
     pub task_role_arn: Option<String>,
     pub execution_role_arn: Option<String>,
+    /// The Secrets Manager secret (name or ARN, as written) ECS pulls the image of a private registry with.
+    pub registry_credentials: Option<String>,
     pub network: ValidNetwork,
     pub logging: Option<ValidLogging>,
     pub rollout: ValidRollout,
@@ -78,6 +84,8 @@ pub struct ValidService {
     pub mcp: ValidMcp,
     /// `transport: stdio`: the server's command and how the bridge serves it.
     pub stdio: Option<ValidStdio>,
+    /// Application Auto Scaling, when on: `replicas` is then only the count a new service starts with.
+    pub autoscaling: Option<ValidAutoscaling>,
 }
 
 /// A stdio server behind mcpfleet's bridge.
@@ -103,6 +111,28 @@ impl ValidStdio {
             BridgeMode::PerSession => 32,
         }
     }
+}
+
+/// `spec.autoscaling` with its defaults applied: at least one target, 1 <= min <= max <= 5000.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidAutoscaling {
+    pub min: u32,
+    pub max: u32,
+    /// Percent.
+    pub target_cpu: Option<u32>,
+    /// Percent.
+    pub target_memory: Option<u32>,
+    /// Requests per minute per task, on the first target group of `load_balancers`.
+    pub requests_per_target: Option<u32>,
+    pub scale_in_cooldown_secs: u32,
+    pub scale_out_cooldown_secs: u32,
+}
+
+impl ValidAutoscaling {
+    /// `scaleInCooldown` when the manifest does not set one.
+    pub const DEFAULT_SCALE_IN_COOLDOWN_SECS: u32 = 300;
+    /// `scaleOutCooldown` when the manifest does not set one.
+    pub const DEFAULT_SCALE_OUT_COOLDOWN_SECS: u32 = 60;
 }
 
 /// `spec.mcp` merged with FleetDefaults and defaulted.

@@ -144,6 +144,12 @@ impl AwsLab {
         &self.seed["loadBalancers"]
     }
 
+    /// One Application Auto Scaling call through boto3 (`describe_scalable_targets`, `register_scalable_target`,
+    /// …), to read what moto has or change it behind mcpfleet's back.
+    pub fn aas(&self, operation: &str, args: Value) -> Value {
+        self.world(&["aas", operation, &args.to_string()])
+    }
+
     /// Starts moto's request recorder afresh.
     pub fn start_recording(&self) {
         self.world(&["record", "start"]);

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod lab;
 pub mod mcp;
 pub mod metrics;
+pub mod registry;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

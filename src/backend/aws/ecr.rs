@@ -1,6 +1,7 @@
 //! Image resolution through Amazon ECR: one BatchGetImage per repository per 100 references returns both the
-//! digest and the manifest, and an image index's manifest lists its platforms. Images outside ECR are used only
-//! when pinned by digest; resolving a tag on another registry (the OCI distribution API) is not done here.
+//! digest and the manifest, and an image index's manifest lists its platforms. Images of other registries are
+//! resolved by `backend::registry` (the OCI distribution API); `backend::route` sends each repository to one or
+//! the other.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,16 +10,9 @@ use async_trait::async_trait;
 use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::map_err;
+use crate::backend::manifest::{MEDIA_TYPES, platforms_of_manifest};
 use crate::backend::{BackendError, ImageInfo, ImageSelector, Images, Op};
-use crate::spec::ImageRef;
-
-/// Manifest media types we accept: an index lists platforms, a single manifest does not.
-const MEDIA_TYPES: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
+use crate::spec::{ImageSource, source_of_name};
 
 /// The [`Images`] port over ECR, with one client per registry region.
 pub struct Ecr {
@@ -48,30 +42,6 @@ impl Ecr {
 /// The failure code of a reference that simply does not exist (left out of the answer).
 const ABSENT: &str = "ImageNotFound";
 
-/// The `os/architecture` platforms an image index lists (attestation entries excluded); empty for a single
-/// manifest, whose platform is recorded only in its config blob.
-pub fn platforms_of_manifest(manifest: &str) -> Vec<String> {
-    let Ok(doc) = serde_json::from_str::<serde_json::Value>(manifest) else { return vec![] };
-    let mut out: Vec<String> = doc
-        .get("manifests")
-        .and_then(|m| m.as_array())
-        .map(|entries| {
-            entries
-                .iter()
-                .filter_map(|e| {
-                    let p = e.get("platform")?;
-                    let os = p.get("os")?.as_str()?;
-                    let arch = p.get("architecture")?.as_str()?;
-                    (os != "unknown" && arch != "unknown").then(|| format!("{os}/{arch}"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out.dedup();
-    out
-}
-
 #[async_trait]
 impl Images for Ecr {
     async fn lookup(
@@ -80,28 +50,15 @@ impl Images for Ecr {
         selectors: &[ImageSelector],
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
         const OP: Op = Op::BatchGetImage;
-        // Any tag makes a reference parse; only the registry and repository matter here.
-        let parsed = ImageRef::parse(&format!("{repository}:x"))
-            .map_err(|e| BackendError::Invalid { operation: OP, message: e })?;
-        let Some(ecr) = parsed.ecr() else {
-            // Outside ECR: a digest is used as is (its platforms unknown); a tag cannot be pinned here.
-            let mut out = BTreeMap::new();
-            for sel in selectors {
-                match sel {
-                    ImageSelector::Digest(d) => {
-                        out.insert(sel.clone(), ImageInfo { digest: d.clone(), platforms: vec![] });
-                    }
-                    ImageSelector::Tag(t) => {
-                        return Err(BackendError::Invalid {
-                            operation: Op::ResolveImage,
-                            message: format!(
-                                "{repository}:{t} is not in Amazon ECR; mcpfleet resolves tags only in ECR, so pin this image by digest (@sha256:…)"
-                            ),
-                        });
-                    }
-                }
+        let ecr = match source_of_name(repository) {
+            Ok(ImageSource::Ecr(ecr)) => ecr,
+            Ok(ImageSource::Registry(_)) => {
+                return Err(BackendError::Invalid {
+                    operation: OP,
+                    message: format!("{repository} is not an Amazon ECR repository"),
+                });
             }
-            return Ok(out);
+            Err(e) => return Err(BackendError::Invalid { operation: OP, message: e }),
         };
         let ids: Vec<ImageIdentifier> = selectors
             .iter()
@@ -171,21 +128,5 @@ impl Images for Ecr {
             }
         }
         Ok(found)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::platforms_of_manifest;
-
-    #[test]
-    fn index_platforms_skip_attestations() {
-        let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
-            {"digest":"sha256:a","platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
-            {"digest":"sha256:b","platform":{"os":"linux","architecture":"amd64"}},
-            {"digest":"sha256:c","platform":{"os":"unknown","architecture":"unknown"}}]}"#;
-        assert_eq!(platforms_of_manifest(index), ["linux/amd64", "linux/arm64"]);
-        assert!(platforms_of_manifest(r#"{"schemaVersion":2,"config":{},"layers":[]}"#).is_empty());
-        assert!(platforms_of_manifest("not json").is_empty());
     }
 }

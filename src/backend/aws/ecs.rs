@@ -19,7 +19,7 @@ use crate::render::CpuArch;
 use crate::render::ecs::{
     AwsVpcConfiguration, CircuitBreaker, ContainerDefinition, ContainerDependency, DeploymentConfiguration,
     HealthCheck, KernelCapabilities, KeyValue, LinuxParameters, LoadBalancer, LogConfiguration, MountPoint,
-    NetworkConfiguration, PortMapping, RuntimePlatform, SecretVar, ServiceConnectClientAlias,
+    NetworkConfiguration, PortMapping, RepositoryCredentials, RuntimePlatform, SecretVar, ServiceConnectClientAlias,
     ServiceConnectConfiguration, ServiceConnectService, ServiceInput, TaskDefinitionInput, Volume,
 };
 
@@ -147,7 +147,18 @@ fn container(c: &ContainerDefinition) -> Result<sdk::ContainerDefinition, Backen
         )
         .set_entry_point((!c.entry_point.is_empty()).then(|| c.entry_point.clone()))
         .set_command((!c.command.is_empty()).then(|| c.command.clone()))
-        .set_user(c.user.clone());
+        .set_user(c.user.clone())
+        .set_repository_credentials(
+            c.repository_credentials
+                .as_ref()
+                .map(|r| {
+                    sdk::RepositoryCredentials::builder()
+                        .credentials_parameter(&r.credentials_parameter)
+                        .build()
+                        .map_err(|e| build_err(OP, e))
+                })
+                .transpose()?,
+        );
     for d in &c.depends_on {
         b = b.depends_on(
             sdk::ContainerDependency::builder()
@@ -216,6 +227,9 @@ fn spec_of(td: &sdk::TaskDefinition) -> TaskDefinitionInput {
         .map(|c| ContainerDefinition {
             name: c.name().unwrap_or_default().into(),
             image: c.image().unwrap_or_default().into(),
+            repository_credentials: c
+                .repository_credentials()
+                .map(|r| RepositoryCredentials { credentials_parameter: r.credentials_parameter().into() }),
             essential: c.essential().unwrap_or(true),
             entry_point: c.entry_point().to_vec(),
             command: c.command().to_vec(),

@@ -1,5 +1,5 @@
-//! The `aws` backend: the ports over aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager and
-//! aws-sdk-elasticloadbalancingv2.
+//! The `aws` backend: the ports over aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager,
+//! aws-sdk-elasticloadbalancingv2 and aws-sdk-applicationautoscaling.
 //!
 //! Clients come from the standard AWS chain (environment, profiles, SSO, ECS task role, IMDS), `--region`, and
 //! the SDK's own `AWS_ENDPOINT_URL` support, which is how the tests point them at moto on loopback. SDK types
@@ -11,6 +11,7 @@
 //! throttling, 5xx, and I/O or timeout failures of the connection are retryable; a request that could not be
 //! sent for any other reason (no credentials, an expired SSO session, a bad configuration) is reported at once.
 
+mod autoscaling;
 mod ecr;
 mod ecs;
 mod elbv2;
@@ -30,7 +31,8 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-pub use ecr::{Ecr, platforms_of_manifest};
+pub use autoscaling::ApplicationAutoScaling;
+pub use ecr::Ecr;
 pub use ecs::AwsEcs;
 pub use elbv2::Elbv2;
 pub use secrets::SecretsManager;
@@ -111,6 +113,9 @@ pub async fn connect(region: Option<String>) -> Aws {
         secrets: Arc::new(SecretsManager::new(secrets)),
         target_groups: Arc::new(Elbv2::new(aws_sdk_elasticloadbalancingv2::Client::from_conf(
             aws_sdk_elasticloadbalancingv2::config::Builder::from(&config).interceptor(requests.clone()).build(),
+        ))),
+        autoscaling: Arc::new(ApplicationAutoScaling::new(aws_sdk_applicationautoscaling::Client::from_conf(
+            aws_sdk_applicationautoscaling::config::Builder::from(&config).interceptor(requests.clone()).build(),
         ))),
         clock: Arc::new(SystemClock),
     };

@@ -1,10 +1,12 @@
-//! The `sim` backend: the ports implemented over a [`World`], optionally persisted in the `--sim-state` file.
+//! The `sim` backend: the ports implemented over a [`World`], optionally persisted in the `--sim-state` file
+//! (Application Auto Scaling's in `scaling`).
 //!
 //! A file-backed sim holds an exclusive lock on `<state>.lock` for its whole life, so two commands never
 //! interleave, and writes the state atomically (temp file + rename) after every change: a command that crashes
 //! leaves exactly the writes it made, like a real API would. A command that only reads leaves the file
 //! byte-identical. Every port call is counted, which is how tests and benchmarks measure API requests.
 
+mod scaling;
 mod world;
 
 #[cfg(test)]
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use scaling::{EVALUATION_MS, Load, LoadSpec, SimScalableTarget};
 pub use world::{
     BucketState, Repository, SIM_LOAD_BALANCER, ServedUrl, SimImage, SimService, StoppedTask, TASK_SETTLE_MS, TICK_MS,
     TargetGroupSpec, World, breaker_threshold,
@@ -194,6 +197,7 @@ impl Sim {
             images: self.clone(),
             secrets: self.clone(),
             target_groups: self.clone(),
+            autoscaling: self.clone(),
             clock: self.clone(),
         }
     }

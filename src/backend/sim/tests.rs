@@ -470,6 +470,148 @@ fn an_image_from_a_state_file_before_unready_loads_and_saves_as_before() {
     assert_eq!(serde_json::from_str::<SimImage>(&text).unwrap(), unready);
 }
 
+/// docs's scalable target, `min..max`.
+fn docs_target(min: u32, max: u32) -> crate::render::autoscaling::ScalableTargetInput {
+    use crate::render::autoscaling as aas;
+    aas::ScalableTargetInput {
+        service_namespace: aas::NAMESPACE.into(),
+        resource_id: aas::resource_id("mcp", "docs"),
+        scalable_dimension: aas::DIMENSION.into(),
+        min_capacity: min,
+        max_capacity: max,
+    }
+}
+
+/// docs's target tracking policy on `metric`, cooldowns 60 s out and 300 s in.
+fn docs_policy(
+    metric: crate::render::autoscaling::Metric,
+    value: u32,
+) -> crate::render::autoscaling::ScalingPolicyInput {
+    use crate::render::autoscaling::{self as aas, PredefinedMetricSpecification, TargetTracking};
+    aas::ScalingPolicyInput {
+        policy_name: aas::policy_name("docs", metric),
+        service_namespace: aas::NAMESPACE.into(),
+        resource_id: aas::resource_id("mcp", "docs"),
+        scalable_dimension: aas::DIMENSION.into(),
+        policy_type: aas::TARGET_TRACKING.into(),
+        target_tracking_scaling_policy_configuration: TargetTracking {
+            target_value: f64::from(value),
+            predefined_metric_specification: PredefinedMetricSpecification {
+                predefined_metric_type: metric,
+                resource_label: None,
+            },
+            scale_in_cooldown: 300,
+            scale_out_cooldown: 60,
+            disable_scale_in: false,
+        },
+    }
+}
+
+/// Registers docs as a scalable target with one policy per (metric, target).
+fn autoscale(w: &mut World, min: u32, max: u32, targets: &[(crate::render::autoscaling::Metric, u32)]) {
+    w.register_scalable_target(&docs_target(min, max)).unwrap();
+    for (metric, value) in targets {
+        w.put_scaling_policy(&docs_policy(*metric, *value)).unwrap();
+    }
+}
+
+#[test]
+fn target_tracking_moves_the_count_toward_the_load_within_the_bounds_each_minute() {
+    use crate::render::autoscaling::Metric;
+    let (mut w, _) = world_with_service(2, 200, 100);
+    autoscale(&mut w, 2, 5, &[(Metric::Cpu, 60)]);
+    let t0 = w.now_ms;
+    // No load, no metric data: nothing moves.
+    w.advance_to(t0 + 5 * EVALUATION_MS);
+    assert_eq!(state(&w).desired_count, 2);
+
+    // 90 % on 2 tasks is 180 % of a task: ceil(180 / 60) = 3 tasks, at the next evaluation.
+    w.set_load("mcp", "docs", LoadSpec { cpu: Some(90), ..LoadSpec::default() }).unwrap();
+    let t1 = w.now_ms;
+    w.advance_to(t1 + EVALUATION_MS - TICK_MS);
+    assert_eq!(state(&w).desired_count, 2, "not before a minute passed");
+    w.advance_to(t1 + EVALUATION_MS + TICK_MS);
+    assert_eq!(state(&w).desired_count, 3);
+    assert!(
+        state(&w).events[0].message.contains("set from 2 to 3 by Application Auto Scaling"),
+        "{:?}",
+        state(&w).events[0]
+    );
+    // The work spread over 3 tasks is 60 % each: the target. The count stays, and the new task is started.
+    w.advance_to(w.now_ms + 3 * EVALUATION_MS);
+    assert_eq!((state(&w).desired_count, state(&w).running_count), (3, 3));
+
+    // Five times the work: the count goes to max, never beyond.
+    w.set_load("mcp", "docs", LoadSpec { cpu: Some(300), ..LoadSpec::default() }).unwrap();
+    w.advance_to(w.now_ms + 2 * EVALUATION_MS);
+    assert_eq!(state(&w).desired_count, 5);
+
+    // Little work: in, but only after the scale-in cooldown (300 s), and never below min.
+    w.set_load("mcp", "docs", LoadSpec { cpu: Some(1), ..LoadSpec::default() }).unwrap();
+    let t2 = w.now_ms;
+    w.advance_to(t2 + 2 * EVALUATION_MS);
+    assert_eq!(state(&w).desired_count, 2, "the first scale-in has no cooldown to wait for");
+    w.set_load("mcp", "docs", LoadSpec { cpu: Some(100), ..LoadSpec::default() }).unwrap();
+    w.advance_to(w.now_ms + 2 * EVALUATION_MS);
+    assert_eq!(state(&w).desired_count, 4, "out again at once: ceil(200 / 60)");
+}
+
+#[test]
+fn several_policies_scale_out_on_any_and_in_only_on_all() {
+    use crate::render::autoscaling::Metric;
+    let (mut w, _) = world_with_service(4, 200, 100);
+    autoscale(&mut w, 1, 10, &[(Metric::Cpu, 50), (Metric::Memory, 50)]);
+    // CPU wants 2 (100 / 50), memory wants 6 (300 / 50): out to 6.
+    w.set_load("mcp", "docs", LoadSpec { cpu: Some(25), memory: Some(75), requests: None }).unwrap();
+    w.advance_to(w.now_ms + EVALUATION_MS + TICK_MS);
+    assert_eq!(state(&w).desired_count, 6);
+    // Memory drops to what 5 tasks hold but CPU wants 2: in to the larger, 5.
+    w.set_load("mcp", "docs", LoadSpec { cpu: Some(10), memory: Some(40), requests: None }).unwrap();
+    w.advance_to(w.now_ms + EVALUATION_MS + TICK_MS);
+    assert_eq!(state(&w).desired_count, 5);
+}
+
+#[test]
+fn registering_puts_the_count_inside_the_bounds_and_policies_need_a_target() {
+    use crate::render::autoscaling::{self as aas, Metric};
+    let (mut w, _) = world_with_service(9, 200, 100);
+    autoscale(&mut w, 2, 4, &[]);
+    assert_eq!(state(&w).desired_count, 4, "registering clamps an active service's count");
+    assert_eq!(w.describe_scalable_targets(&[aas::resource_id("mcp", "docs"), "service/mcp/x".into()]).len(), 1);
+    w.deregister_scalable_target(&aas::resource_id("mcp", "docs")).unwrap();
+    let err = w.deregister_scalable_target(&aas::resource_id("mcp", "docs")).unwrap_err();
+    assert!(matches!(err, BackendError::NotFound { .. }), "{err:?}");
+    // A policy on an unregistered target: ObjectNotFound; a requests policy needs a real target group's label.
+    let err = w.put_scaling_policy(&docs_policy(Metric::Cpu, 50)).unwrap_err();
+    assert!(matches!(err, BackendError::NotFound { .. }), "{err:?}");
+    w.register_scalable_target(&docs_target(2, 4)).unwrap();
+    let err = w.put_scaling_policy(&docs_policy(Metric::Requests, 500)).unwrap_err();
+    assert!(err.to_string().contains("ALBRequestCountPerTarget needs the resource label"), "{err}");
+    let tg = w
+        .create_target_group(&TargetGroupSpec {
+            name: "docs".into(),
+            health_check_path: "/".into(),
+            target_type: crate::backend::TargetType::Ip,
+            load_balancer: true,
+        })
+        .unwrap();
+    let lb = w.target_groups["docs"].load_balancer_arns[0].clone();
+    let mut requests = docs_policy(Metric::Requests, 500);
+    requests.target_tracking_scaling_policy_configuration.predefined_metric_specification.resource_label =
+        aas::request_count_label(&lb, &tg);
+    w.put_scaling_policy(&requests).unwrap();
+    assert_eq!(w.describe_scaling_policies(&aas::resource_id("mcp", "docs")).len(), 1);
+    // A service that does not exist cannot be registered.
+    let target = aas::ScalableTargetInput {
+        service_namespace: aas::NAMESPACE.into(),
+        resource_id: aas::resource_id("mcp", "gone"),
+        scalable_dimension: aas::DIMENSION.into(),
+        min_capacity: 1,
+        max_capacity: 2,
+    };
+    assert!(matches!(w.register_scalable_target(&target), Err(BackendError::Invalid { .. })));
+}
+
 #[tokio::test]
 async fn running_tasks_have_ids_statuses_and_the_address_of_the_url_their_image_serves() {
     let (mut w, v1) = world_with_service(3, 200, 100);

@@ -12,6 +12,7 @@
 //! deployment circuit breaker fails a rollout after half its desired count of failed tasks (min 3, max 200) and,
 //! with rollback on, sends the service back to the service revision of the last deployment that completed —
 //! silently, as ECS does, and even when that revision runs the same task definition with other networking.
+//! Application Auto Scaling's targets and policies live here too; `sim::scaling` moves the desired counts.
 
 use std::collections::BTreeMap;
 
@@ -248,6 +249,13 @@ pub struct World {
     /// Load balancer ARN → load balancer: the one ALB that routes to the sim's target groups.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub load_balancers: BTreeMap<String, LoadBalancer>,
+    /// Application Auto Scaling's targets, by resource id (`service/<cluster>/<service>`), with their policies;
+    /// absent from older state files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scalable_targets: BTreeMap<String, super::scaling::SimScalableTarget>,
+    /// What `mcpfleet sim load` set, by `cluster/name`: the work a service's metrics come from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loads: BTreeMap<String, super::scaling::Load>,
 }
 
 /// The ALB the sim's target groups are attached to, made with the first one that wants a load balancer.
@@ -291,15 +299,15 @@ impl Default for World {
     }
 }
 
-fn err_invalid(op: Op, message: impl Into<String>) -> BackendError {
+pub(super) fn err_invalid(op: Op, message: impl Into<String>) -> BackendError {
     BackendError::Invalid { operation: op, message: message.into() }
 }
 
-fn err_not_found(op: Op, message: impl Into<String>) -> BackendError {
+pub(super) fn err_not_found(op: Op, message: impl Into<String>) -> BackendError {
     BackendError::NotFound { operation: op, message: message.into() }
 }
 
-fn service_key(cluster: &str, name: &str) -> String {
+pub(super) fn service_key(cluster: &str, name: &str) -> String {
     format!("{cluster}/{name}")
 }
 
@@ -317,6 +325,8 @@ impl World {
             buckets: BTreeMap::new(),
             target_groups: BTreeMap::new(),
             load_balancers: BTreeMap::new(),
+            scalable_targets: BTreeMap::new(),
+            loads: BTreeMap::new(),
         }
     }
 
@@ -848,10 +858,12 @@ impl World {
 
     // ---- the clock ----
 
-    /// Moves the clock to `t`, progressing every deployment tick by tick.
+    /// Moves the clock to `t`, progressing every deployment tick by tick (and, each virtual minute, target
+    /// tracking: see `sim::scaling`).
     pub fn advance_to(&mut self, t: u64) {
         while let Some(next) = self.now_ms.checked_add(TICK_MS).filter(|next| *next <= t) {
             self.now_ms = next;
+            self.autoscale();
             self.tick();
         }
         if t > self.now_ms {
@@ -867,14 +879,20 @@ impl World {
     fn image_of(&self, td_arn: &str) -> Option<SimImage> {
         let td = self.find_task_definition(td_arn)?;
         let image = td.spec.container_definitions.first()?.image.as_str();
-        let (name, digest) = match image.split_once('@') {
-            Some((name, digest)) => (name, digest.to_string()),
+        let (name, tag, digest) = match image.split_once('@') {
+            Some((name, digest)) => (name, None, Some(digest)),
             None => {
                 let (name, tag) = image.rsplit_once(':')?;
-                (name, self.repositories.get(name)?.tags.get(tag)?.clone())
+                (name, Some(tag), None)
             }
         };
-        self.repositories.get(name)?.images.get(&digest).cloned()
+        let Some(repo) = self.repositories.get(name) else { return outside_ecr(image) };
+        let digest = match (digest, tag) {
+            (Some(digest), _) => digest,
+            (None, Some(tag)) => repo.tags.get(tag)?.as_str(),
+            (None, None) => return None,
+        };
+        repo.images.get(digest).cloned()
     }
 
     /// Whether tasks of a task definition pass their health checks, and why not. Behind load balancers (the
@@ -960,7 +978,7 @@ fn arn_without_suffix(arn: &str) -> &str {
     arn.rsplit_once('-').map_or(arn, |(head, tail)| if tail.len() == 6 { head } else { arn })
 }
 
-fn push_event(s: &mut ServiceState, at_ms: u64, message: String) {
+pub(super) fn push_event(s: &mut ServiceState, at_ms: u64, message: String) {
     s.events.insert(0, ServiceEvent { at_ms, message });
     s.events.truncate(MAX_EVENTS);
 }
@@ -1156,4 +1174,21 @@ fn tick_service(
         push_event(&mut svc.state, now, format!("(service {name}) has reached a steady state."));
     }
     started_rollback
+}
+
+/// An image of a registry outside Amazon ECR, as the sim's tasks pull it. The sim has no such registry: the image
+/// was resolved (digest and platforms) through the real one, so its tasks start and pass their health checks on
+/// any architecture; only ECR images are the sim's to make unhealthy, slow or unready (`sim push`).
+fn outside_ecr(image: &str) -> Option<SimImage> {
+    let r = crate::spec::ImageRef::parse(image).ok()?;
+    r.ecr().is_none().then(|| SimImage {
+        platforms: vec![
+            crate::render::CpuArch::Arm64.platform().into(),
+            crate::render::CpuArch::X86_64.platform().into(),
+        ],
+        unhealthy: false,
+        startup_ms: None,
+        unready: false,
+        serves: None,
+    })
 }

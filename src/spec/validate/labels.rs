@@ -9,7 +9,7 @@ use crate::spec::code::Code;
 re!(TAG_CHARS, r"^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$");
 
 /// ECS allows 50 tags a resource; mcpfleet's own take up to 11 (state, and `mcpfleet.io/labels`).
-const MAX_LABELS: usize = 39;
+pub(super) const MAX_LABELS: usize = 39;
 
 pub(super) fn check_labels(ctx: &mut DocCtx, labels: &BTreeMap<String, String>) {
     let base = p(&["metadata", "labels"]);

@@ -29,6 +29,7 @@ macro_rules! re {
     };
 }
 
+mod autoscaling;
 mod env;
 mod expose;
 mod health;
@@ -266,7 +267,8 @@ pub(super) fn check_service(
         task::check_fargate_size(ctx, s.cpu, s.memory);
     }
 
-    let replicas = s.replicas.unwrap_or(1);
+    // With autoscaling, a new service starts with its minimum unless replicas says otherwise.
+    let replicas = s.replicas.or(s.autoscaling.as_ref().map(|a| a.min)).unwrap_or(1);
     task::check_replicas(ctx, replicas);
     if !broken("port") {
         task::check_port(ctx, s.port);
@@ -299,6 +301,9 @@ pub(super) fn check_service(
         roles::check_role(ctx, "executionRoleArn", arn);
     }
     let execution_role_arn = s.execution_role_arn.clone().or_else(|| d.spec.execution_role_arn.clone());
+    if let Some(id) = &s.registry_credentials {
+        secrets::check_registry_credentials(ctx, id, image.as_ref());
+    }
     let task_role_arn = s.task_role_arn.clone().or_else(|| d.spec.task_role_arn.clone());
 
     let network = match (&s.network, &d.spec.network) {
@@ -335,6 +340,7 @@ pub(super) fn check_service(
             ecr_image: image.as_ref().is_some_and(|i| i.ecr().is_some())
                 || (stdio && d.bridge_image.as_ref().is_some_and(|i| i.ecr().is_some())),
             secrets: !secrets.is_empty(),
+            registry_credentials: s.registry_credentials.is_some(),
             awslogs: logging.is_some(),
         };
         roles::require_execution_role(ctx, needs);
@@ -370,7 +376,6 @@ pub(super) fn check_service(
         load_balancers.as_ref().is_ok_and(|l| !l.is_empty()),
         health_check.as_ref().map(|h| h.start_period_secs),
     );
-
     let has_endpoint = match (&load_balancers, &service_connect) {
         (Ok(lbs), Ok(sc)) => Some(!lbs.is_empty() || sc.is_some()),
         _ => None,
@@ -388,6 +393,23 @@ pub(super) fn check_service(
         Err(())
     } else {
         stdio::check(ctx, s, transport, d.bridge_image(), mcp_path)
+    };
+    let scaling = match &s.autoscaling {
+        Some(a) if !broken("autoscaling") => {
+            // A load balancer list that did not parse cannot be judged; one that parsed but has a problem still
+            // says whether there is one.
+            let listed = s.expose.as_ref().is_some_and(|e| !e.load_balancers.is_empty());
+            let around = autoscaling::Context {
+                name,
+                replicas: s.replicas.filter(|_| !broken("replicas")),
+                load_balanced: (!broken("expose")).then_some(listed),
+                labels: doc.metadata.labels.len(),
+                verified: mcp.as_ref().map(|m| m.verified()),
+            };
+            autoscaling::check_autoscaling(ctx, a, &around).map(Some)
+        }
+        Some(_) => Err(()),
+        None => Ok(None),
     };
 
     if ctx.diags.len() > before || !unparsed.is_empty() {
@@ -413,6 +435,12 @@ pub(super) fn check_service(
                     ctx.root.line_of(&at)
                 })
                 .collect(),
+            registry_credentials: ctx.root.line_of(&p(&["spec", "registryCredentials"])),
+            requests_per_target: s
+                .autoscaling
+                .as_ref()
+                .and_then(|a| a.requests_per_target)
+                .map(|_| ctx.root.line_of(&p(&["spec", "autoscaling", "requestsPerTarget"]))),
         },
         cluster,
         image: image?,
@@ -428,6 +456,7 @@ pub(super) fn check_service(
         stop_timeout_secs: u32::try_from(stop_timeout_secs?).ok()?,
         task_role_arn,
         execution_role_arn,
+        registry_credentials: s.registry_credentials.clone(),
         network: ValidNetwork {
             subnets: network.subnets,
             security_groups: network.security_groups,
@@ -443,5 +472,6 @@ pub(super) fn check_service(
         health_check_grace_period_secs: grace_period.ok()?,
         mcp: mcp?,
         stdio: stdio.ok()?,
+        autoscaling: scaling.ok()?,
     })
 }

@@ -1,5 +1,5 @@
 //! IAM roles: the task role the server runs as and the execution role ECS itself uses, which is required as soon
-//! as ECS has to pull from ECR, read a secret or write awslogs.
+//! as ECS has to pull from ECR, read a secret (registry credentials included) or write awslogs.
 
 use super::{DocCtx, fits, p};
 use crate::spec::code::Code;
@@ -21,6 +21,7 @@ pub(super) fn check_role(ctx: &mut DocCtx, field: &'static str, arn: &str) {
 pub(super) struct ExecutionNeeds {
     pub ecr_image: bool,
     pub secrets: bool,
+    pub registry_credentials: bool,
     pub awslogs: bool,
 }
 
@@ -30,6 +31,8 @@ pub(super) fn require_execution_role(ctx: &mut DocCtx, needs: ExecutionNeeds) {
         "to pull an ECR image"
     } else if needs.secrets {
         "to read secrets"
+    } else if needs.registry_credentials {
+        "to read the registry credentials"
     } else if needs.awslogs {
         "to write awslogs"
     } else {

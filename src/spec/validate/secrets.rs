@@ -1,11 +1,13 @@
-//! `spec.secrets`: Secrets Manager references by name or ARN, with an optional JSON key and version. Whether each
-//! exists is asked of AWS later, by `reconcile::resolve`.
+//! `spec.secrets`: Secrets Manager references by name or ARN, with an optional JSON key and version; and
+//! `spec.registryCredentials`, the secret ECS pulls a private registry's image with. Whether each exists is asked
+//! of AWS later, by `reconcile::resolve`.
 
 use std::collections::BTreeMap;
 
 use super::env::{BAD_ENV_NAME, is_env_name};
 use super::{DocCtx, fits, p, with};
 use crate::spec::code::Code;
+use crate::spec::image::ImageRef;
 use crate::spec::types::SecretSource;
 use crate::spec::valid::SecretRef;
 
@@ -42,29 +44,7 @@ pub(super) fn check_secrets(
             },
         };
         let field = if matches!(source, SecretSource::Ref(_)) { with(&at, "secret") } else { at.clone() };
-        let id = &r.secret;
-        if id.starts_with("arn:") {
-            if id.contains(":ssm:") {
-                ctx.err(
-                    Code::SecretSsm,
-                    &field,
-                    "SSM parameters are not supported; reference a Secrets Manager secret",
-                );
-            } else if !fits(&SECRET_ARN, id, 2048) {
-                let hint = if id.matches(':').count() > 6 {
-                    " (for a JSON key or version use {secret, key, versionStage})"
-                } else {
-                    ""
-                };
-                ctx.err(Code::SecretArn, &field, format!("`{id}` is not a Secrets Manager secret ARN{hint}"));
-            }
-        } else if !fits(&SECRET_NAME, id, 512) {
-            ctx.err(
-                Code::SecretName,
-                &field,
-                format!("`{id}` is not a secret name (1-512 of letters, digits and `/_+=.@-`)"),
-            );
-        }
+        check_secret_id(ctx, &field, &r.secret, true);
         if let Some(key) = &r.key
             && (key.is_empty() || key.contains(':'))
         {
@@ -86,4 +66,47 @@ pub(super) fn check_secrets(
         out.insert(name.clone(), r);
     }
     out
+}
+
+/// A Secrets Manager secret's name or ARN at `field`; `keyed`: the field's form has a place for a JSON key and
+/// version, worth pointing at when they were written into the ARN.
+fn check_secret_id(ctx: &mut DocCtx, field: &[crate::spec::yaml::Seg], id: &str, keyed: bool) {
+    if id.starts_with("arn:") {
+        if id.contains(":ssm:") {
+            ctx.err(Code::SecretSsm, field, "SSM parameters are not supported; reference a Secrets Manager secret");
+        } else if !fits(&SECRET_ARN, id, 2048) {
+            let hint = if keyed && id.matches(':').count() > 6 {
+                " (for a JSON key or version use {secret, key, versionStage})"
+            } else {
+                ""
+            };
+            ctx.err(Code::SecretArn, field, format!("`{id}` is not a Secrets Manager secret ARN{hint}"));
+        }
+    } else if !fits(&SECRET_NAME, id, 512) {
+        ctx.err(
+            Code::SecretName,
+            field,
+            format!("`{id}` is not a secret name (1-512 of letters, digits and `/_+=.@-`)"),
+        );
+    }
+}
+
+/// `spec.registryCredentials`: a secret name or ARN, for an image outside Amazon ECR (ECS pulls ECR images with
+/// the execution role and takes no repository credentials for them).
+pub(super) fn check_registry_credentials(ctx: &mut DocCtx, id: &str, image: Option<&ImageRef>) {
+    let field = p(&["spec", "registryCredentials"]);
+    check_secret_id(ctx, &field, id, false);
+    if let Some(image) = image
+        && image.ecr().is_some()
+    {
+        ctx.err(
+            Code::RegistryCredentialsEcr,
+            &field,
+            format!(
+                "`{}` is in Amazon ECR, which ECS pulls from with the execution role; registryCredentials are for \
+                 private registries outside ECR",
+                image.name()
+            ),
+        );
+    }
 }

@@ -4,9 +4,10 @@
 //! MCP path must agree with.
 //!
 //! `command` is required for now. Its natural default is the image's own `Entrypoint` + `Cmd`, which only the
-//! registry knows: once images are resolved through the OCI distribution API, make [`ValidStdio::command`]
-//! optional here (drop [`Code::StdioCommandMissing`] for a service without one) and fill it in
-//! `reconcile::resolve` from the image config, before render.
+//! registry knows. The hook: the registry client (`backend::registry`) already reads a single manifest's config
+//! blob (for its platform); reading `config.Entrypoint` and `config.Cmd` there, for the platform the service runs
+//! on, lets resolution default it. Then make [`ValidStdio::command`] optional here (no [`Code::StdioCommandMissing`]
+//! for a service without one) and fill it in `reconcile::resolve` from the image config, before render.
 
 use super::{DocCtx, p, seconds, with};
 use crate::spec::code::Code;
