@@ -365,6 +365,12 @@ async fn what_the_bridge_cannot_take_is_refused_with_a_reason() {
         )
         .await;
     assert_eq!((bare.status, bare.answer()["error"]["code"].as_i64()), (400, Some(-32602)));
+    // A tools/call whose Mcp-Name header names another tool than its body.
+    let body =
+        common::bridge::stateless(json!(3), "tools/call", json!({"name": "echo", "arguments": {"message": "x"}}));
+    let headers = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "crash")];
+    let renamed = bridge.post(&body, &headers).await;
+    assert_eq!((renamed.status, renamed.answer()["error"]["code"].as_i64()), (400, Some(-32020)), "{renamed:?}");
     // A method the server lacks: its own error, with the revision's status.
     let missing = bridge.call_stateless(json!(2), "no/such/method", json!({})).await;
     assert_eq!((missing.status, missing.answer()["error"]["code"].as_i64()), (404, Some(-32601)), "{missing:?}");

@@ -192,8 +192,13 @@ impl Bridge {
 
     /// A stateless request (2026-07-28), with the envelope and headers the revision requires.
     pub async fn call_stateless(&self, id: Value, method: &str, params: Value) -> Answer {
-        self.post(&stateless(id, method, params), &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)])
-            .await
+        // A tools/call names its tool in Mcp-Name too.
+        let name = params.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)];
+        if !name.is_empty() {
+            headers.push(("mcp-name", &name));
+        }
+        self.post(&stateless(id, method, params), &headers).await
     }
 }
 
