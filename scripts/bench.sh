@@ -9,11 +9,33 @@
 #                                 for 100, time from a manifest edit to the write
 #   scripts/bench.sh bridge       `mcpfleet bridge`: tools/call round trips through it vs the same Python server over
 #                                 streamable HTTP (1 and 32 clients), its RSS with 32 per-session sessions
-#   scripts/bench.sh              all four
+#   scripts/bench.sh size         size of the shipped binary (built as the Dockerfile builds it, stripped by the
+#                                 release profile); fails over 25,000,000 bytes
+#   scripts/bench.sh              all five
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
 [ $# -gt 0 ] && shift
+
+# The binary alone, as the Dockerfile builds it: with an example in the same build, cargo would add the
+# dev-dependencies' features (the SDKs' test-util) and measure a binary that is not the one shipped.
+size_check() {
+  local limit=25000000
+  cargo build --quiet --release --locked --bin mcpfleet
+  local bin=target/release/mcpfleet bytes
+  bytes=$(wc -c < "$bin" | tr -d ' ')
+  awk -v f="$bin" -v b="$bytes" -v l="$limit" 'BEGIN {
+    printf "%s: %d bytes (%.2f MiB, %.2f MB); limit %d bytes, headroom %d bytes (%.2f MiB)\n",
+      f, b, b / 1048576, b / 1e6, l, l - b, (l - b) / 1048576 }'
+  if [ "$bytes" -gt "$limit" ]; then
+    echo "size: the release binary is over the limit of $limit bytes" >&2
+    return 1
+  fi
+}
+case "$mode" in
+  size) size_check; exit ;;
+  all) size_check ;;
+esac
 cargo build --quiet --release --locked --bin mcpfleet --example fleet_gen --example bridge_bench
 bin=$PWD/target/release/mcpfleet
 gen=$PWD/target/release/examples/fleet_gen
@@ -65,5 +87,5 @@ case "$mode" in
   controller) controller_bench ;;
   bridge) bridge_bench ;;
   all) sim_bench; moto_bench; controller_bench; bridge_bench ;;
-  *) echo "usage: scripts/bench.sh [sim [N…] | moto | controller | bridge]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [size | sim [N…] | moto | controller | bridge]" >&2; exit 2 ;;
 esac
