@@ -10,6 +10,7 @@
 //! Pure: no async, no I/O.
 
 pub mod networking;
+pub mod secrets;
 
 use std::fmt;
 

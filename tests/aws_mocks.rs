@@ -190,6 +190,7 @@ fn target(name: &str, rev: &str, deadline_ms: u64) -> mcpfleet::reconcile::watch
         task_definition: format!("arn:aws:ecs:us-east-1:123456789012:task-definition/{name}:{rev}"),
         networking: None,
         deadline_ms,
+        restart: None,
     }
 }
 
@@ -705,6 +706,7 @@ fn updated_outcome() -> Vec<ServiceOutcome> {
         outcome: Outcome::Updated,
         task_definition: Some(td_arn(SVC, 4)),
         message: "updated".into(),
+        restart: None,
     }]
 }
 
@@ -969,9 +971,9 @@ async fn throttled_secret_resolution_is_retried_until_it_succeeds() {
         .resolve(&["prod/openai".into(), "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db".into()])
         .await
         .unwrap();
-    assert_eq!(out["prod/openai"], format!("{ARN}1"));
+    assert_eq!(out["prod/openai"].arn, format!("{ARN}1"));
     assert_eq!(
-        out["arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db"], ARN,
+        out["arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db"].arn, ARN,
         "a partial ARN resolves via DescribeSecret"
     );
     assert_eq!(limits.retries()[mcpfleet::backend::limits::OP_RESOLVE_SECRETS], 3);
@@ -1114,6 +1116,7 @@ async fn converging_an_update_sends_tag_propagation() {
             propagate_tags: "SERVICE".into(),
             enable_ecs_managed_tags: true,
         }),
+        force_new_deployment: false,
     };
     ecs.update_service(&update).await.unwrap();
     assert_eq!(rule.num_calls(), 1);

@@ -264,6 +264,7 @@ async fn the_watcher_describes_services_in_flight_ten_at_a_time() {
             task_definition: o.task_definition.clone().unwrap(),
             networking: None,
             deadline_ms: u64::MAX,
+            restart: None,
         })
         .collect();
     let counting = Counting(recorder.clone());

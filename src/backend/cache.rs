@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{BackendError, Clock, ImageInfo, ImageSelector, Images, LoadBalancer, Secrets, TargetGroup, TargetGroups};
+use super::{
+    BackendError, Clock, ImageInfo, ImageSelector, Images, LoadBalancer, SecretInfo, Secrets, TargetGroup, TargetGroups,
+};
 
 struct Entry<T> {
     value: T,
@@ -115,11 +117,12 @@ impl Images for CachedImages {
     }
 }
 
-/// [`Secrets`] with a TTL cache per name or ARN.
+/// [`Secrets`] with a TTL cache per name or ARN. The versions' stages are cached with the ARN: a rotation is seen
+/// at the latest `ttl` after it happened (the controller's `--cache-ttl`).
 pub struct CachedSecrets {
     inner: Arc<dyn Secrets>,
     clock: Arc<dyn Clock>,
-    cache: TtlMap<String, String>,
+    cache: TtlMap<String, SecretInfo>,
 }
 
 impl CachedSecrets {
@@ -135,7 +138,7 @@ impl CachedSecrets {
 
 #[async_trait]
 impl Secrets for CachedSecrets {
-    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
+    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, SecretInfo>, BackendError> {
         let fetch = |missing: Vec<String>| async move { self.inner.resolve(&missing).await };
         self.cache.through(self.clock.now_ms(), ids, String::clone, fetch).await
     }

@@ -33,7 +33,7 @@ use backoff::backoff::Backoff;
 
 use super::op::Counts;
 use super::{
-    Autoscaling, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Op, Secrets,
+    Autoscaling, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Op, SecretInfo, Secrets,
     ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage, TdStatus,
 };
 use super::{ScalableTarget, ScalingPolicy};
@@ -404,7 +404,7 @@ struct LimitedSecrets {
 
 #[async_trait]
 impl Secrets for LimitedSecrets {
-    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
+    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, SecretInfo>, BackendError> {
         self.limits.run(Op::ResolveSecrets, || self.inner.resolve(ids)).await
     }
 }

@@ -278,6 +278,9 @@ pub struct ServiceUpdate {
     /// How the service tags its tasks; a service converged by an update propagates tags as one created from the
     /// same input does.
     pub tagging: Option<TagPropagation>,
+    /// Start a new deployment even when nothing else changes (`forceNewDeployment`): the tasks are replaced and
+    /// read their secrets again.
+    pub force_new_deployment: bool,
 }
 
 /// How a service tags its tasks (CreateService/UpdateService `propagateTags` and `enableECSManagedTags`).
@@ -312,6 +315,7 @@ impl ServiceUpdate {
             load_balancers: None,
             health_check_grace_period_seconds: None,
             tagging: None,
+            force_new_deployment: false,
         }
     }
 
@@ -345,6 +349,7 @@ impl ServiceUpdate {
             load_balancers,
             health_check_grace_period_seconds,
             tagging: Some(TagPropagation::of(input)),
+            force_new_deployment: false,
         }
     }
 }
@@ -591,11 +596,45 @@ pub trait Images: Send + Sync {
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError>;
 }
 
-/// A secret store. Secret values are never read: only names and ARNs.
+/// The stage every secret reference reads unless it names another (`versionStage`) or pins a `versionId`.
+pub const AWSCURRENT: &str = "AWSCURRENT";
+
+/// A secret as the store describes it: its full ARN and which version holds each staging label (from ListSecrets'
+/// `SecretVersionsToStages` or DescribeSecret's `VersionIdsToStages`). Never its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretInfo {
+    pub arn: String,
+    /// Staging label (`AWSCURRENT`, `AWSPREVIOUS`, a custom one) → the version id that holds it.
+    pub stages: BTreeMap<String, String>,
+}
+
+impl SecretInfo {
+    /// A secret whose answer listed no versions (an emulator or an old state file): its ARN alone.
+    pub fn arn_only(arn: impl Into<String>) -> SecretInfo {
+        SecretInfo { arn: arn.into(), stages: BTreeMap::new() }
+    }
+
+    /// Builds the stage map from a version id → stages answer.
+    pub fn from_versions<'a>(
+        arn: impl Into<String>,
+        versions: impl IntoIterator<Item = (&'a str, impl IntoIterator<Item = &'a str>)>,
+    ) -> SecretInfo {
+        let mut stages = BTreeMap::new();
+        for (version, labels) in versions {
+            for label in labels {
+                stages.insert(label.to_string(), version.to_string());
+            }
+        }
+        SecretInfo { arn: arn.into(), stages }
+    }
+}
+
+/// A secret store. Secret values are never read: only names, ARNs and which version holds which stage.
 #[async_trait]
 pub trait Secrets: Send + Sync {
-    /// Resolves secret names or ARNs to full ARNs. Unknown ones are absent from the answer.
-    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError>;
+    /// Resolves secret names or ARNs to full ARNs and their versions' stages. Unknown ones are absent from the
+    /// answer.
+    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, SecretInfo>, BackendError>;
 }
 
 /// At most this many names or ARNs per DescribeTargetGroups or DescribeLoadBalancers request (ELBv2's limit, and

@@ -1,7 +1,9 @@
 //! `mcpfleet apply`: plan, then converge; with `--wait`, watch the rollouts.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use mcpfleet::plan::{Plan, PlanReason};
 use mcpfleet::reconcile::verify::{GatePorts, McpProber};
 use mcpfleet::reconcile::{self, ApplyOptions, Outcome, settle};
 use mcpfleet::state::short as short_td;
@@ -33,6 +35,10 @@ pub struct Args {
     /// Services converged at the same time (at least 1).
     #[arg(long, default_value_t = 8, value_parser = super::parse_concurrency)]
     pub concurrency: usize,
+    /// Restarts for rotated secrets in flight at once (at least 1); with --wait, the next ones start once earlier
+    /// ones completed, without --wait they are left to the next apply (or the controller).
+    #[arg(long, default_value_t = reconcile::rotation::DEFAULT_CONCURRENCY, value_parser = super::parse_concurrency)]
+    pub rotation_concurrency: usize,
     /// `json` prints {"services": [{name, cluster, outcome, taskDefinition, message}], "warnings": [...]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -59,7 +65,10 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         observed = prepared.observe().await?;
     }
     let opts = reconcile::PlanOptions { retry_failed: args.retry_failed, changes: false };
-    let plan = reconcile::plan_fleet_with(desired, &observed, ecs, opts).await?;
+    let plan_opts = reconcile::PlanOptions { retry_failed: args.retry_failed, changes: false };
+    let mut plan = reconcile::plan_fleet_with(desired, &observed, ecs, opts).await?;
+    let room = args.rotation_concurrency.saturating_sub(reconcile::rotation::in_flight(&observed));
+    reconcile::rotation::spread(&mut plan, room);
     let opts = ApplyOptions {
         prune: args.prune,
         concurrency: args.concurrency,
@@ -69,10 +78,41 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut outcomes = reconcile::apply(desired, &plan, &observed, ecs, &opts, &progress).await;
     let found_failed = settle::report_found(&found, &mut outcomes);
 
-    let waited = match wait {
+    let started = clock.now_ms();
+    let mut waited = match wait {
         Some(timeout) => settle::settle_apply(ports, desired, &found, &mut outcomes, timeout, &progress).await?,
         None => settle::Waited::default(),
     };
+    // Restarts beyond --rotation-concurrency: each wave once the one before completed; none after a failure.
+    let mut deferred = deferred_restarts(&plan);
+    while let Some(timeout) = wait
+        && !deferred.is_empty()
+    {
+        if waited.failed || waited.timed_out {
+            for o in outcomes.iter_mut().filter(|o| deferred.contains(&(o.cluster.clone(), o.name.clone()))) {
+                o.message = "a secret it reads rotated; restart not started: an earlier restart failed or is still \
+                             in flight (the next apply or the controller starts it)"
+                    .into();
+            }
+            break;
+        }
+        let left = timeout.saturating_sub(Duration::from_millis(clock.now_ms().saturating_sub(started)));
+        observed = prepared.observe().await?;
+        let mut next = reconcile::plan_fleet_with(desired, &observed, ecs, plan_opts).await?;
+        next.services.retain(|p| deferred.contains(&(p.cluster.clone(), p.name.clone())));
+        reconcile::rotation::spread(&mut next, args.rotation_concurrency);
+        deferred = deferred_restarts(&next);
+        let mut wave = reconcile::apply(desired, &next, &observed, ecs, &opts, &progress).await;
+        let more = settle::settle_apply(ports, desired, &Default::default(), &mut wave, left, &progress).await?;
+        waited.failed |= more.failed;
+        waited.timed_out |= more.timed_out;
+        waited.warnings.extend(more.warnings);
+        for w in wave {
+            if let Some(o) = outcomes.iter_mut().find(|o| o.cluster == w.cluster && o.name == w.name) {
+                *o = w;
+            }
+        }
+    }
     if args.wait && args.prune {
         reconcile::delete_replaced(ecs, &plan, &mut outcomes, &opts, &progress).await?;
     }
@@ -101,7 +141,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             }
         }
     }
-    if outcomes.iter().any(|o| o.outcome == Outcome::Failed && !o.message.starts_with("rollout failed")) {
+    let rollout_failed = |m: &str| m.starts_with("rollout failed") || m.starts_with(settle::RESTART_FAILED);
+    if outcomes.iter().any(|o| o.outcome == Outcome::Failed && !rollout_failed(&o.message)) {
         return Ok(EXIT_ERROR);
     }
     Ok(if waited.failed || found_failed {
@@ -111,4 +152,10 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// The services a plan defers the restart of (see [`reconcile::rotation::spread`]).
+fn deferred_restarts(plan: &Plan) -> BTreeSet<(String, String)> {
+    let deferred = plan.services.iter().filter(|p| p.reason == Some(PlanReason::RestartDeferred));
+    deferred.map(|p| (p.cluster.clone(), p.name.clone())).collect()
 }

@@ -62,13 +62,17 @@ pub fn render_plan(plan: &Plan, colour: bool) -> String {
     for s in &plan.services {
         let (mark, code, word) = match s.action {
             Action::Create => ("+", "32", "create"),
+            Action::Update if s.reason == Some(PlanReason::SecretRotated) => ("~", "33", "restart"),
             Action::Update => ("~", "33", "update"),
             Action::Delete => ("-", "31", "delete"),
             Action::Orphan => ("-", "2", "would be deleted with --prune"),
             Action::Noop => ("=", "2", "no change"),
         };
         let mut line = format!("{} {} ({}): {word}", paint(code, mark), s.name, s.cluster);
-        if let Some(r) = s.reason.as_ref().filter(|r| **r != PlanReason::KeptWithoutPrune) {
+        if !s.rotated.is_empty() {
+            let rotated: Vec<String> = s.rotated.iter().map(ToString::to_string).collect();
+            line.push_str(&format!(" - {}", rotated.join(", ")));
+        } else if let Some(r) = s.reason.as_ref().filter(|r| **r != PlanReason::KeptWithoutPrune) {
             line.push_str(&format!(" - {r}"));
         }
         out.push_str(&line);
@@ -110,6 +114,7 @@ mod tests {
             reason,
             replaced_by: None,
             scaling,
+            rotated: vec![],
         }
     }
 

@@ -53,7 +53,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             println!("{}: rolling back from {from} to {to}", state.name);
             Ok(EXIT_OK)
         }
-        Some(Settled::Completed { .. }) => {
+        // A rollback's target carries no restart: settling it never says restarted.
+        Some(Settled::Completed { .. } | Settled::Restarted) => {
             println!("{}: rolled back from {from} to {to}", state.name);
             Ok(EXIT_OK)
         }
@@ -62,7 +63,10 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             Ok(EXIT_STILL_ROLLING_OUT)
         }
         Some(
-            Settled::RollbackFailed { reason } | Settled::Held { reason, .. } | Settled::RolledBack { reason, .. },
+            Settled::RollbackFailed { reason }
+            | Settled::Held { reason, .. }
+            | Settled::RolledBack { reason, .. }
+            | Settled::RestartFailed { reason },
         ) => {
             println!("{}: the rollback to {to} failed: {reason}", state.name);
             Ok(EXIT_ROLLOUT_FAILED)

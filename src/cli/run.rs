@@ -43,6 +43,9 @@ pub struct Args {
     /// is reported (metrics, log, /readyz), never rolled back.
     #[arg(long, default_value = "5m", value_parser = parse_interval)]
     pub probe_interval: Duration,
+    /// Restarts for rotated secrets in flight at once (at least 1): the next start once earlier ones completed.
+    #[arg(long, default_value_t = mcpfleet::reconcile::rotation::DEFAULT_CONCURRENCY, value_parser = super::parse_concurrency)]
+    pub rotation_concurrency: usize,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
@@ -78,6 +81,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         sim_speed: args.sim_speed,
         cache_ttl: args.cache_ttl,
         probe_interval: args.probe_interval,
+        rotation_concurrency: args.rotation_concurrency,
     };
     let controller = Controller::new(
         opts,

@@ -33,8 +33,18 @@ pub enum Command {
         #[arg(long, value_name = "URL", value_parser = ServedUrl::parse)]
         serves: Option<ServedUrl>,
     },
-    /// Create a secret and print its ARN (NAME plus a 6-character suffix, as AWS does).
-    Secret { name: String },
+    /// Create a secret and print its ARN (NAME plus a 6-character suffix, as AWS does); with --rotate, move its
+    /// AWSCURRENT stage to a new version (AWSPREVIOUS to the old one) and print both version ids.
+    Secret {
+        name: String,
+        /// Rotate the secret (it must exist): a new version holds AWSCURRENT, as PutSecretValue or a rotation does.
+        #[arg(long)]
+        rotate: bool,
+        /// With --rotate: the new value breaks the services that read it: their tasks started from now on fail
+        /// at start (until the secret is rotated again without --breaks).
+        #[arg(long, requires = "rotate")]
+        breaks: bool,
+    },
     /// Create an ELB target group (HTTP) and print its ARN; unless --no-load-balancer, the sim's ALB routes to it.
     TargetGroup {
         /// 1 to 32 letters, digits and hyphens.
@@ -135,9 +145,14 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
                 serves.as_ref().map(|s| format!(", serves {}", s.as_str())).unwrap_or_default()
             );
         }
-        Command::Secret { name } => {
+        Command::Secret { name, rotate: false, .. } => {
             let arn = sim.with_world(true, |w| w.create_secret(name))?;
             println!("{arn}");
+        }
+        Command::Secret { name, rotate: true, breaks } => {
+            let (old, new) = sim.with_world(true, |w| w.rotate_secret(name, *breaks))?.map_err(anyhow::Error::msg)?;
+            let broken = if *breaks { " (tasks started from now on that read it fail at start)" } else { "" };
+            println!("{name}: AWSCURRENT {old} -> {new}{broken}");
         }
         Command::TargetGroup { name, health_path, target_type, no_load_balancer } => {
             let spec = TargetGroupSpec {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::Shared;
 use crate::backend::{
     Autoscaling, BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, ScalableTarget,
-    ScalingPolicy, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
+    ScalingPolicy, SecretInfo, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
     TaskPage, TdStatus,
 };
 use crate::render::autoscaling::{ScalableTargetInput, ScalingPolicyInput};
@@ -99,7 +99,7 @@ impl Images for Beating<dyn Images> {
 
 #[async_trait]
 impl Secrets for Beating<dyn Secrets> {
-    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
+    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, SecretInfo>, BackendError> {
         self.beat(self.inner.resolve(ids).await)
     }
 }

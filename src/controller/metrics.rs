@@ -71,6 +71,8 @@ pub struct Metrics {
     pub drift_corrections: Counter,
     /// Automatic rollbacks by outcome: started, failed (the last good revision did not come back either).
     pub rollbacks: Family<OutcomeLabel, Counter>,
+    /// Restarts for rotated secrets by outcome: started, completed, failed (not rolled back, not retried).
+    pub secret_restarts: Family<OutcomeLabel, Counter>,
     /// Failed service reconciles (and failed observe passes) by the kind of error: throttled, aws_4xx, spec,
     /// transient; the kind decides the backoff.
     pub reconcile_errors: Family<KindLabel, Counter>,
@@ -97,6 +99,7 @@ impl Metrics {
             reconciles: Family::default(),
             drift_corrections: Counter::default(),
             rollbacks: Family::default(),
+            secret_restarts: Family::default(),
             reconcile_errors: Family::default(),
             api_requests: Family::default(),
             api_throttles: Family::default(),
@@ -116,6 +119,11 @@ impl Metrics {
             "rollbacks",
             "Rollbacks of failed rollouts to the last good revision, by outcome (started, failed)",
             m.rollbacks.clone(),
+        );
+        registry.register(
+            "secret_restarts",
+            "Restarts of services whose secret rotated, by outcome (started, completed, failed)",
+            m.secret_restarts.clone(),
         );
         registry.register(
             "reconcile_errors",
@@ -147,6 +155,9 @@ impl Metrics {
         for outcome in ["started", "failed"] {
             let _ = m.rollbacks.get_or_create(&OutcomeLabel { outcome: outcome.into() });
         }
+        for outcome in ["started", "completed", "failed"] {
+            let _ = m.secret_restarts.get_or_create(&OutcomeLabel { outcome: outcome.into() });
+        }
         for kind in ErrorKind::ALL {
             let _ = m.reconcile_errors.get_or_create(&KindLabel { kind: kind.as_str().into() });
         }
@@ -163,6 +174,10 @@ impl Metrics {
 
     pub fn rollback(&self, outcome: &str) {
         self.rollbacks.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+    }
+
+    pub fn secret_restart(&self, outcome: &str) {
+        self.secret_restarts.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
     }
 
     /// The OpenMetrics text of every metric.

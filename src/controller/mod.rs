@@ -63,6 +63,8 @@ pub struct Options {
     pub cache_ttl: Duration,
     /// Time between probes of a verified service's MCP server outside rollouts.
     pub probe_interval: Duration,
+    /// Restarts for rotated secrets in flight at once, across the fleet (`--rotation-concurrency`).
+    pub rotation_concurrency: usize,
 }
 
 /// The reconcile loop.
@@ -323,7 +325,9 @@ impl Controller {
             self.schedule.record(&(d.ecs.cluster.clone(), d.ecs.name.clone()), Action::Requeue(FAST), started);
         }
 
-        let plan = self.plan(&desired, &observed, &busy).await;
+        let mut plan = self.plan(&desired, &observed, &busy).await;
+        let room = self.opts.rotation_concurrency.saturating_sub(reconcile::rotation::in_flight(&observed));
+        reconcile::rotation::spread(&mut plan, room);
         // A held spec (its rollout failed) is settled, on its last good revision or on the failed deployment, but
         // it is not what the manifest asks for: the service counts as failed until the spec changes. (A failed
         // rollback is counted as failed already.)
@@ -409,6 +413,10 @@ impl Controller {
             if p.reason == Some(PlanReason::Drift) {
                 self.shared.metrics.drift_corrections.inc();
                 warn!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), changes = ?p.changes.iter().map(|c| &c.path).collect::<Vec<_>>(), "drift corrected");
+            }
+            if let Some(deployment) = &o.restart {
+                self.shared.metrics.secret_restart("started");
+                info!(service = %o.name, cluster = %o.cluster, deployment, reason = %o.message, "restarting for a rotated secret");
             }
             info!(service = %o.name, cluster = %o.cluster, revision = o.task_definition.as_deref().unwrap_or("-"), outcome, "reconciled");
         }

@@ -134,6 +134,15 @@ impl Controller {
             settle::Settled::Held { reason, .. } => {
                 error!(service, cluster, revision = %td, reason, "rollout failed; not retried until the spec changes");
             }
+            settle::Settled::Restarted => {
+                self.shared.metrics.secret_restart("completed");
+                info!(service, cluster, revision = %td, "restart for a rotated secret completed");
+            }
+            settle::Settled::RestartFailed { reason } => {
+                self.shared.metrics.secret_restart("failed");
+                let message = settle::restart_failed_message(&reason);
+                error!(service, cluster, revision = %td, reason = %message, "restart for a rotated secret failed; the service needs attention");
+            }
             settle::Settled::Waiting => {}
         }
         Ok(false)

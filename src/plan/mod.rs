@@ -20,6 +20,7 @@ use crate::render::autoscaling as scaling_docs;
 use crate::render::ecs::{EcsService, ServiceInput, transport_of};
 use crate::render::json_of;
 use crate::state::networking::{as_set, network_as_sets, service_connect_as_sets};
+use crate::state::secrets::{self, Rotated};
 use crate::state::{self, ServiceTags, TAG_TASK_DEFINITION};
 
 /// What will happen to a service.
@@ -60,6 +61,9 @@ pub struct ServicePlan {
     /// What converging the service's autoscaling takes (its changes are among `changes`).
     #[serde(skip)]
     pub scaling: scaling::ScalingSteps,
+    /// For a restart ([`PlanReason::SecretRotated`]): the secrets whose version changed since the tasks started.
+    #[serde(rename = "rotatedSecrets", skip_serializing_if = "Vec::is_empty")]
+    pub rotated: Vec<Rotated>,
 }
 
 /// Why a service's action was chosen, when it is not obvious. Shown (and serialized) as a sentence.
@@ -75,6 +79,11 @@ pub enum PlanReason {
     KeptWithoutPrune,
     /// A service another one replaces (a move or a rename): deleted once its successor is healthy.
     Replaced(moves::Successor),
+    /// A secret the service reads rotated since its tasks started: a new deployment of the same revision restarts
+    /// them (the secrets are the plan's `rotated`).
+    SecretRotated,
+    /// A restart for a rotated secret waits: as many restarts as `--rotation-concurrency` allows are in flight.
+    RestartDeferred,
 }
 
 impl PlanReason {
@@ -87,6 +96,10 @@ impl PlanReason {
             }
             PlanReason::Orphan => "managed by mcpfleet and no longer in the manifests",
             PlanReason::KeptWithoutPrune => "not in the manifests; would be deleted with --prune",
+            PlanReason::SecretRotated => "a secret it reads rotated since its tasks started",
+            PlanReason::RestartDeferred => {
+                "a secret it reads rotated; restart deferred until earlier restarts complete (--rotation-concurrency)"
+            }
             PlanReason::Replaced(_) => return None,
         })
     }
@@ -104,7 +117,11 @@ impl std::fmt::Display for PlanReason {
 
 impl Serialize for PlanReason {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self {
+            // A word a program can match on; the secrets are the plan's `rotatedSecrets`.
+            PlanReason::SecretRotated => s.serialize_str("secretRotated"),
+            _ => s.collect_str(self),
+        }
     }
 }
 
@@ -240,6 +257,7 @@ pub fn plan_service_with(
         reason: None,
         replaced_by: None,
         scaling: scaling::ScalingSteps::default(),
+        rotated: vec![],
     };
     let Some(obs) = observed.filter(|o| o.is_active()) else { return plan };
     let hash = spec_hash_of(desired);
@@ -249,6 +267,11 @@ pub fn plan_service_with(
     if observed_hash == Some(hash) && drifted.is_empty() {
         plan.action = if relabel.is_empty() { Action::Noop } else { Action::Update };
         plan.changes = relabel;
+        plan.rotated = restarts(desired, obs);
+        if !plan.rotated.is_empty() {
+            plan.action = Action::Update;
+            plan.reason = Some(PlanReason::SecretRotated);
+        }
         return plan;
     }
     if !retry_failed && state::holds(obs, hash, state::applied_networking(obs, Some(desired)).as_ref()) {
@@ -282,6 +305,15 @@ pub fn plan_service_with(
     changes.extend(relabel);
     plan.changes = changes;
     plan
+}
+
+/// The secrets whose rotation restarts a converged service: those whose version changed since its tasks started
+/// (as its tags record), unless it ignores rotations (`secretRotation: ignore`).
+pub fn restarts(desired: &EcsService, observed: &ServiceState) -> Vec<Rotated> {
+    if !desired.secrets.restarts() {
+        return vec![];
+    }
+    secrets::rotated_on(&desired.secrets.used, observed)
 }
 
 /// Adds the autoscaling steps and changes of a service to its plan (see [`scaling::plan`]): a service whose ECS
@@ -344,6 +376,7 @@ pub fn plan_deletes<'a, 'd>(
             reason: Some(PlanReason::Orphan),
             replaced_by: None,
             scaling: scaling::ScalingSteps::default(),
+            rotated: vec![],
         })
         .collect()
 }

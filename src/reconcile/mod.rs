@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod resolve;
 pub mod retention;
 pub mod rollout;
+pub mod rotation;
 pub mod scaling;
 pub mod settle;
 pub mod verify;
@@ -272,6 +273,10 @@ pub struct ServiceOutcome {
     pub outcome: Outcome,
     pub task_definition: Option<String>,
     pub message: String,
+    /// The deployment a secret rotation's restart started (see [`crate::state::secrets`]): watched like a rollout,
+    /// but its failure rolls nothing back and holds nothing.
+    #[serde(skip)]
+    pub restart: Option<String>,
 }
 
 /// How apply runs.
@@ -334,6 +339,7 @@ pub async fn apply(
                     outcome: Outcome::Failed,
                     task_definition: None,
                     message: e.to_string(),
+                    restart: None,
                 }
             })
         }
@@ -388,9 +394,11 @@ pub async fn apply_one(
             outcome: Outcome::Unchanged,
             task_definition: obs.map(|o| o.task_definition.clone()),
             message: "skipped: shutting down".into(),
+            restart: None,
         });
     }
     let reason = || p.reason.as_ref().map(|r| r.to_string());
+    let mut restart = None;
     let (outcome, task_definition, message) = match (p.action, d) {
         (Action::Noop, _) => (Outcome::Unchanged, obs.map(|o| o.task_definition.clone()), reason().unwrap_or_default()),
         (Action::Orphan, _) => (Outcome::Unchanged, None, KEPT_ORPHAN.into()),
@@ -409,6 +417,13 @@ pub async fn apply_one(
             let (td, arn) = converge(ecs, d, None, progress).await?;
             run_scaling(p, Some(&arn), ecs, opts, progress).await?;
             (Outcome::Created, Some(td), "created".into())
+        }
+        (Action::Update, Some(d)) if let Some(o) = obs.filter(|_| p.reason == Some(PlanReason::SecretRotated)) => {
+            relabel(ecs, d, o, progress).await?;
+            let rotated: Vec<String> = p.rotated.iter().map(ToString::to_string).collect();
+            restart = Some(rotation::restart(ecs, d, o, &rotated.join(", "), progress).await?);
+            run_scaling(p, Some(&o.arn), ecs, opts, progress).await?;
+            (Outcome::Updated, Some(o.task_definition.clone()), format!("restarted: {}", rotated.join(", ")))
         }
         (Action::Update, Some(d)) if let Some(o) = obs.filter(|o| held(p) || plan::only_labels(&d.ecs, o)) => {
             let relabelled = relabel(ecs, d, o, progress).await?;
@@ -439,7 +454,7 @@ pub async fn apply_one(
         }
         (_, None) => (Outcome::Unchanged, None, String::new()),
     };
-    Ok(ServiceOutcome { name: p.name.clone(), cluster: p.cluster.clone(), outcome, task_definition, message })
+    Ok(ServiceOutcome { name: p.name.clone(), cluster: p.cluster.clone(), outcome, task_definition, message, restart })
 }
 
 /// Registers (or reuses) the task definition, then creates or updates the service and records the new state in
@@ -458,26 +473,21 @@ async fn converge(
             ecs.create_service(&input, None).await?.arn
         }
         Some(o) => {
-            // The revision running now may have completed without anyone watching (apply without --wait):
-            // record it as last-good first, so a failure of the rollout started here can be rolled back. A
-            // verified service's revision is good only once the MCP gate passed it, which the settle path did
-            // before planning (see `settle::settle_found`): what it has not recorded is not good.
-            if !d.mcp.verified()
-                && let Some(good) =
-                    rollout::record_proven_good(ecs, o, state::applied_networking(o, Some(&d.ecs)).as_ref()).await?
-            {
-                progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
-            }
+            record_unwatched_good(ecs, d, o, progress).await?;
             progress(&d.ecs.name, "updating service");
             let mut update = ServiceUpdate::converge(&input, &td, o);
+            // A secret rotated as well: the update restarts the tasks even where it would start no deployment.
+            let rotated = !plan::restarts(&d.ecs, o).is_empty();
+            update.force_new_deployment = rotated;
             // While autoscaling is on the count is the autoscaler's: only one outside its bounds is set (to the
             // nearest bound).
             if let Some(a) = &d.ecs.autoscaling {
                 update.desired_count = a.bounds().correction(o.desired_count);
             }
             ecs.update_service(&update).await?;
-            let tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
+            let mut tags: crate::backend::Tags = input.tags.iter().map(|t| (t.key.clone(), t.value.clone())).collect();
             let mut gone = plan::labels::removed(&d.ecs, &o.tags);
+            rotation::keep_versions(d, o, &td, rotated, &mut tags, &mut gone);
             // A service no longer verified drops its last verification: the tag is room its labels may need.
             if !d.mcp.verified() && o.tags.contains_key(state::TAG_VERIFICATION) {
                 gone.push(state::TAG_VERIFICATION.to_string());
@@ -491,6 +501,25 @@ async fn converge(
         }
     };
     Ok((td, arn))
+}
+
+/// The revision running now may have completed without anyone watching (apply without --wait): it is recorded
+/// as last-good before a new rollout starts, so a failure of that rollout can be rolled back. A verified service's
+/// revision is good only once the MCP gate passed it, which the settle path did before planning (see
+/// `settle::settle_found`): what it has not recorded is not good.
+pub(crate) async fn record_unwatched_good(
+    ecs: &dyn Ecs,
+    d: &Desired,
+    o: &ServiceState,
+    progress: Progress<'_>,
+) -> Result<(), BackendError> {
+    if !d.mcp.verified()
+        && let Some(good) =
+            rollout::record_proven_good(ecs, o, state::applied_networking(o, Some(&d.ecs)).as_ref()).await?
+    {
+        progress(&d.ecs.name, &format!("recorded {} as last good", TaskDefArn(&good)));
+    }
+    Ok(())
 }
 
 /// Whether a plan holds its spec back (a failed rollout): only its labels and autoscaling may change.

@@ -4,18 +4,20 @@
 //! 100 references (up to [`REPOSITORIES_AT_ONCE`] repositories at a time), one secret call per 10 distinct
 //! secrets, one target-group describe per 20 distinct target groups. A registry that refuses a repository (401,
 //! 403, an unknown repository) fails the services of its images, each with the registry's words; one that
-//! cannot be reached fails resolution as a whole.
+//! cannot be reached fails resolution as a whole. The secret answers also say which version holds each stage: the
+//! versions a service's tasks will read are kept (see [`crate::state::secrets`]), without another request.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt as _;
 
 use crate::backend::{
-    BackendError, DESCRIBE_TARGET_GROUPS_BATCH, IMAGE_BATCH, ImageInfo, ImageSelector, Images, LoadBalancerType,
-    Secrets, TargetGroupInfo, TargetGroups, TargetType,
+    AWSCURRENT, BackendError, DESCRIBE_TARGET_GROUPS_BATCH, IMAGE_BATCH, ImageInfo, ImageSelector, Images, LoadBalancerType,
+    SecretInfo, Secrets, TargetGroupInfo, TargetGroups, TargetType,
 };
 use crate::render::{CpuArch, Resolved};
-use crate::spec::{Architecture, ValidFleet, ValidService};
+use crate::spec::{Architecture, SecretRef, ValidFleet, ValidService};
+use crate::state::secrets::SecretInUse;
 use crate::spec::{HealthProbe, Transport};
 
 use super::ReconcileError;
@@ -226,10 +228,12 @@ pub async fn resolve_each(
             },
         };
         let mut secret_refs = BTreeMap::new();
+        let mut secret_versions = Vec::new();
         for (env, r) in &svc.secrets {
             match arns.get(&r.secret) {
-                Some(arn) => {
-                    secret_refs.insert(env.clone(), r.value_from(arn));
+                Some(info) => {
+                    secret_refs.insert(env.clone(), r.value_from(&info.arn));
+                    secret_versions.extend(in_use(r, info));
                 }
                 None => {
                     let line = svc.lines.secrets.get(env).copied().unwrap_or(svc.source.line);
@@ -238,8 +242,10 @@ pub async fn resolve_each(
                 }
             }
         }
+        secret_versions.sort();
+        secret_versions.dedup_by(|a, b| a.arn == b.arn && a.stage == b.stage);
         let registry_credentials = svc.registry_credentials.as_ref().and_then(|id| {
-            let arn = arns.get(id).cloned();
+            let arn = arns.get(id).map(|info| info.arn.clone());
             if arn.is_none() {
                 let line = svc.lines.registry_credentials;
                 problems.push(Problem::new(
@@ -288,6 +294,7 @@ pub async fn resolve_each(
                 secrets: secret_refs,
                 target_groups: target_group_arns,
                 registry_credentials,
+                secret_versions,
                 warnings,
                 request_count_label,
             }),
@@ -295,6 +302,17 @@ pub async fn resolve_each(
         });
     }
     Ok(out)
+}
+
+/// The version a reference reads, when it reads one by stage: a reference pinned to a `versionId` never changes,
+/// and a secret whose answer listed no version for the stage cannot be followed.
+fn in_use(r: &SecretRef, info: &SecretInfo) -> Option<SecretInUse> {
+    if r.version_id.is_some() {
+        return None;
+    }
+    let stage = r.version_stage.clone().unwrap_or_else(|| AWSCURRENT.to_string());
+    let version = info.stages.get(&stage)?.clone();
+    Some(SecretInUse { secret: r.secret.clone(), arn: info.arn.clone(), stage, version })
 }
 
 /// Longest a load balancer may keep an idle SSE stream, or a deregistered task draining, before it is worth a

@@ -17,6 +17,7 @@ use super::watch::{self, FailureKind, RolloutResult, Target};
 use super::{Desired, Observed, Outcome, Progress, ServiceOutcome, rollout};
 use crate::backend::{BackendError, Clock, Ecs, RolloutState, ServiceState};
 use crate::spec::ValidRollout;
+use crate::state::secrets::{self, Restart};
 use crate::state::{self, Networking, ServiceTags, short};
 
 /// What settling talks to: ECS, the clock, and the MCP gate's ports (None: no rollout is verified, e.g. an
@@ -115,8 +116,25 @@ pub fn pending(state: &ServiceState, progress_deadline_secs: u64, applied: Optio
             task_definition: td.to_string(),
             networking: networking.cloned().map(Box::new),
             deadline_ms: deadline_ms(started, progress_deadline_secs),
+            restart: None,
         })
     };
+    // A restart for a rotated secret: watched until it completes or fails; a failure reported is settled.
+    if let (Some(restart), Some(p)) = (Restart::of_primary(state), state.primary())
+        && p.task_definition == td
+    {
+        if restart.failed || p.rollout_state == RolloutState::Completed {
+            return Pending::Settled;
+        }
+        return Pending::Rollout(Target {
+            cluster: state.cluster.clone(),
+            name: state.name.clone(),
+            task_definition: td.to_string(),
+            networking: None,
+            deadline_ms: deadline_ms(p.created_at_ms, progress_deadline_secs),
+            restart: Some(p.id.clone()),
+        });
+    }
     if let Some(p) = state.primary()
         && p.task_definition == td
         && tags.rollback_failed == Some(p.id.as_str())
@@ -162,6 +180,11 @@ pub enum Settled {
     RollbackFailed { reason: String },
     /// Waiting stopped (`--timeout`) before a verdict: nothing recorded, the rollout goes on.
     Waiting,
+    /// A restart for a rotated secret completed: every task reads the new version.
+    Restarted,
+    /// A restart for a rotated secret failed: rolling back cannot help (the old value is gone), so nothing is rolled
+    /// back or held; the failure is recorded as reported, and the restart is not tried again for this rotation.
+    RestartFailed { reason: String },
 }
 
 /// Records the result of `target`'s rollout on a service (`state`, as observed when the result was known).
@@ -178,6 +201,16 @@ pub async fn settle_service(
     rolled_out: Option<&str>,
 ) -> Result<Settled, BackendError> {
     let ecs = ports.ecs;
+    if let Some(deployment) = &target.restart {
+        return match result {
+            RolloutResult::TimedOut => Ok(Settled::Waiting),
+            RolloutResult::Completed => Ok(Settled::Restarted),
+            RolloutResult::Failed { reason, .. } => {
+                ecs.tag_resource(&state.arn, &secrets::restart_failed(deployment)).await?;
+                Ok(Settled::RestartFailed { reason: reason.clone() })
+            }
+        };
+    }
     let tags = ServiceTags::of(state);
     let td = target.task_definition.as_str();
     let rollback = target.is_rollback(tags.last_good);
@@ -265,7 +298,8 @@ async fn rollback_failed(ecs: &dyn Ecs, state: &ServiceState, td: &str) -> Resul
 /// when it was watched). None when the rollout did not fail.
 fn report(settled: &Settled, back: Option<&Settled>) -> Option<(Outcome, String)> {
     let out = match (settled, back) {
-        (Settled::Completed { .. } | Settled::Waiting, _) => return None,
+        (Settled::Completed { .. } | Settled::Waiting | Settled::Restarted, _) => return None,
+        (Settled::RestartFailed { reason }, _) => (Outcome::Failed, restart_failed_message(reason)),
         (Settled::RolledBack { reason, to, by_ecs: true }, _) => (
             Outcome::RolledBack,
             format!(
@@ -301,6 +335,17 @@ fn report(settled: &Settled, back: Option<&Settled>) -> Option<(Outcome, String)
     };
     Some(out)
 }
+
+/// What is reported for a failed restart: loudly, and what to do, since nothing was rolled back or held.
+pub fn restart_failed_message(reason: &str) -> String {
+    format!(
+        "{RESTART_FAILED}: {reason}; not rolled back (the secret's old value is gone) and not retried for this \
+         rotation: fix the secret's value (or the server), then rotate it again or redeploy"
+    )
+}
+
+/// How the message of a failed restart starts.
+pub const RESTART_FAILED: &str = "restart for a rotated secret failed";
 
 /// Rollouts an apply found before planning: those it settled (a failure nobody watched, or with `--wait` a
 /// completion) and those still in flight (watched with `--wait`).
@@ -412,8 +457,9 @@ pub async fn settle_apply(
                 cluster: o.cluster.clone(),
                 name: o.name.clone(),
                 task_definition: o.task_definition.clone()?,
-                networking: Some(Box::new(Networking::of(&d.ecs.create_service))),
+                networking: o.restart.is_none().then(|| Box::new(Networking::of(&d.ecs.create_service))),
                 deadline_ms: deadline_ms(start, d.rollout.progress_deadline_secs),
+                restart: o.restart.clone(),
             })
         })
         .collect();
@@ -516,6 +562,7 @@ async fn watch_back(
         task_definition: to.to_string(),
         networking: None,
         deadline_ms: deadline_ms(clock.now_ms(), policy.progress_deadline_secs),
+        restart: None,
     };
     let result = watch::watch(ecs, clock, std::slice::from_ref(&target), timeout, progress)
         .await

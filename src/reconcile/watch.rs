@@ -27,6 +27,8 @@ pub struct Target {
     pub networking: Option<Box<Networking>>,
     /// Epoch ms after which the rollout counts as failed.
     pub deadline_ms: u64,
+    /// For the restart a secret rotation started: its deployment (its failure rolls nothing back, holds nothing).
+    pub restart: Option<String>,
 }
 
 impl Target {

@@ -300,6 +300,24 @@ pub struct EcsService {
     /// Absent without `spec.autoscaling`, so those services render as before it existed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<super::autoscaling::ScalingDocs>,
+    /// The secret versions the tasks will read (recorded in the service's tags) and what a rotation does: mcpfleet's
+    /// own, never sent to ECS as a document.
+    #[serde(skip)]
+    pub secrets: SecretsInUse,
+}
+
+/// The secrets a service reads by stage, with their versions now, and its `secretRotation`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretsInUse {
+    pub used: Vec<crate::state::secrets::SecretInUse>,
+    pub rotation: crate::spec::SecretRotation,
+}
+
+impl SecretsInUse {
+    /// Whether a rotation restarts the service.
+    pub fn restarts(&self) -> bool {
+        self.rotation == crate::spec::SecretRotation::Restart
+    }
 }
 
 /// The in-container HTTP probe for a `path` health check. The probe's own timeout stays a second under ECS's so
@@ -709,12 +727,18 @@ pub fn render(svc: &ValidService, res: &Resolved) -> EcsService {
     td.tags.push(state::task_hash(&td_hash));
     td.tags.sort();
     service.tags = tags;
+    // The versions are the service's state, not its revision's: a restart keeps the revision.
+    if let Some(versions) = state::secrets::record(&res.secret_versions) {
+        service.tags.push(Tag { key: state::secrets::TAG_SECRET_VERSIONS.into(), value: versions });
+        service.tags.sort();
+    }
     EcsService {
         name: svc.name.clone(),
         cluster: svc.cluster.clone(),
         register_task_definition: td,
         create_service: service,
         autoscaling: super::autoscaling::render(svc, res),
+        secrets: SecretsInUse { used: res.secret_versions.clone(), rotation: svc.secret_rotation },
     }
 }
 
@@ -916,6 +940,7 @@ spec:
             .into(),
             target_groups: vec![],
             registry_credentials: None,
+            secret_versions: vec![],
             warnings: vec![],
             request_count_label: None,
         };

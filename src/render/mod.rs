@@ -58,6 +58,8 @@ pub struct Resolved {
     pub target_groups: Vec<String>,
     /// The ARN of the `spec.registryCredentials` secret (as written before resolution).
     pub registry_credentials: Option<String>,
+    /// The secrets the tasks read by stage, with the version holding it now (empty before resolution).
+    pub secret_versions: Vec<crate::state::secrets::SecretInUse>,
     /// What resolution noticed but does not refuse (an image `repo:tag@digest` whose tag now points elsewhere).
     pub warnings: Vec<String>,
     /// The resource label of the target group `autoscaling.requestsPerTarget` follows (its Application Load
@@ -80,6 +82,7 @@ impl Resolved {
             // Like secrets, target groups stay as written: a name is only turned into its ARN by asking ELBv2.
             target_groups: svc.load_balancers.iter().map(|lb| lb.target_group.clone()).collect(),
             registry_credentials: svc.registry_credentials.clone(),
+            secret_versions: vec![],
             warnings: vec![],
             request_count_label: None,
         }

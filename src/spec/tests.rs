@@ -510,7 +510,7 @@ fn every_wrong_field_of_a_document_is_reported_with_its_line() {
             "m.yaml:5: metadata.colour: unknown field (expected name or labels)",
             "m.yaml:9: spec.cpu: invalid type: string \"lots\", expected a whole number",
             "m.yaml:15: spec.stopTimeout: 500s is above the Fargate maximum of 120s",
-            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, command, bridge, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, registryCredentials, network, logging, rollout, readOnlyRootFilesystem, local, readiness, expose, mcp, autoscaling)",
+            "m.yaml:16: spec.replica: unknown field (expected one of cluster, image, architecture, cpu, memory, replicas, port, transport, command, bridge, env, secrets, healthCheck, stopTimeout, taskRoleArn, executionRoleArn, registryCredentials, network, logging, rollout, readOnlyRootFilesystem, secretRotation, local, readiness, expose, mcp, autoscaling)",
             "m.yaml:17: spec.healthCheck.retries: invalid type: string \"many\", expected a whole number",
         ]
     );

@@ -82,6 +82,8 @@ pub struct FleetDefaultsSpec {
     pub rollout: Option<Rollout>,
     /// Root filesystem read-only (with a writable /tmp); default true.
     pub read_only_root_filesystem: Option<bool>,
+    /// What a rotation of a secret the services read does to them: `restart` (default) or `ignore`.
+    pub secret_rotation: Option<SecretRotation>,
     /// Local stack only: add a Redis session store to the rendered docker-compose.yml.
     pub session_store: Option<SessionStore>,
     /// How every service is reached; FleetDefaults may only set the Service Connect namespace.
@@ -192,6 +194,9 @@ pub struct McpServiceSpec {
     pub rollout: Option<Rollout>,
     /// Root filesystem read-only (with a writable /tmp); default true.
     pub read_only_root_filesystem: Option<bool>,
+    /// What a rotation of a secret the service reads does: `restart` (default: a new deployment, so the tasks read
+    /// the new value) or `ignore` (the tasks keep the value they started with until the next deployment).
+    pub secret_rotation: Option<SecretRotation>,
     /// Local stack only (`render --format compose`); ECS ignores it.
     pub local: Option<Local>,
     /// The readiness probe (dependencies reachable), as opposed to the liveness `healthCheck`.
@@ -328,6 +333,17 @@ pub struct Local {
     /// Host port on 127.0.0.1 (1024..65535, unique in the fleet); default: a port derived from the service name.
     #[schemars(range(min = 1024, max = 65535))]
     pub port: Option<u32>,
+}
+
+/// What a rotation of a secret a service reads does to it. ECS reads `secrets` only when a task starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretRotation {
+    /// Start a new deployment of the same revision, so every task reads the new version.
+    #[default]
+    Restart,
+    /// Leave the tasks running: they keep the old value until the next deployment.
+    Ignore,
 }
 
 /// CPU architecture choice.

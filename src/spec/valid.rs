@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 pub use super::image::ImageRef;
-pub use super::types::{Architecture, BridgeMode, Probe, SessionStore, Transport, Verify};
+pub use super::types::{Architecture, BridgeMode, Probe, SecretRotation, SessionStore, Transport, Verify};
 
 /// A fleet that passed validation.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +69,8 @@ pub struct ValidService {
     pub logging: Option<ValidLogging>,
     pub rollout: ValidRollout,
     pub read_only_root_filesystem: bool,
+    /// What a rotation of a secret it reads does to the service.
+    pub secret_rotation: SecretRotation,
     /// The local stack's host port, when the manifest pins one (`spec.local.port`).
     pub local_port: Option<u16>,
     /// The readiness path (`spec.readiness.path`), when set.

@@ -102,6 +102,9 @@ impl AwsEcs {
                 .propagate_tags(sdk::PropagateTags::from(t.propagate_tags.as_str()))
                 .enable_ecs_managed_tags(t.enable_ecs_managed_tags);
         }
+        if u.force_new_deployment {
+            req = req.force_new_deployment(true);
+        }
         let out = req.send().await.map_err(|e| map_err(OP, e))?;
         let s = out
             .service()

@@ -30,7 +30,7 @@ use super::limits::{self, BucketSpec};
 use super::lock;
 use super::{
     Backend, BackendError, Clock, DESCRIBE_TARGET_GROUPS_BATCH, Described, Ecs, ImageInfo, ImageSelector, Images,
-    LoadBalancer, Op, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
+    LoadBalancer, Op, SecretInfo, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
     TaskPage, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
@@ -394,7 +394,7 @@ impl Images for Sim {
 
 #[async_trait]
 impl Secrets for Sim {
-    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, String>, BackendError> {
+    async fn resolve(&self, ids: &[String]) -> Result<BTreeMap<String, SecretInfo>, BackendError> {
         self.call(Op::ListSecrets, |w| Ok(w.resolve_secrets(ids)))
     }
 }

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{
-    BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, LoadBalancer, LoadBalancerType, Op,
-    RolloutState, ServiceEvent, ServiceState, ServiceStatus, ServiceUpdate, TargetGroup, TargetProtocol, TargetType,
+    AWSCURRENT, BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, LoadBalancer, LoadBalancerType, Op,
+    RolloutState, SecretInfo, ServiceEvent, ServiceState, ServiceStatus, ServiceUpdate, TargetGroup, TargetProtocol, TargetType,
     TaskDefinition, TaskInfo, TaskStatus, TdStatus,
 };
 use crate::render::ecs::{
@@ -240,6 +240,10 @@ pub struct World {
     pub repositories: BTreeMap<String, Repository>,
     /// Secret name → ARN.
     pub secrets: BTreeMap<String, String>,
+    /// Secret name → its versions, once `mcpfleet sim secret NAME --rotate` moved its AWSCURRENT stage (a secret
+    /// never rotated holds its first version, derived from its ARN); absent from older state files.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_versions: BTreeMap<String, SimSecretVersions>,
     /// ECS API token buckets by category; empty until first used.
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketState>,
@@ -256,6 +260,19 @@ pub struct World {
     /// What `mcpfleet sim load` set, by `cluster/name`: the work a service's metrics come from.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub loads: BTreeMap<String, super::scaling::Load>,
+}
+
+/// Which versions of a rotated secret hold AWSCURRENT and AWSPREVIOUS, and whether its rotation broke it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimSecretVersions {
+    pub current: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// Set by `--rotate --breaks`: tasks started since, of services that read the secret's AWSCURRENT, fail at
+    /// start (as with a value the server cannot use, or a rotation that left the secret unreadable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broken: bool,
 }
 
 /// The ALB the sim's target groups are attached to, made with the first one that wants a load balancer.
@@ -322,6 +339,7 @@ impl World {
             families: BTreeMap::new(),
             repositories: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            secret_versions: BTreeMap::new(),
             buckets: BTreeMap::new(),
             target_groups: BTreeMap::new(),
             load_balancers: BTreeMap::new(),
@@ -372,6 +390,45 @@ impl World {
         let arn = format!("arn:aws:secretsmanager:{}:{}:secret:{name}-{suffix}", self.region, self.account);
         self.secrets.insert(name.to_string(), arn.clone());
         arn
+    }
+
+    /// The version id holding a secret's AWSCURRENT stage: the first one (derived from its ARN, so older state files
+    /// need no version) until the secret is rotated.
+    fn current_version(&self, name: &str, arn: &str) -> String {
+        match self.secret_versions.get(name) {
+            Some(v) => v.current.clone(),
+            None => uuid_like(&Sha256::digest(format!("{arn}/version/0").as_bytes())),
+        }
+    }
+
+    /// Moves a secret's AWSCURRENT stage to a new version (AWSPREVIOUS to the old one), as PutSecretValue or a
+    /// rotation does; `breaks`: tasks started from now on of services that read it fail at start. Returns the old
+    /// and the new version id; an unknown secret is an error.
+    pub fn rotate_secret(&mut self, name: &str, breaks: bool) -> Result<(String, String), String> {
+        let Some(arn) = self.secrets.get(name).cloned() else {
+            return Err(format!("secret `{name}` not found (make it with `mcpfleet sim secret {name}`)"));
+        };
+        let old = self.current_version(name, &arn);
+        let seq = self.next_seq();
+        let new = uuid_like(&Sha256::digest(format!("{arn}/version/{seq}").as_bytes()));
+        self.secret_versions
+            .insert(name.to_string(), SimSecretVersions { current: new.clone(), previous: Some(old.clone()), broken: breaks });
+        Ok((old, new))
+    }
+
+    /// Why a task of `td` cannot start because of a secret a `--breaks` rotation broke (one it reads by its
+    /// current stage), if any.
+    fn broken_secret(&self, td: &TaskDefinition) -> Option<String> {
+        let broken = self.secret_versions.iter().filter(|(_, v)| v.broken);
+        let arns: Vec<(&String, &String)> =
+            broken.filter_map(|(name, _)| Some((name, self.secrets.get(name)?))).collect();
+        td.spec.container_definitions.iter().flat_map(|c| &c.secrets).find_map(|s| {
+            let (name, _) = arns.iter().find(|(_, arn)| reads_current(&s.value_from, arn))?;
+            Some(format!(
+                "ResourceInitializationError: unable to pull secrets or registry auth: the value of secret {name} \
+                 could not be used"
+            ))
+        })
     }
 
     /// BatchGetImage: the selectors found; a repository that does not exist is an error, as in ECR.
@@ -476,15 +533,19 @@ impl World {
         arns.iter().filter_map(|arn| self.load_balancers.get(arn).cloned()).collect()
     }
 
-    pub fn resolve_secrets(&self, ids: &[String]) -> BTreeMap<String, String> {
+    pub fn resolve_secrets(&self, ids: &[String]) -> BTreeMap<String, SecretInfo> {
         ids.iter()
             .filter_map(|id| {
-                let arn = if id.starts_with("arn:") {
-                    self.secrets.values().find(|arn| *arn == id || arn_without_suffix(arn) == id)?.clone()
+                let (name, arn) = if id.starts_with("arn:") {
+                    self.secrets.iter().find(|(_, arn)| *arn == id || arn_without_suffix(arn) == id)?
                 } else {
-                    self.secrets.get(id)?.clone()
+                    self.secrets.get_key_value(id)?
                 };
-                Some((id.clone(), arn))
+                let mut stages = BTreeMap::from([(AWSCURRENT.to_string(), self.current_version(name, arn))]);
+                if let Some(previous) = self.secret_versions.get(name).and_then(|v| v.previous.clone()) {
+                    stages.insert("AWSPREVIOUS".to_string(), previous);
+                }
+                Some((id.clone(), SecretInfo { arn: arn.clone(), stages }))
             })
             .collect()
     }
@@ -692,11 +753,11 @@ impl World {
             return Err(err_not_found(OP, format!("Service not found: {}", u.service)));
         };
         let desired = u.desired_count.unwrap_or(current.desired_count);
-        // A new revision starts a deployment, and so does new networking on the same one: its tasks have to be
-        // started again to join other subnets, target groups or a Service Connect mesh.
+        // A new revision starts a deployment, and so does new networking on the same one (its tasks have to be
+        // started again to join other subnets, target groups or a Service Connect mesh), or forceNewDeployment.
         let deploy = match new_td.filter(|td| *td != current.task_definition) {
             Some(td) => Some(td),
-            None if reconfigures_tasks(current, u) => Some(current.task_definition.clone()),
+            None if reconfigures_tasks(current, u) || u.force_new_deployment => Some(current.task_definition.clone()),
             None => None,
         };
         let deployment = deploy.map(|td| self.new_deployment(&td, desired));
@@ -899,6 +960,9 @@ impl World {
     /// service's target groups, first first) a task must also pass the target group's check, as ECS requires.
     fn task_health(&self, td_arn: &str, load_balancers: &[ServiceLoadBalancer]) -> Result<(), String> {
         let Some(td) = self.find_task_definition(td_arn) else { return Err("task definition missing".into()) };
+        if let Some(why) = self.broken_secret(td) {
+            return Err(why);
+        }
         match self.image_of(td_arn) {
             None => Err("CannotPullContainerError: image not found".into()),
             Some(img) if img.unhealthy => Err(CONTAINER_UNHEALTHY.into()),
@@ -971,6 +1035,27 @@ fn reconfigures_tasks(current: &ServiceState, u: &ServiceUpdate) -> bool {
         }
     });
     network || load_balancers || service_connect
+}
+
+/// Whether a container secret's `valueFrom` reads the AWSCURRENT version of the secret `arn` (the whole secret or
+/// a JSON key, with no other stage and no pinned version).
+fn reads_current(value_from: &str, arn: &str) -> bool {
+    match value_from.strip_prefix(arn) {
+        Some("") => true,
+        Some(rest) if rest.starts_with(':') => {
+            let mut parts = rest[1..].split(':').skip(1);
+            let stage = parts.next().unwrap_or("");
+            let id = parts.next().unwrap_or("");
+            (stage.is_empty() || stage == AWSCURRENT) && id.is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// A version id shaped as Secrets Manager makes them (a UUID), from a hash.
+fn uuid_like(raw: &[u8]) -> String {
+    let hex: String = raw.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 fn arn_without_suffix(arn: &str) -> &str {

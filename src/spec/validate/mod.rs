@@ -465,6 +465,7 @@ pub(super) fn check_service(
         logging,
         rollout: rollout?,
         read_only_root_filesystem: s.read_only_root_filesystem.or(d.spec.read_only_root_filesystem).unwrap_or(true),
+        secret_rotation: s.secret_rotation.or(d.spec.secret_rotation).unwrap_or_default(),
         local_port: local_port.map(u16::try_from).transpose().ok()?,
         readiness_path,
         service_connect: service_connect.ok()?,
