@@ -33,8 +33,9 @@ use backoff::backoff::Backoff;
 
 use super::op::Counts;
 use super::{
-    Autoscaling, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Op, SecretInfo, Secrets,
-    ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage, TdStatus,
+    Autoscaling, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Op, SecretInfo,
+    Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage,
+    TdStatus,
 };
 use super::{ScalableTarget, ScalingPolicy};
 use crate::render::autoscaling::{ScalableTargetInput, ScalingPolicyInput};

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use super::Shared;
 use crate::backend::{
     Autoscaling, BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, ScalableTarget,
-    ScalingPolicy, SecretInfo, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
-    TaskPage, TdStatus,
+    ScalingPolicy, SecretInfo, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition,
+    TaskInfo, TaskPage, TdStatus,
 };
 use crate::render::autoscaling::{ScalableTargetInput, ScalingPolicyInput};
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};

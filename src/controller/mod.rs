@@ -87,6 +87,8 @@ pub struct Controller {
     passes: u64,
     /// Services seen rolling out their last good revision (a rollback), to report when it completes.
     rollbacks_in_flight: BTreeSet<(String, String)>,
+    /// Services seen restarting for a rotated secret, to count and report when the restart completes.
+    restarts_in_flight: BTreeSet<(String, String)>,
     stop: Arc<AtomicBool>,
     /// The MCP client of the rollout gate and the re-probes.
     prober: Arc<dyn Prober>,
@@ -141,6 +143,7 @@ impl Controller {
             last_pass: Instant::now(),
             passes: 0,
             rollbacks_in_flight: BTreeSet::new(),
+            restarts_in_flight: BTreeSet::new(),
             stop: Arc::new(AtomicBool::new(false)),
             prober,
             probed_labels: BTreeSet::new(),

@@ -43,6 +43,13 @@ impl Controller {
             let applied = state::applied_networking(state, Some(&d.ecs));
             let target = match unsettled(state, d.rollout.progress_deadline_secs, applied.as_ref()) {
                 Pending::Settled => {
+                    // A restart seen in flight that has completed since (a failed one was settled and reported).
+                    if self.restarts_in_flight.remove(&key)
+                        && state.primary().is_some_and(|p| p.rollout_state == RolloutState::Completed)
+                    {
+                        self.shared.metrics.secret_restart("completed");
+                        info!(service = %state.name, cluster = %state.cluster, "restart for a rotated secret completed");
+                    }
                     // A rollback seen in flight whose deployment has completed since: the service is back.
                     if self.rollbacks_in_flight.remove(&key)
                         && state.primary().is_some_and(|p| p.rollout_state == RolloutState::Completed)
@@ -62,6 +69,9 @@ impl Controller {
                     continue;
                 }
                 Pending::Rollout(target) => {
+                    if target.restart.is_some() {
+                        self.restarts_in_flight.insert(key.clone());
+                    }
                     if target.is_rollback(ServiceTags::of(state).last_good) {
                         self.rollbacks_in_flight.insert(key);
                     }
@@ -134,11 +144,10 @@ impl Controller {
             settle::Settled::Held { reason, .. } => {
                 error!(service, cluster, revision = %td, reason, "rollout failed; not retried until the spec changes");
             }
-            settle::Settled::Restarted => {
-                self.shared.metrics.secret_restart("completed");
-                info!(service, cluster, revision = %td, "restart for a rotated secret completed");
-            }
+            // Seen only by the pass that finds it completed: counted there (see `settle_in_flight`).
+            settle::Settled::Restarted => {}
             settle::Settled::RestartFailed { reason } => {
+                self.restarts_in_flight.remove(&(cluster.clone(), service.clone()));
                 self.shared.metrics.secret_restart("failed");
                 let message = settle::restart_failed_message(&reason);
                 error!(service, cluster, revision = %td, reason = %message, "restart for a rotated secret failed; the service needs attention");

@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::StreamExt as _;
 
 use crate::backend::{
-    AWSCURRENT, BackendError, DESCRIBE_TARGET_GROUPS_BATCH, IMAGE_BATCH, ImageInfo, ImageSelector, Images, LoadBalancerType,
-    SecretInfo, Secrets, TargetGroupInfo, TargetGroups, TargetType,
+    AWSCURRENT, BackendError, DESCRIBE_TARGET_GROUPS_BATCH, IMAGE_BATCH, ImageInfo, ImageSelector, Images,
+    LoadBalancerType, SecretInfo, Secrets, TargetGroupInfo, TargetGroups, TargetType,
 };
 use crate::render::{CpuArch, Resolved};
 use crate::spec::{Architecture, SecretRef, ValidFleet, ValidService};
-use crate::state::secrets::SecretInUse;
 use crate::spec::{HealthProbe, Transport};
+use crate::state::secrets::SecretInUse;
 
 use super::ReconcileError;
 

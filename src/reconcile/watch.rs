@@ -35,7 +35,7 @@ impl Target {
     /// Whether it is the way back to the service's last good revision (`last_good`), as that last completed: not
     /// the rollout of a spec, which may deploy the last good revision with new networking.
     pub fn is_rollback(&self, last_good: Option<&str>) -> bool {
-        self.networking.is_none() && last_good == Some(self.task_definition.as_str())
+        self.restart.is_none() && self.networking.is_none() && last_good == Some(self.task_definition.as_str())
     }
 }
 

@@ -59,7 +59,11 @@ fn hex(bytes: &[u8], n: usize) -> String {
 pub fn fingerprint(version: &str) -> String {
     let plain: String = version.chars().filter(|c| *c != '-').collect();
     let uuid = version.len() == 36 && plain.len() == 32 && plain.chars().all(|c| c.is_ascii_hexdigit());
-    if uuid { plain[..12].to_ascii_lowercase() } else { format!("h{}", &hex(&Sha256::digest(version.as_bytes()), 6)[..11]) }
+    if uuid {
+        plain[..12].to_ascii_lowercase()
+    } else {
+        format!("h{}", &hex(&Sha256::digest(version.as_bytes()), 6)[..11])
+    }
 }
 
 /// The tag value recording `used`; None when the service reads no secret by stage.
@@ -71,11 +75,7 @@ pub fn record(used: &[SecretInUse]) -> Option<String> {
     entries.sort();
     entries.dedup();
     let text = entries.join("/");
-    Some(if text.len() <= MAX_TAG_VALUE {
-        text
-    } else {
-        format!("#{}", hex(&Sha256::digest(text.as_bytes()), 8))
-    })
+    Some(if text.len() <= MAX_TAG_VALUE { text } else { format!("#{}", hex(&Sha256::digest(text.as_bytes()), 8)) })
 }
 
 /// A secret whose version changed since the service's tasks started.
@@ -93,7 +93,9 @@ impl fmt::Display for Rotated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let short = |v: &str| format!("{}…", v.chars().take(8).collect::<String>());
         match &self.from {
-            Some(from) => write!(f, "secret {} rotated ({} {} → {})", self.secret, self.stage, short(from), short(&self.to)),
+            Some(from) => {
+                write!(f, "secret {} rotated ({} {} → {})", self.secret, self.stage, short(from), short(&self.to))
+            }
             None => write!(f, "secret {} may have rotated ({} now {})", self.secret, self.stage, short(&self.to)),
         }
     }
@@ -121,7 +123,12 @@ pub fn rotated(used: &[SecretInUse], recorded: Option<&str>) -> Vec<Rotated> {
             let key = u.key();
             let (_, was) = entries.iter().find(|(k, _)| *k == key)?;
             let to = now(u);
-            (*was != to).then(|| Rotated { secret: u.secret.clone(), stage: u.stage.clone(), from: Some(was.to_string()), to })
+            (*was != to).then(|| Rotated {
+                secret: u.secret.clone(),
+                stage: u.stage.clone(),
+                from: Some(was.to_string()),
+                to,
+            })
         })
         .collect();
     out.sort_by(|a, b| (&a.secret, &a.stage).cmp(&(&b.secret, &b.stage)));

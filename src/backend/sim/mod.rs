@@ -30,8 +30,8 @@ use super::limits::{self, BucketSpec};
 use super::lock;
 use super::{
     Backend, BackendError, Clock, DESCRIBE_TARGET_GROUPS_BATCH, Described, Ecs, ImageInfo, ImageSelector, Images,
-    LoadBalancer, Op, SecretInfo, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
-    TaskPage, TdStatus,
+    LoadBalancer, Op, SecretInfo, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups, TaskDefinition,
+    TaskInfo, TaskPage, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{
-    AWSCURRENT, BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, LoadBalancer, LoadBalancerType, Op,
-    RolloutState, SecretInfo, ServiceEvent, ServiceState, ServiceStatus, ServiceUpdate, TargetGroup, TargetProtocol, TargetType,
-    TaskDefinition, TaskInfo, TaskStatus, TdStatus,
+    AWSCURRENT, BackendError, Deployment, DeploymentStatus, ImageInfo, ImageSelector, LoadBalancer, LoadBalancerType,
+    Op, RolloutState, SecretInfo, ServiceEvent, ServiceState, ServiceStatus, ServiceUpdate, TargetGroup,
+    TargetProtocol, TargetType, TaskDefinition, TaskInfo, TaskStatus, TdStatus,
 };
 use crate::render::ecs::{
     CircuitBreaker, DeploymentConfiguration, LoadBalancer as ServiceLoadBalancer, NetworkConfiguration,
@@ -411,8 +411,10 @@ impl World {
         let old = self.current_version(name, &arn);
         let seq = self.next_seq();
         let new = uuid_like(&Sha256::digest(format!("{arn}/version/{seq}").as_bytes()));
-        self.secret_versions
-            .insert(name.to_string(), SimSecretVersions { current: new.clone(), previous: Some(old.clone()), broken: breaks });
+        self.secret_versions.insert(
+            name.to_string(),
+            SimSecretVersions { current: new.clone(), previous: Some(old.clone()), broken: breaks },
+        );
         Ok((old, new))
     }
 
