@@ -11,6 +11,9 @@
   moto_world.py aas --endpoint URL OPERATION JSON
                                       the same for Application Auto Scaling (namespace `ecs`): read or change
                                       scalable targets and scaling policies behind mcpfleet's back
+  moto_world.py secretsmanager --endpoint URL OPERATION JSON
+                                      the same for Secrets Manager, e.g. `put_secret_value` to rotate a secret
+                                      (AWSCURRENT moves to the new version, AWSPREVIOUS to the old one)
   moto_world.py record --endpoint URL start|ops
                                       start moto's request recorder afresh (the server runs with
                                       MOTO_ENABLE_RECORDING=True), or print the requests recorded since, by operation
@@ -186,7 +189,7 @@ def record(endpoint, what):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["seed", "dump", "ecs", "aas", "record"])
+    parser.add_argument("command", choices=["seed", "dump", "ecs", "aas", "secretsmanager", "record"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("args", nargs="*")
     args = parser.parse_intermixed_args()
@@ -195,9 +198,9 @@ def main():
             out = seed(args.endpoint)
         elif args.command == "dump":
             out = dump(args.endpoint)
-        elif args.command in ("ecs", "aas"):
+        elif args.command in ("ecs", "aas", "secretsmanager"):
             op, kwargs = args.args
-            service = "ecs" if args.command == "ecs" else "application-autoscaling"
+            service = {"ecs": "ecs", "aas": "application-autoscaling"}.get(args.command, args.command)
             out = getattr(client(service, args.endpoint), op)(**json.loads(kwargs))
             out.pop("ResponseMetadata", None)
         else:

@@ -919,3 +919,70 @@ async fn a_services_tasks_are_listed_and_described_a_hundred_at_a_time() {
     assert!(ecs.describe_tasks("mcp-prod", &[]).await.unwrap().is_empty(), "no request for no ARN");
     assert_eq!(op_count(&lab.recorded(), "DescribeTasks"), 2);
 }
+
+#[test]
+fn put_secret_value_restarts_exactly_the_service_that_reads_the_secret() {
+    let lab = AwsLab::new();
+    let m = lab.manifests();
+    let plan = || lab.json(&["plan", "-f", m.to_str().unwrap(), "-o", "json", "--detailed-exitcode"]);
+    assert_eq!(lab.apply(&[]).0, 0);
+    assert_eq!(plan().0, 0, "converged");
+    let before = lab.secretsmanager("describe_secret", serde_json::json!({"SecretId": "prod/mcp/db-password"}));
+    let current = |d: &serde_json::Value| {
+        let versions = d["VersionIdsToStages"].as_object().unwrap();
+        let (id, _) = versions.iter().find(|(_, s)| s.as_array().unwrap().iter().any(|s| s == "AWSCURRENT")).unwrap();
+        id.replace('-', "")[..12].to_string()
+    };
+    let old = current(&before);
+    let database = tags(&lab.dump()["services"]["database"]);
+    assert!(database["mcpfleet.io/secret-versions"].ends_with(&format!("={old}")), "{database:?}");
+
+    // A new value, as an operator or a rotation Lambda puts it: AWSCURRENT moves.
+    lab.secretsmanager(
+        "put_secret_value",
+        serde_json::json!({"SecretId": "prod/mcp/db-password", "SecretString": "rotated"}),
+    );
+    let new = current(&lab.secretsmanager("describe_secret", serde_json::json!({"SecretId": "prod/mcp/db-password"})));
+    assert_ne!(old, new);
+    let (code, doc) = plan();
+    assert_eq!(code, 2, "{doc:#}");
+    let actions: Vec<(&str, &str, &str)> = doc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["action"].as_str().unwrap(), s["reason"].as_str().unwrap_or("-")))
+        .collect();
+    assert_eq!(
+        actions,
+        [("database", "update", "secretRotated"), ("documents", "noop", "-"), ("search", "noop", "-")],
+        "{doc:#}"
+    );
+    let rotated = &doc["services"][0]["rotatedSecrets"][0];
+    assert_eq!(
+        (rotated["secret"].as_str(), rotated["from"].as_str(), rotated["to"].as_str()),
+        (Some("prod/mcp/db-password"), Some(old.as_str()), Some(new.as_str()))
+    );
+    // Versions come from the ListSecrets resolution makes anyway: no GetSecretValue, no extra request.
+    assert_eq!(doc["apiCalls"]["calls"]["ListSecrets"], 1, "{:#}", doc["apiCalls"]);
+    assert_eq!(doc["apiCalls"]["calls"].get("DescribeSecret"), None, "{:#}", doc["apiCalls"]);
+
+    let deployments_before = lab.dump()["services"]["database"]["deployments"].clone();
+    lab.start_recording();
+    let (code, doc) = lab.apply(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    let ops = lab.recorded();
+    assert_eq!((op_count(&ops, "UpdateService"), op_count(&ops, "RegisterTaskDefinition")), (1, 0), "{ops:?}");
+    assert_eq!(op_count(&ops, "GetSecretValue"), 0, "{ops:?}");
+    let svc = &lab.dump()["services"]["database"];
+    let primary = svc["deployments"].as_array().unwrap().iter().find(|d| d["status"] == "PRIMARY").unwrap();
+    assert!(
+        deployments_before.as_array().unwrap().iter().all(|d| d["id"] != primary["id"]),
+        "forceNewDeployment starts a deployment: {deployments_before:#} → {primary:#}"
+    );
+    let t = tags(svc);
+    assert_eq!(t["mcpfleet.io/restart"], primary["id"].as_str().unwrap(), "{t:?}");
+    assert!(t["mcpfleet.io/secret-versions"].ends_with(&format!("={new}")), "{t:?}");
+    assert_eq!(t["mcpfleet.io/task-definition"], svc["taskDefinition"].as_str().unwrap(), "same revision");
+    // One restart per rotation.
+    assert_eq!(plan().0, 0);
+}

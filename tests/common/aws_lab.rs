@@ -150,6 +150,12 @@ impl AwsLab {
         self.world(&["aas", operation, &args.to_string()])
     }
 
+    /// One Secrets Manager call through boto3 (`put_secret_value`, `describe_secret`, …): a rotation as an
+    /// operator or a rotation Lambda makes it.
+    pub fn secretsmanager(&self, operation: &str, args: Value) -> Value {
+        self.world(&["secretsmanager", operation, &args.to_string()])
+    }
+
     /// Starts moto's request recorder afresh.
     pub fn start_recording(&self) {
         self.world(&["record", "start"]);
