@@ -92,6 +92,22 @@ fn a_rotation_restarts_exactly_the_services_that_read_it_spread_by_the_concurren
     );
     assert!(text.contains(&line), "{line}\nnot in:\n{text}");
 
+    // status shows which services still run the old version, `ignore` ones included.
+    let stale = |lab: &Lab| -> Vec<(String, usize)> {
+        let m = lab.manifests();
+        let (code, doc) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
+        assert_eq!(code, 0, "{doc:#}");
+        let rows = doc["services"].as_array().unwrap().iter();
+        rows.map(|r| (r["name"].as_str().unwrap().to_string(), r["staleSecrets"].as_array().unwrap().len())).collect()
+    };
+    let stale_before = stale(&lab);
+    let all = ["database", "documents", "pinned", "plain", "search", "staged", "steady"];
+    let restarting = ["database", "plain", "search", "staged", "steady"];
+    let expected = |stale: &[&str]| -> Vec<(String, usize)> {
+        all.iter().map(|n| (n.to_string(), usize::from(stale.contains(n)))).collect()
+    };
+    assert_eq!(stale_before, expected(&restarting));
+
     let (code, doc) = lab.apply(&["--wait", "--rotation-concurrency", "2"]);
     assert_eq!(code, 0, "{doc:#}");
     let restarted: Vec<String> =
@@ -121,9 +137,10 @@ fn a_rotation_restarts_exactly_the_services_that_read_it_spread_by_the_concurren
         let s = &w.services[&format!("mcp-prod/{name}")].state;
         assert!(s.deployments[0].created_at_ms < deployments[0].0, "{name} was restarted");
     }
-    // One restart per rotation: nothing is left to do.
+    // One restart per rotation: nothing is left to do, and only the service that ignores rotations is stale.
     let (code, plan) = lab.plan();
     assert_eq!(code, 0, "{plan:#}");
+    assert_eq!(stale(&lab), expected(&["steady"]));
 }
 
 #[test]

@@ -372,7 +372,8 @@ fn a_converged_status_describes_no_task_definition() {
     let (code, doc) = lab.json(&["status", "-f", m.to_str().unwrap(), "-o", "json"]);
     assert_eq!(code, 0);
     assert!(doc["services"].as_array().unwrap().iter().all(|s| s["drift"] == false), "{doc:#}");
-    // One DescribeServices, and the ELBv2 reads that name the DNS of documents' load balancer.
+    // One DescribeServices, the ELBv2 reads that name the DNS of documents' load balancer, and the secrets'
+    // versions (`staleSecrets`).
     assert_eq!(
         doc["apiCalls"]["calls"],
         serde_json::json!({
@@ -381,6 +382,7 @@ fn a_converged_status_describes_no_task_definition() {
             "DescribeTargetGroupAttributes": 1,
             "DescribeLoadBalancers": 1,
             "DescribeLoadBalancerAttributes": 1,
+            "ListSecrets": 1,
         }),
         "{doc:#}"
     );

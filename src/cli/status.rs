@@ -1,6 +1,7 @@
 //! `mcpfleet status`: per service, the revision, image, architecture, counts (with the autoscaling bounds of a
 //! service that autoscales), rollout state, last good one, its last MCP verification (result, time, tools) and
-//! where agents reach it (its load balancers' DNS names, then its Service Connect aliases).
+//! where agents reach it (its load balancers' DNS names, then its Service Connect aliases), and with the manifests
+//! the secrets whose version changed since its tasks started.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use mcpfleet::reconcile;
 use mcpfleet::reconcile::endpoints::{Endpoint, endpoints, load_balancer_dns};
 use mcpfleet::reconcile::rollout::RevisionImage;
 use mcpfleet::render::autoscaling::{owned_metric, resource_id, target_json};
+use mcpfleet::state::secrets::{self, Rotated};
 use mcpfleet::state::{self, ServiceTags, TaskDefArn, Verification, is_managed, short as short_td};
 use serde::Serialize;
 
@@ -59,6 +61,10 @@ pub struct Row {
     pub tools: Option<usize>,
     /// The last MCP verification (rollout gate or the controller's re-probe); None when it was never verified.
     pub verification: Option<VerificationRow>,
+    /// With `-f` and `-o json`: the secrets the service reads whose version changed since its tasks started (as
+    /// its `mcpfleet.io/secret-versions` tag records them); None without the manifests, which name the references.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_secrets: Option<Vec<Rotated>>,
     /// The bounds Application Auto Scaling keeps `desired` in, and (with `-o json`) the targets of mcpfleet's
     /// policies, by the manifest's field; only for a service whose autoscaling mcpfleet applied.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,13 +146,27 @@ impl VerificationRow {
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut fleet = None;
     if !args.paths.is_empty() {
-        let fleet = super::load_fleet(cli, &super::Files { paths: args.paths.clone() })?;
-        for s in &fleet.services {
+        let loaded = super::load_fleet(cli, &super::Files { paths: args.paths.clone() })?;
+        for s in &loaded.services {
             wanted.entry(s.cluster.clone()).or_default().push(s.name.clone());
         }
+        fleet = Some(loaded);
     }
     let conn = super::backend::connect(cli).await?;
+    // Only `-o json` shows the secrets that rotated since the tasks started: one secret call per 10 secrets the
+    // manifests name. One that cannot be made (a role without secretsmanager:ListSecrets) leaves them unknown.
+    let mut versions = match fleet.as_ref().filter(|_| args.output == Output::Json) {
+        Some(f) => match reconcile::resolve::secret_versions(f, conn.backend.secrets.as_ref()).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("warning: the secrets' versions could not be read, staleSecrets is null: {e}");
+                None
+            }
+        },
+        None => None,
+    };
     let ecs = conn.backend.ecs.as_ref();
     if let Some(cluster) = &args.cluster {
         wanted.insert(cluster.clone(), ecs.list_services(cluster).await?);
@@ -170,6 +190,10 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                 Some(s) => {
                     let mut r = row(s, ecs, &dns).await?;
                     r.autoscaling = scaling.remove(&resource_id(&s.cluster, &s.name));
+                    r.stale_secrets = versions.as_mut().map(|v| {
+                        let used = v.remove(&(cluster.clone(), name.clone())).unwrap_or_default();
+                        secrets::rotated_on(&used, s)
+                    });
                     rows.push(r);
                 }
                 None => {
@@ -192,6 +216,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                         endpoints: vec![],
                         tools: None,
                         verification: None,
+                        stale_secrets: None,
                         autoscaling: None,
                     });
                 }
@@ -320,6 +345,7 @@ async fn row(s: &ServiceState, ecs: &dyn Ecs, dns: &BTreeMap<String, String>) ->
         endpoints: endpoints(s, dns),
         tools: Verification::parse(&s.tags).and_then(|v| v.tools),
         verification: Verification::parse(&s.tags).map(VerificationRow::of),
+        stale_secrets: None,
         autoscaling: None,
     })
 }

@@ -304,6 +304,30 @@ pub async fn resolve_each(
     Ok(out)
 }
 
+/// The secrets each service of `fleet` reads by stage, with the version holding the stage now, by (cluster, name):
+/// what `status` compares with the versions the services' tasks were started with. One secret call per 10
+/// distinct secrets; a secret not found is left out (plan and apply report it).
+pub async fn secret_versions(
+    fleet: &ValidFleet,
+    secrets: &dyn Secrets,
+) -> Result<BTreeMap<(String, String), Vec<SecretInUse>>, ReconcileError> {
+    let ids: BTreeSet<String> =
+        fleet.services.iter().flat_map(|s| s.secrets.values().map(|r| r.secret.clone())).collect();
+    let ids: Vec<String> = ids.into_iter().collect();
+    let mut problems = Vec::new();
+    let mut found = BTreeMap::new();
+    for answer in batched(&ids, SECRET_BATCH, Reference::Secret, &mut problems, |c| secrets.resolve(c)).await? {
+        found.extend(answer);
+    }
+    if !problems.is_empty() {
+        return Err(ReconcileError::Resolution(problems));
+    }
+    let used = |svc: &ValidService| -> Vec<SecretInUse> {
+        svc.secrets.values().filter_map(|r| in_use(r, found.get(&r.secret)?)).collect()
+    };
+    Ok(fleet.services.iter().map(|s| ((s.cluster.clone(), s.name.clone()), used(s))).collect())
+}
+
 /// The version a reference reads, when it reads one by stage: a reference pinned to a `versionId` never changes,
 /// and a secret whose answer listed no version for the stage cannot be followed.
 fn in_use(r: &SecretRef, info: &SecretInfo) -> Option<SecretInUse> {

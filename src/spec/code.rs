@@ -171,6 +171,8 @@ codes! {
     BridgeImageMissing = "E1807", "a stdio service without a bridge image (FleetDefaults' bridgeImage or --bridge-image)";
     StdioPath = "E1808", "a stdio service's health or readiness path that is not the bridge's (/health, /ready), or an mcp path that is one of them";
     StdioHealthProbe = "E1809", "healthCheck.probe on a stdio service (the bridge probes itself)";
+    // E20xx: secret rotation (validate::rotation).
+    RotationLabels = "E2001", "more labels than fit beside the two tags of a service that reads secrets by stage (37 at most, fewer if verified or autoscaled)";
 }
 
 impl fmt::Display for Code {

@@ -1030,6 +1030,31 @@ fn a_verified_service_leaves_one_tag_for_its_verification() {
 }
 
 #[test]
+fn a_service_that_follows_its_secrets_leaves_two_tags_for_their_versions() {
+    let labels = |n: usize| {
+        let body: String = (0..n).map(|i| format!("    l{i}: v\n")).collect();
+        move |extra: &str| svc(extra, &[("  name: svc\n", &format!("  name: svc\n  labels:\n{body}"))])
+    };
+    let by_stage = "  secrets:\n    DB_PASSWORD: prod/db\n";
+    let pinned = "  secrets:\n    DB_PASSWORD: { secret: prod/db, versionId: 0123456789abcdef0123456789abcdef }\n";
+    valid(&labels(37)(by_stage));
+    valid(&labels(39)(pinned));
+    let s = valid(&labels(3)(&format!("{by_stage}  secretRotation: ignore\n")));
+    assert_eq!(s.secret_rotation, crate::spec::SecretRotation::Ignore);
+    one_error(
+        &labels(38)(by_stage),
+        "m.yaml:5: metadata.labels: 38 labels given; a service that reads secrets by stage records their versions and its restarts in two tags of their own, so at most 37 fit",
+    );
+    one_error(&labels(37)(&format!("{by_stage}  mcp: {{ verify: tasks }}\n")), "so at most 36 fit");
+    // Too many for any service: told once, by the labels' own rule.
+    one_error(&labels(40)(by_stage), "40 labels given; at most 39 fit beside mcpfleet's own tags");
+    one_error(
+        &svc("  secretRotation: sometimes\n", &[]),
+        "spec.secretRotation: `sometimes` is not valid; expected restart or ignore",
+    );
+}
+
+#[test]
 fn registry_credentials_name_a_secret_for_an_image_outside_ecr() {
     let ghcr = ("image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1", "image: ghcr.io/acme/svc:v1");
     let s = valid(&svc("  registryCredentials: prod/registry/ghcr\n", &[ghcr]));

@@ -42,6 +42,7 @@ mod names;
 mod network;
 mod roles;
 mod rollout;
+mod rotation;
 mod secrets;
 mod stdio;
 mod task;
@@ -411,6 +412,16 @@ pub(super) fn check_service(
         Some(_) => Err(()),
         None => Ok(None),
     };
+
+    if !broken("secrets") && !broken("autoscaling") {
+        let around = rotation::Context {
+            labels: doc.metadata.labels.len(),
+            follows_secrets: secrets.values().any(|r| r.version_id.is_none()),
+            verified: mcp.as_ref().map(|m| m.verified()),
+            autoscaled: s.autoscaling.is_some(),
+        };
+        rotation::check_labels(ctx, &around);
+    }
 
     if ctx.diags.len() > before || !unparsed.is_empty() {
         return None;
