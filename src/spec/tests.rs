@@ -1015,12 +1015,14 @@ fn mcp_errors_name_their_field() {
     one_error(&mcp("{ verify: none, allowToolRemoval: true }"), "spec.mcp.allowToolRemoval: allowToolRemoval only");
 }
 
+/// A service with `n` labels and the spec lines `extra`: `labels(n)(extra)`.
+fn labels(n: usize) -> impl Fn(&str) -> String {
+    let body: String = (0..n).map(|i| format!("    l{i}: v\n")).collect();
+    move |extra: &str| svc(extra, &[("  name: svc\n", &format!("  name: svc\n  labels:\n{body}"))])
+}
+
 #[test]
 fn a_verified_service_leaves_one_tag_for_its_verification() {
-    let labels = |n: usize| {
-        let body: String = (0..n).map(|i| format!("    l{i}: v\n")).collect();
-        move |mcp: &str| svc(mcp, &[("  name: svc\n", &format!("  name: svc\n  labels:\n{body}"))])
-    };
     valid(&labels(39)(""));
     valid(&labels(38)("  mcp: { verify: tasks }\n"));
     one_error(
@@ -1031,10 +1033,6 @@ fn a_verified_service_leaves_one_tag_for_its_verification() {
 
 #[test]
 fn a_service_that_follows_its_secrets_leaves_two_tags_for_their_versions() {
-    let labels = |n: usize| {
-        let body: String = (0..n).map(|i| format!("    l{i}: v\n")).collect();
-        move |extra: &str| svc(extra, &[("  name: svc\n", &format!("  name: svc\n  labels:\n{body}"))])
-    };
     let by_stage = "  secrets:\n    DB_PASSWORD: prod/db\n";
     let pinned = "  secrets:\n    DB_PASSWORD: { secret: prod/db, versionId: 0123456789abcdef0123456789abcdef }\n";
     valid(&labels(37)(by_stage));
@@ -1105,10 +1103,6 @@ fn registry_credentials_name_a_secret_for_an_image_outside_ecr() {
 
 #[test]
 fn an_autoscaled_service_leaves_one_tag_for_its_autoscaling() {
-    let labels = |n: usize| {
-        let body: String = (0..n).map(|i| format!("    l{i}: v\n")).collect();
-        move |extra: &str| svc(extra, &[("  name: svc\n", &format!("  name: svc\n  labels:\n{body}"))])
-    };
     let scaled = "  autoscaling: { min: 1, max: 2, targetCpu: 50 }\n";
     let both = "  autoscaling: { min: 1, max: 2, targetCpu: 50 }\n  mcp: { verify: tasks }\n";
     valid(&labels(38)(scaled));
