@@ -313,6 +313,13 @@ fn a_long_tool_list_is_recorded_in_parts_and_gives_way_to_labels() {
     let lab = Lab::new();
     push_documents(&lab, "v1.4.2", &v1);
     verify_documents(&lab, "    verify: tasks\n    expectTools: [tool_000, tool_249]\n");
+    // Its secret pinned to a version: a service that reads secrets by stage keeps two service tags for their
+    // versions (E2001), and this test needs every label a verified service may have.
+    lab.edit_manifest(
+        "documents.yaml",
+        "key: api_key }",
+        "key: api_key, versionId: 0b6a3f1e-2c4d-4e5f-8a9b-0c1d2e3f4a5b }",
+    );
     let labels: String = (0..30).map(|i| format!("    l{i:02}: v\n")).collect();
     lab.edit_manifest("documents.yaml", "  labels:\n    team: knowledge\n", &format!("  labels:\n{labels}"));
     let (code, doc) = lab.apply(&["--wait"]);

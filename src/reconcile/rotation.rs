@@ -61,7 +61,7 @@ pub fn in_flight(observed: &Observed) -> usize {
         .values()
         .filter(|s| s.is_active())
         .filter(|s| {
-            Restart::of_primary(s).is_some_and(|r| {
+            Restart::current(s).is_some_and(|r| {
                 !r.failed && s.primary().is_some_and(|p| p.rollout_state == crate::backend::RolloutState::InProgress)
             })
         })

@@ -120,7 +120,7 @@ pub fn pending(state: &ServiceState, progress_deadline_secs: u64, applied: Optio
         })
     };
     // A restart for a rotated secret: watched until it completes or fails; a failure reported is settled.
-    if let (Some(restart), Some(p)) = (Restart::of_primary(state), state.primary())
+    if let (Some(restart), Some(p)) = (Restart::current(state), state.primary())
         && p.task_definition == td
     {
         if restart.failed || p.rollout_state == RolloutState::Completed {
@@ -132,7 +132,7 @@ pub fn pending(state: &ServiceState, progress_deadline_secs: u64, applied: Optio
             task_definition: td.to_string(),
             networking: None,
             deadline_ms: deadline_ms(p.created_at_ms, progress_deadline_secs),
-            restart: Some(p.id.clone()),
+            restart: Some(restart.deployment.to_string()),
         });
     }
     if let Some(p) = state.primary()

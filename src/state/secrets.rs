@@ -164,10 +164,12 @@ impl<'a> Restart<'a> {
         })
     }
 
-    /// The restart of `state`'s PRIMARY deployment, if that is what it is.
-    pub fn of_primary(state: &'a ServiceState) -> Option<Restart<'a>> {
+    /// The restart `state` is in: its deployment is still one of the service's, the PRIMARY one or one that ECS's
+    /// circuit breaker replaced by a rollback deployment of the same revision (whose tasks read the new version
+    /// too, so it settles the restart).
+    pub fn current(state: &'a ServiceState) -> Option<Restart<'a>> {
         let r = Restart::parse(&state.tags)?;
-        (state.primary()?.id == r.deployment).then_some(r)
+        state.deployments.iter().any(|d| d.id == r.deployment).then_some(r)
     }
 }
 
