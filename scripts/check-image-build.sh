@@ -13,6 +13,12 @@ target=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-C target-feature=+crt-static"
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=false
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+# Cargo.toml's per-package opt-levels (cold crates built for size) would otherwise still apply; a profile in
+# cargo's configuration takes precedence over the manifest's.
+opt0=()
+for pkg in $(sed -n '/^\[profile\.release\.package\]/,/^\[/s/^\([A-Za-z0-9_-]*\)\.opt-level.*/\1/p' Cargo.toml); do
+  opt0+=(--config "profile.release.package.$pkg.opt-level=0")
+done
 
 cp Cargo.toml Cargo.lock "$ctx/"
 (
@@ -21,14 +27,14 @@ cp Cargo.toml Cargo.lock "$ctx/"
   echo 'fn main() {}' > src/main.rs
   touch src/lib.rs
   echo 'fn main() {}' > benches/plan.rs
-  cargo build --quiet --release --locked --target "$target"
+  cargo build --quiet --release --locked --target "$target" "${opt0[@]}"
   rm -rf src
 )
 cp -r src "$ctx/src"
 (
   cd "$ctx"
   touch src/main.rs src/lib.rs
-  cargo build --quiet --release --locked --target "$target" --bin mcpfleet
+  cargo build --quiet --release --locked --target "$target" --bin mcpfleet "${opt0[@]}"
 )
 bin="$CARGO_TARGET_DIR/$target/release/mcpfleet"
 "$bin" --version
