@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{BackendError, Clock, ImageInfo, ImageSelector, Images, LoadBalancer, Secrets, TargetGroup, TargetGroups};
+use super::{
+    BackendError, Clock, ImageCommand, ImageInfo, ImageSelector, Images, LoadBalancer, Secrets, TargetGroup,
+    TargetGroups,
+};
 
 struct Entry<T> {
     value: T,
@@ -112,6 +115,16 @@ impl Images for CachedImages {
         let key = |sel: &ImageSelector| (repository.to_string(), sel.clone());
         let fetch = |missing: Vec<ImageSelector>| async move { self.inner.lookup(repository, &missing).await };
         self.cache.through(self.clock.now_ms(), selectors, key, fetch).await
+    }
+
+    /// Not cached here: a digest's config never changes, and the registry client keeps what it read.
+    async fn image_command(
+        &self,
+        repository: &str,
+        digest: &str,
+        platform: &str,
+    ) -> Result<ImageCommand, BackendError> {
+        self.inner.image_command(repository, digest, platform).await
     }
 }
 

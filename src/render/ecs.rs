@@ -371,7 +371,7 @@ pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInpu
                 read_only: true,
             });
             let ready = ContainerDependency { container_name: installer.name.clone(), condition: "COMPLETE".into() };
-            (bridge::entrypoint(svc, stdio), stdio.command.clone(), vec![ready])
+            (bridge::entrypoint(svc, stdio), res.command.clone().unwrap_or_default(), vec![ready])
         }
         _ => (vec![], vec![], vec![]),
     };
@@ -916,6 +916,7 @@ spec:
             .into(),
             target_groups: vec![],
             registry_credentials: None,
+            command: None,
             warnings: vec![],
             request_count_label: None,
         };
