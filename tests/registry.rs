@@ -656,6 +656,10 @@ fn an_image_with_neither_entrypoint_nor_cmd_fails_its_stdio_service_before_any_w
     let text = stdio_service("bare", &format!("{host}/mcp/bare:v1"), "");
     let line = text.lines().position(|l| l == "  transport: stdio").unwrap() + 1;
     std::fs::write(lab.manifests().join("bare.yaml"), text).unwrap();
+    // A config whose Cmd is a string, not a list: the image resolves, but its command cannot be read.
+    let odd = r#"{"Cmd": "/bin/sh -c server"}"#;
+    registry.push_with(host, "mcp/odd", "v1", "oci-index", &["linux/arm64"], &[("linux/arm64", odd)]);
+    std::fs::write(lab.manifests().join("odd.yaml"), stdio_service("odd", &format!("{host}/mcp/odd:v1"), "")).unwrap();
     let before = std::fs::read(lab.state()).unwrap();
     let m = lab.manifests();
     for verb in ["plan", "apply"] {
@@ -668,9 +672,27 @@ fn an_image_with_neither_entrypoint_nor_cmd_fails_its_stdio_service_before_any_w
              neither Entrypoint nor Cmd in its config; write `command`"
         );
         assert!(err.contains(&want) && err.contains("service `bare` ("), "{err}");
-        assert!(err.contains("[E1810]"), "{err}");
+        let odd = format!("/odd.yaml:{line}): spec.command: the config of image `{host}/mcp/odd@sha256:");
+        assert!(err.contains(&odd), "{err}");
+        assert!(err.contains("(linux/arm64) cannot be read, so it cannot give the command: GetBlob: "), "{err}");
+        assert!(err.contains("the image config's Entrypoint and Cmd are not lists of strings"), "{err}");
+        assert_eq!(err.matches("[E1810]").count(), 2, "both at once: {err}");
         assert_eq!(std::fs::read(lab.state()).unwrap(), before, "{verb}: nothing written");
     }
+}
+
+#[tokio::test]
+async fn a_config_that_cannot_give_a_command_still_resolves_its_image() {
+    let lab = RegistryLab::open();
+    let odd = r#"{"Entrypoint": {"not": "a list"}}"#;
+    let pushed =
+        lab.push_with(&lab.host, "mcp/odd", "v1", "docker-manifest", &["linux/amd64"], &[("linux/amd64", odd)]);
+    let r = client(&[&lab.host], None);
+    let repo = format!("{}/mcp/odd", lab.host);
+    let info = one(&r, &repo, tag("v1")).await.unwrap().unwrap();
+    assert_eq!(info.platforms, ["linux/amd64"], "a service that runs its own command is not concerned");
+    let err = r.image_command(&repo, pushed["digest"].as_str().unwrap(), "linux/amd64").await.unwrap_err();
+    assert!(err.to_string().contains("the image config's Entrypoint and Cmd are not lists of strings"), "{err}");
 }
 
 #[test]

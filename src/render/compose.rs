@@ -532,6 +532,16 @@ mod tests {
     }
 
     #[test]
+    fn a_stdio_server_without_command_is_refused_where_it_is_written() {
+        let bridge =
+            "registry.example.com/mcpfleet@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let f = fleet(&format!("  bridgeImage: '{bridge}'\n"), &[("fetch", "  transport: stdio\n")]);
+        let Err(ComposeError::UnknownCommand(why)) = document(&f, SecretsMode::Env) else { panic!("rendered") };
+        // The line of `transport: stdio`, where the command would go.
+        assert!(why.starts_with("f.yaml:17: spec.command: service `fetch` runs its image's Entrypoint + Cmd"), "{why}");
+    }
+
+    #[test]
     fn readiness_becomes_a_label_and_service_connect_changes_nothing() {
         let plain = fleet("", &[("docs", "")]);
         let exposed = fleet(
