@@ -118,13 +118,8 @@ impl Images for CachedImages {
     }
 
     /// Not cached here: a digest's config never changes, and the registry client keeps what it read.
-    async fn image_command(
-        &self,
-        repository: &str,
-        digest: &str,
-        platform: &str,
-    ) -> Result<ImageCommand, BackendError> {
-        self.inner.image_command(repository, digest, platform).await
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        self.inner.image_command(repo, digest, platform).await
     }
 }
 

@@ -396,13 +396,8 @@ impl Images for LimitedImages {
     }
 
     /// ECR answers it without a request (see [`crate::backend::ecr_command_unreadable`]): nothing to limit.
-    async fn image_command(
-        &self,
-        repository: &str,
-        digest: &str,
-        platform: &str,
-    ) -> Result<ImageCommand, BackendError> {
-        self.inner.image_command(repository, digest, platform).await
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        self.inner.image_command(repo, digest, platform).await
     }
 }
 

@@ -30,15 +30,10 @@ impl Images for ByRegistry {
         }
     }
 
-    async fn image_command(
-        &self,
-        repository: &str,
-        digest: &str,
-        platform: &str,
-    ) -> Result<ImageCommand, BackendError> {
-        match source_of_name(repository) {
-            Ok(ImageSource::Registry(_)) => self.registry.image_command(repository, digest, platform).await,
-            Ok(ImageSource::Ecr(_)) | Err(_) => self.ecr.image_command(repository, digest, platform).await,
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        match source_of_name(repo) {
+            Ok(ImageSource::Registry(_)) => self.registry.image_command(repo, digest, platform).await,
+            Ok(ImageSource::Ecr(_)) | Err(_) => self.ecr.image_command(repo, digest, platform).await,
         }
     }
 }

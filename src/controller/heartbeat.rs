@@ -96,13 +96,8 @@ impl Images for Beating<dyn Images> {
         self.beat(self.inner.lookup(repository, selectors).await)
     }
 
-    async fn image_command(
-        &self,
-        repository: &str,
-        digest: &str,
-        platform: &str,
-    ) -> Result<ImageCommand, BackendError> {
-        self.beat(self.inner.image_command(repository, digest, platform).await)
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        self.beat(self.inner.image_command(repo, digest, platform).await)
     }
 }
 

@@ -683,13 +683,8 @@ impl Images for Registries {
         Ok(found)
     }
 
-    async fn image_command(
-        &self,
-        repository: &str,
-        digest: &str,
-        platform: &str,
-    ) -> Result<ImageCommand, BackendError> {
-        let repo = registry_repo(repository)?;
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        let repo = registry_repo(repo)?;
         self.session(&repo).image_command(digest, platform).await
     }
 }
