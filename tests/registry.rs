@@ -660,6 +660,11 @@ fn an_image_with_neither_entrypoint_nor_cmd_fails_its_stdio_service_before_any_w
     let odd = r#"{"Cmd": "/bin/sh -c server"}"#;
     registry.push_with(host, "mcp/odd", "v1", "oci-index", &["linux/arm64"], &[("linux/arm64", odd)]);
     std::fs::write(lab.manifests().join("odd.yaml"), stdio_service("odd", &format!("{host}/mcp/odd:v1"), "")).unwrap();
+    // A hostile registry's command longer than a whole task definition may be.
+    let long = format!(r#"{{"Cmd": ["/server", "{}"]}}"#, "x".repeat(70 * 1024));
+    registry.push_with(host, "mcp/long", "v1", "oci-manifest", &["linux/amd64"], &[("linux/amd64", &long)]);
+    std::fs::write(lab.manifests().join("long.yaml"), stdio_service("long", &format!("{host}/mcp/long:v1"), ""))
+        .unwrap();
     let before = std::fs::read(lab.state()).unwrap();
     let m = lab.manifests();
     for verb in ["plan", "apply"] {
@@ -676,7 +681,9 @@ fn an_image_with_neither_entrypoint_nor_cmd_fails_its_stdio_service_before_any_w
         assert!(err.contains(&odd), "{err}");
         assert!(err.contains("(linux/arm64) cannot be read, so it cannot give the command: GetBlob: "), "{err}");
         assert!(err.contains("the image config's Entrypoint and Cmd are not lists of strings"), "{err}");
-        assert_eq!(err.matches("[E1810]").count(), 2, "both at once: {err}");
+        assert!(err.contains("/long.yaml:"), "{err}");
+        assert!(err.contains("hold more than 64 KiB, more than ECS takes for a whole task definition"), "{err}");
+        assert_eq!(err.matches("[E1810]").count(), 3, "all at once: {err}");
         assert_eq!(std::fs::read(lab.state()).unwrap(), before, "{verb}: nothing written");
     }
 }

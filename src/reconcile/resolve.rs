@@ -308,6 +308,10 @@ pub async fn resolve_each(
     Ok(out)
 }
 
+/// The most text an image's `Entrypoint` + `Cmd` may hold: ECS takes at most 64 KiB for a whole task definition
+/// (a written `command` is bounded the same way by the YAML reader).
+const MAX_IMAGE_COMMAND: usize = 64 * 1024;
+
 /// A stdio service without `command`, resolved (`out[at]`) to `digest` on `arch`.
 struct ImageCommandWanted<'a> {
     at: usize,
@@ -335,16 +339,23 @@ async fn read_image_commands(
             Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
             Err(e) => format!("the config of image {image} cannot be read, so it cannot give the command: {e}"),
             Ok(c) => match c.command() {
-                command if command.first().is_some_and(|program| !program.trim().is_empty()) => {
+                command if command.is_empty() => {
+                    format!("image {image} names neither Entrypoint nor Cmd in its config")
+                }
+                command if command.first().is_some_and(|program| program.trim().is_empty()) => {
+                    format!("the Entrypoint + Cmd of image {image} has no program as its first word")
+                }
+                command if command.iter().map(String::len).sum::<usize>() > MAX_IMAGE_COMMAND => format!(
+                    "the Entrypoint + Cmd of image {image} hold more than {} KiB, more than ECS takes for a whole \
+                     task definition",
+                    MAX_IMAGE_COMMAND / 1024
+                ),
+                command => {
                     if let Some(Ok(res)) = out.get_mut(w.at) {
                         res.command = Some(command);
                     }
                     continue;
                 }
-                command if command.is_empty() => {
-                    format!("image {image} names neither Entrypoint nor Cmd in its config")
-                }
-                _ => format!("the Entrypoint + Cmd of image {image} has no program as its first word"),
             },
         };
         let message = format!(

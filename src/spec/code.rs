@@ -172,7 +172,7 @@ codes! {
     StdioPath = "E1808", "a stdio service's health or readiness path that is not the bridge's (/health, /ready), or an mcp path that is one of them";
     StdioHealthProbe = "E1809", "healthCheck.probe on a stdio service (the bridge probes itself)";
     // Reported by resolution (reconcile::resolve), which reads the image config.
-    StdioImageCommand = "E1810", "a stdio service without `command` whose image config names neither Entrypoint nor Cmd, or cannot be read";
+    StdioImageCommand = "E1810", "a stdio service without `command` whose image config cannot be read or gives no usable command (neither Entrypoint nor Cmd, no program, over 64 KiB)";
 }
 
 impl fmt::Display for Code {
