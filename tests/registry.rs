@@ -679,10 +679,13 @@ fn an_image_with_neither_entrypoint_nor_cmd_fails_its_stdio_service_before_any_w
         assert!(err.contains(&want) && err.contains("service `bare` ("), "{err}");
         let odd = format!("/odd.yaml:{line}): spec.command: the config of image `{host}/mcp/odd@sha256:");
         assert!(err.contains(&odd), "{err}");
-        assert!(err.contains("(linux/arm64) cannot be read, so it cannot give the command: GetBlob: "), "{err}");
+        assert!(err.contains("(linux/arm64) gives no command to run: GetBlob: "), "{err}");
         assert!(err.contains("the image config's Entrypoint and Cmd are not lists of strings"), "{err}");
         assert!(err.contains("/long.yaml:"), "{err}");
-        assert!(err.contains("hold more than 64 KiB, more than ECS takes for a whole task definition"), "{err}");
+        assert!(
+            err.contains("Entrypoint and Cmd hold more than 64 KiB, more than ECS takes for a whole task"),
+            "{err}"
+        );
         assert_eq!(err.matches("[E1810]").count(), 3, "all at once: {err}");
         assert_eq!(std::fs::read(lab.state()).unwrap(), before, "{verb}: nothing written");
     }

@@ -127,7 +127,12 @@ pub fn platform_of_config(body: &[u8]) -> Result<String, String> {
     p.name().ok_or_else(|| "the image config records no os and architecture".into())
 }
 
-/// The `config.Entrypoint` and `config.Cmd` an image config blob records (`null` or absent: empty).
+/// The most text an image's `Entrypoint` + `Cmd` may hold: ECS takes at most 64 KiB for a whole task definition
+/// (a written `command` is bounded the same way by the YAML reader), and a registry's configs may be 8 MiB.
+pub const MAX_IMAGE_COMMAND: usize = 64 * 1024;
+
+/// The `config.Entrypoint` and `config.Cmd` an image config blob records (`null` or absent: empty); refused when
+/// longer than [`MAX_IMAGE_COMMAND`].
 pub fn command_of_config(body: &[u8]) -> Result<ImageCommand, String> {
     #[derive(Deserialize)]
     struct Blob {
@@ -143,7 +148,15 @@ pub fn command_of_config(body: &[u8]) -> Result<ImageCommand, String> {
     let blob: Blob = serde_json::from_slice(body)
         .map_err(|e| format!("the image config's Entrypoint and Cmd are not lists of strings: {e}"))?;
     let exec = blob.config.unwrap_or(Exec { entrypoint: None, cmd: None });
-    Ok(ImageCommand { entrypoint: exec.entrypoint.unwrap_or_default(), cmd: exec.cmd.unwrap_or_default() })
+    let command = ImageCommand { entrypoint: exec.entrypoint.unwrap_or_default(), cmd: exec.cmd.unwrap_or_default() };
+    if command.entrypoint.iter().chain(&command.cmd).map(String::len).sum::<usize>() > MAX_IMAGE_COMMAND {
+        return Err(format!(
+            "the image config's Entrypoint and Cmd hold more than {} KiB, more than ECS takes for a whole task \
+             definition",
+            MAX_IMAGE_COMMAND / 1024
+        ));
+    }
+    Ok(command)
 }
 
 #[cfg(test)]
@@ -214,5 +227,7 @@ mod tests {
         assert_eq!(c.command(), ["python", "-m", "server"]);
         assert!(command_of_config(br#"{"architecture":"amd64"}"#).unwrap().command().is_empty());
         assert!(command_of_config(br#"{"config":{"Cmd":"/bin/sh -c server"}}"#).is_err());
+        let long = format!(r#"{{"config":{{"Cmd":["/server","{}"]}}}}"#, "x".repeat(MAX_IMAGE_COMMAND));
+        assert!(command_of_config(long.as_bytes()).unwrap_err().contains("more than 64 KiB"));
     }
 }

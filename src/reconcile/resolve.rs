@@ -4,7 +4,9 @@
 //! 100 references (up to [`REPOSITORIES_AT_ONCE`] repositories at a time), one secret call per 10 distinct
 //! secrets, one target-group describe per 20 distinct target groups. A registry that refuses a repository (401,
 //! 403, an unknown repository) fails the services of its images, each with the registry's words; one that
-//! cannot be reached fails resolution as a whole.
+//! cannot be reached fails resolution as a whole. A stdio service without `command` then gets its image's
+//! `Entrypoint` + `Cmd` for the architecture chosen (`Images::image_command`, asked for no other service); an
+//! image that gives none fails that service alone ([`Code::StdioImageCommand`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -308,10 +310,6 @@ pub async fn resolve_each(
     Ok(out)
 }
 
-/// The most text an image's `Entrypoint` + `Cmd` may hold: ECS takes at most 64 KiB for a whole task definition
-/// (a written `command` is bounded the same way by the YAML reader).
-const MAX_IMAGE_COMMAND: usize = 64 * 1024;
-
 /// A stdio service without `command`, resolved (`out[at]`) to `digest` on `arch`.
 struct ImageCommandWanted<'a> {
     at: usize,
@@ -337,7 +335,7 @@ async fn read_image_commands(
         let image = format!("`{}` ({})", svc.image.pinned(&w.digest), w.arch.platform());
         let why = match answer {
             Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
-            Err(e) => format!("the config of image {image} cannot be read, so it cannot give the command: {e}"),
+            Err(e) => format!("the config of image {image} gives no command to run: {e}"),
             Ok(c) => match c.command() {
                 command if command.is_empty() => {
                     format!("image {image} names neither Entrypoint nor Cmd in its config")
@@ -345,11 +343,6 @@ async fn read_image_commands(
                 command if command.first().is_some_and(|program| program.trim().is_empty()) => {
                     format!("the Entrypoint + Cmd of image {image} has no program as its first word")
                 }
-                command if command.iter().map(String::len).sum::<usize>() > MAX_IMAGE_COMMAND => format!(
-                    "the Entrypoint + Cmd of image {image} hold more than {} KiB, more than ECS takes for a whole \
-                     task definition",
-                    MAX_IMAGE_COMMAND / 1024
-                ),
                 command => {
                     if let Some(Ok(res)) = out.get_mut(w.at) {
                         res.command = Some(command);
