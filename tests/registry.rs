@@ -563,6 +563,12 @@ async fn an_index_gives_the_command_of_the_platform_asked_with_its_manifest_and_
         counts(&[("GetBlob", 1), ("GetManifest", 2), ("HeadManifest", 1)]),
         "the arm64 manifest, then its config"
     );
+    let again = r.image_command(&repo, digest, "linux/arm64").await.unwrap();
+    assert_eq!(
+        (again, calls(&r).get("GetManifest").copied()),
+        (arm, Some(2)),
+        "kept: a controller's next pass asks nothing"
+    );
     let amd = r.image_command(&repo, digest, "linux/amd64").await.unwrap();
     assert_eq!(command(&amd), ["python", "-m", "server_amd64"], "no Entrypoint: Cmd alone");
     let err = r.image_command(&repo, digest, "linux/s390x").await.unwrap_err();

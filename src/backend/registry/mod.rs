@@ -16,8 +16,8 @@
 //!
 //! A stdio service without `command` runs its image's `Entrypoint` + `Cmd` ([`Images::image_command`]): a
 //! single manifest's config was already read for its platform, so that costs nothing more; an index costs a
-//! `GET` of the manifest it lists for the chosen platform and a `GET` of that manifest's config blob. No other
-//! service asks for it.
+//! `GET` of the manifest it lists for the chosen platform and a `GET` of that manifest's config blob, both kept
+//! with the digests already read. No other service asks for it.
 //!
 //! # Authentication
 //!
@@ -561,70 +561,46 @@ impl Session<'_> {
         Ok((platform, command))
     }
 
-    /// The `Entrypoint` and `Cmd` of `digest` on `platform`: a single manifest's were read with its platform; an
-    /// index's platform manifest is read by digest, then its config.
+    /// The `Entrypoint` and `Cmd` of `digest` on `platform`: a single manifest's were read with its platform; for
+    /// an index, the manifest it lists for the platform is read (with its config) and kept like any other, so a
+    /// later pass asks nothing.
     async fn image_command(&self, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
-        let known = match self.client.known(self.repo, digest) {
-            Some(known) => known,
-            // Read by another process, or forgotten since: read it again.
-            None => {
-                self.read_manifest(digest, Some(digest)).await?;
-                self.client.known(self.repo, digest).ok_or_else(|| BackendError::NotFound {
-                    operation: Op::GetManifest,
-                    message: format!("{}: not found", self.shown(digest)),
-                })?
-            }
-        };
-        let invalid = |operation, what: String| BackendError::Invalid {
+        let invalid = |operation, reference: &str, what: String| BackendError::Invalid {
             operation,
-            message: format!("{}: {what}", self.shown(digest)),
+            message: format!("{}: {what}", self.shown(reference)),
         };
-        match known.content {
-            Content::Image(command) if known.platforms.iter().any(|p| p == platform) => {
-                command.map_err(|e| invalid(Op::GetBlob, e))
-            }
-            Content::Image(_) => {
-                Err(invalid(Op::GetBlob, format!("the image is for {}, not {platform}", known.platforms.join(", "))))
-            }
-            Content::Index(manifests) => {
-                let Some(manifest) = manifests.get(platform) else {
-                    return Err(invalid(Op::GetManifest, format!("the index lists no manifest for {platform}")));
-                };
-                self.platform_command(manifest).await
+        let mut reference = digest.to_string();
+        // The digest, then at most the manifest an index lists.
+        for _ in 0..2 {
+            let known = match self.client.known(self.repo, &reference) {
+                Some(known) => known,
+                // Forgotten since lookup, or listed by an index: read it.
+                None => {
+                    self.read_manifest(&reference, Some(&reference)).await?;
+                    self.client.known(self.repo, &reference).ok_or_else(|| BackendError::NotFound {
+                        operation: Op::GetManifest,
+                        message: format!("{}: not found", self.shown(&reference)),
+                    })?
+                }
+            };
+            match known.content {
+                Content::Image(command) if known.platforms.iter().any(|p| p == platform) => {
+                    return command.map_err(|e| invalid(Op::GetBlob, &reference, e));
+                }
+                Content::Image(_) => {
+                    let what = format!("the image is for {}, not {platform}", known.platforms.join(", "));
+                    return Err(invalid(Op::GetBlob, &reference, what));
+                }
+                Content::Index(manifests) => match manifests.get(platform) {
+                    Some(manifest) => reference = manifest.clone(),
+                    None => {
+                        let what = format!("the index lists no manifest for {platform}");
+                        return Err(invalid(Op::GetManifest, &reference, what));
+                    }
+                },
             }
         }
-    }
-
-    /// The `Entrypoint` and `Cmd` of the single manifest `digest` an index lists.
-    async fn platform_command(&self, digest: &str) -> Result<ImageCommand, BackendError> {
-        const OP: Op = Op::GetManifest;
-        let (answer, authorized) = self.request(OP, Method::Get, &self.manifest_url(digest), MAX_BODY).await?;
-        if answer.status == 404 {
-            return Err(BackendError::NotFound {
-                operation: OP,
-                message: format!(
-                    "{}: the index lists it, but the registry answers {}",
-                    self.shown(digest),
-                    answer.message()
-                ),
-            });
-        }
-        if !answer.ok() {
-            return Err(self.refusal(OP, digest, &answer, &authorized));
-        }
-        match self.checked_manifest(digest, Some(digest), &answer)?.1 {
-            ManifestKind::Image { config_digest } => {
-                let (_, command) = self.read_config(digest, &config_digest).await?;
-                command.map_err(|e| BackendError::Invalid {
-                    operation: Op::GetBlob,
-                    message: format!("{}: {e}", self.shown(digest)),
-                })
-            }
-            ManifestKind::Index { .. } => Err(BackendError::Invalid {
-                operation: OP,
-                message: format!("{}: an index inside an index is not an image", self.shown(digest)),
-            }),
-        }
+        Err(invalid(Op::GetManifest, digest, "an index inside an index is not an image".into()))
     }
 }
 
