@@ -11,6 +11,8 @@
                       says what it saw: {"requests": [...], "maxInFlight": N}
   push ...            pushes an image through the distribution API over plain HTTP: blobs (POST then PUT
                       ?digest=), platform manifests by digest, then the index (or the one manifest) at the tag;
+                      each config runs {"Cmd": ["/server"]} unless --exec PLATFORM=JSON gives that platform's
+                      own container config (its Entrypoint and Cmd; {} for neither);
                       prints {"digest", "manifests": {platform: digest}} as JSON
 
 Servers listen on 127.0.0.1 on a free port and print `listening on 127.0.0.1:PORT` once they accept requests.
@@ -339,6 +341,10 @@ def cmd_push(args):
     platforms = args.platform or ["linux/amd64", "linux/arm64"]
     if index_type is None and len(platforms) != 1:
         raise SystemExit(f"{args.kind} holds one platform, not {platforms}")
+    execs = {}
+    for item in args.exec or []:
+        platform, _, config = item.partition("=")
+        execs[platform] = json.loads(config)
     reg = Registry(args.registry, args.user, args.password)
     entries = []
     out = {"manifests": {}}
@@ -352,7 +358,7 @@ def cmd_push(args):
                 "architecture": arch,
                 "os": os_name,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                "config": {"Cmd": ["/server"]},
+                "config": execs.get(platform, {"Cmd": ["/server"]}),
                 "rootfs": {"type": "layers", "diff_ids": [digest_of(layer)]},
             }
         ).encode()
@@ -396,6 +402,7 @@ def main():
     u.add_argument("--tag", required=True)
     u.add_argument("--kind", choices=sorted(KINDS), default="oci-index")
     u.add_argument("--platform", action="append", help="OS/ARCH; repeatable (default linux/amd64 and linux/arm64)")
+    u.add_argument("--exec", action="append", metavar="PLATFORM=JSON", help="a platform's container config; repeatable")
     u.add_argument("--user")
     u.add_argument("--password")
     args = ap.parse_args()

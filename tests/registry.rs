@@ -1,8 +1,9 @@
 //! Images outside Amazon ECR, resolved through the OCI distribution API against the real CNCF distribution
 //! registry (`docker-registry`, started by each test on a loopback port; see `common::registry`): every kind of
 //! manifest, unknown tags, token auth with and without a Docker config, a registry that omits
-//! `Docker-Content-Digest`, one that answers 429 first, the limit on requests in flight, and the binary planning
-//! and applying a fleet that mixes ECR and registry images on the sim.
+//! `Docker-Content-Digest`, one that answers 429 first, the limit on requests in flight, the binary planning
+//! and applying a fleet that mixes ECR and registry images on the sim, and stdio services without `command`
+//! running their image's own `Entrypoint` + `Cmd` for the platform chosen.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::lab::{ECR, Lab, entry};
 use common::registry::{PASSWORD, RegistryLab, USER, http_json};
 use mcpfleet::backend::registry::{Registries, RegistryConfig};
-use mcpfleet::backend::{BackendError, ImageInfo, ImageSelector, Images};
+use mcpfleet::backend::{BackendError, ImageCommand, ImageInfo, ImageSelector, Images};
 use mcpfleet::reconcile::resolve::pick_architecture;
 use mcpfleet::render::CpuArch;
 use mcpfleet::spec::Architecture;
@@ -515,4 +516,209 @@ fn the_binary_takes_registry_credentials_from_docker_config_and_insecure_registr
     let err = doc["error"].as_str().unwrap();
     assert!(err.contains("spec.image: HeadManifest: ") || err.contains("spec.image: GetManifest: "), "{err}");
     assert!(err.contains("401 Unauthorized: UNAUTHORIZED: authentication required; no credentials for"), "{err}");
+}
+
+/// A node server's config on arm64, and a Python one's (Cmd only) on amd64: the two platforms of one index differ.
+const ARM_EXEC: &str = r#"{"Entrypoint": ["node", "/app/dist/index.js"], "Cmd": ["--transport", "stdio"]}"#;
+const AMD_EXEC: &str = r#"{"Entrypoint": null, "Cmd": ["python", "-m", "server_amd64"]}"#;
+
+fn command(c: &ImageCommand) -> Vec<String> {
+    c.command()
+}
+
+#[tokio::test]
+async fn a_single_manifest_gives_its_entrypoint_and_cmd_from_the_config_already_read() {
+    let lab = RegistryLab::open();
+    let pushed =
+        lab.push_with(&lab.host, "mcp/node", "v1", "oci-manifest", &["linux/arm64"], &[("linux/arm64", ARM_EXEC)]);
+    let digest = pushed["digest"].as_str().unwrap();
+    let r = client(&[&lab.host], None);
+    let repo = format!("{}/mcp/node", lab.host);
+    let info = one(&r, &repo, tag("v1")).await.unwrap().unwrap();
+    assert_eq!((info.digest.as_str(), info.platforms.as_slice()), (digest, &["linux/arm64".to_string()][..]));
+    let resolved = counts(&[("GetBlob", 1), ("GetManifest", 1), ("HeadManifest", 1)]);
+    assert_eq!(calls(&r), resolved, "resolution's requests are those of any image");
+    let c = r.image_command(&repo, digest, "linux/arm64").await.unwrap();
+    assert_eq!(command(&c), ["node", "/app/dist/index.js", "--transport", "stdio"], "Entrypoint, then Cmd");
+    assert_eq!(calls(&r), resolved, "the config was read with the platform: no request more");
+    // The image is for arm64 only: no other platform's command is made up.
+    let err = r.image_command(&repo, digest, "linux/amd64").await.unwrap_err();
+    assert!(err.to_string().contains("the image is for linux/arm64, not linux/amd64"), "{err}");
+}
+
+#[tokio::test]
+async fn an_index_gives_the_command_of_the_platform_asked_with_its_manifest_and_config() {
+    let lab = RegistryLab::open();
+    let execs = [("linux/arm64", ARM_EXEC), ("linux/amd64", AMD_EXEC)];
+    let pushed = lab.push_with(&lab.host, "mcp/multi", "v1", "oci-index", &["linux/amd64", "linux/arm64"], &execs);
+    let digest = pushed["digest"].as_str().unwrap();
+    let r = client(&[&lab.host], None);
+    let repo = format!("{}/mcp/multi", lab.host);
+    one(&r, &repo, tag("v1")).await.unwrap().unwrap();
+    assert_eq!(calls(&r), counts(&[("GetManifest", 1), ("HeadManifest", 1)]), "resolution alone reads no config");
+    let arm = r.image_command(&repo, digest, "linux/arm64").await.unwrap();
+    assert_eq!(command(&arm), ["node", "/app/dist/index.js", "--transport", "stdio"]);
+    assert_eq!(
+        calls(&r),
+        counts(&[("GetBlob", 1), ("GetManifest", 2), ("HeadManifest", 1)]),
+        "the arm64 manifest, then its config"
+    );
+    let again = r.image_command(&repo, digest, "linux/arm64").await.unwrap();
+    assert_eq!(
+        (again, calls(&r).get("GetManifest").copied()),
+        (arm, Some(2)),
+        "kept: a controller's next pass asks nothing"
+    );
+    let amd = r.image_command(&repo, digest, "linux/amd64").await.unwrap();
+    assert_eq!(command(&amd), ["python", "-m", "server_amd64"], "no Entrypoint: Cmd alone");
+    let err = r.image_command(&repo, digest, "linux/s390x").await.unwrap_err();
+    assert!(err.to_string().contains("the index lists no manifest for linux/s390x"), "{err}");
+}
+
+/// A stdio service without `command` on a registry image (FleetDefaults names the bridge image).
+fn stdio_service(name: &str, image: &str, extra: &str) -> String {
+    registry_service(name, image, &format!("  transport: stdio\n{extra}"))
+}
+
+/// The changes of `name` in a plan, by path.
+fn changes(plan: &Value, name: &str) -> BTreeMap<String, Value> {
+    let entry = entry(plan, "mcp-prod", name);
+    let list = entry["changes"].as_array().unwrap_or_else(|| panic!("{entry:#}"));
+    list.iter().map(|c| (c["path"].as_str().unwrap().to_string(), c["to"].clone())).collect()
+}
+
+#[test]
+fn plan_and_apply_run_a_stdio_servers_image_entrypoint_and_cmd_for_the_chosen_architecture() {
+    let lab = Lab::new();
+    let registry = RegistryLab::open();
+    let host = &registry.host;
+    let execs = [("linux/arm64", ARM_EXEC), ("linux/amd64", AMD_EXEC)];
+    registry.push_with(host, "mcp/multi", "v1", "oci-index", &["linux/amd64", "linux/arm64"], &execs);
+    let single = r#"{"Entrypoint": ["/usr/local/bin/mcp-time"], "Cmd": ["--local-timezone", "UTC"]}"#;
+    registry.push_with(host, "mcp/time", "v1", "docker-manifest", &["linux/amd64"], &[("linux/amd64", single)]);
+    let write = |file: &str, text: String| std::fs::write(lab.manifests().join(file), text).unwrap();
+    // `multi` first runs a command written by hand; `multi-amd` (x86_64) takes the amd64 manifest's config.
+    let written = "  command: [node, /app/old.js]\n";
+    write("multi.yaml", stdio_service("multi", &format!("{host}/mcp/multi:v1"), written));
+    write("multi-amd.yaml", stdio_service("multi-amd", &format!("{host}/mcp/multi:v1"), "  architecture: x86_64\n"));
+    write("time.yaml", stdio_service("time", &format!("{host}/mcp/time:v1"), ""));
+    let insecure = ["--insecure-registry", host.as_str()];
+
+    let (code, plan) = lab.plan_with(&insecure);
+    assert_eq!(code, 2, "{plan:#}");
+    // The index (HEAD, GET) once for both services and the amd64 manifest and its config for `multi-amd`; the
+    // single manifest (HEAD, GET, config), whose config was read for its platform anyway.
+    let calls = &plan["apiCalls"]["calls"];
+    assert_eq!(
+        (&calls["HeadManifest"], &calls["GetManifest"], &calls["GetBlob"]),
+        (&2.into(), &3.into(), &2.into()),
+        "{plan:#}"
+    );
+    let (code, applied) = lab.apply(&insecure);
+    assert_eq!(code, 0, "{applied:#}");
+    let server = |family: &str| {
+        let c = container(&lab, family);
+        let entry_point: Vec<String> = serde_json::from_value(c["entryPoint"].clone()).unwrap();
+        assert_eq!(entry_point.last().map(String::as_str), Some("--"), "the bridge runs the command: {c:#}");
+        serde_json::from_value::<Vec<String>>(c["command"].clone()).unwrap()
+    };
+    assert_eq!(server("multi"), ["node", "/app/old.js"]);
+    assert_eq!(server("multi-amd"), ["python", "-m", "server_amd64"], "no Entrypoint: Cmd alone");
+    assert_eq!(architecture(&lab, "multi-amd"), "X86_64");
+    assert_eq!(server("time"), ["/usr/local/bin/mcp-time", "--local-timezone", "UTC"], "Entrypoint, then Cmd");
+    assert_eq!(lab.plan_with(&insecure).0, 0, "converged: the commands read again are the same");
+
+    // Without its command, `multi` runs the arm64 config's (auto picks arm64 from the index), and plan shows it.
+    write("multi.yaml", stdio_service("multi", &format!("{host}/mcp/multi:v1"), ""));
+    let (code, plan) = lab.plan_with(&insecure);
+    assert_eq!(code, 2, "{plan:#}");
+    let path = "taskDefinition.containerDefinitions.multi.command";
+    assert_eq!(
+        changes(&plan, "multi").get(path),
+        Some(&serde_json::json!(["node", "/app/dist/index.js", "--transport", "stdio"])),
+        "{plan:#}"
+    );
+    assert_eq!(entry(&plan, "mcp-prod", "time")["action"], "noop");
+    let (code, applied) = lab.apply(&insecure);
+    assert_eq!(code, 0, "{applied:#}");
+    assert_eq!(server("multi"), ["node", "/app/dist/index.js", "--transport", "stdio"]);
+    assert_eq!(architecture(&lab, "multi"), "ARM64");
+
+    // `render` asks no registry: it cannot know an image's command, and says where to write one.
+    let out = lab.run(&["render", "-f", lab.manifests().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(".yaml:12: spec.command: service `"), "{err}");
+    assert!(err.contains("runs its image's Entrypoint + Cmd, which only plan and apply read"), "{err}");
+}
+
+#[test]
+fn an_image_with_neither_entrypoint_nor_cmd_fails_its_stdio_service_before_any_write() {
+    let lab = Lab::new();
+    let registry = RegistryLab::open();
+    let host = &registry.host;
+    let pushed = registry.push_with(host, "mcp/bare", "v1", "oci-manifest", &["linux/amd64"], &[("linux/amd64", "{}")]);
+    let digest = pushed["digest"].as_str().unwrap();
+    let text = stdio_service("bare", &format!("{host}/mcp/bare:v1"), "");
+    let line = text.lines().position(|l| l == "  transport: stdio").unwrap() + 1;
+    std::fs::write(lab.manifests().join("bare.yaml"), text).unwrap();
+    // A config whose Cmd is a string, not a list: the image resolves, but its command cannot be read.
+    let odd = r#"{"Cmd": "/bin/sh -c server"}"#;
+    registry.push_with(host, "mcp/odd", "v1", "oci-index", &["linux/arm64"], &[("linux/arm64", odd)]);
+    std::fs::write(lab.manifests().join("odd.yaml"), stdio_service("odd", &format!("{host}/mcp/odd:v1"), "")).unwrap();
+    // A hostile registry's command longer than a whole task definition may be.
+    let long = format!(r#"{{"Cmd": ["/server", "{}"]}}"#, "x".repeat(70 * 1024));
+    registry.push_with(host, "mcp/long", "v1", "oci-manifest", &["linux/amd64"], &[("linux/amd64", &long)]);
+    std::fs::write(lab.manifests().join("long.yaml"), stdio_service("long", &format!("{host}/mcp/long:v1"), ""))
+        .unwrap();
+    let before = std::fs::read(lab.state()).unwrap();
+    let m = lab.manifests();
+    for verb in ["plan", "apply"] {
+        let (code, doc) =
+            lab.json(&[verb, "-f", m.to_str().unwrap(), "-o", "json", "--insecure-registry", host.as_str()]);
+        assert_eq!(code, 1, "{doc:#}");
+        let err = doc["error"].as_str().unwrap();
+        let want = format!(
+            "/bare.yaml:{line}): spec.command: image `{host}/mcp/bare@{digest}` (linux/amd64) names \
+             neither Entrypoint nor Cmd in its config; write `command`"
+        );
+        assert!(err.contains(&want) && err.contains("service `bare` ("), "{err}");
+        let odd = format!("/odd.yaml:{line}): spec.command: the config of image `{host}/mcp/odd@sha256:");
+        assert!(err.contains(&odd), "{err}");
+        assert!(err.contains("(linux/arm64) gives no command to run: GetBlob: "), "{err}");
+        assert!(err.contains("the image config's Entrypoint and Cmd are not lists of strings"), "{err}");
+        assert!(err.contains("/long.yaml:"), "{err}");
+        assert!(
+            err.contains("Entrypoint and Cmd hold more than 64 KiB, more than ECS takes for a whole task"),
+            "{err}"
+        );
+        assert_eq!(err.matches("[E1810]").count(), 3, "all at once: {err}");
+        assert_eq!(std::fs::read(lab.state()).unwrap(), before, "{verb}: nothing written");
+    }
+}
+
+#[tokio::test]
+async fn a_config_that_cannot_give_a_command_still_resolves_its_image() {
+    let lab = RegistryLab::open();
+    let odd = r#"{"Entrypoint": {"not": "a list"}}"#;
+    let pushed =
+        lab.push_with(&lab.host, "mcp/odd", "v1", "docker-manifest", &["linux/amd64"], &[("linux/amd64", odd)]);
+    let r = client(&[&lab.host], None);
+    let repo = format!("{}/mcp/odd", lab.host);
+    let info = one(&r, &repo, tag("v1")).await.unwrap().unwrap();
+    assert_eq!(info.platforms, ["linux/amd64"], "a service that runs its own command is not concerned");
+    let err = r.image_command(&repo, pushed["digest"].as_str().unwrap(), "linux/amd64").await.unwrap_err();
+    assert!(err.to_string().contains("the image config's Entrypoint and Cmd are not lists of strings"), "{err}");
+}
+
+#[test]
+fn a_stdio_image_in_ecr_still_needs_its_command() {
+    let lab = Lab::new();
+    std::fs::write(lab.manifests().join("docs.yaml"), stdio_service("docs", &format!("{ECR}/documents:v1.4.2"), ""))
+        .unwrap();
+    let (code, doc) = lab.plan();
+    assert_eq!(code, 1, "{doc:#}");
+    let err = doc.to_string();
+    assert!(err.contains("a stdio server needs `command` when its image is in Amazon ECR"), "{err}");
+    assert!(err.contains("E1801"), "{err}");
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    BackendError, Clock, ImageInfo, ImageSelector, Images, LoadBalancer, SecretInfo, Secrets, TargetGroup, TargetGroups,
+    BackendError, Clock, ImageCommand, ImageInfo, ImageSelector, Images, LoadBalancer, SecretInfo, Secrets,
+    TargetGroup, TargetGroups,
 };
 
 struct Entry<T> {
@@ -114,6 +115,11 @@ impl Images for CachedImages {
         let key = |sel: &ImageSelector| (repository.to_string(), sel.clone());
         let fetch = |missing: Vec<ImageSelector>| async move { self.inner.lookup(repository, &missing).await };
         self.cache.through(self.clock.now_ms(), selectors, key, fetch).await
+    }
+
+    /// Not cached here: a digest's config never changes, and the registry client keeps what it read.
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        self.inner.image_command(repo, digest, platform).await
     }
 }
 

@@ -33,9 +33,9 @@ use backoff::backoff::Backoff;
 
 use super::op::Counts;
 use super::{
-    Autoscaling, BackendError, Clock, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, Op, SecretInfo,
-    Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo, TaskPage,
-    TdStatus,
+    Autoscaling, BackendError, Clock, Described, Ecs, ImageCommand, ImageInfo, ImageSelector, Images, LoadBalancer, Op,
+    SecretInfo, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition, TaskInfo,
+    TaskPage, TdStatus,
 };
 use super::{ScalableTarget, ScalingPolicy};
 use crate::render::autoscaling::{ScalableTargetInput, ScalingPolicyInput};
@@ -393,6 +393,11 @@ impl Images for LimitedImages {
         selectors: &[ImageSelector],
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
         self.limits.run(Op::BatchGetImage, || self.inner.lookup(repository, selectors)).await
+    }
+
+    /// ECR answers it without a request (see [`crate::backend::ecr_command_unreadable`]): nothing to limit.
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        self.inner.image_command(repo, digest, platform).await
     }
 }
 

@@ -1,8 +1,13 @@
 //! Image manifests as registries serve them: the media types mcpfleet accepts and what it reads from them (an
-//! index's platforms, a single manifest's config blob, the config's platform). Shared by ECR's BatchGetImage
+//! index's platforms and the manifest it lists for each, a single manifest's config blob, the config's platform
+//! and its `Entrypoint` and `Cmd`). Shared by ECR's BatchGetImage
 //! path and the distribution-API client, so both decide an architecture from the same reading.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+
+use super::ImageCommand;
 
 /// An OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -36,6 +41,7 @@ struct Doc {
 
 #[derive(Deserialize)]
 struct Entry {
+    digest: Option<String>,
     platform: Option<Platform>,
 }
 
@@ -102,10 +108,55 @@ pub fn platforms_of_manifest(manifest: &str) -> Vec<String> {
     }
 }
 
+/// The manifest an index lists for each `os/architecture` (the first one, when variants share it); empty for a
+/// document that is not an index.
+pub fn index_manifests(body: &[u8]) -> BTreeMap<String, String> {
+    let Ok(doc) = serde_json::from_slice::<Doc>(body) else { return BTreeMap::new() };
+    let mut out = BTreeMap::new();
+    for e in doc.manifests.unwrap_or_default() {
+        if let (Some(platform), Some(digest)) = (e.platform.as_ref().and_then(Platform::name), e.digest) {
+            out.entry(platform).or_insert(digest);
+        }
+    }
+    out
+}
+
 /// The `os/architecture` an image config blob records.
 pub fn platform_of_config(body: &[u8]) -> Result<String, String> {
     let p: Platform = serde_json::from_slice(body).map_err(|e| format!("the image config is not valid JSON: {e}"))?;
     p.name().ok_or_else(|| "the image config records no os and architecture".into())
+}
+
+/// The most text an image's `Entrypoint` + `Cmd` may hold: ECS takes at most 64 KiB for a whole task definition
+/// (a written `command` is bounded the same way by the YAML reader), and a registry's configs may be 8 MiB.
+pub const MAX_IMAGE_COMMAND: usize = 64 * 1024;
+
+/// The `config.Entrypoint` and `config.Cmd` an image config blob records (`null` or absent: empty); refused when
+/// longer than [`MAX_IMAGE_COMMAND`].
+pub fn command_of_config(body: &[u8]) -> Result<ImageCommand, String> {
+    #[derive(Deserialize)]
+    struct Blob {
+        config: Option<Exec>,
+    }
+    #[derive(Deserialize)]
+    struct Exec {
+        #[serde(rename = "Entrypoint")]
+        entrypoint: Option<Vec<String>>,
+        #[serde(rename = "Cmd")]
+        cmd: Option<Vec<String>>,
+    }
+    let blob: Blob = serde_json::from_slice(body)
+        .map_err(|e| format!("the image config's Entrypoint and Cmd are not lists of strings: {e}"))?;
+    let exec = blob.config.unwrap_or(Exec { entrypoint: None, cmd: None });
+    let command = ImageCommand { entrypoint: exec.entrypoint.unwrap_or_default(), cmd: exec.cmd.unwrap_or_default() };
+    if command.entrypoint.iter().chain(&command.cmd).map(String::len).sum::<usize>() > MAX_IMAGE_COMMAND {
+        return Err(format!(
+            "the image config's Entrypoint and Cmd hold more than {} KiB, more than ECS takes for a whole task \
+             definition",
+            MAX_IMAGE_COMMAND / 1024
+        ));
+    }
+    Ok(command)
 }
 
 #[cfg(test)]
@@ -151,5 +202,32 @@ mod tests {
         );
         assert!(platform_of_config(br#"{"rootfs":{}}"#).is_err());
         assert!(platform_of_config(b"[]").is_err());
+    }
+
+    #[test]
+    fn an_index_names_the_manifest_of_each_platform() {
+        let index = br#"{"schemaVersion":2,"manifests":[
+            {"digest":"sha256:a","platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
+            {"digest":"sha256:a2","platform":{"os":"linux","architecture":"arm64"}},
+            {"digest":"sha256:b","platform":{"os":"linux","architecture":"amd64"}},
+            {"digest":"sha256:c","platform":{"os":"unknown","architecture":"unknown"}}]}"#;
+        let m = index_manifests(index);
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            [("linux/amd64".to_string(), "sha256:b".to_string()), ("linux/arm64".to_string(), "sha256:a".to_string())]
+        );
+        assert!(index_manifests(b"not json").is_empty());
+    }
+
+    #[test]
+    fn a_config_names_its_entrypoint_and_cmd() {
+        let c = command_of_config(br#"{"config":{"Entrypoint":["node","dist/index.js"],"Cmd":["stdio"]}}"#).unwrap();
+        assert_eq!(c.command(), ["node", "dist/index.js", "stdio"]);
+        let c = command_of_config(br#"{"config":{"Entrypoint":null,"Cmd":["python","-m","server"]}}"#).unwrap();
+        assert_eq!(c.command(), ["python", "-m", "server"]);
+        assert!(command_of_config(br#"{"architecture":"amd64"}"#).unwrap().command().is_empty());
+        assert!(command_of_config(br#"{"config":{"Cmd":"/bin/sh -c server"}}"#).is_err());
+        let long = format!(r#"{{"config":{{"Cmd":["/server","{}"]}}}}"#, "x".repeat(MAX_IMAGE_COMMAND));
+        assert!(command_of_config(long.as_bytes()).unwrap_err().contains("more than 64 KiB"));
     }
 }

@@ -577,6 +577,21 @@ pub struct ImageInfo {
     pub platforms: Vec<String>,
 }
 
+/// What an image runs when nothing overrides it: its config's `Entrypoint` and `Cmd`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageCommand {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
+impl ImageCommand {
+    /// The command line as Docker runs it: the entrypoint followed by the cmd (the cmd alone without an
+    /// entrypoint); empty when the image names neither.
+    pub fn command(&self) -> Vec<String> {
+        self.entrypoint.iter().chain(&self.cmd).cloned().collect()
+    }
+}
+
 /// A tag or digest of one repository.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ImageSelector {
@@ -594,6 +609,24 @@ pub trait Images: Send + Sync {
         repository: &str,
         selectors: &[ImageSelector],
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError>;
+
+    /// The `Entrypoint` and `Cmd` of the image `digest` of `repository` (one [`Images::lookup`] answered) on
+    /// `platform` (`linux/arm64`): a single manifest's own config, or the config of the manifest an index lists
+    /// for that platform. Asked only for a stdio service without `command`.
+    async fn image_command(&self, repository: &str, digest: &str, platform: &str)
+    -> Result<ImageCommand, BackendError>;
+}
+
+/// Amazon ECR's answer to [`Images::image_command`]: BatchGetImage returns manifests without their config blobs,
+/// and mcpfleet does not download layers or configs from ECR (validation asks for `command` on such images).
+pub fn ecr_command_unreadable(repository: &str) -> BackendError {
+    BackendError::Invalid {
+        operation: Op::BatchGetImage,
+        message: format!(
+            "{repository} is in Amazon ECR, whose BatchGetImage answers without the image config: its Entrypoint \
+             and Cmd cannot be read"
+        ),
+    }
 }
 
 /// The stage every secret reference reads unless it names another (`versionStage`) or pins a `versionId`.

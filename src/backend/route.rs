@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{BackendError, ImageInfo, ImageSelector, Images};
+use super::{BackendError, ImageCommand, ImageInfo, ImageSelector, Images};
 use crate::spec::{ImageSource, source_of_name};
 
 /// Sends each repository's lookup to `ecr` or to `registry`.
@@ -27,6 +27,13 @@ impl Images for ByRegistry {
             Ok(ImageSource::Registry(_)) => self.registry.lookup(repository, selectors).await,
             // A name that does not parse gets the ECR side's own answer about it.
             Ok(ImageSource::Ecr(_)) | Err(_) => self.ecr.lookup(repository, selectors).await,
+        }
+    }
+
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        match source_of_name(repo) {
+            Ok(ImageSource::Registry(_)) => self.registry.image_command(repo, digest, platform).await,
+            Ok(ImageSource::Ecr(_)) | Err(_) => self.ecr.image_command(repo, digest, platform).await,
         }
     }
 }

@@ -42,6 +42,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let fleet = super::load_fleet(cli, &args.files)?;
     match args.format {
         Format::Ecs => {
+            if let Some(why) = fleet.services.iter().find_map(mcpfleet::render::unknown_command) {
+                anyhow::bail!(why);
+            }
             let services: Vec<ecs::EcsService> =
                 fleet.services.iter().map(|s| ecs::render(s, &Resolved::unresolved(s))).collect();
             println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "services": services }))?);

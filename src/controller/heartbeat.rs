@@ -8,9 +8,9 @@ use async_trait::async_trait;
 
 use super::Shared;
 use crate::backend::{
-    Autoscaling, BackendError, Described, Ecs, ImageInfo, ImageSelector, Images, LoadBalancer, ScalableTarget,
-    ScalingPolicy, SecretInfo, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups, TaskDefinition,
-    TaskInfo, TaskPage, TdStatus,
+    Autoscaling, BackendError, Described, Ecs, ImageCommand, ImageInfo, ImageSelector, Images, LoadBalancer,
+    ScalableTarget, ScalingPolicy, SecretInfo, Secrets, ServiceState, ServiceUpdate, Tags, TargetGroup, TargetGroups,
+    TaskDefinition, TaskInfo, TaskPage, TdStatus,
 };
 use crate::render::autoscaling::{ScalableTargetInput, ScalingPolicyInput};
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
@@ -94,6 +94,10 @@ impl Images for Beating<dyn Images> {
         selectors: &[ImageSelector],
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
         self.beat(self.inner.lookup(repository, selectors).await)
+    }
+
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        self.beat(self.inner.image_command(repo, digest, platform).await)
     }
 }
 

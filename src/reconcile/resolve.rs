@@ -6,6 +6,9 @@
 //! 403, an unknown repository) fails the services of its images, each with the registry's words; one that
 //! cannot be reached fails resolution as a whole. The secret answers also say which version holds each stage: the
 //! versions a service's tasks will read are kept (see [`crate::state::secrets`]), without another request.
+//! A stdio service without `command` then gets its image's
+//! `Entrypoint` + `Cmd` for the architecture chosen (`Images::image_command`, asked for no other service); an
+//! image that gives none fails that service alone ([`Code::StdioImageCommand`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +19,7 @@ use crate::backend::{
     LoadBalancerType, SecretInfo, Secrets, TargetGroupInfo, TargetGroups, TargetType,
 };
 use crate::render::{CpuArch, Resolved};
+use crate::spec::Code;
 use crate::spec::{Architecture, SecretRef, ValidFleet, ValidService};
 use crate::spec::{HealthProbe, Transport};
 use crate::state::secrets::SecretInUse;
@@ -185,6 +189,8 @@ pub async fn resolve_each(
     }
 
     let mut out = Vec::with_capacity(fleet.services.len());
+    // Stdio services without `command` that resolved: their image's own is read next.
+    let mut image_commands = Vec::new();
     for svc in &fleet.services {
         let mut problems = Vec::new();
         let image = |message| Problem::new(Reference::Image, message);
@@ -287,20 +293,28 @@ pub async fn resolve_each(
             }
         };
         out.push(match (info, architecture) {
-            (Some(info), Some(arch)) if problems.is_empty() => Ok(Resolved {
-                image: svc.image.pinned(&info.digest),
-                digest: Some(info.digest.clone()),
-                architecture: Some(arch),
-                secrets: secret_refs,
-                target_groups: target_group_arns,
-                registry_credentials,
-                secret_versions,
-                warnings,
-                request_count_label,
-            }),
+            (Some(info), Some(arch)) if problems.is_empty() => {
+                let command = svc.stdio.as_ref().map(|s| s.command.clone());
+                if let Some(None) = command {
+                    image_commands.push(ImageCommandWanted { at: out.len(), svc, digest: info.digest.clone(), arch });
+                }
+                Ok(Resolved {
+                    image: svc.image.pinned(&info.digest),
+                    digest: Some(info.digest.clone()),
+                    architecture: Some(arch),
+                    secrets: secret_refs,
+                    target_groups: target_group_arns,
+                    registry_credentials,
+                    secret_versions,
+                    command: command.flatten(),
+                    warnings,
+                    request_count_label,
+                })
+            }
             _ => Err(problems),
         });
     }
+    read_image_commands(images, image_commands, &mut out).await?;
     Ok(out)
 }
 
@@ -337,6 +351,62 @@ fn in_use(r: &SecretRef, info: &SecretInfo) -> Option<SecretInUse> {
     let stage = r.version_stage.clone().unwrap_or_else(|| AWSCURRENT.to_string());
     let version = info.stages.get(&stage)?.clone();
     Some(SecretInUse { secret: r.secret.clone(), arn: info.arn.clone(), stage, version })
+}
+
+/// A stdio service without `command`, resolved (`out[at]`) to `digest` on `arch`.
+struct ImageCommandWanted<'a> {
+    at: usize,
+    svc: &'a ValidService,
+    digest: String,
+    arch: CpuArch,
+}
+
+/// Gives each `wanted` service its image's `Entrypoint` + `Cmd` on the architecture resolution chose (up to
+/// [`REPOSITORIES_AT_ONCE`] read at a time). An image that names neither, or whose config cannot be read, fails
+/// its service alone with [`Code::StdioImageCommand`]; refused credentials stop resolution as lookups do.
+async fn read_image_commands(
+    images: &dyn Images,
+    wanted: Vec<ImageCommandWanted<'_>>,
+    out: &mut [Result<Resolved, Vec<Problem>>],
+) -> Result<(), ReconcileError> {
+    let reads = wanted
+        .iter()
+        .map(|w| async move { (w, images.image_command(&w.svc.image.name(), &w.digest, w.arch.platform()).await) });
+    let answers: Vec<_> = futures::stream::iter(reads).buffered(REPOSITORIES_AT_ONCE).collect().await;
+    for (w, answer) in answers {
+        let svc = w.svc;
+        let image = format!("`{}` ({})", svc.image.pinned(&w.digest), w.arch.platform());
+        let why = match answer {
+            Err(e @ BackendError::Credentials { .. }) => return Err(e.into()),
+            Err(e) => format!("the config of image {image} gives no command to run: {e}"),
+            Ok(c) => match c.command() {
+                command if command.is_empty() => {
+                    format!("image {image} names neither Entrypoint nor Cmd in its config")
+                }
+                command if command.first().is_some_and(|program| program.trim().is_empty()) => {
+                    format!("the Entrypoint + Cmd of image {image} has no program as its first word")
+                }
+                command => {
+                    if let Some(Ok(res)) = out.get_mut(w.at) {
+                        res.command = Some(command);
+                    }
+                    continue;
+                }
+            },
+        };
+        let message = format!(
+            "service `{}` ({}:{}): spec.command: {why}; write `command`, the program and arguments that start the \
+             server [{}]",
+            svc.name,
+            svc.source.file,
+            svc.lines.command,
+            Code::StdioImageCommand
+        );
+        if let Some(slot) = out.get_mut(w.at) {
+            *slot = Err(vec![Problem::new(Reference::Image, message)]);
+        }
+    }
+    Ok(())
 }
 
 /// Longest a load balancer may keep an idle SSE stream, or a deregistered task draining, before it is worth a

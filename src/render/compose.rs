@@ -52,6 +52,9 @@ pub enum ComposeError {
     /// Every port of the derived range is taken.
     #[error("no free host port left in {}..{}; set spec.local.port on some services", DERIVED_PORTS.start(), DERIVED_PORTS.end())]
     TooManyServices,
+    /// A stdio service without `command`: its image's own is read only by resolution, which compose does not do.
+    #[error("{0}")]
+    UnknownCommand(String),
     /// The compose document could not be written as YAML (it is built from JSON values, which YAML can hold).
     #[error("the compose file could not be written as YAML: {0}")]
     Yaml(String),
@@ -261,8 +264,11 @@ pub fn document(fleet: &ValidFleet, mode: SecretsMode) -> Result<(Value, Vec<Por
             depends_on.insert("redis".into(), json!({ "condition": "service_healthy" }));
         }
         if let (Some(stdio), Some((installer, _))) = (&svc.stdio, &installer) {
+            let command = stdio.command.as_ref().ok_or_else(|| {
+                ComposeError::UnknownCommand(super::unknown_command(svc).unwrap_or_else(|| svc.name.clone()))
+            })?;
             s.insert("entrypoint".into(), json!(bridge::entrypoint(svc, stdio)));
-            s.insert("command".into(), json!(stdio.command.iter().map(|c| literal(c)).collect::<Vec<_>>()));
+            s.insert("command".into(), json!(command.iter().map(|c| literal(c)).collect::<Vec<_>>()));
             s.insert("volumes".into(), json!([format!("{}:{}:ro", bridge::VOLUME, bridge::DIR)]));
             depends_on.insert(installer.clone(), json!({ "condition": "service_completed_successfully" }));
         }
@@ -523,6 +529,16 @@ mod tests {
         // Without stdio servers, none of it.
         let doc = files_doc(&fleet("", &[("plain", "")]));
         assert!(doc.get("volumes").is_none() && doc["services"].get("mcpfleet-bridge").is_none());
+    }
+
+    #[test]
+    fn a_stdio_server_without_command_is_refused_where_it_is_written() {
+        let bridge =
+            "registry.example.com/mcpfleet@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let f = fleet(&format!("  bridgeImage: '{bridge}'\n"), &[("fetch", "  transport: stdio\n")]);
+        let Err(ComposeError::UnknownCommand(why)) = document(&f, SecretsMode::Env) else { panic!("rendered") };
+        // The line of `transport: stdio`, where the command would go.
+        assert!(why.starts_with("f.yaml:17: spec.command: service `fetch` runs its image's Entrypoint + Cmd"), "{why}");
     }
 
     #[test]

@@ -389,7 +389,7 @@ pub fn task_definition(svc: &ValidService, res: &Resolved) -> TaskDefinitionInpu
                 read_only: true,
             });
             let ready = ContainerDependency { container_name: installer.name.clone(), condition: "COMPLETE".into() };
-            (bridge::entrypoint(svc, stdio), stdio.command.clone(), vec![ready])
+            (bridge::entrypoint(svc, stdio), res.command.clone().unwrap_or_default(), vec![ready])
         }
         _ => (vec![], vec![], vec![]),
     };
@@ -941,6 +941,7 @@ spec:
             target_groups: vec![],
             registry_credentials: None,
             secret_versions: vec![],
+            command: None,
             warnings: vec![],
             request_count_label: None,
         };

@@ -60,6 +60,9 @@ pub struct Resolved {
     pub registry_credentials: Option<String>,
     /// The secrets the tasks read by stage, with the version holding it now (empty before resolution).
     pub secret_versions: Vec<crate::state::secrets::SecretInUse>,
+    /// A stdio server's command: `spec.command`, or its image's `Entrypoint` + `Cmd` once resolution read them
+    /// (`None` before: see [`Resolved::unresolved`]).
+    pub command: Option<Vec<String>>,
     /// What resolution noticed but does not refuse (an image `repo:tag@digest` whose tag now points elsewhere).
     pub warnings: Vec<String>,
     /// The resource label of the target group `autoscaling.requestsPerTarget` follows (its Application Load
@@ -68,7 +71,9 @@ pub struct Resolved {
 }
 
 impl Resolved {
-    /// The resolution `render` uses without AWS: tags stay tags, secrets stay as written, `auto` stays open.
+    /// The resolution `render` uses without AWS: tags stay tags, secrets stay as written, `auto` stays open, and
+    /// a stdio server without `command` has none yet (its image's own is read by resolution: `render` refuses it,
+    /// see [`unknown_command`]).
     pub fn unresolved(svc: &ValidService) -> Resolved {
         Resolved {
             image: svc.image.to_string(),
@@ -83,10 +88,23 @@ impl Resolved {
             target_groups: svc.load_balancers.iter().map(|lb| lb.target_group.clone()).collect(),
             registry_credentials: svc.registry_credentials.clone(),
             secret_versions: vec![],
+            command: svc.stdio.as_ref().and_then(|s| s.command.clone()),
             warnings: vec![],
             request_count_label: None,
         }
     }
+}
+
+/// Where a stdio service without `command` is written, for a render that cannot read its image's `Entrypoint` +
+/// `Cmd` (no registry is asked there): `None` when the service's command is known.
+pub fn unknown_command(svc: &ValidService) -> Option<String> {
+    svc.stdio.as_ref().filter(|s| s.command.is_none()).map(|_| {
+        format!(
+            "{}:{}: spec.command: service `{}` runs its image's Entrypoint + Cmd, which only plan and apply read \
+             from the registry; write `command` to render it without them",
+            svc.source.file, svc.lines.command, svc.name
+        )
+    })
 }
 
 /// Plain data as JSON. Serializing mcpfleet's own documents cannot fail (derived impls, string map keys); should a

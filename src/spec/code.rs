@@ -162,7 +162,7 @@ codes! {
     AutoscalingName = "E1707", "a service name too long for its scaling policies' names (`NAME-METRIC`, at most 256 characters)";
     AutoscalingLabels = "E1708", "more than 38 labels on an autoscaled service (37 if it is also verified)";
     // E18xx: stdio servers behind the bridge (validate::stdio).
-    StdioCommandMissing = "E1801", "`transport: stdio` without `command`";
+    StdioCommandMissing = "E1801", "`transport: stdio` without `command` on an image in Amazon ECR (whose config cannot be read)";
     StdioOnly = "E1802", "`command` or `bridge` on a service whose transport is not stdio";
     StdioCommandEmpty = "E1803", "a command without a program (empty, or an empty first word)";
     BridgeMaxSessions = "E1804", "bridge.maxSessions outside 1..10000";
@@ -171,6 +171,8 @@ codes! {
     BridgeImageMissing = "E1807", "a stdio service without a bridge image (FleetDefaults' bridgeImage or --bridge-image)";
     StdioPath = "E1808", "a stdio service's health or readiness path that is not the bridge's (/health, /ready), or an mcp path that is one of them";
     StdioHealthProbe = "E1809", "healthCheck.probe on a stdio service (the bridge probes itself)";
+    // Reported by resolution (reconcile::resolve), which reads the image config.
+    StdioImageCommand = "E1810", "a stdio service without `command` whose image config cannot be read or gives no usable command (neither Entrypoint nor Cmd, no program, over 64 KiB)";
     // E20xx: secret rotation (validate::rotation).
     RotationLabels = "E2001", "more labels than fit beside the two tags of a service that reads secrets by stage (37 at most, fewer if verified or autoscaled)";
 }

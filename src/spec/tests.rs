@@ -1136,7 +1136,7 @@ fn stdio(extra: &str) -> String {
 fn a_stdio_server_gets_the_bridges_defaults_health_check_and_readiness() {
     let s = valid(&stdio(""));
     let b = s.stdio.clone().unwrap();
-    assert_eq!(b.command, ["npx", "-y", "@modelcontextprotocol/server-everything"]);
+    assert_eq!(b.command.as_ref().unwrap(), &["npx", "-y", "@modelcontextprotocol/server-everything"]);
     assert_eq!(b.bridge_image.to_string(), BRIDGE_IMAGE);
     assert_eq!((b.mode, b.max_sessions, b.idle_timeout_secs), (BridgeMode::Shared, 1024, 600));
     let h = s.health_check.clone().unwrap();
@@ -1189,6 +1189,20 @@ fn the_bridge_image_comes_from_fleet_defaults_or_the_command_line() {
         &foreign.replace("  executionRoleArn: arn:aws:iam::123456789012:role/mcp-exec\n", ""),
         "spec.executionRoleArn: required to pull an ECR image",
     );
+}
+
+#[test]
+fn a_stdio_server_outside_ecr_may_leave_command_to_its_image() {
+    let without = stdio("").replace("  command: [npx, -y, '@modelcontextprotocol/server-everything']\n", "");
+    let foreign = without.replace("123456789012.dkr.ecr.us-east-1.amazonaws.com/mcp/svc:v1", "ghcr.io/acme/svc:v1");
+    let s = valid(&foreign);
+    assert_eq!(s.stdio.as_ref().unwrap().command, None, "read from the image config at resolution");
+    let transport = foreign.lines().position(|l| l == "  transport: stdio").unwrap() + 1;
+    assert_eq!(s.lines.command, transport, "a problem with the image's command points at `transport: stdio`");
+    // In ECR it cannot be read: `command` stays required, and the error says why.
+    let e = errors(&without);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("when its image is in Amazon ECR") && e[0].contains("cannot be read"), "{e:?}");
 }
 
 #[test]

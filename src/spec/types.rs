@@ -163,8 +163,9 @@ pub struct McpServiceSpec {
     pub port: u32,
     /// MCP transport the server speaks (default streamable-http); `stdio` runs it behind mcpfleet's bridge.
     pub transport: Option<Transport>,
-    /// `transport: stdio` only: the server's own command in its image, program and arguments (required until the
-    /// image's entrypoint is read from its registry).
+    /// `transport: stdio` only: the server's own command in its image, program and arguments. Default: the image
+    /// config's Entrypoint + Cmd for the platform it runs on, read from its registry (required for an image in
+    /// Amazon ECR, whose config mcpfleet cannot read).
     pub command: Option<Vec<String>>,
     /// `transport: stdio` only: how the bridge serves the server.
     pub bridge: Option<Bridge>,

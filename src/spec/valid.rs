@@ -37,6 +37,8 @@ pub struct FieldLines {
     pub target_groups: Vec<usize>,
     /// The line of `spec.registryCredentials`.
     pub registry_credentials: usize,
+    /// The line of `spec.command`, or of `spec.transport` when the image's own command is used.
+    pub command: usize,
     /// The line of `spec.autoscaling.requestsPerTarget`, when set (its target group is judged at resolution).
     pub requests_per_target: Option<usize>,
 }
@@ -93,8 +95,9 @@ pub struct ValidService {
 /// A stdio server behind mcpfleet's bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidStdio {
-    /// The server's own command in its image, program first.
-    pub command: Vec<String>,
+    /// The server's own command in its image, program first; `None`: the image's `Entrypoint` + `Cmd`, read from
+    /// its registry at resolution (an image outside Amazon ECR).
+    pub command: Option<Vec<String>>,
     /// The mcpfleet image the bridge executable is copied from, pinned by digest.
     pub bridge_image: ImageRef,
     pub mode: BridgeMode,

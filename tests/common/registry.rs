@@ -183,10 +183,27 @@ impl RegistryLab {
     /// Pushes `repository:tag` of `kind` (`oci-index`, `docker-list`, `oci-manifest`, `docker-manifest`) for
     /// `platforms` to `host` (the registry, or a proxy in front of it): {"digest", "manifests": {platform: digest}}.
     pub fn push_to(&self, host: &str, repository: &str, tag: &str, kind: &str, platforms: &[&str]) -> Value {
+        self.push_with(host, repository, tag, kind, platforms, &[])
+    }
+
+    /// [`RegistryLab::push_to`] with each `(platform, config)` of `execs` as that platform's container config
+    /// (`{"Entrypoint": […], "Cmd": […]}`; the others run `{"Cmd": ["/server"]}`).
+    pub fn push_with(
+        &self,
+        host: &str,
+        repository: &str,
+        tag: &str,
+        kind: &str,
+        platforms: &[&str],
+        execs: &[(&str, &str)],
+    ) -> Value {
         let mut cmd = Command::new(super::python());
         cmd.arg(script()).args(["push", "--registry", host, "--repository", repository, "--tag", tag, "--kind", kind]);
         for p in platforms {
             cmd.args(["--platform", p]);
+        }
+        for (platform, config) in execs {
+            cmd.args(["--exec", &format!("{platform}={config}")]);
         }
         if self.token_host.is_some() {
             cmd.args(["--user", USER, "--password", PASSWORD]);

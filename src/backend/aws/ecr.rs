@@ -11,7 +11,7 @@ use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::map_err;
 use crate::backend::manifest::{MEDIA_TYPES, platforms_of_manifest};
-use crate::backend::{BackendError, ImageInfo, ImageSelector, Images, Op};
+use crate::backend::{BackendError, ImageCommand, ImageInfo, ImageSelector, Images, Op};
 use crate::spec::{ImageSource, source_of_name};
 
 /// The [`Images`] port over ECR, with one client per registry region.
@@ -128,5 +128,10 @@ impl Images for Ecr {
             }
         }
         Ok(found)
+    }
+
+    /// BatchGetImage has no config blob, and mcpfleet does not fetch ECR layers (GetDownloadUrlForLayer).
+    async fn image_command(&self, repository: &str, _: &str, _: &str) -> Result<ImageCommand, BackendError> {
+        Err(crate::backend::ecr_command_unreadable(repository))
     }
 }

@@ -14,6 +14,11 @@
 //! the digest is the sha256 of the exact bytes served. A digest: `GET` by digest (or a `HEAD` when already
 //! read). A failed `HEAD` has no body, so one `GET` of the same reference reads the registry's reason.
 //!
+//! A stdio service without `command` runs its image's `Entrypoint` + `Cmd` ([`Images::image_command`]): a
+//! single manifest's config was already read for its platform, so that costs nothing more; an index costs a
+//! `GET` of the manifest it lists for the chosen platform and a `GET` of that manifest's config blob, both kept
+//! with the digests already read. No other service asks for it.
+//!
 //! # Authentication
 //!
 //! A registry that answers 401 names its scheme in `WWW-Authenticate`. Bearer (distribution token auth, as
@@ -43,10 +48,10 @@ pub use http::{IN_FLIGHT, RETRY_AFTER_LIMIT};
 
 use self::auth::Token;
 use self::http::{Answer, Authorization, Http, MAX_BODY, MAX_CONFIG, Method, Request};
-use super::manifest::{ManifestKind, classify, platform_of_config};
+use super::manifest::{ManifestKind, classify, command_of_config, index_manifests, platform_of_config};
 use super::op::Counts;
 use super::sim::CallStats;
-use super::{BackendError, ImageInfo, ImageSelector, Images, Op, lock};
+use super::{BackendError, ImageCommand, ImageInfo, ImageSelector, Images, Op, lock};
 use crate::spec::{ImageSource, RegistryRepo, source_of_name};
 
 /// Where the client looks for credentials and which registries it speaks plain HTTP to.
@@ -99,6 +104,21 @@ pub struct RegistryStats {
 /// Digests whose platforms this process read, per repository: at most this many are kept.
 const KNOWN_DIGESTS: usize = 4096;
 
+/// What was read of a digest: its platforms, and where its `Entrypoint` and `Cmd` are.
+#[derive(Clone)]
+struct Known {
+    platforms: Vec<String>,
+    content: Content,
+}
+
+#[derive(Clone)]
+enum Content {
+    /// An index: the manifest it lists for each platform.
+    Index(BTreeMap<String, String>),
+    /// A single manifest: what its config says (or why it cannot be read, for a stdio service that asks).
+    Image(Result<ImageCommand, String>),
+}
+
 /// A token, when it was obtained and when to stop using it.
 struct CachedToken {
     token: Token,
@@ -121,8 +141,8 @@ pub struct Registries {
     config: RegistryConfig,
     hosts: Mutex<BTreeMap<String, Arc<Host>>>,
     docker: OnceLock<Result<DockerConfig, String>>,
-    /// `(registry/repository, digest)` → platforms: a digest's content never changes.
-    known: Mutex<BTreeMap<(String, String), Vec<String>>>,
+    /// `(registry/repository, digest)` → what was read of it: a digest's content never changes.
+    known: Mutex<BTreeMap<(String, String), Known>>,
     stats: RegistryStats,
 }
 
@@ -179,16 +199,30 @@ impl Registries {
         }
     }
 
-    fn known(&self, repo: &RegistryRepo, digest: &str) -> Option<Vec<String>> {
+    fn known(&self, repo: &RegistryRepo, digest: &str) -> Option<Known> {
         lock(&self.known).get(&(repo.to_string(), digest.to_string())).cloned()
     }
 
-    fn remember(&self, repo: &RegistryRepo, digest: &str, platforms: &[String]) {
+    fn remember(&self, repo: &RegistryRepo, digest: &str, read: Known) {
         let mut known = lock(&self.known);
         if known.len() >= KNOWN_DIGESTS {
             known.clear();
         }
-        known.insert((repo.to_string(), digest.to_string()), platforms.to_vec());
+        known.insert((repo.to_string(), digest.to_string()), read);
+    }
+
+    /// One repository's session: its registry's state, its URLs, its pull scope.
+    fn session<'a>(&'a self, repo: &'a RegistryRepo) -> Session<'a> {
+        let insecure = self.config.insecure.contains(&repo.host);
+        Session {
+            client: self,
+            host: self.host(&repo.host),
+            base: format!("{}://{}/v2/{}", if insecure { "http" } else { "https" }, repo.api_host(), repo.repository),
+            scope: format!("repository:{}:pull", repo.repository),
+            repo,
+            insecure,
+            started: Instant::now(),
+        }
     }
 }
 
@@ -426,7 +460,7 @@ impl Session<'_> {
                 let digest = head.digest.as_ref().filter(|d| head.ok() && is_sha256(d)).cloned();
                 match digest {
                     Some(digest) => match self.client.known(self.repo, &digest) {
-                        Some(platforms) => Ok(Some(ImageInfo { digest, platforms })),
+                        Some(known) => Ok(Some(ImageInfo { digest, platforms: known.platforms })),
                         None => self.read_manifest(&digest, Some(&digest)).await,
                     },
                     // No digest, or a failed HEAD (no body to say why): the GET answers both.
@@ -434,10 +468,10 @@ impl Session<'_> {
                 }
             }
             ImageSelector::Digest(digest) => {
-                if let Some(platforms) = self.client.known(self.repo, digest) {
+                if let Some(known) = self.client.known(self.repo, digest) {
                     let (head, _) = self.request(Op::HeadManifest, Method::Head, &self.manifest_url(digest), 0).await?;
                     if head.ok() {
-                        return Ok(Some(ImageInfo { digest: digest.clone(), platforms }));
+                        return Ok(Some(ImageInfo { digest: digest.clone(), platforms: known.platforms }));
                     }
                 }
                 self.read_manifest(digest, Some(digest)).await
@@ -452,6 +486,29 @@ impl Session<'_> {
         if !answer.ok() {
             return self.missing_or_refused(OP, reference, &answer, &authorized);
         }
+        let (digest, kind) = self.checked_manifest(reference, expected, &answer)?;
+        let known = match kind {
+            ManifestKind::Index { platforms } => {
+                Known { platforms, content: Content::Index(index_manifests(&answer.body)) }
+            }
+            ManifestKind::Image { config_digest } => {
+                let (platform, command) = self.read_config(reference, &config_digest).await?;
+                Known { platforms: vec![platform], content: Content::Image(command) }
+            }
+        };
+        self.client.remember(self.repo, &digest, known.clone());
+        Ok(Some(ImageInfo { digest, platforms: known.platforms }))
+    }
+
+    /// A manifest read with `GET`: its digest (the sha256 of its bytes, which must be `expected` or the
+    /// registry's claim) and what kind it is.
+    fn checked_manifest(
+        &self,
+        reference: &str,
+        expected: Option<&str>,
+        answer: &Answer,
+    ) -> Result<(String, ManifestKind), BackendError> {
+        const OP: Op = Op::GetManifest;
         let invalid = |what: String| BackendError::Invalid {
             operation: OP,
             message: format!("{}: {what}", self.shown(reference)),
@@ -466,16 +523,17 @@ impl Session<'_> {
         {
             return Err(invalid(format!("the registry served a manifest whose sha256 is {digest}, not {claimed}")));
         }
-        let platforms = match classify(answer.content_type.as_deref(), &answer.body).map_err(invalid)? {
-            ManifestKind::Index { platforms } => platforms,
-            ManifestKind::Image { config_digest } => vec![self.read_config(reference, &config_digest).await?],
-        };
-        self.client.remember(self.repo, &digest, &platforms);
-        Ok(Some(ImageInfo { digest, platforms }))
+        let kind = classify(answer.content_type.as_deref(), &answer.body).map_err(invalid)?;
+        Ok((digest, kind))
     }
 
-    /// The platform a single manifest's config blob records.
-    async fn read_config(&self, reference: &str, config: &str) -> Result<String, BackendError> {
+    /// The platform a single manifest's config blob records, and its `Entrypoint` and `Cmd` (or why they cannot
+    /// be read: that matters only to a stdio service without `command`, so it fails nothing here).
+    async fn read_config(
+        &self,
+        reference: &str,
+        config: &str,
+    ) -> Result<(String, Result<ImageCommand, String>), BackendError> {
         const OP: Op = Op::GetBlob;
         let invalid = |what: String| BackendError::Invalid {
             operation: OP,
@@ -498,7 +556,51 @@ impl Session<'_> {
         if sha256_digest(&answer.body) != config {
             return Err(invalid("the registry served other content".into()));
         }
-        platform_of_config(&answer.body).map_err(invalid)
+        let platform = platform_of_config(&answer.body).map_err(invalid)?;
+        let command = command_of_config(&answer.body).map_err(|e| format!("config blob {config}: {e}"));
+        Ok((platform, command))
+    }
+
+    /// The `Entrypoint` and `Cmd` of `digest` on `platform`: a single manifest's were read with its platform; for
+    /// an index, the manifest it lists for the platform is read (with its config) and kept like any other, so a
+    /// later pass asks nothing.
+    async fn image_command(&self, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        let invalid = |operation, reference: &str, what: String| BackendError::Invalid {
+            operation,
+            message: format!("{}: {what}", self.shown(reference)),
+        };
+        let mut reference = digest.to_string();
+        // The digest, then at most the manifest an index lists.
+        for _ in 0..2 {
+            let known = match self.client.known(self.repo, &reference) {
+                Some(known) => known,
+                // Forgotten since lookup, or listed by an index: read it.
+                None => {
+                    self.read_manifest(&reference, Some(&reference)).await?;
+                    self.client.known(self.repo, &reference).ok_or_else(|| BackendError::NotFound {
+                        operation: Op::GetManifest,
+                        message: format!("{}: not found", self.shown(&reference)),
+                    })?
+                }
+            };
+            match known.content {
+                Content::Image(command) if known.platforms.iter().any(|p| p == platform) => {
+                    return command.map_err(|e| invalid(Op::GetBlob, &reference, e));
+                }
+                Content::Image(_) => {
+                    let what = format!("the image is for {}, not {platform}", known.platforms.join(", "));
+                    return Err(invalid(Op::GetBlob, &reference, what));
+                }
+                Content::Index(manifests) => match manifests.get(platform) {
+                    Some(manifest) => reference = manifest.clone(),
+                    None => {
+                        let what = format!("the index lists no manifest for {platform}");
+                        return Err(invalid(Op::GetManifest, &reference, what));
+                    }
+                },
+            }
+        }
+        Err(invalid(Op::GetManifest, digest, "an index inside an index is not an image".into()))
     }
 }
 
@@ -545,26 +647,8 @@ impl Images for Registries {
         repository: &str,
         selectors: &[ImageSelector],
     ) -> Result<BTreeMap<ImageSelector, ImageInfo>, BackendError> {
-        let repo = match source_of_name(repository) {
-            Ok(ImageSource::Registry(r)) => r,
-            Ok(ImageSource::Ecr(_)) => {
-                return Err(BackendError::Invalid {
-                    operation: Op::HeadManifest,
-                    message: format!("{repository} is in Amazon ECR, which is asked through its own API"),
-                });
-            }
-            Err(message) => return Err(BackendError::Invalid { operation: Op::HeadManifest, message }),
-        };
-        let insecure = self.config.insecure.contains(&repo.host);
-        let session = Session {
-            client: self,
-            host: self.host(&repo.host),
-            base: format!("{}://{}/v2/{}", if insecure { "http" } else { "https" }, repo.api_host(), repo.repository),
-            scope: format!("repository:{}:pull", repo.repository),
-            repo: &repo,
-            insecure,
-            started: Instant::now(),
-        };
+        let repo = registry_repo(repository)?;
+        let session = self.session(&repo);
         let answers = futures::future::join_all(selectors.iter().map(|s| session.resolve(s))).await;
         let mut found = BTreeMap::new();
         for (selector, answer) in selectors.iter().zip(answers) {
@@ -573,6 +657,23 @@ impl Images for Registries {
             }
         }
         Ok(found)
+    }
+
+    async fn image_command(&self, repo: &str, digest: &str, platform: &str) -> Result<ImageCommand, BackendError> {
+        let repo = registry_repo(repo)?;
+        self.session(&repo).image_command(digest, platform).await
+    }
+}
+
+/// The registry repository `repository` names; an ECR one is asked through ECR's own API.
+fn registry_repo(repository: &str) -> Result<RegistryRepo, BackendError> {
+    match source_of_name(repository) {
+        Ok(ImageSource::Registry(r)) => Ok(r),
+        Ok(ImageSource::Ecr(_)) => Err(BackendError::Invalid {
+            operation: Op::HeadManifest,
+            message: format!("{repository} is in Amazon ECR, which is asked through its own API"),
+        }),
+        Err(message) => Err(BackendError::Invalid { operation: Op::HeadManifest, message }),
     }
 }
 

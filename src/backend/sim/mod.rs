@@ -29,9 +29,9 @@ pub use world::{
 use super::limits::{self, BucketSpec};
 use super::lock;
 use super::{
-    Backend, BackendError, Clock, DESCRIBE_TARGET_GROUPS_BATCH, Described, Ecs, ImageInfo, ImageSelector, Images,
-    LoadBalancer, Op, SecretInfo, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups, TaskDefinition,
-    TaskInfo, TaskPage, TdStatus,
+    Backend, BackendError, Clock, DESCRIBE_TARGET_GROUPS_BATCH, Described, Ecs, ImageCommand, ImageInfo, ImageSelector,
+    Images, LoadBalancer, Op, SecretInfo, Secrets, ServiceState, ServiceUpdate, TargetGroup, TargetGroups,
+    TaskDefinition, TaskInfo, TaskPage, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
 
@@ -389,6 +389,11 @@ impl Images for Sim {
             });
         }
         self.call(Op::BatchGetImage, |w| w.lookup_images(repository, selectors))
+    }
+
+    /// The sim models ECR, whose BatchGetImage has no image config: as unreadable as there.
+    async fn image_command(&self, repository: &str, _: &str, _: &str) -> Result<ImageCommand, BackendError> {
+        Err(super::ecr_command_unreadable(repository))
     }
 }
 

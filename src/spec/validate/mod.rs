@@ -393,7 +393,7 @@ pub(super) fn check_service(
     let stdio = if broken("command") || broken("bridge") {
         Err(())
     } else {
-        stdio::check(ctx, s, transport, d.bridge_image(), mcp_path)
+        stdio::check(ctx, s, transport, image.as_ref(), d.bridge_image(), mcp_path)
     };
     let scaling = match &s.autoscaling {
         Some(a) if !broken("autoscaling") => {
@@ -447,6 +447,7 @@ pub(super) fn check_service(
                 })
                 .collect(),
             registry_credentials: ctx.root.line_of(&p(&["spec", "registryCredentials"])),
+            command: ctx.root.line_of(&p(&["spec", if s.command.is_some() { "command" } else { "transport" }])),
             requests_per_target: s
                 .autoscaling
                 .as_ref()

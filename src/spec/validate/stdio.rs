@@ -3,11 +3,11 @@
 //! digest), and the paths the bridge serves itself (`/health`, `/ready`), which the health check, readiness and
 //! MCP path must agree with.
 //!
-//! `command` is required for now. Its natural default is the image's own `Entrypoint` + `Cmd`, which only the
-//! registry knows. The hook: the registry client (`backend::registry`) already reads a single manifest's config
-//! blob (for its platform); reading `config.Entrypoint` and `config.Cmd` there, for the platform the service runs
-//! on, lets resolution default it. Then make [`ValidStdio::command`] optional here (no [`Code::StdioCommandMissing`]
-//! for a service without one) and fill it in `reconcile::resolve` from the image config, before render.
+//! `command` defaults to the image's own `Entrypoint` + `Cmd`, which only the registry knows: resolution
+//! (`reconcile::resolve`) reads them from the image config for the platform the service runs on, before render,
+//! and refuses an image that names neither ([`Code::StdioImageCommand`]). Amazon ECR cannot answer that question
+//! (BatchGetImage returns manifests without their config blobs), so an image in ECR still needs `command`
+//! ([`Code::StdioCommandMissing`]), refused here, before any request.
 
 use super::{DocCtx, p, seconds, with};
 use crate::spec::code::Code;
@@ -42,6 +42,7 @@ pub(super) fn check(
     ctx: &mut DocCtx,
     s: &McpServiceSpec,
     transport: Transport,
+    service_image: Option<&ImageRef>,
     image: BridgeImage,
     mcp_path: Option<&str>,
 ) -> Result<Option<ValidStdio>, ()> {
@@ -57,20 +58,23 @@ pub(super) fn check(
         return if ctx.diags.len() > before { Err(()) } else { Ok(None) };
     }
     let command = match &s.command {
-        None => {
+        None if service_image.is_some_and(|i| i.ecr().is_some()) => {
             ctx.err(
                 Code::StdioCommandMissing,
                 &p(&["spec", "transport"]),
-                "a stdio server needs `command`: the program and arguments that start it in its image, e.g. \
-                 [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"]",
+                "a stdio server needs `command` when its image is in Amazon ECR: the program and arguments that \
+                 start it in its image, e.g. [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"] (ECR's \
+                 BatchGetImage answers without the image config, so its Entrypoint and Cmd cannot be read)",
             );
             None
         }
+        // The image's Entrypoint + Cmd, read at resolution.
+        None => Some(None),
         Some(c) if c.first().is_none_or(|program| program.trim().is_empty()) => {
             ctx.err(Code::StdioCommandEmpty, &p(&["spec", "command"]), "needs a program as its first word");
             None
         }
-        Some(c) => Some(c.clone()),
+        Some(c) => Some(Some(c.clone())),
     };
     let bridge = s.bridge.clone().unwrap_or_default();
     let (mode, max_sessions, idle_timeout_secs) = check_bridge(ctx, &bridge);
