@@ -219,7 +219,7 @@ async fn a_server_that_crashes_is_restarted_and_not_ready_meanwhile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_session_mode_runs_a_server_per_session_up_to_the_limit_and_stops_idle_ones() {
     let bridge = Bridge::start(
-        &["--mode", "per-session", "--max-sessions", "2", "--idle-timeout", "2s"],
+        &["--mode", "per-session", "--max-sessions", "2", "--idle-timeout", "10s"],
         &python_stdio(Sdk::V2),
     );
     bridge.wait_ready().await;
@@ -260,7 +260,7 @@ async fn per_session_mode_runs_a_server_per_session_up_to_the_limit_and_stops_id
     assert_eq!(gone.status, 404, "{gone:?}");
 
     // b goes quiet: closed after the idle timeout, its server stopped; the stateless server stays.
-    bridge.wait_log("closing b", |l| l.contains("session closed after 2s without requests") && l.contains(&*b)).await;
+    bridge.wait_log("closing b", |l| l.contains("session closed after 10s without requests") && l.contains(&*b)).await;
     wait_gone(pb).await;
     assert_eq!(bridge.call_in(&b, json!(4), "tools/list", json!({})).await.status, 404);
     assert!(process_exists(stateless));
