@@ -81,7 +81,11 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
         | Op::RegisterScalableTarget
         | Op::PutScalingPolicy
         | Op::DeleteScalingPolicy
-        | Op::DeregisterScalableTarget => {
+        | Op::DeregisterScalableTarget
+        | Op::HeadObject
+        | Op::GetObject
+        | Op::PutObject
+        | Op::ListObjectVersions => {
             return None;
         }
     };

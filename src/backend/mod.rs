@@ -17,6 +17,7 @@ pub mod registry;
 pub mod route;
 pub mod scaling;
 pub mod sim;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

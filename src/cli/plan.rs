@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use mcpfleet::plan::{Action, Plan, PlanReason};
 use mcpfleet::reconcile;
 
-use super::{Cli, EXIT_OK, Files, Output};
+use super::{Cli, EXIT_OK, Output, Source};
 
 /// Exit code of `plan --detailed-exitcode` when something would change.
 pub const EXIT_CHANGES: u8 = 2;
@@ -13,7 +13,7 @@ pub const EXIT_CHANGES: u8 = 2;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub files: Files,
+    pub source: Source,
     /// Exit 2 when the plan has changes (0 when it has none, 1 on error).
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let prepared = super::Prepared::new(cli, &args.files).await?;
+    let prepared = super::Prepared::resolve(cli, args.source.load(cli).await?).await?;
     let observed = prepared.observe().await?;
     let mut plan = reconcile::plan_fleet(&prepared.desired, &observed, prepared.conn.backend.ecs.as_ref()).await?;
     if !args.prune {

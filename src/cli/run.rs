@@ -8,16 +8,23 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use mcpfleet::controller::source::Published;
 use mcpfleet::controller::{self, Controller, MIN_GAP, Options, Shared};
 use mcpfleet::reconcile::verify::McpProber;
 use tracing::{error, info, warn};
 
-use super::{Cli, EXIT_ERROR, EXIT_OK, Files};
+use super::{Cli, EXIT_ERROR, EXIT_OK, Source};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub files: Files,
+    pub source: Source,
+    /// With --source: time between polls of the published fleet (one HeadObject each; downloaded only when it
+    /// changed).
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    pub source_interval: Duration,
     /// Time between reconcile passes (±10 % jitter; at least 1s); a manifest change starts one at once.
     #[arg(long, default_value = "60s", value_parser = parse_interval)]
     pub interval: Duration,
@@ -70,7 +77,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     info!(listen = %args.listen, interval_s = args.interval.as_secs(), "controller started");
 
     let opts = Options {
-        paths: args.files.paths.clone(),
+        paths: args.source.paths.clone(),
         load: cli.load_options(),
         interval: args.interval,
         prune: args.prune,
@@ -88,6 +95,15 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         shared,
         std::sync::Arc::new(McpProber),
     );
+    let controller = match &args.source.source {
+        Some(url) => {
+            let store = mcpfleet::backend::aws::object_store(cli.region.clone()).await;
+            let published = Published::new(Arc::new(store), url.clone(), cli.load_options(), args.source_interval);
+            info!(source = %url, poll_s = args.source_interval.as_secs(), "following the published fleet");
+            controller.with_published(published)
+        }
+        None => controller,
+    };
     let stop = controller.stop_flag();
     let mut signals = Signals::new()?;
     let shutdown_timeout = args.shutdown_timeout;

@@ -33,6 +33,8 @@ pub(super) struct Status {
     pub(super) next_pass: Option<Instant>,
     /// Verified services whose last re-probe failed, as `cluster/name` → why.
     pub(super) mcp_failures: std::collections::BTreeMap<String, String>,
+    /// The published fleet in use (`run --source`).
+    pub(super) fleet_version: Option<super::source::FleetVersion>,
 }
 
 impl Shared {
@@ -100,6 +102,9 @@ impl Shared {
             "failedRollbacks": s.failed_rollbacks,
             "mcpProbeFailures": mcp_failures,
         });
+        if let Some(v) = &s.fleet_version {
+            body["fleetVersion"] = serde_json::to_value(v).unwrap_or_default();
+        }
         // When the controller looks again without a manifest change: tells "idle until then" from "stuck".
         if let Some(at) = s.next_pass {
             body["nextPassInSeconds"] = at.saturating_duration_since(Instant::now()).as_secs_f64().ceil().into();

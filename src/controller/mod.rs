@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod probes;
 pub mod schedule;
 mod settle;
+pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -45,6 +46,7 @@ use manifests::{Manifests, Reload};
 use metrics::{OperationLabel, ServiceLabel, StateLabel};
 use probes::Probes;
 pub use schedule::{Action, FAST, Key, MIN_GAP, Schedule};
+use source::{FleetSource, Published};
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -76,7 +78,7 @@ pub struct Controller {
     sim: Option<Arc<Sim>>,
     api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
     shared: Arc<Shared>,
-    manifests: Manifests,
+    manifests: FleetSource,
     backing: Backoffs,
     schedule: Schedule,
     last_calls: CallStats,
@@ -124,7 +126,7 @@ impl Controller {
             backing: Backoffs::new(opts.interval),
             schedule: Schedule::new(opts.interval),
             probes: Probes::new(opts.probe_interval),
-            manifests: Manifests::new(opts.paths.clone(), opts.load.clone()),
+            manifests: FleetSource::Files(Manifests::new(opts.paths.clone(), opts.load.clone())),
             opts,
             backend,
             images,
@@ -143,6 +145,12 @@ impl Controller {
             prober,
             probed_labels: BTreeSet::new(),
         }
+    }
+
+    /// Follows the fleet `publish` wrote instead of the files of [`Options::paths`].
+    pub fn with_published(mut self, published: Published) -> Controller {
+        self.manifests = FleetSource::Published(Box::new(published));
+        self
     }
 
     /// What the MCP gate probes with.
@@ -174,8 +182,8 @@ impl Controller {
                 }
                 tokio::time::sleep(Duration::from_millis(250).min(next - now)).await;
                 self.shared.beat();
-                if self.manifests.changed_on_disk() {
-                    info!("manifests changed on disk");
+                if self.manifests.changed().await {
+                    info!("manifests changed");
                     break;
                 }
             }
@@ -226,12 +234,19 @@ impl Controller {
         self.last_throttles = throttles;
     }
 
-    fn reload_manifests(&mut self) {
-        match self.manifests.reload() {
+    async fn reload_manifests(&mut self) {
+        match self.manifests.reload().await {
             Reload::Unchanged => {}
             Reload::Loaded { changed } => {
                 let services = self.manifests.fleet().map_or(0, |f| f.services.len());
-                info!(services, changed = changed.len(), "manifests loaded");
+                let version = self.manifests.version().cloned();
+                match &version {
+                    Some(v) => {
+                        info!(services, changed = changed.len(), source = %v.source, etag = %v.etag, version_id = v.version_id.as_deref().unwrap_or("-"), published_by = v.published_by.as_deref().unwrap_or("-"), "manifests loaded")
+                    }
+                    None => info!(services, changed = changed.len(), "manifests loaded"),
+                }
+                crate::backend::lock(&self.shared.status).fleet_version = version;
                 if !changed.is_empty() {
                     // A tag re-pushed since it was cached must not be deployed by its old digest: an edit is
                     // resolved against the registry and the secret store as they are now.
@@ -260,7 +275,7 @@ impl Controller {
     }
 
     async fn reconcile_once(&mut self) {
-        self.reload_manifests();
+        self.reload_manifests().await;
         let Some(fleet) = self.manifests.fleet().cloned() else { return };
         let ecs = self.backend.ecs.clone();
         let named: BTreeSet<Key> = fleet.services.iter().map(|s| (s.cluster.clone(), s.name.clone())).collect();

@@ -171,6 +171,10 @@ codes! {
     BridgeImageMissing = "E1807", "a stdio service without a bridge image (FleetDefaults' bridgeImage or --bridge-image)";
     StdioPath = "E1808", "a stdio service's health or readiness path that is not the bridge's (/health, /ready), or an mcp path that is one of them";
     StdioHealthProbe = "E1809", "healthCheck.probe on a stdio service (the bridge probes itself)";
+    // E19xx: published fleets (spec::bundle).
+    BundleUnreadable = "E1901", "a published fleet that is not a bundle `mcpfleet publish` wrote (not its JSON, another apiVersion, a file named twice)";
+    BundleTooLarge = "E1902", "a published fleet larger than 64 MiB";
+    BundleMissing = "E1903", "no published fleet at the --source URL";
 }
 
 impl fmt::Display for Code {

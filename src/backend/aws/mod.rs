@@ -15,6 +15,7 @@ mod autoscaling;
 mod ecr;
 mod ecs;
 mod elbv2;
+mod s3;
 mod secrets;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+pub(crate) use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -35,6 +36,7 @@ pub use autoscaling::ApplicationAutoScaling;
 pub use ecr::Ecr;
 pub use ecs::AwsEcs;
 pub use elbv2::Elbv2;
+pub use s3::S3;
 pub use secrets::SecretsManager;
 
 use super::op::Counts;
@@ -120,6 +122,12 @@ pub async fn connect(region: Option<String>) -> Aws {
         clock: Arc::new(SystemClock),
     };
     Aws { backend, requests, credentials: config.credentials_provider() }
+}
+
+/// The object store of published fleets (S3), from the standard configuration chain; `region` over the
+/// chain's.
+pub async fn object_store(region: Option<String>) -> S3 {
+    S3::new(&sdk_config(region).await)
 }
 
 /// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
