@@ -11,9 +11,13 @@
   moto_world.py aas --endpoint URL OPERATION JSON
                                       the same for Application Auto Scaling (namespace `ecs`): read or change
                                       scalable targets and scaling policies behind mcpfleet's back
+  moto_world.py s3|dynamodb --endpoint URL OPERATION JSON
+                                      the same for S3 and DynamoDB: buckets and objects of published fleets, the
+                                      lease table
   moto_world.py record --endpoint URL start|ops
                                       start moto's request recorder afresh (the server runs with
                                       MOTO_ENABLE_RECORDING=True), or print the requests recorded since, by operation
+                                      (S3's REST requests as `METHOD PATH`)
 
 The load balancers `seed` makes, in the seeded VPC (under "loadBalancers" in its JSON: their ARNs and the ALB's DNS
 name): an ALB `mcp-alb` (idle timeout 120 s) in both subnets with an HTTP listener forwarding to the `ip` target
@@ -30,6 +34,7 @@ import hashlib
 import json
 import re
 import sys
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -180,13 +185,15 @@ def record(endpoint, what):
             if entry.get("body_encoded"):
                 body = base64.b64decode(body).decode("utf-8", "replace")
             m = re.search(r"Action=([A-Za-z]+)", body if isinstance(body, str) else "")
-            counts[m.group(1) if m else entry.get("uri", "?")] += 1
+            # S3 speaks REST: the method and path say what was asked.
+            rest = f"{entry.get('method', '?')} {urllib.parse.urlsplit(entry.get('url', '?')).path}"
+            counts[m.group(1) if m else rest] += 1
     return dict(counts)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["seed", "dump", "ecs", "aas", "record"])
+    parser.add_argument("command", choices=["seed", "dump", "ecs", "aas", "s3", "dynamodb", "record"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("args", nargs="*")
     args = parser.parse_intermixed_args()
@@ -195,9 +202,9 @@ def main():
             out = seed(args.endpoint)
         elif args.command == "dump":
             out = dump(args.endpoint)
-        elif args.command in ("ecs", "aas"):
+        elif args.command in ("ecs", "aas", "s3", "dynamodb"):
             op, kwargs = args.args
-            service = "ecs" if args.command == "ecs" else "application-autoscaling"
+            service = {"aas": "application-autoscaling"}.get(args.command, args.command)
             out = getattr(client(service, args.endpoint), op)(**json.loads(kwargs))
             out.pop("ResponseMetadata", None)
         else:

@@ -21,6 +21,30 @@ impl AwsLab {
     /// A fresh moto, seeded (images, secrets, and the load balancers of [`AwsLab::load_balancers`]), with the
     /// example manifests copied and pointed at its subnets and security group.
     pub fn new() -> AwsLab {
+        let mut lab = AwsLab::bare();
+        let python = super::python();
+        let out = Command::new(&python)
+            .arg(repo().join("scripts/moto_world.py"))
+            .args(["seed", "--endpoint", &lab.endpoint])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "seeding moto failed: {}", String::from_utf8_lossy(&out.stderr));
+        lab.seed = serde_json::from_slice(&out.stdout).unwrap();
+        std::fs::create_dir(lab.manifests()).unwrap();
+        let subnets = lab.seed["subnets"].as_array().unwrap();
+        for f in ["fleet.yaml", "documents.yaml", "database.yaml", "search.yaml"] {
+            let text = std::fs::read_to_string(repo().join("manifests").join(f)).unwrap();
+            let text = text
+                .replace("subnet-0abc1234def567890", subnets[0].as_str().unwrap())
+                .replace("subnet-0abc1234def567891", subnets[1].as_str().unwrap())
+                .replace("sg-0abc1234def567890", lab.seed["securityGroups"][0].as_str().unwrap());
+            std::fs::write(lab.manifests().join(f), text).unwrap();
+        }
+        lab
+    }
+
+    /// A fresh moto with nothing in it (for S3 and DynamoDB beside the sim backend).
+    pub fn bare() -> AwsLab {
         let python = super::python();
         let moto_server = python.with_file_name("moto_server");
         assert!(moto_server.exists(), "{} not found: run scripts/test.sh to create .venv", moto_server.display());
@@ -42,23 +66,6 @@ impl AwsLab {
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut lab = AwsLab { endpoint, seed: Value::Null, dir, moto };
         lab.wait_until_up(port);
-        let out = Command::new(&python)
-            .arg(repo().join("scripts/moto_world.py"))
-            .args(["seed", "--endpoint", &lab.endpoint])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "seeding moto failed: {}", String::from_utf8_lossy(&out.stderr));
-        lab.seed = serde_json::from_slice(&out.stdout).unwrap();
-        std::fs::create_dir(lab.manifests()).unwrap();
-        let subnets = lab.seed["subnets"].as_array().unwrap();
-        for f in ["fleet.yaml", "documents.yaml", "database.yaml", "search.yaml"] {
-            let text = std::fs::read_to_string(repo().join("manifests").join(f)).unwrap();
-            let text = text
-                .replace("subnet-0abc1234def567890", subnets[0].as_str().unwrap())
-                .replace("subnet-0abc1234def567891", subnets[1].as_str().unwrap())
-                .replace("sg-0abc1234def567890", lab.seed["securityGroups"][0].as_str().unwrap());
-            std::fs::write(lab.manifests().join(f), text).unwrap();
-        }
         lab
     }
 
@@ -148,6 +155,11 @@ impl AwsLab {
     /// …), to read what moto has or change it behind mcpfleet's back.
     pub fn aas(&self, operation: &str, args: Value) -> Value {
         self.world(&["aas", operation, &args.to_string()])
+    }
+
+    /// One S3 call through boto3 (`create_bucket`, `put_object`, …).
+    pub fn s3(&self, operation: &str, args: Value) -> Value {
+        self.world(&["s3", operation, &args.to_string()])
     }
 
     /// Starts moto's request recorder afresh.
