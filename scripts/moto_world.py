@@ -14,10 +14,10 @@
   moto_world.py s3|dynamodb --endpoint URL OPERATION JSON
                                       the same for S3 and DynamoDB: buckets and objects of published fleets, the
                                       lease table
-  moto_world.py record --endpoint URL start|ops
+  moto_world.py record --endpoint URL start|ops|by-key
                                       start moto's request recorder afresh (the server runs with
                                       MOTO_ENABLE_RECORDING=True), or print the requests recorded since, by operation
-                                      (S3's REST requests as `METHOD PATH`)
+                                      (S3's REST requests as `METHOD PATH`), or those per access key id
 
 The load balancers `seed` makes, in the seeded VPC (under "loadBalancers" in its JSON: their ARNs and the ALB's DNS
 name): an ALB `mcp-alb` (idle timeout 120 s) in both subnets with an HTTP listener forwarding to the `ip` target
@@ -164,31 +164,38 @@ def recorder(endpoint, action):
 
 
 def record(endpoint, what):
-    """`start`: reset and start recording; `ops`: requests recorded since, by operation (X-Amz-Target or Action)."""
+    """`start`: reset and start recording; `ops`: requests recorded since, by operation (X-Amz-Target or Action);
+    `by-key`: the same per access key id of the request's signature (one per process in the tests)."""
     if what == "start":
         recorder(endpoint, "reset-recording")
         recorder(endpoint, "start-recording")
         return {}
-    counts = collections.Counter()
+    counts = collections.defaultdict(collections.Counter)
     for line in recorder(endpoint, "download-recording").splitlines():
         if not line.strip():
             continue
         entry = json.loads(line)
         headers = entry.get("headers", {})
-        target = headers.get("X-Amz-Target") or headers.get("x-amz-target")
-        if target:
-            counts[target.split(".")[-1]] += 1
-        else:
-            body = entry.get("body") or ""
-            # Query-protocol requests (ELBv2, EC2) carry the action in a form body, which the recorder keeps in
-            # base64 when it arrived as bytes.
-            if entry.get("body_encoded"):
-                body = base64.b64decode(body).decode("utf-8", "replace")
-            m = re.search(r"Action=([A-Za-z]+)", body if isinstance(body, str) else "")
-            # S3 speaks REST: the method and path say what was asked.
-            rest = f"{entry.get('method', '?')} {urllib.parse.urlsplit(entry.get('url', '?')).path}"
-            counts[m.group(1) if m else rest] += 1
-    return dict(counts)
+        auth = headers.get("Authorization") or headers.get("authorization") or ""
+        key = re.search(r"Credential=([^/]+)/", auth)
+        counts[key.group(1) if key else "-"][operation(entry, headers)] += 1
+    if what == "by-key":
+        return {k: dict(c) for k, c in counts.items()}
+    return dict(sum(counts.values(), collections.Counter()))
+
+
+def operation(entry, headers):
+    target = headers.get("X-Amz-Target") or headers.get("x-amz-target")
+    if target:
+        return target.split(".")[-1]
+    body = entry.get("body") or ""
+    # Query-protocol requests (ELBv2, EC2) carry the action in a form body, which the recorder keeps in
+    # base64 when it arrived as bytes.
+    if entry.get("body_encoded"):
+        body = base64.b64decode(body).decode("utf-8", "replace")
+    m = re.search(r"Action=([A-Za-z]+)", body if isinstance(body, str) else "")
+    # S3 speaks REST: the method and path say what was asked.
+    return m.group(1) if m else f"{entry.get('method', '?')} {urllib.parse.urlsplit(entry.get('url', '?')).path}"
 
 
 def main():

@@ -85,7 +85,10 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
         | Op::HeadObject
         | Op::GetObject
         | Op::PutObject
-        | Op::ListObjectVersions => {
+        | Op::ListObjectVersions
+        | Op::GetItem
+        | Op::PutItem
+        | Op::CreateTable => {
             return None;
         }
     };

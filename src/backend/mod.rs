@@ -10,6 +10,7 @@
 
 pub mod aws;
 pub mod cache;
+pub mod lease;
 pub mod limits;
 pub mod manifest;
 pub mod op;

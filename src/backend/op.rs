@@ -29,6 +29,8 @@ pub enum Service {
     ApplicationAutoScaling,
     /// Amazon S3 (the published fleet).
     S3,
+    /// Amazon DynamoDB (the controller's lease).
+    DynamoDb,
 }
 
 impl Service {
@@ -41,6 +43,7 @@ impl Service {
             Service::Elbv2 => "elasticloadbalancing",
             Service::ApplicationAutoScaling => "application-autoscaling",
             Service::S3 => "s3",
+            Service::DynamoDb => "dynamodb",
         }
     }
 }
@@ -95,11 +98,17 @@ pub enum Op {
     PutObject,
     /// `publish --history` (CI's, never the controller's).
     ListObjectVersions,
+    /// The lease item, read (strongly consistent).
+    GetItem,
+    /// The lease item, written on a condition (acquire, renew, release).
+    PutItem,
+    /// `lease create-table` (an operator's, never the controller's).
+    CreateTable,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 36] = [
+    pub const ALL: [Op; 39] = [
         Op::DescribeServices,
         Op::ListServices,
         Op::CreateService,
@@ -136,6 +145,9 @@ impl Op {
         Op::GetObject,
         Op::PutObject,
         Op::ListObjectVersions,
+        Op::GetItem,
+        Op::PutItem,
+        Op::CreateTable,
     ];
 
     /// The AWS name (`DescribeServices`), or for mcpfleet's own steps the name they are reported under.
@@ -177,6 +189,9 @@ impl Op {
             Op::GetObject => "GetObject",
             Op::PutObject => "PutObject",
             Op::ListObjectVersions => "ListObjectVersions",
+            Op::GetItem => "GetItem",
+            Op::PutItem => "PutItem",
+            Op::CreateTable => "CreateTable",
         }
     }
 
@@ -217,6 +232,7 @@ impl Op {
             | Op::DeleteScalingPolicy
             | Op::DeregisterScalableTarget => Some(Service::ApplicationAutoScaling),
             Op::HeadObject | Op::GetObject | Op::PutObject | Op::ListObjectVersions => Some(Service::S3),
+            Op::GetItem | Op::PutItem | Op::CreateTable => Some(Service::DynamoDb),
         }
     }
 
@@ -232,9 +248,10 @@ impl Op {
         self.service().map(|s| format!("{}:{action}", s.iam_prefix()))
     }
 
-    /// Whether only `publish` (CI) sends the request: the controller's policy does not grant it.
-    pub const fn publisher_only(self) -> bool {
-        matches!(self, Op::PutObject | Op::ListObjectVersions)
+    /// Whether only CI (`publish`) or an operator (`lease create-table`) sends the request: the controller's
+    /// policy does not grant it.
+    pub const fn outside_the_controller(self) -> bool {
+        matches!(self, Op::PutObject | Op::ListObjectVersions | Op::CreateTable)
     }
 
     /// IAM actions AWS checks that the caller holds when it serves this request, besides [`Op::iam_action`].
@@ -269,6 +286,8 @@ impl Op {
                 | Op::DeleteScalingPolicy
                 | Op::DeregisterScalableTarget
                 | Op::PutObject
+                | Op::PutItem
+                | Op::CreateTable
         )
     }
 
@@ -398,7 +417,9 @@ mod tests {
                 "PutScalingPolicy",
                 "DeleteScalingPolicy",
                 "DeregisterScalableTarget",
-                "PutObject"
+                "PutObject",
+                "PutItem",
+                "CreateTable"
             ]
         );
     }

@@ -6,6 +6,7 @@ mod backend;
 mod bridge;
 mod healthcheck;
 mod history;
+mod lease;
 mod plan;
 mod probe;
 mod progress;
@@ -129,6 +130,9 @@ pub enum Command {
     /// (`run --source`); the write is conditional on the version read, so concurrent publishes never overwrite
     /// each other. `--history` lists the published versions.
     Publish(publish::Args),
+    /// The DynamoDB table of `run --lease`: `lease create-table dynamodb://TABLE`.
+    #[command(subcommand)]
+    Lease(lease::Command),
     /// Exit 0 when the controller's /healthz answers 200 (the container HEALTHCHECK).
     Healthcheck(healthcheck::Args),
     /// Serve a stdio MCP server over Streamable HTTP (both protocol generations), with /health, /ready and a
@@ -211,6 +215,7 @@ pub fn main() -> ExitCode {
         Command::Bridge(args) => block_on_threads(bridge::run(args)),
         Command::Run(args) => block_on_threads(run::run(&cli, args)),
         Command::Publish(args) => block_on(publish::run(&cli, args)),
+        Command::Lease(cmd) => block_on(lease::run(&cli, cmd)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -16,6 +16,7 @@ pub mod backoff;
 pub mod health;
 pub mod heartbeat;
 pub mod http;
+pub mod lease;
 pub mod manifests;
 pub mod metrics;
 pub mod probes;
@@ -93,6 +94,8 @@ pub struct Controller {
     probes: Probes,
     /// The services whose MCP series exist, so a service no longer verified loses them.
     probed_labels: BTreeSet<ServiceLabel>,
+    /// With `--lease`: whether this replica may observe and write.
+    leadership: Option<Arc<lease::Leadership>>,
 }
 
 impl Controller {
@@ -144,6 +147,7 @@ impl Controller {
             stop: Arc::new(AtomicBool::new(false)),
             prober,
             probed_labels: BTreeSet::new(),
+            leadership: None,
         }
     }
 
@@ -151,6 +155,17 @@ impl Controller {
     pub fn with_published(mut self, published: Published) -> Controller {
         self.manifests = FleetSource::Published(Box::new(published));
         self
+    }
+
+    /// Observes and writes only while `leadership` holds the lease.
+    pub fn with_lease(mut self, leadership: Arc<lease::Leadership>) -> Controller {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// Whether this replica may write now (always, without a lease).
+    fn leads(&self) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.holds())
     }
 
     /// What the MCP gate probes with.
@@ -166,6 +181,12 @@ impl Controller {
     /// Runs passes until the stop flag is set; the pass in progress finishes first.
     pub async fn run(mut self) {
         while !self.stop.load(Ordering::SeqCst) {
+            if !self.leads() {
+                // A standby neither observes nor writes; it waits to lead.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.shared.beat();
+                continue;
+            }
             self.pass().await;
             let now = Instant::now();
             let mut next = self.schedule.next_pass(now);
@@ -330,6 +351,10 @@ impl Controller {
             s.observed_once = true;
         }
 
+        // The lease is checked again before each batch of writes: a leader that could not renew writes nothing.
+        if !self.leads() {
+            return warn!("the lease is no longer held: this pass writes nothing");
+        }
         let in_flight = self.settle_in_flight(&desired, &observed).await;
         let (busy, mut states) = (in_flight.busy, in_flight.states);
         let failed_rollbacks: BTreeSet<String> = in_flight.failed_rollbacks.iter().cloned().collect();
@@ -351,6 +376,9 @@ impl Controller {
         *converged = converged.saturating_sub(held);
         *states.entry("failed").or_default() += held;
 
+        if !self.leads() {
+            return warn!("the lease is no longer held: this pass writes nothing");
+        }
         let results = self.reconcile_services(&desired, &plan, &observed).await;
         let now = Instant::now();
         // A service this pass changed (or failed to) runs something other than what was observed: not probed.

@@ -162,6 +162,11 @@ impl AwsLab {
         self.world(&["s3", operation, &args.to_string()])
     }
 
+    /// One DynamoDB call through boto3 (`describe_table`, `get_item`, …).
+    pub fn dynamodb(&self, operation: &str, args: Value) -> Value {
+        self.world(&["dynamodb", operation, &args.to_string()])
+    }
+
     /// Starts moto's request recorder afresh.
     pub fn start_recording(&self) {
         self.world(&["record", "start"]);
@@ -170,6 +175,12 @@ impl AwsLab {
     /// Requests moto received since [`AwsLab::start_recording`], by operation.
     pub fn recorded(&self) -> std::collections::BTreeMap<String, u64> {
         serde_json::from_value(self.world(&["record", "ops"])).unwrap()
+    }
+
+    /// Requests moto received since [`AwsLab::start_recording`], per access key id of their signature, by
+    /// operation.
+    pub fn recorded_by_key(&self) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        serde_json::from_value(self.world(&["record", "by-key"])).unwrap()
     }
 
     /// Runs the binary against moto with extra environment (set after the lab's own).

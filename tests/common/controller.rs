@@ -31,12 +31,25 @@ impl Controller {
     /// `run ARGS` over the lab's sim state (with `--interval 1s` and `--sim-speed 10` unless given), `env` setting
     /// the process's environment (an AWS endpoint for `--source`).
     pub fn spawn(lab: &Lab, run: &[&str], env: impl FnOnce(&mut Command)) -> Controller {
+        let state = lab.state();
+        let global = ["--backend", "sim", "--sim-state", state.to_str().unwrap()];
+        Controller::spawn_with(&global, run, &lab.manifests().with_file_name(""), env)
+    }
+
+    /// `mcpfleet GLOBAL run RUN` (with `--interval 1s` and `--sim-speed 10` unless given, JSON logs in `logs`).
+    pub fn spawn_with(
+        global: &[&str],
+        run: &[&str],
+        logs: &std::path::Path,
+        env: impl FnOnce(&mut Command),
+    ) -> Controller {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = lab.manifests().with_file_name(format!("controller-{port}.log"));
+        let log = logs.join(format!("controller-{port}.log"));
         let interval: &[&str] = if run.contains(&"--interval") { &[] } else { &["--interval", "1s"] };
         let speed: &[&str] = if run.contains(&"--sim-speed") { &[] } else { &["--sim-speed", "10"] };
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"));
-        cmd.args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap(), "--log-format", "json"])
+        cmd.args(global)
+            .args(["--log-format", "json"])
             .arg("run")
             .args(run)
             .args(interval)

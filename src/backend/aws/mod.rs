@@ -12,6 +12,7 @@
 //! sent for any other reason (no credentials, an expired SSO session, a bad configuration) is reported at once.
 
 mod autoscaling;
+mod dynamodb;
 mod ecr;
 mod ecs;
 mod elbv2;
@@ -33,6 +34,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 pub use autoscaling::ApplicationAutoScaling;
+pub use dynamodb::DynamoDb;
 pub use ecr::Ecr;
 pub use ecs::AwsEcs;
 pub use elbv2::Elbv2;
@@ -128,6 +130,11 @@ pub async fn connect(region: Option<String>) -> Aws {
 /// chain's.
 pub async fn object_store(region: Option<String>) -> S3 {
     S3::new(&sdk_config(region).await)
+}
+
+/// The lease store (DynamoDB), from the standard configuration chain; `region` over the chain's.
+pub async fn lease_store(region: Option<String>) -> DynamoDb {
+    DynamoDb::new(&sdk_config(region).await)
 }
 
 /// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
