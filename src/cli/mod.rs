@@ -235,7 +235,7 @@ impl Command {
     fn output(&self) -> Output {
         match self {
             Command::Validate(args) => args.output,
-            Command::Plan(args) => args.output,
+            Command::Plan(args) => args.output.errors(),
             Command::Apply(args) => args.output,
             Command::Status(args) => args.output,
             Command::History(args) => args.output,
