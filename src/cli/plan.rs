@@ -95,19 +95,24 @@ pub fn render_plan(plan: &Plan, colour: bool) -> String {
             out.push_str(&format!("    {}: {} -> {}\n", c.path, show(&c.from), show(&c.to)));
         }
     }
-    out.push_str(&format!(
-        "Plan: {} to create, {} to update, {} to delete, {} unchanged.",
-        plan.count(Action::Create),
-        plan.count(Action::Update),
-        plan.count(Action::Delete),
-        plan.count(Action::Noop)
-    ));
+    out.push_str(&format!("Plan: {}.", counts(plan)));
     let orphans = plan.count(Action::Orphan);
     if orphans > 0 {
         out.push_str(&format!(" {orphans} no longer in the manifests would be deleted with --prune."));
     }
     out.push('\n');
     out
+}
+
+/// `N to create, N to update, N to delete, N unchanged`.
+fn counts(plan: &Plan) -> String {
+    format!(
+        "{} to create, {} to update, {} to delete, {} unchanged",
+        plan.count(Action::Create),
+        plan.count(Action::Update),
+        plan.count(Action::Delete),
+        plan.count(Action::Noop)
+    )
 }
 
 /// The plan as Markdown: a summary line, then for each service that would change a heading and a table of its
@@ -118,13 +123,7 @@ pub fn render_markdown(plan: &Plan, warnings: &[&str]) -> String {
         Some(v) => format!("`{}`", v.to_string().replace('|', "\\|").replace('`', "'").replace('\n', " ")),
         None => "*(none)*".to_string(),
     };
-    let mut out = format!(
-        "**Plan:** {} to create, {} to update, {} to delete, {} unchanged",
-        plan.count(Action::Create),
-        plan.count(Action::Update),
-        plan.count(Action::Delete),
-        plan.count(Action::Noop)
-    );
+    let mut out = format!("**Plan:** {}", counts(plan));
     let orphans = plan.count(Action::Orphan);
     if orphans > 0 {
         out.push_str(&format!(", {orphans} would be deleted with `--prune`"));

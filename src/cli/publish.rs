@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mcpfleet::backend::store::{ObjectStore, ObjectUrl, ReadError, WriteCondition, Written, read_bundle};
+use mcpfleet::backend::store::{ObjectHead, ObjectStore, ObjectUrl, ReadError, WriteCondition, Written, read_bundle};
 use mcpfleet::spec::bundle::{Bundle, Publication};
 
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
@@ -69,18 +69,12 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         && let Some(existing) = Publication::from_metadata(&head.metadata)
         && existing.content_sha256 == publication.content_sha256
     {
-        let version = head.version_id.as_deref().unwrap_or(&head.etag);
-        let doc = serde_json::json!({
-            "url": url.to_string(), "written": false, "unchanged": true, "versionId": head.version_id,
-            "etag": head.etag, "contentSha256": publication.content_sha256, "services": services,
-        });
+        let text =
+            format!("already holds this fleet (version {}, published by {})", version(head), existing.describe());
         report(
             args.output,
-            &doc,
-            &format!(
-                "{url} already holds this fleet (version {version}, published by {}); nothing written",
-                existing.describe()
-            ),
+            &outcome(url, head, false, &publication, services),
+            &format!("{url} {text}; nothing written"),
         );
         return Ok(EXIT_OK);
     }
@@ -88,19 +82,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     wait_at_barrier();
     match store.put(url, body, publication.to_metadata(), condition).await? {
         Written::Done(head) => {
-            let version = head.version_id.as_deref().unwrap_or(&head.etag);
-            let doc = serde_json::json!({
-                "url": url.to_string(), "written": true, "unchanged": false, "versionId": head.version_id,
-                "etag": head.etag, "contentSha256": publication.content_sha256, "services": services,
-            });
-            report(
-                args.output,
-                &doc,
-                &format!(
-                    "published {services} services to {url} (version {version}, sha256 {})",
-                    publication.content_sha256
-                ),
-            );
+            let hash = &publication.content_sha256;
+            let text = format!("published {services} services to {url} (version {}, sha256 {hash})", version(&head));
+            report(args.output, &outcome(url, &head, true, &publication, services), &text);
             Ok(EXIT_OK)
         }
         Written::Conflict => {
@@ -121,6 +105,25 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             Ok(EXIT_ERROR)
         }
     }
+}
+
+/// The version id, or the ETag in a bucket without versioning.
+fn version(head: &ObjectHead) -> &str {
+    head.version_id.as_deref().unwrap_or(&head.etag)
+}
+
+/// `publish -o json`'s document.
+fn outcome(
+    url: &ObjectUrl,
+    head: &ObjectHead,
+    written: bool,
+    publication: &Publication,
+    services: usize,
+) -> serde_json::Value {
+    serde_json::json!({
+        "url": url.to_string(), "written": written, "unchanged": !written, "versionId": head.version_id,
+        "etag": head.etag, "contentSha256": publication.content_sha256, "services": services,
+    })
 }
 
 /// The publisher: the CI's actor, else the local user.
