@@ -204,7 +204,10 @@ impl Controller {
                 tokio::time::sleep(Duration::from_millis(250).min(next - now)).await;
                 self.shared.beat();
                 if self.manifests.changed().await {
-                    info!("manifests changed");
+                    match &self.manifests {
+                        FleetSource::Files(_) => info!("manifests changed on disk"),
+                        FleetSource::Published(_) => info!("the published fleet changed"),
+                    }
                     break;
                 }
             }
