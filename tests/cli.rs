@@ -500,7 +500,7 @@ fn status_names_each_missing_service_and_its_cluster() {
 
 #[test]
 fn status_usage_shows_both_ways_to_name_services() {
-    let usage = "Usage: mcpfleet status <--file <PATH>...|--cluster <CLUSTER>>";
+    let usage = "Usage: mcpfleet status <--file <PATH>...|--source <s3://BUCKET/KEY>|--cluster <CLUSTER>>";
     mcpfleet().arg("status").assert().code(1).stderr(predicate::str::contains(usage));
     mcpfleet().args(["status", "--help"]).assert().success().stdout(predicate::str::contains("--file <PATH>..."));
     mcpfleet()

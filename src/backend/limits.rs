@@ -82,7 +82,14 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
         | Op::RegisterScalableTarget
         | Op::PutScalingPolicy
         | Op::DeleteScalingPolicy
-        | Op::DeregisterScalableTarget => {
+        | Op::DeregisterScalableTarget
+        | Op::HeadObject
+        | Op::GetObject
+        | Op::PutObject
+        | Op::ListObjectVersions
+        | Op::GetItem
+        | Op::PutItem
+        | Op::CreateTable => {
             return None;
         }
     };

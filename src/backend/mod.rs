@@ -10,6 +10,7 @@
 
 pub mod aws;
 pub mod cache;
+pub mod lease;
 pub mod limits;
 pub mod manifest;
 pub mod op;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod route;
 pub mod scaling;
 pub mod sim;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

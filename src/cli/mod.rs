@@ -6,9 +6,11 @@ mod backend;
 mod bridge;
 mod healthcheck;
 mod history;
+mod lease;
 mod plan;
 mod probe;
 mod progress;
+mod publish;
 mod render;
 mod rollback;
 mod run;
@@ -124,6 +126,13 @@ pub enum Command {
     Probe(probe::Args),
     /// Run the controller: reconcile every interval and on manifest changes; /healthz, /readyz, /metrics.
     Run(run::Args),
+    /// Validate and resolve the manifests (read-only), then write them as one object for controllers to run
+    /// (`run --source`); the write is conditional on the version read, so concurrent publishes never overwrite
+    /// each other. `--history` lists the published versions.
+    Publish(publish::Args),
+    /// The DynamoDB table of `run --lease`: `lease create-table dynamodb://TABLE`.
+    #[command(subcommand)]
+    Lease(lease::Command),
     /// Exit 0 when the controller's /healthz answers 200 (the container HEALTHCHECK).
     Healthcheck(healthcheck::Args),
     /// Serve a stdio MCP server over Streamable HTTP (both protocol generations), with /health, /ready and a
@@ -144,6 +153,39 @@ pub struct Files {
     /// A manifest file or a directory of them; repeatable.
     #[arg(short = 'f', long = "file", value_name = "PATH", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
+}
+
+/// Where a command's fleet comes from: manifest files, or the fleet `mcpfleet publish` wrote.
+#[derive(Debug, clap::Args)]
+pub struct Source {
+    /// A manifest file or a directory of them; repeatable.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        num_args = 1..,
+        required_unless_present = "source",
+        conflicts_with = "source"
+    )]
+    pub paths: Vec<PathBuf>,
+    /// The fleet `mcpfleet publish` wrote, instead of files.
+    #[arg(long, value_name = "s3://BUCKET/KEY", value_parser = mcpfleet::backend::store::ObjectUrl::parse)]
+    pub source: Option<mcpfleet::backend::store::ObjectUrl>,
+}
+
+impl Source {
+    /// Loads and validates the fleet (printing every diagnostic to stderr when there are any).
+    pub async fn load(&self, cli: &Cli) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
+        match &self.source {
+            None => load_fleet(cli, &Files { paths: self.paths.clone() }),
+            Some(url) => {
+                let store = mcpfleet::backend::aws::object_store(cli.region.clone()).await;
+                let files = publish::read_published(&store, url).await?;
+                let fleet = mcpfleet::spec::load_sources_with(&files.files, &cli.load_options());
+                checked(fleet)
+            }
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -172,6 +214,8 @@ pub fn main() -> ExitCode {
         Command::InstallBridge(args) => bridge::install(args),
         Command::Bridge(args) => block_on_threads(bridge::run(args)),
         Command::Run(args) => block_on_threads(run::run(&cli, args)),
+        Command::Publish(args) => block_on(publish::run(&cli, args)),
+        Command::Lease(cmd) => block_on(lease::run(&cli, cmd)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -191,11 +235,12 @@ impl Command {
     fn output(&self) -> Output {
         match self {
             Command::Validate(args) => args.output,
-            Command::Plan(args) => args.output,
+            Command::Plan(args) => args.output.errors(),
             Command::Apply(args) => args.output,
             Command::Status(args) => args.output,
             Command::History(args) => args.output,
             Command::Probe(args) => args.output,
+            Command::Publish(args) => args.output,
             _ => Output::Text,
         }
     }
@@ -269,7 +314,11 @@ pub struct Prepared {
 
 impl Prepared {
     pub async fn new(cli: &Cli, files: &Files) -> anyhow::Result<Prepared> {
-        let fleet = load_fleet(cli, files)?;
+        Prepared::resolve(cli, load_fleet(cli, files)?).await
+    }
+
+    /// Connects and resolves a loaded fleet.
+    pub async fn resolve(cli: &Cli, fleet: mcpfleet::spec::ValidFleet) -> anyhow::Result<Prepared> {
         let conn = backend::connect(cli).await?;
         let desired = mcpfleet::reconcile::desired_state(&fleet, &conn.backend).await?;
         for w in desired.iter().flat_map(|d| &d.warnings) {
@@ -304,7 +353,14 @@ impl Cli {
 
 /// Loads and validates manifests, printing every diagnostic to stderr when there are any.
 pub fn load_fleet(cli: &Cli, files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
-    match mcpfleet::spec::load_paths_with(&files.paths, &cli.load_options()) {
+    checked(mcpfleet::spec::load_paths_with(&files.paths, &cli.load_options()))
+}
+
+/// A loaded fleet, or its diagnostics printed on stderr and carried by the error.
+fn checked(
+    loaded: Result<mcpfleet::spec::ValidFleet, mcpfleet::spec::Diagnostics>,
+) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
+    match loaded {
         Ok(fleet) => {
             tracing::debug!(services = fleet.services.len(), "manifests valid");
             Ok(fleet)

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use mcpfleet::plan::{Action, Plan, PlanReason};
 use mcpfleet::reconcile;
 
-use super::{Cli, EXIT_OK, Files, Output};
+use super::{Cli, EXIT_OK, Output, Source};
 
 /// Exit code of `plan --detailed-exitcode` when something would change.
 pub const EXIT_CHANGES: u8 = 2;
@@ -13,7 +13,7 @@ pub const EXIT_CHANGES: u8 = 2;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub files: Files,
+    pub source: Source,
     /// Exit 2 when the plan has changes (0 when it has none, 1 on error).
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -21,27 +21,44 @@ pub struct Args {
     /// Without it they are listed as what --prune would delete and leave the exit code alone.
     #[arg(long)]
     pub prune: bool,
-    /// `json` prints {"services": [{name, cluster, action, changes: [{path, from, to}]}], "warnings": [...]}.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    /// `json` prints {"services": [{name, cluster, action, changes: [{path, from, to}]}], "warnings": [...]};
+    /// `markdown` a table per changed service, for a pull request comment or a CI job summary.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = PlanOutput::Text)]
+    pub output: PlanOutput,
+}
+
+/// What `plan` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanOutput {
+    Text,
+    Json,
+    Markdown,
+}
+
+impl PlanOutput {
+    /// The output an error is reported in: a JSON document only under `-o json`.
+    pub fn errors(self) -> Output {
+        if self == PlanOutput::Json { Output::Json } else { Output::Text }
+    }
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let prepared = super::Prepared::new(cli, &args.files).await?;
+    let prepared = super::Prepared::resolve(cli, args.source.load(cli).await?).await?;
     let observed = prepared.observe().await?;
     let mut plan = reconcile::plan_fleet(&prepared.desired, &observed, prepared.conn.backend.ecs.as_ref()).await?;
     if !args.prune {
         plan = plan.without_prune();
     }
     match args.output {
-        Output::Json => {
+        PlanOutput::Json => {
             let mut doc = serde_json::to_value(&plan)?;
             doc["prune"] = args.prune.into();
             doc["warnings"] = serde_json::to_value(prepared.warnings())?;
             doc["apiCalls"] = serde_json::to_value(prepared.conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        Output::Text => print!("{}", render_plan(&plan, std::io::stdout().is_terminal())),
+        PlanOutput::Text => print!("{}", render_plan(&plan, std::io::stdout().is_terminal())),
+        PlanOutput::Markdown => print!("{}", render_markdown(&plan, &prepared.warnings())),
     }
     Ok(if args.detailed_exitcode && has_changes(&plan) { EXIT_CHANGES } else { EXIT_OK })
 }
@@ -82,18 +99,65 @@ pub fn render_plan(plan: &Plan, colour: bool) -> String {
             out.push_str(&format!("    {}: {} -> {}\n", c.path, show(&c.from), show(&c.to)));
         }
     }
-    out.push_str(&format!(
-        "Plan: {} to create, {} to update, {} to delete, {} unchanged.",
-        plan.count(Action::Create),
-        plan.count(Action::Update),
-        plan.count(Action::Delete),
-        plan.count(Action::Noop)
-    ));
+    out.push_str(&format!("Plan: {}.", counts(plan)));
     let orphans = plan.count(Action::Orphan);
     if orphans > 0 {
         out.push_str(&format!(" {orphans} no longer in the manifests would be deleted with --prune."));
     }
     out.push('\n');
+    out
+}
+
+/// `N to create, N to update, N to delete, N unchanged`.
+fn counts(plan: &Plan) -> String {
+    format!(
+        "{} to create, {} to update, {} to delete, {} unchanged",
+        plan.count(Action::Create),
+        plan.count(Action::Update),
+        plan.count(Action::Delete),
+        plan.count(Action::Noop)
+    )
+}
+
+/// The plan as Markdown: a summary line, then for each service that would change a heading and a table of its
+/// changes; services without changes are counted, not listed. Values are shown as JSON in code spans.
+pub fn render_markdown(plan: &Plan, warnings: &[&str]) -> String {
+    let cell = |v: &Option<serde_json::Value>| match v {
+        // A `|` would end the cell, a backtick the code span, a newline the row.
+        Some(v) => format!("`{}`", v.to_string().replace('|', "\\|").replace('`', "'").replace('\n', " ")),
+        None => "*(none)*".to_string(),
+    };
+    let mut out = format!("**Plan:** {}", counts(plan));
+    let orphans = plan.count(Action::Orphan);
+    if orphans > 0 {
+        out.push_str(&format!(", {orphans} would be deleted with `--prune`"));
+    }
+    out.push_str(".\n");
+    for s in plan.services.iter().filter(|s| s.action != Action::Noop) {
+        let word = match s.action {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Orphan => "would be deleted with `--prune`",
+            Action::Noop => "no change",
+        };
+        out.push_str(&format!("\n### `{}` ({}): {word}\n", s.name, s.cluster));
+        if let Some(r) = s.reason.as_ref().filter(|r| **r != PlanReason::KeptWithoutPrune) {
+            out.push_str(&format!("\n{r}\n"));
+        }
+        if !s.changes.is_empty() {
+            out.push_str("\n| field | from | to |\n|---|---|---|\n");
+            for c in &s.changes {
+                out.push_str(&format!("| `{}` | {} | {} |\n", c.path, cell(&c.from), cell(&c.to)));
+            }
+        }
+    }
+    if !warnings.is_empty() {
+        out.push_str("\n**Warnings**\n\n");
+        for w in warnings {
+            out.push_str(&format!("- {w}\n"));
+        }
+    }
     out
 }
 
@@ -163,6 +227,43 @@ Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 no longer in the man
         );
         assert!(text.ends_with("Plan: 1 to create, 1 to update, 1 to delete, 1 unchanged.\n"), "{text}");
         assert!(!text.contains('\x1b') && !render_plan(&sample(), false).contains('\x1b'));
+    }
+
+    #[test]
+    fn markdown_lists_each_changed_service_as_a_table() {
+        let mut plan = sample();
+        plan.services[1].changes.push(Change {
+            path: "task.env.NOTE".into(),
+            from: Some(json!("a|b")),
+            to: Some(json!("x`y")),
+        });
+        assert_eq!(
+            render_markdown(&plan, &["search: one replica behind a load balancer"]),
+            "\
+**Plan:** 1 to create, 1 to update, 0 to delete, 1 unchanged, 1 would be deleted with `--prune`.
+
+### `documents` (mcp-prod): update
+
+drift: the service was changed outside mcpfleet
+
+| field | from | to |
+|---|---|---|
+| `service.desiredCount` | `5` | `2` |
+| `task.env.NOTE` | `\"a\\|b\"` | `\"x'y\"` |
+
+### `old` (mcp-prod): would be deleted with `--prune`
+
+### `search` (mcp-prod): create
+
+| field | from | to |
+|---|---|---|
+| `x.removed` | `\"a\"` | *(none)* |
+
+**Warnings**
+
+- search: one replica behind a load balancer
+"
+        );
     }
 
     #[test]

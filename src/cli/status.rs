@@ -18,11 +18,14 @@ use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
 
 #[derive(Debug, clap::Args)]
 // One of the two, named as such in the usage line (`<--file <PATH>...|--cluster <CLUSTER>>`).
-#[command(group(clap::ArgGroup::new("services").required(true).args(["paths", "cluster"])))]
+#[command(group(clap::ArgGroup::new("services").required(true).args(["paths", "source", "cluster"])))]
 pub struct Args {
     /// The services of these manifests.
     #[arg(short = 'f', long = "file", value_name = "PATH", num_args = 1..)]
     pub paths: Vec<std::path::PathBuf>,
+    /// The services of the fleet `mcpfleet publish` wrote.
+    #[arg(long, value_name = "s3://BUCKET/KEY", value_parser = mcpfleet::backend::store::ObjectUrl::parse)]
+    pub source: Option<mcpfleet::backend::store::ObjectUrl>,
     /// Every service mcpfleet manages in this cluster.
     #[arg(long)]
     pub cluster: Option<String>,
@@ -147,8 +150,9 @@ impl VerificationRow {
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut fleet = None;
-    if !args.paths.is_empty() {
-        let loaded = super::load_fleet(cli, &super::Files { paths: args.paths.clone() })?;
+    if !args.paths.is_empty() || args.source.is_some() {
+        let source = super::Source { paths: args.paths.clone(), source: args.source.clone() };
+        let loaded = source.load(cli).await?;
         for s in &loaded.services {
             wanted.entry(s.cluster.clone()).or_default().push(s.name.clone());
         }

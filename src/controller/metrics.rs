@@ -90,6 +90,10 @@ pub struct Metrics {
     pub mcp_tools: Family<ServiceLabel, Gauge>,
     /// Seconds an MCP verification's slowest probe took.
     pub mcp_probe_duration: Family<ServiceLabel, Histogram, fn() -> Histogram>,
+    /// 1 while this replica leads (always, without `--lease`), 0 while it stands by.
+    pub leader: Gauge,
+    /// Times this replica became leader or stopped being one.
+    pub lease_transitions: Counter,
 }
 
 impl Metrics {
@@ -111,6 +115,8 @@ impl Metrics {
             mcp_probe_success: Family::default(),
             mcp_tools: Family::default(),
             mcp_probe_duration: Family::new_with_constructor(latency_histogram),
+            leader: Gauge::default(),
+            lease_transitions: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("reconciles", "Service reconciles by outcome", m.reconciles.clone());
@@ -151,6 +157,12 @@ impl Metrics {
             "mcp_probe_duration_seconds",
             "Duration of the slowest probe of an MCP verification",
             m.mcp_probe_duration.clone(),
+        );
+        registry.register("leader", "1 while this replica holds the lease and writes, 0 on standby", m.leader.clone());
+        registry.register(
+            "lease_transitions",
+            "Times this replica became leader or stopped being one",
+            m.lease_transitions.clone(),
         );
         for outcome in ["started", "failed"] {
             let _ = m.rollbacks.get_or_create(&OutcomeLabel { outcome: outcome.into() });

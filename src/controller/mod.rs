@@ -16,11 +16,13 @@ pub mod backoff;
 pub mod health;
 pub mod heartbeat;
 pub mod http;
+pub mod lease;
 pub mod manifests;
 pub mod metrics;
 pub mod probes;
 pub mod schedule;
 mod settle;
+pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -45,6 +47,7 @@ use manifests::{Manifests, Reload};
 use metrics::{OperationLabel, ServiceLabel, StateLabel};
 use probes::Probes;
 pub use schedule::{Action, FAST, Key, MIN_GAP, Schedule};
+use source::{FleetSource, Published};
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -78,7 +81,7 @@ pub struct Controller {
     sim: Option<Arc<Sim>>,
     api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
     shared: Arc<Shared>,
-    manifests: Manifests,
+    manifests: FleetSource,
     backing: Backoffs,
     schedule: Schedule,
     last_calls: CallStats,
@@ -95,6 +98,8 @@ pub struct Controller {
     probes: Probes,
     /// The services whose MCP series exist, so a service no longer verified loses them.
     probed_labels: BTreeSet<ServiceLabel>,
+    /// With `--lease`: whether this replica may observe and write.
+    leadership: Option<Arc<lease::Leadership>>,
 }
 
 impl Controller {
@@ -128,7 +133,7 @@ impl Controller {
             backing: Backoffs::new(opts.interval),
             schedule: Schedule::new(opts.interval),
             probes: Probes::new(opts.probe_interval),
-            manifests: Manifests::new(opts.paths.clone(), opts.load.clone()),
+            manifests: FleetSource::Files(Manifests::new(opts.paths.clone(), opts.load.clone())),
             opts,
             backend,
             images,
@@ -147,7 +152,25 @@ impl Controller {
             stop: Arc::new(AtomicBool::new(false)),
             prober,
             probed_labels: BTreeSet::new(),
+            leadership: None,
         }
+    }
+
+    /// Follows the fleet `publish` wrote instead of the files of [`Options::paths`].
+    pub fn with_published(mut self, published: Published) -> Controller {
+        self.manifests = FleetSource::Published(Box::new(published));
+        self
+    }
+
+    /// Observes and writes only while `leadership` holds the lease.
+    pub fn with_lease(mut self, leadership: Arc<lease::Leadership>) -> Controller {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// Whether this replica may write now (always, without a lease).
+    fn leads(&self) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.holds())
     }
 
     /// What the MCP gate probes with.
@@ -163,6 +186,12 @@ impl Controller {
     /// Runs passes until the stop flag is set; the pass in progress finishes first.
     pub async fn run(mut self) {
         while !self.stop.load(Ordering::SeqCst) {
+            if !self.leads() {
+                // A standby neither observes nor writes; it waits to lead.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.shared.beat();
+                continue;
+            }
             self.pass().await;
             let now = Instant::now();
             let mut next = self.schedule.next_pass(now);
@@ -179,8 +208,11 @@ impl Controller {
                 }
                 tokio::time::sleep(Duration::from_millis(250).min(next - now)).await;
                 self.shared.beat();
-                if self.manifests.changed_on_disk() {
-                    info!("manifests changed on disk");
+                if self.manifests.changed().await {
+                    match &self.manifests {
+                        FleetSource::Files(_) => info!("manifests changed on disk"),
+                        FleetSource::Published(_) => info!("the published fleet changed"),
+                    }
                     break;
                 }
             }
@@ -231,12 +263,19 @@ impl Controller {
         self.last_throttles = throttles;
     }
 
-    fn reload_manifests(&mut self) {
-        match self.manifests.reload() {
+    async fn reload_manifests(&mut self) {
+        match self.manifests.reload().await {
             Reload::Unchanged => {}
             Reload::Loaded { changed } => {
                 let services = self.manifests.fleet().map_or(0, |f| f.services.len());
-                info!(services, changed = changed.len(), "manifests loaded");
+                let version = self.manifests.version().cloned();
+                match &version {
+                    Some(v) => {
+                        info!(services, changed = changed.len(), source = %v.source, etag = %v.etag, version_id = v.version_id.as_deref().unwrap_or("-"), published_by = v.published_by.as_deref().unwrap_or("-"), "manifests loaded")
+                    }
+                    None => info!(services, changed = changed.len(), "manifests loaded"),
+                }
+                crate::backend::lock(&self.shared.status).fleet_version = version;
                 if !changed.is_empty() {
                     // A tag re-pushed since it was cached must not be deployed by its old digest: an edit is
                     // resolved against the registry and the secret store as they are now.
@@ -265,7 +304,7 @@ impl Controller {
     }
 
     async fn reconcile_once(&mut self) {
-        self.reload_manifests();
+        self.reload_manifests().await;
         let Some(fleet) = self.manifests.fleet().cloned() else { return };
         let ecs = self.backend.ecs.clone();
         let named: BTreeSet<Key> = fleet.services.iter().map(|s| (s.cluster.clone(), s.name.clone())).collect();
@@ -320,6 +359,10 @@ impl Controller {
             s.observed_once = true;
         }
 
+        // The lease is checked again before each batch of writes: a leader that could not renew writes nothing.
+        if !self.leads() {
+            return warn!("the lease is no longer held: this pass writes nothing");
+        }
         let in_flight = self.settle_in_flight(&desired, &observed).await;
         let (busy, mut states) = (in_flight.busy, in_flight.states);
         let failed_rollbacks: BTreeSet<String> = in_flight.failed_rollbacks.iter().cloned().collect();
@@ -343,6 +386,9 @@ impl Controller {
         *converged = converged.saturating_sub(held);
         *states.entry("failed").or_default() += held;
 
+        if !self.leads() {
+            return warn!("the lease is no longer held: this pass writes nothing");
+        }
         let results = self.reconcile_services(&desired, &plan, &observed).await;
         let now = Instant::now();
         // A service this pass changed (or failed to) runs something other than what was observed: not probed.

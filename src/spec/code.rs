@@ -173,6 +173,10 @@ codes! {
     StdioHealthProbe = "E1809", "healthCheck.probe on a stdio service (the bridge probes itself)";
     // Reported by resolution (reconcile::resolve), which reads the image config.
     StdioImageCommand = "E1810", "a stdio service without `command` whose image config cannot be read or gives no usable command (neither Entrypoint nor Cmd, no program, over 64 KiB)";
+    // E19xx: published fleets (spec::bundle).
+    BundleUnreadable = "E1901", "a published fleet that is not a bundle `mcpfleet publish` wrote (not its JSON, another apiVersion, a file named twice)";
+    BundleTooLarge = "E1902", "a published fleet larger than 64 MiB";
+    BundleMissing = "E1903", "no published fleet at the --source URL";
     // E20xx: secret rotation (validate::rotation).
     RotationLabels = "E2001", "more labels than fit beside the two tags of a service that reads secrets by stage (37 at most, fewer if verified or autoscaled)";
 }

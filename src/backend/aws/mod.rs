@@ -12,9 +12,11 @@
 //! sent for any other reason (no credentials, an expired SSO session, a bad configuration) is reported at once.
 
 mod autoscaling;
+mod dynamodb;
 mod ecr;
 mod ecs;
 mod elbv2;
+mod s3;
 mod secrets;
 
 use std::collections::BTreeMap;
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+pub(crate) use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -32,9 +34,11 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 pub use autoscaling::ApplicationAutoScaling;
+pub use dynamodb::DynamoDb;
 pub use ecr::Ecr;
 pub use ecs::AwsEcs;
 pub use elbv2::Elbv2;
+pub use s3::S3;
 pub use secrets::SecretsManager;
 
 use super::op::Counts;
@@ -120,6 +124,17 @@ pub async fn connect(region: Option<String>) -> Aws {
         clock: Arc::new(SystemClock),
     };
     Aws { backend, requests, credentials: config.credentials_provider() }
+}
+
+/// The object store of published fleets (S3), from the standard configuration chain; `region` over the
+/// chain's.
+pub async fn object_store(region: Option<String>) -> S3 {
+    S3::new(&sdk_config(region).await)
+}
+
+/// The lease store (DynamoDB), from the standard configuration chain; `region` over the chain's.
+pub async fn lease_store(region: Option<String>) -> DynamoDb {
+    DynamoDb::new(&sdk_config(region).await)
 }
 
 /// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
