@@ -4,11 +4,10 @@
 //! requests carry the `ecs` namespace, the desired-count dimension and the rendered policy, and policies that are
 //! not mcpfleet's kind are read as such.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+mod common;
 
-use async_trait::async_trait;
+use std::sync::Arc;
+
 use aws_sdk_applicationautoscaling::Client;
 use aws_sdk_applicationautoscaling::operation::describe_scalable_targets::DescribeScalableTargetsOutput;
 use aws_sdk_applicationautoscaling::operation::describe_scaling_policies::DescribeScalingPoliciesOutput;
@@ -16,28 +15,15 @@ use aws_sdk_applicationautoscaling::operation::put_scaling_policy::PutScalingPol
 use aws_sdk_applicationautoscaling::operation::register_scalable_target::RegisterScalableTargetOutput;
 use aws_sdk_applicationautoscaling::types as aas;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use common::clock::TestClock;
 use mcpfleet::backend::aws::ApplicationAutoScaling;
 use mcpfleet::backend::limits::Limited;
 use mcpfleet::backend::sim::{Sim, World};
-use mcpfleet::backend::{Autoscaling, BackendError, Clock, Op};
+use mcpfleet::backend::{Autoscaling, BackendError, Op};
 use mcpfleet::render::autoscaling::{
     DIMENSION, Metric, NAMESPACE, PredefinedMetricSpecification, ScalableTargetInput, ScalingPolicyInput,
     TARGET_TRACKING, TargetTracking,
 };
-
-/// A clock that only moves when slept on, so backoff costs no real time.
-#[derive(Default)]
-struct TestClock(AtomicU64);
-
-#[async_trait]
-impl Clock for TestClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-    async fn sleep(&self, d: Duration) {
-        self.0.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
-    }
-}
 
 fn no_sdk_retries(
     b: aws_sdk_applicationautoscaling::config::Builder,

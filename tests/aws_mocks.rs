@@ -4,33 +4,20 @@
 //! client token, RegisterTaskDefinition's task-hash re-check), and DescribeServices/BatchGetImage failures are
 //! split into "absent" and "report it".
 
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::operation::list_tasks::ListTasksOutput;
 use aws_sdk_ecs::types::{Failure, Service, Tag};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use common::clock::TestClock;
 use mcpfleet::backend::aws::AwsEcs;
 use mcpfleet::backend::limits::Limited;
 use mcpfleet::backend::{BackendError, Clock, Ecs};
-
-/// A clock that only moves when slept on, so backoff costs no real time and is observable.
-#[derive(Default)]
-struct TestClock(AtomicU64);
-
-#[async_trait]
-impl Clock for TestClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-    async fn sleep(&self, d: Duration) {
-        self.0.fetch_add(d.as_millis() as u64, Ordering::SeqCst);
-    }
-}
 
 fn limited(client: Client) -> (Limited, Arc<TestClock>) {
     let clock = Arc::new(TestClock::default());

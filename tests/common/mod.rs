@@ -5,6 +5,7 @@
 
 pub mod aws_lab;
 pub mod bridge;
+pub mod clock;
 pub mod controller;
 pub mod lab;
 pub mod mcp;
