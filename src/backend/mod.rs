@@ -264,7 +264,7 @@ pub struct Described {
 }
 
 /// UpdateService input: only the fields mcpfleet changes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceUpdate {
     pub cluster: String,
     pub service: String,
@@ -286,7 +286,7 @@ pub struct ServiceUpdate {
 }
 
 /// How a service tags its tasks (CreateService/UpdateService `propagateTags` and `enableECSManagedTags`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TagPropagation {
     /// `SERVICE`, `TASK_DEFINITION` or `NONE`.
     pub propagate_tags: String,
@@ -859,6 +859,11 @@ pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
     async fn sleep(&self, d: Duration);
+    /// Waits `d` for an API's rate: a token, or a backoff after a throttled or failed call. Only the sim tells
+    /// it from [`Clock::sleep`]: time a read-only command spends waiting for rate leaves its state unchanged.
+    async fn wait_for_rate(&self, d: Duration) {
+        self.sleep(d).await;
+    }
     /// Whether time only moves when slept on (the sim): a long-running loop must then also wait in real time.
     fn is_virtual(&self) -> bool {
         false

@@ -82,7 +82,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
             (aws.backend, Counter::Aws(aws.requests))
         }
     };
-    let limited = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()));
+    let limited = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()).with_rates(&cli.api_rates));
     let registries = Arc::new(Registries::new(RegistryConfig::from_env(cli.insecure_registries.clone()))?);
     backend.ecs = limited.clone();
     // ECR behind ECR's bucket and the retry policy; other registries retry each request themselves.

@@ -53,6 +53,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH", default_value = ".mcpfleet/sim.json", env = "MCPFLEET_SIM_STATE")]
     pub sim_state: PathBuf,
 
+    /// An API's rate limit as the account has it: `OPERATION=BURST/RATE` (tokens, and requests per second), for
+    /// an operation's bucket (`DescribeServices`, `BatchGetImage`) or a bucket by name (`ServiceWrite`);
+    /// repeatable. The defaults are AWS's published quotas (see the README's "API rate limits").
+    #[arg(long = "api-rate", global = true, value_name = "OPERATION=BURST/RATE", value_parser = mcpfleet::backend::limits::RateOverride::parse)]
+    pub api_rates: Vec<mcpfleet::backend::limits::RateOverride>,
+
     /// AWS region (default: the standard AWS region chain).
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,

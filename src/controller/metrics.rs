@@ -78,6 +78,9 @@ pub struct Metrics {
     pub reconcile_errors: Family<KindLabel, Counter>,
     pub api_requests: Family<OperationLabel, Counter>,
     pub api_throttles: Family<OperationLabel, Counter>,
+    /// The rate each metered operation's bucket allows now (requests per second): AWS's quota, or `--api-rate`'s,
+    /// or less while adaptive pacing holds it down after throttling.
+    pub api_rate: Family<OperationLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Seconds per reconcile pass.
     pub pass_duration: Histogram,
     pub passes: Family<OutcomeLabel, Counter>,
@@ -107,6 +110,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             api_requests: Family::default(),
             api_throttles: Family::default(),
+            api_rate: Family::default(),
             pass_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             passes: Family::default(),
             services: Family::default(),
@@ -138,6 +142,11 @@ impl Metrics {
         );
         registry.register("api_requests", "AWS API requests by operation", m.api_requests.clone());
         registry.register("api_throttles", "AWS API requests refused for rate, by operation", m.api_throttles.clone());
+        registry.register(
+            "api_rate",
+            "Requests per second each operation's client-side bucket allows now (adaptive pacing included)",
+            m.api_rate.clone(),
+        );
         registry.register("reconcile_duration_seconds", "Duration of a reconcile pass", m.pass_duration.clone());
         registry.register("reconcile_passes", "Reconcile passes by outcome", m.passes.clone());
         registry.register("services", "Managed services by state", m.services.clone());

@@ -261,6 +261,9 @@ impl Controller {
         let throttles = self.limited.throttles();
         add_deltas(&self.shared.metrics.api_throttles, &throttles, &self.last_throttles);
         self.last_throttles = throttles;
+        for (op, rate) in self.limited.rates() {
+            self.shared.metrics.api_rate.get_or_create(&OperationLabel::from(op)).set(rate);
+        }
     }
 
     async fn reload_manifests(&mut self) {
