@@ -79,6 +79,15 @@ pub enum BackendError {
         /// The field (`services.mcp/search.state.desiredCount`) when known, and what is wrong with it.
         message: String,
     },
+    /// The sim state's journal (`<state>.journal`) holds something mcpfleet did not write there: changed by hand,
+    /// or of another format.
+    #[error("{at}: not a valid sim journal: {message}; fix it, or delete it to drop the changes it holds")]
+    StateJournal {
+        /// `JOURNAL:LINE`.
+        at: String,
+        /// What is wrong with the line.
+        message: String,
+    },
 }
 
 impl BackendError {

@@ -108,16 +108,23 @@ impl Observed {
     }
 }
 
-/// Describes services in batches of ten per cluster.
+/// DescribeServices requests in flight at once (across clusters and batches): enough to keep ECS's
+/// DescribeServices bucket busy at AWS's latency; the bucket (`backend::limits`), not this, sets the pace.
+pub const DESCRIBES_AT_ONCE: usize = 8;
+
+/// Describes services in batches of ten per cluster, up to [`DESCRIBES_AT_ONCE`] batches at a time; the answer
+/// keeps the clusters' and batches' order.
 pub async fn describe_all(
     ecs: &dyn Ecs,
     wanted: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<ServiceState>, BackendError> {
+    let batches = wanted.iter().flat_map(|(cluster, names)| {
+        names.chunks(DESCRIBE_SERVICES_BATCH).map(move |chunk| ecs.describe_services(cluster, chunk))
+    });
+    let answers: Vec<_> = futures::stream::iter(batches).buffered(DESCRIBES_AT_ONCE).collect().await;
     let mut out = Vec::new();
-    for (cluster, names) in wanted {
-        for chunk in names.chunks(DESCRIBE_SERVICES_BATCH) {
-            out.extend(ecs.describe_services(cluster, chunk).await?.services);
-        }
+    for answer in answers {
+        out.extend(answer?.services);
     }
     Ok(out)
 }

@@ -121,7 +121,7 @@ pub(super) struct Found {
 }
 
 fn journal_err(at: String, message: String) -> BackendError {
-    BackendError::StateFile { at, message }
+    BackendError::StateJournal { at, message }
 }
 
 /// Reads the journal of `state` for the snapshot of `generation`.
@@ -134,15 +134,14 @@ pub(super) fn read(state: &Path, generation: u64) -> Result<Found, BackendError>
     };
     // Only newline-terminated lines were completely written; what follows the last newline is a torn record.
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let mut lines = bytes[..complete].split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate();
-    let Some((_, header)) = lines.next() else { return Ok(Found { records: Vec::new(), exists: true }) };
+    let mut lines = bytes[..complete].split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.is_empty());
+    let Some((h, header)) = lines.next() else { return Ok(Found { records: Vec::new(), exists: true }) };
     let at = |line: usize| format!("{}:{}", path.display(), line + 1);
-    let header: Header = serde_json::from_slice(header).map_err(|e| {
-        journal_err(at(0), format!("not a journal header ({e}); delete the journal to drop its changes"))
-    })?;
+    let header: Header =
+        serde_json::from_slice(header).map_err(|e| journal_err(at(h), format!("not a journal header: {e}")))?;
     if header.journal != FORMAT {
         return Err(journal_err(
-            at(0),
+            at(h),
             format!("journal format {} is not the one this mcpfleet reads ({FORMAT})", header.journal),
         ));
     }

@@ -803,7 +803,8 @@ async fn a_journal_changed_by_hand_is_refused_naming_the_line() {
     let text = std::fs::read_to_string(&journal).unwrap().replacen("\"updateService\"", "\"updateServise\"", 1);
     std::fs::write(&journal, &text).unwrap();
     let err = Sim::open(&crashed).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.contains(&format!("{}:3: not a valid sim state file: not a record", journal.display())), "{err}");
+    assert!(err.contains(&format!("{}:3: not a valid sim journal: not a record", journal.display())), "{err}");
+    assert!(err.contains("delete it to drop the changes it holds"), "{err}");
     assert_eq!(std::fs::read_to_string(&journal).unwrap(), text, "nothing is changed");
 }
 
