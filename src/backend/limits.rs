@@ -6,6 +6,11 @@
 //! crate. [`Limited::images`] and [`Limited::secrets`] put image and secret resolution behind the same buckets
 //! and retries. Waiting goes through the backend's [`Clock`], so on the sim it costs virtual time only.
 //!
+//! The buckets are sized as each service publishes its defaults ([`ecs_bucket`], [`bucket`]: sources and dates
+//! there), `--api-rate` resizes them for an account's raised quotas, and adaptive pacing (AIMD, see `Bucket`)
+//! halves a bucket's rate when AWS throttles it anyway (other clients share the account's buckets) and lets it
+//! recover additively.
+//!
 //! # Retry policy
 //!
 //! This is the only retry layer: the aws adapters make one attempt per request (the SDK's own retries are
