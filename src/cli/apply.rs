@@ -39,6 +39,10 @@ pub struct Args {
     /// ones completed, without --wait they are left to the next apply (or the controller).
     #[arg(long, default_value_t = reconcile::rotation::DEFAULT_CONCURRENCY, value_parser = super::parse_concurrency)]
     pub rotation_concurrency: usize,
+    /// Write even to services a controller owns while its lease is live (it converges them back to the
+    /// published fleet at its next pass).
+    #[arg(long)]
+    pub force: bool,
     /// `json` prints {"services": [{name, cluster, outcome, taskDefinition, message}], "warnings": [...]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -56,6 +60,10 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let reporter = super::progress::Reporter::new();
     let progress = |service: &str, what: &str| reporter.report(service, what);
     let mut observed = prepared.observe().await?;
+    let targets = observed.services.values().chain(observed.unlisted.iter().filter(|_| args.prune));
+    if !super::owner::may_write(cli, conn, targets, args.force, super::owner::Command::Apply).await? {
+        return Ok(EXIT_ERROR);
+    }
     // Rollouts of earlier applies that finished unwatched (or, with --wait, are still in flight) first.
     let prober = McpProber;
     let gate = GatePorts { prober: &prober, target_groups: conn.backend.target_groups.as_ref() };

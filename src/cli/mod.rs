@@ -7,6 +7,7 @@ mod bridge;
 mod healthcheck;
 mod history;
 mod lease;
+mod owner;
 mod plan;
 mod probe;
 mod progress;
@@ -179,7 +180,7 @@ impl Source {
         match &self.source {
             None => load_fleet(cli, &Files { paths: self.paths.clone() }),
             Some(url) => {
-                let store = mcpfleet::backend::aws::object_store(cli.region.clone()).await;
+                let store = mcpfleet::backend::aws::object_store(cli.region.clone(), &Default::default()).await;
                 let files = publish::read_published(&store, url).await?;
                 let fleet = mcpfleet::spec::load_sources_with(&files.files, &cli.load_options());
                 checked(fleet)

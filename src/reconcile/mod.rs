@@ -67,6 +67,15 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// Says, in the managed-by tag the service is created and updated with, that the controller holding the
+    /// lease `owner` owns it (see `state::managed_by`).
+    pub fn owned_by(mut self, owner: &str) -> Self {
+        for t in self.ecs.create_service.tags.iter_mut().filter(|t| t.key == state::TAG_MANAGED_BY) {
+            t.value = state::managed_by(Some(owner));
+        }
+        self
+    }
+
     /// Renders one service from its spec and resolution.
     pub fn new(svc: &ValidService, res: &Resolved) -> Self {
         Desired {

@@ -127,14 +127,15 @@ pub async fn connect(region: Option<String>) -> Aws {
 }
 
 /// The object store of published fleets (S3), from the standard configuration chain; `region` over the
-/// chain's.
-pub async fn object_store(region: Option<String>) -> S3 {
-    S3::new(&sdk_config(region).await)
+/// chain's. Its requests are counted by `requests`.
+pub async fn object_store(region: Option<String>, requests: &RequestCounter) -> S3 {
+    S3::new(&sdk_config(region).await, requests.clone())
 }
 
-/// The lease store (DynamoDB), from the standard configuration chain; `region` over the chain's.
-pub async fn lease_store(region: Option<String>) -> DynamoDb {
-    DynamoDb::new(&sdk_config(region).await)
+/// The lease store (DynamoDB), from the standard configuration chain; `region` over the chain's. Its requests
+/// are counted by `requests`.
+pub async fn lease_store(region: Option<String>, requests: &RequestCounter) -> DynamoDb {
+    DynamoDb::new(&sdk_config(region).await, requests.clone())
 }
 
 /// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
