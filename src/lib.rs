@@ -14,3 +14,4 @@ pub mod spec;
 pub mod state;
 #[doc(hidden)]
 pub mod testkit;
+pub mod tls;

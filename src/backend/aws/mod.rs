@@ -140,7 +140,12 @@ pub async fn lease_store(region: Option<String>, requests: &RequestCounter) -> D
 
 /// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
 async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    crate::tls::install();
+    // The process's one TLS stack (see `tls`), for the services' clients and the credential providers alike.
+    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https)
         // One attempt per request: `backend::limits` retries, with its own bound (see its docs).
         .retry_config(aws_config::retry::RetryConfig::disabled());
     if let Some(r) = region {
