@@ -160,9 +160,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 /// The result table (one row per service) and the summary line under it.
 pub fn render_outcomes(outcomes: &[ServiceOutcome], layout: Layout) -> String {
     const COLUMNS: [Column; 5] = [
-        Column::left("SERVICE"),
+        Column::left("SERVICE").kept(),
         Column::left("CLUSTER"),
-        Column::left("OUTCOME"),
+        Column::left("OUTCOME").kept(),
         Column::left("TASK DEFINITION"),
         Column::left("MESSAGE"),
     ];

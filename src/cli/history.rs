@@ -52,7 +52,7 @@ fn tool_changes(t: &RevisionTools) -> Option<String> {
 /// The revisions as a table, newest first; digests cut to 19 characters unless `wide`.
 fn render_revisions(revisions: &[Revision], wide: bool, layout: Layout) -> String {
     const COLUMNS: [Column; 7] = [
-        Column::right("REVISION"),
+        Column::right("REVISION").kept(),
         Column::left("IMAGE"),
         Column::left("DIGEST"),
         Column::left("ARCH"),

@@ -194,9 +194,11 @@ impl Bars {
         }
         let text = format!("{service}: {line}");
         let text = if failed { console::style(text).red().to_string() } else { text };
-        if self.multi.println(text).is_err() {
-            // The terminal went away: nothing else to show it on.
-        }
+        // Not `MultiProgress::println`: it pads the line to the terminal's width and leaves the next character to
+        // wrap onto the following line, so terminals record every such line as wrapped into the next (joined when
+        // copied, run together when the window is resized). Here the bars step aside for a line that ends in a
+        // newline of its own.
+        self.multi.suspend(|| eprintln!("{text}"));
     }
 
     /// Brings the service lines and the summary up to date: as many lines as there are active services, up to

@@ -281,17 +281,17 @@ pub fn digest_shown(digest: Option<&str>, wide: bool) -> String {
 /// The status table; with `wide`, whole digests and every endpoint of a service (comma-separated).
 fn render_rows(rows: &[Row], wide: bool, layout: Layout) -> String {
     const COLUMNS: [Column; 13] = [
-        Column::left("NAME"),
+        Column::left("NAME").kept(),
         Column::left("CLUSTER"),
         Column::left("TASK DEFINITION"),
         Column::left("IMAGE"),
         Column::left("DIGEST"),
         Column::left("ARCH"),
-        Column::right("DESIRED"),
-        Column::right("RUNNING"),
+        Column::right("DESIRED").kept(),
+        Column::right("RUNNING").kept(),
         Column::left("ROLLOUT"),
         Column::left("LAST GOOD"),
-        Column::right("TOOLS"),
+        Column::right("TOOLS").kept(),
         Column::left("VERIFIED"),
         Column::left("ENDPOINT"),
     ];

@@ -6,7 +6,7 @@
 
 use std::io::IsTerminal;
 
-use comfy_table::{Attribute, CellAlignment, Color, ContentArrangement, Row, Table, presets};
+use comfy_table::{Attribute, CellAlignment, Color, ColumnConstraint, ContentArrangement, Row, Table, presets};
 
 /// How a table (or a line of text) is laid out for where it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,19 +80,25 @@ impl<T: Into<String>> From<T> for Cell {
     }
 }
 
-/// A column: its header, and whether its values are right-aligned (counts).
+/// A column: its header, whether its values are right-aligned (counts), and whether it keeps its full width when
+/// the table must shrink (the row's name and short counts: cutting them would leave rows nobody can tell apart).
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
     pub header: &'static str,
     pub right: bool,
+    pub kept: bool,
 }
 
 impl Column {
     pub const fn left(header: &'static str) -> Column {
-        Column { header, right: false }
+        Column { header, right: false, kept: false }
     }
     pub const fn right(header: &'static str) -> Column {
-        Column { header, right: true }
+        Column { header, right: true, kept: false }
+    }
+    /// Never shrunk to fit: the other columns give way.
+    pub const fn kept(self) -> Column {
+        Column { kept: true, ..self }
     }
 }
 
@@ -130,6 +136,9 @@ pub fn render(layout: Layout, columns: &[Column], rows: Vec<Vec<Cell>>) -> Strin
     for (i, (column, spec)) in table.column_iter_mut().zip(columns).enumerate() {
         column.set_padding((0, if i == last { 0 } else { 2 }));
         column.set_cell_alignment(if spec.right { CellAlignment::Right } else { CellAlignment::Left });
+        if spec.kept {
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        }
     }
     let mut out = String::new();
     for line in table.lines() {
@@ -154,7 +163,7 @@ fn cell(c: Cell) -> comfy_table::Cell {
 mod tests {
     use super::*;
 
-    const COLUMNS: [Column; 3] = [Column::left("NAME"), Column::right("COUNT"), Column::left("MESSAGE")];
+    const COLUMNS: [Column; 3] = [Column::left("NAME").kept(), Column::right("COUNT"), Column::left("MESSAGE")];
 
     fn rows() -> Vec<Vec<Cell>> {
         vec![
@@ -183,7 +192,7 @@ search        12  failed: the image has no linux/arm64
             assert!(line.chars().count() <= 30, "{line:?} is wider than 30:\n{text}");
         }
         let documents = text.lines().nth(1).unwrap();
-        assert!(documents.starts_with("documents") && documents.ends_with('…'), "{text}");
+        assert!(documents.starts_with("documents  ") && documents.ends_with('…'), "the name is kept whole: {text}");
         assert!(documents.contains("created; r"), "as much of the value as fits is shown: {text}");
     }
 
