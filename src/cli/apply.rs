@@ -57,7 +57,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         .timeout
         .unwrap_or_else(|| settle::default_timeout(desired.iter().map(|d| d.rollout.progress_deadline_secs)));
     let wait = args.wait.then_some(timeout);
-    let reporter = super::progress::Reporter::new(0);
+    let reporter = super::progress::Reporter::new(0, args.output == Output::Json);
     let progress = |service: &str, what: &str| reporter.report(service, what);
     let mut observed = prepared.observe().await?;
     // Rollouts of earlier applies that finished unwatched (or, with --wait, are still in flight) first.

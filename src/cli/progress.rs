@@ -5,7 +5,7 @@
 //! the bars, and each service's final line likewise when the command finishes. Anywhere else (CI, pipes, files)
 //! plain `service: step` lines, one per step.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -34,8 +34,10 @@ struct Bars {
 
 #[derive(Default)]
 struct Services {
-    /// The services being worked on, by name, with their latest step; in the order they became active.
-    active: Vec<(String, String)>,
+    /// The services being worked on, by name: their latest step and when it came (a sequence number).
+    active: BTreeMap<String, (String, u64)>,
+    /// Counts the steps, for `active`'s sequence numbers.
+    steps: u64,
     /// Services whose work is over (a completed rollout, a failure or their final line).
     done: BTreeSet<String>,
     failed: BTreeSet<String>,
@@ -43,8 +45,10 @@ struct Services {
     printed: BTreeSet<String>,
     /// Every service seen, for the total.
     seen: BTreeSet<String>,
-    /// The bars that show the first `active` services, in order.
-    lines: Vec<ProgressBar>,
+    /// The service lines, each showing one active service. A line keeps its service while it is active; the
+    /// others wait out of sight, and take the line of the service quiet the longest when they report. Lines never
+    /// move, so a redraw never shows one half-updated list.
+    lines: Vec<(ProgressBar, String)>,
 }
 
 /// What a step says about the service's work, in the words `reconcile` reports it with.
@@ -75,11 +79,11 @@ impl StepKind {
 }
 
 impl Reporter {
-    /// Bars when stderr is a terminal, plain lines otherwise. `total` is how many services the command works on
-    /// (it grows when more report).
-    pub fn new(total: usize) -> Reporter {
+    /// Bars when stderr is a terminal and the output is for people (`plain` false: not `-o json`), plain lines
+    /// otherwise. `total` is how many services the command works on (it grows when more report).
+    pub fn new(total: usize, plain: bool) -> Reporter {
         let term = console::Term::stderr();
-        if !std::io::stderr().is_terminal() {
+        if plain || !std::io::stderr().is_terminal() {
             return Reporter { bars: None };
         }
         let rows = term.size_checked().map_or(24, |(rows, _)| usize::from(rows));
@@ -155,34 +159,74 @@ impl Bars {
         match StepKind::of(step) {
             StepKind::Failed => {
                 s.failed.insert(service.to_string());
-                s.done.insert(service.to_string());
-                s.active.retain(|(name, _)| name != service);
+                self.leave(&mut s, service);
                 self.print_once(&mut s, service, step, true);
             }
-            StepKind::Completed => {
-                s.done.insert(service.to_string());
-                s.active.retain(|(name, _)| name != service);
-            }
+            StepKind::Completed => self.leave(&mut s, service),
             StepKind::Working | StepKind::RollingOut => {
                 // Work after a completed rollout (the MCP gate, a rollback): active again.
                 s.done.remove(service);
-                match s.active.iter_mut().find(|(name, _)| name == service) {
-                    Some(entry) => entry.1 = step.to_string(),
-                    None => s.active.push((service.to_string(), step.to_string())),
-                }
+                s.steps += 1;
+                let seq = s.steps;
+                s.active.insert(service.to_string(), (step.to_string(), seq));
+                self.show(&mut s, service);
             }
         }
         self.redraw(&mut s);
     }
 
+    /// Shows an active service's step: on its line, on a new one while there is room, else on the line of the
+    /// service that reported the longest ago.
+    fn show(&self, s: &mut Services, service: &str) {
+        let Some((step, _)) = s.active.get(service) else { return };
+        let message = format!("{service:<NAME_WIDTH$} {step}");
+        if let Some((bar, _)) = s.lines.iter().find(|(_, shown)| shown == service) {
+            bar.set_message(message);
+            return;
+        }
+        if s.lines.len() < self.max_lines {
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            let style = ProgressStyle::with_template("  {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.set_message(message);
+            s.lines.push((bar, service.to_string()));
+            return;
+        }
+        let quiet = |name: &String| s.active.get(name).map_or(0, |(_, seq)| *seq);
+        let oldest = s.lines.iter().enumerate().min_by_key(|(_, (_, name))| quiet(name)).map(|(i, _)| i);
+        if let Some(i) = oldest {
+            s.lines[i].1 = service.to_string();
+            s.lines[i].0.set_message(message);
+        }
+    }
+
+    /// A service's work is over: its line goes to the service waiting out of sight that reported last, or away.
+    fn leave(&self, s: &mut Services, service: &str) {
+        s.done.insert(service.to_string());
+        s.active.remove(service);
+        let Some(i) = s.lines.iter().position(|(_, shown)| shown == service) else { return };
+        let hidden = s.active.iter().filter(|(name, _)| !s.lines.iter().any(|(_, shown)| shown == *name));
+        match hidden.max_by_key(|(_, (_, seq))| *seq).map(|(name, _)| name.clone()) {
+            Some(next) => {
+                s.lines[i].1 = next.clone();
+                let step = s.active.get(&next).map(|(step, _)| step.as_str()).unwrap_or_default();
+                s.lines[i].0.set_message(format!("{next:<NAME_WIDTH$} {step}"));
+            }
+            None => {
+                let (bar, _) = s.lines.remove(i);
+                bar.finish_and_clear();
+                self.multi.remove(&bar);
+            }
+        }
+    }
+
     fn finish(&self, service: &str, line: &str, failed: bool) {
         let mut s = self.lock();
         s.seen.insert(service.to_string());
-        s.done.insert(service.to_string());
         if failed {
             s.failed.insert(service.to_string());
         }
-        s.active.retain(|(name, _)| name != service);
+        self.leave(&mut s, service);
         self.print_once(&mut s, service, line, failed);
         self.redraw(&mut s);
     }
@@ -201,33 +245,16 @@ impl Bars {
         self.multi.suspend(|| eprintln!("{text}"));
     }
 
-    /// Brings the service lines and the summary up to date: as many lines as there are active services, up to
-    /// `max_lines` (the summary counts the rest).
+    /// Brings the summary up to date: done of total, rolling out, failed, and the active services out of sight.
     fn redraw(&self, s: &mut Services) {
-        let shown = s.active.len().min(self.max_lines);
-        while s.lines.len() > shown {
-            if let Some(bar) = s.lines.pop() {
-                bar.finish_and_clear();
-                self.multi.remove(&bar);
-            }
-        }
-        while s.lines.len() < shown {
-            let bar = self.multi.add(ProgressBar::new_spinner());
-            let style = ProgressStyle::with_template("  {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner());
-            bar.set_style(style);
-            s.lines.push(bar);
-        }
-        for ((name, step), bar) in s.active.iter().zip(&s.lines) {
-            bar.set_message(format!("{name:<NAME_WIDTH$} {step}"));
-        }
-        let rolling = s.active.iter().filter(|(_, step)| StepKind::of(step) == StepKind::RollingOut).count();
+        let rolling = s.active.values().filter(|(step, _)| StepKind::of(step) == StepKind::RollingOut).count();
         let total = s.seen.len().max(self.summary.length().unwrap_or(0) as usize);
         self.summary.set_length(total as u64);
         self.summary.set_position(s.done.len() as u64);
         let mut msg = format!("{rolling} rolling out, {} failed", s.failed.len());
-        let hidden = s.active.len() - shown;
+        let hidden = s.active.len().saturating_sub(s.lines.len());
         if hidden > 0 {
-            msg.push_str(&format!(", {hidden} more active not shown"));
+            msg.push_str(&format!(", {hidden} more in progress"));
         }
         if self.colour && !s.failed.is_empty() {
             msg = console::style(msg).red().to_string();
@@ -237,7 +264,7 @@ impl Bars {
 
     fn close(&self) {
         let mut s = self.lock();
-        for bar in s.lines.drain(..) {
+        for (bar, _) in s.lines.drain(..) {
             bar.finish_and_clear();
             self.multi.remove(&bar);
         }
@@ -266,10 +293,24 @@ mod tests {
         for i in 0..60 {
             bars.report(&format!("svc-{i:02}"), "registering task definition");
         }
+        let shown = |bars: &Bars| -> Vec<String> { bars.lock().lines.iter().map(|(l, _)| l.message()).collect() };
+        let line = |name: &str, step: &str| format!("{name:<NAME_WIDTH$} {step}");
         {
             let s = bars.lock();
             assert_eq!((s.active.len(), s.lines.len()), (60, 7), "10 rows: 7 service lines, the summary, 2 free");
         }
+        // Each newcomer took the line of the service quiet the longest, in place: lines never move.
+        assert_eq!(shown(&bars)[0], line("svc-56", "registering task definition"));
+        assert_eq!(shown(&bars)[3], line("svc-59", "registering task definition"));
+        assert_eq!(shown(&bars)[4], line("svc-53", "registering task definition"));
+        bars.report("svc-03", "rolling out 0/2");
+        assert_eq!(shown(&bars)[4], line("svc-03", "rolling out 0/2"), "in place of svc-53, quiet the longest");
+        assert!(bars.summary.message().starts_with("1 rolling out, 0 failed, 53 more in progress"));
+        bars.report("svc-03", "rolling out 1/2");
+        assert_eq!(shown(&bars)[4], line("svc-03", "rolling out 1/2"), "its own line");
+
+        bars.report("svc-03", "rollout completed");
+        assert_eq!(shown(&bars)[4], line("svc-53", "registering task definition"), "the hidden one that reported last");
         for i in 0..58 {
             bars.report(&format!("svc-{i:02}"), "rollout completed");
         }

@@ -40,7 +40,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     // The spec running now is marked failed, so apply and the controller leave the operator's choice alone
     // until the manifests change.
     let abandoned = ServiceTags::of(&state).spec_hash.unwrap_or_default().to_string();
-    let reporter = super::progress::Reporter::new(1);
+    let reporter = super::progress::Reporter::new(1, false);
     let progress = |service: &str, what: &str| reporter.report(service, what);
     let policy = settle::Policy::operator();
     let timeout = args.timeout.unwrap_or_else(|| settle::default_timeout([policy.progress_deadline_secs]));
