@@ -237,7 +237,7 @@ impl Bars {
             return;
         }
         let text = format!("{service}: {line}");
-        let text = if failed { console::style(text).red().to_string() } else { text };
+        let text = if failed { console::style(text).for_stderr().red().to_string() } else { text };
         // Not `MultiProgress::println`: it pads the line to the terminal's width and leaves the next character to
         // wrap onto the following line, so terminals record every such line as wrapped into the next (joined when
         // copied, run together when the window is resized). Here the bars step aside for a line that ends in a
@@ -257,7 +257,7 @@ impl Bars {
             msg.push_str(&format!(", {hidden} more in progress"));
         }
         if self.colour && !s.failed.is_empty() {
-            msg = console::style(msg).red().to_string();
+            msg = console::style(msg).for_stderr().red().to_string();
         }
         self.summary.set_message(msg);
     }
