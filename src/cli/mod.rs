@@ -18,6 +18,7 @@ mod run;
 mod schema;
 mod sim;
 mod status;
+mod table;
 mod validate;
 
 use std::path::PathBuf;

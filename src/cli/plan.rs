@@ -1,10 +1,9 @@
 //! `mcpfleet plan`: resolve digests and ARNs (read-only), diff desired against observed, print the plan.
 
-use std::io::IsTerminal;
-
 use mcpfleet::plan::{Action, Plan, PlanReason};
 use mcpfleet::reconcile;
 
+use super::table::Layout;
 use super::{Cli, EXIT_OK, Output, Source};
 
 /// Exit code of `plan --detailed-exitcode` when something would change.
@@ -25,6 +24,12 @@ pub struct Args {
     /// `markdown` a table per changed service, for a pull request comment or a CI job summary.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = PlanOutput::Text)]
     pub output: PlanOutput,
+    /// List the services that would not change too, one line each (by default they are counted on one line).
+    #[arg(long)]
+    pub show_unchanged: bool,
+    /// Print every line in full, however wide the terminal.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// What `plan` prints.
@@ -57,7 +62,12 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             doc["apiCalls"] = serde_json::to_value(prepared.conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        PlanOutput::Text => print!("{}", render_plan(&plan, std::io::stdout().is_terminal())),
+        PlanOutput::Text => {
+            let layout = Layout::stdout(args.wide);
+            for line in render_plan(&plan, layout.colour, args.show_unchanged).lines() {
+                println!("{}", layout.fit_line(line));
+            }
+        }
         PlanOutput::Markdown => print!("{}", render_markdown(&plan, &prepared.warnings())),
     }
     Ok(if args.detailed_exitcode && has_changes(&plan) { EXIT_CHANGES } else { EXIT_OK })
@@ -71,12 +81,14 @@ pub fn has_changes(plan: &Plan) -> bool {
     })
 }
 
-/// The plan for people: one line per service, indented field changes, a summary. Orphans (a plan made without
-/// `--prune`) are shown as what `--prune` would delete and counted apart.
-pub fn render_plan(plan: &Plan, colour: bool) -> String {
+/// The plan for people: one line per service that would change, indented field changes, a summary. The services
+/// that would not change are one count line (a fleet of a thousand services that changes two shows those two),
+/// or a line each with `show_unchanged`. Orphans (a plan made without `--prune`) are shown as what `--prune` would
+/// delete and counted apart.
+pub fn render_plan(plan: &Plan, colour: bool, show_unchanged: bool) -> String {
     let paint = |code: &str, s: &str| if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
     let mut out = String::new();
-    for s in &plan.services {
+    for s in plan.services.iter().filter(|s| show_unchanged || s.action != Action::Noop) {
         let (mark, code, word) = match s.action {
             Action::Create => ("+", "32", "create"),
             Action::Update if s.reason == Some(PlanReason::SecretRotated) => ("~", "33", "restart"),
@@ -98,6 +110,11 @@ pub fn render_plan(plan: &Plan, colour: bool) -> String {
             let show = |v: &Option<serde_json::Value>| v.as_ref().map_or("(none)".to_string(), |v| v.to_string());
             out.push_str(&format!("    {}: {} -> {}\n", c.path, show(&c.from), show(&c.to)));
         }
+    }
+    let unchanged = plan.count(Action::Noop);
+    if !show_unchanged && unchanged > 0 {
+        let services = if unchanged == 1 { "service" } else { "services" };
+        out.push_str(&format!("{} {unchanged} {services} unchanged (--show-unchanged lists them)\n", paint("2", "=")));
     }
     out.push_str(&format!("Plan: {}.", counts(plan)));
     let orphans = plan.count(Action::Orphan);
@@ -206,7 +223,7 @@ mod tests {
     #[test]
     fn text_without_colour() {
         assert_eq!(
-            render_plan(&sample(), false),
+            render_plan(&sample(), false, true),
             "\
 = database (mcp-prod): no change
 ~ documents (mcp-prod): update - drift: the service was changed outside mcpfleet
@@ -220,13 +237,39 @@ Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 no longer in the man
         let mut pruning = sample();
         pruning.services[2].action = Action::Delete;
         pruning.services[2].reason = Some(PlanReason::Orphan);
-        let text = render_plan(&pruning, false);
+        let text = render_plan(&pruning, false, true);
         assert!(
             text.contains("- old (mcp-prod): delete - managed by mcpfleet and no longer in the manifests\n"),
             "{text}"
         );
         assert!(text.ends_with("Plan: 1 to create, 1 to update, 1 to delete, 1 unchanged.\n"), "{text}");
-        assert!(!text.contains('\x1b') && !render_plan(&sample(), false).contains('\x1b'));
+        assert!(!text.contains('\x1b') && !render_plan(&sample(), false, true).contains('\x1b'));
+    }
+
+    #[test]
+    fn unchanged_services_are_one_count_line_unless_asked_for() {
+        let mut plan = sample();
+        for i in 0..998 {
+            plan.services.push(service(&format!("svc-{i:03}"), Action::Noop, None, vec![]));
+        }
+        let text = render_plan(&plan, false, false);
+        assert_eq!(
+            text,
+            "\
+~ documents (mcp-prod): update - drift: the service was changed outside mcpfleet
+    service.desiredCount: 5 -> 2
+- old (mcp-prod): would be deleted with --prune
++ search (mcp-prod): create
+    x.removed: \"a\" -> (none)
+= 999 services unchanged (--show-unchanged lists them)
+Plan: 1 to create, 1 to update, 0 to delete, 999 unchanged. 1 no longer in the manifests would be deleted with --prune.
+"
+        );
+        let all = render_plan(&plan, false, true);
+        assert_eq!(all.lines().filter(|l| l.ends_with("): no change")).count(), 999, "{all}");
+        assert!(!all.contains("--show-unchanged"), "{all}");
+        plan.services.retain(|s| s.action != Action::Noop || s.name == "database");
+        assert!(render_plan(&plan, false, false).contains("\n= 1 service unchanged (--show-unchanged lists them)\n"));
     }
 
     #[test]
@@ -270,7 +313,7 @@ drift: the service was changed outside mcpfleet
     fn colour_only_when_asked() {
         let mut sample = sample();
         sample.services[2].action = Action::Delete;
-        let text = render_plan(&sample, true);
+        let text = render_plan(&sample, true, true);
         assert!(text.contains("\x1b[32m+\x1b[0m search"), "{text:?}");
         assert!(text.contains("\x1b[33m~\x1b[0m documents"), "{text:?}");
         assert!(text.contains("\x1b[31m-\x1b[0m old (mcp-prod): delete"), "{text:?}");
@@ -278,7 +321,7 @@ drift: the service was changed outside mcpfleet
         // Only the marks are painted: without the escapes the text is the plain one.
         let plain = text.replace("\x1b[32m", "").replace("\x1b[33m", "").replace("\x1b[31m", "");
         let plain = plain.replace("\x1b[2m", "").replace("\x1b[0m", "");
-        assert_eq!(plain, render_plan(&sample, false));
+        assert_eq!(plain, render_plan(&sample, false, true));
     }
 
     #[test]

@@ -47,13 +47,14 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     // The spec running now is marked failed, so apply and the controller leave the operator's choice alone
     // until the manifests change.
     let abandoned = ServiceTags::of(&state).spec_hash.unwrap_or_default().to_string();
-    let reporter = super::progress::Reporter::new();
+    let reporter = super::progress::Reporter::new(1, false);
     let progress = |service: &str, what: &str| reporter.report(service, what);
     let policy = settle::Policy::operator();
     let timeout = args.timeout.unwrap_or_else(|| settle::default_timeout([policy.progress_deadline_secs]));
     let wait = args.wait.then_some(timeout);
     let clock = conn.backend.clock.as_ref();
     let settled = settle::rollback_to(ecs, clock, &state, &target.arn, &abandoned, wait, &progress).await?;
+    reporter.close();
     let (from, to) = (short_td(&state.task_definition), short_td(&target.arn));
     match settled {
         None => {
