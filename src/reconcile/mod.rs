@@ -6,6 +6,7 @@
 //! the service's tags are written last, so a run interrupted between register and update is finished, not
 //! duplicated, by the next one.
 
+pub mod cost;
 pub mod endpoints;
 pub mod resolve;
 pub mod retention;
@@ -28,9 +29,9 @@ use crate::backend::{
 use crate::plan::moves::Candidate;
 use crate::plan::scaling::ObservedScaling;
 use crate::plan::{self, Action, Plan, PlanReason, ServicePlan};
-use crate::render::Resolved;
 use crate::render::autoscaling::resource_id;
 use crate::render::ecs::{self, EcsService};
+use crate::render::{CpuArch, Resolved};
 use crate::spec::{ValidFleet, ValidMcp, ValidRollout, ValidService};
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn};
 
@@ -64,6 +65,8 @@ pub struct Desired {
     pub ecs: EcsService,
     /// Resolution's warnings about this service (see [`Resolved::warnings`]), for the caller to show.
     pub warnings: Vec<String>,
+    /// The image's index lists `linux/arm64` (see [`Resolved::platforms`]): where `mcpfleet cost` suggests ARM64.
+    pub arm64_image: bool,
 }
 
 impl Desired {
@@ -74,6 +77,7 @@ impl Desired {
             mcp: svc.mcp.clone(),
             ecs: ecs::render(svc, res),
             warnings: res.warnings.clone(),
+            arm64_image: res.platforms.iter().any(|p| p == CpuArch::Arm64.platform()),
         }
     }
 }
