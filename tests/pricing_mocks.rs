@@ -11,57 +11,14 @@ use mcpfleet::backend::aws::PriceList;
 use mcpfleet::backend::{BackendError, Op};
 use mcpfleet::cost::{Cents, PriceSource, PriceTable, Tasks};
 use mcpfleet::render::CpuArch;
+use mcpfleet::testkit::price_list_product;
 
 fn no_sdk_retries(b: aws_sdk_pricing::config::Builder) -> aws_sdk_pricing::config::Builder {
     b.retry_config(aws_sdk_pricing::config::retry::RetryConfig::disabled())
 }
 
-/// One product of a GetProducts answer for AmazonECS, as AWS writes it.
-fn product(sku: &str, usagetype: &str, region: &str, location: &str, usd: &str) -> String {
-    serde_json::json!({
-        "product": {
-            "productFamily": "Compute",
-            "attributes": {
-                "servicecode": "AmazonECS",
-                "regionCode": region,
-                "location": location,
-                "locationType": "AWS Region",
-                "usagetype": usagetype,
-                "operation": "",
-                "servicename": "Amazon Elastic Container Service"
-            },
-            "sku": sku
-        },
-        "serviceCode": "AmazonECS",
-        "terms": {
-            "OnDemand": {
-                format!("{sku}.JRTCKXETXF"): {
-                    "priceDimensions": {
-                        format!("{sku}.JRTCKXETXF.6YS6EN2CT7"): {
-                            "unit": "hours",
-                            "endRange": "Inf",
-                            "description": format!("AWS Fargate - {usagetype} - {location}"),
-                            "appliesTo": [],
-                            "rateCode": format!("{sku}.JRTCKXETXF.6YS6EN2CT7"),
-                            "beginRange": "0",
-                            "pricePerUnit": { "USD": usd }
-                        }
-                    },
-                    "sku": sku,
-                    "effectiveDate": "2026-11-01T00:00:00Z",
-                    "offerTermCode": "JRTCKXETXF",
-                    "termAttributes": {}
-                }
-            }
-        },
-        "version": "20261101000000",
-        "publicationDate": "2026-11-01T00:00:00Z"
-    })
-    .to_string()
-}
-
 fn eu_west_1(sku: &str, usagetype: &str, usd: &str) -> String {
-    product(sku, &format!("EUW1-{usagetype}"), "eu-west-1", "EU (Ireland)", usd)
+    price_list_product(sku, &format!("EUW1-{usagetype}"), "eu-west-1", "EU (Ireland)", usd)
 }
 
 /// Whether a GetProducts request is the query `--live-prices` makes for `region`.

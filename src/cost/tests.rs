@@ -214,49 +214,8 @@ fn a_bad_prices_file_names_its_line_and_field() {
     assert_eq!(d.to_string(), "p.json:1: regions: EOF while parsing a value");
 }
 
-/// A Price List product as GetProducts returns it (one item of `PriceList`, a JSON document in a string),
-/// shaped as AWS answers for AmazonECS.
-pub fn product(sku: &str, usagetype: &str, region: &str, usd: &str) -> String {
-    serde_json::json!({
-        "product": {
-            "productFamily": "Compute",
-            "attributes": {
-                "servicecode": "AmazonECS",
-                "regionCode": region,
-                "location": "US East (N. Virginia)",
-                "locationType": "AWS Region",
-                "usagetype": usagetype,
-                "operation": "",
-                "servicename": "Amazon Elastic Container Service"
-            },
-            "sku": sku
-        },
-        "serviceCode": "AmazonECS",
-        "terms": {
-            "OnDemand": {
-                format!("{sku}.JRTCKXETXF"): {
-                    "priceDimensions": {
-                        format!("{sku}.JRTCKXETXF.6YS6EN2CT7"): {
-                            "unit": "hours",
-                            "endRange": "Inf",
-                            "description": format!("AWS Fargate - {usagetype}"),
-                            "appliesTo": [],
-                            "rateCode": format!("{sku}.JRTCKXETXF.6YS6EN2CT7"),
-                            "beginRange": "0",
-                            "pricePerUnit": { "USD": usd }
-                        }
-                    },
-                    "sku": sku,
-                    "effectiveDate": "2026-11-01T00:00:00Z",
-                    "offerTermCode": "JRTCKXETXF",
-                    "termAttributes": {}
-                }
-            }
-        },
-        "version": "20261101000000",
-        "publicationDate": "2026-11-01T00:00:00Z"
-    })
-    .to_string()
+fn product(sku: &str, usagetype: &str, region: &str, usd: &str) -> String {
+    crate::testkit::price_list_product(sku, usagetype, region, "US East (N. Virginia)", usd)
 }
 
 #[test]
