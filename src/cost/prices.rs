@@ -91,10 +91,10 @@ impl PriceTable {
     /// The built-in table: us-east-1 On-Demand Linux prices (X86_64 $0.04048 per vCPU-hour and $0.004445 per
     /// GB-hour; ARM64 $0.03238 and $0.00356).
     pub fn builtin() -> PriceTable {
-        let rate = |s: &str| HourlyRate::parse(s).unwrap_or(HourlyRate(0));
+        // In tenths of a nano-dollar (`HourlyRate`'s unit): 0.04048 = 404,800,000.
         let rates = RegionRates {
-            x86_64: ArchRates { vcpu_hour: rate("0.04048"), gb_hour: rate("0.004445") },
-            arm64: ArchRates { vcpu_hour: rate("0.03238"), gb_hour: rate("0.00356") },
+            x86_64: ArchRates { vcpu_hour: HourlyRate(404_800_000), gb_hour: HourlyRate(44_450_000) },
+            arm64: ArchRates { vcpu_hour: HourlyRate(323_800_000), gb_hour: HourlyRate(35_600_000) },
         };
         PriceTable { source: PriceSource::BuiltIn, regions: [(BUILTIN_REGION.to_string(), rates)].into() }
     }

@@ -19,6 +19,12 @@ fn tasks(cpu: u32, memory: u32, architecture: CpuArch, replicas: u32) -> Tasks {
 #[test]
 fn rates_are_exact_decimals() {
     assert_eq!(rate("0.04048"), HourlyRate(404_800_000));
+    let builtin = us_east_1();
+    assert_eq!(
+        (builtin.x86_64.vcpu_hour, builtin.x86_64.gb_hour, builtin.arm64.vcpu_hour, builtin.arm64.gb_hour),
+        (rate("0.04048"), rate("0.004445"), rate("0.03238"), rate("0.00356")),
+        "the built-in table is the issue's us-east-1 prices"
+    );
     assert_eq!(rate("0.0404800000"), rate("0.04048"), "the Price List's ten decimals");
     assert_eq!(rate("0.004445"), HourlyRate(44_450_000));
     assert_eq!(rate("1"), HourlyRate(10_000_000_000));
