@@ -267,6 +267,10 @@ fn plan_prices_its_creates_resizes_architecture_changes_and_deletes() {
         ]
     );
     assert_eq!(plan["costDelta"]["monthly"], json!(30.63));
+    assert_eq!(
+        plan["apiCalls"]["calls"]["DescribeTaskDefinition"], 2,
+        "each running revision is described once, for the plan's changes and its cost: {plan:#}"
+    );
     assert!(lab.plan_text().contains("2 to update, 0 to delete, 1 unchanged. Monthly cost: +$30.63 (USD, us-east-1,"));
 
     // A delete (with --prune): search leaves the manifests, and with it its 7.21 a month (it still runs ARM64).
@@ -281,6 +285,10 @@ fn plan_prices_its_creates_resizes_architecture_changes_and_deletes() {
         ]
     );
     assert_eq!(plan["costDelta"]["monthly"], json!(21.62));
+    assert_eq!(
+        plan["apiCalls"]["calls"]["DescribeTaskDefinition"], 2,
+        "documents' for the plan, search's for its cost"
+    );
     // Without --prune search is kept: it costs what it did.
     let (_, plan) = lab.plan();
     assert_eq!(deltas(&plan), [delta("documents", json!(28.84), json!(57.67), json!(28.83))]);

@@ -1,5 +1,6 @@
 //! `mcpfleet plan`: resolve digests and ARNs (read-only), diff desired against observed, print the plan.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use mcpfleet::cost::{self, CostDelta};
@@ -52,7 +53,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let prepared = super::Prepared::resolve(cli, fleet).await?;
     let observed = prepared.observe().await?;
     let ecs = prepared.conn.backend.ecs.as_ref();
-    let mut plan = reconcile::plan_fleet(&prepared.desired, &observed, ecs).await?;
+    let mut described = BTreeMap::new();
+    let opts = reconcile::PlanOptions { retry_failed: false, changes: true };
+    let mut plan = reconcile::plan_fleet_described(&prepared.desired, &observed, ecs, opts, &mut described).await?;
     if !args.prune {
         plan = plan.without_prune();
     }
@@ -60,8 +63,9 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         let region = super::cost::region(cli).await.map_err(|e| format!("{e:#}"))?;
         let table = Prices::for_region(prices, &region).await.map_err(|e| format!("{e:#}"))?;
         let rates = table.region(&region).map_err(|e| e.to_string())?;
-        let changes =
-            reconcile::cost::plan_changes(&plan, &prepared.desired, &observed, ecs).await.map_err(|e| e.to_string())?;
+        let changes = reconcile::cost::plan_changes(&plan, &prepared.desired, &observed, ecs, described)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<CostDelta, String>(cost::cost_delta(&region, &table.source, rates, &changes))
     }
     .await;

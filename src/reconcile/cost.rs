@@ -48,15 +48,16 @@ pub enum Unpriced {
 }
 
 /// Each service the plan creates, updates or deletes, before and after. The current side is the revision the
-/// service runs (one DescribeTaskDefinition per distinct revision); the count after an update is the count
-/// now, unless the spec sets it (without autoscaling) or it is outside the autoscaling bounds.
+/// service runs: from `revisions` (those the plan described, by ARN), else described once per distinct revision.
+/// The count after an update is the count now, unless the spec sets it (without autoscaling) or it is outside
+/// the autoscaling bounds.
 pub async fn plan_changes(
     plan: &Plan,
     desired: &[Desired],
     observed: &Observed,
     ecs: &dyn Ecs,
+    mut revisions: BTreeMap<String, TaskDefinition>,
 ) -> Result<Vec<Change>, Unpriced> {
-    let mut revisions: BTreeMap<String, TaskDefinition> = BTreeMap::new();
     let mut out = Vec::new();
     for p in plan.services.iter().filter(|p| matches!(p.action, Action::Create | Action::Update | Action::Delete)) {
         let service = format!("{} ({})", p.name, p.cluster);

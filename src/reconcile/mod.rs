@@ -24,7 +24,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::backend::{
-    Autoscaling, Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, Op, ServiceState, ServiceUpdate, TdStatus,
+    Autoscaling, Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, Op, ServiceState, ServiceUpdate, TaskDefinition,
+    TdStatus,
 };
 use crate::plan::moves::Candidate;
 use crate::plan::scaling::ObservedScaling;
@@ -194,6 +195,18 @@ pub async fn plan_fleet_with(
     ecs: &dyn Ecs,
     opts: PlanOptions,
 ) -> Result<Plan, ReconcileError> {
+    plan_fleet_described(desired, observed, ecs, opts, &mut BTreeMap::new()).await
+}
+
+/// [`plan_fleet_with`], keeping the task definitions it described, by ARN, in `described` (the plan's cost line
+/// reads the same revisions: they are not described twice).
+pub async fn plan_fleet_described(
+    desired: &[Desired],
+    observed: &Observed,
+    ecs: &dyn Ecs,
+    opts: PlanOptions,
+    described: &mut BTreeMap<String, TaskDefinition>,
+) -> Result<Plan, ReconcileError> {
     let retry_failed = opts.retry_failed;
     let unmanaged: Vec<String> = desired
         .iter()
@@ -215,6 +228,7 @@ pub async fn plan_fleet_with(
         {
             let current = ecs.describe_task_definition(&o.task_definition).await.ok();
             p = plan::plan_service_with(&d.ecs, obs, current.as_ref(), retry_failed);
+            described.extend(current.map(|td| (o.task_definition.clone(), td)));
         }
         if let Some(scaling) = observed.scaling_of(&d.ecs.cluster, &d.ecs.name) {
             let recorded = obs.filter(|o| o.is_active()).and_then(|o| state::ServiceTags::of(o).autoscaling);
