@@ -189,6 +189,11 @@ fn a_bad_prices_file_is_refused_with_its_line_and_field_before_anything_is_asked
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("error: {}: cannot be read: ", missing.display())), "{stderr}");
     assert!(stderr.contains("[E2101]"), "{stderr}");
+    // Hostile: an endless file is refused, not read to the end.
+    let out = lab.run(&["cost", "-f", m.to_str().unwrap(), "--prices", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: /dev/zero: is larger than 1048576 bytes [E2101]"), "{stderr}");
 }
 
 #[test]

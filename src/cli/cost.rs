@@ -19,6 +19,9 @@ pub struct Args {
     pub output: Output,
 }
 
+/// The largest `--prices` file read.
+const PRICES_FILE_LIMIT: u64 = 1024 * 1024;
+
 /// Where Fargate prices come from (`cost` and `plan`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Prices {
@@ -59,15 +62,23 @@ impl Prices {
         }
         let Some(path) = &self.file else { return Ok(Some(PriceTable::builtin())) };
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let unreadable = |message: String| {
             PricesError::Unreadable(Diagnostic {
                 file: file.clone(),
                 line: 0,
                 code: Code::PricesUnreadable,
                 path: String::new(),
-                message: format!("cannot be read: {e}"),
+                message,
             })
-        })?;
+        };
+        // A prices file is a few hundred bytes per region: a megabyte is no prices file (or is /dev/zero).
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, PRICES_FILE_LIMIT + 1), &mut text))
+            .map_err(|e| unreadable(format!("cannot be read: {e}")))?;
+        if text.len() as u64 > PRICES_FILE_LIMIT {
+            return Err(unreadable(format!("is larger than {PRICES_FILE_LIMIT} bytes")).into());
+        }
         Ok(Some(PriceTable::from_file(&file, &text)?))
     }
 
