@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod bridge;
 pub mod controller;
+pub mod cost;
 pub mod plan;
 pub mod probe;
 pub mod reconcile;

@@ -1,5 +1,6 @@
 //! The `aws` backend: the ports over aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager,
-//! aws-sdk-elasticloadbalancingv2 and aws-sdk-applicationautoscaling.
+//! aws-sdk-elasticloadbalancingv2 and aws-sdk-applicationautoscaling; the object store (S3), the lease (DynamoDB) and
+//! the Price List (`cost --live-prices`).
 //!
 //! Clients come from the standard AWS chain (environment, profiles, SSO, ECS task role, IMDS), `--region`, and
 //! the SDK's own `AWS_ENDPOINT_URL` support, which is how the tests point them at moto on loopback. SDK types
@@ -16,6 +17,7 @@ mod dynamodb;
 mod ecr;
 mod ecs;
 mod elbv2;
+mod pricing;
 mod s3;
 mod secrets;
 
@@ -38,6 +40,7 @@ pub use dynamodb::DynamoDb;
 pub use ecr::Ecr;
 pub use ecs::AwsEcs;
 pub use elbv2::Elbv2;
+pub use pricing::PriceList;
 pub use s3::S3;
 pub use secrets::SecretsManager;
 
@@ -136,6 +139,17 @@ pub async fn object_store(region: Option<String>, requests: &RequestCounter) -> 
 /// are counted by `requests`.
 pub async fn lease_store(region: Option<String>, requests: &RequestCounter) -> DynamoDb {
     DynamoDb::new(&sdk_config(region).await, requests.clone())
+}
+
+/// The region the standard configuration chain names (`AWS_REGION`, a profile's, IMDS), if any.
+pub async fn configured_region() -> Option<String> {
+    sdk_config(None).await.region().map(|r| r.to_string())
+}
+
+/// Every AmazonECS product of `region` from the AWS Price List API (see [`PriceList`]), with the standard
+/// configuration chain's credentials.
+pub async fn fargate_price_list(region: &str) -> Result<Vec<String>, BackendError> {
+    PriceList::new(&sdk_config(None).await).ecs_products(region).await
 }
 
 /// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
