@@ -5,6 +5,7 @@
 use mcpfleet::cost::{self, FleetCost, PriceTable};
 use mcpfleet::spec::{Code, Diagnostic};
 
+use super::table::{self, Cell, Column, Layout, Tone};
 use super::{Backend, Cli, EXIT_OK, Output, Source};
 
 #[derive(Debug, clap::Args)]
@@ -13,6 +14,9 @@ pub struct Args {
     pub source: Source,
     #[command(flatten)]
     pub prices: Prices,
+    /// Print every value in full, however wide the terminal.
+    #[arg(long)]
+    pub wide: bool,
     /// `json` prints {"currency", "hoursPerMonth", "region", "prices", "services": [{name, cluster, architecture,
     /// replicas, vcpu, memoryGiB, monthly, arm64Monthly}], "total", "possibleSaving"}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
@@ -126,48 +130,45 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let cost = cost::fleet_cost(&region, &table.source, rates, &services);
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&cost)?),
-        Output::Text => print!("{}", render_table(&cost)),
+        Output::Text => print!("{}", render_table(&cost, Layout::stdout(args.wide))),
     }
     Ok(EXIT_OK)
 }
 
-/// The cost as a table for people: one line per service, then the total and the possible saving.
-pub fn render_table(cost: &FleetCost) -> String {
-    let number = |v: f64| format!("{v}");
-    let rows: Vec<[String; 8]> = cost
+/// The cost as a table for people (fitted to the terminal like every table, see `table`): one line per service,
+/// then the total and the possible saving.
+pub fn render_table(cost: &FleetCost, layout: Layout) -> String {
+    const COLUMNS: [Column; 8] = [
+        Column::left("SERVICE").kept(),
+        Column::left("CLUSTER"),
+        Column::left("ARCH"),
+        Column::right("REPLICAS").kept(),
+        Column::right("VCPU").kept(),
+        Column::right("MEMORY").kept(),
+        Column::right("MONTHLY").kept(),
+        Column::right("ON ARM64").kept(),
+    ];
+    let rows = cost
         .services
         .iter()
         .map(|s| {
-            [
-                s.name.clone(),
-                s.cluster.clone(),
-                s.architecture.as_ecs().to_string(),
-                s.replicas.to_string(),
-                number(s.vcpu),
-                format!("{} GB", number(s.memory_gib)),
-                s.monthly.to_string(),
-                s.arm64_monthly.map_or_else(|| "-".to_string(), |a| a.to_string()),
+            vec![
+                Cell::from(s.name.clone()),
+                s.cluster.clone().into(),
+                s.architecture.as_ecs().into(),
+                s.replicas.to_string().into(),
+                s.vcpu.to_string().into(),
+                format!("{} GB", s.memory_gib).into(),
+                s.monthly.to_string().into(),
+                match s.arm64_monthly {
+                    // Cheaper on ARM64: what it would cost there, in the colour of a good change.
+                    Some(a) => Cell::toned(a.to_string(), Tone::Good),
+                    None => "-".into(),
+                },
             ]
         })
         .collect();
-    let header = ["SERVICE", "CLUSTER", "ARCH", "REPLICAS", "VCPU", "MEMORY", "MONTHLY", "ON ARM64"];
-    let width = |i: usize| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..header.len()).map(width).collect();
-    let line = |cells: [&str; 8]| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            // Names and words to the left, numbers and amounts to the right.
-            let padded =
-                if i < 3 { format!("{cell:<w$}", w = widths[i]) } else { format!("{cell:>w$}", w = widths[i]) };
-            out.push_str(&padded);
-            out.push_str(if i + 1 < cells.len() { "  " } else { "\n" });
-        }
-        out.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header);
-    for r in &rows {
-        out.push_str(&line(std::array::from_fn(|i| r[i].as_str())));
-    }
+    let mut out = table::render(layout, &COLUMNS, rows);
     out.push_str(&format!(
         "Total: {} a month ({}, {} hours, {}, {}).\n",
         cost.total, cost.currency, cost.hours_per_month, cost.region, cost.prices

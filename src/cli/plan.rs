@@ -316,7 +316,9 @@ Plan: 1 to create, 1 to update, 0 to delete, 999 unchanged. 1 no longer in the m
         assert_eq!(all.lines().filter(|l| l.ends_with("): no change")).count(), 999, "{all}");
         assert!(!all.contains("--show-unchanged"), "{all}");
         plan.services.retain(|s| s.action != Action::Noop || s.name == "database");
-        assert!(render_plan(&plan, false, false, None).contains("\n= 1 service unchanged (--show-unchanged lists them)\n"));
+        assert!(
+            render_plan(&plan, false, false, None).contains("\n= 1 service unchanged (--show-unchanged lists them)\n")
+        );
     }
 
     #[test]
