@@ -531,6 +531,7 @@ fn moto_config(lab: &AwsLab) -> aws_config::SdkConfig {
             "testing", "testing", None, None, "moto",
         )))
         .retry_config(aws_config::retry::RetryConfig::disabled())
+        .http_client(mcpfleet::backend::aws::https_client())
         .build()
 }
 

@@ -152,14 +152,19 @@ pub async fn fargate_price_list(region: &str) -> Result<Vec<String>, BackendErro
     PriceList::new(&sdk_config(None).await).ecs_products(region).await
 }
 
-/// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
-async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
+/// The HTTPS client every SDK client sends with: the process's one TLS stack (see `tls`). A configuration built
+/// by hand (tests) needs it too: the SDKs are built without a default client of their own.
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
     crate::tls::install();
-    // The process's one TLS stack (see `tls`), for the services' clients and the credential providers alike.
-    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
+/// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
+async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(https)
+        // For the services' clients and the credential providers alike.
+        .http_client(https_client())
         // One attempt per request: `backend::limits` retries, with its own bound (see its docs).
         .retry_config(aws_config::retry::RetryConfig::disabled());
     if let Some(r) = region {
