@@ -36,6 +36,7 @@ fn called_actions() -> BTreeSet<String> {
         ("autoscaling.rs", "application-autoscaling"),
         ("s3.rs", "s3"),
         ("dynamodb.rs", "dynamodb"),
+        ("pricing.rs", "pricing"),
     ] {
         let path = Path::new(ROOT).join("src/backend/aws").join(file);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -101,6 +101,42 @@ fn one_replica_writes_sigterm_hands_over_at_once_and_sigkill_within_a_lease_dura
     assert_eq!(b_ops, ["GetItem"], "the standby sent more than lease reads: {by_key:#?}");
     assert_eq!(writes(&moto).get("AKIDREPLICAA").copied(), Some(6), "{by_key:#?}"); // 3 × (register, create)
     assert_eq!(a.metric("mcpfleet_lease_transitions_total"), 1.0);
+    // The lease and the published fleet are AWS requests like the others, in the metrics of whoever sent them.
+    assert!(a.metric("mcpfleet_api_requests_total{operation=\"PutItem\"}") >= 1.0);
+    assert!(a.metric("mcpfleet_api_requests_total{operation=\"HeadObject\"}") >= 1.0);
+    assert!(b.metric("mcpfleet_api_requests_total{operation=\"GetItem\"}") >= 4.0);
+    for s in moto.dump()["services"].as_object().unwrap().values() {
+        let tags = s["tags"].as_array().unwrap();
+        let owner = tags.iter().find(|t| t["key"] == "mcpfleet.io/managed-by").map(|t| &t["value"]);
+        assert_eq!(owner, Some(&json!(format!("mcpfleet {LEASE}"))), "{s:#}");
+    }
+
+    // CI's apply does not fight the controller: refused, naming the holder and `mcpfleet publish`, nothing sent
+    // but reads; with --force it goes on.
+    let m = moto.manifests();
+    let refused = moto.run(&["apply", "-f", m.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("3 services (") && err.contains(&format!("are owned by the controller holding {LEASE}")),
+        "{err}"
+    );
+    assert!(err.contains("held by ") && err.contains(", renewed 20"), "{err}");
+    assert!(err.contains("mcpfleet publish") && err.contains("--force"), "{err}");
+    let rollback = moto.run(&["rollback", "search", "--cluster", "mcp-prod"]);
+    let err = String::from_utf8_lossy(&rollback.stderr);
+    assert_eq!(rollback.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service search is owned by the controller") && err.contains("rolled-back spec is held"),
+        "{err}"
+    );
+    let by_key = moto.recorded_by_key();
+    assert!(by_key["testing"].contains_key("GetItem"), "the lease was not read: {by_key:#?}");
+    assert_eq!(writes(&moto)["testing"], 0, "a refused command wrote: {by_key:#?}");
+    let forced = moto.run(&["apply", "-f", m.to_str().unwrap(), "--force"]);
+    let err = String::from_utf8_lossy(&forced.stderr);
+    assert_eq!(forced.status.code(), Some(0), "{err}");
+    assert!(err.contains("going on (--force)"), "{err}");
 
     // SIGTERM: A releases the lease on its way out, and B leads at its next read, well within a lease duration.
     a.signal("-TERM");

@@ -16,16 +16,34 @@ pub struct LeaseUrl {
 }
 
 impl LeaseUrl {
-    /// Parses `dynamodb://TABLE/NAME` (a DynamoDB table name, a non-empty lease name).
+    /// Parses `dynamodb://TABLE/NAME` (a DynamoDB table name, a non-empty lease name). The whole URL goes into
+    /// the services' managed-by tag (see `state::managed_by`), so it is held to what an ECS tag value may be:
+    /// at most [`LeaseUrl::MAX_LEN`] characters, NAME of letters, digits and `+ - = . _ : / @`.
     pub fn parse(s: &str) -> Result<LeaseUrl, String> {
         let rest = s.strip_prefix("dynamodb://").ok_or_else(|| format!("`{s}` is not a dynamodb://TABLE/NAME URL"))?;
         let (table, name) = rest.split_once('/').unwrap_or((rest, ""));
         LeaseUrl::check_table(table).map_err(|e| format!("`{s}`: {e}"))?;
-        if name.is_empty() || name.len() > 1024 || name.chars().any(char::is_control) {
-            return Err(format!("`{s}` names no lease: write dynamodb://TABLE/NAME (NAME: 1-1024 characters)"));
+        if name.is_empty() {
+            return Err(format!("`{s}` names no lease: write dynamodb://TABLE/NAME"));
+        }
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-=._:/@".contains(&b)) {
+            return Err(format!(
+                "`{s}`: the lease name may hold letters, digits and `+ - = . _ : / @` only (it is written in the \
+                 services' mcpfleet.io/managed-by tag)"
+            ));
+        }
+        if s.len() > LeaseUrl::MAX_LEN {
+            return Err(format!(
+                "`{s}` is {} characters long; at most {} fit in the services' mcpfleet.io/managed-by tag",
+                s.len(),
+                LeaseUrl::MAX_LEN
+            ));
         }
         Ok(LeaseUrl { table: table.to_string(), name: name.to_string() })
     }
+
+    /// The longest URL: an ECS tag value holds 256 characters, and the managed-by value is `mcpfleet <URL>`.
+    pub const MAX_LEN: usize = 256 - "mcpfleet ".len();
 
     /// A DynamoDB table name: 3-255 letters, digits, `_`, `-` and `.`.
     pub fn check_table(table: &str) -> Result<(), String> {
@@ -60,6 +78,24 @@ pub struct LeaseRecord {
     pub renewed_at: String,
     /// How many times the lease changed hands.
     pub transitions: u64,
+}
+
+impl LeaseRecord {
+    /// Whether a holder renewed the lease less than a lease duration before `now`, by the stamps of the
+    /// holder's clock. A standby measures age on its own clock instead, over a whole lease duration; a one-shot
+    /// command (`apply`, `rollback`) cannot wait that long, so it trusts the stamps, one second of rounding
+    /// aside. An unreadable stamp counts as live: a command refuses rather than fights a controller.
+    pub fn live_at(&self, now: std::time::SystemTime) -> bool {
+        if self.holder.is_empty() {
+            return false;
+        }
+        match humantime::parse_rfc3339_weak(&self.renewed_at) {
+            Ok(renewed) => {
+                now < renewed + std::time::Duration::from_millis(self.duration_ms) + std::time::Duration::from_secs(1)
+            }
+            Err(_) => true,
+        }
+    }
 }
 
 /// What a conditional write did.
@@ -99,5 +135,25 @@ mod tests {
         for bad in ["mcpfleet-leases/prod", "dynamodb://mcpfleet-leases", "dynamodb://ab/x", "dynamodb://a b c/x"] {
             assert!(LeaseUrl::parse(bad).is_err(), "{bad}");
         }
+        // Whatever parses fits in a tag value: no characters ECS refuses, never over 256 with the prefix.
+        assert!(LeaseUrl::parse("dynamodb://leases/prod fleet").unwrap_err().contains("letters, digits"));
+        assert!(LeaseUrl::parse("dynamodb://leases/team@eu-west-1:prod/v2").is_ok());
+        let long = format!("dynamodb://leases/{}", "n".repeat(LeaseUrl::MAX_LEN));
+        assert!(LeaseUrl::parse(&long).unwrap_err().contains("at most 247"));
+        let rec = |holder: &str, renewed: &str| LeaseRecord {
+            holder: holder.into(),
+            record_version: "1".into(),
+            duration_ms: 15_000,
+            acquired_at: "2026-12-01T10:00:00Z".into(),
+            renewed_at: renewed.into(),
+            transitions: 1,
+        };
+        let now = humantime::parse_rfc3339("2026-12-01T10:00:20Z").unwrap();
+        assert!(rec("a/1/x", "2026-12-01T10:00:10Z").live_at(now));
+        assert!(!rec("a/1/x", "2026-12-01T10:00:04Z").live_at(now), "renewed 16 s ago: gone");
+        assert!(!rec("", "2026-12-01T10:00:19Z").live_at(now), "released");
+        assert!(rec("a/1/x", "yesterday").live_at(now), "unreadable: refuse rather than fight");
+        let longest = format!("dynamodb://leases/{}", "n".repeat(LeaseUrl::MAX_LEN - "dynamodb://leases/".len()));
+        assert_eq!(crate::state::managed_by(Some(&LeaseUrl::parse(&longest).unwrap().to_string())).len(), 256);
     }
 }

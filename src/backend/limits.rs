@@ -96,7 +96,8 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
         | Op::ListObjectVersions
         | Op::GetItem
         | Op::PutItem
-        | Op::CreateTable => {
+        | Op::CreateTable
+        | Op::GetProducts => {
             return None;
         }
     };

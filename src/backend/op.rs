@@ -31,6 +31,8 @@ pub enum Service {
     S3,
     /// Amazon DynamoDB (the controller's lease).
     DynamoDb,
+    /// The AWS Price List API (`cost --live-prices`).
+    Pricing,
 }
 
 impl Service {
@@ -44,6 +46,7 @@ impl Service {
             Service::ApplicationAutoScaling => "application-autoscaling",
             Service::S3 => "s3",
             Service::DynamoDb => "dynamodb",
+            Service::Pricing => "pricing",
         }
     }
 }
@@ -104,11 +107,14 @@ pub enum Op {
     PutItem,
     /// `lease create-table` (an operator's, never the controller's).
     CreateTable,
+    /// Fargate's prices from the Price List API (`cost` and `plan` with `--live-prices`; never the
+    /// controller's).
+    GetProducts,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 39] = [
+    pub const ALL: [Op; 40] = [
         Op::DescribeServices,
         Op::ListServices,
         Op::CreateService,
@@ -148,6 +154,7 @@ impl Op {
         Op::GetItem,
         Op::PutItem,
         Op::CreateTable,
+        Op::GetProducts,
     ];
 
     /// The AWS name (`DescribeServices`), or for mcpfleet's own steps the name they are reported under.
@@ -192,6 +199,7 @@ impl Op {
             Op::GetItem => "GetItem",
             Op::PutItem => "PutItem",
             Op::CreateTable => "CreateTable",
+            Op::GetProducts => "GetProducts",
         }
     }
 
@@ -233,6 +241,7 @@ impl Op {
             | Op::DeregisterScalableTarget => Some(Service::ApplicationAutoScaling),
             Op::HeadObject | Op::GetObject | Op::PutObject | Op::ListObjectVersions => Some(Service::S3),
             Op::GetItem | Op::PutItem | Op::CreateTable => Some(Service::DynamoDb),
+            Op::GetProducts => Some(Service::Pricing),
         }
     }
 
@@ -248,10 +257,10 @@ impl Op {
         self.service().map(|s| format!("{}:{action}", s.iam_prefix()))
     }
 
-    /// Whether only CI (`publish`) or an operator (`lease create-table`) sends the request: the controller's
-    /// policy does not grant it.
+    /// Whether only CI (`publish`, `cost --live-prices`) or an operator (`lease create-table`) sends the request:
+    /// the controller's policy does not grant it.
     pub const fn outside_the_controller(self) -> bool {
-        matches!(self, Op::PutObject | Op::ListObjectVersions | Op::CreateTable)
+        matches!(self, Op::PutObject | Op::ListObjectVersions | Op::CreateTable | Op::GetProducts)
     }
 
     /// IAM actions AWS checks that the caller holds when it serves this request, besides [`Op::iam_action`].
@@ -402,6 +411,8 @@ mod tests {
         assert_eq!(Op::ResolveSecrets.iam_action(), None);
         assert_eq!(Op::HeadObject.iam_action().as_deref(), Some("s3:GetObject"));
         assert_eq!(Op::ListObjectVersions.iam_action().as_deref(), Some("s3:ListBucketVersions"));
+        assert_eq!(Op::GetProducts.iam_action().as_deref(), Some("pricing:GetProducts"));
+        assert!(Op::GetProducts.outside_the_controller() && !Op::GetProducts.is_write());
         let writes: Vec<&str> = Op::ALL.into_iter().filter(|op| op.is_write()).map(Op::as_str).collect();
         assert_eq!(
             writes,

@@ -22,7 +22,7 @@ pub async fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<u8> {
         eprintln!("error: `{table}` is not dynamodb://TABLE: {e}");
         return Ok(EXIT_ERROR);
     }
-    let store = mcpfleet::backend::aws::lease_store(cli.region.clone()).await;
+    let store = mcpfleet::backend::aws::lease_store(cli.region.clone(), &Default::default()).await;
     if store.create_table(name).await? {
         println!("created the lease table {name} (partition key `name`, on-demand billing)");
     } else {

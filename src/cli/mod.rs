@@ -4,9 +4,11 @@
 mod apply;
 mod backend;
 mod bridge;
+mod cost;
 mod healthcheck;
 mod history;
 mod lease;
+mod owner;
 mod plan;
 mod probe;
 mod progress;
@@ -17,6 +19,7 @@ mod run;
 mod schema;
 mod sim;
 mod status;
+mod table;
 mod validate;
 
 use std::path::PathBuf;
@@ -119,6 +122,9 @@ pub enum Command {
     Render(render::Args),
     /// Resolve images and secrets (read-only), compare with what runs, and print what apply would change.
     Plan(plan::Args),
+    /// What each service costs a month on Fargate, the fleet's total, and what moving X86_64 services whose image
+    /// has linux/arm64 to ARM64 would save (resolution read-only, as in `plan`).
+    Cost(cost::Args),
     /// Converge ECS to the manifests; with --wait, watch every rollout.
     Apply(apply::Args),
     /// Show each service's revision, image, architecture, task counts, rollout state and last good revision.
@@ -185,7 +191,7 @@ impl Source {
         match &self.source {
             None => load_fleet(cli, &Files { paths: self.paths.clone() }),
             Some(url) => {
-                let store = mcpfleet::backend::aws::object_store(cli.region.clone()).await;
+                let store = mcpfleet::backend::aws::object_store(cli.region.clone(), &Default::default()).await;
                 let files = publish::read_published(&store, url).await?;
                 let fleet = mcpfleet::spec::load_sources_with(&files.files, &cli.load_options());
                 checked(fleet)
@@ -211,6 +217,7 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Sim(cmd) => sim::run(&cli, cmd),
         Command::Plan(args) => block_on(plan::run(&cli, args)),
+        Command::Cost(args) => block_on(cost::run(&cli, args)),
         Command::Apply(args) => block_on(apply::run(&cli, args)),
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
@@ -242,6 +249,7 @@ impl Command {
         match self {
             Command::Validate(args) => args.output,
             Command::Plan(args) => args.output.errors(),
+            Command::Cost(args) => args.output,
             Command::Apply(args) => args.output,
             Command::Status(args) => args.output,
             Command::History(args) => args.output,

@@ -1,10 +1,13 @@
 //! `mcpfleet plan`: resolve digests and ARNs (read-only), diff desired against observed, print the plan.
 
-use std::io::IsTerminal;
+use std::collections::BTreeMap;
 
+use mcpfleet::cost::{self, CostDelta};
 use mcpfleet::plan::{Action, Plan, PlanReason};
 use mcpfleet::reconcile;
 
+use super::cost::Prices;
+use super::table::Layout;
 use super::{Cli, EXIT_OK, Output, Source};
 
 /// Exit code of `plan --detailed-exitcode` when something would change.
@@ -21,10 +24,18 @@ pub struct Args {
     /// Without it they are listed as what --prune would delete and leave the exit code alone.
     #[arg(long)]
     pub prune: bool,
-    /// `json` prints {"services": [{name, cluster, action, changes: [{path, from, to}]}], "warnings": [...]};
-    /// `markdown` a table per changed service, for a pull request comment or a CI job summary.
+    #[command(flatten)]
+    pub prices: Prices,
+    /// `json` prints {"services": [{name, cluster, action, changes: [{path, from, to}]}], "costDelta",
+    /// "warnings": [...]}; `markdown` a table per changed service, for a pull request comment or a CI job summary.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = PlanOutput::Text)]
     pub output: PlanOutput,
+    /// List the services that would not change too, one line each (by default they are counted on one line).
+    #[arg(long)]
+    pub show_unchanged: bool,
+    /// Print every line in full, however wide the terminal.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// What `plan` prints.
@@ -43,24 +54,61 @@ impl PlanOutput {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let prepared = super::Prepared::resolve(cli, args.source.load(cli).await?).await?;
+    let fleet = args.source.load(cli).await?;
+    let prices = args.prices.load(cli)?;
+    let prepared = super::Prepared::resolve(cli, fleet).await?;
     let observed = prepared.observe().await?;
-    let mut plan = reconcile::plan_fleet(&prepared.desired, &observed, prepared.conn.backend.ecs.as_ref()).await?;
+    let ecs = prepared.conn.backend.ecs.as_ref();
+    let mut described = BTreeMap::new();
+    let opts = reconcile::PlanOptions { retry_failed: false, changes: true };
+    let mut plan = reconcile::plan_fleet_described(&prepared.desired, &observed, ecs, opts, &mut described).await?;
     if !args.prune {
         plan = plan.without_prune();
     }
+    let delta = async {
+        let region = super::cost::region(cli).await.map_err(|e| format!("{e:#}"))?;
+        let table = Prices::for_region(prices, &region).await.map_err(|e| format!("{e:#}"))?;
+        let rates = table.region(&region).map_err(|e| e.to_string())?;
+        let changes = reconcile::cost::plan_changes(&plan, &prepared.desired, &observed, ecs, described)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<CostDelta, String>(cost::cost_delta(&region, &table.source, rates, &changes))
+    }
+    .await;
+    let cost_text = cost_line(&delta);
     match args.output {
         PlanOutput::Json => {
             let mut doc = serde_json::to_value(&plan)?;
             doc["prune"] = args.prune.into();
+            match &delta {
+                Ok(delta) => doc["costDelta"] = serde_json::to_value(delta)?,
+                Err(why) => {
+                    doc["costDelta"] = serde_json::Value::Null;
+                    doc["costUnknown"] = why.as_str().into();
+                }
+            }
             doc["warnings"] = serde_json::to_value(prepared.warnings())?;
             doc["apiCalls"] = serde_json::to_value(prepared.conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        PlanOutput::Text => print!("{}", render_plan(&plan, std::io::stdout().is_terminal())),
-        PlanOutput::Markdown => print!("{}", render_markdown(&plan, &prepared.warnings())),
+        PlanOutput::Text => {
+            let layout = Layout::stdout(args.wide);
+            for line in render_plan(&plan, layout.colour, args.show_unchanged, Some(&cost_text)).lines() {
+                println!("{}", layout.fit_line(line));
+            }
+        }
+        PlanOutput::Markdown => print!("{}", render_markdown(&plan, &prepared.warnings(), Some(&cost_text))),
     }
     Ok(if args.detailed_exitcode && has_changes(&plan) { EXIT_CHANGES } else { EXIT_OK })
+}
+
+/// The plan's cost change for its summary line: `Monthly cost: +$7.20 (USD, us-east-1, built-in table …).`, or
+/// why it is unknown (never a zero it does not know).
+pub fn cost_line(delta: &Result<CostDelta, String>) -> String {
+    match delta {
+        Ok(d) => format!("Monthly cost: {} ({}, {}, {}).", d.monthly.signed(), d.currency, d.region, d.prices),
+        Err(why) => format!("Monthly cost change unknown: {why}."),
+    }
 }
 
 /// Whether applying (with `--prune` or not, as the plan was made) would change anything.
@@ -71,12 +119,14 @@ pub fn has_changes(plan: &Plan) -> bool {
     })
 }
 
-/// The plan for people: one line per service, indented field changes, a summary. Orphans (a plan made without
-/// `--prune`) are shown as what `--prune` would delete and counted apart.
-pub fn render_plan(plan: &Plan, colour: bool) -> String {
+/// The plan for people: one line per service that would change, indented field changes, a summary. The services
+/// that would not change are one count line (a fleet of a thousand services that changes two shows those two),
+/// or a line each with `show_unchanged`. Orphans (a plan made without `--prune`) are shown as what `--prune` would
+/// delete and counted apart.
+pub fn render_plan(plan: &Plan, colour: bool, show_unchanged: bool, cost: Option<&str>) -> String {
     let paint = |code: &str, s: &str| if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
     let mut out = String::new();
-    for s in &plan.services {
+    for s in plan.services.iter().filter(|s| show_unchanged || s.action != Action::Noop) {
         let (mark, code, word) = match s.action {
             Action::Create => ("+", "32", "create"),
             Action::Update if s.reason == Some(PlanReason::SecretRotated) => ("~", "33", "restart"),
@@ -99,10 +149,19 @@ pub fn render_plan(plan: &Plan, colour: bool) -> String {
             out.push_str(&format!("    {}: {} -> {}\n", c.path, show(&c.from), show(&c.to)));
         }
     }
+    let unchanged = plan.count(Action::Noop);
+    if !show_unchanged && unchanged > 0 {
+        let services = if unchanged == 1 { "service" } else { "services" };
+        out.push_str(&format!("{} {unchanged} {services} unchanged (--show-unchanged lists them)\n", paint("2", "=")));
+    }
     out.push_str(&format!("Plan: {}.", counts(plan)));
     let orphans = plan.count(Action::Orphan);
     if orphans > 0 {
         out.push_str(&format!(" {orphans} no longer in the manifests would be deleted with --prune."));
+    }
+    if let Some(cost) = cost {
+        out.push(' ');
+        out.push_str(cost);
     }
     out.push('\n');
     out
@@ -121,7 +180,7 @@ fn counts(plan: &Plan) -> String {
 
 /// The plan as Markdown: a summary line, then for each service that would change a heading and a table of its
 /// changes; services without changes are counted, not listed. Values are shown as JSON in code spans.
-pub fn render_markdown(plan: &Plan, warnings: &[&str]) -> String {
+pub fn render_markdown(plan: &Plan, warnings: &[&str], cost: Option<&str>) -> String {
     let cell = |v: &Option<serde_json::Value>| match v {
         // A `|` would end the cell, a backtick the code span, a newline the row.
         Some(v) => format!("`{}`", v.to_string().replace('|', "\\|").replace('`', "'").replace('\n', " ")),
@@ -132,7 +191,12 @@ pub fn render_markdown(plan: &Plan, warnings: &[&str]) -> String {
     if orphans > 0 {
         out.push_str(&format!(", {orphans} would be deleted with `--prune`"));
     }
-    out.push_str(".\n");
+    out.push('.');
+    if let Some(cost) = cost {
+        out.push(' ');
+        out.push_str(cost);
+    }
+    out.push('\n');
     for s in plan.services.iter().filter(|s| s.action != Action::Noop) {
         let word = match s.action {
             Action::Create => "create",
@@ -206,7 +270,7 @@ mod tests {
     #[test]
     fn text_without_colour() {
         assert_eq!(
-            render_plan(&sample(), false),
+            render_plan(&sample(), false, true, None),
             "\
 = database (mcp-prod): no change
 ~ documents (mcp-prod): update - drift: the service was changed outside mcpfleet
@@ -220,13 +284,41 @@ Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 no longer in the man
         let mut pruning = sample();
         pruning.services[2].action = Action::Delete;
         pruning.services[2].reason = Some(PlanReason::Orphan);
-        let text = render_plan(&pruning, false);
+        let text = render_plan(&pruning, false, true, None);
         assert!(
             text.contains("- old (mcp-prod): delete - managed by mcpfleet and no longer in the manifests\n"),
             "{text}"
         );
         assert!(text.ends_with("Plan: 1 to create, 1 to update, 1 to delete, 1 unchanged.\n"), "{text}");
-        assert!(!text.contains('\x1b') && !render_plan(&sample(), false).contains('\x1b'));
+        assert!(!text.contains('\x1b') && !render_plan(&sample(), false, true, None).contains('\x1b'));
+    }
+
+    #[test]
+    fn unchanged_services_are_one_count_line_unless_asked_for() {
+        let mut plan = sample();
+        for i in 0..998 {
+            plan.services.push(service(&format!("svc-{i:03}"), Action::Noop, None, vec![]));
+        }
+        let text = render_plan(&plan, false, false, None);
+        assert_eq!(
+            text,
+            "\
+~ documents (mcp-prod): update - drift: the service was changed outside mcpfleet
+    service.desiredCount: 5 -> 2
+- old (mcp-prod): would be deleted with --prune
++ search (mcp-prod): create
+    x.removed: \"a\" -> (none)
+= 999 services unchanged (--show-unchanged lists them)
+Plan: 1 to create, 1 to update, 0 to delete, 999 unchanged. 1 no longer in the manifests would be deleted with --prune.
+"
+        );
+        let all = render_plan(&plan, false, true, None);
+        assert_eq!(all.lines().filter(|l| l.ends_with("): no change")).count(), 999, "{all}");
+        assert!(!all.contains("--show-unchanged"), "{all}");
+        plan.services.retain(|s| s.action != Action::Noop || s.name == "database");
+        assert!(
+            render_plan(&plan, false, false, None).contains("\n= 1 service unchanged (--show-unchanged lists them)\n")
+        );
     }
 
     #[test]
@@ -238,7 +330,7 @@ Plan: 1 to create, 1 to update, 0 to delete, 1 unchanged. 1 no longer in the man
             to: Some(json!("x`y")),
         });
         assert_eq!(
-            render_markdown(&plan, &["search: one replica behind a load balancer"]),
+            render_markdown(&plan, &["search: one replica behind a load balancer"], None),
             "\
 **Plan:** 1 to create, 1 to update, 0 to delete, 1 unchanged, 1 would be deleted with `--prune`.
 
@@ -270,7 +362,7 @@ drift: the service was changed outside mcpfleet
     fn colour_only_when_asked() {
         let mut sample = sample();
         sample.services[2].action = Action::Delete;
-        let text = render_plan(&sample, true);
+        let text = render_plan(&sample, true, true, None);
         assert!(text.contains("\x1b[32m+\x1b[0m search"), "{text:?}");
         assert!(text.contains("\x1b[33m~\x1b[0m documents"), "{text:?}");
         assert!(text.contains("\x1b[31m-\x1b[0m old (mcp-prod): delete"), "{text:?}");
@@ -278,7 +370,7 @@ drift: the service was changed outside mcpfleet
         // Only the marks are painted: without the escapes the text is the plain one.
         let plain = text.replace("\x1b[32m", "").replace("\x1b[33m", "").replace("\x1b[31m", "");
         let plain = plain.replace("\x1b[2m", "").replace("\x1b[0m", "");
-        assert_eq!(plain, render_plan(&sample, false));
+        assert_eq!(plain, render_plan(&sample, false, true, None));
     }
 
     #[test]

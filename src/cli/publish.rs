@@ -39,7 +39,7 @@ pub struct Args {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
-    let store = mcpfleet::backend::aws::object_store(cli.region.clone()).await;
+    let store = mcpfleet::backend::aws::object_store(cli.region.clone(), &Default::default()).await;
     if args.history {
         return history(&store, args).await;
     }

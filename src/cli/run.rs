@@ -88,7 +88,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
                 eprintln!("error: {e}");
                 return Ok(EXIT_ERROR);
             }
-            let store = Arc::new(mcpfleet::backend::aws::lease_store(cli.region.clone()).await);
+            let store = Arc::new(mcpfleet::backend::aws::lease_store(cli.region.clone(), conn.store_requests()).await);
             Some(Elector::new(store, url.clone(), timings, shared.clone()))
         }
         None => {
@@ -134,7 +134,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     );
     let controller = match &args.source.source {
         Some(url) => {
-            let store = mcpfleet::backend::aws::object_store(cli.region.clone()).await;
+            let store = mcpfleet::backend::aws::object_store(cli.region.clone(), conn.store_requests()).await;
             let published = Published::new(Arc::new(store), url.clone(), cli.load_options(), args.source_interval);
             info!(source = %url, poll_s = args.source_interval.as_secs(), "following the published fleet");
             controller.with_published(published)

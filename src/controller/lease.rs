@@ -47,6 +47,8 @@ impl LeaseTimings {
 /// Whether this replica leads, shared with the loop.
 pub struct Leadership {
     identity: String,
+    /// The lease's URL: what the services this replica converges say owns them (`state::managed_by`).
+    owner: String,
     renew_deadline: Duration,
     /// When the lease was last acquired or renewed; `None` on standby.
     renewed: Mutex<Option<Instant>>,
@@ -56,6 +58,11 @@ impl Leadership {
     /// This replica's identity in the lease item.
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// The lease's URL, as the services' managed-by tag names their owner.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Whether this replica holds the lease and may write: its last renewal is younger than the renew deadline.
@@ -101,6 +108,7 @@ impl Elector {
     pub fn new(store: Arc<dyn LeaseStore>, url: LeaseUrl, timings: LeaseTimings, shared: Arc<Shared>) -> Elector {
         let leadership = Arc::new(Leadership {
             identity: identity(),
+            owner: url.to_string(),
             renew_deadline: timings.renew_deadline,
             renewed: Mutex::new(None),
         });

@@ -40,6 +40,7 @@ use crate::backend::{Backend, Clock, Images, Op, Secrets, ServiceState, SystemCl
 use crate::plan::{Action as PlanAction, Plan, PlanReason, ServicePlan};
 use crate::reconcile::verify::{GatePorts, Prober};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
+use crate::state::{self, ServiceTags};
 
 pub use self::backoff::{Backoffs, ErrorKind, ReconcileFailure};
 pub use health::{STALL_BOUND, Shared};
@@ -168,6 +169,35 @@ impl Controller {
         self
     }
 
+    /// The lease URL the services this replica converges are tagged as owned by (with `--lease`).
+    fn owner(&self) -> Option<&str> {
+        self.leadership.as_deref().map(lease::Leadership::owner)
+    }
+
+    /// Tags the fleet's services this controller owns but that do not say so yet (created or last updated by
+    /// `apply`, or by another fleet's controller): one TagResource each, once. From then on `apply` and
+    /// `rollback` refuse them while the lease is live. Services it creates or updates carry it already.
+    async fn claim(&self, desired: &[Desired], observed: &Observed) {
+        let Some(owner) = self.owner() else { return };
+        for d in desired {
+            let Some(o) = observed.get(&d.ecs.cluster, &d.ecs.name).filter(|o| o.is_active()) else { continue };
+            let tags = ServiceTags::of(o);
+            if !tags.managed || tags.owner == Some(owner) {
+                continue;
+            }
+            let owned: crate::backend::Tags =
+                [state::owned_by(Some(owner))].into_iter().map(|t| (t.key, t.value)).collect();
+            match self.backend.ecs.tag_resource(&o.arn, &owned).await {
+                Ok(()) => {
+                    info!(service = %o.name, cluster = %o.cluster, owner, previous = tags.owner.unwrap_or("-"), "tagged as owned by this controller")
+                }
+                Err(e) => {
+                    warn!(service = %o.name, cluster = %o.cluster, error = %e, "cannot tag the service as owned by this controller")
+                }
+            }
+        }
+    }
+
     /// Whether this replica may write now (always, without a lease).
     fn leads(&self) -> bool {
         self.leadership.as_ref().is_none_or(|l| l.holds())
@@ -187,8 +217,9 @@ impl Controller {
     pub async fn run(mut self) {
         while !self.stop.load(Ordering::SeqCst) {
             if !self.leads() {
-                // A standby neither observes nor writes; it waits to lead.
+                // A standby neither observes nor writes; it waits to lead (its lease reads are counted).
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                self.record_api_calls();
                 self.shared.beat();
                 continue;
             }
@@ -334,7 +365,10 @@ impl Controller {
         let mut desired = Vec::new();
         for (svc, res) in due.services.iter().zip(resolved) {
             match res {
-                Ok(res) => desired.push(Desired::new(svc, &res)),
+                Ok(res) => desired.push(match self.owner() {
+                    Some(owner) => Desired::new(svc, &res).owned_by(owner),
+                    None => Desired::new(svc, &res),
+                }),
                 Err(problems) => {
                     for p in &problems {
                         warn!(service = %svc.name, cluster = %svc.cluster, problem = %p, "cannot resolve; service left as it is");
@@ -392,6 +426,7 @@ impl Controller {
         if !self.leads() {
             return warn!("the lease is no longer held: this pass writes nothing");
         }
+        self.claim(&desired, &observed).await;
         let results = self.reconcile_services(&desired, &plan, &observed).await;
         let now = Instant::now();
         // A service this pass changed (or failed to) runs something other than what was observed: not probed.

@@ -179,6 +179,12 @@ codes! {
     BundleMissing = "E1903", "no published fleet at the --source URL";
     // E20xx: secret rotation (validate::rotation).
     RotationLabels = "E2001", "more labels than fit beside the two tags of a service that reads secrets by stage (37 at most, fewer if verified or autoscaled)";
+    // E21xx: prices of `cost` and the plan's cost line (cost::prices, cli::cost).
+    PricesUnreadable = "E2101", "a --prices file that cannot be read or is larger than 1 MiB";
+    PricesFile = "E2102", "a --prices file that is not JSON of the documented shape (a field missing or unknown, a region code or price that is not one)";
+    NoPrice = "E2103", "no Fargate price for the fleet's region (the built-in table has us-east-1 only)";
+    PriceList = "E2104", "an AWS Price List answer without exactly one price for each Fargate Linux usage type of the region";
+    LivePricesSim = "E2105", "--live-prices on the sim backend, which has no price list";
 }
 
 impl fmt::Display for Code {

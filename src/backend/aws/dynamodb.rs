@@ -20,8 +20,9 @@ pub struct DynamoDb {
 }
 
 impl DynamoDb {
-    pub fn new(config: &aws_config::SdkConfig) -> DynamoDb {
-        DynamoDb { client: aws_sdk_dynamodb::Client::new(config) }
+    pub fn new(config: &aws_config::SdkConfig, requests: super::RequestCounter) -> DynamoDb {
+        let conf = aws_sdk_dynamodb::config::Builder::from(config).interceptor(requests).build();
+        DynamoDb { client: aws_sdk_dynamodb::Client::from_conf(conf) }
     }
 }
 

@@ -19,9 +19,9 @@ pub struct S3 {
 }
 
 impl S3 {
-    pub fn new(config: &aws_config::SdkConfig) -> S3 {
+    pub fn new(config: &aws_config::SdkConfig, requests: super::RequestCounter) -> S3 {
         let path_style = config.endpoint_url().is_some();
-        let conf = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
+        let conf = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).interceptor(requests).build();
         S3 { client: aws_sdk_s3::Client::from_conf(conf) }
     }
 
