@@ -72,7 +72,7 @@ async fn load(url: &str, clients: usize, calls: usize) -> (Vec<Duration>, Durati
         .map(|_| {
             let url = url.to_string();
             tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = client();
                 let mut times = Vec::with_capacity(calls);
                 for i in 0..calls {
                     let t = Instant::now();
@@ -110,7 +110,7 @@ fn summary((times, wall): &(Vec<Duration>, Duration)) -> (f64, String) {
 }
 
 async fn wait_ready(base: &str) {
-    let http = reqwest::Client::new();
+    let http = client();
     let started = Instant::now();
     loop {
         if let Ok(r) = http.get(format!("{base}/ready")).send().await
@@ -184,7 +184,7 @@ async fn main() {
         .map(|i| {
             let url = url.clone();
             tokio::spawn(async move {
-                let http = reqwest::Client::new();
+                let http = client();
                 let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                     "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": format!("bench-{i}"), "version": "1"}}});
                 let (_, sid) = post(&http, &url, &init, None).await;
@@ -207,4 +207,10 @@ async fn main() {
     println!(
         "| per-session mode, bridge process RSS (its 33 server processes not counted) | idle {idle:.1} MiB; with 32 sessions {now:.1} MiB (peak {peak:.1} MiB) |"
     );
+}
+
+/// An HTTP client on the binary's TLS stack (reqwest is built without a provider of its own).
+fn client() -> reqwest::Client {
+    mcpfleet::tls::install();
+    reqwest::Client::new()
 }

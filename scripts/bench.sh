@@ -5,6 +5,10 @@
 #                                 50 sequential `ecs deploy` runs of PyPI's ecs-deploy (installed in target/bench-venv),
 #                                 on moto as is and with moto behind ECS's token buckets (scripts/ecs_throttle_proxy.py):
 #                                 wall time, requests, throttled requests and failed deploys of each tool
+#   scripts/bench.sh scale [N [BIG]]  the CLI on the sim at fleet scale (scripts/bench_scale.py): N services with one
+#                                 ECR repository each (default 1000): `apply --wait` creating them, `plan` of the
+#                                 converged fleet (and whether the state is left byte-identical), `run` converging
+#                                 them; `plan` time and peak RSS of BIG services (default 10000); medians of 3 runs
 #   scripts/bench.sh controller   `mcpfleet run` on the sim: RSS over 1000 services, requests per steady-state pass
 #                                 for 100, time from a manifest edit to the write
 #   scripts/bench.sh bridge       `mcpfleet bridge`: tools/call round trips through it vs the same Python server over
@@ -77,6 +81,11 @@ bridge_bench() {
   target/release/examples/bridge_bench "$bin" "$PWD/.venv/bin/python" 2000
 }
 
+scale_bench() {
+  python3 scripts/bench_scale.py --mcpfleet "$bin" --fleet-gen "$gen" --workdir "$work/scale" \
+    --services "${1:-1000}" --repos "${1:-1000}" --big "${2:-10000}"
+}
+
 controller_bench() {
   .venv/bin/python scripts/bench_controller.py --mcpfleet "$bin" --fleet-gen "$gen" --workdir "$work/controller"
 }
@@ -84,8 +93,9 @@ controller_bench() {
 case "$mode" in
   sim) sim_bench "$@" ;;
   moto) moto_bench ;;
+  scale) scale_bench "$@" ;;
   controller) controller_bench ;;
   bridge) bridge_bench ;;
   all) sim_bench; moto_bench; controller_bench; bridge_bench ;;
-  *) echo "usage: scripts/bench.sh [size | sim [N…] | moto | controller | bridge]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [size | sim [N…] | scale [N [BIG]] | moto | controller | bridge]" >&2; exit 2 ;;
 esac

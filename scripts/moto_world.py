@@ -14,9 +14,13 @@
   moto_world.py secretsmanager --endpoint URL OPERATION JSON
                                       the same for Secrets Manager, e.g. `put_secret_value` to rotate a secret
                                       (AWSCURRENT moves to the new version, AWSPREVIOUS to the old one)
-  moto_world.py record --endpoint URL start|ops
+  moto_world.py s3|dynamodb --endpoint URL OPERATION JSON
+                                      the same for S3 and DynamoDB: buckets and objects of published fleets, the
+                                      lease table
+  moto_world.py record --endpoint URL start|ops|by-key
                                       start moto's request recorder afresh (the server runs with
                                       MOTO_ENABLE_RECORDING=True), or print the requests recorded since, by operation
+                                      (S3's REST requests as `METHOD PATH`), or those per access key id
 
 The load balancers `seed` makes, in the seeded VPC (under "loadBalancers" in its JSON: their ARNs and the ALB's DNS
 name): an ALB `mcp-alb` (idle timeout 120 s) in both subnets with an HTTP listener forwarding to the `ip` target
@@ -33,6 +37,7 @@ import hashlib
 import json
 import re
 import sys
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -162,34 +167,50 @@ def recorder(endpoint, action):
 
 
 def record(endpoint, what):
-    """`start`: reset and start recording; `ops`: requests recorded since, by operation (X-Amz-Target or Action)."""
+    """`start`: reset and start recording; `ops`: requests recorded since, by operation (X-Amz-Target or Action);
+    `by-key`: the same per access key id of the request's signature (one per process in the tests)."""
     if what == "start":
         recorder(endpoint, "reset-recording")
         recorder(endpoint, "start-recording")
         return {}
-    counts = collections.Counter()
-    for line in recorder(endpoint, "download-recording").splitlines():
+    counts = collections.defaultdict(collections.Counter)
+    lines = recorder(endpoint, "download-recording").splitlines()
+    for i, line in enumerate(lines):
         if not line.strip():
             continue
-        entry = json.loads(line)
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            # A request being recorded while the recording is read: its line is not whole yet.
+            if i == len(lines) - 1:
+                continue
+            raise
         headers = entry.get("headers", {})
-        target = headers.get("X-Amz-Target") or headers.get("x-amz-target")
-        if target:
-            counts[target.split(".")[-1]] += 1
-        else:
-            body = entry.get("body") or ""
-            # Query-protocol requests (ELBv2, EC2) carry the action in a form body, which the recorder keeps in
-            # base64 when it arrived as bytes.
-            if entry.get("body_encoded"):
-                body = base64.b64decode(body).decode("utf-8", "replace")
-            m = re.search(r"Action=([A-Za-z]+)", body if isinstance(body, str) else "")
-            counts[m.group(1) if m else entry.get("uri", "?")] += 1
-    return dict(counts)
+        auth = headers.get("Authorization") or headers.get("authorization") or ""
+        key = re.search(r"Credential=([^/]+)/", auth)
+        counts[key.group(1) if key else "-"][operation(entry, headers)] += 1
+    if what == "by-key":
+        return {k: dict(c) for k, c in counts.items()}
+    return dict(sum(counts.values(), collections.Counter()))
+
+
+def operation(entry, headers):
+    target = headers.get("X-Amz-Target") or headers.get("x-amz-target")
+    if target:
+        return target.split(".")[-1]
+    body = entry.get("body") or ""
+    # Query-protocol requests (ELBv2, EC2) carry the action in a form body, which the recorder keeps in
+    # base64 when it arrived as bytes.
+    if entry.get("body_encoded"):
+        body = base64.b64decode(body).decode("utf-8", "replace")
+    m = re.search(r"Action=([A-Za-z]+)", body if isinstance(body, str) else "")
+    # S3 speaks REST: the method and path say what was asked.
+    return m.group(1) if m else f"{entry.get('method', '?')} {urllib.parse.urlsplit(entry.get('url', '?')).path}"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["seed", "dump", "ecs", "aas", "secretsmanager", "record"])
+    parser.add_argument("command", choices=["seed", "dump", "ecs", "aas", "secretsmanager", "s3", "dynamodb", "record"])
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("args", nargs="*")
     args = parser.parse_intermixed_args()
@@ -198,9 +219,9 @@ def main():
             out = seed(args.endpoint)
         elif args.command == "dump":
             out = dump(args.endpoint)
-        elif args.command in ("ecs", "aas", "secretsmanager"):
+        elif args.command in ("ecs", "aas", "secretsmanager", "s3", "dynamodb"):
             op, kwargs = args.args
-            service = {"ecs": "ecs", "aas": "application-autoscaling"}.get(args.command, args.command)
+            service = {"aas": "application-autoscaling"}.get(args.command, args.command)
             out = getattr(client(service, args.endpoint), op)(**json.loads(kwargs))
             out.pop("ResponseMetadata", None)
         else:

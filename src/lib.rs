@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod bridge;
 pub mod controller;
+pub mod cost;
 pub mod plan;
 pub mod probe;
 pub mod reconcile;
@@ -14,3 +15,4 @@ pub mod spec;
 pub mod state;
 #[doc(hidden)]
 pub mod testkit;
+pub mod tls;

@@ -21,7 +21,9 @@ use crate::render::ecs::{EcsService, Tag, TaskDefinitionInput};
 
 /// Prefix of every tag mcpfleet owns.
 pub const TAG_PREFIX: &str = "mcpfleet.io/";
-/// `managed-by=mcpfleet` on every service and revision mcpfleet made.
+/// `managed-by=mcpfleet` on every service and revision mcpfleet made. A service a controller with a lease
+/// converges says which: `mcpfleet dynamodb://TABLE/NAME` (see [`managed_by`]), so `apply` and `rollback` know
+/// whose fleet it is. Kept in one tag, so ownership takes none of the room under ECS's 50 tags that labels have.
 pub const TAG_MANAGED_BY: &str = "mcpfleet.io/managed-by";
 /// Hash of the whole desired state of a service (see `render::ecs::spec_hash`): equal hashes mean nothing to do.
 pub const TAG_SPEC_HASH: &str = "mcpfleet.io/spec-hash";
@@ -54,6 +56,20 @@ pub const TAG_LABELS: &str = "mcpfleet.io/labels";
 pub const TAG_AUTOSCALING: &str = "mcpfleet.io/autoscaling";
 /// Value of the managed-by tag.
 pub const MANAGED_BY: &str = "mcpfleet";
+
+/// The managed-by value of a service owned by the controller holding the lease `owner` (its URL), or of one
+/// no controller owns.
+pub fn managed_by(owner: Option<&str>) -> String {
+    match owner {
+        Some(o) => format!("{MANAGED_BY} {o}"),
+        None => MANAGED_BY.to_string(),
+    }
+}
+
+/// The managed-by tag of [`managed_by`].
+pub fn owned_by(owner: Option<&str>) -> Tag {
+    Tag { key: TAG_MANAGED_BY.into(), value: managed_by(owner) }
+}
 /// Revision tag: the tools the revision was seen offering when it was verified, as `<count>:<parts>:<hash>` (see
 /// [`ToolRecord`]); the names themselves are in [`TAG_TOOLS_PART`]`1`…`<parts>`.
 pub const TAG_TOOLS: &str = "mcpfleet.io/tools";
@@ -140,8 +156,10 @@ pub fn short(arn: &str) -> &str {
 /// A service's `mcpfleet.io/` tags, parsed once. An empty value counts as absent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServiceTags<'a> {
-    /// Tagged `managed-by=mcpfleet`.
+    /// Tagged `managed-by=mcpfleet` (with or without an owner).
     pub managed: bool,
+    /// The lease URL of the controller that owns the service (`managed-by=mcpfleet <URL>`).
+    pub owner: Option<&'a str>,
     /// The spec-hash applied.
     pub spec_hash: Option<&'a str>,
     /// The revision the spec-hash was applied with.
@@ -165,7 +183,11 @@ fn get<'a>(tags: &'a Tags, key: &str) -> Option<&'a str> {
 impl<'a> ServiceTags<'a> {
     pub fn parse(tags: &'a Tags) -> ServiceTags<'a> {
         ServiceTags {
-            managed: get(tags, TAG_MANAGED_BY) == Some(MANAGED_BY),
+            managed: get(tags, TAG_MANAGED_BY)
+                .is_some_and(|v| v == MANAGED_BY || v.strip_prefix(MANAGED_BY).is_some_and(|r| r.starts_with(' '))),
+            owner: get(tags, TAG_MANAGED_BY)
+                .and_then(|v| v.strip_prefix(MANAGED_BY)?.strip_prefix(' '))
+                .filter(|o| !o.is_empty()),
             spec_hash: get(tags, TAG_SPEC_HASH),
             applied: get(tags, TAG_TASK_DEFINITION),
             last_good: get(tags, TAG_LAST_GOOD),
@@ -663,6 +685,21 @@ pub fn task_hash(value: &str) -> Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_managed_by_tag_names_the_owning_controller() {
+        let tags = |v: &str| Tags::from([(TAG_MANAGED_BY.to_string(), v.to_string())]);
+        let plain = tags("mcpfleet");
+        assert_eq!((ServiceTags::parse(&plain).managed, ServiceTags::parse(&plain).owner), (true, None));
+        let owned = tags(&managed_by(Some("dynamodb://leases/prod")));
+        let parsed = ServiceTags::parse(&owned);
+        assert_eq!((parsed.managed, parsed.owner), (true, Some("dynamodb://leases/prod")));
+        for other in ["mcpfleetx", "terraform", "mcpfleet "] {
+            let t = tags(other);
+            assert_eq!(ServiceTags::parse(&t).owner, None, "{other}");
+            assert_eq!(ServiceTags::parse(&t).managed, other == "mcpfleet ", "{other}");
+        }
+    }
 
     #[test]
     fn task_definition_arns_parse() {

@@ -1,5 +1,5 @@
 //! Synthetic fleets for tests and benchmarks: N services over a few repositories and secrets, and a sim world
-//! seeded with exactly what they reference.
+//! seeded with exactly what they reference; and AWS Price List products as GetProducts returns them.
 
 use crate::backend::sim::World;
 
@@ -40,4 +40,49 @@ pub fn seeded_world(repos: usize, secrets: usize) -> World {
         w.create_secret(&format!("bench/secret-{s}"));
     }
     w
+}
+
+/// One AmazonECS product of a Price List `GetProducts` answer (an item of `PriceList`: a JSON document in a
+/// string), shaped as AWS writes it: product attributes, one On-Demand term with one price dimension.
+pub fn price_list_product(sku: &str, usagetype: &str, region: &str, location: &str, usd: &str) -> String {
+    serde_json::json!({
+        "product": {
+            "productFamily": "Compute",
+            "attributes": {
+                "servicecode": "AmazonECS",
+                "regionCode": region,
+                "location": location,
+                "locationType": "AWS Region",
+                "usagetype": usagetype,
+                "operation": "",
+                "servicename": "Amazon Elastic Container Service"
+            },
+            "sku": sku
+        },
+        "serviceCode": "AmazonECS",
+        "terms": {
+            "OnDemand": {
+                format!("{sku}.JRTCKXETXF"): {
+                    "priceDimensions": {
+                        format!("{sku}.JRTCKXETXF.6YS6EN2CT7"): {
+                            "unit": "hours",
+                            "endRange": "Inf",
+                            "description": format!("AWS Fargate - {usagetype} - {location}"),
+                            "appliesTo": [],
+                            "rateCode": format!("{sku}.JRTCKXETXF.6YS6EN2CT7"),
+                            "beginRange": "0",
+                            "pricePerUnit": { "USD": usd }
+                        }
+                    },
+                    "sku": sku,
+                    "effectiveDate": "2026-11-01T00:00:00Z",
+                    "offerTermCode": "JRTCKXETXF",
+                    "termAttributes": {}
+                }
+            }
+        },
+        "version": "20261101000000",
+        "publicationDate": "2026-11-01T00:00:00Z"
+    })
+    .to_string()
 }

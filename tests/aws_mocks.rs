@@ -1287,3 +1287,72 @@ async fn the_grace_period_and_target_groups_are_read_back_and_sent_on_update() {
     ecs.update_service(&change).await.unwrap();
     assert_eq!(update.num_calls(), 1, "the request carried the grace period and the target group");
 }
+
+#[tokio::test]
+async fn a_throttle_burst_halves_the_bucket_rate_which_recovers_additively_and_the_caller_sees_no_error() {
+    use mcpfleet::backend::Op;
+    use mcpfleet::backend::limits::{PACING_HOLD, PACING_RECOVERY_PER_SECOND};
+    // Another client drains the account's DescribeServices bucket: three calls are refused, then all succeed.
+    let rule = mock!(Client::describe_services)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .times(3)
+        .output(|| found(&["docs"]))
+        .repeatedly()
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    let full = ecs.rates()[&Op::DescribeServices];
+    assert_eq!(full, 20.0, "ECS's published DescribeServices rate");
+
+    let out = ecs.describe_services("mcp", &["docs".into()]).await.unwrap();
+    assert_eq!(out.services[0].name, "docs");
+    let rates = ecs.rates();
+    assert_eq!(rates[&Op::DescribeServices], full / 2.0, "one burst of throttling is one halving");
+    assert_eq!(rates[&Op::ListServices], 20.0, "other buckets keep their pace");
+
+    // The cut was made at the first refusal, at 0 ms: held for PACING_HOLD, then back by
+    // PACING_RECOVERY_PER_SECOND of the full rate each second.
+    let expected = |now_ms: u64| {
+        let recovering = now_ms.saturating_sub(PACING_HOLD.as_millis() as u64) as f64 / 1000.0;
+        (full / 2.0 + recovering * PACING_RECOVERY_PER_SECOND * full).min(full)
+    };
+    for _ in 0..50 {
+        ecs.describe_services("mcp", &["docs".into()]).await.unwrap();
+    }
+    // From the emptied bucket at 0 ms, 53 tokens (3 retries, 50 calls) at 10 per second: over 5.2 s.
+    assert!(clock.now_ms() >= 5_200, "paced at the halved rate: {} ms", clock.now_ms());
+    assert!(clock.now_ms() < PACING_HOLD.as_millis() as u64, "still held");
+    assert_eq!(ecs.rates()[&Op::DescribeServices], full / 2.0);
+    for at in [15_000, 18_000, 20_000, 30_000] {
+        clock.sleep(Duration::from_millis(at - clock.now_ms())).await;
+        let rate = ecs.rates()[&Op::DescribeServices];
+        assert!((rate - expected(at)).abs() < 1e-9, "at {at} ms: {rate} per second, expected {}", expected(at));
+    }
+    assert_eq!(ecs.rates()[&Op::DescribeServices], full, "recovered");
+    assert_eq!(ecs.throttles()[&Op::DescribeServices], 3, "the three refusals were absorbed by retries");
+    assert_eq!(rule.num_calls(), 54);
+}
+
+#[tokio::test]
+async fn a_halved_bucket_spaces_the_next_calls_at_the_halved_rate() {
+    use mcpfleet::backend::Op;
+    let rule = mock!(Client::describe_services)
+        .sequence()
+        .http_status(400, Some(THROTTLED.into()))
+        .output(|| found(&["docs"]))
+        .repeatedly()
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    ecs.describe_services("mcp", &["docs".into()]).await.unwrap();
+    assert_eq!(ecs.rates()[&Op::DescribeServices], 10.0);
+    // The bucket was emptied by the refusal: 20 more calls take about 2 s at 10 per second (at most 1 s at 20),
+    // less the one or two tokens refilled during the retry's backoff.
+    let start = clock.now_ms();
+    for _ in 0..20 {
+        ecs.describe_services("mcp", &["docs".into()]).await.unwrap();
+    }
+    let waited = clock.now_ms() - start;
+    assert!((1_600..=2_100).contains(&waited), "waited {waited} ms");
+}

@@ -531,6 +531,7 @@ fn moto_config(lab: &AwsLab) -> aws_config::SdkConfig {
             "testing", "testing", None, None, "moto",
         )))
         .retry_config(aws_config::retry::RetryConfig::disabled())
+        .http_client(mcpfleet::backend::aws::https_client())
         .build()
 }
 
@@ -985,4 +986,68 @@ fn put_secret_value_restarts_exactly_the_service_that_reads_the_secret() {
     assert_eq!(t["mcpfleet.io/task-definition"], svc["taskDefinition"].as_str().unwrap(), "same revision");
     // One restart per rotation.
     assert_eq!(plan().0, 0);
+}
+
+/// (name, architecture, monthly, arm64Monthly) of each service of `cost -o json`.
+fn cost_lines(doc: &serde_json::Value) -> Vec<(String, String, serde_json::Value, serde_json::Value)> {
+    let services = doc["services"].as_array().unwrap_or_else(|| panic!("{doc:#}"));
+    services
+        .iter()
+        .map(|s| {
+            let text = |k: &str| s[k].as_str().unwrap().to_string();
+            (text("name"), text("architecture"), s["monthly"].clone(), s["arm64Monthly"].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn cost_and_the_plan_cost_line_on_moto() {
+    use serde_json::{Value, json};
+    let lab = AwsLab::new();
+    // documents' image has linux/arm64 and linux/amd64; database's only linux/amd64 (scripts/moto_world.py).
+    lab.edit_manifest("documents.yaml", "architecture: auto", "architecture: x86_64");
+    let m = lab.manifests();
+    let m = m.to_str().unwrap();
+    lab.start_recording();
+    let (code, doc) = lab.json(&["cost", "-f", m, "-o", "json"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let line = |n: &str, a: &str, monthly: Value, arm: Value| (n.to_string(), a.to_string(), monthly, arm);
+    // Built-in us-east-1 prices, 730 hours: database 2 × 730 × (1 × 0.04048 + 2 × 0.004445) = 72.0802 → 72.08;
+    // documents on X86_64 2 × 730 × (0.5 × 0.04048 + 1 × 0.004445) = 36.0401 → 36.04, on ARM64
+    // 2 × 730 × (0.5 × 0.03238 + 1 × 0.00356) = 28.835 → 28.84; search 730 × (0.25 × 0.03238 + 0.5 × 0.00356)
+    // = 7.20875 → 7.21.
+    assert_eq!(
+        cost_lines(&doc),
+        [
+            line("database", "X86_64", json!(72.08), Value::Null),
+            line("documents", "X86_64", json!(36.04), json!(28.84)),
+            line("search", "ARM64", json!(7.21), Value::Null),
+        ]
+    );
+    assert_eq!(
+        (&doc["total"], &doc["possibleSaving"], &doc["region"]),
+        (&json!(115.33), &json!(7.2), &json!("us-east-1"))
+    );
+    let ops = lab.recorded();
+    assert!(write_ops().all(|w| op_count(&ops, w) == 0), "cost wrote: {ops:?}");
+    assert_eq!(op_count(&ops, "GetSecretValue"), 0, "{ops:?}");
+
+    let (code, applied) = lab.apply(&[]);
+    assert_eq!(code, 0, "{applied:#}");
+    // A resize: documents to 1 vCPU and 2 GB on X86_64, 2 × 730 × (1 × 0.04048 + 2 × 0.004445) = 72.08, from 36.04.
+    lab.edit_manifest("documents.yaml", "cpu: 512\n  memory: 1024", "cpu: 1024\n  memory: 2048");
+    let (code, plan) = lab.json(&["plan", "-f", m, "-o", "json", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{plan:#}");
+    assert_eq!(
+        plan["costDelta"]["services"],
+        json!([{"name": "documents", "cluster": "mcp-prod", "from": 36.04, "to": 72.08, "change": 36.04}]),
+        "{plan:#}"
+    );
+    assert_eq!(plan["costDelta"]["monthly"], json!(36.04));
+    let out = lab.run(&["plan", "-f", m]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with("Monthly cost: +$36.04 (USD, us-east-1, built-in table (us-east-1, 2026-12-01)).\n"),
+        "{text}"
+    );
 }

@@ -500,7 +500,7 @@ fn status_names_each_missing_service_and_its_cluster() {
 
 #[test]
 fn status_usage_shows_both_ways_to_name_services() {
-    let usage = "Usage: mcpfleet status <--file <PATH>...|--cluster <CLUSTER>>";
+    let usage = "Usage: mcpfleet status <--file <PATH>...|--source <s3://BUCKET/KEY>|--cluster <CLUSTER>>";
     mcpfleet().arg("status").assert().code(1).stderr(predicate::str::contains(usage));
     mcpfleet().args(["status", "--help"]).assert().success().stdout(predicate::str::contains("--file <PATH>..."));
     mcpfleet()
@@ -555,4 +555,37 @@ async fn sim_target_group_prints_an_aws_arn_and_the_sim_describes_it() {
     assert_eq!(found[0].load_balancers.len(), 1);
     assert_eq!(found[1].target_group.target_type, TargetType::Instance);
     assert!(found[1].load_balancers.is_empty());
+}
+
+#[test]
+fn api_rate_overrides_are_checked_before_anything_runs() {
+    let lab = Lab::new();
+    let m = lab.manifests();
+    let before = std::fs::read(lab.state()).unwrap();
+    for (bad, says) in [
+        ("DescribeServices", "`DescribeServices`: write OPERATION=BURST/RATE"),
+        ("Nope=1/1", "`Nope` is not a metered operation or bucket (one of: AutoscalingRead, AutoscalingWrite"),
+        ("PutObject=1/1", "`PutObject` is not a metered operation or bucket"),
+        ("DescribeServices=0/5", "the burst `0` must be a whole number from 1 to 1000000"),
+        ("DescribeServices=100", "write OPERATION=BURST/RATE"),
+        ("BatchGetImage=10/-1", "the rate `-1` must be a number of requests per second above 0"),
+        ("ServiceWrite=10/NaN", "the rate `NaN`"),
+    ] {
+        let out = lab.run(&["--api-rate", bad, "plan", "-f", m.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
+        assert!(stderr.contains("--api-rate") && stderr.contains(says), "{bad}: {stderr}");
+        assert_eq!(std::fs::read(lab.state()).unwrap(), before, "{bad}: nothing changed");
+    }
+    // An operation's bucket or a bucket by name, repeated.
+    let out = lab.run(&[
+        "--api-rate",
+        "DescribeServices=50/10",
+        "--api-rate",
+        "ServiceWrite=10/2.5",
+        "plan",
+        "-f",
+        m.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

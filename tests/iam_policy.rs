@@ -23,7 +23,8 @@ fn pascal(snake: &str) -> String {
         .collect()
 }
 
-/// Every `client.operation()` call in the AWS adapters, as IAM actions (`ecs:DescribeServices`).
+/// Every `client.operation()` call in the AWS adapters, as IAM actions (`ecs:DescribeServices`): an operation of
+/// [`Op`]'s list as it names its action (S3 authorises HeadObject as `s3:GetObject`), any other as AWS names it.
 fn called_actions() -> BTreeSet<String> {
     let call = regex::Regex::new(r"\.client(?:\([^)]*\))?\s*\.\s*([a-z][a-z0-9_]*)\s*\(").unwrap();
     let mut out = BTreeSet::new();
@@ -33,11 +34,16 @@ fn called_actions() -> BTreeSet<String> {
         ("secrets.rs", "secretsmanager"),
         ("elbv2.rs", "elasticloadbalancing"),
         ("autoscaling.rs", "application-autoscaling"),
+        ("s3.rs", "s3"),
+        ("dynamodb.rs", "dynamodb"),
+        ("pricing.rs", "pricing"),
     ] {
         let path = Path::new(ROOT).join("src/backend/aws").join(file);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for m in call.captures_iter(&text) {
-            out.insert(format!("{service}:{}", pascal(&m[1])));
+            let name = pascal(&m[1]);
+            let listed = Op::from_name(&name).filter(|op| op.service().is_some_and(|s| s.iam_prefix() == service));
+            out.insert(listed.and_then(Op::iam_action).unwrap_or_else(|| format!("{service}:{name}")));
         }
     }
     out
@@ -46,6 +52,12 @@ fn called_actions() -> BTreeSet<String> {
 /// The IAM actions of every AWS request in [`Op`]'s list.
 fn needed_actions() -> BTreeSet<String> {
     Op::ALL.into_iter().filter_map(Op::iam_action).collect()
+}
+
+/// The IAM actions of the requests the controller sends (not CI's `publish` nor an operator's
+/// `lease create-table`).
+fn controller_actions() -> BTreeSet<String> {
+    Op::ALL.into_iter().filter(|op| !op.outside_the_controller()).filter_map(Op::iam_action).collect()
 }
 
 /// The actions AWS checks the caller holds when it serves those requests ([`Op::caller_checks`]: Application Auto
@@ -76,7 +88,9 @@ fn granted_actions(policy: &serde_json::Value) -> BTreeSet<String> {
 
 #[test]
 fn the_policy_grants_exactly_the_actions_the_adapters_call() {
-    let needed = needed_actions();
+    let needed = controller_actions();
+    assert!(needed.contains("s3:GetObject") && needed.contains("dynamodb:PutItem"), "{needed:?}");
+    assert!(!needed.contains("s3:PutObject") && !needed.contains("dynamodb:CreateTable"), "{needed:?}");
     assert!(needed.contains("ecs:DescribeServices") && needed.contains("secretsmanager:ListSecrets"), "{needed:?}");
     let needed: BTreeSet<String> = needed.union(&checked_actions()).cloned().collect();
     assert!(needed.contains("cloudwatch:PutMetricAlarm"), "{needed:?}");

@@ -299,7 +299,9 @@ async fn a_registry_that_asks_for_a_long_wait_fails_at_once_with_its_words() {
 #[tokio::test]
 async fn at_most_four_requests_are_in_flight_per_registry() {
     let mut lab = RegistryLab::open();
-    let stub = lab.proxy(&["--delay-ms", "150"]);
+    // Each answer takes half a second, so requests the client sends together overlap at the proxy even on a
+    // loaded machine.
+    let stub = lab.proxy(&["--delay-ms", "500"]);
     let tags: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
     for t in &tags {
         lab.push("mcp/fetch", t, "oci-index", &[]);

@@ -6,6 +6,11 @@
 //! crate. [`Limited::images`] and [`Limited::secrets`] put image and secret resolution behind the same buckets
 //! and retries. Waiting goes through the backend's [`Clock`], so on the sim it costs virtual time only.
 //!
+//! The buckets are sized as each service publishes its defaults ([`ecs_bucket`], [`bucket`]: sources and dates
+//! there), `--api-rate` resizes them for an account's raised quotas, and adaptive pacing (AIMD, see `Bucket`)
+//! halves a bucket's rate when AWS throttles it anyway (other clients share the account's buckets) and lets it
+//! recover additively.
+//!
 //! # Retry policy
 //!
 //! This is the only retry layer: the aws adapters make one attempt per request (the SDK's own retries are
@@ -50,7 +55,9 @@ pub struct BucketSpec {
     pub per_second: f64,
 }
 
-/// The bucket an ECS operation draws from (numbers from ECS's documented request throttling). The benchmark's
+/// The bucket an ECS operation draws from: ECS's published default per account and region
+/// (<https://docs.aws.amazon.com/AmazonECS/latest/developerguide/request-throttling.html>, checked 2026-12-01;
+/// accounts raise them through Service Quotas, and `--api-rate` sets what an account has). The benchmark's
 /// throttling proxy (`scripts/ecs_throttle_proxy.py`) carries the same table; keep the two in step. (ECS meters
 /// UntagResource with TagResource.)
 pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
@@ -82,34 +89,46 @@ pub fn ecs_bucket(op: Op) -> Option<BucketSpec> {
         | Op::RegisterScalableTarget
         | Op::PutScalingPolicy
         | Op::DeleteScalingPolicy
-        | Op::DeregisterScalableTarget => {
+        | Op::DeregisterScalableTarget
+        | Op::HeadObject
+        | Op::GetObject
+        | Op::PutObject
+        | Op::ListObjectVersions
+        | Op::GetItem
+        | Op::PutItem
+        | Op::CreateTable
+        | Op::GetProducts => {
             return None;
         }
     };
     Some(BucketSpec { category, burst, per_second })
 }
 
-/// The bucket of a call of another service: [`ecs_bucket`]'s, or ECR's and Secrets Manager's.
+/// The bucket of a call of another service: [`ecs_bucket`]'s, or ECR's, Secrets Manager's, ELBv2's or
+/// Application Auto Scaling's. Each is the service's published default (checked 2026-12-01; the README's
+/// "API rate limits" table lists the same numbers and pages); accounts raise some through Service Quotas, and
+/// `--api-rate` sets what an account has.
 ///
-/// ECR allows 2,000 BatchGetImage requests per second and region, shared with every image pull of the account's
-/// tasks, so resolution takes a small share. Secrets Manager's read quotas are far above what resolution needs
-/// (DescribeSecret: 10,000 per second); its bucket only keeps a huge fleet from bursting. One resolution call
-/// (up to 10 secrets: a ListSecrets page or more, DescribeSecret per ARN) takes one token.
-///
-/// Elastic Load Balancing (v2) meters its non-mutating actions (`Describe*`) of an account and region with one
-/// bucket of 40 tokens refilled at 10 per second (its documented request throttling); every ELBv2 request draws
-/// from it, one token each.
-///
-/// Application Auto Scaling publishes no request rates: its quotas are resource counts (3,000 ECS scalable targets
-/// per region, 50 scaling policies per target), which a fleet meets long before. Its buckets here are therefore
-/// mcpfleet's own, modest and in ELB's proportions: reads (DescribeScalableTargets, DescribeScalingPolicies) 40
-/// burst and 10/s, writes (RegisterScalableTarget, PutScalingPolicy, DeleteScalingPolicy,
-/// DeregisterScalableTarget) 20 burst and 5/s — as ECS's service writes are paced. A throttled request gets the
-/// retry policy like any other.
+/// - ECR (<https://docs.aws.amazon.com/AmazonECR/latest/userguide/service-quotas.html>): BatchGetImage, 2,000
+///   requests per second per account and region (adjustable), shared with every image pull of the account's
+///   tasks. ECR publishes no burst; the bucket holds one second's worth.
+/// - Secrets Manager (<https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html>, and the
+///   raises announced 2022-11-11 and 2025-03-04): DescribeSecret 40,000/s, ListSecrets 100/s. One resolution call
+///   (up to 10 secrets: a ListSecrets page or more, DescribeSecret per ARN) takes one token, metered at the lower,
+///   ListSecrets, rate.
+/// - Elastic Load Balancing v2 (<https://docs.aws.amazon.com/elasticloadbalancing/latest/userguide/elb-api-throttling.html>):
+///   its non-mutating actions (`Describe*`) share one bucket of 40 tokens refilled at 10 per second; every ELBv2
+///   request draws from it, one token each.
+/// - Application Auto Scaling publishes no request rates: its quotas are resource counts (3,000 ECS scalable
+///   targets per region, 50 scaling policies per target). Its buckets here are therefore mcpfleet's own, modest
+///   and in ELB's proportions: reads (DescribeScalableTargets, DescribeScalingPolicies) 40 burst and 10/s, writes
+///   (RegisterScalableTarget, PutScalingPolicy, DeleteScalingPolicy, DeregisterScalableTarget) 20 burst and 5/s.
+/// - S3 and DynamoDB (the published fleet and the lease) are not metered: a command makes a handful of those
+///   requests, far below their per-prefix and per-table rates.
 pub fn bucket(op: Op) -> Option<BucketSpec> {
     ecs_bucket(op).or(match op {
-        Op::BatchGetImage => Some(BucketSpec { category: "BatchGetImage", burst: 100, per_second: 50.0 }),
-        Op::ResolveSecrets => Some(BucketSpec { category: "ResolveSecrets", burst: 50, per_second: 20.0 }),
+        Op::BatchGetImage => Some(BucketSpec { category: "BatchGetImage", burst: 2_000, per_second: 2_000.0 }),
+        Op::ResolveSecrets => Some(BucketSpec { category: "ResolveSecrets", burst: 100, per_second: 100.0 }),
         Op::DescribeTargetGroups
         | Op::DescribeTargetGroupAttributes
         | Op::DescribeLoadBalancers
@@ -124,6 +143,54 @@ pub fn bucket(op: Op) -> Option<BucketSpec> {
         }
         _ => None,
     })
+}
+
+/// `--api-rate OPERATION=BURST/RATE`: the bucket of an operation (and of the operations metered with it, such
+/// as CreateService's with UpdateService's) sized for what the account has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateOverride {
+    /// The bucket it sets.
+    pub category: &'static str,
+    pub burst: u32,
+    pub per_second: f64,
+}
+
+/// The largest burst or rate `--api-rate` takes: more than any AWS quota, so a typo is caught.
+const MAX_RATE: u32 = 1_000_000;
+
+impl RateOverride {
+    /// Parses `OPERATION=BURST/RATE`, where OPERATION is an operation's AWS name (`DescribeServices`) or a
+    /// bucket's (`ServiceWrite`), BURST a whole number of tokens and RATE tokens per second, both above zero.
+    pub fn parse(text: &str) -> Result<RateOverride, String> {
+        let usage = "write OPERATION=BURST/RATE, for example DescribeServices=100/20";
+        let (name, value) = text.split_once('=').ok_or_else(|| format!("`{text}`: {usage}"))?;
+        let category = Op::from_name(name)
+            .and_then(bucket)
+            .or_else(|| Op::ALL.into_iter().filter_map(bucket).find(|b| b.category == name))
+            .map(|b| b.category)
+            .ok_or_else(|| {
+                let mut known: Vec<&str> = Op::ALL.into_iter().filter_map(bucket).map(|b| b.category).collect();
+                known.sort_unstable();
+                known.dedup();
+                format!("`{name}` is not a metered operation or bucket (one of: {})", known.join(", "))
+            })?;
+        let (burst, rate) = value.split_once('/').ok_or_else(|| format!("`{text}`: {usage}"))?;
+        let burst = burst
+            .parse::<u32>()
+            .ok()
+            .filter(|b| (1..=MAX_RATE).contains(b))
+            .ok_or_else(|| format!("`{text}`: the burst `{burst}` must be a whole number from 1 to {MAX_RATE}"))?;
+        let per_second = rate
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r > 0.0 && *r <= f64::from(MAX_RATE))
+            .ok_or_else(|| {
+                format!(
+                    "`{text}`: the rate `{rate}` must be a number of requests per second above 0, at most {MAX_RATE}"
+                )
+            })?;
+        Ok(RateOverride { category, burst, per_second })
+    }
 }
 
 /// The name retries and throttles of secret resolution are counted under ([`Op::ResolveSecrets`]).
@@ -163,9 +230,43 @@ fn client_token(name: &str) -> String {
     format!("mcpfleet-{}", &hex[..27])
 }
 
+/// How long a bucket's rate stays cut after a throttling error before it starts to recover.
+pub const PACING_HOLD: Duration = Duration::from_secs(10);
+/// How much of its full rate a cut bucket gets back per second once the hold is over (additive increase).
+pub const PACING_RECOVERY_PER_SECOND: f64 = 0.05;
+/// The lowest share of its full rate a bucket is cut to.
+const PACING_FLOOR: f64 = 1.0 / 64.0;
+
+/// One bucket's tokens, and its pace: AIMD. A throttling error from AWS means other clients draw from the same
+/// account's bucket, so ours is halved (once per hold: the errors of one burst are one signal) and, after
+/// [`PACING_HOLD`] without another, grows back by [`PACING_RECOVERY_PER_SECOND`] of its full rate each second.
 struct Bucket {
     tokens: f64,
     updated_ms: u64,
+    /// The rate when it was last cut, and when; `None` at the full rate.
+    cut: Option<(f64, u64)>,
+}
+
+impl Bucket {
+    /// The rate at `now`, of a bucket whose full rate is `full`.
+    fn rate(&self, full: f64, now: u64) -> f64 {
+        let Some((cut_to, at)) = self.cut else { return full };
+        let hold_ms = PACING_HOLD.as_millis() as u64;
+        let recovering = now.saturating_sub(at.saturating_add(hold_ms)) as f64 / 1000.0;
+        (cut_to + recovering * PACING_RECOVERY_PER_SECOND * full).min(full)
+    }
+
+    /// Halves the rate for a throttling error at `now` (unless it was already cut within the hold).
+    fn throttled(&mut self, full: f64, now: u64) {
+        let hold_ms = PACING_HOLD.as_millis() as u64;
+        if self.cut.is_some_and(|(_, at)| now < at.saturating_add(hold_ms)) {
+            return;
+        }
+        let halved = (self.rate(full, now) / 2.0).max(full * PACING_FLOOR);
+        self.cut = Some((halved, now));
+        self.tokens = self.tokens.min(0.0);
+        self.updated_ms = self.updated_ms.max(now);
+    }
 }
 
 /// An [`Ecs`] that waits for ECS's token buckets and retries throttling and transient failures.
@@ -173,6 +274,8 @@ pub struct Limited {
     inner: Arc<dyn Ecs>,
     clock: Arc<dyn Clock>,
     buckets: Mutex<BTreeMap<&'static str, Bucket>>,
+    /// `--api-rate`'s sizes, by bucket.
+    overrides: BTreeMap<&'static str, (u32, f64)>,
     retries: Counts,
     throttles: Counts,
 }
@@ -183,9 +286,55 @@ impl Limited {
             inner,
             clock,
             buckets: Mutex::new(BTreeMap::new()),
+            overrides: BTreeMap::new(),
             retries: Counts::default(),
             throttles: Counts::default(),
         }
+    }
+
+    /// The same, with `--api-rate`'s bucket sizes (a later override of a bucket wins).
+    pub fn with_rates(mut self, overrides: &[RateOverride]) -> Limited {
+        self.overrides = overrides.iter().map(|o| (o.category, (o.burst, o.per_second))).collect();
+        self
+    }
+
+    /// The bucket `op` draws from, as configured (before pacing).
+    fn spec(&self, op: Op) -> Option<BucketSpec> {
+        let spec = bucket(op)?;
+        Some(match self.overrides.get(spec.category) {
+            Some(&(burst, per_second)) => BucketSpec { burst, per_second, ..spec },
+            None => spec,
+        })
+    }
+
+    /// The current rate (requests per second) of every metered operation's bucket: its configured rate, or
+    /// less while adaptive pacing holds it down.
+    pub fn rates(&self) -> BTreeMap<Op, f64> {
+        let now = self.clock.now_ms();
+        let buckets = super::lock(&self.buckets);
+        Op::ALL
+            .into_iter()
+            .filter_map(|op| {
+                let spec = self.spec(op)?;
+                let rate = buckets.get(spec.category).map_or(spec.per_second, |b| b.rate(spec.per_second, now));
+                Some((op, rate))
+            })
+            .collect()
+    }
+
+    /// Cuts `op`'s bucket after AWS refused a call of it for rate.
+    fn slow_down(&self, op: Op) {
+        let Some(spec) = self.spec(op) else { return };
+        let now = self.clock.now_ms();
+        let mut buckets = super::lock(&self.buckets);
+        let b = buckets.entry(spec.category).or_insert(Bucket { tokens: 0.0, updated_ms: now, cut: None });
+        b.throttled(spec.per_second, now);
+        tracing::info!(
+            operation = op.as_str(),
+            bucket = spec.category,
+            rate = b.rate(spec.per_second, now),
+            "throttled by AWS: pacing this bucket down"
+        );
     }
 
     /// Retries made so far, by operation.
@@ -200,24 +349,33 @@ impl Limited {
 
     /// Waits until the operation's bucket has a token and takes it.
     async fn acquire(&self, op: Op) {
-        let Some(spec) = bucket(op) else { return };
+        let Some(spec) = self.spec(op) else { return };
         loop {
             let wait = {
                 let now = self.clock.now_ms();
                 let mut buckets = super::lock(&self.buckets);
-                let b =
-                    buckets.entry(spec.category).or_insert(Bucket { tokens: f64::from(spec.burst), updated_ms: now });
+                let b = buckets.entry(spec.category).or_insert(Bucket {
+                    tokens: f64::from(spec.burst),
+                    updated_ms: now,
+                    cut: None,
+                });
+                // Refilled at the paced rate; the part of the refill since the cut is approximated by the rate
+                // now, which only errs on the slow side while the rate recovers.
+                let rate = b.rate(spec.per_second, now);
                 let elapsed = now.saturating_sub(b.updated_ms) as f64 / 1000.0;
-                b.tokens = (b.tokens + elapsed * spec.per_second).min(f64::from(spec.burst));
+                b.tokens = (b.tokens + elapsed * rate).min(f64::from(spec.burst));
                 b.updated_ms = now;
+                if b.rate(spec.per_second, now) >= spec.per_second {
+                    b.cut = None;
+                }
                 if b.tokens >= 1.0 {
                     b.tokens -= 1.0;
                     return;
                 }
-                Duration::from_secs_f64((1.0 - b.tokens) / spec.per_second)
+                Duration::from_secs_f64((1.0 - b.tokens) / rate)
             };
             // Round up to whole milliseconds so the refill is never a hair short.
-            self.clock.sleep(Duration::from_millis(wait.as_millis() as u64 + 1)).await;
+            self.clock.wait_for_rate(Duration::from_millis(wait.as_millis() as u64 + 1)).await;
         }
     }
 
@@ -289,11 +447,12 @@ impl Limited {
                     attempt += 1;
                     if e.is_throttling() {
                         self.throttles.add(op);
+                        self.slow_down(op);
                     }
                     self.retries.add(op);
                     let wait = policy.next_backoff().unwrap_or(MAX_BACKOFF);
                     tracing::debug!(operation = op.as_str(), attempt, wait_ms = wait.as_millis() as u64, error = %e, "retrying");
-                    self.clock.sleep(wait).await;
+                    self.clock.wait_for_rate(wait).await;
                 }
                 other => return other,
             }

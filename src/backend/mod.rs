@@ -10,6 +10,7 @@
 
 pub mod aws;
 pub mod cache;
+pub mod lease;
 pub mod limits;
 pub mod manifest;
 pub mod op;
@@ -17,6 +18,7 @@ pub mod registry;
 pub mod route;
 pub mod scaling;
 pub mod sim;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,6 +77,15 @@ pub enum BackendError {
         /// `FILE:LINE:COLUMN`, or `FILE` when no position applies.
         at: String,
         /// The field (`services.mcp/search.state.desiredCount`) when known, and what is wrong with it.
+        message: String,
+    },
+    /// The sim state's journal (`<state>.journal`) holds something mcpfleet did not write there: changed by hand,
+    /// or of another format.
+    #[error("{at}: not a valid sim journal: {message}; fix it, or delete it to drop the changes it holds")]
+    StateJournal {
+        /// `JOURNAL:LINE`.
+        at: String,
+        /// What is wrong with the line.
         message: String,
     },
 }
@@ -262,7 +273,7 @@ pub struct Described {
 }
 
 /// UpdateService input: only the fields mcpfleet changes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceUpdate {
     pub cluster: String,
     pub service: String,
@@ -284,7 +295,7 @@ pub struct ServiceUpdate {
 }
 
 /// How a service tags its tasks (CreateService/UpdateService `propagateTags` and `enableECSManagedTags`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TagPropagation {
     /// `SERVICE`, `TASK_DEFINITION` or `NONE`.
     pub propagate_tags: String,
@@ -857,6 +868,11 @@ pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
     async fn sleep(&self, d: Duration);
+    /// Waits `d` for an API's rate: a token, or a backoff after a throttled or failed call. Only the sim tells
+    /// it from [`Clock::sleep`]: time a read-only command spends waiting for rate leaves its state unchanged.
+    async fn wait_for_rate(&self, d: Duration) {
+        self.sleep(d).await;
+    }
     /// Whether time only moves when slept on (the sim): a long-running loop must then also wait in real time.
     fn is_virtual(&self) -> bool {
         false

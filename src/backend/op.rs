@@ -27,6 +27,12 @@ pub enum Service {
     Elbv2,
     /// Application Auto Scaling (scalable targets and scaling policies of ECS services).
     ApplicationAutoScaling,
+    /// Amazon S3 (the published fleet).
+    S3,
+    /// Amazon DynamoDB (the controller's lease).
+    DynamoDb,
+    /// The AWS Price List API (`cost --live-prices`).
+    Pricing,
 }
 
 impl Service {
@@ -38,6 +44,9 @@ impl Service {
             Service::SecretsManager => "secretsmanager",
             Service::Elbv2 => "elasticloadbalancing",
             Service::ApplicationAutoScaling => "application-autoscaling",
+            Service::S3 => "s3",
+            Service::DynamoDb => "dynamodb",
+            Service::Pricing => "pricing",
         }
     }
 }
@@ -84,11 +93,28 @@ pub enum Op {
     GetManifest,
     /// `GET /v2/<name>/blobs/<digest>` of a registry: a single manifest's config (its platform).
     GetBlob,
+    /// The published fleet's current version (the controller's poll).
+    HeadObject,
+    /// The published fleet's content.
+    GetObject,
+    /// `publish`'s conditional write (CI's, never the controller's).
+    PutObject,
+    /// `publish --history` (CI's, never the controller's).
+    ListObjectVersions,
+    /// The lease item, read (strongly consistent).
+    GetItem,
+    /// The lease item, written on a condition (acquire, renew, release).
+    PutItem,
+    /// `lease create-table` (an operator's, never the controller's).
+    CreateTable,
+    /// Fargate's prices from the Price List API (`cost` and `plan` with `--live-prices`; never the
+    /// controller's).
+    GetProducts,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 32] = [
+    pub const ALL: [Op; 40] = [
         Op::DescribeServices,
         Op::ListServices,
         Op::CreateService,
@@ -121,6 +147,14 @@ impl Op {
         Op::HeadManifest,
         Op::GetManifest,
         Op::GetBlob,
+        Op::HeadObject,
+        Op::GetObject,
+        Op::PutObject,
+        Op::ListObjectVersions,
+        Op::GetItem,
+        Op::PutItem,
+        Op::CreateTable,
+        Op::GetProducts,
     ];
 
     /// The AWS name (`DescribeServices`), or for mcpfleet's own steps the name they are reported under.
@@ -158,6 +192,14 @@ impl Op {
             Op::HeadManifest => "HeadManifest",
             Op::GetManifest => "GetManifest",
             Op::GetBlob => "GetBlob",
+            Op::HeadObject => "HeadObject",
+            Op::GetObject => "GetObject",
+            Op::PutObject => "PutObject",
+            Op::ListObjectVersions => "ListObjectVersions",
+            Op::GetItem => "GetItem",
+            Op::PutItem => "PutItem",
+            Op::CreateTable => "CreateTable",
+            Op::GetProducts => "GetProducts",
         }
     }
 
@@ -197,13 +239,28 @@ impl Op {
             | Op::PutScalingPolicy
             | Op::DeleteScalingPolicy
             | Op::DeregisterScalableTarget => Some(Service::ApplicationAutoScaling),
+            Op::HeadObject | Op::GetObject | Op::PutObject | Op::ListObjectVersions => Some(Service::S3),
+            Op::GetItem | Op::PutItem | Op::CreateTable => Some(Service::DynamoDb),
+            Op::GetProducts => Some(Service::Pricing),
         }
     }
 
     /// The IAM action the request needs (`ecs:DescribeServices`); `None` for mcpfleet's own steps and registry
     /// requests.
     pub fn iam_action(self) -> Option<String> {
-        self.service().map(|s| format!("{}:{}", s.iam_prefix(), self.as_str()))
+        // S3 authorises HeadObject as s3:GetObject, and ListObjectVersions as s3:ListBucketVersions.
+        let action = match self {
+            Op::HeadObject => "GetObject",
+            Op::ListObjectVersions => "ListBucketVersions",
+            other => other.as_str(),
+        };
+        self.service().map(|s| format!("{}:{action}", s.iam_prefix()))
+    }
+
+    /// Whether only CI (`publish`, `cost --live-prices`) or an operator (`lease create-table`) sends the request:
+    /// the controller's policy does not grant it.
+    pub const fn outside_the_controller(self) -> bool {
+        matches!(self, Op::PutObject | Op::ListObjectVersions | Op::CreateTable | Op::GetProducts)
     }
 
     /// IAM actions AWS checks that the caller holds when it serves this request, besides [`Op::iam_action`].
@@ -237,6 +294,9 @@ impl Op {
                 | Op::PutScalingPolicy
                 | Op::DeleteScalingPolicy
                 | Op::DeregisterScalableTarget
+                | Op::PutObject
+                | Op::PutItem
+                | Op::CreateTable
         )
     }
 
@@ -296,8 +356,14 @@ impl serde::Serialize for Op {
 }
 
 /// A count per operation, without a lock (one atomic per [`Op`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counts([AtomicU64; Op::ALL.len()]);
+
+impl Default for Counts {
+    fn default() -> Counts {
+        Counts(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
 
 impl Counts {
     pub fn add(&self, op: Op) {
@@ -343,6 +409,10 @@ mod tests {
         );
         assert_eq!(Op::PutScalingPolicy.iam_action().as_deref(), Some("application-autoscaling:PutScalingPolicy"));
         assert_eq!(Op::ResolveSecrets.iam_action(), None);
+        assert_eq!(Op::HeadObject.iam_action().as_deref(), Some("s3:GetObject"));
+        assert_eq!(Op::ListObjectVersions.iam_action().as_deref(), Some("s3:ListBucketVersions"));
+        assert_eq!(Op::GetProducts.iam_action().as_deref(), Some("pricing:GetProducts"));
+        assert!(Op::GetProducts.outside_the_controller() && !Op::GetProducts.is_write());
         let writes: Vec<&str> = Op::ALL.into_iter().filter(|op| op.is_write()).map(Op::as_str).collect();
         assert_eq!(
             writes,
@@ -357,7 +427,10 @@ mod tests {
                 "RegisterScalableTarget",
                 "PutScalingPolicy",
                 "DeleteScalingPolicy",
-                "DeregisterScalableTarget"
+                "DeregisterScalableTarget",
+                "PutObject",
+                "PutItem",
+                "CreateTable"
             ]
         );
     }

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use mcpfleet::plan::{Plan, PlanReason};
 use mcpfleet::reconcile::verify::{GatePorts, McpProber};
-use mcpfleet::reconcile::{self, ApplyOptions, Outcome, settle};
+use mcpfleet::reconcile::{self, ApplyOptions, Outcome, ServiceOutcome, settle};
 use mcpfleet::state::short as short_td;
 
+use super::table::{self, Cell, Column, Layout, Tone};
 use super::{Cli, EXIT_ERROR, EXIT_OK, Files, Output};
 
 /// Exit code when a rollout failed.
@@ -39,9 +40,16 @@ pub struct Args {
     /// ones completed, without --wait they are left to the next apply (or the controller).
     #[arg(long, default_value_t = reconcile::rotation::DEFAULT_CONCURRENCY, value_parser = super::parse_concurrency)]
     pub rotation_concurrency: usize,
+    /// Write even to services a controller owns while its lease is live (it converges them back to the
+    /// published fleet at its next pass).
+    #[arg(long)]
+    pub force: bool,
     /// `json` prints {"services": [{name, cluster, outcome, taskDefinition, message}], "warnings": [...]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Print every value of the result table in full, however wide the terminal.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
@@ -53,9 +61,13 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         .timeout
         .unwrap_or_else(|| settle::default_timeout(desired.iter().map(|d| d.rollout.progress_deadline_secs)));
     let wait = args.wait.then_some(timeout);
-    let reporter = super::progress::Reporter::new();
+    let reporter = super::progress::Reporter::new(0, args.output == Output::Json);
     let progress = |service: &str, what: &str| reporter.report(service, what);
     let mut observed = prepared.observe().await?;
+    let targets = observed.services.values().chain(observed.unlisted.iter().filter(|_| args.prune));
+    if !super::owner::may_write(cli, conn, targets, args.force, super::owner::Command::Apply).await? {
+        return Ok(EXIT_ERROR);
+    }
     // Rollouts of earlier applies that finished unwatched (or, with --wait, are still in flight) first.
     let prober = McpProber;
     let gate = GatePorts { prober: &prober, target_groups: conn.backend.target_groups.as_ref() };
@@ -69,6 +81,8 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut plan = reconcile::plan_fleet_with(desired, &observed, ecs, opts).await?;
     let room = args.rotation_concurrency.saturating_sub(reconcile::rotation::in_flight(&observed));
     reconcile::rotation::spread(&mut plan, room);
+    // The summary's total: the services this apply changes (rollouts found in flight add themselves as they report).
+    reporter.expect(plan.services.iter().filter(|p| p.action != mcpfleet::plan::Action::Noop).count());
     let opts = ApplyOptions {
         prune: args.prune,
         concurrency: args.concurrency,
@@ -119,9 +133,11 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
 
     for o in &outcomes {
         if o.outcome != Outcome::Unchanged {
-            progress(&o.name, &format!("done: {}", o.outcome.as_str()));
+            let failed = matches!(o.outcome, Outcome::Failed | Outcome::RolledBack);
+            reporter.finish(&o.name, &format!("done: {}", o.outcome.as_str()), failed);
         }
     }
+    reporter.close();
     // What the MCP gate saw in the rollouts it passed: printed as resolution's warnings are, and listed with them.
     let gate_warnings: Vec<&str> = found.warnings.iter().chain(&waited.warnings).map(String::as_str).collect();
     for w in &gate_warnings {
@@ -134,12 +150,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             doc["apiCalls"] = serde_json::to_value(conn.api_calls())?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
-        Output::Text => {
-            for o in &outcomes {
-                let td = o.task_definition.as_deref().map(short_td).unwrap_or("-");
-                println!("{:<24} {:<12} {:<10} {td:<28} {}", o.name, o.cluster, o.outcome.as_str(), o.message);
-            }
-        }
+        Output::Text => print!("{}", render_outcomes(&outcomes, Layout::stdout(args.wide))),
     }
     let rollout_failed = |m: &str| m.starts_with("rollout failed") || m.starts_with(settle::RESTART_FAILED);
     if outcomes.iter().any(|o| o.outcome == Outcome::Failed && !rollout_failed(&o.message)) {
@@ -152,6 +163,51 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// The result table (one row per service) and the summary line under it.
+pub fn render_outcomes(outcomes: &[ServiceOutcome], layout: Layout) -> String {
+    const COLUMNS: [Column; 5] = [
+        Column::left("SERVICE").kept(),
+        Column::left("CLUSTER"),
+        Column::left("OUTCOME").kept(),
+        Column::left("TASK DEFINITION"),
+        Column::left("MESSAGE"),
+    ];
+    let rows = outcomes
+        .iter()
+        .map(|o| {
+            vec![
+                o.name.as_str().into(),
+                o.cluster.as_str().into(),
+                Cell::toned(o.outcome.as_str(), outcome_tone(o.outcome)),
+                o.task_definition.as_deref().map(short_td).unwrap_or("-").into(),
+                o.message.as_str().into(),
+            ]
+        })
+        .collect();
+    let mut out = table::render(layout, &COLUMNS, rows);
+    let count = |which: Outcome| outcomes.iter().filter(|o| o.outcome == which).count();
+    out.push_str(&format!(
+        "Apply: {} created, {} updated, {} deleted, {} unchanged, {} rolled back, {} failed.\n",
+        count(Outcome::Created),
+        count(Outcome::Updated),
+        count(Outcome::Deleted),
+        count(Outcome::Unchanged),
+        count(Outcome::RolledBack),
+        count(Outcome::Failed)
+    ));
+    out
+}
+
+/// Terraform's colours: created green, updated yellow, deleted and failed red.
+pub fn outcome_tone(outcome: Outcome) -> Tone {
+    match outcome {
+        Outcome::Created => Tone::Good,
+        Outcome::Updated => Tone::Change,
+        Outcome::Deleted | Outcome::RolledBack | Outcome::Failed => Tone::Bad,
+        Outcome::Unchanged => Tone::Quiet,
+    }
 }
 
 /// The services a plan defers the restart of (see [`reconcile::rotation::spread`]).

@@ -22,6 +22,8 @@ pub struct Connected {
     pub limited: Arc<Limited>,
     counter: Counter,
     registries: Arc<Registries>,
+    /// Counts the requests of the S3 and DynamoDB clients the command makes (the published fleet, the lease).
+    stores: RequestCounter,
 }
 
 enum Counter {
@@ -38,14 +40,21 @@ impl Connected {
         }
     }
 
+    /// What counts the requests of the S3 and DynamoDB clients built for this command (see
+    /// `aws::object_store`, `aws::lease_store`), so they show in [`Connected::api_calls`].
+    pub fn store_requests(&self) -> &RequestCounter {
+        &self.stores
+    }
+
     /// A function that reads the request counts (for the controller's metrics).
     pub fn api_calls_fn(&self) -> Box<dyn Fn() -> CallStats + Send + Sync> {
-        let registries = self.registries.clone();
+        let (registries, stores) = (self.registries.clone(), self.stores.clone());
         match &self.counter {
             Counter::Sim(sim) => {
                 let sim = sim.clone();
-                Box::new(move || merged(sim.stats(), registries.stats()))
+                Box::new(move || merged(merged(sim.stats(), stores.stats()), registries.stats()))
             }
+            // The AWS clients and the stores share one counter.
             Counter::Aws(requests) => {
                 let requests = requests.clone();
                 Box::new(move || merged(requests.stats(), registries.stats()))
@@ -56,7 +65,7 @@ impl Connected {
     /// API requests made so far, by operation: those to AWS (or the sim) and those to container registries.
     pub fn api_calls(&self) -> CallStats {
         let backend = match &self.counter {
-            Counter::Sim(sim) => sim.stats(),
+            Counter::Sim(sim) => merged(sim.stats(), self.stores.stats()),
             Counter::Aws(requests) => requests.stats(),
         };
         merged(backend, self.registries.stats())
@@ -71,18 +80,19 @@ fn merged(mut backend: CallStats, registries: CallStats) -> CallStats {
 }
 
 pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
-    let (mut backend, counter) = match cli.backend {
+    let (mut backend, counter, stores) = match cli.backend {
         BackendKind::Sim => {
             let sim = Sim::open(&cli.sim_state)?;
-            (sim.backend(), Counter::Sim(sim))
+            (sim.backend(), Counter::Sim(sim), RequestCounter::default())
         }
         BackendKind::Aws => {
             let aws = aws::connect(cli.region.clone()).await;
             aws.check_credentials().await?;
-            (aws.backend, Counter::Aws(aws.requests))
+            let stores = aws.requests.clone();
+            (aws.backend, Counter::Aws(aws.requests), stores)
         }
     };
-    let limited = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()));
+    let limited = Arc::new(Limited::new(backend.ecs.clone(), backend.clock.clone()).with_rates(&cli.api_rates));
     let registries = Arc::new(Registries::new(RegistryConfig::from_env(cli.insecure_registries.clone()))?);
     backend.ecs = limited.clone();
     // ECR behind ECR's bucket and the retry policy; other registries retry each request themselves.
@@ -90,7 +100,7 @@ pub async fn connect(cli: &Cli) -> anyhow::Result<Connected> {
     backend.secrets = limited.secrets(backend.secrets.clone());
     backend.target_groups = limited.target_groups(backend.target_groups.clone());
     backend.autoscaling = limited.autoscaling(backend.autoscaling.clone());
-    Ok(Connected { backend, limited, counter, registries })
+    Ok(Connected { backend, limited, counter, registries, stores })
 }
 
 /// Opens the sim state directly (the `sim` subcommands act on it whatever `--backend` says).

@@ -1,8 +1,9 @@
 //! `mcpfleet history`: the revisions a service ran, newest first, with image, digest, outcome and, for verified
 //! revisions, the MCP tools they offered and what changed.
 
-use mcpfleet::reconcile::rollout::{self, RevisionTools};
+use mcpfleet::reconcile::rollout::{self, Revision, RevisionTools};
 
+use super::table::{self, Cell, Column, Layout, Tone};
 use super::{Cli, EXIT_OK, Output};
 
 #[derive(Debug, clap::Args)]
@@ -15,6 +16,9 @@ pub struct Args {
     /// `json` prints {"service", "cluster", "revisions": [...]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Print every value in full (whole digests), however wide the terminal.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// The added and removed tools of a verified revision, when it was compared with a good one and names are known.
@@ -45,6 +49,44 @@ fn tool_changes(t: &RevisionTools) -> Option<String> {
     ))
 }
 
+/// The revisions as a table, newest first; digests cut to 19 characters unless `wide`.
+fn render_revisions(revisions: &[Revision], wide: bool, layout: Layout) -> String {
+    const COLUMNS: [Column; 7] = [
+        Column::right("REVISION").kept(),
+        Column::left("IMAGE"),
+        Column::left("DIGEST"),
+        Column::left("ARCH"),
+        Column::left("REGISTERED"),
+        Column::left("TOOLS"),
+        Column::left("OUTCOME"),
+    ];
+    let rows = revisions
+        .iter()
+        .map(|r| {
+            let when = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.registered_at),
+            );
+            // The running revision and a superseded one carry no recorded outcome.
+            let tone = match mcpfleet::state::Outcome::parse(&r.outcome) {
+                _ if r.inactive => Tone::Quiet,
+                Some(mcpfleet::state::Outcome::Completed) => Tone::Good,
+                Some(mcpfleet::state::Outcome::Failed | mcpfleet::state::Outcome::RolledBack) => Tone::Bad,
+                None => Tone::Plain,
+            };
+            vec![
+                r.revision.to_string().into(),
+                r.image_tag.as_deref().unwrap_or("-").into(),
+                super::status::digest_shown(r.digest.as_deref(), wide).into(),
+                r.architecture.as_deref().unwrap_or("-").into(),
+                when.to_string().into(),
+                r.tools.as_ref().map_or_else(|| "-".to_string(), tool_counts).into(),
+                Cell::toned(if r.inactive { format!("{} (inactive)", r.outcome) } else { r.outcome.clone() }, tone),
+            ]
+        })
+        .collect();
+    table::render(layout, &COLUMNS, rows)
+}
+
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
@@ -56,25 +98,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Output::Text => {
-            println!(
-                "{:>8}  {:<12} {:<20} {:<7} {:<25} {:<12} OUTCOME",
-                "REVISION", "IMAGE", "DIGEST", "ARCH", "REGISTERED", "TOOLS"
-            );
-            for r in &revisions {
-                let when = humantime::format_rfc3339_seconds(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.registered_at),
-                );
-                println!(
-                    "{:>8}  {:<12} {:<20} {:<7} {:<25} {:<12} {}",
-                    r.revision,
-                    r.image_tag.as_deref().unwrap_or("-"),
-                    r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>()).unwrap_or_else(|| "-".into()),
-                    r.architecture.as_deref().unwrap_or("-"),
-                    when.to_string(),
-                    r.tools.as_ref().map_or_else(|| "-".to_string(), tool_counts),
-                    if r.inactive { format!("{} (inactive)", r.outcome) } else { r.outcome.clone() },
-                );
-            }
+            print!("{}", render_revisions(&revisions, args.wide, Layout::stdout(args.wide)));
             for r in &revisions {
                 if let Some(line) = r.tools.as_ref().and_then(tool_changes) {
                     println!("{}: {line}", mcpfleet::state::short(&r.task_definition));

@@ -4,17 +4,22 @@
 mod apply;
 mod backend;
 mod bridge;
+mod cost;
 mod healthcheck;
 mod history;
+mod lease;
+mod owner;
 mod plan;
 mod probe;
 mod progress;
+mod publish;
 mod render;
 mod rollback;
 mod run;
 mod schema;
 mod sim;
 mod status;
+mod table;
 mod validate;
 
 use std::path::PathBuf;
@@ -50,6 +55,12 @@ pub struct Cli {
     /// State file of the sim backend.
     #[arg(long, global = true, value_name = "PATH", default_value = ".mcpfleet/sim.json", env = "MCPFLEET_SIM_STATE")]
     pub sim_state: PathBuf,
+
+    /// An API's rate limit as the account has it: `OPERATION=BURST/RATE` (tokens, and requests per second), for
+    /// an operation's bucket (`DescribeServices`, `BatchGetImage`) or a bucket by name (`ServiceWrite`);
+    /// repeatable. The defaults are AWS's published quotas (see the README's "API rate limits").
+    #[arg(long = "api-rate", global = true, value_name = "OPERATION=BURST/RATE", value_parser = mcpfleet::backend::limits::RateOverride::parse)]
+    pub api_rates: Vec<mcpfleet::backend::limits::RateOverride>,
 
     /// AWS region (default: the standard AWS region chain).
     #[arg(long, global = true, value_name = "REGION")]
@@ -111,6 +122,9 @@ pub enum Command {
     Render(render::Args),
     /// Resolve images and secrets (read-only), compare with what runs, and print what apply would change.
     Plan(plan::Args),
+    /// What each service costs a month on Fargate, the fleet's total, and what moving X86_64 services whose image
+    /// has linux/arm64 to ARM64 would save (resolution read-only, as in `plan`).
+    Cost(cost::Args),
     /// Converge ECS to the manifests; with --wait, watch every rollout.
     Apply(apply::Args),
     /// Show each service's revision, image, architecture, task counts, rollout state and last good revision.
@@ -124,6 +138,13 @@ pub enum Command {
     Probe(probe::Args),
     /// Run the controller: reconcile every interval and on manifest changes; /healthz, /readyz, /metrics.
     Run(run::Args),
+    /// Validate and resolve the manifests (read-only), then write them as one object for controllers to run
+    /// (`run --source`); the write is conditional on the version read, so concurrent publishes never overwrite
+    /// each other. `--history` lists the published versions.
+    Publish(publish::Args),
+    /// The DynamoDB table of `run --lease`: `lease create-table dynamodb://TABLE`.
+    #[command(subcommand)]
+    Lease(lease::Command),
     /// Exit 0 when the controller's /healthz answers 200 (the container HEALTHCHECK).
     Healthcheck(healthcheck::Args),
     /// Serve a stdio MCP server over Streamable HTTP (both protocol generations), with /health, /ready and a
@@ -146,6 +167,39 @@ pub struct Files {
     pub paths: Vec<PathBuf>,
 }
 
+/// Where a command's fleet comes from: manifest files, or the fleet `mcpfleet publish` wrote.
+#[derive(Debug, clap::Args)]
+pub struct Source {
+    /// A manifest file or a directory of them; repeatable.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        num_args = 1..,
+        required_unless_present = "source",
+        conflicts_with = "source"
+    )]
+    pub paths: Vec<PathBuf>,
+    /// The fleet `mcpfleet publish` wrote, instead of files.
+    #[arg(long, value_name = "s3://BUCKET/KEY", value_parser = mcpfleet::backend::store::ObjectUrl::parse)]
+    pub source: Option<mcpfleet::backend::store::ObjectUrl>,
+}
+
+impl Source {
+    /// Loads and validates the fleet (printing every diagnostic to stderr when there are any).
+    pub async fn load(&self, cli: &Cli) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
+        match &self.source {
+            None => load_fleet(cli, &Files { paths: self.paths.clone() }),
+            Some(url) => {
+                let store = mcpfleet::backend::aws::object_store(cli.region.clone(), &Default::default()).await;
+                let files = publish::read_published(&store, url).await?;
+                let fleet = mcpfleet::spec::load_sources_with(&files.files, &cli.load_options());
+                checked(fleet)
+            }
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     // Usage errors exit 1 like every other error: exit 2 is reserved for `plan --detailed-exitcode`.
     let cli = match Cli::try_parse() {
@@ -163,6 +217,7 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Sim(cmd) => sim::run(&cli, cmd),
         Command::Plan(args) => block_on(plan::run(&cli, args)),
+        Command::Cost(args) => block_on(cost::run(&cli, args)),
         Command::Apply(args) => block_on(apply::run(&cli, args)),
         Command::Status(args) => block_on(status::run(&cli, args)),
         Command::History(args) => block_on(history::run(&cli, args)),
@@ -172,6 +227,8 @@ pub fn main() -> ExitCode {
         Command::InstallBridge(args) => bridge::install(args),
         Command::Bridge(args) => block_on_threads(bridge::run(args)),
         Command::Run(args) => block_on_threads(run::run(&cli, args)),
+        Command::Publish(args) => block_on(publish::run(&cli, args)),
+        Command::Lease(cmd) => block_on(lease::run(&cli, cmd)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -191,11 +248,13 @@ impl Command {
     fn output(&self) -> Output {
         match self {
             Command::Validate(args) => args.output,
-            Command::Plan(args) => args.output,
+            Command::Plan(args) => args.output.errors(),
+            Command::Cost(args) => args.output,
             Command::Apply(args) => args.output,
             Command::Status(args) => args.output,
             Command::History(args) => args.output,
             Command::Probe(args) => args.output,
+            Command::Publish(args) => args.output,
             _ => Output::Text,
         }
     }
@@ -269,7 +328,11 @@ pub struct Prepared {
 
 impl Prepared {
     pub async fn new(cli: &Cli, files: &Files) -> anyhow::Result<Prepared> {
-        let fleet = load_fleet(cli, files)?;
+        Prepared::resolve(cli, load_fleet(cli, files)?).await
+    }
+
+    /// Connects and resolves a loaded fleet.
+    pub async fn resolve(cli: &Cli, fleet: mcpfleet::spec::ValidFleet) -> anyhow::Result<Prepared> {
         let conn = backend::connect(cli).await?;
         let desired = mcpfleet::reconcile::desired_state(&fleet, &conn.backend).await?;
         for w in desired.iter().flat_map(|d| &d.warnings) {
@@ -304,7 +367,14 @@ impl Cli {
 
 /// Loads and validates manifests, printing every diagnostic to stderr when there are any.
 pub fn load_fleet(cli: &Cli, files: &Files) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
-    match mcpfleet::spec::load_paths_with(&files.paths, &cli.load_options()) {
+    checked(mcpfleet::spec::load_paths_with(&files.paths, &cli.load_options()))
+}
+
+/// A loaded fleet, or its diagnostics printed on stderr and carried by the error.
+fn checked(
+    loaded: Result<mcpfleet::spec::ValidFleet, mcpfleet::spec::Diagnostics>,
+) -> anyhow::Result<mcpfleet::spec::ValidFleet> {
+    match loaded {
         Ok(fleet) => {
             tracing::debug!(services = fleet.services.len(), "manifests valid");
             Ok(fleet)

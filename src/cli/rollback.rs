@@ -7,7 +7,7 @@ use mcpfleet::reconcile::settle::{self, Settled};
 use mcpfleet::state::{ServiceTags, short as short_td};
 
 use super::apply::{EXIT_ROLLOUT_FAILED, EXIT_STILL_ROLLING_OUT};
-use super::{Cli, EXIT_OK};
+use super::{Cli, EXIT_ERROR, EXIT_OK};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,12 +26,19 @@ pub struct Args {
     /// progressDeadline of 10m that decides whether it failed).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+    /// Roll back even a service a controller owns while its lease is live (the rolled-back spec is held, so
+    /// the controller keeps the rollback until the published spec changes).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let conn = super::backend::connect(cli).await?;
     let ecs = conn.backend.ecs.as_ref();
     let state = rollout::managed_service(ecs, &args.service, &args.cluster).await?;
+    if !super::owner::may_write(cli, &conn, [&state], args.force, super::owner::Command::Rollback).await? {
+        return Ok(EXIT_ERROR);
+    }
     let target = rollout::rollback_target(ecs, &state, args.to_revision.as_deref()).await?;
     if target.arn == state.task_definition {
         println!("{} is already on {}", state.name, short_td(&target.arn));
@@ -40,13 +47,14 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     // The spec running now is marked failed, so apply and the controller leave the operator's choice alone
     // until the manifests change.
     let abandoned = ServiceTags::of(&state).spec_hash.unwrap_or_default().to_string();
-    let reporter = super::progress::Reporter::new();
+    let reporter = super::progress::Reporter::new(1, false);
     let progress = |service: &str, what: &str| reporter.report(service, what);
     let policy = settle::Policy::operator();
     let timeout = args.timeout.unwrap_or_else(|| settle::default_timeout([policy.progress_deadline_secs]));
     let wait = args.wait.then_some(timeout);
     let clock = conn.backend.clock.as_ref();
     let settled = settle::rollback_to(ecs, clock, &state, &target.arn, &abandoned, wait, &progress).await?;
+    reporter.close();
     let (from, to) = (short_td(&state.task_definition), short_td(&target.arn));
     match settled {
         None => {

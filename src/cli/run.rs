@@ -8,16 +8,37 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use mcpfleet::controller::lease::{Elector, LeaseTimings};
+use mcpfleet::controller::source::Published;
 use mcpfleet::controller::{self, Controller, MIN_GAP, Options, Shared};
 use mcpfleet::reconcile::verify::McpProber;
 use tracing::{error, info, warn};
 
-use super::{Cli, EXIT_ERROR, EXIT_OK, Files};
+use super::{Cli, EXIT_ERROR, EXIT_OK, Source};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub files: Files,
+    pub source: Source,
+    /// With --source: time between polls of the published fleet (one HeadObject each; downloaded only when it
+    /// changed).
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    pub source_interval: Duration,
+    /// Elect one leader among replicas over this DynamoDB item (`mcpfleet lease create-table` makes the table):
+    /// only the leader observes and writes; the others stand by, ready.
+    #[arg(long, value_name = "dynamodb://TABLE/NAME", value_parser = mcpfleet::backend::lease::LeaseUrl::parse)]
+    pub lease: Option<mcpfleet::backend::lease::LeaseUrl>,
+    /// With --lease: how long a leader may go without renewing before a standby takes over.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// With --lease: a leader that could not renew for this long stops writing (shorter than --lease-duration).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub renew_deadline: Duration,
+    /// With --lease: how often the leader renews and a standby reads the lease.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub retry_period: Duration,
     /// Time between reconcile passes (±10 % jitter; at least 1s); a manifest change starts one at once.
     #[arg(long, default_value = "60s", value_parser = parse_interval)]
     pub interval: Duration,
@@ -56,6 +77,25 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         sim.release();
     }
     let shared = Shared::new();
+    let elector = match &args.lease {
+        Some(url) => {
+            let timings = LeaseTimings {
+                duration: args.lease_duration,
+                renew_deadline: args.renew_deadline,
+                retry: args.retry_period,
+            };
+            if let Err(e) = timings.check() {
+                eprintln!("error: {e}");
+                return Ok(EXIT_ERROR);
+            }
+            let store = Arc::new(mcpfleet::backend::aws::lease_store(cli.region.clone(), conn.store_requests()).await);
+            Some(Elector::new(store, url.clone(), timings, shared.clone()))
+        }
+        None => {
+            shared.set_role(None);
+            None
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -73,7 +113,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     info!(listen = %args.listen, interval_s = args.interval.as_secs(), "controller started");
 
     let opts = Options {
-        paths: args.files.paths.clone(),
+        paths: args.source.paths.clone(),
         load: cli.load_options(),
         interval: args.interval,
         prune: args.prune,
@@ -92,6 +132,23 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         shared,
         std::sync::Arc::new(McpProber),
     );
+    let controller = match &args.source.source {
+        Some(url) => {
+            let store = mcpfleet::backend::aws::object_store(cli.region.clone(), conn.store_requests()).await;
+            let published = Published::new(Arc::new(store), url.clone(), cli.load_options(), args.source_interval);
+            info!(source = %url, poll_s = args.source_interval.as_secs(), "following the published fleet");
+            controller.with_published(published)
+        }
+        None => controller,
+    };
+    let lease_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (controller, election) = match elector {
+        Some(elector) => {
+            let controller = controller.with_lease(elector.leadership());
+            (controller, Some(tokio::spawn(elector.run(lease_stop.clone()))))
+        }
+        None => (controller, None),
+    };
     let stop = controller.stop_flag();
     let mut signals = Signals::new()?;
     let shutdown_timeout = args.shutdown_timeout;
@@ -112,6 +169,14 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     });
     // Polled on this task (not spawned): the loop's futures borrow across awaits and need not be Send.
     controller.run().await;
+    // Nothing writes any more: the lease can go to a standby at once.
+    lease_stop.store(true, Ordering::SeqCst);
+    if let Some(election) = election {
+        match election.await {
+            Ok(mut elector) => elector.release().await,
+            Err(e) => error!(error = %e, "the lease election task failed"),
+        }
+    }
     info!("shut down cleanly");
     Ok(EXIT_OK)
 }

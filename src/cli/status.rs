@@ -14,21 +14,28 @@ use mcpfleet::state::secrets::{self, Rotated};
 use mcpfleet::state::{self, ServiceTags, TaskDefArn, Verification, is_managed, short as short_td};
 use serde::Serialize;
 
+use super::table::{self, Cell, Column, Layout, Tone};
 use super::{Cli, EXIT_ERROR, EXIT_OK, Output};
 
 #[derive(Debug, clap::Args)]
 // One of the two, named as such in the usage line (`<--file <PATH>...|--cluster <CLUSTER>>`).
-#[command(group(clap::ArgGroup::new("services").required(true).args(["paths", "cluster"])))]
+#[command(group(clap::ArgGroup::new("services").required(true).args(["paths", "source", "cluster"])))]
 pub struct Args {
     /// The services of these manifests.
     #[arg(short = 'f', long = "file", value_name = "PATH", num_args = 1..)]
     pub paths: Vec<std::path::PathBuf>,
+    /// The services of the fleet `mcpfleet publish` wrote.
+    #[arg(long, value_name = "s3://BUCKET/KEY", value_parser = mcpfleet::backend::store::ObjectUrl::parse)]
+    pub source: Option<mcpfleet::backend::store::ObjectUrl>,
     /// Every service mcpfleet manages in this cluster.
     #[arg(long)]
     pub cluster: Option<String>,
     /// `json` prints {"services": [...]}.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Print every value in full (whole digests, every endpoint), however wide the terminal.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// One row of the status table.
@@ -147,8 +154,9 @@ impl VerificationRow {
 pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
     let mut wanted: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut fleet = None;
-    if !args.paths.is_empty() {
-        let loaded = super::load_fleet(cli, &super::Files { paths: args.paths.clone() })?;
+    if !args.paths.is_empty() || args.source.is_some() {
+        let source = super::Source { paths: args.paths.clone(), source: args.source.clone() };
+        let loaded = source.load(cli).await?;
         for s in &loaded.services {
             wanted.entry(s.cluster.clone()).or_default().push(s.name.clone());
         }
@@ -229,44 +237,7 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Output::Text => {
-            // An autoscaled service's count comes with its bounds, which widens the column only then.
-            let w = rows.iter().map(|r| r.desired_shown().chars().count()).max().unwrap_or(0).max(7);
-            println!(
-                "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>w$} {:>7}  {:<11} {:<26} {:>5}  {:<27} ENDPOINT",
-                "NAME",
-                "CLUSTER",
-                "TASK DEFINITION",
-                "IMAGE",
-                "DIGEST",
-                "ARCH",
-                "DESIRED",
-                "RUNNING",
-                "ROLLOUT",
-                "LAST GOOD",
-                "TOOLS",
-                "VERIFIED"
-            );
-            for r in &rows {
-                let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-                let digest = r.digest.as_deref().map(|d| d.chars().take(19).collect::<String>());
-                let verified = r.verification.as_ref().map(|v| format!("{} {}", v.result, v.at));
-                println!(
-                    "{:<22} {:<12} {:<26} {:<10} {:<19} {:<7} {:>w$} {:>7}  {:<11} {:<26} {:>5}  {:<27} {}",
-                    r.name,
-                    r.cluster,
-                    r.task_definition.as_deref().map(short_td).unwrap_or("-"),
-                    dash(&r.image),
-                    dash(&digest),
-                    dash(&r.architecture),
-                    r.desired_shown(),
-                    r.running,
-                    r.rollout_state,
-                    r.last_good.as_deref().map(short_td).unwrap_or("-"),
-                    r.tools.map_or_else(|| "-".to_string(), |n| n.to_string()),
-                    dash(&verified),
-                    r.endpoints.first().map_or("-", Endpoint::shown)
-                );
-            }
+            print!("{}", render_rows(&rows, args.wide, Layout::stdout(args.wide)));
             for (r, v) in rows.iter().filter_map(|r| Some((r, r.verification.as_ref()?))) {
                 if let Some(reason) = &v.reason {
                     println!("verification: {} failed on {} at {}: {reason}", r.name, v.revision, v.at);
@@ -296,6 +267,69 @@ pub async fn run(cli: &Cli, args: &Args) -> anyhow::Result<u8> {
         eprintln!("error: {m} (no active ECS service by that name; `apply` creates it)");
     }
     Ok(EXIT_ERROR)
+}
+
+/// A digest as tables show it: `sha256:` and the first 12 hex digits, unless `wide`.
+pub fn digest_shown(digest: Option<&str>, wide: bool) -> String {
+    match digest {
+        Some(d) if wide => d.to_string(),
+        Some(d) => d.chars().take(19).collect(),
+        None => "-".into(),
+    }
+}
+
+/// The status table; with `wide`, whole digests and every endpoint of a service (comma-separated).
+fn render_rows(rows: &[Row], wide: bool, layout: Layout) -> String {
+    const COLUMNS: [Column; 13] = [
+        Column::left("NAME").kept(),
+        Column::left("CLUSTER"),
+        Column::left("TASK DEFINITION"),
+        Column::left("IMAGE"),
+        Column::left("DIGEST"),
+        Column::left("ARCH"),
+        Column::right("DESIRED").kept(),
+        Column::right("RUNNING").kept(),
+        Column::left("ROLLOUT"),
+        Column::left("LAST GOOD"),
+        Column::right("TOOLS").kept(),
+        Column::left("VERIFIED"),
+        Column::left("ENDPOINT"),
+    ];
+    let cells = rows.iter().map(|r| {
+        let dash = |v: Option<&str>| v.unwrap_or("-").to_string();
+        let verified = r.verification.as_ref().map(|v| {
+            let tone = if v.result == "passed" { Tone::Good } else { Tone::Bad };
+            Cell::toned(format!("{} {}", v.result, v.at), tone)
+        });
+        let rollout = match r.rollout_state.as_str() {
+            "COMPLETED" => Tone::Good,
+            "IN_PROGRESS" => Tone::Change,
+            "FAILED" | "MISSING" => Tone::Bad,
+            _ => Tone::Plain,
+        };
+        let shown: Vec<&str> = r.endpoints.iter().map(Endpoint::shown).collect();
+        let endpoint = match (wide, shown.first()) {
+            (_, None) => "-".to_string(),
+            (true, Some(_)) => shown.join(", "),
+            (false, Some(first)) => first.to_string(),
+        };
+        vec![
+            r.name.as_str().into(),
+            r.cluster.as_str().into(),
+            dash(r.task_definition.as_deref().map(short_td)).into(),
+            dash(r.image.as_deref()).into(),
+            digest_shown(r.digest.as_deref(), wide).into(),
+            dash(r.architecture.as_deref()).into(),
+            r.desired_shown().into(),
+            r.running.to_string().into(),
+            Cell::toned(r.rollout_state.as_str(), rollout),
+            dash(r.last_good.as_deref().map(short_td)).into(),
+            r.tools.map_or_else(|| "-".to_string(), |n| n.to_string()).into(),
+            verified.unwrap_or_else(|| "-".into()),
+            endpoint.into(),
+        ]
+    });
+    table::render(layout, &COLUMNS, cells.collect())
 }
 
 /// A service's row. Image, digest and architecture come from its tags, which describe the revision mcpfleet

@@ -79,7 +79,7 @@ impl From<&BackendError> for ErrorKind {
                 ErrorKind::Aws4xx
             }
             // A hand-broken sim state file waits for someone to fix it, like a broken manifest.
-            BackendError::StateFile { .. } => ErrorKind::Spec,
+            BackendError::StateFile { .. } | BackendError::StateJournal { .. } => ErrorKind::Spec,
             BackendError::Unavailable { .. } | BackendError::State(_) => ErrorKind::Transient,
         }
     }

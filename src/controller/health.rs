@@ -33,6 +33,10 @@ pub(super) struct Status {
     pub(super) next_pass: Option<Instant>,
     /// Verified services whose last re-probe failed, as `cluster/name` → why.
     pub(super) mcp_failures: std::collections::BTreeMap<String, String>,
+    /// The published fleet in use (`run --source`).
+    pub(super) fleet_version: Option<super::source::FleetVersion>,
+    /// With `--lease`: whether this replica leads (`Some(true)`) or stands by.
+    pub(super) leading: Option<bool>,
 }
 
 impl Shared {
@@ -42,6 +46,12 @@ impl Shared {
             status: Mutex::new(Status::default()),
             progress: Mutex::new(Instant::now()),
         })
+    }
+
+    /// With `--lease`: whether this replica now leads (`mcpfleet_leader`, `/readyz`'s `role`).
+    pub fn set_role(&self, leading: Option<bool>) {
+        crate::backend::lock(&self.status).leading = leading;
+        self.metrics.leader.set(i64::from(leading.unwrap_or(true)));
     }
 
     /// Records that the loop made progress.
@@ -73,6 +83,10 @@ impl Shared {
     /// Whether the controller is ready, and a JSON body that says why not.
     pub fn readiness(&self) -> (bool, serde_json::Value) {
         let s = crate::backend::lock(&self.status);
+        // A standby is ready to take over: it neither loads nor observes until it leads.
+        if s.leading == Some(false) {
+            return (true, serde_json::json!({ "ready": true, "role": "standby", "reasons": [] }));
+        }
         let mut reasons = Vec::new();
         if !s.has_fleet {
             reasons.push("no valid manifests loaded yet".to_string());
@@ -100,6 +114,10 @@ impl Shared {
             "failedRollbacks": s.failed_rollbacks,
             "mcpProbeFailures": mcp_failures,
         });
+        body["role"] = "leader".into();
+        if let Some(v) = &s.fleet_version {
+            body["fleetVersion"] = serde_json::to_value(v).unwrap_or_default();
+        }
         // When the controller looks again without a manifest change: tells "idle until then" from "stuck".
         if let Some(at) = s.next_pass {
             body["nextPassInSeconds"] = at.saturating_duration_since(Instant::now()).as_secs_f64().ceil().into();

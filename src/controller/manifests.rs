@@ -52,24 +52,25 @@ impl Manifests {
         self.fingerprint = fp;
         match spec::load_paths_with(&self.paths, &self.options) {
             Ok(fleet) => {
-                let before: BTreeMap<(&str, &str), &ValidService> = self
-                    .fleet
-                    .iter()
-                    .flat_map(|f| &f.services)
-                    .map(|s| ((s.cluster.as_str(), s.name.as_str()), s))
-                    .collect();
-                let changed = fleet
-                    .services
-                    .iter()
-                    .filter(|s| before.get(&(s.cluster.as_str(), s.name.as_str())) != Some(s))
-                    .map(|s| (s.cluster.clone(), s.name.clone()))
-                    .collect();
+                let changed = changed_services(self.fleet.as_ref(), &fleet);
                 self.fleet = Some(fleet);
                 Reload::Loaded { changed }
             }
             Err(diags) => Reload::Invalid(diags.0.iter().map(ToString::to_string).collect()),
         }
     }
+}
+
+/// The services of `after` that are new or whose spec differs from `before`'s.
+pub(super) fn changed_services(before: Option<&ValidFleet>, after: &ValidFleet) -> Vec<Key> {
+    let before: BTreeMap<(&str, &str), &ValidService> =
+        before.iter().flat_map(|f| &f.services).map(|s| ((s.cluster.as_str(), s.name.as_str()), s)).collect();
+    after
+        .services
+        .iter()
+        .filter(|s| before.get(&(s.cluster.as_str(), s.name.as_str())) != Some(s))
+        .map(|s| (s.cluster.clone(), s.name.clone()))
+        .collect()
 }
 
 /// Modification times and sizes of every manifest, to notice edits.

@@ -78,6 +78,9 @@ pub struct Metrics {
     pub reconcile_errors: Family<KindLabel, Counter>,
     pub api_requests: Family<OperationLabel, Counter>,
     pub api_throttles: Family<OperationLabel, Counter>,
+    /// The rate each metered operation's bucket allows now (requests per second): AWS's quota, or `--api-rate`'s,
+    /// or less while adaptive pacing holds it down after throttling.
+    pub api_rate: Family<OperationLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Seconds per reconcile pass.
     pub pass_duration: Histogram,
     pub passes: Family<OutcomeLabel, Counter>,
@@ -90,6 +93,10 @@ pub struct Metrics {
     pub mcp_tools: Family<ServiceLabel, Gauge>,
     /// Seconds an MCP verification's slowest probe took.
     pub mcp_probe_duration: Family<ServiceLabel, Histogram, fn() -> Histogram>,
+    /// 1 while this replica leads (always, without `--lease`), 0 while it stands by.
+    pub leader: Gauge,
+    /// Times this replica became leader or stopped being one.
+    pub lease_transitions: Counter,
 }
 
 impl Metrics {
@@ -103,6 +110,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             api_requests: Family::default(),
             api_throttles: Family::default(),
+            api_rate: Family::default(),
             pass_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             passes: Family::default(),
             services: Family::default(),
@@ -111,6 +119,8 @@ impl Metrics {
             mcp_probe_success: Family::default(),
             mcp_tools: Family::default(),
             mcp_probe_duration: Family::new_with_constructor(latency_histogram),
+            leader: Gauge::default(),
+            lease_transitions: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("reconciles", "Service reconciles by outcome", m.reconciles.clone());
@@ -132,6 +142,11 @@ impl Metrics {
         );
         registry.register("api_requests", "AWS API requests by operation", m.api_requests.clone());
         registry.register("api_throttles", "AWS API requests refused for rate, by operation", m.api_throttles.clone());
+        registry.register(
+            "api_rate",
+            "Requests per second each operation's client-side bucket allows now (adaptive pacing included)",
+            m.api_rate.clone(),
+        );
         registry.register("reconcile_duration_seconds", "Duration of a reconcile pass", m.pass_duration.clone());
         registry.register("reconcile_passes", "Reconcile passes by outcome", m.passes.clone());
         registry.register("services", "Managed services by state", m.services.clone());
@@ -151,6 +166,12 @@ impl Metrics {
             "mcp_probe_duration_seconds",
             "Duration of the slowest probe of an MCP verification",
             m.mcp_probe_duration.clone(),
+        );
+        registry.register("leader", "1 while this replica holds the lease and writes, 0 on standby", m.leader.clone());
+        registry.register(
+            "lease_transitions",
+            "Times this replica became leader or stopped being one",
+            m.lease_transitions.clone(),
         );
         for outcome in ["started", "failed"] {
             let _ = m.rollbacks.get_or_create(&OutcomeLabel { outcome: outcome.into() });

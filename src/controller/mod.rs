@@ -16,11 +16,13 @@ pub mod backoff;
 pub mod health;
 pub mod heartbeat;
 pub mod http;
+pub mod lease;
 pub mod manifests;
 pub mod metrics;
 pub mod probes;
 pub mod schedule;
 mod settle;
+pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -38,6 +40,7 @@ use crate::backend::{Backend, Clock, Images, Op, Secrets, ServiceState, SystemCl
 use crate::plan::{Action as PlanAction, Plan, PlanReason, ServicePlan};
 use crate::reconcile::verify::{GatePorts, Prober};
 use crate::reconcile::{self, ApplyOptions, Desired, Observed, Outcome};
+use crate::state::{self, ServiceTags};
 
 pub use self::backoff::{Backoffs, ErrorKind, ReconcileFailure};
 pub use health::{STALL_BOUND, Shared};
@@ -45,6 +48,7 @@ use manifests::{Manifests, Reload};
 use metrics::{OperationLabel, ServiceLabel, StateLabel};
 use probes::Probes;
 pub use schedule::{Action, FAST, Key, MIN_GAP, Schedule};
+use source::{FleetSource, Published};
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -78,7 +82,7 @@ pub struct Controller {
     sim: Option<Arc<Sim>>,
     api_calls: Box<dyn Fn() -> CallStats + Send + Sync>,
     shared: Arc<Shared>,
-    manifests: Manifests,
+    manifests: FleetSource,
     backing: Backoffs,
     schedule: Schedule,
     last_calls: CallStats,
@@ -95,6 +99,8 @@ pub struct Controller {
     probes: Probes,
     /// The services whose MCP series exist, so a service no longer verified loses them.
     probed_labels: BTreeSet<ServiceLabel>,
+    /// With `--lease`: whether this replica may observe and write.
+    leadership: Option<Arc<lease::Leadership>>,
 }
 
 impl Controller {
@@ -128,7 +134,7 @@ impl Controller {
             backing: Backoffs::new(opts.interval),
             schedule: Schedule::new(opts.interval),
             probes: Probes::new(opts.probe_interval),
-            manifests: Manifests::new(opts.paths.clone(), opts.load.clone()),
+            manifests: FleetSource::Files(Manifests::new(opts.paths.clone(), opts.load.clone())),
             opts,
             backend,
             images,
@@ -147,7 +153,54 @@ impl Controller {
             stop: Arc::new(AtomicBool::new(false)),
             prober,
             probed_labels: BTreeSet::new(),
+            leadership: None,
         }
+    }
+
+    /// Follows the fleet `publish` wrote instead of the files of [`Options::paths`].
+    pub fn with_published(mut self, published: Published) -> Controller {
+        self.manifests = FleetSource::Published(Box::new(published));
+        self
+    }
+
+    /// Observes and writes only while `leadership` holds the lease.
+    pub fn with_lease(mut self, leadership: Arc<lease::Leadership>) -> Controller {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// The lease URL the services this replica converges are tagged as owned by (with `--lease`).
+    fn owner(&self) -> Option<&str> {
+        self.leadership.as_deref().map(lease::Leadership::owner)
+    }
+
+    /// Tags the fleet's services this controller owns but that do not say so yet (created or last updated by
+    /// `apply`, or by another fleet's controller): one TagResource each, once. From then on `apply` and
+    /// `rollback` refuse them while the lease is live. Services it creates or updates carry it already.
+    async fn claim(&self, desired: &[Desired], observed: &Observed) {
+        let Some(owner) = self.owner() else { return };
+        for d in desired {
+            let Some(o) = observed.get(&d.ecs.cluster, &d.ecs.name).filter(|o| o.is_active()) else { continue };
+            let tags = ServiceTags::of(o);
+            if !tags.managed || tags.owner == Some(owner) {
+                continue;
+            }
+            let owned: crate::backend::Tags =
+                [state::owned_by(Some(owner))].into_iter().map(|t| (t.key, t.value)).collect();
+            match self.backend.ecs.tag_resource(&o.arn, &owned).await {
+                Ok(()) => {
+                    info!(service = %o.name, cluster = %o.cluster, owner, previous = tags.owner.unwrap_or("-"), "tagged as owned by this controller")
+                }
+                Err(e) => {
+                    warn!(service = %o.name, cluster = %o.cluster, error = %e, "cannot tag the service as owned by this controller")
+                }
+            }
+        }
+    }
+
+    /// Whether this replica may write now (always, without a lease).
+    fn leads(&self) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.holds())
     }
 
     /// What the MCP gate probes with.
@@ -163,6 +216,13 @@ impl Controller {
     /// Runs passes until the stop flag is set; the pass in progress finishes first.
     pub async fn run(mut self) {
         while !self.stop.load(Ordering::SeqCst) {
+            if !self.leads() {
+                // A standby neither observes nor writes; it waits to lead (its lease reads are counted).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.record_api_calls();
+                self.shared.beat();
+                continue;
+            }
             self.pass().await;
             let now = Instant::now();
             let mut next = self.schedule.next_pass(now);
@@ -179,8 +239,11 @@ impl Controller {
                 }
                 tokio::time::sleep(Duration::from_millis(250).min(next - now)).await;
                 self.shared.beat();
-                if self.manifests.changed_on_disk() {
-                    info!("manifests changed on disk");
+                if self.manifests.changed().await {
+                    match &self.manifests {
+                        FleetSource::Files(_) => info!("manifests changed on disk"),
+                        FleetSource::Published(_) => info!("the published fleet changed"),
+                    }
                     break;
                 }
             }
@@ -229,14 +292,24 @@ impl Controller {
         let throttles = self.limited.throttles();
         add_deltas(&self.shared.metrics.api_throttles, &throttles, &self.last_throttles);
         self.last_throttles = throttles;
+        for (op, rate) in self.limited.rates() {
+            self.shared.metrics.api_rate.get_or_create(&OperationLabel::from(op)).set(rate);
+        }
     }
 
-    fn reload_manifests(&mut self) {
-        match self.manifests.reload() {
+    async fn reload_manifests(&mut self) {
+        match self.manifests.reload().await {
             Reload::Unchanged => {}
             Reload::Loaded { changed } => {
                 let services = self.manifests.fleet().map_or(0, |f| f.services.len());
-                info!(services, changed = changed.len(), "manifests loaded");
+                let version = self.manifests.version().cloned();
+                match &version {
+                    Some(v) => {
+                        info!(services, changed = changed.len(), source = %v.source, etag = %v.etag, version_id = v.version_id.as_deref().unwrap_or("-"), published_by = v.published_by.as_deref().unwrap_or("-"), "manifests loaded")
+                    }
+                    None => info!(services, changed = changed.len(), "manifests loaded"),
+                }
+                crate::backend::lock(&self.shared.status).fleet_version = version;
                 if !changed.is_empty() {
                     // A tag re-pushed since it was cached must not be deployed by its old digest: an edit is
                     // resolved against the registry and the secret store as they are now.
@@ -265,7 +338,7 @@ impl Controller {
     }
 
     async fn reconcile_once(&mut self) {
-        self.reload_manifests();
+        self.reload_manifests().await;
         let Some(fleet) = self.manifests.fleet().cloned() else { return };
         let ecs = self.backend.ecs.clone();
         let named: BTreeSet<Key> = fleet.services.iter().map(|s| (s.cluster.clone(), s.name.clone())).collect();
@@ -292,7 +365,10 @@ impl Controller {
         let mut desired = Vec::new();
         for (svc, res) in due.services.iter().zip(resolved) {
             match res {
-                Ok(res) => desired.push(Desired::new(svc, &res)),
+                Ok(res) => desired.push(match self.owner() {
+                    Some(owner) => Desired::new(svc, &res).owned_by(owner),
+                    None => Desired::new(svc, &res),
+                }),
                 Err(problems) => {
                     for p in &problems {
                         warn!(service = %svc.name, cluster = %svc.cluster, problem = %p, "cannot resolve; service left as it is");
@@ -320,6 +396,10 @@ impl Controller {
             s.observed_once = true;
         }
 
+        // The lease is checked again before each batch of writes: a leader that could not renew writes nothing.
+        if !self.leads() {
+            return warn!("the lease is no longer held: this pass writes nothing");
+        }
         let in_flight = self.settle_in_flight(&desired, &observed).await;
         let (busy, mut states) = (in_flight.busy, in_flight.states);
         let failed_rollbacks: BTreeSet<String> = in_flight.failed_rollbacks.iter().cloned().collect();
@@ -343,6 +423,10 @@ impl Controller {
         *converged = converged.saturating_sub(held);
         *states.entry("failed").or_default() += held;
 
+        if !self.leads() {
+            return warn!("the lease is no longer held: this pass writes nothing");
+        }
+        self.claim(&desired, &observed).await;
         let results = self.reconcile_services(&desired, &plan, &observed).await;
         let now = Instant::now();
         // A service this pass changed (or failed to) runs something other than what was observed: not probed.

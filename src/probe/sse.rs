@@ -27,6 +27,7 @@ type Events = Pin<Box<dyn Stream<Item = Result<sse_stream::Sse, sse_stream::Erro
 
 /// Connect, handshake, then every page of `tools/list`; the tool names in the server's order.
 pub(super) async fn run(url: &reqwest::Url, timeout: Duration, tracker: &Tracker) -> Result<Vec<String>, ProbeFailure> {
+    crate::tls::install();
     let http = reqwest::Client::builder()
         .connect_timeout(timeout)
         .build()

@@ -122,6 +122,7 @@ impl StreamableHttpClient for SessionWatch {
 
 /// Handshake, then every page of `tools/list`; the tool names in the server's order.
 pub(super) async fn run(url: &reqwest::Url, timeout: Duration, tracker: &Tracker) -> Result<Vec<String>, ProbeFailure> {
+    crate::tls::install();
     let http = reqwest::Client::builder()
         .connect_timeout(timeout)
         .build()

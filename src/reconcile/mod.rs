@@ -6,6 +6,7 @@
 //! the service's tags are written last, so a run interrupted between register and update is finished, not
 //! duplicated, by the next one.
 
+pub mod cost;
 pub mod endpoints;
 pub mod resolve;
 pub mod retention;
@@ -23,14 +24,15 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::backend::{
-    Autoscaling, Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, Op, ServiceState, ServiceUpdate, TdStatus,
+    Autoscaling, Backend, BackendError, DESCRIBE_SERVICES_BATCH, Ecs, Op, ServiceState, ServiceUpdate, TaskDefinition,
+    TdStatus,
 };
 use crate::plan::moves::Candidate;
 use crate::plan::scaling::ObservedScaling;
 use crate::plan::{self, Action, Plan, PlanReason, ServicePlan};
-use crate::render::Resolved;
 use crate::render::autoscaling::resource_id;
 use crate::render::ecs::{self, EcsService};
+use crate::render::{CpuArch, Resolved};
 use crate::spec::{ValidFleet, ValidMcp, ValidRollout, ValidService};
 use crate::state::{self, RevisionTags, ServiceTags, TaskDefArn};
 
@@ -64,9 +66,20 @@ pub struct Desired {
     pub ecs: EcsService,
     /// Resolution's warnings about this service (see [`Resolved::warnings`]), for the caller to show.
     pub warnings: Vec<String>,
+    /// The image's index lists `linux/arm64` (see [`Resolved::platforms`]): where `mcpfleet cost` suggests ARM64.
+    pub arm64_image: bool,
 }
 
 impl Desired {
+    /// Says, in the managed-by tag the service is created and updated with, that the controller holding the
+    /// lease `owner` owns it (see `state::managed_by`).
+    pub fn owned_by(mut self, owner: &str) -> Self {
+        for t in self.ecs.create_service.tags.iter_mut().filter(|t| t.key == state::TAG_MANAGED_BY) {
+            t.value = state::managed_by(Some(owner));
+        }
+        self
+    }
+
     /// Renders one service from its spec and resolution.
     pub fn new(svc: &ValidService, res: &Resolved) -> Self {
         Desired {
@@ -74,6 +87,7 @@ impl Desired {
             mcp: svc.mcp.clone(),
             ecs: ecs::render(svc, res),
             warnings: res.warnings.clone(),
+            arm64_image: res.platforms.iter().any(|p| p == CpuArch::Arm64.platform()),
         }
     }
 }
@@ -108,16 +122,23 @@ impl Observed {
     }
 }
 
-/// Describes services in batches of ten per cluster.
+/// DescribeServices requests in flight at once (across clusters and batches): enough to keep ECS's
+/// DescribeServices bucket busy at AWS's latency; the bucket (`backend::limits`), not this, sets the pace.
+pub const DESCRIBES_AT_ONCE: usize = 8;
+
+/// Describes services in batches of ten per cluster, up to [`DESCRIBES_AT_ONCE`] batches at a time; the answer
+/// keeps the clusters' and batches' order.
 pub async fn describe_all(
     ecs: &dyn Ecs,
     wanted: &BTreeMap<String, Vec<String>>,
 ) -> Result<Vec<ServiceState>, BackendError> {
+    let batches = wanted.iter().flat_map(|(cluster, names)| {
+        names.chunks(DESCRIBE_SERVICES_BATCH).map(move |chunk| ecs.describe_services(cluster, chunk))
+    });
+    let answers: Vec<_> = futures::stream::iter(batches).buffered(DESCRIBES_AT_ONCE).collect().await;
     let mut out = Vec::new();
-    for (cluster, names) in wanted {
-        for chunk in names.chunks(DESCRIBE_SERVICES_BATCH) {
-            out.extend(ecs.describe_services(cluster, chunk).await?.services);
-        }
+    for answer in answers {
+        out.extend(answer?.services);
     }
     Ok(out)
 }
@@ -190,6 +211,18 @@ pub async fn plan_fleet_with(
     ecs: &dyn Ecs,
     opts: PlanOptions,
 ) -> Result<Plan, ReconcileError> {
+    plan_fleet_described(desired, observed, ecs, opts, &mut BTreeMap::new()).await
+}
+
+/// [`plan_fleet_with`], keeping the task definitions it described, by ARN, in `described` (the plan's cost line
+/// reads the same revisions: they are not described twice).
+pub async fn plan_fleet_described(
+    desired: &[Desired],
+    observed: &Observed,
+    ecs: &dyn Ecs,
+    opts: PlanOptions,
+    described: &mut BTreeMap<String, TaskDefinition>,
+) -> Result<Plan, ReconcileError> {
     let retry_failed = opts.retry_failed;
     let unmanaged: Vec<String> = desired
         .iter()
@@ -211,6 +244,7 @@ pub async fn plan_fleet_with(
         {
             let current = ecs.describe_task_definition(&o.task_definition).await.ok();
             p = plan::plan_service_with(&d.ecs, obs, current.as_ref(), retry_failed);
+            described.extend(current.map(|td| (o.task_definition.clone(), td)));
         }
         if let Some(scaling) = observed.scaling_of(&d.ecs.cluster, &d.ecs.name) {
             let recorded = obs.filter(|o| o.is_active()).and_then(|o| state::ServiceTags::of(o).autoscaling);

@@ -309,6 +309,7 @@ pub async fn resolve_each(
                     command: command.flatten(),
                     warnings,
                     request_count_label,
+                    platforms: info.platforms.clone(),
                 })
             }
             _ => Err(problems),

@@ -943,6 +943,7 @@ spec:
             secret_versions: vec![],
             command: None,
             warnings: vec![],
+            platforms: vec!["linux/arm64".into()],
             request_count_label: None,
         };
         let out = render(&svc, &res);

@@ -68,6 +68,9 @@ pub struct Resolved {
     /// The resource label of the target group `autoscaling.requestsPerTarget` follows (its Application Load
     /// Balancer's and its own ARN, see [`autoscaling::request_count_label`]), once resolved.
     pub request_count_label: Option<String>,
+    /// The platforms the image's index lists (`linux/arm64`, …), once resolved; empty before, or when the registry's
+    /// answer does not say (a single manifest in ECR). `mcpfleet cost` reads it to suggest ARM64.
+    pub platforms: Vec<String>,
 }
 
 impl Resolved {
@@ -91,6 +94,7 @@ impl Resolved {
             command: svc.stdio.as_ref().and_then(|s| s.command.clone()),
             warnings: vec![],
             request_count_label: None,
+            platforms: vec![],
         }
     }
 }

@@ -173,8 +173,18 @@ codes! {
     StdioHealthProbe = "E1809", "healthCheck.probe on a stdio service (the bridge probes itself)";
     // Reported by resolution (reconcile::resolve), which reads the image config.
     StdioImageCommand = "E1810", "a stdio service without `command` whose image config cannot be read or gives no usable command (neither Entrypoint nor Cmd, no program, over 64 KiB)";
+    // E19xx: published fleets (spec::bundle).
+    BundleUnreadable = "E1901", "a published fleet that is not a bundle `mcpfleet publish` wrote (not its JSON, another apiVersion, a file named twice)";
+    BundleTooLarge = "E1902", "a published fleet larger than 64 MiB";
+    BundleMissing = "E1903", "no published fleet at the --source URL";
     // E20xx: secret rotation (validate::rotation).
     RotationLabels = "E2001", "more labels than fit beside the two tags of a service that reads secrets by stage (37 at most, fewer if verified or autoscaled)";
+    // E21xx: prices of `cost` and the plan's cost line (cost::prices, cli::cost).
+    PricesUnreadable = "E2101", "a --prices file that cannot be read or is larger than 1 MiB";
+    PricesFile = "E2102", "a --prices file that is not JSON of the documented shape (a field missing or unknown, a region code or price that is not one)";
+    NoPrice = "E2103", "no Fargate price for the fleet's region (the built-in table has us-east-1 only)";
+    PriceList = "E2104", "an AWS Price List answer without exactly one price for each Fargate Linux usage type of the region";
+    LivePricesSim = "E2105", "--live-prices on the sim backend, which has no price list";
 }
 
 impl fmt::Display for Code {

@@ -4,6 +4,7 @@
 //! Reading files happens only in [`load_paths`]; everything after it works on text, so tests and the controller
 //! can validate manifests without touching the filesystem.
 
+pub mod bundle;
 mod code;
 mod diag;
 mod image;

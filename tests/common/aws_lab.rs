@@ -21,6 +21,30 @@ impl AwsLab {
     /// A fresh moto, seeded (images, secrets, and the load balancers of [`AwsLab::load_balancers`]), with the
     /// example manifests copied and pointed at its subnets and security group.
     pub fn new() -> AwsLab {
+        let mut lab = AwsLab::bare();
+        let python = super::python();
+        let out = Command::new(&python)
+            .arg(repo().join("scripts/moto_world.py"))
+            .args(["seed", "--endpoint", &lab.endpoint])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "seeding moto failed: {}", String::from_utf8_lossy(&out.stderr));
+        lab.seed = serde_json::from_slice(&out.stdout).unwrap();
+        std::fs::create_dir(lab.manifests()).unwrap();
+        let subnets = lab.seed["subnets"].as_array().unwrap();
+        for f in ["fleet.yaml", "documents.yaml", "database.yaml", "search.yaml"] {
+            let text = std::fs::read_to_string(repo().join("manifests").join(f)).unwrap();
+            let text = text
+                .replace("subnet-0abc1234def567890", subnets[0].as_str().unwrap())
+                .replace("subnet-0abc1234def567891", subnets[1].as_str().unwrap())
+                .replace("sg-0abc1234def567890", lab.seed["securityGroups"][0].as_str().unwrap());
+            std::fs::write(lab.manifests().join(f), text).unwrap();
+        }
+        lab
+    }
+
+    /// A fresh moto with nothing in it (for S3 and DynamoDB beside the sim backend).
+    pub fn bare() -> AwsLab {
         let python = super::python();
         let moto_server = python.with_file_name("moto_server");
         assert!(moto_server.exists(), "{} not found: run scripts/test.sh to create .venv", moto_server.display());
@@ -42,23 +66,6 @@ impl AwsLab {
         let endpoint = format!("http://127.0.0.1:{port}");
         let mut lab = AwsLab { endpoint, seed: Value::Null, dir, moto };
         lab.wait_until_up(port);
-        let out = Command::new(&python)
-            .arg(repo().join("scripts/moto_world.py"))
-            .args(["seed", "--endpoint", &lab.endpoint])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "seeding moto failed: {}", String::from_utf8_lossy(&out.stderr));
-        lab.seed = serde_json::from_slice(&out.stdout).unwrap();
-        std::fs::create_dir(lab.manifests()).unwrap();
-        let subnets = lab.seed["subnets"].as_array().unwrap();
-        for f in ["fleet.yaml", "documents.yaml", "database.yaml", "search.yaml"] {
-            let text = std::fs::read_to_string(repo().join("manifests").join(f)).unwrap();
-            let text = text
-                .replace("subnet-0abc1234def567890", subnets[0].as_str().unwrap())
-                .replace("subnet-0abc1234def567891", subnets[1].as_str().unwrap())
-                .replace("sg-0abc1234def567890", lab.seed["securityGroups"][0].as_str().unwrap());
-            std::fs::write(lab.manifests().join(f), text).unwrap();
-        }
         lab
     }
 
@@ -156,6 +163,16 @@ impl AwsLab {
         self.world(&["secretsmanager", operation, &args.to_string()])
     }
 
+    /// One S3 call through boto3 (`create_bucket`, `put_object`, …).
+    pub fn s3(&self, operation: &str, args: Value) -> Value {
+        self.world(&["s3", operation, &args.to_string()])
+    }
+
+    /// One DynamoDB call through boto3 (`describe_table`, `get_item`, …).
+    pub fn dynamodb(&self, operation: &str, args: Value) -> Value {
+        self.world(&["dynamodb", operation, &args.to_string()])
+    }
+
     /// Starts moto's request recorder afresh.
     pub fn start_recording(&self) {
         self.world(&["record", "start"]);
@@ -164,6 +181,12 @@ impl AwsLab {
     /// Requests moto received since [`AwsLab::start_recording`], by operation.
     pub fn recorded(&self) -> std::collections::BTreeMap<String, u64> {
         serde_json::from_value(self.world(&["record", "ops"])).unwrap()
+    }
+
+    /// Requests moto received since [`AwsLab::start_recording`], per access key id of their signature, by
+    /// operation.
+    pub fn recorded_by_key(&self) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        serde_json::from_value(self.world(&["record", "by-key"])).unwrap()
     }
 
     /// Runs the binary against moto with extra environment (set after the lab's own).

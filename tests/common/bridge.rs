@@ -64,7 +64,7 @@ impl Bridge {
                 lines.lock().unwrap().push(line);
             }
         });
-        let mut bridge = Bridge { base: String::new(), url: String::new(), child, log, http: reqwest::Client::new() };
+        let mut bridge = Bridge { base: String::new(), url: String::new(), child, log, http: client() };
         let start = Instant::now();
         let url = loop {
             let found = bridge.lines().iter().find_map(|l| {
@@ -295,4 +295,10 @@ pub fn sse_data(text: &str) -> Vec<Value> {
         .filter_map(|l| l.strip_prefix("data:"))
         .map(|d| serde_json::from_str(d.trim()).unwrap_or_else(|e| panic!("event data is not JSON ({e}): {d}")))
         .collect()
+}
+
+/// An HTTP client for the bridge, on the binary's TLS stack (reqwest is built without a provider of its own).
+pub fn client() -> reqwest::Client {
+    mcpfleet::tls::install();
+    reqwest::Client::new()
 }

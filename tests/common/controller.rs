@@ -22,25 +22,53 @@ impl Controller {
     }
 
     pub fn start_with(lab: &Lab, extra: &[&str]) -> Controller {
+        let manifests = lab.manifests();
+        let mut args = vec!["-f", manifests.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Controller::spawn(lab, &args, |_| {})
+    }
+
+    /// `run ARGS` over the lab's sim state (with `--interval 1s` and `--sim-speed 10` unless given), `env` setting
+    /// the process's environment (an AWS endpoint for `--source`).
+    pub fn spawn(lab: &Lab, run: &[&str], env: impl FnOnce(&mut Command)) -> Controller {
+        let state = lab.state();
+        let global = ["--backend", "sim", "--sim-state", state.to_str().unwrap()];
+        Controller::spawn_with(&global, run, &lab.manifests().with_file_name(""), env)
+    }
+
+    /// `mcpfleet GLOBAL run RUN` (with `--interval 1s` and `--sim-speed 10` unless given, JSON logs in `logs`).
+    pub fn spawn_with(
+        global: &[&str],
+        run: &[&str],
+        logs: &std::path::Path,
+        env: impl FnOnce(&mut Command),
+    ) -> Controller {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = lab.manifests().with_file_name(format!("controller-{port}.log"));
-        let interval: &[&str] = if extra.contains(&"--interval") { &[] } else { &["--interval", "1s"] };
-        let speed: &[&str] = if extra.contains(&"--sim-speed") { &[] } else { &["--sim-speed", "10"] };
-        let child = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"))
-            .args(["--backend", "sim", "--sim-state", lab.state().to_str().unwrap(), "--log-format", "json"])
-            .args(["run", "-f", lab.manifests().to_str().unwrap()])
+        let log = logs.join(format!("controller-{port}.log"));
+        let interval: &[&str] = if run.contains(&"--interval") { &[] } else { &["--interval", "1s"] };
+        let speed: &[&str] = if run.contains(&"--sim-speed") { &[] } else { &["--sim-speed", "10"] };
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("mcpfleet"));
+        cmd.args(global)
+            .args(["--log-format", "json"])
+            .arg("run")
+            .args(run)
             .args(interval)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(speed)
-            .args(extra)
             .env_remove("MCPFLEET_LOG")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(std::fs::File::create(&log).unwrap());
+        env(&mut cmd);
+        let child = cmd.spawn().unwrap();
         let c = Controller { child, port, log };
         c.wait_for("the HTTP server", || c.get("/healthz").is_some_and(|(code, _)| code == 200));
         c
+    }
+
+    /// `/readyz` as JSON (whatever its status).
+    pub fn readyz(&self) -> Value {
+        let (_, body) = self.get("/readyz").expect("/readyz answers");
+        serde_json::from_str(&body).unwrap()
     }
 
     /// (status, body) of a GET, or None when nothing answers.

@@ -79,8 +79,9 @@ impl Lab {
         self.json(&args)
     }
 
+    /// The sim's world as the state files hold it (the journal of a crashed command included).
     pub fn world(&self) -> World {
-        serde_json::from_slice(&std::fs::read(self.state()).unwrap()).unwrap()
+        mcpfleet::backend::sim::read_state(&self.state()).unwrap()
     }
 
     /// Pushes `SERVICE:TAG` (healthy), points the service's manifest (`SERVICE.yaml`) at it and applies with

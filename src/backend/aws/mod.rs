@@ -1,5 +1,6 @@
 //! The `aws` backend: the ports over aws-sdk-ecs, aws-sdk-ecr, aws-sdk-secretsmanager,
-//! aws-sdk-elasticloadbalancingv2 and aws-sdk-applicationautoscaling.
+//! aws-sdk-elasticloadbalancingv2 and aws-sdk-applicationautoscaling; the object store (S3), the lease (DynamoDB) and
+//! the Price List (`cost --live-prices`).
 //!
 //! Clients come from the standard AWS chain (environment, profiles, SSO, ECS task role, IMDS), `--region`, and
 //! the SDK's own `AWS_ENDPOINT_URL` support, which is how the tests point them at moto on loopback. SDK types
@@ -12,9 +13,12 @@
 //! sent for any other reason (no credentials, an expired SSO session, a bad configuration) is reported at once.
 
 mod autoscaling;
+mod dynamodb;
 mod ecr;
 mod ecs;
 mod elbv2;
+mod pricing;
+mod s3;
 mod secrets;
 
 use std::collections::BTreeMap;
@@ -23,7 +27,7 @@ use std::sync::Arc;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+pub(crate) use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -32,9 +36,12 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 pub use autoscaling::ApplicationAutoScaling;
+pub use dynamodb::DynamoDb;
 pub use ecr::Ecr;
 pub use ecs::AwsEcs;
 pub use elbv2::Elbv2;
+pub use pricing::PriceList;
+pub use s3::S3;
 pub use secrets::SecretsManager;
 
 use super::op::Counts;
@@ -122,9 +129,42 @@ pub async fn connect(region: Option<String>) -> Aws {
     Aws { backend, requests, credentials: config.credentials_provider() }
 }
 
+/// The object store of published fleets (S3), from the standard configuration chain; `region` over the
+/// chain's. Its requests are counted by `requests`.
+pub async fn object_store(region: Option<String>, requests: &RequestCounter) -> S3 {
+    S3::new(&sdk_config(region).await, requests.clone())
+}
+
+/// The lease store (DynamoDB), from the standard configuration chain; `region` over the chain's. Its requests
+/// are counted by `requests`.
+pub async fn lease_store(region: Option<String>, requests: &RequestCounter) -> DynamoDb {
+    DynamoDb::new(&sdk_config(region).await, requests.clone())
+}
+
+/// The region the standard configuration chain names (`AWS_REGION`, a profile's, IMDS), if any.
+pub async fn configured_region() -> Option<String> {
+    sdk_config(None).await.region().map(|r| r.to_string())
+}
+
+/// Every AmazonECS product of `region` from the AWS Price List API (see [`PriceList`]), with the standard
+/// configuration chain's credentials.
+pub async fn fargate_price_list(region: &str) -> Result<Vec<String>, BackendError> {
+    PriceList::new(&sdk_config(None).await).ecs_products(region).await
+}
+
+/// The HTTPS client every SDK client sends with: the process's one TLS stack (see `tls`). A configuration built
+/// by hand (tests) needs it too: the SDKs are built without a default client of their own.
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    crate::tls::install();
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
 /// The shared SDK configuration: the standard chain, `region` over the chain's, and no SDK retries.
 async fn sdk_config(region: Option<String>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        // For the services' clients and the credential providers alike.
+        .http_client(https_client())
         // One attempt per request: `backend::limits` retries, with its own bound (see its docs).
         .retry_config(aws_config::retry::RetryConfig::disabled());
     if let Some(r) = region {

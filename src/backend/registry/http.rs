@@ -189,6 +189,7 @@ impl Http {
                 attempt.follow()
             }
         });
+        crate::tls::install();
         let client = reqwest::Client::builder()
             .user_agent(concat!("mcpfleet/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))

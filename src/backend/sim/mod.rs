@@ -2,10 +2,14 @@
 //! (Application Auto Scaling's in `scaling`).
 //!
 //! A file-backed sim holds an exclusive lock on `<state>.lock` for its whole life, so two commands never
-//! interleave, and writes the state atomically (temp file + rename) after every change: a command that crashes
-//! leaves exactly the writes it made, like a real API would. A command that only reads leaves the file
-//! byte-identical. Every port call is counted, which is how tests and benchmarks measure API requests.
+//! interleave. Each write call is appended to the state's journal before it returns (see `journal`), and the
+//! journal is folded into the state file when the command ends: a command that crashes leaves exactly the writes
+//! it made, like a real API would, and persistence costs what changed, not the size of the world. A command that
+//! only reads leaves the files byte-identical: the virtual time it spends waiting for tokens (or backing off) and
+//! the token buckets it drains are not persisted unless it also writes. Every port call is counted, which is how
+//! tests and benchmarks measure API requests.
 
+mod journal;
 mod scaling;
 mod world;
 
@@ -34,6 +38,8 @@ use super::{
     TaskDefinition, TaskInfo, TaskPage, TdStatus,
 };
 use crate::render::ecs::{ServiceInput, TaskDefinitionInput};
+use journal::Record;
+pub use journal::path_of as journal_path;
 
 /// Environment variable naming an operation after which a file-backed sim exits abruptly (crash-safety tests).
 pub const CRASH_AFTER_ENV: &str = "MCPFLEET_SIM_CRASH_AFTER";
@@ -66,6 +72,26 @@ struct Inner {
     /// Whether ECS's token buckets are enforced (they are for the CLI; unit tests of other behaviour may turn
     /// them off).
     throttling: bool,
+    /// What is persisted of this command's changes so far.
+    log: Log,
+}
+
+/// A command's journal: open once it first writes.
+#[derive(Default)]
+struct Log {
+    writer: Option<journal::Writer>,
+    /// Records in the journal (they must be folded into the snapshot when the command ends).
+    records: u64,
+    /// Clock moves made while waiting for tokens or backing off, not yet journaled: a command that writes
+    /// journals them before its next record (replay must move the clock the same way); one that only reads
+    /// never does.
+    unjournaled: Vec<u64>,
+}
+
+impl Inner {
+    fn fresh(world: World) -> Inner {
+        Inner { world, stats: CallStats::default(), throttling: true, log: Log::default() }
+    }
 }
 
 /// The simulated ECS, registry, secret store and clock.
@@ -121,6 +147,23 @@ fn read_world(path: &Path) -> Result<World, BackendError> {
     Ok(world)
 }
 
+/// The world a state file holds: its snapshot with its journal's records replayed (a torn last record, from a
+/// command that crashed while writing it, is left out). Whether there is a journal to fold in is returned too.
+fn load(path: &Path) -> Result<(World, bool), BackendError> {
+    let mut world = read_world(path)?;
+    let found = journal::read(path, world.journal_generation)?;
+    for record in &found.records {
+        record.replay(&mut world);
+    }
+    Ok((world, found.exists))
+}
+
+/// The world the state file `path` holds now, journal included, read without taking the lock or changing the
+/// files (tests and tools that inspect a state while no command runs).
+pub fn read_state(path: &Path) -> Result<World, BackendError> {
+    load(path).map(|(world, _)| world)
+}
+
 /// [`BackendError::StateFile`] for a parse error at `field` (`.` or empty for the document itself).
 fn bad_state_file(path: &Path, field: String, e: &serde_json::Error) -> BackendError {
     if e.is_io() {
@@ -149,7 +192,7 @@ fn bad_state_file(path: &Path, field: String, e: &serde_json::Error) -> BackendE
 impl Sim {
     /// An in-memory sim (tests and benchmarks).
     pub fn in_memory(world: World) -> Arc<Sim> {
-        Arc::new(Sim { inner: Mutex::new(Inner { world, stats: CallStats::default(), throttling: true }), store: None })
+        Arc::new(Sim { inner: Mutex::new(Inner::fresh(world)), store: None })
     }
 
     /// Opens (or creates) the state file, taking its lock; waits while another command holds it, saying so once
@@ -161,16 +204,41 @@ impl Sim {
                 path.with_extension("lock").display()
             );
         })?;
-        let world = read_world(path)?;
-        Ok(Arc::new(Sim {
-            inner: Mutex::new(Inner { world, stats: CallStats::default(), throttling: true }),
+        let sim = Arc::new(Sim {
+            inner: Mutex::new(Inner::fresh(World::default())),
             store: Some(Store { path: path.to_path_buf(), lock: Mutex::new(Some(lock)) }),
-        }))
+        });
+        sim.reload()?;
+        Ok(sim)
+    }
+
+    /// Reads the world from the files (the lock held), folding in a journal a crashed command left.
+    fn reload(&self) -> Result<(), BackendError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let (world, journaled) = load(&store.path)?;
+        let mut inner = lock(&self.inner);
+        inner.world = world;
+        inner.log = Log::default();
+        if journaled {
+            compact(&store.path, &mut inner, true)?;
+        }
+        Ok(())
+    }
+
+    /// Folds this command's journal into the state file, when it wrote anything.
+    fn fold(&self) -> Result<(), BackendError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let mut inner = lock(&self.inner);
+        if inner.log.writer.is_some() { compact(&store.path, &mut inner, true) } else { Ok(()) }
     }
 
     /// Lets other commands use the state file until [`Sim::reacquire`] (a long-running controller between passes).
     pub fn release(&self) {
         if let Some(store) = &self.store {
+            if let Err(e) = self.fold() {
+                // The journal keeps the changes; the next command to open the state folds them in.
+                tracing::warn!(error = %e, "could not fold the sim journal into the state file");
+            }
             lock(&store.lock).take();
         }
     }
@@ -184,8 +252,8 @@ impl Sim {
             *held = Some(lock_state(&store.path, |path| {
                 tracing::info!(state = %path.display(), "waiting for the sim state lock held by another mcpfleet command");
             })?);
-            let world = read_world(&store.path)?;
-            lock(&self.inner).world = world;
+            drop(held);
+            self.reload()?;
         }
         Ok(())
     }
@@ -202,12 +270,14 @@ impl Sim {
         }
     }
 
-    /// Runs `f` on the world; `write` says whether it changed and must be persisted.
+    /// Runs `f` on the world; `write` says whether it changed and must be persisted (the whole world is then
+    /// written: these are the sim's own seeding and editing commands, not API calls).
     pub fn with_world<T>(&self, write: bool, f: impl FnOnce(&mut World) -> T) -> Result<T, BackendError> {
         let mut inner = lock(&self.inner);
         let out = f(&mut inner.world);
-        if write {
-            self.save(&inner.world)?;
+        if write && let Some(store) = &self.store {
+            let folds = inner.log.writer.is_some();
+            compact(&store.path, &mut inner, folds)?;
         }
         Ok(out)
     }
@@ -231,19 +301,32 @@ impl Sim {
         lock(&self.inner).throttling = on;
     }
 
-    fn save(&self, world: &World) -> Result<(), BackendError> {
+    /// Persists `record` (a file-backed sim journals it, with the clock moves it has not journaled yet) before
+    /// the call that made it returns.
+    fn journal(&self, inner: &mut Inner, record: Record) -> Result<(), BackendError> {
         let Some(store) = &self.store else { return Ok(()) };
-        let dir = store.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| BackendError::State(e.to_string()))?;
-        let mut out = std::io::BufWriter::new(tmp);
-        serde_json::to_writer(&mut out, world).map_err(|e| BackendError::State(e.to_string()))?;
-        let tmp = out.into_inner().map_err(|e| BackendError::State(e.to_string()))?;
-        tmp.persist(&store.path).map_err(|e| BackendError::State(e.to_string()))?;
+        let log = &mut inner.log;
+        let writer = match &mut log.writer {
+            Some(w) => w,
+            None => log.writer.insert(journal::Writer::create(&store.path, inner.world.journal_generation)?),
+        };
+        for t in std::mem::take(&mut log.unjournaled) {
+            writer.append(&Record::Advance(t))?;
+            log.records += 1;
+        }
+        writer.append(&record)?;
+        log.records += 1;
         Ok(())
     }
 
-    /// Counts the call, applies ECS's token bucket, runs it, persists a write, and honours crash injection.
+    /// Counts the call, applies ECS's token bucket and runs it (a read).
     fn call<T>(&self, op: Op, f: impl FnOnce(&mut World) -> Result<T, BackendError>) -> Result<T, BackendError> {
+        let mut inner = self.admit(op)?;
+        f(&mut inner.world)
+    }
+
+    /// Counts the call and applies ECS's token bucket: the world, locked, when the call may proceed.
+    fn admit(&self, op: Op) -> Result<std::sync::MutexGuard<'_, Inner>, BackendError> {
         let mut inner = lock(&self.inner);
         *inner.stats.calls.entry(op).or_default() += 1;
         if inner.throttling
@@ -253,16 +336,72 @@ impl Sim {
             *inner.stats.throttled.entry(op).or_default() += 1;
             return Err(BackendError::Throttled { operation: op, message: "Rate exceeded".into() });
         }
-        let out = f(&mut inner.world)?;
-        if op.is_write() {
-            self.save(&inner.world)?;
-            if self.store.is_some() && std::env::var(CRASH_AFTER_ENV).is_ok_and(|v| v == op.as_str()) {
-                eprintln!("sim: crash injected after {op}");
-                std::process::exit(137);
-            }
-        }
-        Ok(out)
+        Ok(inner)
     }
+
+    /// A write call: admitted like [`Sim::call`], run, and journaled (failed or not: replay fails it the same
+    /// way), honouring crash injection once it is persisted.
+    fn write<T>(
+        &self,
+        record: Record,
+        f: impl FnOnce(&mut World) -> Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        let Some(op) = record.op() else { return Err(BackendError::State("a clock move is not a call".into())) };
+        let mut inner = self.admit(op)?;
+        let out = f(&mut inner.world);
+        self.journal(&mut inner, record)?;
+        if self.store.is_some() && std::env::var(CRASH_AFTER_ENV).is_ok_and(|v| v == op.as_str()) {
+            eprintln!("sim: crash injected after {op}");
+            std::process::exit(137);
+        }
+        out
+    }
+
+    /// Moves the clock to `t`; `journal` says whether the move is persisted now (a plain sleep) or only with
+    /// the command's next write (waiting for tokens or backing off).
+    fn advance(&self, d: Duration, journal: bool) {
+        let mut inner = lock(&self.inner);
+        let t = inner.world.now_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        inner.world.advance_to(t);
+        if self.store.is_none() {
+            return;
+        }
+        if journal {
+            if let Err(e) = self.journal(&mut inner, Record::Advance(t)) {
+                tracing::warn!(error = %e, "could not persist the sim clock");
+            }
+        } else {
+            inner.log.unjournaled.push(t);
+        }
+    }
+}
+
+impl Drop for Sim {
+    /// Folds the command's journal into the state file, so the next command opens a single file.
+    fn drop(&mut self) {
+        let held = self.store.as_ref().is_some_and(|s| lock(&s.lock).is_some());
+        if held && let Err(e) = self.fold() {
+            eprintln!("sim: could not fold the journal into the state file ({e}); the next command will");
+        }
+    }
+}
+
+/// Writes the whole world (atomically: temp file + rename), then removes the journal it folds in. When there is
+/// a journal (`folds`), the snapshot is the next generation: a crash before the removal leaves a journal of the
+/// older one, which `load` discards. Without one the generation stays, so rewriting an unchanged world leaves
+/// the file byte-identical.
+fn compact(path: &Path, inner: &mut Inner, folds: bool) -> Result<(), BackendError> {
+    if folds {
+        inner.world.journal_generation += 1;
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| BackendError::State(e.to_string()))?;
+    let mut out = std::io::BufWriter::new(tmp);
+    serde_json::to_writer(&mut out, &inner.world).map_err(|e| BackendError::State(e.to_string()))?;
+    let tmp = out.into_inner().map_err(|e| BackendError::State(e.to_string()))?;
+    tmp.persist(path).map_err(|e| BackendError::State(e.to_string()))?;
+    inner.log = Log::default();
+    journal::remove(path)
 }
 
 /// Takes one token from the bucket of `spec`, refilled for the virtual time elapsed. False when empty.
@@ -298,7 +437,7 @@ impl Ecs for Sim {
         self.call(Op::ListClusters, |w| Ok(w.list_clusters()))
     }
     async fn register_task_definition(&self, input: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
-        self.call(Op::RegisterTaskDefinition, |w| Ok(w.register_task_definition(input)))
+        self.write(Record::RegisterTaskDefinition(Box::new(input.clone())), |w| Ok(w.register_task_definition(input)))
     }
     async fn describe_task_definition(&self, id: &str) -> Result<TaskDefinition, BackendError> {
         self.call(Op::DescribeTaskDefinition, |w| w.describe_task_definition(id))
@@ -307,14 +446,15 @@ impl Ecs for Sim {
         self.call(Op::ListTaskDefinitions, |w| Ok(w.list_task_definitions(family, status)))
     }
     async fn deregister_task_definition(&self, arn: &str) -> Result<(), BackendError> {
-        self.call(Op::DeregisterTaskDefinition, |w| w.deregister_task_definition(arn))
+        self.write(Record::DeregisterTaskDefinition(arn.to_string()), |w| w.deregister_task_definition(arn))
     }
     async fn create_service(
         &self,
         input: &ServiceInput,
         client_token: Option<&str>,
     ) -> Result<ServiceState, BackendError> {
-        self.call(Op::CreateService, |w| w.create_service_with_token(input, client_token))
+        let record = Record::CreateService(Box::new(input.clone()), client_token.map(str::to_string));
+        self.write(record, |w| w.create_service_with_token(input, client_token))
     }
     async fn update_service(&self, update: &ServiceUpdate) -> Result<ServiceState, BackendError> {
         // ECS's enum; the sim keeps no tasks to tag, so a valid value is all there is to check.
@@ -326,16 +466,16 @@ impl Ecs for Sim {
                 message: format!("InvalidParameterException: invalid propagateTags `{}`", tagging.propagate_tags),
             });
         }
-        self.call(Op::UpdateService, |w| w.update_service(update))
+        self.write(Record::UpdateService(Box::new(update.clone())), |w| w.update_service(update))
     }
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), BackendError> {
-        self.call(Op::DeleteService, |w| w.delete_service(cluster, name))
+        self.write(Record::DeleteService(cluster.to_string(), name.to_string()), |w| w.delete_service(cluster, name))
     }
     async fn tag_resource(&self, arn: &str, tags: &super::Tags) -> Result<(), BackendError> {
-        self.call(Op::TagResource, |w| w.tag_resource(arn, tags))
+        self.write(Record::TagResource(arn.to_string(), tags.clone()), |w| w.tag_resource(arn, tags))
     }
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), BackendError> {
-        self.call(Op::UntagResource, |w| w.untag_resource(arn, keys))
+        self.write(Record::UntagResource(arn.to_string(), keys.to_vec()), |w| w.untag_resource(arn, keys))
     }
     async fn stopped_task_reasons(
         &self,
@@ -452,11 +592,11 @@ impl Clock for Sim {
 
     /// Sleeping moves the virtual clock, progressing deployments; the new time is persisted.
     async fn sleep(&self, d: Duration) {
-        let mut inner = lock(&self.inner);
-        let t = inner.world.now_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        inner.world.advance_to(t);
-        if let Err(e) = self.save(&inner.world) {
-            tracing::warn!(error = %e, "could not persist the sim clock");
-        }
+        self.advance(d, true);
+    }
+
+    /// Waiting for rate moves the clock too, but is persisted only if the command writes.
+    async fn wait_for_rate(&self, d: Duration) {
+        self.advance(d, false);
     }
 }

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::Sim;
+use super::journal::Record;
 use super::world::{World, err_invalid, err_not_found, push_event};
 use crate::backend::{
     Autoscaling, BackendError, DeploymentStatus, MAX_DESIRED_COUNT, Op, SCALABLE_TARGETS_BATCH, ScalableTarget,
@@ -322,15 +323,18 @@ impl Autoscaling for Sim {
         Ok(found)
     }
     async fn register_scalable_target(&self, input: &ScalableTargetInput) -> Result<(), BackendError> {
-        self.call(Op::RegisterScalableTarget, |w| w.register_scalable_target(input))
+        self.write(Record::RegisterScalableTarget(input.clone()), |w| w.register_scalable_target(input))
     }
     async fn put_scaling_policy(&self, input: &ScalingPolicyInput) -> Result<(), BackendError> {
-        self.call(Op::PutScalingPolicy, |w| w.put_scaling_policy(input))
+        self.write(Record::PutScalingPolicy(input.clone()), |w| w.put_scaling_policy(input))
     }
     async fn delete_scaling_policy(&self, resource_id: &str, policy_name: &str) -> Result<(), BackendError> {
-        self.call(Op::DeleteScalingPolicy, |w| w.delete_scaling_policy(resource_id, policy_name))
+        let record = Record::DeleteScalingPolicy(resource_id.to_string(), policy_name.to_string());
+        self.write(record, |w| w.delete_scaling_policy(resource_id, policy_name))
     }
     async fn deregister_scalable_target(&self, resource_id: &str) -> Result<(), BackendError> {
-        self.call(Op::DeregisterScalableTarget, |w| w.deregister_scalable_target(resource_id))
+        self.write(Record::DeregisterScalableTarget(resource_id.to_string()), |w| {
+            w.deregister_scalable_target(resource_id)
+        })
     }
 }

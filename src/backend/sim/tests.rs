@@ -698,3 +698,164 @@ fn a_resource_keeps_at_most_fifty_tags_as_on_ecs() {
     assert!(err.to_string().contains("at most 50 tags; this would leave it 51"), "{err}");
     assert_eq!(w.describe_task_definition(&v1).unwrap().tags.len(), 51, "50 of its users' and the aws: one");
 }
+
+/// A file-backed sim at `path` seeded with docs' images and task definitions (written whole, as `sim push` does).
+fn seeded(path: &Path) -> Arc<Sim> {
+    let sim = Sim::open(path).unwrap();
+    let (w, _) = world_with_service(2, 200, 100);
+    sim.with_world(true, |world| *world = w).unwrap();
+    sim
+}
+
+/// What a state holds, without the journal's bookkeeping and the token buckets (which replay does not
+/// reproduce: they are ECS's, not the account's resources).
+fn resources(mut w: World) -> World {
+    w.journal_generation = 0;
+    w.buckets.clear();
+    w
+}
+
+/// A copy of the state files of `from` in `to`, as a crash at this point would leave them.
+fn crash_copy(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap();
+    if journal::path_of(from).exists() {
+        std::fs::copy(journal::path_of(from), journal::path_of(to)).unwrap();
+    }
+}
+
+/// Writes to the sim: a revision, a service update and an hour of rollout.
+async fn some_writes(sim: &Sim) {
+    let mut td = docs(2, 200, 100).register_task_definition;
+    td.container_definitions[0].image = format!("{ECR}:v1");
+    let v3 = sim.register_task_definition(&td).await.unwrap().arn;
+    sim.update_service(&ServiceUpdate { task_definition: Some(v3), ..ServiceUpdate::of("mcp", "docs") }).await.unwrap();
+    sim.sleep(Duration::from_secs(3600)).await;
+    sim.tag_resource(&state(&sim.snapshot()).arn, &[("team".to_string(), "a".to_string())].into()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crashed_command_leaves_exactly_its_writes_through_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, crashed) = (dir.path().join("sim.json"), dir.path().join("crashed.json"));
+    let sim = seeded(&path);
+    let snapshot_before = std::fs::read(&path).unwrap();
+    some_writes(&sim).await;
+    assert_eq!(std::fs::read(&path).unwrap(), snapshot_before, "writes are journaled, not rewritten whole");
+    let lines = std::fs::read_to_string(journal::path_of(&path)).unwrap().lines().count();
+    assert_eq!(lines, 5, "a header and one record per write or sleep");
+    crash_copy(&path, &crashed);
+    let live = resources(sim.snapshot());
+    assert_eq!(resources(read_state(&crashed).unwrap()), live, "replaying the journal rebuilds the world");
+    drop(Sim::open(&crashed).unwrap());
+    assert!(!journal::path_of(&crashed).exists(), "opening folds the journal into the state file");
+    assert_eq!(resources(read_state(&crashed).unwrap()), live);
+    drop(sim);
+    assert!(!journal::path_of(&path).exists(), "a command that ends folds its journal in");
+    assert_eq!(resources(read_state(&path).unwrap()), live);
+}
+
+#[tokio::test]
+async fn a_torn_last_record_is_ignored_and_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, crashed) = (dir.path().join("sim.json"), dir.path().join("crashed.json"));
+    let sim = seeded(&path);
+    let mut td = docs(2, 200, 100).register_task_definition;
+    td.container_definitions[0].image = format!("{ECR}:v1");
+    sim.register_task_definition(&td).await.unwrap();
+    let whole = resources(sim.snapshot());
+    sim.delete_service("mcp", "docs").await.unwrap();
+    crash_copy(&path, &crashed);
+    // The crash cut the last record (the delete) short.
+    let journal = journal::path_of(&crashed);
+    let text = std::fs::read(&journal).unwrap();
+    std::fs::write(&journal, &text[..text.len() - 9]).unwrap();
+    assert_eq!(resources(read_state(&crashed).unwrap()), whole, "the delete was not made");
+    let reopened = Sim::open(&crashed).unwrap();
+    assert!(!journal.exists(), "the torn record is gone with the compaction");
+    assert_eq!(reopened.snapshot().families["docs"].len(), 3);
+    assert!(reopened.snapshot().services["mcp/docs"].state.is_active());
+}
+
+#[tokio::test]
+async fn a_journal_already_folded_in_is_not_applied_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, crashed) = (dir.path().join("sim.json"), dir.path().join("crashed.json"));
+    let sim = seeded(&path);
+    some_writes(&sim).await;
+    crash_copy(&path, &crashed);
+    let old_journal = std::fs::read(journal::path_of(&crashed)).unwrap();
+    drop(Sim::open(&crashed).unwrap());
+    // A crash between writing the folded state file and removing the journal leaves both.
+    std::fs::write(journal::path_of(&crashed), old_journal).unwrap();
+    let reopened = Sim::open(&crashed).unwrap();
+    assert_eq!(reopened.snapshot().families["docs"].len(), 3, "the registration is not made again");
+    assert_eq!(resources(reopened.snapshot()), resources(sim.snapshot()));
+}
+
+#[tokio::test]
+async fn a_journal_changed_by_hand_is_refused_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, crashed) = (dir.path().join("sim.json"), dir.path().join("crashed.json"));
+    let sim = seeded(&path);
+    some_writes(&sim).await;
+    crash_copy(&path, &crashed);
+    let journal = journal::path_of(&crashed);
+    let text = std::fs::read_to_string(&journal).unwrap().replacen("\"updateService\"", "\"updateServise\"", 1);
+    std::fs::write(&journal, &text).unwrap();
+    let err = Sim::open(&crashed).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains(&format!("{}:3: not a valid sim journal: not a record", journal.display())), "{err}");
+    assert!(err.contains("delete it to drop the changes it holds"), "{err}");
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), text, "nothing is changed");
+}
+
+#[tokio::test]
+async fn waiting_for_tokens_in_a_read_only_command_leaves_the_state_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.json");
+    drop(seeded(&path));
+    let before = std::fs::read(&path).unwrap();
+    let sim = Sim::open(&path).unwrap();
+    let backend = sim.backend();
+    let limited = crate::backend::limits::Limited::new(backend.ecs.clone(), backend.clock.clone());
+    let start = sim.now_ms();
+    // DescribeServices: burst 100, then 20/s: the last 50 calls wait for tokens.
+    for _ in 0..150 {
+        limited.describe_services("mcp", &["docs".into()]).await.unwrap();
+    }
+    assert!(sim.now_ms() >= start + 2_000, "the calls waited on the virtual clock");
+    drop((limited, backend, sim));
+    assert_eq!(std::fs::read(&path).unwrap(), before, "neither the clock nor the buckets were persisted");
+    assert!(!journal::path_of(&path).exists());
+}
+
+#[test]
+fn concurrent_commands_take_turns_and_both_writes_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sim.json");
+    drop(seeded(&path));
+    let first = Sim::open(&path).unwrap();
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let second = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            opened_tx.send(()).unwrap();
+            // Blocks until the first command ends, then sees what it wrote.
+            let sim = Sim::open(&path).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(
+                sim.tag_resource(&state(&sim.snapshot()).arn, &[("by".to_string(), "second".to_string())].into()),
+            )
+            .unwrap();
+            sim.snapshot().services["mcp/docs"].state.desired_count
+        }
+    });
+    opened_rx.recv().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(first.update_service(&ServiceUpdate { desired_count: Some(5), ..ServiceUpdate::of("mcp", "docs") }))
+        .unwrap();
+    drop(first);
+    assert_eq!(second.join().unwrap(), 5, "the second command saw the first one's write");
+    let w = read_state(&path).unwrap();
+    assert_eq!(w.services["mcp/docs"].state.desired_count, 5);
+    assert_eq!(w.services["mcp/docs"].state.tags.get("by").map(String::as_str), Some("second"));
+}

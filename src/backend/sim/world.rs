@@ -260,6 +260,14 @@ pub struct World {
     /// What `mcpfleet sim load` set, by `cluster/name`: the work a service's metrics come from.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub loads: BTreeMap<String, super::scaling::Load>,
+    /// Which journal (`<state>.journal`) applies to this snapshot: bumped each time a journal is folded in, so a
+    /// journal already folded in is recognised (see `sim::journal`); absent (0) from older state files.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub journal_generation: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Which versions of a rotated secret hold AWSCURRENT and AWSPREVIOUS, and whether its rotation broke it.
@@ -345,6 +353,7 @@ impl World {
             load_balancers: BTreeMap::new(),
             scalable_targets: BTreeMap::new(),
             loads: BTreeMap::new(),
+            journal_generation: 0,
         }
     }
 
