@@ -194,11 +194,19 @@ class ProxyHandler(Quiet):
         with st["lock"]:
             st["in_flight"] += 1
             st["max_in_flight"] = max(st["max_in_flight"], st["in_flight"])
+        self.counted = True
         try:
             self.forward()
         finally:
-            with st["lock"]:
-                st["in_flight"] -= 1
+            self.leave()
+
+    def leave(self):
+        # A request stops counting as in flight before its answer's first byte is written: once the client has
+        # read an answer it may send the next request at once, and that one must not overlap this one's count.
+        if getattr(self, "counted", False):
+            self.counted = False
+            with self.state["lock"]:
+                self.state["in_flight"] -= 1
 
     def forward(self):
         st = self.state
@@ -244,6 +252,7 @@ class ProxyHandler(Quiet):
         entry = {"method": self.command, "path": self.path, "status": status, "auth": self.headers.get("Authorization", "").split(" ")[0]}
         with self.state["lock"]:
             self.state["requests"].append(entry)
+        self.leave()
 
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = handle_any
 
