@@ -5,9 +5,13 @@ use std::sync::Arc;
 
 use mcpfleet::backend::limits::Limited;
 use mcpfleet::backend::sim::Sim;
-use mcpfleet::backend::{Backend, Clock};
+use mcpfleet::backend::{
+    Backend, BackendError, Clock, ImageCommand, ImageInfo, ImageSelector, Images, ServiceState, ServiceUpdate, Tags,
+    TaskDefinition, TaskInfo, TaskPage, TdStatus,
+};
 use mcpfleet::plan::Action;
 use mcpfleet::reconcile::{self, ApplyOptions, Outcome};
+use mcpfleet::render::ecs::{ServiceInput, TaskDefinitionInput};
 use mcpfleet::spec::load_str;
 use mcpfleet::testkit::{fleet_yaml, seeded_world};
 use proptest::prelude::*;
@@ -314,4 +318,141 @@ async fn a_noop_apply_of_autoscaled_services_reads_one_target_batch_per_50_servi
         assert_eq!(stats.get("DescribeScalingPolicies"), 0, "a converged service's policies are not read");
         assert_eq!(stats.get("DescribeServices"), n.div_ceil(10) as u64);
     }
+}
+
+/// Counts the calls of one kind in flight at once: each call yields once before it is answered, so every call the
+/// caller has started by then is seen together (no timing involved).
+#[derive(Default)]
+struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Gauge {
+    async fn hold<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.fetch_add(1, SeqCst);
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(now, SeqCst);
+        tokio::task::yield_now().await;
+        let answer = call.await;
+        self.now.fetch_sub(1, SeqCst);
+        answer
+    }
+
+    fn seen(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.calls.load(SeqCst), self.max.load(SeqCst))
+    }
+}
+
+/// An ECS whose DescribeServices calls go through a [`Gauge`]; every other call goes straight through.
+struct GaugedEcs(Arc<dyn mcpfleet::backend::Ecs>, Gauge);
+
+#[async_trait::async_trait]
+impl mcpfleet::backend::Ecs for GaugedEcs {
+    async fn describe_services(&self, c: &str, n: &[String]) -> Result<mcpfleet::backend::Described, BackendError> {
+        self.1.hold(self.0.describe_services(c, n)).await
+    }
+    async fn list_services(&self, c: &str) -> Result<Vec<String>, BackendError> {
+        self.0.list_services(c).await
+    }
+    async fn list_clusters(&self) -> Result<Vec<String>, BackendError> {
+        self.0.list_clusters().await
+    }
+    async fn register_task_definition(&self, i: &TaskDefinitionInput) -> Result<TaskDefinition, BackendError> {
+        self.0.register_task_definition(i).await
+    }
+    async fn describe_task_definition(&self, i: &str) -> Result<TaskDefinition, BackendError> {
+        self.0.describe_task_definition(i).await
+    }
+    async fn list_task_definitions(&self, f: &str, s: TdStatus) -> Result<Vec<String>, BackendError> {
+        self.0.list_task_definitions(f, s).await
+    }
+    async fn deregister_task_definition(&self, a: &str) -> Result<(), BackendError> {
+        self.0.deregister_task_definition(a).await
+    }
+    async fn create_service(&self, i: &ServiceInput, t: Option<&str>) -> Result<ServiceState, BackendError> {
+        self.0.create_service(i, t).await
+    }
+    async fn update_service(&self, u: &ServiceUpdate) -> Result<ServiceState, BackendError> {
+        self.0.update_service(u).await
+    }
+    async fn delete_service(&self, c: &str, n: &str) -> Result<(), BackendError> {
+        self.0.delete_service(c, n).await
+    }
+    async fn tag_resource(&self, a: &str, t: &Tags) -> Result<(), BackendError> {
+        self.0.tag_resource(a, t).await
+    }
+    async fn untag_resource(&self, a: &str, k: &[String]) -> Result<(), BackendError> {
+        self.0.untag_resource(a, k).await
+    }
+    async fn stopped_task_reasons(&self, c: &str, s: &str, t: &str) -> Result<Vec<String>, BackendError> {
+        self.0.stopped_task_reasons(c, s, t).await
+    }
+    async fn list_tasks(&self, c: &str, s: &str, t: Option<&str>) -> Result<TaskPage, BackendError> {
+        self.0.list_tasks(c, s, t).await
+    }
+    async fn describe_tasks(&self, c: &str, a: &[String]) -> Result<Vec<TaskInfo>, BackendError> {
+        self.0.describe_tasks(c, a).await
+    }
+}
+
+/// An image registry whose lookups go through a [`Gauge`].
+struct GaugedImages(Arc<dyn Images>, Gauge);
+
+#[async_trait::async_trait]
+impl Images for GaugedImages {
+    async fn lookup(
+        &self,
+        r: &str,
+        s: &[ImageSelector],
+    ) -> Result<std::collections::BTreeMap<ImageSelector, ImageInfo>, BackendError> {
+        self.1.hold(self.0.lookup(r, s)).await
+    }
+    async fn image_command(&self, r: &str, d: &str, p: &str) -> Result<ImageCommand, BackendError> {
+        self.0.image_command(r, d, p).await
+    }
+}
+
+#[tokio::test]
+async fn describes_of_several_clusters_go_eight_batches_at_a_time_and_keep_their_order() {
+    let sim = Sim::in_memory(seeded_world(1, 1));
+    sim.set_throttling(false);
+    // Four clusters, 12 batches of up to ten names: more than the limit, so the limit is what stops them.
+    let mut wanted = std::collections::BTreeMap::new();
+    for (cluster, n) in [("alpha", 40usize), ("beta", 25), ("gamma", 1), ("delta", 37)] {
+        let body = fleet_yaml(n, 1, 1).replace("cluster: bench", &format!("cluster: {cluster}"));
+        let body = body.replace("name: svc-", &format!("name: {cluster}-"));
+        apply_once(&body, &sim.backend()).await;
+        wanted.insert(cluster.to_string(), (0..n).map(|i| format!("{cluster}-{i:05}")).collect::<Vec<_>>());
+    }
+    let ecs = GaugedEcs(sim.backend().ecs.clone(), Gauge::default());
+    let described = reconcile::describe_all(&ecs, &wanted).await.unwrap();
+    let (calls, max) = ecs.1.seen();
+    assert_eq!(calls, 4 + 3 + 1 + 4, "ten names a call, per cluster");
+    assert_eq!(max, reconcile::DESCRIBES_AT_ONCE, "batches of every cluster in flight together, up to the limit");
+    assert_eq!(max, 8);
+    let order: Vec<String> = described.iter().map(|s| format!("{}/{}", s.cluster, s.name)).collect();
+    let expected: Vec<String> =
+        wanted.iter().flat_map(|(c, names)| names.iter().map(move |n| format!("{c}/{n}"))).collect();
+    assert_eq!(order, expected, "the answer keeps the clusters' and batches' order");
+}
+
+#[tokio::test]
+async fn lookups_of_many_repositories_go_eight_at_a_time() {
+    let (repos, n) = (30, 90);
+    let sim = Sim::in_memory(seeded_world(repos, 1));
+    sim.set_throttling(false);
+    let mut backend = sim.backend();
+    let images = Arc::new(GaugedImages(backend.images.clone(), Gauge::default()));
+    backend.images = images.clone();
+    let fleet = load_str("fleet.yaml", &fleet_yaml(n, repos, 1)).unwrap();
+    let desired = reconcile::desired_state(&fleet, &backend).await.unwrap();
+    assert_eq!(desired.len(), n);
+    let (calls, max) = images.1.seen();
+    assert_eq!(calls, repos, "one lookup per repository");
+    assert_eq!(max, reconcile::resolve::REPOSITORIES_AT_ONCE, "repositories looked up together, up to the limit");
+    assert_eq!(max, 8);
 }
