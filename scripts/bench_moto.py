@@ -116,6 +116,11 @@ def on_tag(ecs, names, tag, digests):
     return sum(1 for n in names if n in arns and tags[arns[n]] and all(t == tag for t in tags[arns[n]]))
 
 
+def shown_errors(stderr):
+    """The lines of a run's stderr that show the user an error or throttling."""
+    return [line for line in stderr.splitlines() if any(w in line.lower() for w in ("error", "throttl", "rate exceeded"))]
+
+
 def fmt_ops(counts):
     return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + "}"
 
@@ -186,7 +191,7 @@ def noop_plan(args):
             assert p.returncode == 0, f"exit {p.returncode}: {last_line(p.stderr)}"
             doc = json.loads(p.stdout)
             changes = [c for c in doc["services"] if c["action"] != "noop"]
-            shown = [line for line in p.stderr.splitlines() if any(w in line.lower() for w in ("error", "throttl", "rate exceeded"))]
+            shown = shown_errors(p.stderr)
             counts = proxy.counts()
             calls = doc["apiCalls"]
             waited = calls["waitedMs"]
@@ -261,7 +266,7 @@ def main():
         registry = f"{moto_world.client('sts', endpoint).get_caller_identity()['Account']}.dkr.ecr.{REGION}.amazonaws.com"
 
         def mcpfleet(path, via=endpoint):
-            """(seconds, JSON document or None, failure or None)."""
+            """(seconds, JSON document or None, failure or None, stderr lines showing an error or throttling)."""
             t = time.monotonic()
             p = subprocess.run([args.mcpfleet, "--backend", "aws", "apply", "-f", path, "-o", "json"],
                                env=aws_env(via), capture_output=True, text=True)
@@ -273,7 +278,7 @@ def main():
             failure = None
             if p.returncode != 0 or doc is None:
                 failure = f"exit {p.returncode}: {last_line(p.stderr)}"
-            return secs, doc, failure
+            return secs, doc, failure, shown_errors(p.stderr)
 
         def ecs_deploy_all(tag, via):
             """M sequential `ecs deploy` runs to `tag`: (seconds, [(service, exit code, last stderr line)])."""
@@ -294,10 +299,10 @@ def main():
             return bad
 
         recorder(endpoint, "start-recording")
-        _, _, failure = mcpfleet(f"{args.workdir}/m1")
+        _, _, failure, _ = mcpfleet(f"{args.workdir}/m1")
         assert failure is None, failure
         recorder(endpoint, "reset-recording")
-        _, doc, failure = mcpfleet(f"{args.workdir}/m1")
+        _, doc, failure, _ = mcpfleet(f"{args.workdir}/m1")
         noop = operations(endpoint)
         assert failure is None and all(s["outcome"] == "unchanged" for s in doc["services"]), (failure, doc)
         print(f"no-op apply of {args.services} services: {sum(noop.values())} requests {noop}; "
@@ -307,7 +312,7 @@ def main():
 
         # Round 1: raw moto, requests counted by moto's recorder.
         print("\n== raw moto (no rate limits; requests counted by moto's recorder) ==")
-        secs, doc, failure = mcpfleet(f"{args.workdir}/m2")
+        secs, doc, failure, _ = mcpfleet(f"{args.workdir}/m2")
         change = operations(endpoint)
         bad = mcpfleet_failures(doc, failure)
         done = on_tag(ecs, names, "v2", digests)
@@ -329,7 +334,7 @@ def main():
                                             failed=len(failures), done=done)
 
         # Back to the state before round 1: the M services under mcpfleet, on v1 (straight to moto, not counted).
-        _, doc, failure = mcpfleet(f"{args.workdir}/m1")
+        _, doc, failure, _ = mcpfleet(f"{args.workdir}/m1")
         assert failure is None and not mcpfleet_failures(doc, None), (failure, mcpfleet_failures(doc, None))
         assert on_tag(ecs, names, "v1", digests) == args.changed
 
@@ -341,7 +346,7 @@ def main():
         print(f"\n== moto behind ECS's token buckets ({kind}; requests counted by the proxy) ==")
         recorder(endpoint, "reset-recording")
         proxy.reset()
-        secs, doc, failure = mcpfleet(f"{args.workdir}/m2", proxy.url)
+        secs, doc, failure, shown = mcpfleet(f"{args.workdir}/m2", proxy.url)
         counts = proxy.counts()
         forwarded = operations(endpoint)
         bad = mcpfleet_failures(doc, failure)
@@ -353,6 +358,9 @@ def main():
         print(f"  received {fmt_ops(counts['requests'])}")
         print(f"  forwarded to moto (its recorder): {sum(forwarded.values())}; mcpfleet's own count of its requests: {own}")
         print(f"  failures: {len(bad)} {bad[:3]}; services on v2 afterwards: {done}/{args.changed}")
+        print(f"  stderr lines showing an error or throttling: {len(shown)} {shown[:3]}; mcpfleet's count of throttles "
+              f"{fmt_ops((doc or {}).get('apiCalls', {}).get('throttled', {}))}, buckets paced down to (per s) "
+              f"{fmt_ops((doc or {}).get('apiCalls', {}).get('pacedTo', {}))}")
         results["proxy", "mcpfleet"] = dict(secs=secs, requests=req, throttled=thr, failed=len(bad), done=done)
 
         proxy.reset()

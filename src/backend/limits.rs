@@ -9,7 +9,8 @@
 //! The buckets are sized as each service publishes its defaults ([`ecs_bucket`], [`bucket`]: sources and dates
 //! there), `--api-rate` resizes them for an account's raised quotas, and adaptive pacing (AIMD, see `Bucket`)
 //! halves a bucket's rate when AWS throttles it anyway (other clients share the account's buckets) and lets it
-//! recover additively.
+//! recover additively. [`Limited::pacing`] reports what the limits did (the time waited for tokens, the rates
+//! buckets were cut to) for `-o json`'s `apiCalls`.
 //!
 //! # Retry policy
 //!
