@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Scripted benchmarks of the real binary (wall-clock speed of load+validate+plan is `cargo bench --bench plan`).
 #   scripts/bench.sh sim [N…]     peak RSS of `plan` and the requests of a no-op apply on the sim (default 10 100 1000)
-#   scripts/bench.sh moto         no-op apply of 100 services and a 50-service tag change against moto, beside
+#   scripts/bench.sh moto [--scale F]
+#                                 no-op apply of 100 services and a 50-service tag change against moto, beside
 #                                 50 sequential `ecs deploy` runs of PyPI's ecs-deploy (installed in target/bench-venv),
-#                                 on moto as is and with moto behind ECS's token buckets (scripts/ecs_throttle_proxy.py):
-#                                 wall time, requests, throttled requests and failed deploys of each tool
+#                                 on moto as is and with moto behind ECS's token buckets (scripts/ecs_throttle_proxy.py;
+#                                 `--scale 0.5`: every bucket halved): wall time, requests, throttled requests and
+#                                 failed deploys of each tool
+#   scripts/bench.sh moto-plan [N [--scale F]]
+#                                 `plan` of a converged fleet of N services with one ECR repository each (default 200),
+#                                 through the proxy: median wall time of 3, requests, throttled ones, and mcpfleet's
+#                                 own wait for tokens by operation (`apiCalls.waitedMs`)
 #   scripts/bench.sh scale [N [BIG]]  the CLI on the sim at fleet scale (scripts/bench_scale.py): N services with one
 #                                 ECR repository each (default 1000): `apply --wait` creating them, `plan` of the
 #                                 converged fleet (and whether the state is left byte-identical), `run` converging
@@ -15,7 +21,7 @@
 #                                 streamable HTTP (1 and 32 clients), its RSS with 32 per-session sessions
 #   scripts/bench.sh size         size of the shipped binary (built as the Dockerfile builds it, stripped by the
 #                                 release profile); fails over 25,000,000 bytes
-#   scripts/bench.sh              all five
+#   scripts/bench.sh              all of the above but scale
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
@@ -74,7 +80,15 @@ PY
 moto_bench() {
   venv=target/bench-venv
   [ -x "$venv/bin/ecs" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet ecs-deploy==1.17.0; }
-  .venv/bin/python scripts/bench_moto.py --mcpfleet "$bin" --fleet-gen "$gen" --ecs-deploy "$PWD/$venv/bin/ecs" --workdir "$work/moto"
+  .venv/bin/python scripts/bench_moto.py --mcpfleet "$bin" --fleet-gen "$gen" --ecs-deploy "$PWD/$venv/bin/ecs" \
+    --workdir "$work/moto" "$@"
+}
+
+moto_plan_bench() {
+  local n=200
+  if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then n=$1; shift; fi
+  .venv/bin/python scripts/bench_moto.py --mcpfleet "$bin" --fleet-gen "$gen" --workdir "$work/moto-plan" \
+    --noop-plan "$n" "$@"
 }
 
 bridge_bench() {
@@ -92,10 +106,11 @@ controller_bench() {
 
 case "$mode" in
   sim) sim_bench "$@" ;;
-  moto) moto_bench ;;
+  moto) moto_bench "$@" ;;
+  moto-plan) moto_plan_bench "$@" ;;
   scale) scale_bench "$@" ;;
   controller) controller_bench ;;
   bridge) bridge_bench ;;
-  all) sim_bench; moto_bench; controller_bench; bridge_bench ;;
-  *) echo "usage: scripts/bench.sh [size | sim [N…] | scale [N [BIG]] | moto | controller | bridge]" >&2; exit 2 ;;
+  all) sim_bench; moto_bench; moto_plan_bench; controller_bench; bridge_bench ;;
+  *) echo "usage: scripts/bench.sh [size | sim [N…] | scale [N [BIG]] | moto [--scale F] | moto-plan [N [--scale F]] | controller | bridge]" >&2; exit 2 ;;
 esac

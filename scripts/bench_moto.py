@@ -3,6 +3,8 @@
 
   bench_moto.py --mcpfleet target/release/mcpfleet --fleet-gen target/release/examples/fleet_gen \
                 --ecs-deploy PATH/TO/ecs --workdir DIR  [--services 100] [--changed 50] [--per-action-buckets]
+                [--scale F]
+  bench_moto.py --mcpfleet … --fleet-gen … --workdir DIR --noop-plan N [--scale F]
 
 Reports:
   1. requests of a no-op `mcpfleet apply` over N converged services;
@@ -27,12 +29,23 @@ mcpfleet on v1, as before the first round: ecs-deploy left them on its own revis
 drift. The second round then repeats the first: mcpfleet v1 -> v2, ecs-deploy v2 -> v1. After every run, boto3
 (straight to moto) checks that all M services run task definitions with the image tag that run deployed.
 
-Run through `scripts/bench.sh moto`, which builds the binaries and installs ecs-deploy in a scratch venv.
+`--scale F` gives the proxy buckets F times ECS's (burst and refill; `--scale 0.5`: every bucket halved, as when
+other clients of the account draw on the same buckets). mcpfleet still assumes ECS's defaults, so it meets
+throttling and must pace itself down (adaptive pacing) without failing a deploy.
+
+`--noop-plan N` measures something else instead: a fleet of N services with one ECR repository each, converged
+(created straight to moto, with raised rates since moto has no limits), then `mcpfleet plan -o json` of it through
+the proxy, 3 times: median wall time, requests and throttled requests at the proxy, and mcpfleet's own wait for
+its client-side tokens by operation (`apiCalls.waitedMs`), BatchGetImage's (one per repository) included.
+
+Run through `scripts/bench.sh moto [--scale F]` and `scripts/bench.sh moto-plan [N [--scale F]]`, which build the
+binaries and (for the first) install ecs-deploy in a scratch venv.
 """
 import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -103,42 +116,124 @@ def on_tag(ecs, names, tag, digests):
     return sum(1 for n in names if n in arns and tags[arns[n]] and all(t == tag for t in tags[arns[n]]))
 
 
+def shown_errors(stderr):
+    """The lines of a run's stderr that show the user an error or throttling."""
+    return [line for line in stderr.splitlines() if any(w in line.lower() for w in ("error", "throttl", "rate exceeded"))]
+
+
 def fmt_ops(counts):
     return "{" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + "}"
+
+
+def start_moto(workdir):
+    """A moto server with its request recorder enabled (the recorder's file goes in `workdir`): (process, URL)."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, MOTO_ENABLE_RECORDING="True")
+    env.pop("MOTO_ECS_SERVICE_RUNNING", None)
+    os.makedirs(workdir, exist_ok=True)
+    moto = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+    return moto, endpoint
+
+
+def network(endpoint):
+    """A VPC's subnet and security group in moto: (subnet, security group)."""
+    ec2 = moto_world.client("ec2", endpoint)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="bench", Description="bench", VpcId=vpc)["GroupId"]
+    return subnet, sg
+
+
+def noop_plan(args):
+    """`--noop-plan N`: a converged fleet of N services, one ECR repository each, planned through the proxy."""
+    n = args.noop_plan
+    moto, endpoint = start_moto(args.workdir)
+    proxy = None
+    try:
+        subnet, sg = network(endpoint)
+        moto_world.client("ecs", endpoint).create_cluster(clusterName=CLUSTER)
+        ecr = moto_world.client("ecr", endpoint)
+        for r in range(n):
+            ecr.create_repository(repositoryName=f"mcp/repo-{r}")
+            moto_world.push(ecr, f"mcp/repo-{r}", "v1", ["amd64", "arm64"])
+        sm = moto_world.client("secretsmanager", endpoint)
+        for s in range(3):
+            sm.create_secret(Name=f"bench/secret-{s}", SecretString="x")
+        fleet = subprocess.run([args.fleet_gen, str(n), str(n), "3"], check=True, capture_output=True, text=True).stdout
+        os.makedirs(f"{args.workdir}/m", exist_ok=True)
+        open(f"{args.workdir}/m/fleet.yaml", "w").write(fleet.replace("subnet-0abc1234", subnet).replace("sg-0abc1234", sg))
+        # Straight to moto, which has no limits: the raised rates only keep the set-up short.
+        raised = ["--api-rate", "TaskDefinitionWrite=1000/1000", "--api-rate", "ServiceWrite=1000/1000"]
+        p = subprocess.run([args.mcpfleet, "--backend", "aws", "apply", "-f", f"{args.workdir}/m", "-o", "json", *raised],
+                           env=aws_env(endpoint), capture_output=True, text=True)
+        assert p.returncode == 0, last_line(p.stderr)
+        created = json.loads(p.stdout)["services"]
+        assert len(created) == n and all(s["outcome"] == "created" for s in created), created[:3]
+
+        proxy = ecs_throttle_proxy.start(endpoint, scale=args.scale)
+        print(f"no-op plan of {n} converged services ({n} ECR repositories), through the proxy (--scale {args.scale}), "
+              f"{args.mcpfleet}")
+        walls = []
+        for run in range(3):
+            proxy.reset()
+            t = time.monotonic()
+            p = subprocess.run([args.mcpfleet, "--backend", "aws", "plan", "-f", f"{args.workdir}/m", "-o", "json"],
+                               env=aws_env(proxy.url), capture_output=True, text=True)
+            walls.append(time.monotonic() - t)
+            assert p.returncode == 0, f"exit {p.returncode}: {last_line(p.stderr)}"
+            doc = json.loads(p.stdout)
+            changes = [c for c in doc["services"] if c["action"] != "noop"]
+            shown = shown_errors(p.stderr)
+            counts = proxy.counts()
+            calls = doc["apiCalls"]
+            waited = calls["waitedMs"]
+            print(f"  run {run + 1}: {walls[-1]:.2f} s; {sum(counts['requests'].values())} requests at the proxy, "
+                  f"{sum(counts['throttled'].values())} throttled; user-visible errors: {len(shown)}; "
+                  f"changes planned: {len(changes)}")
+            print(f"    requests {fmt_ops(counts['requests'])}")
+            print(f"    mcpfleet's wait for its own tokens (ms) {fmt_ops(waited)}; BatchGetImage: {waited.get('BatchGetImage')} ms "
+                  f"over {calls['calls'].get('BatchGetImage', 0)} calls")
+        print(f"  median wall time {statistics.median(walls):.2f} s (runs: {', '.join(f'{w:.2f}' for w in walls)})")
+    finally:
+        if proxy is not None:
+            proxy.close()
+        moto.terminate()
+        moto.wait()
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mcpfleet", required=True)
     ap.add_argument("--fleet-gen", required=True)
-    ap.add_argument("--ecs-deploy", required=True)
+    ap.add_argument("--ecs-deploy", help="PyPI's ecs-deploy `ecs` (required unless --noop-plan)")
     ap.add_argument("--services", type=int, default=100)
     ap.add_argument("--changed", type=int, default=50)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--per-action-buckets", action="store_true",
                     help="give the proxy one bucket per operation instead of one per group of operations")
+    ap.add_argument("--scale", type=ecs_throttle_proxy.positive, default=1.0,
+                    help="the proxy's buckets are this many times ECS's (0.5: every bucket halved)")
+    ap.add_argument("--noop-plan", type=int, metavar="N",
+                    help="instead: plan a converged fleet of N services with one ECR repository each, through the proxy")
     args = ap.parse_args()
+    if args.noop_plan:
+        return noop_plan(args)
+    if not args.ecs_deploy:
+        ap.error("--ecs-deploy is required (unless --noop-plan)")
 
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, MOTO_ENABLE_RECORDING="True")
-    env.pop("MOTO_ECS_SERVICE_RUNNING", None)
-    os.makedirs(args.workdir, exist_ok=True)
     # moto's recorder writes its file in the working directory: keep it out of the repository.
-    moto = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            env=env, cwd=args.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto, endpoint = start_moto(args.workdir)
     proxy = None
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.1)
-        ec2 = moto_world.client("ec2", endpoint)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        sg = ec2.create_security_group(GroupName="bench", Description="bench", VpcId=vpc)["GroupId"]
+        subnet, sg = network(endpoint)
         ecs = moto_world.client("ecs", endpoint)
         ecs.create_cluster(clusterName=CLUSTER)
         ecr = moto_world.client("ecr", endpoint)
@@ -171,7 +266,7 @@ def main():
         registry = f"{moto_world.client('sts', endpoint).get_caller_identity()['Account']}.dkr.ecr.{REGION}.amazonaws.com"
 
         def mcpfleet(path, via=endpoint):
-            """(seconds, JSON document or None, failure or None)."""
+            """(seconds, JSON document or None, failure or None, stderr lines showing an error or throttling)."""
             t = time.monotonic()
             p = subprocess.run([args.mcpfleet, "--backend", "aws", "apply", "-f", path, "-o", "json"],
                                env=aws_env(via), capture_output=True, text=True)
@@ -183,7 +278,7 @@ def main():
             failure = None
             if p.returncode != 0 or doc is None:
                 failure = f"exit {p.returncode}: {last_line(p.stderr)}"
-            return secs, doc, failure
+            return secs, doc, failure, shown_errors(p.stderr)
 
         def ecs_deploy_all(tag, via):
             """M sequential `ecs deploy` runs to `tag`: (seconds, [(service, exit code, last stderr line)])."""
@@ -204,10 +299,10 @@ def main():
             return bad
 
         recorder(endpoint, "start-recording")
-        _, _, failure = mcpfleet(f"{args.workdir}/m1")
+        _, _, failure, _ = mcpfleet(f"{args.workdir}/m1")
         assert failure is None, failure
         recorder(endpoint, "reset-recording")
-        _, doc, failure = mcpfleet(f"{args.workdir}/m1")
+        _, doc, failure, _ = mcpfleet(f"{args.workdir}/m1")
         noop = operations(endpoint)
         assert failure is None and all(s["outcome"] == "unchanged" for s in doc["services"]), (failure, doc)
         print(f"no-op apply of {args.services} services: {sum(noop.values())} requests {noop}; "
@@ -217,7 +312,7 @@ def main():
 
         # Round 1: raw moto, requests counted by moto's recorder.
         print("\n== raw moto (no rate limits; requests counted by moto's recorder) ==")
-        secs, doc, failure = mcpfleet(f"{args.workdir}/m2")
+        secs, doc, failure, _ = mcpfleet(f"{args.workdir}/m2")
         change = operations(endpoint)
         bad = mcpfleet_failures(doc, failure)
         done = on_tag(ecs, names, "v2", digests)
@@ -239,17 +334,19 @@ def main():
                                             failed=len(failures), done=done)
 
         # Back to the state before round 1: the M services under mcpfleet, on v1 (straight to moto, not counted).
-        _, doc, failure = mcpfleet(f"{args.workdir}/m1")
+        _, doc, failure, _ = mcpfleet(f"{args.workdir}/m1")
         assert failure is None and not mcpfleet_failures(doc, None), (failure, mcpfleet_failures(doc, None))
         assert on_tag(ecs, names, "v1", digests) == args.changed
 
         # Round 2: the same through ECS's token buckets.
-        proxy = ecs_throttle_proxy.start(endpoint, per_action=args.per_action_buckets)
+        proxy = ecs_throttle_proxy.start(endpoint, per_action=args.per_action_buckets, scale=args.scale)
         kind = "one bucket per operation" if args.per_action_buckets else "one bucket per group of operations"
+        if args.scale != 1:
+            kind += f", every bucket x{args.scale}"
         print(f"\n== moto behind ECS's token buckets ({kind}; requests counted by the proxy) ==")
         recorder(endpoint, "reset-recording")
         proxy.reset()
-        secs, doc, failure = mcpfleet(f"{args.workdir}/m2", proxy.url)
+        secs, doc, failure, shown = mcpfleet(f"{args.workdir}/m2", proxy.url)
         counts = proxy.counts()
         forwarded = operations(endpoint)
         bad = mcpfleet_failures(doc, failure)
@@ -261,6 +358,9 @@ def main():
         print(f"  received {fmt_ops(counts['requests'])}")
         print(f"  forwarded to moto (its recorder): {sum(forwarded.values())}; mcpfleet's own count of its requests: {own}")
         print(f"  failures: {len(bad)} {bad[:3]}; services on v2 afterwards: {done}/{args.changed}")
+        print(f"  stderr lines showing an error or throttling: {len(shown)} {shown[:3]}; mcpfleet's count of throttles "
+              f"{fmt_ops((doc or {}).get('apiCalls', {}).get('throttled', {}))}, buckets paced down to (per s) "
+              f"{fmt_ops((doc or {}).get('apiCalls', {}).get('pacedTo', {}))}")
         results["proxy", "mcpfleet"] = dict(secs=secs, requests=req, throttled=thr, failed=len(bad), done=done)
 
         proxy.reset()

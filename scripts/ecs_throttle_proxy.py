@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An HTTP reverse proxy that puts a moto server behind ECS's API token buckets.
 
-  ecs_throttle_proxy.py --upstream http://127.0.0.1:5000 [--port 0] [--per-action]
+  ecs_throttle_proxy.py --upstream http://127.0.0.1:5000 [--port 0] [--per-action] [--scale F]
 
 moto enforces no rate limits; real ECS meters each account and region with token buckets and answers a request
 that finds its bucket empty with HTTP 400 `ThrottlingException` "Rate exceeded". This proxy applies those buckets
@@ -23,6 +23,11 @@ Operations listed on one line share one bucket, as in mcpfleet's client-side lim
 operation, and every request to another service (ECR, Secrets Manager, STS, EC2, moto-api), is not throttled.
 Buckets start full and refill continuously on the real clock (time.monotonic).
 
+`--scale F` (default 1) multiplies every bucket's burst and refill rate by F, for an account whose buckets other
+clients already draw on (or a client that believes its quotas are higher than they are): `--scale 0.5` halves
+every bucket (DescribeServices 50 / 10, RegisterTaskDefinition 10 / 0.5, ...). F is a number above 0; a burst
+scaled below one token is one token, so every operation can still get through.
+
 A throttled request gets ECS's answer: HTTP 400, `Content-Type: application/x-amz-json-1.1`,
 `x-amzn-ErrorType: ThrottlingException`, body `{"__type":"ThrottlingException","message":"Rate exceeded"}`.
 botocore reads the code from `__type` and retries it as throttling; the Rust SDK's awsJson1_1 error parser reads
@@ -38,7 +43,7 @@ path), and separately the throttled ones.
   GET  /_proxy/counts   {"requests": {op: n}, "throttled": {op: n}}
   POST /_proxy/reset    zero the counters and refill every bucket to full
 
-As a module: `proxy = start(upstream)`, then `proxy.url`, `proxy.counts()`, `proxy.reset()`, `proxy.close()`.
+As a module: `proxy = start(upstream, scale=1.0)`, then `proxy.url`, `proxy.counts()`, `proxy.reset()`, `proxy.close()`.
 """
 import argparse
 import collections
@@ -96,11 +101,11 @@ class Bucket:
 class Limits:
     """The buckets and the counters, behind one lock."""
 
-    def __init__(self, per_action=False):
+    def __init__(self, per_action=False, scale=1.0):
         self.lock = threading.Lock()
         self.bucket_of = {}
         self.buckets = []
-        for category, burst, per_second, ops in BUCKETS:
+        for category, burst, per_second, ops in scaled(scale):
             shared = None if per_action else Bucket(burst, per_second)
             for op in ops:
                 b = shared or Bucket(burst, per_second)
@@ -131,6 +136,13 @@ class Limits:
             now = time.monotonic()
             for b in self.buckets:
                 b.refill(now)
+
+
+def scaled(scale):
+    """BUCKETS with every burst and refill rate multiplied by `scale` (a burst of at least one token)."""
+    if not scale > 0:
+        raise ValueError(f"the scale must be a number above 0, not {scale}")
+    return [(category, max(1.0, burst * scale), per_second * scale, ops) for category, burst, per_second, ops in BUCKETS]
 
 
 def operation(headers, path, body):
@@ -243,11 +255,11 @@ class Server(http.server.ThreadingHTTPServer):
 class ThrottleProxy:
     """A running proxy (serve_forever in a daemon thread)."""
 
-    def __init__(self, upstream, host="127.0.0.1", port=0, per_action=False):
+    def __init__(self, upstream, host="127.0.0.1", port=0, per_action=False, scale=1.0):
         u = urllib.parse.urlsplit(upstream)
         self.server = Server((host, port), Handler)
         self.server.upstream = (u.hostname, u.port or 80)
-        self.server.limits = Limits(per_action)
+        self.server.limits = Limits(per_action, scale)
         self.url = f"http://{host}:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="ecs-throttle-proxy", daemon=True)
         self.thread.start()
@@ -263,8 +275,18 @@ class ThrottleProxy:
         self.server.server_close()
 
 
-def start(upstream, host="127.0.0.1", port=0, per_action=False):
-    return ThrottleProxy(upstream, host, port, per_action)
+def start(upstream, host="127.0.0.1", port=0, per_action=False, scale=1.0):
+    return ThrottleProxy(upstream, host, port, per_action, scale)
+
+
+def positive(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number above 0")
+    return value
 
 
 def main():
@@ -273,8 +295,10 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0: a free port (printed)")
     ap.add_argument("--per-action", action="store_true", help="one bucket per operation instead of shared ones")
+    ap.add_argument("--scale", type=positive, default=1.0,
+                    help="multiply every bucket's burst and refill rate by this (0.5: every bucket halved)")
     args = ap.parse_args()
-    proxy = start(args.upstream, args.host, args.port, args.per_action)
+    proxy = start(args.upstream, args.host, args.port, args.per_action, args.scale)
     print(proxy.url, flush=True)
     try:
         proxy.thread.join()

@@ -1356,3 +1356,41 @@ async fn a_halved_bucket_spaces_the_next_calls_at_the_halved_rate() {
     let waited = clock.now_ms() - start;
     assert!((1_600..=2_100).contains(&waited), "waited {waited} ms");
 }
+
+#[tokio::test]
+async fn pacing_reports_the_time_waited_for_tokens_and_the_rate_a_throttle_cut_the_bucket_to() {
+    use mcpfleet::backend::Op;
+    let rule = mock!(Client::describe_services)
+        .sequence()
+        .output(|| found(&["docs"]))
+        .times(100)
+        .http_status(400, Some(THROTTLED.into()))
+        .output(|| found(&["docs"]))
+        .repeatedly()
+        .build();
+    let client = mock_client!(aws_sdk_ecs, RuleMode::Sequential, [&rule], no_sdk_retries);
+    let (ecs, clock) = limited(client);
+    // ECS's burst of 100 DescribeServices: none of them waits.
+    for _ in 0..100 {
+        ecs.describe_services("mcp", &["docs".into()]).await.unwrap();
+    }
+    let pacing = ecs.pacing();
+    assert_eq!(pacing.waited_ms.get(&Op::DescribeServices), Some(&0), "{pacing:?}");
+    assert!(pacing.paced_to.is_empty(), "{pacing:?}");
+    assert_eq!(clock.now_ms(), 0);
+    assert_eq!(pacing.waited_ms.len(), 1, "only the operations called are listed: {pacing:?}");
+
+    // AWS throttles the next one: the bucket is cut to 10 per second; the retry's backoff is not a token wait.
+    ecs.describe_services("mcp", &["docs".into()]).await.unwrap();
+    let pacing = ecs.pacing();
+    assert_eq!(pacing.paced_to.get(&Op::DescribeServices), Some(&10.0), "{pacing:?}");
+    let (before, start) = (pacing.waited_ms[&Op::DescribeServices], clock.now_ms());
+    // Ten more calls, no errors: all the time they take is waiting for tokens, at 10 per second.
+    for _ in 0..10 {
+        ecs.describe_services("mcp", &["docs".into()]).await.unwrap();
+    }
+    let waited = ecs.pacing().waited_ms[&Op::DescribeServices] - before;
+    assert_eq!(waited, clock.now_ms() - start, "the waits are the clock's moves");
+    assert!((800..=1_100).contains(&waited), "waited {waited} ms for 10 tokens at 10 per second");
+    assert_eq!(ecs.pacing().paced_to[&Op::DescribeServices], 10.0, "the lowest rate, not the current one");
+}

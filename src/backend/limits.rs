@@ -9,7 +9,8 @@
 //! The buckets are sized as each service publishes its defaults ([`ecs_bucket`], [`bucket`]: sources and dates
 //! there), `--api-rate` resizes them for an account's raised quotas, and adaptive pacing (AIMD, see `Bucket`)
 //! halves a bucket's rate when AWS throttles it anyway (other clients share the account's buckets) and lets it
-//! recover additively.
+//! recover additively. [`Limited::pacing`] reports what the limits did (the time waited for tokens, the rates
+//! buckets were cut to) for `-o json`'s `apiCalls`.
 //!
 //! # Retry policy
 //!
@@ -237,6 +238,20 @@ pub const PACING_RECOVERY_PER_SECOND: f64 = 0.05;
 /// The lowest share of its full rate a bucket is cut to.
 const PACING_FLOOR: f64 = 1.0 / 64.0;
 
+/// What the client-side limits did during a command, by operation: the `waitedMs` and `pacedTo` of `-o json`'s
+/// `apiCalls`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pacing {
+    /// Milliseconds spent waiting for a token of the operation's own bucket, summed over its calls (concurrent
+    /// waits add up), for every metered operation called: 0 means no call of it ever waited on our side. Backoff
+    /// after an error is not counted.
+    pub waited_ms: BTreeMap<Op, u64>,
+    /// The lowest rate (requests per second) adaptive pacing cut the operation's bucket to, for the operations
+    /// called whose bucket AWS throttled.
+    pub paced_to: BTreeMap<Op, f64>,
+}
+
 /// One bucket's tokens, and its pace: AIMD. A throttling error from AWS means other clients draw from the same
 /// account's bucket, so ours is halved (once per hold: the errors of one burst are one signal) and, after
 /// [`PACING_HOLD`] without another, grows back by [`PACING_RECOVERY_PER_SECOND`] of its full rate each second.
@@ -245,6 +260,8 @@ struct Bucket {
     updated_ms: u64,
     /// The rate when it was last cut, and when; `None` at the full rate.
     cut: Option<(f64, u64)>,
+    /// The lowest rate it was ever cut to.
+    lowest: Option<f64>,
 }
 
 impl Bucket {
@@ -264,6 +281,7 @@ impl Bucket {
         }
         let halved = (self.rate(full, now) / 2.0).max(full * PACING_FLOOR);
         self.cut = Some((halved, now));
+        self.lowest = Some(self.lowest.map_or(halved, |l| l.min(halved)));
         self.tokens = self.tokens.min(0.0);
         self.updated_ms = self.updated_ms.max(now);
     }
@@ -278,6 +296,9 @@ pub struct Limited {
     overrides: BTreeMap<&'static str, (u32, f64)>,
     retries: Counts,
     throttles: Counts,
+    /// Tokens taken, and milliseconds waited for them, by operation.
+    acquired: Counts,
+    waited_ms: Counts,
 }
 
 impl Limited {
@@ -289,6 +310,8 @@ impl Limited {
             overrides: BTreeMap::new(),
             retries: Counts::default(),
             throttles: Counts::default(),
+            acquired: Counts::default(),
+            waited_ms: Counts::default(),
         }
     }
 
@@ -327,7 +350,8 @@ impl Limited {
         let Some(spec) = self.spec(op) else { return };
         let now = self.clock.now_ms();
         let mut buckets = super::lock(&self.buckets);
-        let b = buckets.entry(spec.category).or_insert(Bucket { tokens: 0.0, updated_ms: now, cut: None });
+        let b =
+            buckets.entry(spec.category).or_insert(Bucket { tokens: 0.0, updated_ms: now, cut: None, lowest: None });
         b.throttled(spec.per_second, now);
         tracing::info!(
             operation = op.as_str(),
@@ -347,9 +371,21 @@ impl Limited {
         self.throttles.snapshot()
     }
 
+    /// The waits for tokens and the pacing of every metered operation called so far.
+    pub fn pacing(&self) -> Pacing {
+        let acquired = self.acquired.snapshot();
+        let waited = self.waited_ms.snapshot();
+        let buckets = super::lock(&self.buckets);
+        let paced_to =
+            acquired.keys().filter_map(|&op| Some((op, buckets.get(self.spec(op)?.category)?.lowest?))).collect();
+        let waited_ms = acquired.keys().map(|&op| (op, waited.get(&op).copied().unwrap_or(0))).collect();
+        Pacing { waited_ms, paced_to }
+    }
+
     /// Waits until the operation's bucket has a token and takes it.
     async fn acquire(&self, op: Op) {
         let Some(spec) = self.spec(op) else { return };
+        self.acquired.add(op);
         loop {
             let wait = {
                 let now = self.clock.now_ms();
@@ -358,6 +394,7 @@ impl Limited {
                     tokens: f64::from(spec.burst),
                     updated_ms: now,
                     cut: None,
+                    lowest: None,
                 });
                 // Refilled at the paced rate; the part of the refill since the cut is approximated by the rate
                 // now, which only errs on the slow side while the rate recovers.
@@ -375,7 +412,9 @@ impl Limited {
                 Duration::from_secs_f64((1.0 - b.tokens) / rate)
             };
             // Round up to whole milliseconds so the refill is never a hair short.
-            self.clock.wait_for_rate(Duration::from_millis(wait.as_millis() as u64 + 1)).await;
+            let wait_ms = wait.as_millis() as u64 + 1;
+            self.waited_ms.add_n(op, wait_ms);
+            self.clock.wait_for_rate(Duration::from_millis(wait_ms)).await;
         }
     }
 

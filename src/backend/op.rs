@@ -367,7 +367,11 @@ impl Default for Counts {
 
 impl Counts {
     pub fn add(&self, op: Op) {
-        self.0[op.index()].fetch_add(1, atomic::Ordering::Relaxed);
+        self.add_n(op, 1);
+    }
+
+    pub fn add_n(&self, op: Op, n: u64) {
+        self.0[op.index()].fetch_add(n, atomic::Ordering::Relaxed);
     }
 
     /// The operations counted at least once.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mcpfleet::backend::Backend;
 use mcpfleet::backend::aws::{self, RequestCounter};
-use mcpfleet::backend::limits::Limited;
+use mcpfleet::backend::limits::{Limited, Pacing};
 use mcpfleet::backend::registry::{Registries, RegistryConfig};
 use mcpfleet::backend::route::ByRegistry;
 use mcpfleet::backend::sim::{CallStats, Sim};
@@ -62,14 +62,27 @@ impl Connected {
         }
     }
 
-    /// API requests made so far, by operation: those to AWS (or the sim) and those to container registries.
-    pub fn api_calls(&self) -> CallStats {
+    /// The `apiCalls` of `-o json`: API requests made so far, by operation (those to AWS or the sim, and those
+    /// to container registries), the ones refused for rate, and the client-side limits' waits and pacing.
+    pub fn api_calls(&self) -> ApiCalls {
         let backend = match &self.counter {
             Counter::Sim(sim) => merged(sim.stats(), self.stores.stats()),
-            Counter::Aws(requests) => requests.stats(),
+            // AWS's refusals for rate are seen by the retry layer (the sim counts its own).
+            Counter::Aws(requests) => CallStats { throttled: self.limited.throttles(), ..requests.stats() },
         };
-        merged(backend, self.registries.stats())
+        ApiCalls { stats: merged(backend, self.registries.stats()), pacing: self.limited.pacing() }
     }
+}
+
+/// A command's API calls as `-o json` reports them.
+#[derive(Debug, serde::Serialize)]
+pub struct ApiCalls {
+    /// `calls` and `throttled`, by operation.
+    #[serde(flatten)]
+    pub stats: CallStats,
+    /// `waitedMs` and `pacedTo`, by operation.
+    #[serde(flatten)]
+    pub pacing: Pacing,
 }
 
 /// The backend's counts and the registry client's, in one (their operations are distinct).
