@@ -145,9 +145,12 @@ pub async fn describe_all(
     let batches = wanted.iter().flat_map(|(cluster, names)| {
         names.chunks(DESCRIBE_SERVICES_BATCH).map(move |chunk| ecs.describe_services(cluster, chunk))
     });
-    let answers: Vec<_> = futures::stream::iter(batches).buffered(DESCRIBES_AT_ONCE).collect().await;
-    let mut out = Vec::new();
-    for answer in answers {
+    // Each answer is moved out as it arrives, into a list sized for every service asked about: collecting the
+    // answers first, and growing the list by doubling, held about three lists' worth of services at once (at
+    // 10,000 services, 8 MB more at the peak of `plan`).
+    let mut answers = std::pin::pin!(futures::stream::iter(batches).buffered(DESCRIBES_AT_ONCE));
+    let mut out = Vec::with_capacity(wanted.values().map(Vec::len).sum());
+    while let Some(answer) = answers.next().await {
         out.extend(answer?.services);
     }
     Ok(out)
