@@ -14,7 +14,8 @@
 #   scripts/bench.sh scale [N [BIG]]  the CLI on the sim at fleet scale (scripts/bench_scale.py): N services with one
 #                                 ECR repository each (default 1000): `apply --wait` creating them, `plan` of the
 #                                 converged fleet (and whether the state is left byte-identical), `run` converging
-#                                 them; `plan` time and peak RSS of BIG services (default 10000); medians of 3 runs
+#                                 them; `plan` time and peak RSS of BIG services (default 10000); `status` time
+#                                 and peak RSS of the N and the BIG fleet; medians of 3 runs
 #   scripts/bench.sh controller   `mcpfleet run` on the sim: RSS over 1000 services, requests per steady-state pass
 #                                 for 100, time from a manifest edit to the write
 #   scripts/bench.sh bridge       `mcpfleet bridge`: tools/call round trips through it vs the same Python server over

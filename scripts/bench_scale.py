@@ -8,7 +8,9 @@ Reports, as medians of --runs runs (wall time, on the real binary):
   - `apply --wait` creating the fleet of --services services (one ECR repository each, --repos of them);
   - `plan` of that converged fleet, and whether the state files were left byte-identical;
   - `run` (the controller) converging the fleet from nothing, until `status` shows every service completed;
-  - `plan` of --big services (a converged fleet, made by `apply`): its time and peak RSS.
+  - `plan` of --big services (a converged fleet, made by `apply`): its time and peak RSS;
+  - `status --cluster` of the --services fleet and of the --big one: time and peak RSS of each, and their ratios
+    to the ratio of services (linear: time and memory per service stay the same).
 """
 import argparse
 import hashlib
@@ -111,7 +113,7 @@ def main():
     ap.add_argument("--repos", type=int, default=1000)
     ap.add_argument("--big", type=int, default=10000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: apply,plan,run,big")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: apply,plan,run,big,status")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     b = Bench(args)
@@ -120,7 +122,7 @@ def main():
     m = b.fleet(f"fleet-{n}", n, args.repos)
 
     converged = None
-    if "apply" not in skip or "plan" not in skip:
+    if "apply" not in skip or "plan" not in skip or "status" not in skip:
         times = []
         for i in range(runs if "apply" not in skip else 1):
             state = b.fresh(seed, f"apply-{i}.json")
@@ -170,6 +172,19 @@ def main():
         print(f"run converging {n} services from nothing (--sim-speed 20): median {med(times):.2f} s "
               f"(runs: {', '.join(f'{t:.2f}' for t in times)})")
 
+    def status(state, count):
+        """Median wall time and peak RSS of `status --cluster bench -o json` over `count` services."""
+        times, rss = [], []
+        for _ in range(runs):
+            wall, peak = b.rss(state, "status", "--cluster", "bench", "-o", "json")
+            times.append(wall)
+            rss.append(peak)
+        print(f"status of {count} services: median {med(times):.2f} s, peak RSS median {med(rss):.1f} MiB "
+              f"(runs: {', '.join(f'{t:.2f} s/{r:.0f} MiB' for t, r in zip(times, rss))})")
+        return med(times), med(rss)
+
+    small = status(converged, n) if "status" not in skip else None
+
     if "big" not in skip:
         big = args.big
         mb = b.fleet(f"fleet-{big}", big, args.repos)
@@ -184,6 +199,10 @@ def main():
             rss.append(peak)
         print(f"plan of {big} services: median {med(times):.2f} s, peak RSS median {med(rss):.1f} MiB "
               f"(runs: {', '.join(f'{t:.2f} s/{r:.0f} MiB' for t, r in zip(times, rss))})")
+        if small is not None:
+            wall, peak = status(state, big)
+            print(f"status, {big} vs {n} services ({big / n:.0f}x): time {wall / small[0]:.1f}x, "
+                  f"peak RSS {peak / small[1]:.1f}x")
 
 
 if __name__ == "__main__":

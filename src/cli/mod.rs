@@ -334,11 +334,12 @@ impl Prepared {
     /// Connects and resolves a loaded fleet.
     pub async fn resolve(cli: &Cli, fleet: mcpfleet::spec::ValidFleet) -> anyhow::Result<Prepared> {
         let conn = backend::connect(cli).await?;
-        let desired = mcpfleet::reconcile::desired_state(&fleet, &conn.backend).await?;
+        let extra_clusters = fleet.default_cluster.iter().cloned().collect();
+        let desired = mcpfleet::reconcile::into_desired_state(fleet, &conn.backend).await?;
         for w in desired.iter().flat_map(|d| &d.warnings) {
             eprintln!("warning: {w}");
         }
-        Ok(Prepared { conn, desired, extra_clusters: fleet.default_cluster.into_iter().collect() })
+        Ok(Prepared { conn, desired, extra_clusters })
     }
 
     /// Resolution's warnings, as printed on stderr (without the `warning: ` prefix), for `-o json`.

@@ -94,10 +94,20 @@ impl Desired {
 
 /// Resolves and renders the whole fleet.
 pub async fn desired_state(fleet: &ValidFleet, backend: &Backend) -> Result<Vec<Desired>, ReconcileError> {
-    let resolved =
-        resolve::resolve(fleet, backend.images.as_ref(), backend.secrets.as_ref(), backend.target_groups.as_ref())
-            .await?;
+    let resolved = resolve_fleet(fleet, backend).await?;
     Ok(fleet.services.iter().zip(resolved).map(|(svc, res)| Desired::new(svc, &res)).collect())
+}
+
+/// [`desired_state`] for a caller done with the specs: each service's spec is freed as soon as it is rendered,
+/// so the fleet's specs and its rendered documents are never all in memory at once (at 10,000 services each
+/// is tens of megabytes).
+pub async fn into_desired_state(fleet: ValidFleet, backend: &Backend) -> Result<Vec<Desired>, ReconcileError> {
+    let resolved = resolve_fleet(&fleet, backend).await?;
+    Ok(fleet.services.into_iter().zip(resolved).map(|(svc, res)| Desired::new(&svc, &res)).collect())
+}
+
+async fn resolve_fleet(fleet: &ValidFleet, backend: &Backend) -> Result<Vec<Resolved>, ReconcileError> {
+    resolve::resolve(fleet, backend.images.as_ref(), backend.secrets.as_ref(), backend.target_groups.as_ref()).await
 }
 
 /// What ECS has: the desired services that exist, and managed services of the same clusters that no desired
@@ -135,9 +145,12 @@ pub async fn describe_all(
     let batches = wanted.iter().flat_map(|(cluster, names)| {
         names.chunks(DESCRIBE_SERVICES_BATCH).map(move |chunk| ecs.describe_services(cluster, chunk))
     });
-    let answers: Vec<_> = futures::stream::iter(batches).buffered(DESCRIBES_AT_ONCE).collect().await;
-    let mut out = Vec::new();
-    for answer in answers {
+    // Each answer is moved out as it arrives, into a list sized for every service asked about: collecting the
+    // answers first, and growing the list by doubling, held about three lists' worth of services at once (at
+    // 10,000 services, 8 MB more at the peak of `plan`).
+    let mut answers = std::pin::pin!(futures::stream::iter(batches).buffered(DESCRIBES_AT_ONCE));
+    let mut out = Vec::with_capacity(wanted.values().map(Vec::len).sum());
+    while let Some(answer) = answers.next().await {
         out.extend(answer?.services);
     }
     Ok(out)

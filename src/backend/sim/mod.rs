@@ -155,6 +155,7 @@ fn load(path: &Path) -> Result<(World, bool), BackendError> {
     for record in &found.records {
         record.replay(&mut world);
     }
+    world.shrink_to_fit();
     Ok((world, found.exists))
 }
 
