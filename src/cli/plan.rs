@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use mcpfleet::backend::sim::CallStats;
+use super::backend::ApiCalls;
 
 use mcpfleet::cost::{self, CostDelta};
 use mcpfleet::plan::{Action, Plan, PlanReason, ServicePlan};
@@ -117,7 +117,7 @@ struct PlanDoc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     cost_unknown: Option<&'a str>,
     warnings: Vec<&'a str>,
-    api_calls: CallStats,
+    api_calls: ApiCalls,
 }
 
 /// The plan's cost change for its summary line: `Monthly cost: +$7.20 (USD, us-east-1, built-in table …).`, or

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use mcpfleet::backend::sim::CallStats;
+use super::backend::ApiCalls;
 use mcpfleet::backend::{Autoscaling, BackendError, Ecs, SCALABLE_TARGETS_BATCH, ServiceState};
 use mcpfleet::reconcile;
 use mcpfleet::reconcile::endpoints::{Endpoint, endpoints, load_balancer_dns};
@@ -45,7 +45,7 @@ pub struct Args {
 #[serde(rename_all = "camelCase")]
 struct StatusDoc<'a> {
     services: &'a [Row],
-    api_calls: CallStats,
+    api_calls: ApiCalls,
 }
 
 /// One row of the status table.
