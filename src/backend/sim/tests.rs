@@ -776,13 +776,20 @@ async fn a_torn_last_record_is_ignored_and_dropped() {
     assert!(reopened.snapshot().services["mcp/docs"].state.is_active());
 }
 
-#[tokio::test]
-async fn a_journal_already_folded_in_is_not_applied_twice() {
+/// A seeded sim that made [`some_writes`], and `crashed.json`: its files as a crash after those writes left them
+/// (state file and journal, not yet folded). The directory lives as long as the returned guard.
+async fn crashed_after_some_writes() -> (tempfile::TempDir, Arc<Sim>, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let (path, crashed) = (dir.path().join("sim.json"), dir.path().join("crashed.json"));
     let sim = seeded(&path);
     some_writes(&sim).await;
     crash_copy(&path, &crashed);
+    (dir, sim, crashed)
+}
+
+#[tokio::test]
+async fn a_journal_already_folded_in_is_not_applied_twice() {
+    let (_dir, sim, crashed) = crashed_after_some_writes().await;
     let old_journal = std::fs::read(journal::path_of(&crashed)).unwrap();
     drop(Sim::open(&crashed).unwrap());
     // A crash between writing the folded state file and removing the journal leaves both.
@@ -794,11 +801,7 @@ async fn a_journal_already_folded_in_is_not_applied_twice() {
 
 #[tokio::test]
 async fn a_journal_changed_by_hand_is_refused_naming_the_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let (path, crashed) = (dir.path().join("sim.json"), dir.path().join("crashed.json"));
-    let sim = seeded(&path);
-    some_writes(&sim).await;
-    crash_copy(&path, &crashed);
+    let (_dir, _sim, crashed) = crashed_after_some_writes().await;
     let journal = journal::path_of(&crashed);
     let text = std::fs::read_to_string(&journal).unwrap().replacen("\"updateService\"", "\"updateServise\"", 1);
     std::fs::write(&journal, &text).unwrap();
