@@ -134,13 +134,18 @@ def start_moto(workdir):
     os.makedirs(workdir, exist_ok=True)
     moto = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
                             env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
+    deadline = time.monotonic() + 30
+    while True:
         try:
             urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            break
+            return moto, endpoint
         except Exception:
+            if moto.poll() is not None:
+                raise SystemExit(f"moto_server exited ({moto.returncode}) before answering at {endpoint}")
+            if time.monotonic() > deadline:
+                moto.kill()
+                raise SystemExit(f"moto_server did not answer at {endpoint} within 30 s")
             time.sleep(0.1)
-    return moto, endpoint
 
 
 def network(endpoint):
